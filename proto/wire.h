@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The mmn v1 wire: framing of proto/mmn.proto Envelopes on a SOCK_SEQPACKET
+ * Unix socket, shared by mmnd and libmmn.  One packet is one Envelope; file
+ * descriptors ride along as SCM_RIGHTS.  Nothing here logs or allocates
+ * beyond protobuf-c's own unpack.
+ */
+#ifndef MMN_PROTO_WIRE_H
+#define MMN_PROTO_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mmn.pb-c.h"
+
+#define MMN_PROTO_VERSION 1
+
+/* Largest packet either side sends or accepts. */
+#define MMN_WIRE_MAX_MSG 4096
+
+/* Most file descriptors one packet may carry. */
+#define MMN_WIRE_MAX_FDS 2
+
+#define MMN_DEFAULT_SOCKET "/run/mmn/mmnd.sock"
+#define MMN_SOCKET_ENV "MMN_SOCKET"
+
+typedef Mmn__V1__Envelope MmnEnvelope;
+
+/*
+ * Serialise @env into @buf (@cap bytes).  Returns the length, -EMSGSIZE if it
+ * does not fit in min(@cap, MMN_WIRE_MAX_MSG), -EINVAL if no body is set.
+ */
+int mmn__wire_encode(const MmnEnvelope *env, uint8_t *buf, size_t cap);
+
+/*
+ * Parse one packet.  Returns 0 and a message in *@out to be released with
+ * mmn__wire_free(), or: -EMSGSIZE (longer than MMN_WIRE_MAX_MSG), -EBADMSG
+ * (not a valid Envelope: truncated or corrupt), -EPROTO (valid protobuf but
+ * no body this version knows).
+ */
+int mmn__wire_decode(const uint8_t *buf, size_t len, MmnEnvelope **out);
+void mmn__wire_free(MmnEnvelope *env);
+
+/* A short name for the body case, for logs and errors. */
+const char *mmn__wire_body_name(const MmnEnvelope *env);
+
+/*
+ * Send one Envelope with up to MMN_WIRE_MAX_FDS descriptors, MSG_NOSIGNAL
+ * and, with @nonblock, MSG_DONTWAIT.  Returns 0 or a negative errno
+ * (-EAGAIN when the peer's queue is full and @nonblock).
+ */
+int mmn__wire_send(int sock, const MmnEnvelope *env, const int *fds, size_t nfds, int nonblock);
+
+/*
+ * Receive one packet into @buf (at least MMN_WIRE_MAX_MSG bytes); never
+ * blocks (MSG_DONTWAIT: poll first, -EAGAIN when nothing is queued).  Returns
+ * its length, 0 on orderly EOF, or a negative errno; -EMSGSIZE when the
+ * packet was truncated (MSG_TRUNC) or carried more descriptors than
+ * @maxfds (MSG_CTRUNC).  Received descriptors are O_CLOEXEC and stored in
+ * @fds, their count in *@nfds; on any error none are left open.
+ */
+ssize_t mmn__wire_recv(int sock, uint8_t *buf, size_t cap, int *fds, size_t maxfds, size_t *nfds);
+
+#endif
