@@ -144,5 +144,7 @@ void mmn__source_test_inject(struct source *s, const struct source_event *ev);
 bool mmn__source_test_acked(struct source *s, uint64_t event_id);
 size_t mmn__source_test_nksubs(struct source *s);
 bool mmn__source_test_ksub_blocking(struct source *s, uint32_t ksub_id);
+/* Called on the loop thread when the broker acks @event_id (benchmarks time the round trip). */
+void mmn__source_test_set_ack_hook(struct source *s, void (*fn)(uint64_t event_id, void *ud), void *ud);
 
 #endif
