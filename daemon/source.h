@@ -146,5 +146,23 @@ size_t mmn__source_test_nksubs(struct source *s);
 bool mmn__source_test_ksub_blocking(struct source *s, uint32_t ksub_id);
 /* Called on the loop thread when the broker acks @event_id (benchmarks time the round trip). */
 void mmn__source_test_set_ack_hook(struct source *s, void (*fn)(uint64_t event_id, void *ud), void *ud);
+/*
+ * Inject an invalidation of [start, end) of @pid the way mmn.ko would: every
+ * live ksub of @pid it touches is listed with its clipped range; needs_ack
+ * when @blockable and a touched ksub is blocking, refused when not
+ * @blockable and one is.  Returns the event id, or 0 when no ksub is
+ * touched (nothing is emitted then, as the kernel would send nothing).
+ */
+uint64_t mmn__source_test_invalidate(struct source *s, pid_t pid, uint64_t start, uint64_t end, uint32_t event,
+				     bool blockable);
+/* Emit SOURCE_INVALIDATE_END for @event_id. */
+void mmn__source_test_end(struct source *s, uint64_t event_id);
+/* The target exited: emit SOURCE_RELEASE for each live ksub of @pid; returns how many. */
+size_t mmn__source_test_release(struct source *s, pid_t pid);
+/* How many times the broker acked @event_id (of the last 4096 events). */
+unsigned mmn__source_test_ack_count(struct source *s, uint64_t event_id);
+/* Live ksubs of @pid: ranges and blocking flags, for tests (returns the count, fills up to @max). */
+size_t mmn__source_test_ksubs(struct source *s, pid_t pid, uint64_t *starts, uint64_t *ends, bool *blocking,
+			      size_t max);
 
 #endif

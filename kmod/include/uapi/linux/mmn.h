@@ -168,6 +168,9 @@ enum mmn_stats_attr {
 	MMN_STATS_A_SELF_SKIPS,		/* blockable, but the daemon's own thread: no wait */
 	MMN_STATS_A_STALE_ACKS,		/* ACKs nobody waited for */
 	MMN_STATS_A_BAD_REQUESTS,	/* commands rejected for bad input */
+	/* added with the module (additive, v1): */
+	MMN_STATS_A_ENDS,		/* INVALIDATE_END messages sent */
+	MMN_STATS_A_RELEASES,		/* RELEASE events (target mm exits) seen */
 
 	__MMN_STATS_A_MAX,
 };

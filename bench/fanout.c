@@ -1,0 +1,539 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * bench/fanout: what mmnd's fan-out costs, measured against the floor.
+ *
+ *   floor      a raw SOCK_SEQPACKET ping-pong between two processes: one
+ *              message out, one back.  No user-space ack can beat it.
+ *   blocking   the broker on the test source: inject one blocking
+ *              invalidation, every client process receives Invalidate
+ *              {needs_ack} and sends Ack, the broker acks the source (the
+ *              source's ack hook fires).  1, 8 and 64 client processes, all
+ *              subscribed to the same range of one target (this process),
+ *              so one kernel subscription fans out to all of them.
+ *   nonblocking  the same with non-blocking clients: events per second
+ *              through the broker to every client.
+ *
+ * Clients speak the raw wire (proto/wire.h) from forked processes; they are
+ * forked before each scenario's loop exists, so they inherit no handle but
+ * the listening socket (closed at once) and the report pipe.  Synchronisation
+ * is by pipes and sockets only.  Rounds: $MMN_BENCH_ROUNDS (default 2000).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "admin.h"
+#include "broker.h"
+#include "log.h"
+#include "source.h"
+#include "wire.h"
+
+#define RANGE_START UINT64_C(0x7f0000000000)
+#define RANGE_LEN UINT64_C(0x100000)
+#define NB_BATCH 256
+#define MAX_CLIENTS 64
+
+static char sock_path[108];
+
+static void die(const char *what, int err)
+{
+	fprintf(stderr, "fanout: %s: %s\n", what, strerror(err < 0 ? -err : err));
+	exit(1);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+struct stats {
+	double median_us, mean_us, p99_us, min_us;
+};
+
+static struct stats summarise(uint64_t *ns, size_t n)
+{
+	struct stats s = { 0 };
+	double sum = 0;
+
+	qsort(ns, n, sizeof(*ns), cmp_u64);
+	for (size_t i = 0; i < n; i++)
+		sum += (double)ns[i];
+	s.median_us = (double)ns[n / 2] / 1e3;
+	s.p99_us = (double)ns[(n * 99) / 100] / 1e3;
+	s.min_us = (double)ns[0] / 1e3;
+	s.mean_us = sum / (double)n / 1e3;
+	return s;
+}
+
+/* ---- the floor ----------------------------------------------------------- */
+
+static struct stats floor_pingpong(int rounds)
+{
+	int sv[2];
+	char buf[64] = { 0 };
+	uint64_t *ns = calloc((size_t)rounds, sizeof(*ns));
+	pid_t pid;
+
+	if (!ns || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		die("socketpair", errno);
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		die("fork", errno);
+	if (pid == 0) {
+		close(sv[0]);
+		while (recv(sv[1], buf, sizeof(buf), 0) > 0)
+			if (send(sv[1], buf, 48, MSG_NOSIGNAL) < 0)
+				break;
+		_exit(0);
+	}
+	close(sv[1]);
+	for (int i = -rounds / 10; i < rounds; i++) { /* negative: warm-up */
+		uint64_t t0 = uv_hrtime();
+
+		if (send(sv[0], buf, 48, MSG_NOSIGNAL) != 48 || recv(sv[0], buf, sizeof(buf), 0) != 48)
+			die("ping-pong", errno);
+		if (i >= 0)
+			ns[i] = uv_hrtime() - t0;
+	}
+	close(sv[0]);
+	waitpid(pid, NULL, 0);
+	struct stats s = summarise(ns, (size_t)rounds);
+
+	free(ns);
+	return s;
+}
+
+/* ---- client processes ---------------------------------------------------- */
+
+static void report(int fd, char c)
+{
+	while (write(fd, &c, 1) < 0 && errno == EINTR)
+		;
+}
+
+static int wire_recv_wait(int fd, uint8_t *buf, MmnEnvelope **env)
+{
+	int fds[MMN_WIRE_MAX_FDS];
+	size_t nfds = 0;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+
+	if (poll(&p, 1, -1) < 0)
+		return -errno;
+	n = mmn__wire_recv(fd, buf, MMN_WIRE_MAX_MSG, fds, MMN_WIRE_MAX_FDS, &nfds);
+	for (size_t i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (n <= 0)
+		return n == 0 ? -ECONNRESET : (int)n;
+	return mmn__wire_decode(buf, (size_t)n, env);
+}
+
+/* Connect, subscribe, then ack (blocking) or count (non-blocking) until EOF. */
+static void client_main(pid_t target, bool blocking, uint64_t last_id, int report_fd)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	Mmn__V1__Hello hello = MMN__V1__HELLO__INIT;
+	Mmn__V1__Subscribe sub = MMN__V1__SUBSCRIBE__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT, *in = NULL;
+	uint8_t buf[MMN_WIRE_MAX_MSG];
+	int fd, r;
+
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	strcpy(sa.sun_path, sock_path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		_exit(2);
+	hello.version_min = hello.version_max = MMN_PROTO_VERSION;
+	hello.client_name = "fanout";
+	env.request_id = 1;
+	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO;
+	env.hello = &hello;
+	if (mmn__wire_send(fd, &env, NULL, 0, 0) < 0 || wire_recv_wait(fd, buf, &in) < 0 ||
+	    in->body_case != MMN__V1__ENVELOPE__BODY_HELLO_REPLY)
+		_exit(3);
+	mmn__wire_free(in);
+
+	sub.pid = target;
+	sub.start = RANGE_START;
+	sub.length = RANGE_LEN;
+	sub.flags = blocking ? MMN__V1__SUB_FLAG__SUB_BLOCKING : MMN__V1__SUB_FLAG__SUB_NONBLOCKING;
+	sub.ack_timeout_ms = 5000;
+	env.request_id = 2;
+	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE;
+	env.subscribe = &sub;
+	if (mmn__wire_send(fd, &env, NULL, 0, 0) < 0)
+		_exit(4);
+	for (;;) {
+		if (wire_recv_wait(fd, buf, &in) < 0)
+			_exit(5);
+		if (in->request_id == 2)
+			break;
+		mmn__wire_free(in);
+	}
+	if (in->body_case != MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY) {
+		fprintf(stderr, "fanout client: subscribe failed: %s\n",
+			in->body_case == MMN__V1__ENVELOPE__BODY_ERROR ? in->error->message : mmn__wire_body_name(in));
+		_exit(6);
+	}
+	mmn__wire_free(in);
+	report(report_fd, 'r');
+
+	/* The hot loop: blocking recv, one syscall per message like the floor's. */
+	for (;;) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+		if (n <= 0)
+			break;
+		r = mmn__wire_decode(buf, (size_t)n, &in);
+		if (r < 0)
+			_exit(7);
+		if (in->body_case == MMN__V1__ENVELOPE__BODY_INVALIDATE) {
+			const Mmn__V1__Invalidate *iv = in->invalidate;
+
+			if (iv->needs_ack) {
+				Mmn__V1__Ack ack = MMN__V1__ACK__INIT;
+				MmnEnvelope a = MMN__V1__ENVELOPE__INIT;
+
+				ack.sub_id = iv->sub_id;
+				ack.event_id = iv->event_id;
+				a.body_case = MMN__V1__ENVELOPE__BODY_ACK;
+				a.ack = &ack;
+				if (mmn__wire_send(fd, &a, NULL, 0, 0) < 0)
+					_exit(8);
+			}
+			if (last_id && iv->event_id == last_id)
+				report(report_fd, 'd');
+		}
+		mmn__wire_free(in);
+	}
+	_exit(0);
+}
+
+/* ---- the broker side ----------------------------------------------------- */
+
+enum phase { WAIT_READY, BLOCKING, NONBLOCKING, DONE };
+
+struct bench {
+	uv_loop_t loop;
+	struct broker *b;
+	struct source *src;
+	uv_poll_t report_poll;
+	uv_idle_t idle;
+	uv_timer_t watchdog;
+	int report_fd;
+	int nclients, ready, done;
+	enum phase phase, next_phase;
+	uint32_t ksubs[MAX_CLIENTS];
+	size_t nksubs;
+	/* blocking */
+	int rounds, round;
+	bool end_due;
+	uint64_t event_id, t0, *ns;
+	/* non-blocking */
+	uint64_t injected, total, nb_t0, nb_t1;
+	bool failed;
+};
+
+static void collect_ksub(const struct admin_sub *s, void *ud)
+{
+	struct bench *bn = ud;
+
+	for (size_t i = 0; i < bn->nksubs; i++)
+		if (bn->ksubs[i] == s->ksub_id)
+			return;
+	if (bn->nksubs < MAX_CLIENTS)
+		bn->ksubs[bn->nksubs++] = s->ksub_id;
+}
+
+static void inject(struct bench *bn, enum source_event_kind kind, uint64_t id, bool needs_ack)
+{
+	struct source_event_sub subs[MAX_CLIENTS];
+	struct source_event ev = {
+		.kind = kind,
+		.event_id = id,
+		.event = 0, /* UNMAP */
+		.blockable = true,
+		.needs_ack = needs_ack,
+		.range_start = RANGE_START,
+		.range_end = RANGE_START + RANGE_LEN,
+		.pid = getpid(),
+		.nsubs = bn->nksubs,
+		.subs = subs,
+	};
+
+	for (size_t i = 0; i < bn->nksubs; i++)
+		subs[i] = (struct source_event_sub){ bn->ksubs[i], RANGE_START, RANGE_START + RANGE_LEN };
+	mmn__source_test_inject(bn->src, &ev);
+}
+
+static void finish(struct bench *bn)
+{
+	bn->phase = DONE;
+	uv_idle_stop(&bn->idle);
+	uv_timer_stop(&bn->watchdog);
+	uv_stop(&bn->loop);
+}
+
+/* Blocking: END of the previous round in one tick, the next INVALIDATE in the next. */
+static void on_idle(uv_idle_t *h)
+{
+	struct bench *bn = h->data;
+
+	if (bn->phase == BLOCKING) {
+		if (bn->end_due) {
+			inject(bn, SOURCE_INVALIDATE_END, bn->event_id, false);
+			bn->end_due = false;
+			if (bn->round == bn->rounds) {
+				finish(bn);
+				return;
+			}
+			return; /* idle stays on: the next tick starts the next round */
+		}
+		uv_idle_stop(h);
+		bn->event_id++;
+		bn->t0 = uv_hrtime();
+		inject(bn, SOURCE_INVALIDATE, bn->event_id, true);
+		return;
+	}
+	if (bn->phase == NONBLOCKING) {
+		for (int i = 0; i < NB_BATCH && bn->injected < bn->total; i++) {
+			bn->injected++;
+			inject(bn, SOURCE_INVALIDATE, bn->injected, false);
+			inject(bn, SOURCE_INVALIDATE_END, bn->injected, false);
+		}
+		if (bn->injected == bn->total)
+			uv_idle_stop(h);
+	}
+}
+
+static void on_ack(uint64_t event_id, void *ud)
+{
+	struct bench *bn = ud;
+	uint64_t t = uv_hrtime();
+
+	if (bn->phase != BLOCKING || event_id != bn->event_id)
+		return;
+	if (bn->round >= 0 && bn->round < bn->rounds)
+		bn->ns[bn->round] = t - bn->t0;
+	bn->round++;
+	bn->end_due = true;
+	uv_idle_start(&bn->idle, on_idle);
+}
+
+static void start_phase(struct bench *bn)
+{
+	mmn__admin_foreach_sub(bn->b, 0, 0, collect_ksub, bn);
+	if (bn->nksubs == 0) {
+		fprintf(stderr, "fanout: no kernel subscription after %d clients subscribed\n", bn->nclients);
+		bn->failed = true;
+		finish(bn);
+		return;
+	}
+	bn->phase = bn->next_phase;
+	if (bn->phase == NONBLOCKING)
+		bn->nb_t0 = uv_hrtime();
+	uv_idle_start(&bn->idle, on_idle);
+}
+
+static void on_report(uv_poll_t *h, int status, int events)
+{
+	struct bench *bn = h->data;
+	char c[128];
+	ssize_t n = read(bn->report_fd, c, sizeof(c));
+
+	for (ssize_t i = 0; i < n; i++) {
+		if (c[i] == 'r' && ++bn->ready == bn->nclients)
+			start_phase(bn);
+		if (c[i] == 'd' && ++bn->done == bn->nclients) {
+			bn->nb_t1 = uv_hrtime();
+			finish(bn);
+		}
+	}
+	if (n == 0) { /* every client died */
+		bn->failed = true;
+		finish(bn);
+	}
+}
+
+static void on_watchdog(uv_timer_t *h)
+{
+	struct bench *bn = h->data;
+
+	fprintf(stderr, "fanout: scenario stuck (phase %d, ready %d, round %d, done %d)\n", bn->phase, bn->ready,
+		bn->round, bn->done);
+	bn->failed = true;
+	finish(bn);
+}
+
+static void reap_all(pid_t *pids, int n)
+{
+	for (int i = 0; i < n; i++) {
+		int st;
+
+		if (waitpid(pids[i], &st, 0) == pids[i] && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+			fprintf(stderr, "fanout: client %d ended with status 0x%x\n", (int)pids[i], st);
+	}
+}
+
+/*
+ * One scenario: @n client processes, blocking (@rounds round trips, the
+ * samples in @ns) or non-blocking (@total events; the time in *@elapsed_ns).
+ */
+static int scenario(int n, bool blocking, int rounds, uint64_t *ns, uint64_t total, uint64_t *elapsed_ns)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct broker_options o;
+	struct bench bn = { 0 };
+	pid_t pids[MAX_CLIENTS];
+	int lfd, rep[2], r;
+
+	lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	strcpy(sa.sun_path, sock_path);
+	unlink(sock_path);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 128) < 0)
+		die("listen", errno);
+	if (pipe2(rep, O_CLOEXEC) < 0)
+		die("pipe", errno);
+	fflush(stdout);
+	for (int i = 0; i < n; i++) {
+		pids[i] = fork();
+		if (pids[i] < 0)
+			die("fork", errno);
+		if (pids[i] == 0) {
+			close(lfd);
+			close(rep[0]);
+			client_main(getppid(), blocking, blocking ? 0 : total, rep[1]);
+		}
+	}
+	close(rep[1]);
+
+	bn.nclients = n;
+	bn.report_fd = rep[0];
+	bn.rounds = rounds;
+	bn.round = -(rounds / 10); /* warm-up rounds first */
+	bn.ns = ns;
+	bn.total = total;
+	bn.next_phase = blocking ? BLOCKING : NONBLOCKING;
+	uv_loop_init(&bn.loop);
+	r = mmn__source_test_new(&bn.loop, NULL, NULL, &bn.src);
+	if (r < 0)
+		die("test source", r);
+	mmn__source_test_set_ack_hook(bn.src, on_ack, &bn);
+	mmn__broker_options_default(&o);
+	o.ack_timeout_ms = 5000;
+	o.max_queued = 65536;
+	if (mmn__broker_options_check(&o) < 0)
+		mmn__broker_options_default(&o);
+	r = mmn__broker_new(&bn.loop, bn.src, &o, &bn.b);
+	if (r < 0)
+		die("broker", r);
+	r = mmn__broker_listen_fd(bn.b, lfd);
+	if (r < 0)
+		die("listen_fd", r);
+
+	uv_poll_init(&bn.loop, &bn.report_poll, rep[0]);
+	bn.report_poll.data = &bn;
+	uv_poll_start(&bn.report_poll, UV_READABLE, on_report);
+	uv_idle_init(&bn.loop, &bn.idle);
+	bn.idle.data = &bn;
+	uv_timer_init(&bn.loop, &bn.watchdog);
+	bn.watchdog.data = &bn;
+	uv_timer_start(&bn.watchdog, on_watchdog, 120000, 0);
+
+	uv_run(&bn.loop, UV_RUN_DEFAULT);
+
+	if (!blocking && !bn.failed) {
+		struct admin_stats st;
+
+		mmn__admin_stats(bn.b, &st);
+		if (st.queue_overflows)
+			printf("#   (%" PRIu64 " client queues coalesced: some events were merged)\n",
+			       st.queue_overflows);
+	}
+	*elapsed_ns = bn.nb_t1 - bn.nb_t0;
+	mmn__source_test_set_ack_hook(bn.src, NULL, NULL);
+	mmn__broker_drain(bn.b);
+	mmn__broker_free(bn.b);
+	uv_close((uv_handle_t *)&bn.report_poll, NULL);
+	uv_close((uv_handle_t *)&bn.idle, NULL);
+	uv_close((uv_handle_t *)&bn.watchdog, NULL);
+	uv_run(&bn.loop, UV_RUN_DEFAULT);
+	uv_loop_close(&bn.loop);
+	close(rep[0]);
+	reap_all(pids, n);
+	unlink(sock_path);
+	return bn.failed ? -EIO : 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *e = getenv("MMN_BENCH_ROUNDS");
+	int rounds = e ? atoi(e) : 2000;
+	const int counts[] = { 1, 8, 64 };
+	char dir[] = "/tmp/mmn-fanout-XXXXXX";
+	uint64_t *ns, el;
+	struct stats fl, s;
+	int failed = 0;
+
+	if (rounds < 10)
+		rounds = 10;
+	signal(SIGPIPE, SIG_IGN);
+	mmn__log_set_level(LOG_WARNING); /* no per-client attach/detach lines */
+	if (!mkdtemp(dir))
+		die("mkdtemp", errno);
+	snprintf(sock_path, sizeof(sock_path), "%s/mmnd.sock", dir);
+	ns = calloc((size_t)rounds, sizeof(*ns));
+	if (!ns)
+		die("calloc", ENOMEM);
+
+	printf("# mmn bench/fanout: %d rounds per figure, times in microseconds (median / mean / p99)\n",
+	       rounds);
+	fl = floor_pingpong(rounds);
+	printf("floor   SOCK_SEQPACKET ping-pong, 2 processes : %8.2f / %8.2f / %8.2f\n", fl.median_us,
+	       fl.mean_us, fl.p99_us);
+
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		if (scenario(counts[i], true, rounds, ns, 0, &el) < 0) {
+			failed = 1;
+			printf("blocking %2d clients: FAILED\n", counts[i]);
+			continue;
+		}
+		s = summarise(ns, (size_t)rounds);
+		printf("blocking round trip, %2d client processes : %8.2f / %8.2f / %8.2f   = %5.1fx floor (median)\n",
+		       counts[i], s.median_us, s.mean_us, s.p99_us, s.median_us / fl.median_us);
+	}
+
+	const int nb_counts[] = { 1, 8 };
+	uint64_t total = (uint64_t)rounds * 25;
+
+	for (size_t i = 0; i < sizeof(nb_counts) / sizeof(nb_counts[0]); i++) {
+		if (scenario(nb_counts[i], false, 0, NULL, total, &el) < 0 || el == 0) {
+			failed = 1;
+			printf("non-blocking %d clients: FAILED\n", nb_counts[i]);
+			continue;
+		}
+		double secs = (double)el / 1e9;
+		printf("non-blocking, %d client processes: %" PRIu64 " events in %.3f s = %.0f events/s, "
+		       "%.0f deliveries/s (%.2f us/event = %.1fx floor)\n",
+		       nb_counts[i], total, secs, (double)total / secs, (double)total * nb_counts[i] / secs,
+		       secs * 1e6 / (double)total, secs * 1e6 / (double)total / fl.median_us);
+	}
+	free(ns);
+	rmdir(dir);
+	return failed;
+}

@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libmmn: user-space mmu interval notifiers.  Link with `pkg-config --libs mmn`.
+ *
+ * Conventions: every int-returning function returns 0 (or a documented
+ * non-negative value) on success and a negative errno on failure, like sd-bus
+ * and libnl; mmn_strerror() explains mmn-specific meanings.  Option structs
+ * start with a size field so they can grow without breaking the ABI.  The
+ * library never writes to stderr, installs no signal handler and never exits;
+ * see mmn_set_log_fn().
+ *
+ * Threads: every function may be called from any thread.  Callbacks run on the
+ * thread that dispatches (mmn_dispatch() or the library thread of
+ * mmn_start_thread()), never with a library lock held, so a callback may call
+ * mmn_ack(), mmn_subscribe() and mmn_unsubscribe() (also on its own
+ * subscription).  mmn_read_begin()/mmn_read_retry() are lock-free and safe
+ * from any thread.
+ *
+ * Self-subscription rule: while the kernel waits for a blocking ack it may
+ * hold the target's mmap lock.  When the target is the calling process, the
+ * thread that acks (the dispatching thread and every callback it runs, or the
+ * thread calling mmn_ack() after MMN_ACK_LATER) must not page-fault on memory
+ * that is not resident, must not allocate memory that may need new pages and
+ * must not call mmap/munmap/mprotect/madvise or read /proc/self/maps: it would
+ * wait for the mmap lock until the ack deadline.  mmn_start_thread() runs a
+ * fault-free thread (locked, pre-faulted stack and buffers); keep your
+ * callbacks fault-free too (touch only locked or already resident memory).
+ *
+ * fork(): a child must not use its parent's connection.  In a child every call
+ * on a client inherited from the parent returns -ECHILD (mmn_read_retry()
+ * returns true); only mmn_disconnect() is allowed there, to free the memory.
+ */
+#ifndef MMN_MMN_H
+#define MMN_MMN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(MMN_BUILDING_LIBRARY)
+#define MMN_EXPORT __attribute__((visibility("default")))
+#else
+#define MMN_EXPORT
+#endif
+
+struct mmn_client; /* one connection to mmnd */
+struct mmn_sub;    /* one subscription: a VA range of a target process */
+
+/* Why the range is being invalidated (mmn.v1.EventType). */
+enum mmn_event {
+	MMN_EVENT_UNMAP,
+	MMN_EVENT_CLEAR,
+	MMN_EVENT_PROTECTION_VMA,
+	MMN_EVENT_PROTECTION_PAGE,
+	MMN_EVENT_SOFT_DIRTY,
+	MMN_EVENT_RELEASE,
+	MMN_EVENT_MIGRATE,
+	MMN_EVENT_EXCLUSIVE,
+	MMN_EVENT_REMOVE, /* uffd source: madvise(MADV_DONTNEED/MADV_REMOVE) */
+	MMN_EVENT_REMAP,  /* uffd source: mremap moved the range away */
+	MMN_EVENT_RESYNC, /* library: reconnected, everything may have changed */
+};
+
+/*
+ * One invalidation, clipped to the subscription: [start, end).  seq is the
+ * sequence value mmnd reported, event_id is what mmn_ack() names.
+ * needs_ack (an addition to the v1 API, appended so the layout of the fields
+ * before it is unchanged): this invalidation waits for an ack.
+ */
+struct mmn_range {
+	uint64_t start, end;
+	enum mmn_event event;
+	bool blockable;
+	uint64_t seq;
+	uint64_t event_id;
+	bool needs_ack;
+};
+
+enum {
+	MMN_SUB_BLOCKING = 1u << 0,    /* the kernel waits for my ack */
+	MMN_SUB_NONBLOCKING = 1u << 1, /* tell me, never wait for me */
+};
+
+enum {
+	MMN_ACK_LATER = 1, /* invalidate callback: I will call mmn_ack() myself */
+};
+
+/*
+ * release() reasons: >= 0 come from mmnd (mmn.v1.RevokeReason, and 0 for
+ * "the target address space is gone"); < 0 are negative errnos from the
+ * library (e.g. -ENOMEM: after a reconnection the range could not be
+ * watched again).
+ */
+enum {
+	MMN_RELEASE_TARGET_GONE = 0,
+	MMN_RELEASE_TIMEOUT = 1,     /* missed the ack deadline: evicted */
+	MMN_RELEASE_ADMIN = 2,       /* evicted by an administrator */
+	MMN_RELEASE_DESYNC = 3,      /* events were lost */
+	MMN_RELEASE_SOURCE_GONE = 4, /* the event source went away */
+	MMN_RELEASE_SHUTDOWN = 5,    /* mmnd is stopping */
+};
+
+struct mmn_sub_opts {
+	size_t size;             /* sizeof(struct mmn_sub_opts) */
+	uint32_t flags;          /* MMN_SUB_BLOCKING or MMN_SUB_NONBLOCKING */
+	uint64_t event_mask;     /* bit (1 << enum mmn_event); 0 = all */
+	uint32_t ack_timeout_ms; /* 0 = daemon default */
+	/* Required.  Return 0 when done (the library acks if needed), or MMN_ACK_LATER. */
+	int (*invalidate)(struct mmn_sub *, const struct mmn_range *, void *userdata);
+	void (*invalidate_end)(struct mmn_sub *, const struct mmn_range *, void *userdata);
+	void (*release)(struct mmn_sub *, int reason, void *userdata); /* target gone or revoked */
+	void *userdata;
+};
+
+/**
+ * mmn_connect() - connect to mmnd.
+ * @socket_path: NULL for $MMN_SOCKET, or /run/mmn/mmnd.sock when unset.
+ * @out: the new client.
+ *
+ * Performs the Hello handshake (waits at most 5 s), maps the shared sequence
+ * page and, when the daemon's source needs it (uffd), creates this process's
+ * userfaultfd and hands it to mmnd.
+ * Return: 0, or -EINVAL, -ENOENT/-ECONNREFUSED (no daemon), -ETIMEDOUT,
+ * -EPROTONOSUPPORT (no common protocol version), -EBADMSG/-EPROTO (bad reply),
+ * -EPERM (mmnd refused), -ENOMEM, -EOPNOTSUPP (userfaultfd unavailable).
+ */
+MMN_EXPORT int mmn_connect(const char *socket_path, struct mmn_client **out);
+
+/**
+ * mmn_disconnect() - stop the library thread, remove every subscription and
+ * free @c and every mmn_sub of it.  No callback runs after it returns.  NULL
+ * is allowed.  Must not be called from a callback.
+ */
+MMN_EXPORT void mmn_disconnect(struct mmn_client *c);
+
+/**
+ * mmn_get_fd() - a descriptor to poll for POLLIN; then call mmn_dispatch().
+ * It stays the same across reconnections.  Return: the fd or -EINVAL/-ECHILD.
+ */
+MMN_EXPORT int mmn_get_fd(struct mmn_client *c);
+
+/**
+ * mmn_dispatch() - read what mmnd sent, drive reconnection and run the due
+ * callbacks on the calling thread.  Never blocks (bounded work per call; the
+ * fd stays readable while more is due).
+ * Return: the number of callbacks run (>= 0); -EBUSY when another thread is
+ * dispatching (e.g. the library thread); -EBADMSG/-EPROTO/-ECONNRESET once
+ * when the connection was dropped (the library then reconnects by itself).
+ */
+MMN_EXPORT int mmn_dispatch(struct mmn_client *c);
+
+/**
+ * mmn_start_thread() - dispatch on a library thread instead.  The thread
+ * blocks all signals and runs fault-free (see the self-subscription rule).
+ * Return: 0, -EALREADY, -EAGAIN/-ENOMEM.
+ */
+MMN_EXPORT int mmn_start_thread(struct mmn_client *c);
+
+/**
+ * mmn_capabilities() - bit (1 << enum mmn_event) for every event the active
+ * source delivers, plus MMN_CAP_* bits below.  0 for an invalid @c.
+ */
+#define MMN_CAP_ACKS_HOLD_KERNEL (1ull << 62)     /* a blocking ack really delays the kernel */
+#define MMN_CAP_EVENTS_BEFORE_CHANGE (1ull << 61) /* invalidate arrives before the change */
+#define MMN_CAP_SELF_ONLY (1ull << 60)            /* only pid 0 (self) can be watched (uffd) */
+MMN_EXPORT uint64_t mmn_capabilities(struct mmn_client *c);
+
+/**
+ * mmn_subscribe() - watch [start, start + length) of process @pid (0 = self).
+ * Waits for mmnd's reply (at most 5 s).
+ * Return: 0; -EINVAL (bad argument, length 0, flags not exactly one of
+ * BLOCKING/NONBLOCKING, unknown event bits, no invalidate callback);
+ * -EOVERFLOW (range wraps or passes the end of the user address space);
+ * -E2BIG (opts->size larger than known with non-zero trailing bytes);
+ * -ENOTCONN (reconnecting, try again); uffd source: -EOPNOTSUPP (@pid is not
+ * this process), -ENOMEM (range not fully mapped), -EINVAL (memory type not
+ * supported), -EBUSY (the range is already registered by another
+ * userfaultfd, e.g. a second mmn_client of this process subscribed an
+ * overlapping range: use one client per process); errors from mmnd
+ * (-EPERM, -ESRCH, -ENOSPC, ...).
+ */
+MMN_EXPORT int mmn_subscribe(struct mmn_client *c, pid_t pid, uint64_t start, uint64_t length,
+			     const struct mmn_sub_opts *opts, struct mmn_sub **out);
+
+/**
+ * mmn_unsubscribe() - remove @s and free it.  Before it returns, the
+ * library calls invalidate_end for every invalidation of @s still
+ * outstanding (so the pairing rule holds), on the calling thread.  May be
+ * called from any callback, including one of @s itself.  After it returns no
+ * callback of @s runs.  Calling it again on the same handle returns
+ * -EALREADY as long as the handle memory has not been recycled (the 64 most
+ * recently removed handles are kept); later calls are use-after-free.
+ * Return: 0, -EINVAL, -EALREADY, -ECHILD.
+ */
+MMN_EXPORT int mmn_unsubscribe(struct mmn_sub *s);
+
+/**
+ * mmn_ack() - acknowledge @event_id of @s (after MMN_ACK_LATER).
+ * Return: 0 (also when the event is already over), -EINVAL, -EALREADY
+ * (subscription removed), -ECHILD, or a send error.
+ */
+MMN_EXPORT int mmn_ack(struct mmn_sub *s, uint64_t event_id);
+
+/**
+ * mmn_read_begin() - like mmu_interval_read_begin(): a sequence value to
+ * pass to mmn_read_retry().  Waits (futex) while an invalidation of @s is in
+ * flight and while the library is reconnecting.  No syscall otherwise.
+ * For a released/revoked subscription it returns at once and every
+ * mmn_read_retry() reports a collision.  Must not be called from a
+ * callback (it could wait for the invalidation that callback handles).
+ */
+MMN_EXPORT uint64_t mmn_read_begin(struct mmn_sub *s);
+
+/**
+ * mmn_read_retry() - true: an invalidation collided since mmn_read_begin()
+ * returned @seq (or the library is disconnected): drop what you built and
+ * retry.  Lock-free, no syscall.
+ */
+MMN_EXPORT bool mmn_read_retry(struct mmn_sub *s, uint64_t seq);
+
+/** mmn_strerror() - text for a (negative or positive) errno returned by libmmn. */
+MMN_EXPORT const char *mmn_strerror(int err);
+
+/**
+ * mmn_set_log_fn() - process-wide log sink for diagnostics (syslog
+ * priorities LOG_ERR..LOG_DEBUG); messages above @max_priority are dropped.
+ * NULL (the default) keeps the library silent.  May be called from any
+ * thread; @fn may run on the library thread, so it must be fault-free too
+ * when self-subscribing with blocking acks.
+ */
+typedef void (*mmn_log_fn)(int priority, const char *msg, void *userdata);
+MMN_EXPORT void mmn_set_log_fn(mmn_log_fn fn, int max_priority, void *userdata);
+
+/** mmn_sub_userdata() - opts->userdata of @s (NULL for NULL). */
+MMN_EXPORT void *mmn_sub_userdata(struct mmn_sub *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The shared sequence page and mmn_read_begin/mmn_read_retry.
+ *
+ * mmnd writes each subscription's slot (proto/seqpage.h).  On top of it every
+ * sub has an epoch in library memory, odd while the sub is not attached to a
+ * live slot (disconnected, RESYNC being delivered, released).  read_begin
+ * returns (epoch << 32) | slot.seq, so a value taken before a reconnection
+ * never matches one after it, even when the new mmnd reuses slot, gen and seq.
+ *
+ * Readers never see an unmapped page: on connection loss the page is replaced
+ * in place (MAP_FIXED) by an anonymous placeholder, and regions are unmapped
+ * only by mmn_disconnect().  A reader sleeping on the old slot is woken through
+ * a second mapping of the old memfd (a shared futex is keyed by the file page).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static long futex(const uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
+{
+	return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
+}
+
+static size_t page_round(size_t n)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (n + ps - 1) & ~(ps - 1);
+}
+
+const struct mmn_seqpage_slot *mmn__seqpage_slot(struct mmn_client *c, uint32_t idx)
+{
+	const struct mmn_seqpage *sp = c->sp_addr;
+
+	if (!sp || idx >= c->nslots)
+		return NULL;
+	return &sp->slots[idx];
+}
+
+static void retire(struct mmn_client *c)
+{
+	if (c->nretired == ARRAY_SIZE(c->retired)) {
+		/* Very unlikely (the page grew 16 times): the oldest goes. */
+		munmap(c->retired[0].addr, c->retired[0].len);
+		for (unsigned i = 1; i < c->nretired; i++)
+			c->retired[i - 1] = c->retired[i];
+		c->nretired--;
+	}
+	c->retired[c->nretired].addr = c->sp_addr;
+	c->retired[c->nretired].len = c->sp_len;
+	c->nretired++;
+	c->sp_addr = NULL;
+	c->sp_len = 0;
+}
+
+int mmn__seqpage_map(struct mmn_client *c, int memfd, uint32_t nslots)
+{
+	size_t need = MMN_SEQPAGE_SIZE(nslots), len = page_round(need);
+	const struct mmn_seqpage *sp;
+	struct stat st;
+	void *addr;
+
+	if (!nslots || nslots > (1u << 20))
+		return -EBADMSG;
+	if (fstat(memfd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < need)
+		return -EBADMSG;
+	if (c->sp_addr && len <= c->sp_len) {
+		addr = mmap(c->sp_addr, len, PROT_READ, MAP_SHARED | MAP_FIXED, memfd, 0);
+	} else {
+		if (c->sp_addr)
+			retire(c);
+		addr = mmap(NULL, len, PROT_READ, MAP_SHARED, memfd, 0);
+		if (addr != MAP_FAILED) {
+			c->sp_addr = addr;
+			c->sp_len = len;
+		}
+	}
+	if (addr == MAP_FAILED)
+		return -errno;
+	sp = addr;
+	c->sp_memfd = memfd;
+	if (sp->magic != MMN_SEQPAGE_MAGIC || sp->version != MMN_SEQPAGE_VERSION || sp->nslots < nslots) {
+		c->nslots = 0;
+		return -EBADMSG;
+	}
+	c->nslots = nslots;
+	return 0;
+}
+
+static void wake_epoch(struct mmn_sub *s)
+{
+	futex(&s->epoch, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+}
+
+void mmn__seq_detach_sub(struct mmn_sub *s)
+{
+	uint32_t e = __atomic_load_n(&s->epoch, __ATOMIC_RELAXED);
+
+	if (!(e & 1))
+		__atomic_store_n(&s->epoch, e + 1, __ATOMIC_RELEASE);
+	wake_epoch(s);
+}
+
+void mmn__seq_publish(struct mmn_sub *s)
+{
+	uint32_t e = __atomic_load_n(&s->epoch, __ATOMIC_RELAXED);
+
+	if (__atomic_load_n(&s->dead, __ATOMIC_RELAXED))
+		return;
+	if (e & 1)
+		__atomic_store_n(&s->epoch, e + 1, __ATOMIC_RELEASE);
+	wake_epoch(s);
+}
+
+void mmn__seq_kill(struct mmn_sub *s)
+{
+	const struct mmn_seqpage_slot *slot = __atomic_load_n(&s->slot, __ATOMIC_RELAXED);
+
+	__atomic_store_n(&s->dead, 1, __ATOMIC_RELEASE);
+	mmn__seq_detach_sub(s);
+	if (slot)
+		futex(&slot->seq, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+void mmn__seqpage_detach(struct mmn_client *c)
+{
+	const struct mmn_seqpage *old;
+
+	for (struct mmn_sub *s = c->subs; s; s = s->next)
+		mmn__seq_detach_sub(s);
+	if (c->sp_addr && mmap(c->sp_addr, c->sp_len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
+				  MAP_FAILED)
+		mmn__log(LOG_ERR, "mmn: replacing the sequence page failed: %m");
+	if (c->sp_memfd < 0)
+		return;
+	old = mmap(NULL, c->sp_len, PROT_READ, MAP_SHARED, c->sp_memfd, 0);
+	if (old != MAP_FAILED) {
+		for (struct mmn_sub *s = c->subs; s; s = s->next) {
+			const struct mmn_seqpage_slot *slot = __atomic_load_n(&s->slot, __ATOMIC_RELAXED);
+			size_t off;
+
+			if (!slot)
+				continue;
+			off = (size_t)((const char *)slot - (const char *)c->sp_addr);
+			if (off < c->sp_len)
+				futex((const uint32_t *)((const char *)old + off), FUTEX_WAKE, INT_MAX, NULL);
+		}
+		munmap((void *)old, c->sp_len);
+	}
+	close(c->sp_memfd);
+	c->sp_memfd = -1;
+	c->nslots = 0;
+}
+
+void mmn__seqpage_unmap_all(struct mmn_client *c)
+{
+	if (c->sp_addr)
+		munmap(c->sp_addr, c->sp_len);
+	for (unsigned i = 0; i < c->nretired; i++)
+		munmap(c->retired[i].addr, c->retired[i].len);
+	c->sp_addr = NULL;
+	c->nretired = 0;
+}
+
+MMN_EXPORT uint64_t mmn_read_begin(struct mmn_sub *s)
+{
+	static const struct timespec slot_lost = { .tv_nsec = 10 * 1000 * 1000 };
+
+	if (!s)
+		return 1;
+	for (;;) {
+		const struct mmn_seqpage_slot *slot;
+		uint32_t e, gen;
+		uint64_t v;
+
+		if (mmn__forked(s->c))
+			return 1;
+		e = __atomic_load_n(&s->epoch, __ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&s->dead, __ATOMIC_ACQUIRE))
+			return ((uint64_t)e << 32) | 1;
+		if (e & 1) {
+			futex(&s->epoch, FUTEX_WAIT_PRIVATE, e, NULL);
+			continue;
+		}
+		slot = __atomic_load_n(&s->slot, __ATOMIC_RELAXED);
+		gen = __atomic_load_n(&s->gen, __ATOMIC_RELAXED);
+		v = mmn_seqpage_load(slot);
+		if (__atomic_load_n(&s->epoch, __ATOMIC_ACQUIRE) != e)
+			continue;
+		if (MMN_SEQ_GEN(v) != gen) {
+			/* mmnd gave the slot away: its Release/Revoked is on the way. */
+			futex(&s->epoch, FUTEX_WAIT_PRIVATE, e, &slot_lost);
+			continue;
+		}
+		if (MMN_SEQ_WORD(v) & 1) {
+			futex(&slot->seq, FUTEX_WAIT, MMN_SEQ_WORD(v), NULL);
+			continue;
+		}
+		return ((uint64_t)e << 32) | MMN_SEQ_WORD(v);
+	}
+}
+
+MMN_EXPORT bool mmn_read_retry(struct mmn_sub *s, uint64_t seq)
+{
+	const struct mmn_seqpage_slot *slot;
+	uint32_t e;
+	uint64_t v;
+
+	if (!s)
+		return true;
+	/* Order the caller's reads (its mapping) before the check, like smp_rmb(). */
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if (mmn__forked(s->c))
+		return true;
+	e = __atomic_load_n(&s->epoch, __ATOMIC_ACQUIRE);
+	if ((e & 1) || e != (uint32_t)(seq >> 32))
+		return true;
+	slot = __atomic_load_n(&s->slot, __ATOMIC_RELAXED);
+	v = mmn_seqpage_load(slot);
+	return MMN_SEQ_GEN(v) != __atomic_load_n(&s->gen, __ATOMIC_RELAXED) || MMN_SEQ_WORD(v) != (uint32_t)seq;
+}

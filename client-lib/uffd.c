@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The userfaultfd of the uffd source.  mmnd cannot watch another process's
+ * address space without the module, so the client creates a userfaultfd in
+ * its own process (UFFD_USER_MODE_ONLY: no privilege needed), enables the
+ * non-cooperative events (unmap, remove, remap, fork) and hands it to mmnd.
+ * Ranges are registered in write-protect mode only and never write-protected,
+ * so no page fault is ever delivered: only the events are.
+ *
+ * One userfaultfd per address space per range: a second mmn_client of the
+ * same process registering an overlapping range gets -EBUSY.  Overlapping
+ * subscriptions of one client share the registration; a range is unregistered
+ * only where no other subscription of the client covers it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
+
+#define UFFD_REQUIRED                                                                              \
+	(UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_REMAP |           \
+	 UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_PAGEFAULT_FLAG_WP)
+/*
+ * Optional: WP registration of shmem/hugetlb, and WP_ASYNC, which lets
+ * WP-only registration cover any memory type (file mappings too) and makes
+ * the kernel resolve any write-protect fault by itself.
+ */
+#define UFFD_OPTIONAL (UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_WP_ASYNC)
+
+static int uffd_create(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+
+	if (fd < 0 && errno == EINVAL) /* kernel before 5.11 */
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	return fd < 0 ? -errno : fd;
+}
+
+int mmn__uffd_open(struct mmn_client *c)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	uint64_t avail;
+	int fd, r;
+
+	/* UFFDIO_API works once per fd: probe what the kernel offers on a first one. */
+	fd = uffd_create();
+	if (fd < 0)
+		return fd == -ENOSYS || fd == -EPERM ? -EOPNOTSUPP : fd;
+	r = ioctl(fd, UFFDIO_API, &api) < 0 ? -errno : 0;
+	close(fd);
+	if (r < 0)
+		return r;
+	avail = api.features;
+	if ((avail & UFFD_REQUIRED) != UFFD_REQUIRED) {
+		mmn__log(LOG_ERR, "mmn: userfaultfd lacks events (features 0x%llx)", (unsigned long long)avail);
+		return -EOPNOTSUPP;
+	}
+	fd = uffd_create();
+	if (fd < 0)
+		return fd;
+	api = (struct uffdio_api){ .api = UFFD_API, .features = UFFD_REQUIRED | (avail & UFFD_OPTIONAL) };
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	c->uffd_features = api.features;
+	mmn__global_set_fd(&c->uffd, fd);
+	return 0;
+}
+
+/* Closing releases every registration (the kernel unregisters all ranges). */
+void mmn__uffd_close(struct mmn_client *c)
+{
+	int fd = c->uffd;
+
+	if (fd < 0)
+		return;
+	mmn__global_set_fd(&c->uffd, -1);
+	close(fd);
+	for (struct mmn_sub *s = c->subs; s; s = s->next)
+		s->reg_start = s->reg_end = 0;
+}
+
+int mmn__uffd_register(struct mmn_client *c, struct mmn_sub *s)
+{
+	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t a = s->start & ~(ps - 1), b = (s->end + ps - 1) & ~(ps - 1);
+	struct uffdio_register reg = { .range = { .start = a, .len = b - a }, .mode = UFFDIO_REGISTER_MODE_WP };
+
+	if (c->uffd < 0)
+		return -ENOTCONN;
+	/* msync() fails with ENOMEM on a hole; UFFDIO_REGISTER would skip it. */
+	if (msync((void *)(uintptr_t)a, b - a, MS_ASYNC) < 0)
+		return errno == ENOMEM ? -ENOMEM : -errno;
+	if (ioctl(c->uffd, UFFDIO_REGISTER, &reg) < 0)
+		return -errno;
+	s->reg_start = a;
+	s->reg_end = b;
+	return 0;
+}
+
+static void unregister(int uffd, uint64_t a, uint64_t b)
+{
+	struct uffdio_range r = { .start = a, .len = b - a };
+
+	/* Failure only means the range is gone already. */
+	if (a < b)
+		ioctl(uffd, UFFDIO_UNREGISTER, &r);
+}
+
+/*
+ * Unregister [a, b) except where another registered sub of @c covers it.
+ * Subs before @from in the list are known not to overlap [a, b).
+ */
+static void unregister_uncovered(struct mmn_client *c, const struct mmn_sub *self, uint64_t a, uint64_t b,
+				 const struct mmn_sub *from)
+{
+	for (const struct mmn_sub *o = from; o; o = o->next) {
+		if (o == self || o->reg_start == o->reg_end || o->reg_end <= a || o->reg_start >= b)
+			continue;
+		if (o->reg_start > a)
+			unregister_uncovered(c, self, a, o->reg_start, o->next);
+		if (o->reg_end < b)
+			unregister_uncovered(c, self, o->reg_end, b, o->next);
+		return;
+	}
+	unregister(c->uffd, a, b);
+}
+
+void mmn__uffd_unregister(struct mmn_client *c, struct mmn_sub *s)
+{
+	if (c->uffd >= 0 && s->reg_start < s->reg_end)
+		unregister_uncovered(c, s, s->reg_start, s->reg_end, c->subs);
+	s->reg_start = s->reg_end = 0;
+}

@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * daemon/admin.h for the D-Bus side: read-only views, defaults, eviction.
+ * Every call runs on the loop thread and finishes before returning; the
+ * structures handed to callbacks live only for the call.
+ */
+#include "broker-internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+
+void mmn__admin_stats(struct broker *b, struct admin_stats *out)
+{
+	*out = b->stats;
+	out->kernel_subscriptions = b->nksubs;
+}
+
+void mmn__admin_get_defaults(struct broker *b, struct admin_defaults *out)
+{
+	out->ack_timeout_ms = b->opt.ack_timeout_ms;
+	out->ack_cap_ms = b->opt.ack_cap_ms;
+	out->max_clients = b->opt.max_clients;
+	out->max_subs_per_client = b->opt.max_subs;
+	out->max_queued_events = b->opt.max_queued;
+}
+
+/* New values apply to new subscriptions and connections; existing ones keep theirs. */
+int mmn__admin_set_defaults(struct broker *b, const struct admin_defaults *d)
+{
+	struct broker_options o = b->opt;
+
+	o.ack_timeout_ms = d->ack_timeout_ms;
+	o.ack_cap_ms = d->ack_cap_ms;
+	o.max_clients = d->max_clients;
+	o.max_subs = d->max_subs_per_client;
+	o.max_queued = d->max_queued_events;
+	if (mmn__broker_options_check(&o) < 0)
+		return -EINVAL;
+	b->opt = o;
+	return 0;
+}
+
+void mmn__admin_source(struct broker *b, const char **name, uint64_t *event_mask, bool *acks_hold_kernel)
+{
+	if (!b->src || b->source_lost) {
+		*name = "none";
+		*event_mask = 0;
+		*acks_hold_kernel = false;
+		return;
+	}
+	*name = b->src->caps.name;
+	*event_mask = b->src->caps.event_mask;
+	*acks_hold_kernel = b->src->caps.acks_hold_kernel;
+}
+
+static const char *client_mode(const struct client *c)
+{
+	bool blk = false, nb = false;
+
+	list_for_each(pos, &c->subs) {
+		const struct sub *s = list_entry(pos, struct sub, clink);
+
+		if (s->flags == MMN__V1__SUB_FLAG__SUB_BLOCKING)
+			blk = true;
+		else
+			nb = true;
+	}
+	if (blk && nb)
+		return "mixed";
+	if (blk)
+		return "blocking";
+	return nb ? "nonblocking" : "idle";
+}
+
+void mmn__admin_foreach_client(struct broker *b, void (*fn)(const struct admin_client *, void *), void *ud)
+{
+	list_for_each(pos, &b->clients) {
+		struct client *c = list_entry(pos, struct client, link);
+		struct admin_client ac = {
+			.id = c->id,
+			.pid = c->pid,
+			.uid = c->uid,
+			.name = c->name,
+			.mode = client_mode(c),
+			.subscriptions = c->nsubs,
+			.pending_acks = c->pending_acks,
+			.evictions = c->evictions,
+		};
+
+		if (c->hello)
+			fn(&ac, ud);
+	}
+}
+
+void mmn__admin_foreach_sub(struct broker *b, uint64_t client_id, pid_t pid,
+			    void (*fn)(const struct admin_sub *, void *), void *ud)
+{
+	list_for_each(pos, &b->clients) {
+		struct client *c = list_entry(pos, struct client, link);
+
+		if (client_id && c->id != client_id)
+			continue;
+		list_for_each(sp, &c->subs) {
+			struct sub *s = list_entry(sp, struct sub, clink);
+			struct admin_sub as = {
+				.id = s->id,
+				.client_id = c->id,
+				.target_pid = s->t->pid,
+				.start = s->start,
+				.end = s->end,
+				.flags = s->flags,
+				.event_mask = s->mask,
+				.seq = mmn__seqpage_value(c, s->slot),
+				.ksub_id = s->k ? s->k->id : 0,
+			};
+
+			if (pid && s->t->pid != pid)
+				continue;
+			fn(&as, ud);
+		}
+	}
+}
+
+int mmn__admin_evict(struct broker *b, uint64_t client_id)
+{
+	list_for_each(pos, &b->clients) {
+		struct client *c = list_entry(pos, struct client, link);
+
+		if (c->id != client_id)
+			continue;
+		list_for_each(sp, &c->subs) {
+			struct sub *s = list_entry(sp, struct sub, clink);
+			Mmn__V1__Revoked rev = MMN__V1__REVOKED__INIT;
+			MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+			rev.sub_id = s->id;
+			rev.reason = MMN__V1__REVOKE_REASON__REVOKE_ADMIN;
+			env.body_case = MMN__V1__ENVELOPE__BODY_REVOKED;
+			env.revoked = &rev;
+			mmn__client_send(c, &env);
+		}
+		b->stats.evictions++;
+		c->evictions++;
+		mmn__log(LOG_NOTICE, MMN_MSGID_CLIENT_EVICT, "Client %" PRIu64 " (pid %d) evicted by an administrator",
+			 c->id, (int)c->pid);
+		if (b->has_obs && b->obs.client_evicted)
+			b->obs.client_evicted(b->obs.ud, c->id, "admin");
+		mmn__client_drop(c, -ECONNABORTED);
+		mmn__broker_settle(b);
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/* mmnd has no configuration file yet: options come from the command line and SetDefaults. */
+int mmn__admin_reload(struct broker *b)
+{
+	return 0;
+}
+
+void mmn__admin_set_observer(struct broker *b, const struct admin_observer *obs)
+{
+	if (obs) {
+		b->obs = *obs;
+		b->has_obs = true;
+	} else {
+		b->has_obs = false;
+	}
+}

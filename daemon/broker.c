@@ -1,0 +1,324 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The broker object: listeners, the source's event callback, settling
+ * after every callback, drain and teardown.  See broker.h for the API and
+ * broker-internal.h for object lifetimes.
+ */
+#include "broker-internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define ACCEPT_BATCH 64
+
+void mmn__broker_options_default(struct broker_options *o)
+{
+	o->ack_timeout_ms = MMN_BROKER_DEFAULT_ACK_TIMEOUT_MS;
+	o->ack_cap_ms = MMN_BROKER_DEFAULT_ACK_CAP_MS;
+	o->max_clients = MMN_BROKER_DEFAULT_MAX_CLIENTS;
+	o->max_subs = MMN_BROKER_DEFAULT_MAX_SUBS;
+	o->max_queued = MMN_BROKER_DEFAULT_MAX_QUEUED;
+	o->max_targets = MMN_BROKER_DEFAULT_MAX_TARGETS;
+}
+
+int mmn__broker_options_check(const struct broker_options *o)
+{
+	if (!o->ack_cap_ms || o->ack_cap_ms > MMN_BROKER_MAX_ACK_CAP_MS)
+		return -EINVAL;
+	if (!o->ack_timeout_ms || o->ack_timeout_ms > o->ack_cap_ms)
+		return -EINVAL;
+	if (!o->max_clients || !o->max_subs || o->max_subs > MMN_BROKER_MAX_SUBS_LIMIT)
+		return -EINVAL;
+	if (!o->max_queued || !o->max_targets)
+		return -EINVAL;
+	return 0;
+}
+
+uint64_t mmn__broker_now(struct broker *b)
+{
+	return uv_now(b->loop);
+}
+
+/*
+ * The end of every loop callback: ack the source for events that are done,
+ * then drop the clients queued for it.  Dropping can settle more events, so
+ * loop until both queues are empty.
+ */
+void mmn__broker_settle(struct broker *b)
+{
+	while (!list_empty(&b->ack_queue) || !list_empty(&b->reap)) {
+		mmn__fanout_flush_acks(b);
+		mmn__client_reap(b);
+	}
+}
+
+static void source_emit(const struct source_event *ev, void *userdata)
+{
+	struct broker *b = userdata;
+
+	if (b->freed)
+		return;
+	mmn__fanout_event(b, ev);
+	mmn__broker_settle(b);
+}
+
+static void free_now(struct broker *b)
+{
+	free(b);
+}
+
+void mmn__broker_handle_closed(struct broker *b)
+{
+	if (--b->handles == 0 && b->freed)
+		free_now(b);
+}
+
+int mmn__broker_new(uv_loop_t *loop, struct source *src, const struct broker_options *o, struct broker **out)
+{
+	struct broker *b;
+	int r;
+
+	if (o && mmn__broker_options_check(o) < 0) {
+		src->ops->destroy(src);
+		return -EINVAL;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		src->ops->destroy(src);
+		return -ENOMEM;
+	}
+	b->loop = loop;
+	b->src = src;
+	if (o)
+		b->opt = *o;
+	else
+		mmn__broker_options_default(&b->opt);
+	list_init(&b->listeners);
+	list_init(&b->clients);
+	list_init(&b->reap);
+	list_init(&b->targets);
+	list_init(&b->events);
+	list_init(&b->event_pool);
+	list_init(&b->ack_queue);
+	b->rl_client = (struct ratelimit)RATELIMIT_INIT(10000, 20);
+	src->emit = source_emit;
+	src->userdata = b;
+	r = src->ops->start(src);
+	if (r < 0) {
+		src->ops->destroy(src);
+		free(b);
+		return r;
+	}
+	*out = b;
+	return 0;
+}
+
+static void listener_cb(uv_poll_t *h, int status, int events)
+{
+	struct listener *l = h->data;
+	struct broker *b = l->b;
+
+	for (int i = 0; i < ACCEPT_BATCH && status == 0; i++) {
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED &&
+			    mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
+				mmn__log(LOG_WARNING, NULL, "Failed to accept a connection: %s", strerror(errno));
+			break;
+		}
+		if (b->draining || b->nclients >= b->opt.max_clients) {
+			Mmn__V1__Error e = MMN__V1__ERROR__INIT;
+			MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+			e.error = b->draining ? -ESHUTDOWN : -EUSERS;
+			e.message = (char *)(b->draining ? "mmnd is stopping" : "too many clients");
+			env.body_case = MMN__V1__ENVELOPE__BODY_ERROR;
+			env.error = &e;
+			mmn__wire_send(fd, &env, NULL, 0, 1);
+			close(fd);
+			continue;
+		}
+		mmn__client_accept(b, fd);
+	}
+	mmn__broker_settle(b);
+}
+
+int mmn__broker_listen_fd(struct broker *b, int fd)
+{
+	struct listener *l = calloc(1, sizeof(*l));
+	int r;
+
+	if (!l) {
+		close(fd);
+		return -ENOMEM;
+	}
+	l->b = b;
+	l->fd = fd;
+	r = uv_poll_init(b->loop, &l->poll, fd);
+	if (r < 0) {
+		close(fd);
+		free(l);
+		return r;
+	}
+	l->poll.data = l;
+	b->handles++;
+	list_add_tail(&b->listeners, &l->link);
+	return uv_poll_start(&l->poll, UV_READABLE, listener_cb);
+}
+
+int mmn__broker_listen_path(struct broker *b, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct listener *l;
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	/* Access is decided per request from the peer's credentials. */
+	chmod(path, 0666);
+	r = mmn__broker_listen_fd(b, fd);
+	if (r < 0)
+		return r;
+	l = list_entry(b->listeners.prev, struct listener, link);
+	l->path = strdup(path);
+	return 0;
+}
+
+int mmn__broker_run(struct broker *b)
+{
+	return uv_run(b->loop, UV_RUN_DEFAULT);
+}
+
+static void send_shutdown(struct broker *b)
+{
+	/* A failed send moves the client to the reap list: iterate safely. */
+	list_for_each_safe(pos, &b->clients) {
+		struct client *c = list_entry(pos, struct client, link);
+
+		list_for_each(sp, &c->subs) {
+			struct sub *s = list_entry(sp, struct sub, clink);
+			Mmn__V1__Revoked rev = MMN__V1__REVOKED__INIT;
+			MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+			rev.sub_id = s->id;
+			rev.reason = MMN__V1__REVOKE_REASON__REVOKE_SHUTDOWN;
+			env.body_case = MMN__V1__ENVELOPE__BODY_REVOKED;
+			env.revoked = &rev;
+			mmn__client_send(c, &env);
+		}
+	}
+}
+
+void mmn__broker_drain(struct broker *b)
+{
+	if (b->draining)
+		return;
+	b->draining = true;
+	list_for_each(pos, &b->listeners) {
+		struct listener *l = list_entry(pos, struct listener, link);
+
+		uv_poll_stop(&l->poll);
+	}
+	/* Every pairing is closed by Revoked{shutdown}; the kernel is let go first. */
+	mmn__fanout_ack_all(b);
+	send_shutdown(b);
+	mmn__client_free_all(b);
+	mmn__broker_settle(b);
+}
+
+static void listener_close_cb(uv_handle_t *h)
+{
+	struct listener *l = h->data;
+	struct broker *b = l->b;
+
+	close(l->fd);
+	free(l);
+	mmn__broker_handle_closed(b);
+}
+
+void mmn__broker_free(struct broker *b)
+{
+	if (!b)
+		return;
+	mmn__broker_drain(b);
+	while (!list_empty(&b->listeners)) {
+		struct listener *l = list_entry(b->listeners.next, struct listener, link);
+
+		list_del(&l->link);
+		if (l->path) {
+			unlink(l->path);
+			free(l->path);
+			l->path = NULL;
+		}
+		uv_close((uv_handle_t *)&l->poll, listener_close_cb);
+	}
+	/* Remaining events belong to no client now; their targets go with them. */
+	mmn__fanout_free_pool(b);
+	while (!list_empty(&b->targets)) {
+		struct target *t = list_entry(b->targets.next, struct target, link);
+
+		/* Deferred requests of dropped clients first, then the ksubs. */
+		if (!list_empty(&t->deferred)) {
+			struct deferred *d = list_entry(t->deferred.next, struct deferred, link);
+
+			t->inflight = 0;
+			list_del(&d->link);
+			mmn__sub_apply_deferred(t, d);
+			continue;
+		}
+		if (!t->ksubs.root)
+			break; /* cannot happen: nothing else holds a target now */
+		mmn__ksub_release(container_of(t->ksubs.root, struct ksub, node), false,
+				  MMN__V1__REVOKE_REASON__REVOKE_SHUTDOWN);
+	}
+	b->src->ops->destroy(b->src);
+	b->src = NULL;
+	b->source_lost = true;
+	b->freed = true;
+	if (b->handles == 0)
+		free_now(b);
+}
+
+struct source *mmn__broker_source(struct broker *b)
+{
+	return b->src;
+}
+
+uv_loop_t *mmn__broker_loop(struct broker *b)
+{
+	return b->loop;
+}
+
+size_t mmn__broker_pending_events(struct broker *b)
+{
+	size_t n = 0;
+
+	list_for_each(pos, &b->events) {
+		struct event *e = list_entry(pos, struct event, link);
+
+		if (!e->acked)
+			n++;
+	}
+	return n;
+}
+
+size_t mmn__broker_nclients(struct broker *b)
+{
+	return b->nclients;
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The broker: mmnd's core, used by main.c, the unit tests and bench/.
+ *
+ * Lifetime: mmn__broker_new() takes ownership of the source; listen on one
+ * or more sockets; run the loop; mmn__broker_drain() to stop gracefully
+ * (every pending kernel invalidation is acked, every client is told
+ * Revoked{shutdown}); mmn__broker_free() closes every handle.  The memory
+ * is released from close callbacks, so run the loop once more after free
+ * (uv_run(loop, UV_RUN_DEFAULT)) before uv_loop_close().
+ *
+ * Everything runs on the one loop thread; nothing here is thread-safe.
+ */
+#ifndef MMN_DAEMON_BROKER_H
+#define MMN_DAEMON_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "source.h"
+
+struct broker;
+
+struct broker_options {
+	uint32_t ack_timeout_ms; /* default per-subscription deadline */
+	uint32_t ack_cap_ms;     /* no deadline exceeds this */
+	uint32_t max_clients;
+	uint32_t max_subs;       /* per client; also the sequence page's slot count */
+	uint32_t max_queued;     /* queued messages per client before coalescing */
+	uint32_t max_targets;    /* distinct target processes */
+};
+
+#define MMN_BROKER_DEFAULT_ACK_TIMEOUT_MS 1000
+#define MMN_BROKER_DEFAULT_ACK_CAP_MS 5000
+#define MMN_BROKER_DEFAULT_MAX_CLIENTS 1024
+#define MMN_BROKER_DEFAULT_MAX_SUBS 1024
+#define MMN_BROKER_DEFAULT_MAX_QUEUED 1024
+#define MMN_BROKER_DEFAULT_MAX_TARGETS 4096
+
+/* Limits accepted by options and by mmn__admin_set_defaults(). */
+#define MMN_BROKER_MAX_ACK_CAP_MS 600000
+#define MMN_BROKER_MAX_SUBS_LIMIT 65536
+
+void mmn__broker_options_default(struct broker_options *o);
+/* 0 or -EINVAL. */
+int mmn__broker_options_check(const struct broker_options *o);
+
+/*
+ * Create a broker on @loop serving events of @src (ownership passes to the
+ * broker, also on failure).  The source is started here.
+ */
+int mmn__broker_new(uv_loop_t *loop, struct source *src, const struct broker_options *o, struct broker **out);
+
+/* Serve clients on a listening SOCK_SEQPACKET socket (ownership passes). */
+int mmn__broker_listen_fd(struct broker *b, int fd);
+/* Create, bind and listen on @path (an existing socket file is replaced). */
+int mmn__broker_listen_path(struct broker *b, const char *path);
+
+/* uv_run(loop, UV_RUN_DEFAULT) until drained. */
+int mmn__broker_run(struct broker *b);
+
+/*
+ * Stop: stop accepting, tell every client Revoked{shutdown}, ack every
+ * pending kernel invalidation, remove every kernel subscription, close every
+ * connection.  Synchronous; safe to call twice.  Handles stay open until
+ * mmn__broker_free().
+ */
+void mmn__broker_drain(struct broker *b);
+void mmn__broker_free(struct broker *b);
+
+struct source *mmn__broker_source(struct broker *b);
+uv_loop_t *mmn__broker_loop(struct broker *b);
+/* Invalidations still waiting for acks (tests, drain). */
+size_t mmn__broker_pending_events(struct broker *b);
+size_t mmn__broker_nclients(struct broker *b);
+
+#endif

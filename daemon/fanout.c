@@ -1,0 +1,519 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Fan-out: one source invalidation in flight (struct event), from START to
+ * END.
+ *
+ * On START every live subscription that overlaps a listed ksub's clipped
+ * range and whose event mask matches becomes a recipient.  Their sequence
+ * slots go odd first, then every recipient is sent its Invalidate in one
+ * pass (blocking clients are notified at once, not one after another).  A
+ * blocking recipient of an event that needs an ack owes an Ack before its
+ * own deadline (its subscription's timeout, never above the global cap);
+ * one uv_timer per event fires at the earliest deadline and evicts whoever
+ * missed it (Revoked{timeout}: the subscription is gone).  When no blocking
+ * recipient is left owing, the source is acked.  Non-blocking recipients
+ * never owe anything.
+ *
+ * A non-blockable invalidation the source refused is still told to the
+ * non-blocking recipients, and paired like any other (seed 004).
+ *
+ * On END every recipient whose subscription still exists gets
+ * InvalidateEnd; those whose subscription went were told Revoked or Release
+ * instead, so each Invalidate is paired exactly once.
+ *
+ * Events and their recipient arrays are pooled: once warm, neither fan-out
+ * nor the ack path allocates.
+ */
+#include "broker-internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct event *event_find(struct broker *b, uint64_t id)
+{
+	list_for_each(pos, &b->events) {
+		struct event *e = list_entry(pos, struct event, link);
+
+		if (e->id == id)
+			return e;
+	}
+	return NULL;
+}
+
+static void timer_cb(uv_timer_t *h);
+
+static struct event *event_get(struct broker *b)
+{
+	struct event *e;
+
+	if (!list_empty(&b->event_pool)) {
+		e = list_entry(b->event_pool.next, struct event, link);
+		list_del(&e->link);
+	} else {
+		e = calloc(1, sizeof(*e));
+		if (!e)
+			return NULL;
+		e->b = b;
+		uv_timer_init(b->loop, &e->timer);
+		e->timer.data = e;
+		e->timer_inited = true;
+		b->handles++;
+		list_init(&e->alink);
+	}
+	e->nrecips = 0;
+	e->npending = 0;
+	e->acked = false;
+	e->t = NULL;
+	return e;
+}
+
+static void event_put(struct broker *b, struct event *e)
+{
+	uv_timer_stop(&e->timer);
+	if (list_linked(&e->alink))
+		list_del(&e->alink);
+	list_add_tail(&b->event_pool, &e->link);
+}
+
+static struct recip *recip_add(struct event *e)
+{
+	if (e->nrecips == e->cap) {
+		uint32_t cap = e->cap ? e->cap * 2 : 16;
+		struct recip *v = realloc(e->recips, cap * sizeof(*v));
+
+		if (!v)
+			return NULL;
+		e->recips = v;
+		e->cap = cap;
+	}
+	return &e->recips[e->nrecips++];
+}
+
+/* Ack the source once, later, from broker_settle (never from inside an iteration). */
+static void queue_ack(struct event *e)
+{
+	if (e->acked)
+		return;
+	e->acked = true;
+	if (e->needs_ack)
+		list_add_tail(&e->b->ack_queue, &e->alink);
+}
+
+static void queue_direct_ack(struct broker *b, uint64_t event_id)
+{
+	/* An event nobody receives: ack at once, it never waits on a client. */
+	if (!b->source_lost)
+		b->src->ops->ack(b->src, event_id);
+}
+
+void mmn__fanout_flush_acks(struct broker *b)
+{
+	while (!list_empty(&b->ack_queue)) {
+		struct event *e = list_entry(b->ack_queue.next, struct event, alink);
+		uint64_t id = e->id;
+
+		list_del(&e->alink);
+		if (b->has_obs && b->obs.invalidation) {
+			struct admin_invalidation inv = {
+				.target_pid = e->t ? e->t->pid : 0,
+				.event = e->type,
+				.blockable = e->blockable,
+				.clients = e->nrecips,
+				.latency_us = (uv_hrtime() - e->begin_ns) / 1000,
+			};
+
+			if (e->nrecips) {
+				inv.start = e->recips[0].start;
+				inv.end = e->recips[e->nrecips - 1].end;
+			}
+			b->obs.invalidation(b->obs.ud, &inv);
+		}
+		if (!b->source_lost)
+			b->src->ops->ack(b->src, id);
+	}
+}
+
+static void recip_settle(struct event *e, struct recip *r)
+{
+	if (r->state != RECIP_PENDING)
+		return;
+	r->state = RECIP_NOTIFIED;
+	e->npending--;
+	if (r->c)
+		r->c->pending_acks--;
+	if (!e->npending) {
+		uv_timer_stop(&e->timer);
+		queue_ack(e);
+	}
+}
+
+void mmn__fanout_close_sub(struct broker *b, struct sub *s, bool keep_pairing)
+{
+	list_for_each(pos, &b->events) {
+		struct event *e = list_entry(pos, struct event, link);
+
+		if (e->t != s->t)
+			continue;
+		for (uint32_t i = 0; i < e->nrecips; i++) {
+			struct recip *r = &e->recips[i];
+
+			if (r->sub != s)
+				continue;
+			recip_settle(e, r);
+			if (!keep_pairing) {
+				r->state = RECIP_CLOSED;
+				r->sub = NULL;
+				if (s->inflight)
+					s->inflight--;
+			}
+		}
+	}
+}
+
+struct gather {
+	struct event *e;
+	struct ksub *k;
+	uint64_t start, end;
+	int err;
+};
+
+static int gather_sub(struct itree_node *n, void *ud)
+{
+	struct gather *g = ud;
+	struct sub *s = container_of(n, struct sub, node);
+	struct recip *r;
+
+	if (s->k != g->k || s->state != SUB_LIVE || !s->c || s->c->dropping)
+		return 0;
+	if (!(s->mask & (UINT64_C(1) << (g->e->type & 63))))
+		return 0;
+	if (g->e->refused && s->flags == MMN__V1__SUB_FLAG__SUB_BLOCKING)
+		return 0;
+	r = recip_add(g->e);
+	if (!r) {
+		g->err = -ENOMEM;
+		return -ENOMEM;
+	}
+	r->sub = s;
+	r->sub_id = s->id;
+	r->c = s->c;
+	r->start = s->start > g->start ? s->start : g->start;
+	r->end = s->end < g->end ? s->end : g->end;
+	r->state = RECIP_NOTIFIED;
+	r->deadline = 0;
+	r->suppressed = false;
+	return 0;
+}
+
+static void send_invalidate(struct event *e, struct recip *r, uint64_t seq)
+{
+	Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	inv.sub_id = r->sub_id;
+	inv.event_id = e->id;
+	inv.start = r->start;
+	inv.end = r->end;
+	inv.event = e->type;
+	inv.blockable = e->blockable;
+	inv.needs_ack = r->state == RECIP_PENDING;
+	inv.seq = seq;
+	inv.deadline_ms = inv.needs_ack ? r->sub->timeout_ms : 0;
+	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE;
+	env.invalidate = &inv;
+	if (r->sub->flags == MMN__V1__SUB_FLAG__SUB_NONBLOCKING)
+		r->suppressed = mmn__client_send_nb(r->c, r->sub, &env) == 1;
+	else
+		mmn__client_send(r->c, &env);
+}
+
+static void arm_timer(struct event *e)
+{
+	uint64_t now = uv_now(e->b->loop), min = UINT64_MAX;
+
+	for (uint32_t i = 0; i < e->nrecips; i++)
+		if (e->recips[i].state == RECIP_PENDING && e->recips[i].deadline < min)
+			min = e->recips[i].deadline;
+	if (min == UINT64_MAX)
+		return;
+	uv_timer_start(&e->timer, timer_cb, min > now ? min - now : 0, 0);
+}
+
+static void fanout_start(struct broker *b, const struct source_event *ev)
+{
+	struct event *e;
+	uint64_t now;
+
+	if (b->draining || !ev->nsubs) {
+		if (ev->needs_ack)
+			queue_direct_ack(b, ev->event_id);
+		return;
+	}
+	e = event_get(b);
+	if (!e) {
+		if (ev->needs_ack)
+			queue_direct_ack(b, ev->event_id);
+		return;
+	}
+	e->id = ev->event_id;
+	e->type = ev->event;
+	e->blockable = ev->blockable;
+	e->needs_ack = ev->needs_ack;
+	e->refused = ev->refused;
+	e->begin_ns = uv_hrtime();
+	for (size_t i = 0; i < ev->nsubs; i++) {
+		struct ksub *k = mmn__ksub_find(b, ev->subs[i].ksub_id);
+		struct gather g = { .e = e, .k = k, .start = ev->subs[i].start, .end = ev->subs[i].end };
+
+		if (!k || ev->subs[i].end <= ev->subs[i].start)
+			continue;
+		if (e->t && k->t != e->t)
+			continue; /* one event is one mm: ignore a foreign ksub */
+		e->t = k->t;
+		mmn__itree_query(&k->t->subs, g.start, g.end - 1, gather_sub, &g);
+	}
+	if (!e->t) {
+		/* Nothing of ours is touched (a ksub that just went away). */
+		event_put(b, e);
+		if (ev->needs_ack)
+			queue_direct_ack(b, ev->event_id);
+		return;
+	}
+	list_add_tail(&b->events, &e->link);
+	e->t->inflight++;
+	e->t->refs++;
+	b->stats.invalidations++;
+	if (e->refused)
+		b->stats.nonblock_refusals++;
+
+	/* Slots first, then every message in one pass, then the deadlines. */
+	now = uv_now(b->loop);
+	for (uint32_t i = 0; i < e->nrecips; i++) {
+		struct recip *r = &e->recips[i];
+		struct sub *s = r->sub;
+
+		if (s->inflight++ == 0)
+			mmn__seqpage_begin(s->c, s->slot);
+		if (e->needs_ack && s->flags == MMN__V1__SUB_FLAG__SUB_BLOCKING) {
+			r->state = RECIP_PENDING;
+			r->deadline = now + s->timeout_ms;
+			e->npending++;
+			s->c->pending_acks++;
+		}
+	}
+	for (uint32_t i = 0; i < e->nrecips; i++) {
+		struct recip *r = &e->recips[i];
+
+		send_invalidate(e, r, mmn__seqpage_value(r->c, r->sub->slot));
+	}
+	if (e->npending)
+		arm_timer(e);
+	else
+		queue_ack(e);
+}
+
+static void fanout_end(struct broker *b, uint64_t event_id)
+{
+	struct event *e = event_find(b, event_id);
+	struct target *t;
+
+	if (!e)
+		return;
+	for (uint32_t i = 0; i < e->nrecips; i++) {
+		struct recip *r = &e->recips[i];
+		struct sub *s = r->sub;
+		Mmn__V1__InvalidateEnd end = MMN__V1__INVALIDATE_END__INIT;
+		MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+		if (r->state == RECIP_CLOSED || !s)
+			continue;
+		/* The kernel went ahead without the ack (its own timeout): nothing owed now. */
+		recip_settle(e, r);
+		end.sub_id = r->sub_id;
+		end.event_id = e->id;
+		if (s->c) {
+			end.seq = --s->inflight == 0 ? mmn__seqpage_end(s->c, s->slot)
+						      : mmn__seqpage_value(s->c, s->slot);
+			env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE_END;
+			env.invalidate_end = &end;
+			/*
+			 * A coalesced Invalidate is paired by its resync pair;
+			 * one the client got (or has queued) is always paired.
+			 */
+			if (!r->suppressed)
+				mmn__client_send(s->c, &env);
+		} else if (s->inflight) {
+			s->inflight--;
+		}
+	}
+	/* The source does not wait any more: an ack now would be stale. */
+	e->acked = true;
+	t = e->t;
+	list_del(&e->link);
+	event_put(b, e);
+	t->inflight--;
+	mmn__target_quiesce(t);
+	mmn__target_put(t);
+}
+
+static void evict(struct event *e, struct recip *r)
+{
+	struct broker *b = e->b;
+	struct sub *s = r->sub;
+	struct client *c = r->c;
+	Mmn__V1__Revoked rev = MMN__V1__REVOKED__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	rev.sub_id = r->sub_id;
+	rev.reason = MMN__V1__REVOKE_REASON__REVOKE_TIMEOUT;
+	rev.event_id = e->id;
+	env.body_case = MMN__V1__ENVELOPE__BODY_REVOKED;
+	env.revoked = &rev;
+	mmn__client_send(c, &env);
+	b->stats.timeouts++;
+	b->stats.evictions++;
+	c->evictions++;
+	if (mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
+		mmn__log(LOG_WARNING, MMN_MSGID_CLIENT_EVICT,
+			 "Client %" PRIu64 " (pid %d, %s) missed its %u ms ack deadline for event %" PRIu64
+			 ", evicted from subscription %" PRIu64,
+			 c->id, (int)c->pid, c->name[0] ? c->name : "unnamed", s->timeout_ms, e->id, s->id);
+	if (b->has_obs && b->obs.client_evicted)
+		b->obs.client_evicted(b->obs.ud, c->id, "timeout");
+	mmn__sub_kill(s);
+}
+
+static void timer_cb(uv_timer_t *h)
+{
+	struct event *e = h->data;
+	struct broker *b = e->b;
+	uint64_t now = uv_now(b->loop);
+
+	for (uint32_t i = 0; i < e->nrecips; i++) {
+		struct recip *r = &e->recips[i];
+
+		if (r->state == RECIP_PENDING && r->deadline <= now)
+			evict(e, r);
+	}
+	if (e->npending)
+		arm_timer(e);
+	mmn__broker_settle(b);
+}
+
+int mmn__fanout_ack(struct client *c, uint64_t sub_id, uint64_t event_id)
+{
+	struct event *e = event_find(c->b, event_id);
+
+	if (!e)
+		return -ENOENT;
+	for (uint32_t i = 0; i < e->nrecips; i++) {
+		struct recip *r = &e->recips[i];
+
+		if (r->sub_id != sub_id || r->c != c)
+			continue;
+		if (r->state == RECIP_PENDING) {
+			c->b->stats.blocking_acks++;
+			recip_settle(e, r);
+		}
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static void fanout_lost(struct broker *b, int err)
+{
+	mmn__log(LOG_ERR, MMN_MSGID_SOURCE_MISSING, "Event source %s failed: %s; every subscription is revoked",
+		 b->src->caps.name, strerror(err < 0 ? -err : err));
+	b->source_lost = true;
+	/* Close every pairing with Revoked{source gone}, then drop the events. */
+	for (;;) {
+		struct ksub *k = NULL;
+
+		list_for_each(pos, &b->targets) {
+			struct target *t = list_entry(pos, struct target, link);
+
+			if (t->ksubs.root) {
+				k = container_of(t->ksubs.root, struct ksub, node);
+				break;
+			}
+		}
+		if (!k)
+			break;
+		mmn__ksub_release(k, false, MMN__V1__REVOKE_REASON__REVOKE_SOURCE_GONE);
+	}
+	while (!list_empty(&b->events))
+		fanout_end(b, list_entry(b->events.next, struct event, link)->id);
+	if (b->has_obs && b->obs.source_changed)
+		b->obs.source_changed(b->obs.ud, "none");
+}
+
+void mmn__fanout_event(struct broker *b, const struct source_event *ev)
+{
+	switch (ev->kind) {
+	case SOURCE_INVALIDATE:
+		fanout_start(b, ev);
+		break;
+	case SOURCE_INVALIDATE_END:
+		fanout_end(b, ev->event_id);
+		break;
+	case SOURCE_RELEASE:
+	case SOURCE_REVOKED:
+		for (size_t i = 0; i < ev->nsubs; i++) {
+			struct ksub *k = mmn__ksub_find(b, ev->subs[i].ksub_id);
+
+			if (!k)
+				continue;
+			if (ev->kind == SOURCE_RELEASE)
+				mmn__ksub_release(k, true, 0);
+			else
+				mmn__ksub_resync(k);
+		}
+		break;
+	case SOURCE_LOST:
+		if (!b->source_lost)
+			fanout_lost(b, (int)ev->reason);
+		break;
+	}
+}
+
+void mmn__fanout_ack_all(struct broker *b)
+{
+	list_for_each(pos, &b->events) {
+		struct event *e = list_entry(pos, struct event, link);
+
+		for (uint32_t i = 0; i < e->nrecips; i++)
+			recip_settle(e, &e->recips[i]);
+		queue_ack(e);
+	}
+	mmn__fanout_flush_acks(b);
+}
+
+static void event_close_cb(uv_handle_t *h)
+{
+	struct event *e = h->data;
+	struct broker *b = e->b;
+
+	free(e->recips);
+	free(e);
+	mmn__broker_handle_closed(b);
+}
+
+void mmn__fanout_free_pool(struct broker *b)
+{
+	while (!list_empty(&b->events)) {
+		struct event *e = list_entry(b->events.next, struct event, link);
+
+		e->t->inflight--;
+		list_del(&e->link);
+		mmn__target_put(e->t);
+		event_put(b, e);
+	}
+	while (!list_empty(&b->event_pool)) {
+		struct event *e = list_entry(b->event_pool.next, struct event, link);
+
+		list_del(&e->link);
+		uv_close((uv_handle_t *)&e->timer, event_close_cb);
+	}
+}

@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The v1 conversation (proto/mmn.proto): what each client message does.
+ *
+ * Protocol violations (anything before Hello but Hello, a second Hello, a
+ * message only mmnd sends, a version without overlap) get Error and the
+ * client is dropped.  Semantic errors (bad Subscribe arguments, an Ack or
+ * Unsubscribe naming something unknown) get Error and the client stays.
+ */
+#include "broker-internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello *h)
+{
+	struct broker *b = c->b;
+	const struct source_caps *caps = &b->src->caps;
+	Mmn__V1__HelloReply rep = MMN__V1__HELLO_REPLY__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+	int r;
+
+	if (c->hello) {
+		mmn__client_protocol_error(c, request_id, -EPROTO, "duplicate Hello");
+		return;
+	}
+	if (h->version_min > MMN_PROTO_VERSION || h->version_max < MMN_PROTO_VERSION ||
+	    h->version_min > h->version_max) {
+		mmn__client_protocol_error(c, request_id, -EPROTONOSUPPORT, "mmnd speaks protocol version 1 only");
+		return;
+	}
+	if (b->draining) {
+		mmn__client_send_error(c, request_id, -ESHUTDOWN, "mmnd is stopping");
+		mmn__client_drop(c, -ESHUTDOWN);
+		return;
+	}
+	snprintf(c->name, sizeof(c->name), "%s", h->client_name ? h->client_name : "");
+	for (char *p = c->name; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	r = mmn__seqpage_create(c, b->opt.max_subs);
+	if (r < 0) {
+		mmn__client_send_error(c, request_id, r, "cannot create the sequence page");
+		mmn__client_drop(c, r);
+		return;
+	}
+	rep.version = MMN_PROTO_VERSION;
+	rep.source = (char *)caps->name;
+	rep.event_mask = caps->event_mask;
+	rep.acks_hold_kernel = caps->acks_hold_kernel;
+	rep.events_before_change = caps->events_before_change;
+	rep.needs_uffd = caps->needs_uffd;
+	rep.max_message_size = MMN_WIRE_MAX_MSG;
+	rep.default_ack_timeout_ms = b->opt.ack_timeout_ms;
+	rep.max_ack_timeout_ms = b->opt.ack_cap_ms;
+	rep.seqpage_slots = c->nslots;
+	rep.client_id = c->id;
+	env.request_id = request_id;
+	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO_REPLY;
+	env.hello_reply = &rep;
+	r = mmn__wire_send(c->fd, &env, &c->memfd, 1, 1);
+	/* The client has its own descriptor now; our mapping stays. */
+	close(c->memfd);
+	c->memfd = -1;
+	if (r < 0) {
+		mmn__client_drop(c, r);
+		return;
+	}
+	c->hello = true;
+	if (mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
+		mmn__log(LOG_INFO, MMN_MSGID_CLIENT_ATTACH, "Client %" PRIu64 " (pid %d, uid %u, %s) attached",
+			 c->id, (int)c->pid, (unsigned)c->uid, c->name[0] ? c->name : "unnamed");
+	if (b->has_obs && b->obs.client_connected) {
+		struct admin_client ac = {
+			.id = c->id, .pid = c->pid, .uid = c->uid, .name = c->name, .mode = "idle",
+		};
+
+		b->obs.client_connected(b->obs.ud, &ac);
+	}
+}
+
+static void reply_status(struct client *c, uint64_t request_id, int err)
+{
+	Mmn__V1__Status st = MMN__V1__STATUS__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	st.error = err;
+	env.request_id = request_id;
+	env.body_case = MMN__V1__ENVELOPE__BODY_STATUS;
+	env.status = &st;
+	mmn__client_send(c, &env);
+}
+
+static void do_attach_uffd(struct client *c, uint64_t request_id, int *fds, size_t nfds)
+{
+	struct broker *b = c->b;
+	struct source_target st = { .pid = c->pid, .pidfd = c->pidfd };
+	int r;
+
+	if (!b->src->caps.needs_uffd || !b->src->ops->attach_uffd) {
+		mmn__client_send_error(c, request_id, -EOPNOTSUPP, "this source does not use userfaultfd");
+		return;
+	}
+	if (nfds != 1) {
+		mmn__client_send_error(c, request_id, -EBADF, "AttachUffd carries exactly one descriptor");
+		return;
+	}
+	if (b->source_lost) {
+		mmn__client_send_error(c, request_id, -ENODEV, "the event source is gone");
+		return;
+	}
+	st.uffd = fds[0];
+	r = b->src->ops->attach_uffd(b->src, &st, fds[0]);
+	fds[0] = -1; /* the source owns it now, also on failure */
+	if (r == 0)
+		c->uffd_attached = true;
+	reply_status(c, request_id, r);
+}
+
+static void do_share(struct client *c, uint64_t request_id, const Mmn__V1__Share *s)
+{
+	Mmn__V1__ShareReply rep = MMN__V1__SHARE_REPLY__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+	uint8_t token[16];
+	int r;
+
+	r = mmn__share_create(c, s, token);
+	if (r < 0) {
+		mmn__client_send_error(c, request_id, r, "cannot share this range");
+		return;
+	}
+	rep.token.data = token;
+	rep.token.len = sizeof(token);
+	env.request_id = request_id;
+	env.body_case = MMN__V1__ENVELOPE__BODY_SHARE_REPLY;
+	env.share_reply = &rep;
+	mmn__client_send(c, &env);
+}
+
+void mmn__rpc_dispatch(struct client *c, const MmnEnvelope *env, int *fds, size_t nfds)
+{
+	uint64_t rid = env->request_id;
+
+	if (!c->hello && env->body_case != MMN__V1__ENVELOPE__BODY_HELLO) {
+		mmn__client_protocol_error(c, rid, -EPROTO, "Hello first");
+		return;
+	}
+	switch (env->body_case) {
+	case MMN__V1__ENVELOPE__BODY_HELLO:
+		do_hello(c, rid, env->hello);
+		break;
+	case MMN__V1__ENVELOPE__BODY_ATTACH_UFFD:
+		do_attach_uffd(c, rid, fds, nfds);
+		break;
+	case MMN__V1__ENVELOPE__BODY_SUBSCRIBE:
+		mmn__sub_request(c, rid, env->subscribe);
+		break;
+	case MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE:
+		mmn__sub_unsubscribe(c, rid, env->unsubscribe->sub_id);
+		break;
+	case MMN__V1__ENVELOPE__BODY_SHARE:
+		do_share(c, rid, env->share);
+		break;
+	case MMN__V1__ENVELOPE__BODY_ACK:
+		if (mmn__fanout_ack(c, env->ack->sub_id, env->ack->event_id) < 0)
+			mmn__client_send_error(c, rid, -ENOENT, "no such invalidation outstanding");
+		break;
+	default:
+		mmn__client_protocol_error(c, rid, -EPROTO, "message not accepted by mmnd");
+		break;
+	}
+}

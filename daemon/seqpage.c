@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The per-client sequence page (proto/seqpage.h): a sealed memfd mmnd maps
+ * read-write and the client maps read-only.  mmnd is the only writer and
+ * writes each slot as one 64-bit word with release semantics; every odd ->
+ * even transition is followed by a shared FUTEX_WAKE.
+ */
+#include "broker-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
+
+static void slot_store(struct mmn_seqpage_slot *s, uint32_t seq, uint32_t gen)
+{
+	uint64_t v = (uint64_t)gen << 32 | seq;
+
+	__atomic_store_n((uint64_t *)(void *)s, v, __ATOMIC_RELEASE);
+}
+
+static void slot_wake(struct mmn_seqpage_slot *s)
+{
+	/* Shared futex: the waiters are in other processes. */
+	syscall(SYS_futex, &s->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+int mmn__seqpage_create(struct client *c, uint32_t nslots)
+{
+	size_t size = MMN_SEQPAGE_SIZE(nslots);
+	void *p;
+	int fd, r;
+
+	fd = memfd_create("mmn-seqpage", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		r = -errno;
+		goto fail;
+	}
+	/* Our mapping stays writable; the client can only map it read-only. */
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0) {
+		r = -errno;
+		munmap(p, size);
+		goto fail;
+	}
+	c->free_slots = malloc(sizeof(uint32_t) * nslots);
+	if (!c->free_slots) {
+		r = -ENOMEM;
+		munmap(p, size);
+		goto fail;
+	}
+	/* Hand out low slots first: pop from the end. */
+	for (uint32_t i = 0; i < nslots; i++)
+		c->free_slots[i] = nslots - 1 - i;
+	c->nfree = nslots;
+	c->nslots = nslots;
+	c->page = p;
+	c->page_size = size;
+	c->memfd = fd;
+	c->gen = 0;
+	c->page->magic = MMN_SEQPAGE_MAGIC;
+	c->page->version = MMN_SEQPAGE_VERSION;
+	c->page->nslots = nslots;
+	return 0;
+fail:
+	close(fd);
+	return r;
+}
+
+void mmn__seqpage_destroy(struct client *c)
+{
+	if (c->page)
+		munmap(c->page, c->page_size);
+	if (c->memfd >= 0)
+		close(c->memfd);
+	free(c->free_slots);
+	c->page = NULL;
+	c->memfd = -1;
+	c->free_slots = NULL;
+	c->nfree = c->nslots = 0;
+}
+
+int mmn__seqpage_alloc(struct client *c, uint32_t *slot, uint32_t *gen)
+{
+	struct mmn_seqpage_slot *s;
+
+	if (!c->nfree)
+		return -ENOSPC;
+	*slot = c->free_slots[--c->nfree];
+	if (++c->gen == 0)
+		c->gen = 1;
+	*gen = c->gen;
+	s = &c->page->slots[*slot];
+	/* Keep seq monotonic across owners: a stale reader always sees a change. */
+	slot_store(s, s->seq + (s->seq & 1), *gen);
+	return 0;
+}
+
+void mmn__seqpage_free(struct client *c, uint32_t slot)
+{
+	struct mmn_seqpage_slot *s = &c->page->slots[slot];
+
+	slot_store(s, s->seq + (s->seq & 1), 0);
+	slot_wake(s);
+	c->free_slots[c->nfree++] = slot;
+}
+
+uint64_t mmn__seqpage_begin(struct client *c, uint32_t slot)
+{
+	struct mmn_seqpage_slot *s = &c->page->slots[slot];
+
+	slot_store(s, s->seq + 1, s->gen);
+	return mmn_seqpage_load(s);
+}
+
+uint64_t mmn__seqpage_end(struct client *c, uint32_t slot)
+{
+	struct mmn_seqpage_slot *s = &c->page->slots[slot];
+
+	slot_store(s, s->seq + 1, s->gen);
+	slot_wake(s);
+	return mmn_seqpage_load(s);
+}
+
+uint64_t mmn__seqpage_value(struct client *c, uint32_t slot)
+{
+	return mmn_seqpage_load(&c->page->slots[slot]);
+}

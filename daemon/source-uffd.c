@@ -1,0 +1,943 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The userfaultfd source: invalidations of a client's own memory without
+ * mmn.ko, on any stock kernel (see source.h for the event contract).
+ *
+ * How it works.  libmmn creates a userfaultfd in the client process
+ * (UFFD_USER_MODE_ONLY, so no privilege is needed), enables the
+ * non-cooperative events UNMAP, REMOVE, REMAP and, when the client may
+ * (CAP_SYS_PTRACE), FORK, registers every subscribed range in
+ * UFFDIO_REGISTER_MODE_WP without ever write-protecting anything (so no page
+ * fault is ever delivered), and hands the fd to mmnd (AttachUffd,
+ * SCM_RIGHTS).  The broker passes it to ops->attach_uffd(); from then on this
+ * file owns it, polls it on the loop and turns each uffd_msg into one
+ * SOURCE_INVALIDATE immediately followed by its SOURCE_INVALIDATE_END, both
+ * listing every ksub of that target the event overlaps, clipped to it:
+ *
+ *   UFFD_EVENT_UNMAP  [start, end)       -> EVENT_UNMAP (munmap, MAP_FIXED
+ *                                           over it, mremap shrink, brk)
+ *   UFFD_EVENT_REMOVE [start, end)       -> EVENT_REMOVE (MADV_DONTNEED,
+ *                                           MADV_FREE, MADV_REMOVE)
+ *   UFFD_EVENT_REMAP  from, to, len      -> EVENT_REMAP on [from, from + len)
+ *                                           (the old range; a destination
+ *                                           that was mapped and registered
+ *                                           gets its own UNMAP first)
+ *   UFFD_EVENT_FORK   ufd of the child   -> EVENT_PROTECTION_PAGE on every
+ *                                           ksub of the parent, whole (the
+ *                                           parent's COW write-protection;
+ *                                           mmn.ko reports exactly that).
+ *                                           The child's new uffd, installed
+ *                                           in mmnd's fd table by the read,
+ *                                           is closed: children are not
+ *                                           watched.
+ *   UFFD_EVENT_PAGEFAULT                 -> never expected; counted, logged
+ *                                           (rate-limited) and resolved
+ *                                           (write-protection cleared, or
+ *                                           UFFDIO_WAKE) so the client's
+ *                                           thread never hangs.
+ *
+ * Why acks cannot hold the kernel, and why unmap is reported after the fact:
+ * the non-cooperative events are not page faults.  The kernel queues the
+ * message and puts the thread that caused it to sleep (TASK_KILLABLE) only
+ * until some reader read()s that message from the uffd, nothing more.  UNMAP
+ * and REMAP are queued after the page tables were already changed and the
+ * mmap lock dropped (userfaultfd_unmap_complete, mremap_userfaultfd_complete);
+ * REMOVE is queued before the zap, but the zap proceeds as soon as mmnd has
+ * read the message, in parallel with the fan-out; FORK is queued after the
+ * parent's page tables were copied and write-protected.  So needs_ack is
+ * always false, events_before_change is false, and the read itself is the
+ * only thing a client's munmap waits for: the loop reads every message as
+ * soon as the fd polls readable.
+ *
+ * Lifetimes.  A target (one per process with an attached uffd, looked up by
+ * pid) lives from attach_uffd until it is detached AND its last ksub is
+ * deleted.  Its uffd and a dup of the broker's pidfd (to report SOURCE_RELEASE
+ * when the process exits: exit_mmap sends no uffd event) are each watched by
+ * a uv_poll_t in a separately allocated `struct watch` that its close
+ * callback frees, so closing a watch never has to wait for the loop.  The
+ * source itself is freed from the close callback of its `defer` idle handle:
+ * run the loop once after ops->destroy().  Nothing here is thread-safe: all
+ * of it runs on mmnd's loop thread.
+ *
+ * Reentrancy.  The broker may call any op except destroy from the emit
+ * callback.  While an event is being emitted its target is pinned
+ * (target->busy) so that detach_uffd/ksub_del inside the callback cannot free
+ * it under us; the ksubs listed are copied to a scratch array first.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "index.h"
+#include "log.h"
+#include "mmn.pb-c.h"
+#include "source.h"
+
+/* mmn.v1.EventType (= enum mmn_event) values this source emits. */
+#define EV_UNMAP	   MMN__V1__EVENT_TYPE__EVENT_UNMAP
+#define EV_PROTECTION_PAGE MMN__V1__EVENT_TYPE__EVENT_PROTECTION_PAGE
+#define EV_REMOVE	   MMN__V1__EVENT_TYPE__EVENT_REMOVE
+#define EV_REMAP	   MMN__V1__EVENT_TYPE__EVENT_REMAP
+#define REVOKE_SOURCE_GONE MMN__V1__REVOKE_REASON__REVOKE_SOURCE_GONE
+
+#define UFFD_MASK_REQUIRED (UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_REMAP)
+
+/* Messages read per read(2); a callback reads at most MAX_BATCHES of them. */
+#define UFFD_BATCH   32
+#define MAX_BATCHES 8
+
+/* Highest user address any supported architecture has (x86-64 LA57: 2^56). */
+#define USER_ADDR_LIMIT (1ULL << 57)
+#define MAX_KSUBS_PER_TARGET 65536
+
+struct uffd_source;
+struct target;
+
+/* One polled fd.  Freed by its close callback; @t is cleared when detached. */
+struct watch {
+	uv_poll_t poll;
+	int fd;
+	struct target *t;
+};
+
+struct ksub {
+	struct itree_node node; /* [start, end - 1] in target->index */
+	uint32_t id;
+	uint64_t start, end;    /* end exclusive */
+	struct target *t;
+	bool blocking;          /* recorded only: acks never hold the kernel here */
+	bool closed;            /* RELEASE or REVOKED reported: no further events */
+};
+
+enum close_reason {
+	CLOSE_NONE,
+	CLOSE_REVOKED, /* uffd detached while the process lives: nobody reports for it any more */
+	CLOSE_RELEASE, /* the process exited */
+};
+
+struct target {
+	struct uffd_source *s;
+	struct target *prev, *next; /* s->targets */
+	pid_t pid;
+	bool linked;                /* attached: found by pid; false once detached */
+	bool fork_events;           /* the client enabled UFFD_FEATURE_EVENT_FORK */
+	struct watch *uffd;         /* NULL once closed */
+	struct watch *pidfd;        /* NULL when unknown or closed */
+	struct itree index;         /* ksubs by range */
+	size_t nksubs;
+	enum close_reason pending;  /* close every open ksub from the deferred callback */
+	unsigned busy;              /* pinned while its events are emitted */
+};
+
+struct uffd_source {
+	struct source src; /* first: the broker sees a struct source */
+	struct target *targets;
+	/* Every live ksub, sorted by id, for ksub_del and friends. */
+	struct ksub **byid;
+	size_t nbyid, capbyid;
+	uint32_t next_id;
+	uint64_t next_event;
+	/* Scratch for one event's clipped ksubs; valid only while emitting. */
+	struct source_event_sub *scratch;
+	size_t nscratch, capscratch;
+	/* Closing ksubs (RELEASE/REVOKED) is deferred to here, out of the broker's calls. */
+	uv_idle_t defer;
+	/* An fd kept open to survive EMFILE: a FORK message needs a free fd to be read. */
+	int reserve_fd;
+	uint64_t faults;            /* page faults seen (misuse by the client) */
+	struct ratelimit fault_rl;
+	bool destroyed;
+};
+
+static struct uffd_source *to_uffd(struct source *s)
+{
+	return (struct uffd_source *)s;
+}
+
+/* ---- watches ---- */
+
+static void watch_free_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static int watch_open(struct uffd_source *s, struct target *t, int fd, uv_poll_cb cb, struct watch **out)
+{
+	struct watch *w = calloc(1, sizeof(*w));
+	int r;
+
+	if (!w)
+		return -ENOMEM;
+	r = uv_poll_init(s->src.loop, &w->poll, fd);
+	if (r < 0) {
+		free(w);
+		return r;
+	}
+	w->poll.data = w;
+	w->fd = fd;
+	w->t = t;
+	r = uv_poll_start(&w->poll, UV_READABLE, cb);
+	if (r < 0) {
+		uv_close((uv_handle_t *)&w->poll, watch_free_cb);
+		return r;
+	}
+	*out = w;
+	return 0;
+}
+
+/*
+ * uv_close() stops the poll (epoll_ctl DEL) at once, so the fd can be closed
+ * right away; the watch memory goes in the close callback.  Closing a uffd
+ * makes the kernel unregister the client's ranges and wake every thread still
+ * waiting for one of its events to be read.
+ */
+static void watch_close(struct watch **wp)
+{
+	struct watch *w = *wp;
+
+	if (!w)
+		return;
+	*wp = NULL;
+	w->t = NULL;
+	uv_close((uv_handle_t *)&w->poll, watch_free_cb);
+	close(w->fd);
+}
+
+/* ---- targets and ksubs ---- */
+
+static struct target *target_find(struct uffd_source *s, pid_t pid)
+{
+	struct target *t;
+
+	for (t = s->targets; t; t = t->next)
+		if (t->linked && t->pid == pid)
+			return t;
+	return NULL;
+}
+
+/* Free @t once nobody can reach it any more. */
+static void target_maybe_free(struct target *t)
+{
+	struct uffd_source *s = t->s;
+
+	if (t->linked || t->nksubs || t->busy)
+		return;
+	watch_close(&t->uffd);
+	watch_close(&t->pidfd);
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		s->targets = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	free(t);
+}
+
+/* Index in s->byid of the first ksub whose id is >= @id. */
+static size_t byid_lower(const struct uffd_source *s, uint32_t id)
+{
+	size_t lo = 0, hi = s->nbyid;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (s->byid[mid]->id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static struct ksub *ksub_find(struct uffd_source *s, uint32_t id)
+{
+	size_t i = byid_lower(s, id);
+
+	return i < s->nbyid && s->byid[i]->id == id ? s->byid[i] : NULL;
+}
+
+/* A fresh non-zero id not in use (ids wrap after 2^32 allocations). */
+static uint32_t ksub_new_id(struct uffd_source *s)
+{
+	for (;;) {
+		uint32_t id = s->next_id++;
+
+		if (id && !ksub_find(s, id))
+			return id;
+	}
+}
+
+static int scratch_reserve(struct uffd_source *s, size_t n)
+{
+	struct source_event_sub *p;
+	size_t cap;
+
+	if (n <= s->capscratch)
+		return 0;
+	cap = s->capscratch ? s->capscratch : 16;
+	while (cap < n)
+		cap *= 2;
+	p = realloc(s->scratch, cap * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	s->scratch = p;
+	s->capscratch = cap;
+	return 0;
+}
+
+struct collect {
+	struct uffd_source *s;
+	uint64_t start, end; /* the event's range, end exclusive */
+	int err;
+};
+
+/* itree visitor: append the open ksub @n clipped to the event's range. */
+static int collect_one(struct itree_node *n, void *ud)
+{
+	struct collect *c = ud;
+	struct ksub *k = (struct ksub *)n;
+	struct source_event_sub *e;
+
+	if (k->closed)
+		return 0;
+	if (scratch_reserve(c->s, c->s->nscratch + 1) < 0) {
+		c->err = -ENOMEM;
+		return 1;
+	}
+	e = &c->s->scratch[c->s->nscratch++];
+	e->ksub_id = k->id;
+	e->start = k->start > c->start ? k->start : c->start;
+	e->end = k->end < c->end ? k->end : c->end;
+	return 0;
+}
+
+/* Fill s->scratch with the open ksubs of @t overlapping [start, end). */
+static int collect(struct target *t, uint64_t start, uint64_t end)
+{
+	struct collect c = { t->s, start, end, 0 };
+
+	t->s->nscratch = 0;
+	if (start >= end || !t->index.root)
+		return 0;
+	mmn__itree_query(&t->index, start, end - 1, collect_one, &c);
+	return c.err;
+}
+
+/*
+ * Emit INVALIDATE and its INVALIDATE_END for the ksubs in s->scratch.  The
+ * END lists only those still alive: a ksub the broker deleted from inside the
+ * INVALIDATE callback is its own business and no longer exists.
+ */
+static void emit_invalidation(struct target *t, uint32_t event, uint64_t start, uint64_t end)
+{
+	struct uffd_source *s = t->s;
+	struct source_event ev = {
+		.kind = SOURCE_INVALIDATE,
+		.event_id = ++s->next_event,
+		.event = event,
+		.blockable = true,
+		.needs_ack = false,
+		.range_start = start,
+		.range_end = end,
+		.pid = t->pid,
+		.nsubs = s->nscratch,
+		.subs = s->scratch,
+	};
+	size_t i, n = 0;
+
+	if (!s->nscratch)
+		return;
+	s->src.emit(&ev, s->src.userdata);
+	for (i = 0; i < s->nscratch; i++) {
+		struct ksub *k = ksub_find(s, s->scratch[i].ksub_id);
+
+		if (k && !k->closed)
+			s->scratch[n++] = s->scratch[i];
+	}
+	ev.kind = SOURCE_INVALIDATE_END;
+	ev.nsubs = n;
+	s->src.emit(&ev, s->src.userdata);
+	s->nscratch = 0;
+}
+
+/* ---- deferred closing of ksubs (REVOKED / RELEASE) ---- */
+
+/* One event per ksub, nsubs == 1, like the module's per-subscription SUB_GONE. */
+static void close_ksubs(struct target *t, enum close_reason why)
+{
+	struct uffd_source *s = t->s;
+	size_t i;
+
+	/* Snapshot first: the broker's ksub_del from the callback edits s->byid. */
+	s->nscratch = 0;
+	for (i = 0; i < s->nbyid; i++) {
+		struct ksub *k = s->byid[i];
+
+		if (k->t != t || k->closed)
+			continue;
+		if (scratch_reserve(s, s->nscratch + 1) < 0)
+			break; /* the rest stay open; retried on the next deferred pass */
+		s->scratch[s->nscratch++] = (struct source_event_sub){ k->id, k->start, k->end };
+	}
+	t->busy++;
+	for (i = 0; i < s->nscratch; i++) {
+		struct source_event_sub sub = s->scratch[i];
+		struct ksub *k = ksub_find(s, sub.ksub_id);
+		struct source_event ev = {
+			.kind = why == CLOSE_RELEASE ? SOURCE_RELEASE : SOURCE_REVOKED,
+			.pid = t->pid,
+			.reason = why == CLOSE_RELEASE ? 0 : REVOKE_SOURCE_GONE,
+			.range_start = sub.start,
+			.range_end = sub.end,
+			.nsubs = 1,
+			.subs = &sub,
+		};
+
+		if (!k || k->closed)
+			continue;
+		k->closed = true;
+		s->src.emit(&ev, s->src.userdata);
+	}
+	s->nscratch = 0;
+	t->busy--;
+}
+
+/* True when the process behind @t's pidfd has exited (pidfds poll readable then). */
+static bool target_exited(struct target *t)
+{
+	struct pollfd p = { .fd = t->pidfd ? t->pidfd->fd : -1, .events = POLLIN };
+
+	return p.fd >= 0 && poll(&p, 1, 0) == 1;
+}
+
+static void defer_cb(uv_idle_t *h)
+{
+	struct uffd_source *s = h->data;
+	struct target *t, *next;
+
+	uv_idle_stop(h);
+	for (t = s->targets; t; t = next) {
+		enum close_reason why = t->pending;
+
+		t->busy++; /* keeps t, and so t->next, in the list */
+		if (why != CLOSE_NONE) {
+			t->pending = CLOSE_NONE;
+			if (why == CLOSE_REVOKED && target_exited(t))
+				why = CLOSE_RELEASE;
+			watch_close(&t->pidfd);
+			close_ksubs(t, why);
+		}
+		next = t->next;
+		t->busy--;
+		target_maybe_free(t);
+	}
+}
+
+static void defer_close(struct target *t, enum close_reason why)
+{
+	if (t->pending == CLOSE_NONE || why == CLOSE_RELEASE)
+		t->pending = why;
+	uv_idle_start(&t->s->defer, defer_cb);
+}
+
+/* ---- reading the uffd ---- */
+
+static void log_fault(struct uffd_source *s, struct target *t, const struct uffd_msg *m)
+{
+	if (mmn__ratelimit_ok(&s->fault_rl, uv_now(s->src.loop)))
+		mmn__log(LOG_WARNING, NULL,
+			 "uffd source: unexpected page fault at 0x%llx (flags 0x%llx) in pid %d, resolved; "
+			 "the client registered its range in a faulting mode",
+			 (unsigned long long)m->arg.pagefault.address, (unsigned long long)m->arg.pagefault.flags,
+			 (int)t->pid);
+}
+
+/*
+ * A page fault means the client registered a mode that faults (or
+ * write-protected a page itself).  Never leave the faulting thread asleep:
+ * clear the write protection of that page (which wakes it), else wake it so
+ * it retries; a missing-page fault on a range registered MODE_MISSING gets a
+ * zero page.
+ */
+static void resolve_fault(struct uffd_source *s, struct target *t, const struct uffd_msg *m)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	struct uffdio_range range = { .start = m->arg.pagefault.address & ~(page - 1), .len = page };
+	int fd = t->uffd->fd;
+
+	s->faults++;
+	log_fault(s, t, m);
+	if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+		struct uffdio_writeprotect wp = { .range = range, .mode = 0 };
+
+		if (ioctl(fd, UFFDIO_WRITEPROTECT, &wp) == 0)
+			return;
+	} else if (!(m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR)) {
+		struct uffdio_zeropage zp = { .range = range, .mode = 0 };
+
+		if (ioctl(fd, UFFDIO_ZEROPAGE, &zp) == 0)
+			return;
+	}
+	(void)ioctl(fd, UFFDIO_WAKE, &range);
+}
+
+/* The whole span of @t's open ksubs, for events without a range (fork). */
+static void whole_span(struct target *t, uint64_t *start, uint64_t *end)
+{
+	struct uffd_source *s = t->s;
+	size_t i;
+
+	*start = UINT64_MAX;
+	*end = 0;
+	for (i = 0; i < s->nscratch; i++) {
+		if (s->scratch[i].start < *start)
+			*start = s->scratch[i].start;
+		if (s->scratch[i].end > *end)
+			*end = s->scratch[i].end;
+	}
+}
+
+static void handle_msg(struct uffd_source *s, struct target *t, const struct uffd_msg *m)
+{
+	uint64_t start, end;
+
+	switch (m->event) {
+	case UFFD_EVENT_UNMAP:
+	case UFFD_EVENT_REMOVE:
+		start = m->arg.remove.start;
+		end = m->arg.remove.end;
+		if (collect(t, start, end) == 0)
+			emit_invalidation(t, m->event == UFFD_EVENT_UNMAP ? EV_UNMAP : EV_REMOVE, start, end);
+		break;
+	case UFFD_EVENT_REMAP:
+		start = m->arg.remap.from;
+		end = start + m->arg.remap.len;
+		if (end < start)
+			end = UINT64_MAX;
+		if (collect(t, start, end) == 0)
+			emit_invalidation(t, EV_REMAP, start, end);
+		break;
+	case UFFD_EVENT_FORK:
+		/* Installed in our fd table by the read; not watched (children are not clients). */
+		close((int)m->arg.fork.ufd);
+		if (collect(t, 0, UINT64_MAX) == 0 && s->nscratch) {
+			whole_span(t, &start, &end);
+			emit_invalidation(t, EV_PROTECTION_PAGE, start, end);
+		}
+		break;
+	case UFFD_EVENT_PAGEFAULT:
+		resolve_fault(s, t, m);
+		break;
+	default:
+		break; /* an event a newer kernel added and nobody enabled */
+	}
+}
+
+/*
+ * read(2) on a uffd installs an fd for every FORK message; under EMFILE it
+ * fails and leaves the message queued, and the forking client would sleep
+ * until mmnd can read it.  Give the read the reserve fd's slot.
+ */
+static ssize_t read_msgs(struct uffd_source *s, int fd, struct uffd_msg *msgs, size_t n)
+{
+	ssize_t r = read(fd, msgs, n * sizeof(*msgs));
+
+	if (r < 0 && (errno == EMFILE || errno == ENFILE) && s->reserve_fd >= 0) {
+		close(s->reserve_fd);
+		s->reserve_fd = -1;
+		r = read(fd, msgs, sizeof(*msgs)); /* one message: at most one new fd */
+	}
+	return r;
+}
+
+static void uffd_cb(uv_poll_t *h, int status, int events)
+{
+	struct watch *w = h->data;
+	struct target *t = w->t;
+	struct uffd_source *s;
+	struct uffd_msg msgs[UFFD_BATCH];
+	int batch;
+
+	if (!t)
+		return;
+	s = t->s;
+	t->busy++;
+	for (batch = 0; status == 0 && batch < MAX_BATCHES && t->uffd == w; batch++) {
+		ssize_t r = read_msgs(s, w->fd, msgs, UFFD_BATCH);
+		size_t i, n;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == EAGAIN)
+			break;
+		if (r <= 0) {
+			status = r < 0 ? -errno : -EIO;
+			break;
+		}
+		n = (size_t)r / sizeof(msgs[0]);
+		for (i = 0; i < n; i++) {
+			/* Closed from inside the broker's callback: later FORK fds still need closing. */
+			if (t->uffd != w && msgs[i].event != UFFD_EVENT_FORK)
+				continue;
+			if (t->uffd != w)
+				close((int)msgs[i].arg.fork.ufd);
+			else
+				handle_msg(s, t, &msgs[i]);
+		}
+		/* The FORK fds are closed by now: take the reserve slot back. */
+		if (s->reserve_fd < 0)
+			s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (n < UFFD_BATCH)
+			break;
+	}
+	if (status < 0 && t->uffd == w) {
+		/* POLLERR (never initialised) or a read error: nothing more will come from it. */
+		mmn__log(LOG_WARNING, NULL, "uffd source: the userfaultfd of pid %d failed: %s", (int)t->pid,
+			 strerror(-status));
+		watch_close(&t->uffd);
+		defer_close(t, CLOSE_REVOKED);
+	}
+	t->busy--;
+	target_maybe_free(t);
+}
+
+/* The target process exited: its ksubs are released, its uffd will never speak again. */
+static void pidfd_cb(uv_poll_t *h, int status, int events)
+{
+	struct watch *w = h->data;
+	struct target *t = w->t;
+
+	if (!t)
+		return;
+	t->busy++;
+	/* Events queued before the exit (a SIGKILLed munmap drops its own) are still reported. */
+	if (t->uffd)
+		uffd_cb(&t->uffd->poll, 0, UV_READABLE);
+	watch_close(&t->pidfd);
+	watch_close(&t->uffd);
+	close_ksubs(t, CLOSE_RELEASE);
+	t->busy--;
+	target_maybe_free(t);
+}
+
+/* ---- ops ---- */
+
+static void uffd_detach(struct source *src, pid_t pid);
+
+static int uffd_start(struct source *src)
+{
+	return 0;
+}
+
+static int uffd_ksub_add(struct source *src, const struct source_target *st, uint64_t start, uint64_t length,
+			 bool blocking, uint32_t timeout_ms, uint32_t *ksub_id)
+{
+	struct uffd_source *s = to_uffd(src);
+	struct target *t;
+	struct ksub *k;
+	size_t i;
+
+	if (!st || !ksub_id)
+		return -EINVAL;
+	if (length == 0 || start > USER_ADDR_LIMIT || length > USER_ADDR_LIMIT - start)
+		return -EINVAL;
+	t = target_find(s, st->pid);
+	if (!t)
+		return -EOPNOTSUPP; /* only processes that attached their uffd can be watched */
+	if (!t->uffd)
+		return -ESRCH;      /* attached, but exited or its uffd failed */
+	if (t->nksubs >= MAX_KSUBS_PER_TARGET)
+		return -ENOSPC;
+	if (s->nbyid == s->capbyid) {
+		size_t cap = s->capbyid ? s->capbyid * 2 : 64;
+		struct ksub **p = realloc(s->byid, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		s->byid = p;
+		s->capbyid = cap;
+	}
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	k->id = ksub_new_id(s);
+	k->start = start;
+	k->end = start + length;
+	k->t = t;
+	k->blocking = blocking;
+	k->node.start = start;
+	k->node.last = k->end - 1;
+	mmn__itree_insert(&t->index, &k->node);
+	t->nksubs++;
+	i = byid_lower(s, k->id);
+	memmove(&s->byid[i + 1], &s->byid[i], (s->nbyid - i) * sizeof(s->byid[0]));
+	s->byid[i] = k;
+	s->nbyid++;
+	*ksub_id = k->id;
+	return 0;
+}
+
+static int uffd_ksub_del(struct source *src, uint32_t id)
+{
+	struct uffd_source *s = to_uffd(src);
+	size_t i = byid_lower(s, id);
+	struct ksub *k;
+	struct target *t;
+
+	if (i >= s->nbyid || s->byid[i]->id != id)
+		return -ENOENT;
+	k = s->byid[i];
+	t = k->t;
+	memmove(&s->byid[i], &s->byid[i + 1], (s->nbyid - i - 1) * sizeof(s->byid[0]));
+	s->nbyid--;
+	mmn__itree_remove(&t->index, &k->node);
+	t->nksubs--;
+	free(k);
+	target_maybe_free(t);
+	return 0;
+}
+
+static int uffd_ksub_set_blocking(struct source *src, uint32_t id, bool blocking)
+{
+	struct ksub *k = ksub_find(to_uffd(src), id);
+
+	if (!k)
+		return -ENOENT;
+	k->blocking = blocking;
+	return 0;
+}
+
+static int uffd_ksub_resynced(struct source *src, uint32_t id)
+{
+	/* Events are never lost silently here: a failed uffd revokes instead. */
+	return ksub_find(to_uffd(src), id) ? 0 : -ENOENT;
+}
+
+static int uffd_ack(struct source *src, uint64_t event_id)
+{
+	return -ENOENT; /* nobody ever waits: see the top of this file */
+}
+
+/* The features the client enabled, from /proc/self/fdinfo/FD ("API:\t<api>:<features>:<ioctls>"). */
+static int uffd_features(int fd, uint64_t *features)
+{
+	char path[64], line[256];
+	bool is_uffd = false, found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	{
+		ssize_t n = readlink(path, line, sizeof(line) - 1);
+
+		if (n < 0)
+			return -errno;
+		line[n] = '\0';
+		is_uffd = strcmp(line, "anon_inode:[userfaultfd]") == 0;
+	}
+	if (!is_uffd)
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long api, feat;
+
+		if (sscanf(line, "API:\t%llx:%llx:", &api, &feat) == 2) {
+			*features = feat;
+			found = true;
+			break;
+		}
+	}
+	fclose(f);
+	return found ? 0 : -EINVAL;
+}
+
+/*
+ * Takes ownership of @fd in every case (closed on error).  -EINVAL: not a
+ * userfaultfd, or UFFDIO_API was not done with UNMAP, REMOVE and REMAP
+ * events; -EBUSY: this process already has one attached.
+ */
+static int uffd_attach(struct source *src, const struct source_target *st, int fd)
+{
+	struct uffd_source *s = to_uffd(src);
+	uint64_t features = 0;
+	struct target *t = NULL;
+	int r, fl, pidfd = -1;
+
+	if (!st || fd < 0 || st->pid <= 0) {
+		r = -EINVAL;
+		goto err;
+	}
+	r = uffd_features(fd, &features);
+	if (r < 0)
+		goto err;
+	if ((features & UFFD_MASK_REQUIRED) != UFFD_MASK_REQUIRED) {
+		r = -EINVAL;
+		goto err;
+	}
+	t = target_find(s, st->pid);
+	if (t && t->uffd) {
+		t = NULL;
+		r = -EBUSY;
+		goto err;
+	}
+	if (t) {
+		/* That process exited (or its uffd failed) and the broker has not detached it yet. */
+		uffd_detach(src, st->pid);
+		t = NULL;
+	}
+	/* O_NONBLOCK is a file flag: it makes userfaultfd_read() return -EAGAIN. */
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+		r = -errno;
+		goto err;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		r = -ENOMEM;
+		goto err;
+	}
+	t->s = s;
+	t->pid = st->pid;
+	t->fork_events = features & UFFD_FEATURE_EVENT_FORK;
+	r = watch_open(s, t, fd, uffd_cb, &t->uffd);
+	if (r < 0)
+		goto err_free;
+	fd = -1;
+	if (st->pidfd >= 0) {
+		pidfd = fcntl(st->pidfd, F_DUPFD_CLOEXEC, 3);
+		if (pidfd < 0) {
+			r = -errno;
+			goto err_watch;
+		}
+		r = watch_open(s, t, pidfd, pidfd_cb, &t->pidfd);
+		if (r < 0)
+			goto err_pidfd;
+	}
+	t->linked = true;
+	t->next = s->targets;
+	if (s->targets)
+		s->targets->prev = t;
+	s->targets = t;
+	return 0;
+
+err_pidfd:
+	close(pidfd);
+err_watch:
+	watch_close(&t->uffd);
+err_free:
+	free(t);
+err:
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/*
+ * The client's connection is gone.  Closing the uffd unregisters its ranges
+ * in the kernel.  ksubs of this target that the broker still keeps (other
+ * subscribers, through a share token) can no longer be reported: they are
+ * closed with REVOKED{source gone}, or RELEASE when the process exited, from
+ * the next loop iteration rather than from inside the broker's call.
+ */
+static void uffd_detach(struct source *src, pid_t pid)
+{
+	struct uffd_source *s = to_uffd(src);
+	struct target *t = target_find(s, pid);
+
+	if (!t)
+		return;
+	t->linked = false;
+	watch_close(&t->uffd);
+	if (t->nksubs)
+		defer_close(t, CLOSE_REVOKED);
+	else
+		watch_close(&t->pidfd);
+	target_maybe_free(t);
+}
+
+static void source_free_cb(uv_handle_t *h)
+{
+	struct uffd_source *s = h->data;
+
+	free(s);
+}
+
+static void uffd_destroy(struct source *src)
+{
+	struct uffd_source *s = to_uffd(src);
+	size_t i;
+
+	if (!s)
+		return;
+	s->destroyed = true;
+	for (i = 0; i < s->nbyid; i++)
+		free(s->byid[i]);
+	free(s->byid);
+	free(s->scratch);
+	while (s->targets) {
+		struct target *t = s->targets;
+
+		s->targets = t->next;
+		watch_close(&t->uffd);
+		watch_close(&t->pidfd);
+		free(t);
+	}
+	if (s->reserve_fd >= 0)
+		close(s->reserve_fd);
+	uv_close((uv_handle_t *)&s->defer, source_free_cb);
+}
+
+static const struct source_ops uffd_ops = {
+	.start = uffd_start,
+	.ksub_add = uffd_ksub_add,
+	.ksub_del = uffd_ksub_del,
+	.ksub_set_blocking = uffd_ksub_set_blocking,
+	.ksub_resynced = uffd_ksub_resynced,
+	.ack = uffd_ack,
+	.attach_uffd = uffd_attach,
+	.detach_uffd = uffd_detach,
+	.destroy = uffd_destroy,
+};
+
+int mmn__source_uffd_new(uv_loop_t *loop, source_event_fn emit, void *userdata, struct source **out)
+{
+	struct uffd_source *s;
+	int r;
+
+	if (!loop || !emit || !out)
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	r = uv_idle_init(loop, &s->defer);
+	if (r < 0) {
+		free(s);
+		return r;
+	}
+	s->defer.data = s;
+	s->src.ops = &uffd_ops;
+	s->src.caps = (struct source_caps){
+		.name = "uffd",
+		.event_mask = 1ULL << EV_UNMAP | 1ULL << EV_PROTECTION_PAGE | 1ULL << EV_REMOVE | 1ULL << EV_REMAP,
+		.acks_hold_kernel = false,
+		.events_before_change = false,
+		.needs_uffd = true,
+		.other_processes = false,
+	};
+	s->src.loop = loop;
+	s->src.emit = emit;
+	s->src.userdata = userdata;
+	s->next_id = 1;
+	s->fault_rl = (struct ratelimit)RATELIMIT_INIT(10000, 5);
+	s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	*out = &s->src;
+	return 0;
+}

@@ -1,0 +1,532 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Subscriptions and their kernel subscriptions (ksubs).
+ *
+ * Coalescing: client ranges of one target that overlap or touch share one
+ * ksub, page aligned, so an munmap across many client ranges costs the
+ * source one round trip.  A new range that bridges several ksubs replaces
+ * them with one covering their union (added first, so nothing is ever
+ * unwatched).  A ksub does not shrink when a sub leaves; it goes when its
+ * last sub goes.  Its BLOCKING flag is set while any blocking sub is on it.
+ *
+ * Deferral (seed 001): while an invalidation is in flight on a target its
+ * index and ksubs do not change.  Subscribe and Unsubscribe received then
+ * are queued on the target and applied, in order, when its last in-flight
+ * invalidation ends; the reply is sent then.  Besides determinism this
+ * keeps mmnd from asking the kernel to insert a notifier while the kernel
+ * waits for mmnd's ack with the mmap lock held.
+ */
+#include "broker-internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void khash_add(struct broker *b, struct ksub *k)
+{
+	struct ksub **h = &b->khash[k->id % KHASH_SIZE];
+
+	k->hnext = *h;
+	*h = k;
+	b->nksubs++;
+}
+
+static void khash_del(struct broker *b, struct ksub *k)
+{
+	for (struct ksub **h = &b->khash[k->id % KHASH_SIZE]; *h; h = &(*h)->hnext) {
+		if (*h == k) {
+			*h = k->hnext;
+			b->nksubs--;
+			return;
+		}
+	}
+}
+
+struct ksub *mmn__ksub_find(struct broker *b, uint32_t id)
+{
+	for (struct ksub *k = b->khash[id % KHASH_SIZE]; k; k = k->hnext)
+		if (k->id == id)
+			return k;
+	return NULL;
+}
+
+struct sub *mmn__client_find_sub(struct client *c, uint64_t sub_id)
+{
+	list_for_each(pos, &c->subs) {
+		struct sub *s = list_entry(pos, struct sub, clink);
+
+		if (s->id == sub_id)
+			return s;
+	}
+	return NULL;
+}
+
+static bool sub_blocking(const struct sub *s)
+{
+	return s->flags == MMN__V1__SUB_FLAG__SUB_BLOCKING;
+}
+
+/* Remove @k from the source and free it.  Its subs must be gone. */
+static void ksub_destroy(struct ksub *k)
+{
+	struct broker *b = k->t->b;
+	struct target *t = k->t;
+
+	if (b->src && !b->source_lost)
+		b->src->ops->ksub_del(b->src, k->id);
+	khash_del(b, k);
+	mmn__itree_remove(&t->ksubs, &k->node);
+	free(k);
+	mmn__target_put(t);
+}
+
+static void ksub_update_blocking(struct ksub *k)
+{
+	struct broker *b = k->t->b;
+	bool want = k->nblocking > 0;
+
+	if (want == k->blocking || b->source_lost)
+		return;
+	if (b->src->ops->ksub_set_blocking && b->src->ops->ksub_set_blocking(b->src, k->id, want) < 0) {
+		if (mmn__ratelimit_ok(&b->rl_client, mmn__broker_now(b)))
+			mmn__log(LOG_WARNING, NULL, "Failed to set blocking=%d on kernel subscription %u", want,
+				 k->id);
+		return;
+	}
+	k->blocking = want;
+}
+
+static void ksub_link_sub(struct ksub *k, struct sub *s)
+{
+	list_add_tail(&k->subs, &s->klink);
+	s->k = k;
+	k->nsubs++;
+	if (sub_blocking(s))
+		k->nblocking++;
+}
+
+static void ksub_unlink_sub(struct ksub *k, struct sub *s)
+{
+	list_del(&s->klink);
+	s->k = NULL;
+	k->nsubs--;
+	if (sub_blocking(s))
+		k->nblocking--;
+}
+
+struct collect {
+	struct ksub **v;
+	size_t n, cap;
+};
+
+static int collect_ksub(struct itree_node *n, void *ud)
+{
+	struct collect *c = ud;
+
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 8;
+		struct ksub **v = realloc(c->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		c->v = v;
+		c->cap = cap;
+	}
+	c->v[c->n++] = container_of(n, struct ksub, node);
+	return 0;
+}
+
+/*
+ * Put @s on a ksub of its target, coalescing with every ksub its page
+ * range overlaps or touches.  Only while the target is quiescent.
+ */
+static int ksub_attach(struct target *t, struct sub *s)
+{
+	struct broker *b = t->b;
+	uint64_t ks = s->start & ~(MMN_PAGE_SIZE - 1);
+	uint64_t ke = (s->end + MMN_PAGE_SIZE - 1) & ~(MMN_PAGE_SIZE - 1);
+	struct source_target st = { .pid = t->pid, .pidfd = t->pidfd, .uffd = -1 };
+	struct collect col = { 0 };
+	bool blocking = sub_blocking(s);
+	struct ksub *k;
+	uint32_t id;
+	int r;
+
+	r = mmn__itree_query(&t->ksubs, ks ? ks - 1 : 0, ke, collect_ksub, &col);
+	if (r < 0)
+		goto out;
+	if (col.n == 1 && col.v[0]->start <= ks && col.v[0]->end >= ke) {
+		k = col.v[0];
+		goto link;
+	}
+	for (size_t i = 0; i < col.n; i++) {
+		if (col.v[i]->start < ks)
+			ks = col.v[i]->start;
+		if (col.v[i]->end > ke)
+			ke = col.v[i]->end;
+		blocking |= col.v[i]->nblocking > 0;
+	}
+	if (b->source_lost) {
+		r = -ENODEV;
+		goto out;
+	}
+	r = b->src->ops->ksub_add(b->src, &st, ks, ke - ks, blocking, b->opt.ack_cap_ms + 250, &id);
+	if (r < 0)
+		goto out;
+	k = calloc(1, sizeof(*k));
+	if (!k) {
+		b->src->ops->ksub_del(b->src, id);
+		r = -ENOMEM;
+		goto out;
+	}
+	k->id = id;
+	k->t = t;
+	k->start = ks;
+	k->end = ke;
+	k->blocking = blocking;
+	k->node.start = ks;
+	k->node.last = ke - 1;
+	list_init(&k->subs);
+	t->refs++;
+	mmn__itree_insert(&t->ksubs, &k->node);
+	khash_add(b, k);
+	/* Move the subs of the ksubs it replaces, then drop those. */
+	for (size_t i = 0; i < col.n; i++) {
+		struct ksub *old = col.v[i];
+
+		list_for_each_safe(pos, &old->subs) {
+			struct sub *o = list_entry(pos, struct sub, klink);
+
+			ksub_unlink_sub(old, o);
+			ksub_link_sub(k, o);
+		}
+		ksub_destroy(old);
+	}
+link:
+	ksub_link_sub(k, s);
+	ksub_update_blocking(k);
+	r = 0;
+out:
+	free(col.v);
+	return r;
+}
+
+/* Take @s out of the index and its ksub (dropping the ksub if it was the last) and free it. */
+static void sub_finalize(struct sub *s)
+{
+	struct target *t = s->t;
+
+	if (s->indexed) {
+		struct ksub *k = s->k;
+
+		mmn__itree_remove(&t->subs, &s->node);
+		s->indexed = false;
+		ksub_unlink_sub(k, s);
+		if (!k->nsubs)
+			ksub_destroy(k);
+		else
+			ksub_update_blocking(k);
+	}
+	t->b->stats.subscriptions--;
+	free(s);
+	mmn__target_put(t);
+}
+
+/* Detach @s from its client: free its slot, unlink, answer a pending Unsubscribe. */
+static void sub_detach_client(struct sub *s)
+{
+	struct client *c = s->c;
+
+	if (!c)
+		return;
+	mmn__seqpage_free(c, s->slot);
+	list_del(&s->clink);
+	c->nsubs--;
+	s->c = NULL;
+	if (s->unsub_reply) {
+		Mmn__V1__Status st = MMN__V1__STATUS__INIT;
+		MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+		s->unsub_reply = false;
+		env.request_id = s->unsub_request_id;
+		env.body_case = MMN__V1__ENVELOPE__BODY_STATUS;
+		env.status = &st;
+		mmn__client_send(c, &env);
+	}
+}
+
+static void reply_subscribed(struct client *c, uint64_t request_id, const struct sub *s)
+{
+	Mmn__V1__SubscribeReply rep = MMN__V1__SUBSCRIBE_REPLY__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	rep.sub_id = s->id;
+	rep.seq_slot = s->slot;
+	rep.seq_gen = s->gen;
+	rep.ack_timeout_ms = s->timeout_ms;
+	env.request_id = request_id;
+	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY;
+	env.subscribe_reply = &rep;
+	mmn__client_send(c, &env);
+}
+
+/* Create the subscription now (target quiescent).  Consumes the target reference. */
+static void sub_create(struct target *t, struct client *c, uint64_t request_id, const struct sub_req *r)
+{
+	struct broker *b = t->b;
+	struct sub *s;
+	int err;
+
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	err = mmn__seqpage_alloc(c, &s->slot, &s->gen);
+	if (err < 0)
+		goto fail;
+	s->id = ++b->next_sub_id;
+	s->c = c;
+	s->t = t;
+	s->start = r->start;
+	s->end = r->end;
+	s->flags = r->flags;
+	s->mask = r->mask;
+	s->timeout_ms = r->timeout_ms;
+	s->state = SUB_LIVE;
+	list_init(&s->klink);
+	list_init(&s->d.link);
+	s->d.kind = DEF_REMOVE;
+	err = ksub_attach(t, s);
+	if (err < 0) {
+		mmn__seqpage_free(c, s->slot);
+		goto fail;
+	}
+	s->node.start = s->start;
+	s->node.last = s->end - 1;
+	mmn__itree_insert(&t->subs, &s->node);
+	s->indexed = true;
+	list_add_tail(&c->subs, &s->clink);
+	c->nsubs++;
+	b->stats.subscriptions++;
+	reply_subscribed(c, request_id, s);
+	return;
+fail:
+	free(s);
+	mmn__target_put(t);
+	mmn__client_send_error(c, request_id, err, "subscription failed");
+}
+
+int mmn__sub_request(struct client *c, uint64_t request_id, const Mmn__V1__Subscribe *req)
+{
+	struct broker *b = c->b;
+	struct pending_sub *p;
+	struct sub_req r;
+	struct target *t;
+	const char *msg = NULL;
+	uint32_t npending = 0;
+	int err;
+
+	if (b->draining)
+		return mmn__client_send_error(c, request_id, -ESHUTDOWN, "mmnd is stopping");
+	if (b->source_lost)
+		return mmn__client_send_error(c, request_id, -ENODEV, "the event source is gone");
+	if (b->src->caps.needs_uffd && !c->uffd_attached)
+		return mmn__client_send_error(c, request_id, -ENOTCONN, "send AttachUffd first");
+	err = mmn__policy_check_subscribe(b, req, &r, &msg);
+	if (err < 0)
+		return mmn__client_send_error(c, request_id, err, msg);
+	list_for_each(pos, &c->pending)
+		npending++;
+	if (c->nsubs + npending >= b->opt.max_subs || c->nsubs + npending >= c->nslots)
+		return mmn__client_send_error(c, request_id, -ENOSPC, "too many subscriptions");
+	if (r.pid != 0 && r.pid != c->pid && !b->src->caps.other_processes)
+		return mmn__client_send_error(c, request_id, -EOPNOTSUPP,
+					      "this source watches only the client itself");
+	err = mmn__target_get(b, c, r.pid, &t);
+	if (err < 0)
+		return mmn__client_send_error(c, request_id, err, "no such target");
+	if (t->pid != c->pid) {
+		err = mmn__policy_authorize(b, c, t->pid, t->pidfd, &r, &req->share_token);
+		if (err < 0) {
+			mmn__target_put(t);
+			return mmn__client_send_error(c, request_id, err, "not allowed to watch this process");
+		}
+	}
+	if (!t->inflight) {
+		sub_create(t, c, request_id, &r);
+		return 0;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		mmn__target_put(t);
+		return mmn__client_send_error(c, request_id, -ENOMEM, "out of memory");
+	}
+	p->d.kind = DEF_SUBSCRIBE;
+	p->c = c;
+	p->request_id = request_id;
+	p->req = r;
+	list_add_tail(&c->pending, &p->clink);
+	mmn__target_defer(t, &p->d);
+	return 0;
+}
+
+void mmn__pending_sub_cancel(struct pending_sub *p)
+{
+	list_del(&p->clink);
+	p->c = NULL;
+}
+
+int mmn__sub_unsubscribe(struct client *c, uint64_t request_id, uint64_t sub_id)
+{
+	struct sub *s = mmn__client_find_sub(c, sub_id);
+	Mmn__V1__Status st = MMN__V1__STATUS__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	if (!s || s->state != SUB_LIVE)
+		return mmn__client_send_error(c, request_id, -ENOENT, "no such subscription");
+	if (s->t->inflight) {
+		/* Its pending acks are moot; it still gets InvalidateEnd (pairing). */
+		s->state = SUB_DYING;
+		s->unsub_request_id = request_id;
+		s->unsub_reply = true;
+		mmn__fanout_close_sub(c->b, s, true);
+		mmn__target_defer(s->t, &s->d);
+		return 0;
+	}
+	env.request_id = request_id;
+	env.body_case = MMN__V1__ENVELOPE__BODY_STATUS;
+	env.status = &st;
+	sub_detach_client(s);
+	sub_finalize(s);
+	return mmn__client_send(c, &env);
+}
+
+void mmn__sub_kill(struct sub *s)
+{
+	if (s->state == SUB_DEAD)
+		return;
+	mmn__fanout_close_sub(s->t->b, s, false);
+	s->unsub_reply = false;
+	sub_detach_client(s);
+	if (s->t->inflight) {
+		if (s->state != SUB_DYING)
+			mmn__target_defer(s->t, &s->d);
+		s->state = SUB_DEAD;
+		return;
+	}
+	if (s->state == SUB_DYING)
+		list_del(&s->d.link);
+	s->state = SUB_DEAD;
+	sub_finalize(s);
+}
+
+void mmn__sub_apply_deferred(struct target *t, struct deferred *d)
+{
+	if (d->kind == DEF_SUBSCRIBE) {
+		struct pending_sub *p = container_of(d, struct pending_sub, d);
+
+		if (p->c) {
+			list_del(&p->clink);
+			sub_create(t, p->c, p->request_id, &p->req);
+		} else {
+			mmn__target_put(t);
+		}
+		free(p);
+	} else {
+		struct sub *s = container_of(d, struct sub, d);
+
+		sub_detach_client(s);
+		s->state = SUB_DEAD;
+		sub_finalize(s);
+	}
+}
+
+static void send_release(struct sub *s, bool released, uint32_t reason)
+{
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+	Mmn__V1__Release rel = MMN__V1__RELEASE__INIT;
+	Mmn__V1__Revoked rev = MMN__V1__REVOKED__INIT;
+
+	if (released) {
+		rel.sub_id = s->id;
+		env.body_case = MMN__V1__ENVELOPE__BODY_RELEASE;
+		env.release = &rel;
+	} else {
+		rev.sub_id = s->id;
+		rev.reason = reason;
+		env.body_case = MMN__V1__ENVELOPE__BODY_REVOKED;
+		env.revoked = &rev;
+	}
+	mmn__client_send(s->c, &env);
+}
+
+/*
+ * The source is done with @k (target exited, or it revoked the ksub): every
+ * sub on it is told Release/Revoked once and freed now, without waiting for
+ * quiescence: nothing will be delivered for @k again.  The ksub is freed
+ * with the one ksub_del the source contract asks for.
+ */
+void mmn__ksub_release(struct ksub *k, bool released, uint32_t reason)
+{
+	struct target *t = k->t;
+
+	t->refs++;
+	list_for_each_safe(pos, &k->subs) {
+		struct sub *s = list_entry(pos, struct sub, klink);
+
+		if (s->c && s->state != SUB_DEAD)
+			send_release(s, released, reason);
+		if (s->state != SUB_DEAD) {
+			mmn__fanout_close_sub(t->b, s, false);
+			sub_detach_client(s);
+		}
+		if (list_linked(&s->d.link))
+			list_del(&s->d.link);
+		s->state = SUB_DEAD;
+		mmn__itree_remove(&t->subs, &s->node);
+		s->indexed = false;
+		ksub_unlink_sub(k, s);
+		t->b->stats.subscriptions--;
+		free(s);
+		mmn__target_put(t);
+	}
+	ksub_destroy(k);
+	mmn__target_put(t);
+}
+
+/*
+ * The source lost events for @k (REVOKED desync): everything under it may
+ * have changed.  Each live sub gets an Invalidate{RESYNC} of its whole range
+ * and its InvalidateEnd (a pair), its slot moves on, and the source is told
+ * the consumers are resynchronised.
+ */
+void mmn__ksub_resync(struct ksub *k)
+{
+	struct broker *b = k->t->b;
+
+	list_for_each(pos, &k->subs) {
+		struct sub *s = list_entry(pos, struct sub, klink);
+		MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+		Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;
+		Mmn__V1__InvalidateEnd end = MMN__V1__INVALIDATE_END__INIT;
+
+		if (!s->c || s->state != SUB_LIVE)
+			continue;
+		inv.sub_id = s->id;
+		inv.start = s->start;
+		inv.end = s->end;
+		inv.event = MMN__V1__EVENT_TYPE__EVENT_RESYNC;
+		inv.seq = s->inflight ? mmn__seqpage_value(s->c, s->slot) : mmn__seqpage_begin(s->c, s->slot);
+		env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE;
+		env.invalidate = &inv;
+		mmn__client_send(s->c, &env);
+		end.sub_id = s->id;
+		end.seq = s->inflight ? mmn__seqpage_value(s->c, s->slot) : mmn__seqpage_end(s->c, s->slot);
+		env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE_END;
+		env.invalidate_end = &end;
+		mmn__client_send(s->c, &env);
+	}
+	if (b->src->ops->ksub_resynced)
+		b->src->ops->ksub_resynced(b->src, k->id);
+}

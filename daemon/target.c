@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Targets: the processes whose address spaces are watched, identified by a
+ * pidfd so that a recycled pid never aliases a live target.  A target found
+ * by pid is reused only while its pidfd still names a living process.
+ */
+#include "broker-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int pidfd_open_(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* A pidfd polls readable once its process exited. */
+static bool pidfd_alive(int pidfd)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 0;
+}
+
+static struct target *target_find(struct broker *b, pid_t pid)
+{
+	list_for_each(pos, &b->targets) {
+		struct target *t = list_entry(pos, struct target, link);
+
+		if (t->pid == pid && pidfd_alive(t->pidfd))
+			return t;
+	}
+	return NULL;
+}
+
+int mmn__target_get(struct broker *b, struct client *c, pid_t pid, struct target **out)
+{
+	struct target *t;
+	int pidfd;
+
+	if (pid == 0 || pid == c->pid)
+		pid = c->pid;
+	t = target_find(b, pid);
+	if (t) {
+		t->refs++;
+		*out = t;
+		return 0;
+	}
+	if (b->ntargets >= b->opt.max_targets)
+		return -EUSERS;
+	if (pid == c->pid && c->pidfd >= 0) {
+		pidfd = fcntl(c->pidfd, F_DUPFD_CLOEXEC, 3);
+	} else {
+		pidfd = pidfd_open_(pid);
+	}
+	if (pidfd < 0)
+		return errno == EINVAL ? -ESRCH : -errno;
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		close(pidfd);
+		return -ENOMEM;
+	}
+	t->b = b;
+	t->pid = pid;
+	t->pidfd = pidfd;
+	t->refs = 1;
+	list_init(&t->deferred);
+	list_add_tail(&b->targets, &t->link);
+	b->ntargets++;
+	*out = t;
+	return 0;
+}
+
+void mmn__target_put(struct target *t)
+{
+	if (--t->refs)
+		return;
+	list_del(&t->link);
+	t->b->ntargets--;
+	close(t->pidfd);
+	free(t);
+}
+
+void mmn__target_defer(struct target *t, struct deferred *d)
+{
+	list_add_tail(&t->deferred, &d->link);
+}
+
+/*
+ * The last in-flight invalidation of @t ended: apply what was deferred, in
+ * arrival order.  An applied change cannot start an invalidation, so this
+ * terminates; a change deferred again (not possible here) would wait for
+ * the next end.  Holds a reference so @t outlives its own deferred list.
+ */
+void mmn__target_quiesce(struct target *t)
+{
+	if (t->inflight)
+		return;
+	t->refs++;
+	while (!list_empty(&t->deferred) && !t->inflight) {
+		struct deferred *d = list_entry(t->deferred.next, struct deferred, link);
+
+		list_del(&d->link);
+		mmn__sub_apply_deferred(t, d);
+	}
+	mmn__target_put(t);
+}

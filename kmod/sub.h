@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * mmn: subscriptions (one mmu_interval_notifier each), the per-mm group
+ * that lets one invalidation of an mm produce one event, and the waiters
+ * of blockable invalidations.
+ */
+#ifndef MMN_SUB_H
+#define MMN_SUB_H
+
+#include <linux/kref.h>
+#include <linux/list.h>
+#include <linux/mmu_notifier.h>
+#include <linux/spinlock.h>
+#include <linux/types.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+
+/* Concurrent multi-subscription walks tracked per mm (see sub.c). */
+#define MMN_WALKS	16
+
+/*
+ * A walk is one call of the core mm's interval-tree walk for one
+ * invalidation on one thread: it calls our .invalidate once per overlapping
+ * subscription, one after the other, on that thread.  The first callback of
+ * the walk (the gatherer) reports every subscription it covers and records
+ * here how many of their callbacks are still to come.
+ */
+struct mmn_walk {
+	struct task_struct *task;		/* NULL: slot free */
+	const struct mmu_notifier_range *range;
+	unsigned long cur_seq;
+	unsigned long start, end;
+	int event;
+	unsigned int pending;
+};
+
+/*
+ * All subscriptions of one mm.  Lifetime: one reference per subscription
+ * (taken at SUBSCRIBE, dropped after mmu_interval_notifier_remove()); the
+ * 1 -> 0 transition and the list of groups are under mmn_ctl_mutex.  The
+ * mm pointer is a lookup key only: every subscription's notifier holds
+ * mmgrab() on it, so it cannot be reused while the group exists.
+ */
+struct mmn_group {
+	struct list_head node;			/* mmn_groups */
+	struct mm_struct *mm;
+	unsigned int refs;			/* under mmn_ctl_mutex */
+	/*
+	 * The lock of every subscription of this mm, and the only lock the
+	 * invalidate path takes besides mmn_wait_lock (nested inside).  Protects
+	 * subs, nsubs, walks and every subscription's state, flags, desync,
+	 * armed and cover.
+	 */
+	spinlock_t lock;
+	struct list_head subs;
+	unsigned int nsubs;
+	struct mmn_walk walks[MMN_WALKS];
+};
+
+enum mmn_sub_st {
+	MMN_SUB_NEW,		/* being inserted: not reported yet */
+	MMN_SUB_LIVE,
+	MMN_SUB_RELEASED,	/* target mm exited */
+	MMN_SUB_DYING,		/* unsubscribed or daemon gone; removal queued */
+};
+
+struct mmn_sub {
+	struct mmu_interval_notifier notifier;	/* .mm valid until remove() */
+	struct mmn_group *group;
+	struct list_head node;			/* group->subs, under group->lock */
+	u32 id;					/* xarray key; 0 until published */
+	u32 pid;				/* as given by the daemon, for reports */
+	unsigned long start, last;		/* inclusive, like the interval tree */
+	u32 timeout_ms;
+	/* under group->lock: */
+	enum mmn_sub_st state;
+	u32 flags;				/* MMN_SUB_F_BLOCKING */
+	bool desync;
+	bool armed;				/* known to be in the mm's interval tree */
+	u32 cover;				/* bit i: walks[i] already reported us */
+	/*
+	 * References: one for the subscription itself (dropped by the remove
+	 * work after DYING), one per queued INVALIDATE_END work.  The last put
+	 * calls mmu_interval_notifier_remove(), so it happens in a worker.
+	 */
+	struct kref ref;
+	struct work_struct remove_work;
+};
+
+/*
+ * A thread sleeping in a blockable invalidation, on its own stack.  Linked in
+ * mmn_waiters under mmn_wait_lock; whoever sets done unlinks it in the same
+ * critical section, so nobody touches it after its owner relocked and saw it
+ * unlinked.
+ */
+enum mmn_wait_result {
+	MMN_WAIT_PENDING,
+	MMN_WAIT_ACKED,
+	MMN_WAIT_GONE,		/* daemon gone, or no listed blocking subscription left */
+};
+
+struct mmn_batch;
+
+struct mmn_waiter {
+	struct list_head node;
+	u64 seq;
+	struct mmn_group *group;
+	struct mmn_batch *batch;
+	int done;			/* enum mmn_wait_result, READ_ONCE */
+};
+
+int mmn_sub_create(u32 pid, unsigned long start, unsigned long len, u32 flags,
+		   u32 timeout_ms, struct netlink_ext_ack *extack, u32 *id);
+int mmn_sub_unsubscribe(u32 id);
+int mmn_sub_set_flags(u32 id, u32 flags, struct netlink_ext_ack *extack);
+int mmn_sub_ack(u64 seq);
+void mmn_sub_teardown_all(void);
+void mmn_sub_wait_all_gone(void);
+int mmn_sub_dump(struct sk_buff *skb, struct netlink_callback *cb);
+void mmn_sub_put(struct mmn_sub *sub);
+void mmn_sub_desync_batch(const struct mmn_batch *b);
+unsigned int mmn_sub_count(void);
+
+#endif /* MMN_SUB_H */

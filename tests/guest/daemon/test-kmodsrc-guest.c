@@ -1,0 +1,409 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The kmod source (daemon/source-kmod.c) against the real mmn.ko, in the
+ * guest, without the broker: this program plays the broker, driving the
+ * source_ops and receiving its events on a libuv loop.  A forked target maps
+ * a range and munmaps it on command, timing the munmap (CLOCK_MONOTONIC).
+ *
+ * Checks: BIND and -EBUSY for a second daemon; the socket is close-on-exec;
+ * SUBSCRIBE gives an id; a blocking ksub's munmap waits for ops->ack()
+ * (sent after a deliberate delay) and INVALIDATE carries the clipped range,
+ * UNMAP, needs_ack; INVALIDATE_END pairs with it; a non-blocking ksub never
+ * waits; SET_FLAGS turns waiting on; a late ack is -ENOENT; target exit is
+ * RELEASE; destroy while the kernel waits releases munmap at once and a new
+ * source can bind again.
+ *
+ * Exits 77 when not root or the module is not loaded.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/mmn.h>
+#include <uv.h>
+
+#include "genl-kmod.h"
+#include "source.h"
+#include "tap.h"
+
+#define PAGES 16
+#define MS 1000000ull
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int read_full(int fd, void *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, (char *)buf + got, len - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+/* ---- target ------------------------------------------------------------------ */
+
+struct target {
+	pid_t pid;
+	int cmd, rep;
+	uint64_t addr, len;
+	uint64_t times[2];
+};
+
+static void target_main(int cmd, int rep)
+{
+	size_t len = PAGES * (size_t)sysconf(_SC_PAGESIZE);
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	uint64_t a = (uint64_t)(uintptr_t)p, t[2];
+	char c;
+
+	if (p == MAP_FAILED)
+		_exit(2);
+	memset(p, 0x5a, len);
+	if (write(rep, &a, sizeof(a)) != sizeof(a))
+		_exit(3);
+	while (read_full(cmd, &c, 1) == 0) {
+		if (c == 'u') { /* munmap the upper half: the event is clipped to it */
+			t[0] = mono_ns();
+			munmap(p + len / 2, len / 2);
+			t[1] = mono_ns();
+			if (write(rep, t, sizeof(t)) != sizeof(t))
+				_exit(4);
+		} else if (c == 'U') { /* the lower half */
+			t[0] = mono_ns();
+			munmap(p, len / 2);
+			t[1] = mono_ns();
+			if (write(rep, t, sizeof(t)) != sizeof(t))
+				_exit(4);
+		} else if (c == 'q') {
+			_exit(0);
+		}
+	}
+	_exit(0);
+}
+
+static int target_spawn(struct target *t)
+{
+	int cmd[2], rep[2];
+
+	if (pipe2(cmd, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0)
+		return -errno;
+	fflush(stdout);
+	t->pid = fork();
+	if (t->pid < 0)
+		return -errno;
+	if (t->pid == 0) {
+		close(cmd[1]);
+		close(rep[0]);
+		target_main(cmd[0], rep[1]);
+	}
+	close(cmd[0]);
+	close(rep[1]);
+	t->cmd = cmd[1];
+	t->rep = rep[0];
+	t->len = PAGES * (uint64_t)sysconf(_SC_PAGESIZE);
+	return read_full(t->rep, &t->addr, sizeof(t->addr)) < 0 ? -EIO : 0;
+}
+
+static void target_end(struct target *t)
+{
+	close(t->cmd);
+	close(t->rep);
+	kill(t->pid, SIGKILL);
+	waitpid(t->pid, NULL, 0);
+}
+
+/* ---- the broker's part ------------------------------------------------------- */
+
+struct bk {
+	uv_loop_t loop;
+	struct source *s;
+	uv_timer_t ack_timer, timeout;
+	uv_poll_t rep_poll;
+	/* what arrived */
+	int ninv, nend, nrel, nrevoked, nlost;
+	struct source_event inv;
+	struct source_event_sub inv_sub;
+	uint64_t end_id;
+	uint32_t rel_id;
+	/* what to do on INVALIDATE */
+	uint64_t ack_delay_ms;  /* 0: ack at once */
+	bool destroy_on_inv;
+	uint64_t t_ack;
+	int ack_ret;
+	bool reported, timed_out;
+};
+
+static struct bk B;
+
+static void on_ack_timer(uv_timer_t *h)
+{
+	B.t_ack = mono_ns();
+	B.ack_ret = B.s->ops->ack(B.s, B.inv.event_id);
+}
+
+static void emit(const struct source_event *ev, void *ud)
+{
+	switch (ev->kind) {
+	case SOURCE_INVALIDATE:
+		B.ninv++;
+		B.inv = *ev;
+		B.inv_sub = ev->nsubs ? ev->subs[0] : (struct source_event_sub){ 0 };
+		if (!ev->needs_ack)
+			break;
+		if (B.destroy_on_inv)
+			break; /* the test destroys from outside the callback */
+		if (B.ack_delay_ms)
+			uv_timer_start(&B.ack_timer, on_ack_timer, B.ack_delay_ms, 0);
+		else
+			on_ack_timer(&B.ack_timer);
+		break;
+	case SOURCE_INVALIDATE_END:
+		B.nend++;
+		B.end_id = ev->event_id;
+		break;
+	case SOURCE_RELEASE:
+		B.nrel++;
+		B.rel_id = ev->subs[0].ksub_id;
+		break;
+	case SOURCE_REVOKED:
+		B.nrevoked++;
+		break;
+	case SOURCE_LOST:
+		B.nlost++;
+		break;
+	}
+}
+
+static void on_timeout(uv_timer_t *h)
+{
+	B.timed_out = true;
+}
+
+static void on_rep(uv_poll_t *h, int status, int events)
+{
+	B.reported = true;
+	uv_poll_stop(h);
+}
+
+/* Run the loop until *@flag (or @n events counted by *@count) or @ms passed. */
+static bool run_until(bool *flag, int *count, int n, int ms)
+{
+	B.timed_out = false;
+	uv_timer_start(&B.timeout, on_timeout, (uint64_t)ms, 0);
+	while (!B.timed_out && !(flag && *flag) && !(count && *count >= n))
+		uv_run(&B.loop, UV_RUN_ONCE);
+	uv_timer_stop(&B.timeout);
+	return !B.timed_out;
+}
+
+/* Command a munmap and run the loop until the target reports its times. */
+static bool munmap_and_wait(struct target *t, char cmd, int ms)
+{
+	B.reported = false;
+	uv_poll_init(&B.loop, &B.rep_poll, t->rep);
+	uv_poll_start(&B.rep_poll, UV_READABLE, on_rep);
+	if (write(t->cmd, &cmd, 1) != 1)
+		return false;
+	bool ok = run_until(&B.reported, NULL, 0, ms);
+
+	uv_close((uv_handle_t *)&B.rep_poll, NULL);
+	uv_run(&B.loop, UV_RUN_NOWAIT);
+	return ok && read_full(t->rep, t->times, sizeof(t->times)) == 0;
+}
+
+static int count_fds(bool *all_cloexec)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	*all_cloexec = true;
+	while (d && (e = readdir(d))) {
+		int fd = atoi(e->d_name);
+
+		if (e->d_name[0] == '.' || fd == dirfd(d))
+			continue;
+		n++;
+		if (!(fcntl(fd, F_GETFD) & FD_CLOEXEC) && fd > 2)
+			*all_cloexec = false;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* ---- cases ---------------------------------------------------------------------- */
+
+static void test_bind(void)
+{
+	struct source *second = NULL;
+	bool cloexec;
+	int before, after, r;
+
+	count_fds(&cloexec);
+	before = count_fds(&cloexec);
+	r = mmn__source_kmod_new(&B.loop, emit, NULL, &B.s);
+	tap_require(r == 0);
+	after = count_fds(&cloexec);
+	tap_ok(after > before && cloexec, "the source's netlink socket is close-on-exec (P10)");
+	tap_is_str(B.s->caps.name, "kmod", "caps.name");
+	r = mmn__source_kmod_new(&B.loop, emit, NULL, &second);
+	tap_is_int(r, -EBUSY, "a second daemon cannot bind: -EBUSY");
+	tap_is_int(B.s->ops->start(B.s), 0, "start");
+}
+
+static void test_blocking(void)
+{
+	const uint64_t delay = 200;
+	struct target t;
+	uint32_t id = 0;
+	struct source_target st;
+	int r;
+
+	tap_require(target_spawn(&t) == 0);
+	st = (struct source_target){ .pid = t.pid, .pidfd = -1, .uffd = -1 };
+	r = B.s->ops->ksub_add(B.s, &st, t.addr, t.len, true, 3000, &id);
+	tap_is_int(r, 0, "SUBSCRIBE a blocking ksub");
+	B.ninv = B.nend = 0;
+	B.ack_delay_ms = delay;
+	B.t_ack = 0;
+	tap_ok(munmap_and_wait(&t, 'u', 10000), "munmap of the upper half returned");
+	tap_is_int(B.ninv, 1, "one INVALIDATE");
+	tap_ok(B.inv.event == MMN_EVENT_UNMAP && B.inv.blockable && B.inv.needs_ack, "UNMAP, blockable, needs_ack");
+	tap_ok(B.inv.nsubs == 1 && B.inv_sub.ksub_id == id, "it names our ksub");
+	tap_ok(B.inv_sub.start == t.addr + t.len / 2 && B.inv_sub.end == t.addr + t.len,
+	       "clipped to the unmapped half [%#llx, %#llx)", (unsigned long long)B.inv_sub.start,
+	       (unsigned long long)B.inv_sub.end);
+	tap_is_int(B.inv.pid, t.pid, "the target's pid");
+	tap_is_int(B.ack_ret, 0, "ack accepted");
+	tap_ok(B.t_ack && t.times[1] >= B.t_ack, "munmap returned %lld us after the ack",
+	       (long long)(t.times[1] - B.t_ack) / 1000);
+	tap_ok(t.times[1] - t.times[0] >= delay * MS, "munmap took %llu us >= %llu ms delay",
+	       (unsigned long long)(t.times[1] - t.times[0]) / 1000, (unsigned long long)delay);
+	tap_ok(run_until(NULL, &B.nend, 1, 5000) && B.end_id == B.inv.event_id,
+	       "INVALIDATE_END with the same event id");
+	tap_is_int(B.s->ops->ack(B.s, B.inv.event_id), -ENOENT, "a second ack of that event: -ENOENT");
+
+	/* non-blocking now: the kernel must not wait */
+	tap_is_int(B.s->ops->ksub_set_blocking(B.s, id, false), 0, "SET_FLAGS: not blocking");
+	B.ninv = 0;
+	B.ack_delay_ms = 5000; /* would hold munmap 5 s if the kernel waited */
+	tap_ok(munmap_and_wait(&t, 'U', 10000), "munmap of the lower half returned");
+	uv_timer_stop(&B.ack_timer);
+	tap_ok(t.times[1] - t.times[0] < 500 * MS, "without a blocking consumer munmap did not wait (%llu us)",
+	       (unsigned long long)(t.times[1] - t.times[0]) / 1000);
+	run_until(NULL, &B.ninv, 1, 2000);
+	tap_ok(B.ninv == 1 && !B.inv.needs_ack, "the INVALIDATE still comes, without needs_ack");
+
+	/* target exit: RELEASE */
+	B.nrel = 0;
+	if (write(t.cmd, "q", 1) != 1)
+		tap_diag("write: %s", strerror(errno));
+	tap_ok(run_until(NULL, &B.nrel, 1, 5000) && B.rel_id == id, "target exit: RELEASE of our ksub");
+	tap_is_int(B.s->ops->ksub_del(B.s, id), 0, "UNSUBSCRIBE the released ksub");
+	tap_is_int(B.s->ops->ksub_del(B.s, id), -ENOENT, "a second ksub_del: -ENOENT");
+	target_end(&t);
+}
+
+static void test_bad_subscribe(void)
+{
+	struct source_target st = { .pid = getpid(), .pidfd = -1, .uffd = -1 };
+	uint32_t id;
+
+	tap_is_int(B.s->ops->ksub_add(B.s, &st, 0x10000, 4096, true, 1000, &id), -EINVAL,
+		   "subscribing the daemon's own mm: -EINVAL");
+	st.pid = 0x3fffff00;
+	tap_is_int(B.s->ops->ksub_add(B.s, &st, 0x10000, 4096, true, 1000, &id), -ESRCH, "unknown pid: -ESRCH");
+	st.pid = 2; /* kthreadd */
+	tap_ok(B.s->ops->ksub_add(B.s, &st, 0x10000, 4096, true, 1000, &id) < 0, "a kernel thread is refused");
+}
+
+static void test_destroy_releases(void)
+{
+	struct target t;
+	struct source_target st;
+	uint32_t id = 0;
+	uint64_t t0;
+	int r;
+
+	tap_require(target_spawn(&t) == 0);
+	st = (struct source_target){ .pid = t.pid, .pidfd = -1, .uffd = -1 };
+	r = B.s->ops->ksub_add(B.s, &st, t.addr, t.len, true, 3000, &id);
+	tap_is_int(r, 0, "SUBSCRIBE another blocking ksub");
+	B.ninv = 0;
+	B.destroy_on_inv = true;
+	if (write(t.cmd, "u", 1) != 1)
+		tap_diag("write: %s", strerror(errno));
+	tap_ok(run_until(NULL, &B.ninv, 1, 5000), "INVALIDATE arrives; the kernel waits for us");
+	t0 = mono_ns();
+	B.s->ops->destroy(B.s);
+	B.s = NULL;
+	tap_ok(read_full(t.rep, t.times, sizeof(t.times)) == 0, "munmap returned after destroy");
+	tap_ok(t.times[1] - t0 < 1000 * MS, "... %llu us after destroy, not at the 3 s timeout",
+	       (unsigned long long)(t.times[1] > t0 ? t.times[1] - t0 : 0) / 1000);
+	uv_run(&B.loop, UV_RUN_NOWAIT);
+	r = mmn__source_kmod_new(&B.loop, emit, NULL, &B.s);
+	tap_is_int(r, 0, "a new source binds again");
+	if (r == 0) {
+		B.s->ops->destroy(B.s);
+		B.s = NULL;
+	}
+	target_end(&t);
+}
+
+int main(void)
+{
+	if (geteuid() != 0)
+		tap_skip_all("needs root (run in the guest: tests/guest/run-guest)");
+	uv_loop_init(&B.loop);
+	{
+		struct source *s = NULL;
+		int r = mmn__source_kmod_new(&B.loop, emit, NULL, &s);
+
+		if (r == -ENOENT)
+			tap_skip_all("the mmn family does not resolve (mmn.ko not loaded)");
+		if (r == 0) {
+			s->ops->destroy(s);
+			uv_run(&B.loop, UV_RUN_NOWAIT);
+		}
+	}
+	signal(SIGPIPE, SIG_IGN);
+	uv_timer_init(&B.loop, &B.ack_timer);
+	uv_timer_init(&B.loop, &B.timeout);
+
+	test_bind();
+	test_bad_subscribe();
+	test_blocking();
+	test_destroy_releases();
+
+	if (B.s)
+		B.s->ops->destroy(B.s);
+	uv_close((uv_handle_t *)&B.ack_timer, NULL);
+	uv_close((uv_handle_t *)&B.timeout, NULL);
+	uv_run(&B.loop, UV_RUN_DEFAULT);
+	tap_is_int(uv_loop_close(&B.loop), 0, "every handle closed");
+	return tap_done();
+}

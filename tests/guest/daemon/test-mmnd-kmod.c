@@ -1,0 +1,443 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * mmnd with the kmod source and mmn.ko, in the guest: acks really hold the
+ * kernel.
+ *
+ *   usage: test-mmnd-kmod MMND
+ *
+ * Starts MMND --source=kmod (root, the module loaded by run-guest), then, per
+ * case, forks a target process that maps a range and munmaps it on command,
+ * timing the munmap with CLOCK_MONOTONIC; this process is the libmmn client
+ * subscribed to that range of the target.
+ *
+ *   blocking   the invalidate callback defers its ack; the test sees the
+ *              invalidation arrive (pipe from the callback), checks that
+ *              munmap has not returned, waits a deliberate delay (the
+ *              behaviour under test, not synchronisation), acks: munmap
+ *              returns after the ack, having lasted at least the delay.
+ *   silent     never acks, deadline 400 ms: mmnd evicts the client
+ *              (release TIMEOUT) and munmap returns at about the deadline,
+ *              before the module's own timeout.
+ *   nonblocking  the callback does not return until the test says so, and
+ *              munmap returns meanwhile.
+ *
+ * Exits 77 when not root or the module's family does not resolve.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/mmn.h>
+#include <mmn/mmn.h>
+#include <netlink/genl/ctrl.h>
+#include <netlink/genl/genl.h>
+
+#include "tap.h"
+
+#define PAGES 16
+#define MS 1000000ull
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int family_present(void)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+	int r = -1;
+
+	if (sk && genl_connect(sk) == 0)
+		r = genl_ctrl_resolve(sk, MMN_GENL_NAME);
+	nl_socket_free(sk);
+	return r >= 0;
+}
+
+/* Wait until @fd is readable, at most @ms; 1 readable, 0 timeout. */
+static int wait_readable(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int r;
+
+	do
+		r = poll(&p, 1, ms);
+	while (r < 0 && errno == EINTR);
+	return r > 0;
+}
+
+static int read_full(int fd, void *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, (char *)buf + got, len - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+/* ---- the target process ---------------------------------------------------- */
+
+struct target {
+	pid_t pid;
+	int cmd;  /* write: 'u' = munmap now */
+	int rep;  /* read: the address, then {t_before, t_after} of munmap */
+	uint64_t addr, len;
+};
+
+static void target_main(int cmd, int rep)
+{
+	size_t len = PAGES * (size_t)sysconf(_SC_PAGESIZE);
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	uint64_t a = (uint64_t)(uintptr_t)p, t[2];
+	char c;
+
+	if (p == MAP_FAILED)
+		_exit(2);
+	memset(p, 0x5a, len);
+	if (write(rep, &a, sizeof(a)) != sizeof(a))
+		_exit(3);
+	if (read_full(cmd, &c, 1) < 0 || c != 'u')
+		_exit(0);
+	t[0] = mono_ns();
+	munmap(p, len);
+	t[1] = mono_ns();
+	if (write(rep, t, sizeof(t)) != sizeof(t))
+		_exit(4);
+	while (read(cmd, &c, 1) > 0) /* until the test closes the pipe */
+		;
+	_exit(0);
+}
+
+static int target_spawn(struct target *t)
+{
+	int cmd[2], rep[2];
+
+	if (pipe2(cmd, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0)
+		return -errno;
+	fflush(stdout);
+	t->pid = fork();
+	if (t->pid < 0)
+		return -errno;
+	if (t->pid == 0) {
+		close(cmd[1]);
+		close(rep[0]);
+		target_main(cmd[0], rep[1]);
+	}
+	close(cmd[0]);
+	close(rep[1]);
+	t->cmd = cmd[1];
+	t->rep = rep[0];
+	t->len = PAGES * (uint64_t)sysconf(_SC_PAGESIZE);
+	if (!wait_readable(t->rep, 5000) || read_full(t->rep, &t->addr, sizeof(t->addr)) < 0)
+		return -EIO;
+	return 0;
+}
+
+static void target_munmap(struct target *t)
+{
+	if (write(t->cmd, "u", 1) != 1)
+		tap_diag("cannot command the target: %s", strerror(errno));
+}
+
+/* Read the target's munmap timestamps, waiting at most @ms. */
+static int target_times(struct target *t, int ms, uint64_t times[2])
+{
+	if (!wait_readable(t->rep, ms))
+		return -ETIMEDOUT;
+	return read_full(t->rep, times, 2 * sizeof(uint64_t)) < 0 ? -EIO : 0;
+}
+
+static void target_end(struct target *t)
+{
+	int st;
+
+	close(t->cmd);
+	close(t->rep);
+	kill(t->pid, SIGKILL);
+	waitpid(t->pid, &st, 0);
+}
+
+/* ---- the client's callbacks --------------------------------------------------- */
+
+struct ctx {
+	int ev[2];                  /* callback -> test: 'i' invalidate, 'r' release */
+	int hold[2];                /* test -> callback: let a held callback return */
+	bool hold_callback;         /* nonblocking case: block in the callback */
+	_Atomic bool ack_later;     /* blocking cases: defer the ack */
+	_Atomic uint64_t event_id;  /* the first deferred event */
+	_Atomic int nevents;
+	_Atomic int release_reason;
+	struct mmn_range first;
+};
+
+static int on_invalidate(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	struct ctx *c = ud;
+
+	if (atomic_fetch_add(&c->nevents, 1) == 0) {
+		c->first = *r;
+		atomic_store(&c->event_id, r->event_id);
+	}
+	if (write(c->ev[1], "i", 1) != 1)
+		return 0;
+	if (c->hold_callback) {
+		char x;
+
+		if (wait_readable(c->hold[0], 10000))
+			(void)!read(c->hold[0], &x, 1);
+	}
+	return atomic_load(&c->ack_later) ? MMN_ACK_LATER : 0;
+}
+
+static void on_release(struct mmn_sub *s, int reason, void *ud)
+{
+	struct ctx *c = ud;
+
+	atomic_store(&c->release_reason, reason);
+	(void)!write(c->ev[1], "r", 1);
+}
+
+static void ctx_init(struct ctx *c)
+{
+	memset(c, 0, sizeof(*c));
+	atomic_store(&c->release_reason, -1000);
+	if (pipe2(c->ev, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(c->hold, O_CLOEXEC) < 0)
+		abort();
+}
+
+static void ctx_fini(struct ctx *c)
+{
+	close(c->ev[0]);
+	close(c->ev[1]);
+	close(c->hold[0]);
+	close(c->hold[1]);
+}
+
+/* Wait for callback byte @want, skipping others; 0 or -ETIMEDOUT. */
+static int ctx_wait(struct ctx *c, char want, int ms)
+{
+	uint64_t end = mono_ns() + (uint64_t)ms * MS;
+
+	for (;;) {
+		uint64_t now = mono_ns();
+		char x;
+
+		if (now >= end || !wait_readable(c->ev[0], (int)((end - now) / MS) + 1))
+			return -ETIMEDOUT;
+		while (read(c->ev[0], &x, 1) == 1)
+			if (x == want)
+				return 0;
+	}
+}
+
+static struct mmn_sub *subscribe(struct mmn_client *cl, struct target *t, struct ctx *c, uint32_t flags,
+				 uint32_t timeout_ms)
+{
+	struct mmn_sub_opts o = {
+		.size = sizeof(o),
+		.flags = flags,
+		.ack_timeout_ms = timeout_ms,
+		.invalidate = on_invalidate,
+		.release = on_release,
+		.userdata = c,
+	};
+	struct mmn_sub *s = NULL;
+	int r = mmn_subscribe(cl, t->pid, t->addr, t->len, &o, &s);
+
+	if (!tap_is_int(r, 0, "subscribe to the target's range"))
+		return NULL;
+	return s;
+}
+
+/* ---- the cases ------------------------------------------------------------ */
+
+static void test_blocking(struct mmn_client *cl)
+{
+	const uint64_t delay = 200 * MS;
+	struct target t;
+	struct ctx c;
+	struct mmn_sub *s;
+	uint64_t times[2], t_ack;
+
+	ctx_init(&c);
+	atomic_store(&c.ack_later, true);
+	tap_require(target_spawn(&t) == 0);
+	s = subscribe(cl, &t, &c, MMN_SUB_BLOCKING, 3000);
+	if (!s)
+		goto out;
+	target_munmap(&t);
+	tap_is_int(ctx_wait(&c, 'i', 5000), 0, "blocking: the invalidation reaches the client");
+	tap_ok(c.first.event == MMN_EVENT_UNMAP && c.first.needs_ack && c.first.blockable,
+	       "blocking: UNMAP, blockable, needs an ack");
+	tap_ok(c.first.start == t.addr && c.first.end == t.addr + t.len, "blocking: the whole subscribed range");
+	tap_ok(!wait_readable(t.rep, 0), "blocking: munmap has not returned before the ack");
+
+	/* The behaviour under test: the client takes its time before acking. */
+	struct timespec d = { 0, (long)delay };
+	nanosleep(&d, NULL);
+	tap_ok(!wait_readable(t.rep, 0), "blocking: munmap still waits after %llu ms", (unsigned long long)(delay / MS));
+	t_ack = mono_ns();
+	tap_is_int(mmn_ack(s, atomic_load(&c.event_id)), 0, "blocking: ack sent");
+	tap_is_int(target_times(&t, 5000, times), 0, "blocking: munmap returned after the ack");
+	tap_ok(times[1] >= t_ack, "blocking: munmap returned %lld us after the ack was sent",
+	       (long long)(times[1] - t_ack) / 1000);
+	tap_ok(times[1] - times[0] >= delay, "blocking: munmap took %llu us >= the %llu ms delay",
+	       (unsigned long long)(times[1] - times[0]) / 1000, (unsigned long long)(delay / MS));
+	atomic_store(&c.ack_later, false);
+	mmn_unsubscribe(s);
+out:
+	target_end(&t);
+	ctx_fini(&c);
+}
+
+static void test_silent(struct mmn_client *cl)
+{
+	const uint64_t deadline = 400 * MS;
+	struct target t;
+	struct ctx c;
+	struct mmn_sub *s;
+	uint64_t times[2], took;
+
+	ctx_init(&c);
+	atomic_store(&c.ack_later, true);
+	tap_require(target_spawn(&t) == 0);
+	s = subscribe(cl, &t, &c, MMN_SUB_BLOCKING, (uint32_t)(deadline / MS));
+	if (!s)
+		goto out;
+	target_munmap(&t);
+	tap_is_int(ctx_wait(&c, 'i', 5000), 0, "silent: the invalidation reaches the client, which never acks");
+	tap_is_int(target_times(&t, 5000, times), 0, "silent: munmap returns without the ack");
+	took = times[1] - times[0];
+	tap_ok(took >= deadline - 50 * MS, "silent: munmap waited %llu ms, about the %llu ms deadline",
+	       (unsigned long long)(took / MS), (unsigned long long)(deadline / MS));
+	tap_ok(took < deadline + 900 * MS, "silent: ... and returned by mmnd's eviction, before the module's timeout");
+	tap_is_int(ctx_wait(&c, 'r', 5000), 0, "silent: the client is told it was evicted");
+	tap_is_int(atomic_load(&c.release_reason), MMN_RELEASE_TIMEOUT, "silent: release reason TIMEOUT");
+	mmn_unsubscribe(s);
+out:
+	target_end(&t);
+	ctx_fini(&c);
+}
+
+static void test_nonblocking(struct mmn_client *cl)
+{
+	struct target t;
+	struct ctx c;
+	struct mmn_sub *s;
+	uint64_t times[2];
+
+	ctx_init(&c);
+	c.hold_callback = true;
+	tap_require(target_spawn(&t) == 0);
+	s = subscribe(cl, &t, &c, MMN_SUB_NONBLOCKING, 0);
+	if (!s)
+		goto out;
+	target_munmap(&t);
+	tap_is_int(ctx_wait(&c, 'i', 5000), 0, "nonblocking: the invalidation reaches the client");
+	tap_ok(!c.first.needs_ack, "nonblocking: no ack asked for");
+	/* the callback is still running (held), and munmap must be done regardless */
+	tap_is_int(target_times(&t, 5000, times), 0, "nonblocking: munmap returned while the callback still runs");
+	tap_ok(times[1] - times[0] < 500 * MS, "nonblocking: munmap took %llu us",
+	       (unsigned long long)(times[1] - times[0]) / 1000);
+	(void)!write(c.hold[1], "g", 1);
+	mmn_unsubscribe(s);
+out:
+	target_end(&t);
+	ctx_fini(&c);
+}
+
+/* ---- mmnd ------------------------------------------------------------------ */
+
+static pid_t start_mmnd(const char *mmnd, const char *sock)
+{
+	char sockarg[300];
+	int ready[2];
+	char buf[64] = { 0 };
+	pid_t pid;
+
+	snprintf(sockarg, sizeof(sockarg), "--socket=%s", sock);
+	if (pipe(ready) < 0)
+		return -1;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		close(ready[0]);
+		if (dup2(ready[1], 3) < 0)
+			_exit(127);
+		dup2(2, 1); /* keep TAP on stdout clean */
+		execl(mmnd, mmnd, "--source=kmod", sockarg, "--bus=none", "--ready-fd=3", "--foreground",
+		      "--ack-timeout-ms=1000", "--ack-cap-ms=1500", "--log-level=info", (char *)NULL);
+		_exit(127);
+	}
+	close(ready[1]);
+	if (pid < 0 || !wait_readable(ready[0], 20000) || read(ready[0], buf, sizeof(buf) - 1) <= 0 ||
+	    !strstr(buf, "READY=1")) {
+		close(ready[0]);
+		if (pid > 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+		}
+		return -1;
+	}
+	close(ready[0]);
+	return pid;
+}
+
+int main(int argc, char **argv)
+{
+	char dir[] = "/tmp/mmn-guest-XXXXXX", sock[200];
+	struct mmn_client *cl = NULL;
+	pid_t mmnd;
+	int st, r;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s MMND\n", argv[0]);
+		return 2;
+	}
+	if (geteuid() != 0)
+		tap_skip_all("needs root (run in the guest: tests/guest/run-guest)");
+	if (!family_present())
+		tap_skip_all("the mmn generic-netlink family does not resolve (mmn.ko not loaded)");
+	signal(SIGPIPE, SIG_IGN);
+	tap_require(mkdtemp(dir) != NULL);
+	snprintf(sock, sizeof(sock), "%s/mmnd.sock", dir);
+
+	mmnd = start_mmnd(argv[1], sock);
+	tap_require(mmnd > 0);
+	r = mmn_connect(sock, &cl);
+	tap_require(r == 0);
+	tap_ok(mmn_capabilities(cl) & MMN_CAP_ACKS_HOLD_KERNEL, "mmnd runs the kmod source: acks hold the kernel");
+	tap_ok(mmn_capabilities(cl) & MMN_CAP_EVENTS_BEFORE_CHANGE, "... and events precede the change");
+	tap_require(mmn_start_thread(cl) == 0);
+
+	test_blocking(cl);
+	test_silent(cl);
+	test_nonblocking(cl);
+
+	mmn_disconnect(cl);
+	kill(mmnd, SIGTERM);
+	tap_ok(waitpid(mmnd, &st, 0) == mmnd && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	       "mmnd exits cleanly on SIGTERM (status 0x%x)", st);
+	unlink(sock);
+	rmdir(dir);
+	return tap_done();
+}

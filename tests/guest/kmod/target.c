@@ -1,0 +1,233 @@
+// SPDX-License-Identifier: GPL-2.0
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "drv.h"
+#include "target.h"
+
+#define PAGE 4096UL
+#define HUGE (2UL << 20)
+
+static uint64_t map(uint64_t len, uint64_t arg)
+{
+	char *p;
+
+	if (arg != 1) {
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+		return p == MAP_FAILED ? 0 : (uint64_t)p;
+	}
+	p = mmap(NULL, len + HUGE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return 0;
+	char *a = (char *)(((uintptr_t)p + HUGE - 1) & ~(HUGE - 1));
+
+	if (a > p)
+		munmap(p, a - p);
+	munmap(a + len, p + len + HUGE - (a + len));
+	madvise(a, len, MADV_HUGEPAGE);
+	memset(a, 1, len);
+	return (uint64_t)a;
+}
+
+static void touch(uint64_t addr, uint64_t len)
+{
+	for (uint64_t o = 0; o < len; o += PAGE)
+		((volatile char *)addr)[o] = 1;
+}
+
+/* munmap/mmap/mprotect/fault in [addr, addr + len) for arg seconds */
+static long loop(uint64_t addr, uint64_t len, uint64_t secs)
+{
+	int64_t end = drv_now_ns() + (int64_t)secs * 1000000000;
+	unsigned int seed = getpid();
+	long n = 0;
+
+	while (drv_now_ns() < end) {
+		uint64_t off = (rand_r(&seed) % (len / PAGE)) * PAGE;
+		char *p = (char *)(addr + off);
+
+		switch (rand_r(&seed) % 4) {
+		case 0:
+			munmap(p, PAGE);
+			mmap(p, PAGE, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+			break;
+		case 1:
+			mprotect(p, PAGE, PROT_READ);
+			mprotect(p, PAGE, PROT_READ | PROT_WRITE);
+			break;
+		case 2:
+			madvise(p, PAGE, MADV_DONTNEED);
+			break;
+		default:
+			*(volatile char *)p = 1;
+		}
+		n++;
+	}
+	return n;
+}
+
+static void child(int cfd, int rfd)
+{
+	struct tgt_cmd c;
+	struct tgt_res r;
+
+	while (read(cfd, &c, sizeof(c)) == sizeof(c)) {
+		memset(&r, 0, sizeof(r));
+		r.t0 = drv_now_ns();
+		errno = 0;
+		switch (c.op) {
+		case T_MMAP:
+			r.val = map(c.len, c.arg);
+			r.ret = r.val ? 0 : -1;
+			break;
+		case T_MUNMAP:
+			r.ret = munmap((void *)c.addr, c.len);
+			break;
+		case T_MPROTECT:
+			r.ret = mprotect((void *)c.addr, c.len, (int)c.arg);
+			break;
+		case T_MADVISE:
+			r.ret = madvise((void *)c.addr, c.len, (int)c.arg);
+			break;
+		case T_MREMAP:
+			r.val = (uint64_t)mremap((void *)c.addr, c.len, c.len,
+						 MREMAP_MAYMOVE | MREMAP_FIXED,
+						 (void *)c.arg);
+			r.ret = r.val == (uint64_t)MAP_FAILED ? -1 : 0;
+			break;
+		case T_TOUCH:
+			touch(c.addr, c.len);
+			break;
+		case T_FORK: {
+			pid_t p = fork();
+
+			if (p == 0)
+				_exit(0);
+			r.ret = p < 0 ? -1 : waitpid(p, NULL, 0) == p ? 0 : -1;
+			break;
+		}
+		case T_EXEC:
+			execl("/bin/true", "true", (char *)NULL);
+			_exit(127);
+		case T_EXIT:
+			_exit(0);
+		case T_MERGEABLE:
+			memset((void *)c.addr, 0x5a, c.len);
+			r.ret = madvise((void *)c.addr, c.len, MADV_MERGEABLE);
+			break;
+		case T_MOVE_PAGES: {
+			uint64_t n = c.len / PAGE;
+			void **pages = calloc(n, sizeof(void *));
+			int *nodes = calloc(n, sizeof(int));
+			int *status = calloc(n, sizeof(int));
+
+			for (uint64_t i = 0; i < n; i++) {
+				pages[i] = (void *)(c.addr + i * PAGE);
+				nodes[i] = (int)c.arg;
+			}
+			r.ret = syscall(SYS_move_pages, 0, n, pages, nodes,
+					status, 0);
+			r.val = n ? (uint64_t)status[0] : 0;
+			free(pages);
+			free(nodes);
+			free(status);
+			break;
+		}
+		case T_LOOP:
+			r.val = (uint64_t)loop(c.addr, c.len, c.arg);
+			break;
+		default:
+			r.ret = -1;
+			errno = EINVAL;
+		}
+		r.err = errno;
+		r.t1 = drv_now_ns();
+		if (write(rfd, &r, sizeof(r)) != sizeof(r))
+			_exit(1);
+	}
+	_exit(0);
+}
+
+int tgt_start(struct tgt *t)
+{
+	int c[2], r[2];
+
+	if (pipe2(c, O_CLOEXEC) || pipe2(r, O_CLOEXEC))
+		return -errno;
+	t->pid = fork();
+	if (t->pid < 0)
+		return -errno;
+	if (t->pid == 0) {
+		/* keep no other fd: never hold the driver's netlink socket (P10) */
+		if (dup2(c[0], 100) < 0 || dup2(r[1], 101) < 0)
+			_exit(1);
+		close_range(3, 99, 0);
+		close_range(102, ~0U, 0);
+		child(100, 101);
+	}
+	close(c[0]);
+	close(r[1]);
+	t->cmd_fd = c[1];
+	t->res_fd = r[0];
+	return 0;
+}
+
+int tgt_send(struct tgt *t, int op, uint64_t addr, uint64_t len, uint64_t arg)
+{
+	struct tgt_cmd c = { .op = op, .addr = addr, .len = len, .arg = arg };
+
+	return write(t->cmd_fd, &c, sizeof(c)) == sizeof(c) ? 0 : -EPIPE;
+}
+
+int tgt_recv(struct tgt *t, struct tgt_res *r, int timeout_ms)
+{
+	struct pollfd p = { .fd = t->res_fd, .events = POLLIN };
+	ssize_t n;
+	int k = poll(&p, 1, timeout_ms);
+
+	if (k < 0)
+		return -errno;
+	if (k == 0)
+		return 0;
+	n = read(t->res_fd, r, sizeof(*r));
+	return n == sizeof(*r) ? 1 : -EPIPE;
+}
+
+int64_t tgt_do(struct tgt *t, int op, uint64_t addr, uint64_t len, uint64_t arg,
+	       struct tgt_res *r)
+{
+	struct tgt_res tmp;
+
+	if (!r)
+		r = &tmp;
+	if (tgt_send(t, op, addr, len, arg) || tgt_recv(t, r, 120000) != 1)
+		return -999;
+	return r->ret;
+}
+
+int tgt_stop(struct tgt *t)
+{
+	int st = -1;
+
+	if (t->pid <= 0)
+		return -1;
+	tgt_send(t, T_EXIT, 0, 0, 0);
+	close(t->cmd_fd);
+	close(t->res_fd);
+	if (waitpid(t->pid, &st, 0) != t->pid)
+		st = -1;
+	t->pid = 0;
+	return st;
+}

@@ -1,0 +1,373 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "fake-server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+static void wake(uint32_t *addr)
+{
+	syscall(SYS_futex, addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+static void new_page(struct fake_server *fs)
+{
+	size_t len;
+
+	if (fs->sp)
+		munmap(fs->sp, MMN_SEQPAGE_SIZE(fs->nslots));
+	if (fs->memfd >= 0)
+		close(fs->memfd);
+	fs->nslots = 64;
+	len = MMN_SEQPAGE_SIZE(fs->nslots);
+	fs->memfd = memfd_create("fake-seqpage", MFD_CLOEXEC);
+	if (ftruncate(fs->memfd, (off_t)len) < 0)
+		abort();
+	fs->sp = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fs->memfd, 0);
+	if (fs->sp == MAP_FAILED)
+		abort();
+	fs->sp->magic = MMN_SEQPAGE_MAGIC;
+	fs->sp->version = MMN_SEQPAGE_VERSION;
+	fs->sp->nslots = fs->nslots;
+	memset(fs->subs, 0, sizeof(fs->subs));
+	fs->nsubs = 0;
+}
+
+int fs_send(struct fake_server *fs, MmnEnvelope *env)
+{
+	return fs->conn < 0 ? -ENOTCONN : mmn__wire_send(fs->conn, env, NULL, 0, 0);
+}
+
+static void reply_hello(struct fake_server *fs, uint64_t req)
+{
+	Mmn__V1__HelloReply h = MMN__V1__HELLO_REPLY__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	new_page(fs);
+	h.version = fs->reply_version;
+	h.source = (char *)(fs->needs_uffd ? "uffd" : "test");
+	h.event_mask = fs->needs_uffd ? 0x301 : 0xff;
+	h.acks_hold_kernel = !fs->needs_uffd;
+	h.events_before_change = !fs->needs_uffd;
+	h.needs_uffd = fs->needs_uffd;
+	h.seqpage_slots = fs->nslots;
+	h.default_ack_timeout_ms = 1000;
+	env.request_id = req;
+	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO_REPLY;
+	env.hello_reply = &h;
+	mmn__wire_send(fs->conn, &env, &fs->memfd, fs->reply_without_fd ? 0 : 1, 0);
+	fs->nhello++;
+}
+
+static void reply_status(struct fake_server *fs, uint64_t req, int err)
+{
+	Mmn__V1__Status st = MMN__V1__STATUS__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	st.error = err;
+	env.request_id = req;
+	env.body_case = MMN__V1__ENVELOPE__BODY_STATUS;
+	env.status = &st;
+	fs_send(fs, &env);
+}
+
+static void on_subscribe(struct fake_server *fs, uint64_t req, const Mmn__V1__Subscribe *m)
+{
+	Mmn__V1__SubscribeReply r = MMN__V1__SUBSCRIBE_REPLY__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+	struct fs_sub *s;
+
+	if (fs->nsubs == FS_MAX_SUBS) {
+		reply_status(fs, req, -ENOSPC);
+		return;
+	}
+	s = &fs->subs[fs->nsubs];
+	s->id = ++fs->next_sub_id;
+	s->start = m->start;
+	s->length = m->length;
+	s->flags = m->flags;
+	s->event_mask = m->event_mask;
+	s->slot = fs->nsubs;
+	s->gen = 1;
+	s->active = true;
+	__atomic_store_n((uint64_t *)(void *)&fs->sp->slots[s->slot], (uint64_t)s->gen << 32, __ATOMIC_RELEASE);
+	fs->nsubs++;
+	r.sub_id = s->id;
+	r.seq_slot = s->slot;
+	r.seq_gen = s->gen;
+	env.request_id = req;
+	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY;
+	env.subscribe_reply = &r;
+	fs_send(fs, &env);
+}
+
+static void on_packet(struct fake_server *fs)
+{
+	uint8_t buf[MMN_WIRE_MAX_MSG];
+	int fds[MMN_WIRE_MAX_FDS];
+	MmnEnvelope *env;
+	size_t nfds;
+	ssize_t n;
+
+	n = mmn__wire_recv(fs->conn, buf, sizeof(buf), fds, MMN_WIRE_MAX_FDS, &nfds);
+	if (n == -EAGAIN)
+		return;
+	if (n <= 0 || mmn__wire_decode(buf, (size_t)n, &env) < 0) {
+		close(fs->conn);
+		fs->conn = -1;
+		return;
+	}
+	switch (env->body_case) {
+	case MMN__V1__ENVELOPE__BODY_HELLO:
+		reply_hello(fs, env->request_id);
+		break;
+	case MMN__V1__ENVELOPE__BODY_ATTACH_UFFD:
+		if (nfds == 1) {
+			if (fs->uffd >= 0)
+				close(fs->uffd);
+			fs->uffd = fds[0];
+			nfds = 0;
+			fs->nattach++;
+		}
+		break;
+	case MMN__V1__ENVELOPE__BODY_SUBSCRIBE:
+		on_subscribe(fs, env->request_id, env->subscribe);
+		break;
+	case MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE:
+		for (unsigned i = 0; i < fs->nsubs; i++)
+			if (fs->subs[i].id == env->unsubscribe->sub_id)
+				fs->subs[i].active = false;
+		fs->nunsub++;
+		reply_status(fs, env->request_id, 0);
+		break;
+	case MMN__V1__ENVELOPE__BODY_ACK:
+		fs->nacks++;
+		fs->last_ack_sub = env->ack->sub_id;
+		fs->last_ack_event = env->ack->event_id;
+		break;
+	default:
+		break;
+	}
+	for (size_t i = 0; i < nfds; i++)
+		close(fds[i]);
+	mmn__wire_free(env);
+}
+
+static void on_uffd(struct fake_server *fs)
+{
+	struct uffd_msg msg;
+
+	while (read(fs->uffd, &msg, sizeof(msg)) == sizeof(msg)) {
+		switch (msg.event) {
+		case UFFD_EVENT_UNMAP:
+			fs->uffd_unmaps++;
+			fs->last_unmap_start = msg.arg.remove.start;
+			fs->last_unmap_end = msg.arg.remove.end;
+			break;
+		case UFFD_EVENT_REMOVE:
+			fs->uffd_removes++;
+			break;
+		case UFFD_EVENT_REMAP:
+			fs->uffd_remaps++;
+			break;
+		case UFFD_EVENT_FORK:
+			close((int)msg.arg.fork.ufd);
+			break;
+		}
+	}
+}
+
+static void *fs_main(void *arg)
+{
+	struct fake_server *fs = arg;
+
+	for (;;) {
+		struct pollfd p[4] = { { .fd = fs->ctl, .events = POLLIN }, { .fd = fs->lfd, .events = POLLIN },
+				       { .fd = -1, .events = POLLIN }, { .fd = -1, .events = POLLIN } };
+
+		pthread_mutex_lock(&fs->mu);
+		p[2].fd = fs->conn;
+		p[3].fd = fs->uffd;
+		pthread_mutex_unlock(&fs->mu);
+		if (poll(p, 4, -1) < 0)
+			continue;
+		if (p[0].revents)
+			break;
+		pthread_mutex_lock(&fs->mu);
+		if (p[1].revents & POLLIN) {
+			int fd = accept4(fs->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+			if (fd >= 0) {
+				if (fs->conn >= 0)
+					close(fs->conn);
+				fs->conn = fd;
+				fs->nconn++;
+			}
+		} else if (p[2].revents && fs->conn == p[2].fd) {
+			on_packet(fs);
+		}
+		if (p[3].revents && fs->uffd == p[3].fd)
+			on_uffd(fs);
+		pthread_cond_broadcast(&fs->cv);
+		pthread_mutex_unlock(&fs->mu);
+	}
+	return NULL;
+}
+
+int fs_start(struct fake_server *fs)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	memset(fs, 0, sizeof(*fs));
+	fs->conn = fs->uffd = fs->memfd = -1;
+	fs->reply_version = MMN_PROTO_VERSION;
+	strcpy(fs->dir, "/tmp/mmn-fake-XXXXXX");
+	if (!mkdtemp(fs->dir))
+		return -errno;
+	snprintf(fs->path, sizeof(fs->path), "%s/mmnd.sock", fs->dir);
+	strcpy(sa.sun_path, fs->path);
+	fs->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fs->lfd < 0 || bind(fs->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fs->lfd, 8) < 0)
+		return -errno;
+	fs->ctl = eventfd(0, EFD_CLOEXEC);
+	pthread_mutex_init(&fs->mu, NULL);
+	pthread_cond_init(&fs->cv, NULL);
+	return -pthread_create(&fs->thread, NULL, fs_main, fs);
+}
+
+void fs_stop(struct fake_server *fs)
+{
+	uint64_t one = 1;
+
+	if (write(fs->ctl, &one, sizeof(one)) != sizeof(one))
+		abort();
+	pthread_join(fs->thread, NULL);
+	close(fs->lfd);
+	close(fs->ctl);
+	if (fs->conn >= 0)
+		close(fs->conn);
+	if (fs->uffd >= 0)
+		close(fs->uffd);
+	if (fs->sp)
+		munmap(fs->sp, MMN_SEQPAGE_SIZE(fs->nslots));
+	if (fs->memfd >= 0)
+		close(fs->memfd);
+	unlink(fs->path);
+	rmdir(fs->dir);
+}
+
+void fs_kill(struct fake_server *fs)
+{
+	pthread_mutex_lock(&fs->mu);
+	if (fs->conn >= 0)
+		close(fs->conn);
+	fs->conn = -1;
+	if (fs->uffd >= 0)
+		close(fs->uffd);
+	fs->uffd = -1;
+	pthread_mutex_unlock(&fs->mu);
+}
+
+static void slot_bump(struct fake_server *fs, const struct fs_sub *s)
+{
+	struct mmn_seqpage_slot *slot = &fs->sp->slots[s->slot];
+
+	__atomic_store_n(&slot->seq, slot->seq + 1, __ATOMIC_RELEASE);
+	wake(&slot->seq);
+}
+
+uint64_t fs_invalidate(struct fake_server *fs, unsigned idx, uint64_t start, uint64_t end, int event,
+		       bool needs_ack)
+{
+	Mmn__V1__Invalidate m = MMN__V1__INVALIDATE__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+	struct fs_sub *s;
+
+	pthread_mutex_lock(&fs->mu);
+	s = &fs->subs[idx];
+	slot_bump(fs, s);
+	m.sub_id = s->id;
+	m.event_id = ++fs->next_event;
+	m.start = start;
+	m.end = end;
+	m.event = event;
+	m.blockable = true;
+	m.needs_ack = needs_ack;
+	m.seq = fs->sp->slots[s->slot].seq;
+	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE;
+	env.invalidate = &m;
+	fs_send(fs, &env);
+	pthread_mutex_unlock(&fs->mu);
+	return m.event_id;
+}
+
+void fs_end(struct fake_server *fs, unsigned idx, uint64_t event_id)
+{
+	Mmn__V1__InvalidateEnd m = MMN__V1__INVALIDATE_END__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+	struct fs_sub *s;
+
+	pthread_mutex_lock(&fs->mu);
+	s = &fs->subs[idx];
+	slot_bump(fs, s);
+	m.sub_id = s->id;
+	m.event_id = event_id;
+	m.seq = fs->sp->slots[s->slot].seq;
+	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE_END;
+	env.invalidate_end = &m;
+	fs_send(fs, &env);
+	pthread_mutex_unlock(&fs->mu);
+}
+
+void fs_release(struct fake_server *fs, unsigned idx)
+{
+	Mmn__V1__Release m = MMN__V1__RELEASE__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	pthread_mutex_lock(&fs->mu);
+	m.sub_id = fs->subs[idx].id;
+	fs->subs[idx].active = false;
+	env.body_case = MMN__V1__ENVELOPE__BODY_RELEASE;
+	env.release = &m;
+	fs_send(fs, &env);
+	pthread_mutex_unlock(&fs->mu);
+}
+
+int fs_send_raw(struct fake_server *fs, const void *buf, size_t len)
+{
+	ssize_t n;
+
+	pthread_mutex_lock(&fs->mu);
+	n = fs->conn < 0 ? -1 : send(fs->conn, buf, len, MSG_NOSIGNAL);
+	pthread_mutex_unlock(&fs->mu);
+	return n == (ssize_t)len ? 0 : -EIO;
+}
+
+bool fs_wait(struct fake_server *fs, const unsigned *counter, unsigned n)
+{
+	struct timespec ts;
+	bool ok;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	pthread_mutex_lock(&fs->mu);
+	while (*counter < n)
+		if (pthread_cond_timedwait(&fs->cv, &fs->mu, &ts))
+			break;
+	ok = *counter >= n;
+	pthread_mutex_unlock(&fs->mu);
+	return ok;
+}

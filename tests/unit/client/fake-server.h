@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A scripted stand-in for mmnd, speaking proto/wire.h on a real listening
+ * SOCK_SEQPACKET socket from a thread of the test process.  It answers
+ * Hello/Subscribe/Unsubscribe/Ack/AttachUffd by itself; the test drives
+ * invalidations, connection loss and malformed input.
+ */
+#ifndef MMN_TEST_FAKE_SERVER_H
+#define MMN_TEST_FAKE_SERVER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "seqpage.h"
+#include "wire.h"
+
+#define FS_MAX_SUBS 64
+
+struct fs_sub {
+	uint64_t id, start, length, event_mask;
+	uint32_t flags, slot, gen;
+	bool active;
+};
+
+struct fake_server {
+	char dir[64], path[108];
+	int lfd, conn, ctl;
+	pthread_t thread;
+	pthread_mutex_t mu; /* everything below */
+	pthread_cond_t cv;  /* any change */
+
+	/* Configuration, set before the client connects. */
+	uint32_t reply_version;
+	bool reply_without_fd, needs_uffd;
+
+	int memfd;
+	struct mmn_seqpage *sp; /* read-write view of the current connection's page */
+	uint32_t nslots;
+	struct fs_sub subs[FS_MAX_SUBS];
+	unsigned nsubs;
+	uint64_t next_sub_id, next_event;
+
+	unsigned nconn, nhello, nunsub, nacks, nattach;
+	uint64_t last_ack_sub, last_ack_event;
+	int uffd;
+	unsigned uffd_unmaps, uffd_removes, uffd_remaps;
+	uint64_t last_unmap_start, last_unmap_end;
+};
+
+int fs_start(struct fake_server *fs);
+void fs_stop(struct fake_server *fs);
+/* Drop the client's connection as a dying mmnd would (the listener stays). */
+void fs_kill(struct fake_server *fs);
+/* Start an invalidation of subs[idx] over [start, end): seq becomes odd.  Returns the event_id. */
+uint64_t fs_invalidate(struct fake_server *fs, unsigned idx, uint64_t start, uint64_t end, int event,
+		       bool needs_ack);
+void fs_end(struct fake_server *fs, unsigned idx, uint64_t event_id);
+void fs_release(struct fake_server *fs, unsigned idx);
+int fs_send_raw(struct fake_server *fs, const void *buf, size_t len);
+int fs_send(struct fake_server *fs, MmnEnvelope *env);
+/* Wait until *@counter >= @n (under fs->mu), at most 5 s.  Returns true when reached. */
+bool fs_wait(struct fake_server *fs, const unsigned *counter, unsigned n);
+
+#endif

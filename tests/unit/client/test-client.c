@@ -1,0 +1,516 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libmmn against a fake mmnd (fake-server.c): argument checking, callbacks
+ * and acks, unsubscribe rules, read_begin/retry under concurrent
+ * invalidations, reconnection with RESYNC, malformed server input, fork,
+ * and the uffd registration path.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fake-server.h"
+#include "mmn/mmn.h"
+#include "tap.h"
+
+struct rec {
+	unsigned inval, ends, releases, resyncs;
+	struct mmn_range last, last_end;
+	int last_reason;
+	int ret;               /* what invalidate returns */
+	bool unsub_in_cb;      /* unsubscribe from inside invalidate */
+	int unsub_ret;
+	pthread_t cb_thread;
+};
+
+static int on_inval(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	struct rec *rec = ud;
+
+	rec->inval++;
+	rec->last = *r;
+	rec->cb_thread = pthread_self();
+	if (r->event == MMN_EVENT_RESYNC)
+		rec->resyncs++;
+	if (rec->unsub_in_cb)
+		rec->unsub_ret = mmn_unsubscribe(s);
+	return rec->ret;
+}
+
+static void on_end(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	struct rec *rec = ud;
+
+	rec->ends++;
+	rec->last_end = *r;
+}
+
+static void on_release(struct mmn_sub *s, int reason, void *ud)
+{
+	struct rec *rec = ud;
+
+	rec->releases++;
+	rec->last_reason = reason;
+}
+
+static struct mmn_sub_opts opts_for(struct rec *rec, uint32_t flags)
+{
+	struct mmn_sub_opts o = {
+		.size = sizeof(o),
+		.flags = flags,
+		.invalidate = on_inval,
+		.invalidate_end = on_end,
+		.release = on_release,
+		.userdata = rec,
+	};
+	return o;
+}
+
+/* Poll and dispatch until *@counter >= @n (5 s at most). Returns the last dispatch result < 0 seen, or 0. */
+static int pump_until(struct mmn_client *c, const unsigned *counter, unsigned n)
+{
+	int err = 0;
+
+	for (int i = 0; i < 500 && *(volatile const unsigned *)counter < n; i++) {
+		struct pollfd p = { .fd = mmn_get_fd(c), .events = POLLIN };
+		int r;
+
+		poll(&p, 1, 10);
+		r = mmn_dispatch(c);
+		if (r < 0)
+			err = r;
+	}
+	return err;
+}
+
+static void test_args(void)
+{
+	struct mmn_client *c = (struct mmn_client *)&c;
+	struct mmn_sub *s = NULL;
+	struct rec rec = { 0 };
+	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_NONBLOCKING);
+	char longpath[200];
+
+	tap_is_int(mmn_connect(NULL, NULL), -EINVAL, "connect: NULL out");
+	tap_is_int(mmn_connect("/nonexistent/mmnd.sock", &c), -ENOENT, "connect: no socket -> -ENOENT");
+	tap_ok(c == NULL, "connect: *out cleared on failure");
+	memset(longpath, 'x', sizeof(longpath) - 1);
+	longpath[sizeof(longpath) - 1] = 0;
+	tap_is_int(mmn_connect(longpath, &c), -EINVAL, "connect: path too long");
+	tap_is_int(mmn_connect("", &c), -EINVAL, "connect: empty path");
+	tap_is_int(mmn_get_fd(NULL), -EINVAL, "get_fd(NULL)");
+	tap_is_int(mmn_dispatch(NULL), -EINVAL, "dispatch(NULL)");
+	tap_is_int(mmn_start_thread(NULL), -EINVAL, "start_thread(NULL)");
+	tap_is_u64(mmn_capabilities(NULL), 0, "capabilities(NULL)");
+	tap_is_int(mmn_subscribe(NULL, 0, 4096, 4096, &o, &s), -EINVAL, "subscribe(NULL client)");
+	tap_is_int(mmn_unsubscribe(NULL), -EINVAL, "unsubscribe(NULL)");
+	tap_is_int(mmn_ack(NULL, 1), -EINVAL, "ack(NULL)");
+	tap_ok(mmn_read_retry(NULL, 0), "read_retry(NULL) reports a collision");
+	tap_ok(mmn_read_begin(NULL) & 1, "read_begin(NULL) is odd");
+	tap_ok(mmn_sub_userdata(NULL) == NULL, "sub_userdata(NULL)");
+	mmn_disconnect(NULL);
+	tap_is_str(mmn_strerror(0), "success", "strerror(0)");
+	tap_ok(strstr(mmn_strerror(-EOPNOTSUPP), "uffd") != NULL, "strerror(-EOPNOTSUPP) explains the uffd limit");
+	tap_ok(strstr(mmn_strerror(-ENOMEM), "not fully mapped") != NULL, "strerror(-ENOMEM) mentions unmapped");
+	tap_ok(strstr(mmn_strerror(EBUSY), "mmn_client") != NULL, "strerror(EBUSY) (positive) explains -EBUSY");
+	tap_ok(mmn_strerror(-EIO) != NULL && *mmn_strerror(-EIO), "strerror of a plain errno");
+	tap_ok(mmn_strerror(-100000) != NULL, "strerror of an unknown value");
+}
+
+static void test_sub_args(struct mmn_client *c)
+{
+	struct rec rec = { 0 };
+	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_NONBLOCKING);
+	struct {
+		struct mmn_sub_opts o;
+		uint64_t future;
+	} big = { o, 0 };
+	struct mmn_sub *s = (struct mmn_sub *)&s;
+
+	tap_is_int(mmn_subscribe(c, 0, 4096, 4096, &o, NULL), -EINVAL, "subscribe: NULL out");
+	tap_is_int(mmn_subscribe(c, 0, 4096, 4096, NULL, &s), -EINVAL, "subscribe: NULL opts");
+	tap_ok(s == NULL, "subscribe: *out cleared on failure");
+	tap_is_int(mmn_subscribe(c, -1, 4096, 4096, &o, &s), -EINVAL, "subscribe: negative pid");
+	tap_is_int(mmn_subscribe(c, 0, 4096, 0, &o, &s), -EINVAL, "subscribe: length 0");
+	tap_is_int(mmn_subscribe(c, 0, UINT64_MAX - 4095, 8192, &o, &s), -EOVERFLOW, "subscribe: range wraps");
+	tap_is_int(mmn_subscribe(c, 0, 1ull << 56, 4096, &o, &s), -EOVERFLOW,
+		   "subscribe: past the user address space");
+	o.size = 8;
+	tap_is_int(mmn_subscribe(c, 0, 4096, 4096, &o, &s), -EINVAL, "subscribe: opts.size too small");
+	o = opts_for(&rec, 0);
+	tap_is_int(mmn_subscribe(c, 0, 4096, 4096, &o, &s), -EINVAL, "subscribe: no flag");
+	o = opts_for(&rec, MMN_SUB_BLOCKING | MMN_SUB_NONBLOCKING);
+	tap_is_int(mmn_subscribe(c, 0, 4096, 4096, &o, &s), -EINVAL, "subscribe: both flags");
+	o = opts_for(&rec, 1u << 7);
+	tap_is_int(mmn_subscribe(c, 0, 4096, 4096, &o, &s), -EINVAL, "subscribe: unknown flag");
+	o = opts_for(&rec, MMN_SUB_NONBLOCKING);
+	o.event_mask = 1ull << 40;
+	tap_is_int(mmn_subscribe(c, 0, 4096, 4096, &o, &s), -EINVAL, "subscribe: unknown event bit");
+	o = opts_for(&rec, MMN_SUB_NONBLOCKING);
+	o.invalidate = NULL;
+	tap_is_int(mmn_subscribe(c, 0, 4096, 4096, &o, &s), -EINVAL, "subscribe: no invalidate callback");
+	big.o.size = sizeof(big);
+	big.future = 1;
+	tap_is_int(mmn_subscribe(c, 0, 4096, 4096, &big.o, &s), -E2BIG, "subscribe: unknown non-zero option");
+	big.future = 0;
+	tap_is_int(mmn_subscribe(c, 0, 4096, 4096, &big.o, &s), 0, "subscribe: larger opts with zero tail");
+	tap_is_int(mmn_unsubscribe(s), 0, "unsubscribe");
+	tap_is_int(mmn_unsubscribe(s), -EALREADY, "unsubscribe twice -> -EALREADY");
+	tap_is_int(mmn_ack(s, 1), -EALREADY, "ack on a removed sub -> -EALREADY");
+}
+
+static void test_events(struct fake_server *fs, struct mmn_client *c)
+{
+	struct rec rec = { 0 }, rb = { 0 };
+	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_NONBLOCKING);
+	struct mmn_sub *s, *b;
+	uint64_t seq, ev;
+	unsigned idx;
+
+	tap_require(mmn_subscribe(c, 0, 0x10000, 0x4000, &o, &s) == 0);
+	idx = fs->nsubs - 1;
+	tap_ok(mmn_sub_userdata(s) == &rec, "sub_userdata");
+	seq = mmn_read_begin(s);
+	tap_ok(!(seq & 1), "read_begin: even while quiescent");
+	tap_ok(!mmn_read_retry(s, seq), "read_retry: no collision");
+
+	ev = fs_invalidate(fs, idx, 0xf000, 0x12000, MMN_EVENT_UNMAP, false);
+	tap_is_int(pump_until(c, &rec.inval, 1), 0, "invalidate delivered");
+	tap_is_int(rec.inval, 1, "one invalidate");
+	tap_is_u64(rec.last.start, 0x10000, "range clipped to the subscription (start)");
+	tap_is_u64(rec.last.end, 0x12000, "range end");
+	tap_is_int(rec.last.event, MMN_EVENT_UNMAP, "event UNMAP");
+	tap_is_u64(rec.last.event_id, ev, "event_id");
+	tap_ok(!rec.last.needs_ack, "needs_ack false for a non-blocking sub");
+	tap_ok(mmn_read_retry(s, seq), "read_retry: collision while in flight");
+	fs_end(fs, idx, ev);
+	tap_is_int(pump_until(c, &rec.ends, 1), 0, "invalidate_end delivered");
+	tap_is_u64(rec.last_end.start, 0x10000, "end carries the invalidated range");
+	tap_ok(mmn_read_retry(s, seq), "read_retry: still a collision after the end");
+	seq = mmn_read_begin(s);
+	tap_ok(!mmn_read_retry(s, seq), "new read_begin value is valid");
+
+	/* Blocking: auto ack when the callback returns 0, explicit ack with MMN_ACK_LATER. */
+	o = opts_for(&rb, MMN_SUB_BLOCKING);
+	tap_require(mmn_subscribe(c, 0, 0x20000, 0x1000, &o, &b) == 0);
+	ev = fs_invalidate(fs, fs->nsubs - 1, 0x20000, 0x21000, MMN_EVENT_CLEAR, true);
+	pump_until(c, &rb.inval, 1);
+	tap_ok(rb.last.needs_ack, "needs_ack delivered");
+	tap_ok(fs_wait(fs, &fs->nacks, 1), "callback returned 0: library acked");
+	tap_is_u64(fs->last_ack_event, ev, "ack names the event");
+	fs_end(fs, fs->nsubs - 1, ev);
+	pump_until(c, &rb.ends, 1);
+	rb.ret = MMN_ACK_LATER;
+	ev = fs_invalidate(fs, fs->nsubs - 1, 0x20000, 0x21000, MMN_EVENT_CLEAR, true);
+	pump_until(c, &rb.inval, 2);
+	tap_is_int(mmn_dispatch(c), 0, "dispatch with nothing due returns 0");
+	pthread_mutex_lock(&fs->mu);
+	tap_is_int(fs->nacks, 1, "MMN_ACK_LATER: no automatic ack");
+	pthread_mutex_unlock(&fs->mu);
+	tap_is_int(mmn_ack(b, ev), 0, "mmn_ack");
+	tap_ok(fs_wait(fs, &fs->nacks, 2), "explicit ack arrives");
+	tap_is_u64(fs->last_ack_event, ev, "explicit ack names the event");
+
+	/* Unsubscribe with an invalidation outstanding: its end comes before unsubscribe returns. */
+	tap_is_int(mmn_unsubscribe(b), 0, "unsubscribe with an outstanding invalidation");
+	tap_is_int(rb.ends, 2, "pairing: invalidate_end delivered by unsubscribe");
+	tap_ok(fs_wait(fs, &fs->nunsub, 2), "server saw Unsubscribe");
+
+	/* Release: no more events, read_retry always collides, unsubscribe still frees. */
+	fs_release(fs, idx);
+	pump_until(c, &rec.releases, 1);
+	tap_is_int(rec.releases, 1, "release delivered");
+	tap_is_int(rec.last_reason, MMN_RELEASE_TARGET_GONE, "release reason");
+	seq = mmn_read_begin(s);
+	tap_ok(mmn_read_retry(s, seq), "released sub: read_begin returns, read_retry collides");
+	tap_is_int(mmn_unsubscribe(s), 0, "unsubscribe a released sub");
+}
+
+static void test_unsub_in_cb(struct fake_server *fs, struct mmn_client *c)
+{
+	struct rec rec = { .unsub_in_cb = true, .unsub_ret = 1 };
+	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_BLOCKING);
+	struct mmn_sub *s;
+	unsigned idx, acks;
+	uint64_t ev;
+
+	tap_require(mmn_subscribe(c, 0, 0x30000, 0x1000, &o, &s) == 0);
+	idx = fs->nsubs - 1;
+	pthread_mutex_lock(&fs->mu);
+	acks = fs->nacks;
+	pthread_mutex_unlock(&fs->mu);
+	ev = fs_invalidate(fs, idx, 0x30000, 0x31000, MMN_EVENT_UNMAP, true);
+	pump_until(c, &rec.inval, 1);
+	tap_is_int(rec.unsub_ret, 0, "unsubscribe inside its own invalidate callback");
+	tap_is_int(rec.ends, 1, "pairing kept: invalidate_end delivered");
+	fs_end(fs, idx, ev);
+	fs_invalidate(fs, idx, 0x30000, 0x31000, MMN_EVENT_UNMAP, true);
+	tap_ok(fs_wait(fs, &fs->nunsub, fs->nunsub + 0), "server state read");
+	pump_until(c, &rec.inval, 2); /* must not arrive */
+	tap_is_int(rec.inval, 1, "no callback after unsubscribe");
+	tap_is_int(rec.ends, 1, "no second end");
+	pthread_mutex_lock(&fs->mu);
+	tap_is_int(fs->nacks, acks, "no ack sent for an unsubscribed sub");
+	pthread_mutex_unlock(&fs->mu);
+}
+
+/* 8 readers: a value read inside read_begin/retry is never torn. */
+struct shared {
+	struct mmn_sub *s;
+	volatile uint64_t a, b; /* equal while quiescent; written in between by the "kernel" */
+	volatile int stop;
+	unsigned long ok, retried, stale;
+};
+
+static void *reader(void *arg)
+{
+	struct shared *sh = arg;
+	unsigned long ok = 0, retried = 0, stale = 0;
+
+	while (!sh->stop) {
+		uint64_t seq = mmn_read_begin(sh->s), a, b;
+
+		a = sh->a;
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		b = sh->b;
+		if (mmn_read_retry(sh->s, seq)) {
+			retried++;
+			continue;
+		}
+		if (a != b)
+			stale++;
+		else
+			ok++;
+	}
+	__atomic_add_fetch(&sh->ok, ok, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&sh->retried, retried, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&sh->stale, stale, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static void test_readers(struct fake_server *fs, struct mmn_client *c)
+{
+	struct rec rec = { 0 };
+	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_NONBLOCKING);
+	struct shared sh = { 0 };
+	pthread_t th[8];
+	unsigned idx;
+
+	tap_require(mmn_start_thread(c) == 0);
+	tap_is_int(mmn_start_thread(c), -EALREADY, "start_thread twice -> -EALREADY");
+	tap_require(mmn_subscribe(c, 0, 0x40000, 0x1000, &o, &sh.s) == 0);
+	idx = fs->nsubs - 1;
+	for (int i = 0; i < 8; i++)
+		pthread_create(&th[i], NULL, reader, &sh);
+	for (unsigned i = 0; i < 20000; i++) {
+		uint64_t ev = fs_invalidate(fs, idx, 0x40000, 0x41000, MMN_EVENT_CLEAR, false);
+
+		sh.a = i + 1;
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		sh.b = i + 1;
+		fs_end(fs, idx, ev);
+	}
+	sh.stop = 1;
+	for (int i = 0; i < 8; i++)
+		pthread_join(th[i], NULL);
+	tap_diag("readers: %lu consistent, %lu retried, %lu stale", sh.ok, sh.retried, sh.stale);
+	tap_is_int(sh.stale, 0, "8 threads: no torn read passed read_retry");
+	tap_ok(sh.ok > 0, "readers made progress");
+	pump_until(c, &rec.ends, 20000); /* the library thread dispatches; this only waits */
+	tap_is_int(rec.ends, 20000, "library thread delivered every end");
+	tap_ok(!pthread_equal(rec.cb_thread, pthread_self()), "callbacks ran on the library thread");
+	mmn_unsubscribe(sh.s);
+}
+
+static void test_reconnect(struct fake_server *fs)
+{
+	struct rec rec = { 0 };
+	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_NONBLOCKING);
+	struct mmn_client *c;
+	struct mmn_sub *s;
+	uint64_t seq, ev;
+	unsigned hellos;
+	int r;
+
+	tap_require(mmn_connect(fs->path, &c) == 0);
+	tap_require(mmn_subscribe(c, 0, 0x50000, 0x2000, &o, &s) == 0);
+	ev = fs_invalidate(fs, fs->nsubs - 1, 0x50000, 0x51000, MMN_EVENT_UNMAP, false);
+	pump_until(c, &rec.inval, 1);
+	seq = mmn_read_begin(s);
+	(void)seq;
+	(void)ev;
+	pthread_mutex_lock(&fs->mu);
+	hellos = fs->nhello;
+	pthread_mutex_unlock(&fs->mu);
+	fs_kill(fs); /* mmnd dies with the invalidation in flight */
+	r = pump_until(c, &rec.ends, 1);
+	tap_is_int(r, -ECONNRESET, "dispatch reports the lost connection once");
+	tap_is_int(rec.ends, 1, "outstanding invalidation ended at connection loss");
+	tap_ok(fs_wait(fs, &fs->nhello, hellos + 1), "library reconnected by itself");
+	pump_until(c, &rec.resyncs, 1);
+	tap_is_int(rec.resyncs, 1, "one RESYNC invalidation");
+	tap_is_u64(rec.last.start, 0x50000, "RESYNC covers the whole subscription (start)");
+	tap_is_u64(rec.last.end, 0x52000, "RESYNC covers the whole subscription (end)");
+	pump_until(c, &rec.ends, 2);
+	tap_is_int(rec.ends, 2, "RESYNC followed by its end");
+	tap_is_int(fs->nsubs, 1, "resubscribed on the new connection");
+	seq = mmn_read_begin(s);
+	tap_ok(!(seq & 1) && !mmn_read_retry(s, seq), "read_begin/retry work again");
+	ev = fs_invalidate(fs, 0, 0x51000, 0x52000, MMN_EVENT_REMOVE, false);
+	pump_until(c, &rec.inval, 3);
+	tap_is_int(rec.last.event, MMN_EVENT_REMOVE, "events flow on the new connection");
+	tap_ok(mmn_read_retry(s, seq), "collision seen on the new page");
+	fs_end(fs, 0, ev);
+	pump_until(c, &rec.ends, 3);
+
+	/* Malformed input: garbage, then a valid but impossible Invalidate. */
+	tap_is_int(fs_send_raw(fs, "\xff\xff\xff\xff garbage", 13), 0, "sent garbage");
+	r = pump_until(c, &rec.ends, 99);
+	tap_is_int(r, -EBADMSG, "garbage -> -EBADMSG, connection dropped");
+	tap_ok(fs_wait(fs, &fs->nhello, hellos + 2), "reconnected after garbage");
+	pump_until(c, &rec.resyncs, 2);
+	tap_is_int(rec.resyncs, 2, "RESYNC after the second reconnection");
+	fs_invalidate(fs, 0, 0x60000, 0x61000, MMN_EVENT_UNMAP, false); /* outside the sub */
+	r = pump_until(c, &rec.ends, 99);
+	tap_is_int(r, -EPROTO, "invalidate outside the subscription -> -EPROTO");
+	tap_ok(fs_wait(fs, &fs->nhello, hellos + 3), "reconnected again");
+	pump_until(c, &rec.resyncs, 3);
+	{
+		struct mmn_sub_opts o2 = opts_for(&rec, MMN_SUB_NONBLOCKING);
+		uint8_t buf[64];
+		MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+		Mmn__V1__Hello h = MMN__V1__HELLO__INIT;
+		struct mmn_sub *s2;
+		int n;
+
+		env.body_case = MMN__V1__ENVELOPE__BODY_HELLO; /* a request body from the server */
+		env.hello = &h;
+		n = mmn__wire_encode(&env, buf, sizeof(buf));
+		fs_send_raw(fs, buf, (size_t)n);
+		r = pump_until(c, &rec.ends, 99);
+		tap_is_int(r, -EPROTO, "request body from the server -> -EPROTO");
+		r = mmn_subscribe(c, 0, 0x70000, 0x1000, &o2, &s2);
+		tap_ok(r == 0 || r == -ENOTCONN, "subscribe while reconnecting: 0 or -ENOTCONN");
+		if (r == 0)
+			mmn_unsubscribe(s2);
+	}
+	mmn_disconnect(c);
+}
+
+static void test_bad_hello(struct fake_server *fs)
+{
+	struct mmn_client *c = NULL;
+
+	fs->reply_version = 7;
+	tap_is_int(mmn_connect(fs->path, &c), -EPROTONOSUPPORT, "HelloReply with version 7 -> -EPROTONOSUPPORT");
+	fs->reply_version = MMN_PROTO_VERSION;
+	fs->reply_without_fd = true;
+	tap_is_int(mmn_connect(fs->path, &c), -EPROTO, "HelloReply without the seqpage fd -> -EPROTO");
+	fs->reply_without_fd = false;
+	setenv("MMN_SOCKET", fs->path, 1);
+	tap_is_int(mmn_connect(NULL, &c), 0, "connect via $MMN_SOCKET");
+	unsetenv("MMN_SOCKET");
+	mmn_disconnect(c);
+}
+
+static void test_fork(struct fake_server *fs, struct mmn_client *c)
+{
+	struct rec rec = { 0 };
+	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_NONBLOCKING);
+	struct mmn_sub *s;
+	int status;
+	pid_t pid;
+
+	tap_require(mmn_subscribe(c, 0, 0x80000, 0x1000, &o, &s) == 0);
+	pid = fork();
+	if (pid == 0) {
+		struct mmn_sub *s2;
+		int bad = 0;
+
+		bad |= mmn_subscribe(c, 0, 0x90000, 0x1000, &o, &s2) != -ECHILD;
+		bad |= mmn_dispatch(c) != -ECHILD;
+		bad |= mmn_get_fd(c) != -ECHILD;
+		bad |= !mmn_read_retry(s, mmn_read_begin(s));
+		bad |= mmn_unsubscribe(s) != -ECHILD;
+		mmn_disconnect(c);
+		_exit(bad);
+	}
+	waitpid(pid, &status, 0);
+	tap_ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "fork child: -ECHILD everywhere, read_retry collides");
+	tap_is_int(mmn_unsubscribe(s), 0, "parent still works after the child disconnected");
+}
+
+static void test_uffd(void)
+{
+	struct fake_server fs;
+	struct rec rec = { 0 };
+	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_NONBLOCKING);
+	struct mmn_client *c, *c2;
+	struct mmn_sub *s, *s2, *s3;
+	long ps = sysconf(_SC_PAGESIZE);
+	char *buf;
+
+	tap_require(fs_start(&fs) == 0);
+	fs.needs_uffd = true;
+	if (mmn_connect(fs.path, &c) == -EOPNOTSUPP) {
+		tap_diag("userfaultfd unavailable: uffd tests skipped");
+		fs_stop(&fs);
+		return;
+	}
+	tap_ok(fs_wait(&fs, &fs.nattach, 1), "AttachUffd with the fd sent on connect");
+	tap_ok(mmn_capabilities(c) & MMN_CAP_SELF_ONLY, "capabilities: self only");
+	tap_ok(!(mmn_capabilities(c) & MMN_CAP_ACKS_HOLD_KERNEL), "capabilities: acks do not hold the kernel");
+	buf = mmap(NULL, 16 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	tap_require(buf != MAP_FAILED);
+	munmap(buf + 12 * ps, ps); /* a hole */
+	tap_is_int(mmn_subscribe(c, getppid(), (uintptr_t)buf, ps, &o, &s), -EOPNOTSUPP, "uffd: other pid -> -EOPNOTSUPP");
+	tap_is_int(mmn_subscribe(c, 0, (uintptr_t)buf, 16 * ps, &o, &s), -ENOMEM, "uffd: range with a hole -> -ENOMEM");
+	tap_is_int(mmn_subscribe(c, 0, (uintptr_t)buf, 8 * ps, &o, &s), 0, "uffd: subscribe own mapped memory");
+	tap_is_int(mmn_subscribe(c, 0, (uintptr_t)buf + 4 * ps, 4 * ps, &o, &s2), 0, "uffd: overlapping sub, same client");
+	tap_is_int(mmn_connect(fs.path, &c2), 0, "second client");
+	tap_is_int(mmn_subscribe(c2, 0, (uintptr_t)buf, ps, &o, &s3), -EBUSY, "second client, overlapping range -> -EBUSY");
+	mmn_disconnect(c2);
+	tap_is_int(mmn_unsubscribe(s2), 0, "unsubscribe the overlapping one");
+	munmap(buf + 6 * ps, ps); /* still registered through s: the server's uffd sees it */
+	tap_ok(fs_wait(&fs, &fs.uffd_unmaps, 1), "server's uffd got UNMAP");
+	tap_is_u64(fs.last_unmap_start, (uintptr_t)buf + 6 * ps, "UNMAP start");
+	tap_is_u64(fs.last_unmap_end, (uintptr_t)buf + 7 * ps, "UNMAP end");
+	madvise(buf, ps, MADV_DONTNEED);
+	tap_ok(fs_wait(&fs, &fs.uffd_removes, 1), "server's uffd got REMOVE");
+	tap_is_int(mmn_unsubscribe(s), 0, "unsubscribe");
+	madvise(buf + ps, ps, MADV_DONTNEED); /* unregistered: no event, and no wait for one */
+	munmap(buf, 16 * ps);
+	tap_is_int(fs.uffd_removes, 1, "no event after unsubscribe");
+	mmn_disconnect(c);
+	fs_stop(&fs);
+}
+
+int main(void)
+{
+	struct fake_server fs;
+	struct mmn_client *c;
+
+	test_args();
+	tap_require(fs_start(&fs) == 0);
+	tap_is_int(mmn_connect(fs.path, &c), 0, "connect to the fake mmnd");
+	tap_ok(fs_wait(&fs, &fs.nhello, 1), "server saw Hello");
+	tap_is_u64(mmn_capabilities(c) & 0xff, 0xff, "capabilities from HelloReply");
+	tap_ok(mmn_capabilities(c) & MMN_CAP_ACKS_HOLD_KERNEL, "acks hold the kernel");
+	tap_ok(mmn_get_fd(c) >= 0, "get_fd");
+	test_sub_args(c);
+	test_events(&fs, c);
+	test_unsub_in_cb(&fs, c);
+	test_fork(&fs, c);
+	test_readers(&fs, c);
+	mmn_disconnect(c);
+	test_reconnect(&fs);
+	test_bad_hello(&fs);
+	fs_stop(&fs);
+	test_uffd();
+	return tap_done();
+}

@@ -1,0 +1,398 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The broker with the test source and raw-protocol clients: fan-out, acks,
+ * deadlines, sequence page, coalescing of ksubs, deferral, client loss,
+ * release.
+ */
+#include "harness.h"
+
+#define B MMN__V1__SUB_FLAG__SUB_BLOCKING
+#define BODY(e) ((e) ? (int)(e)->body_case : -1)
+
+static const uint64_t A = 0x100000;
+
+static void test_hello(void)
+{
+	struct harness h;
+	struct tclient c;
+	void *w;
+
+	h_init(&h, NULL);
+	tap_is_int(tc_hello(&h, &c), 0, "hello: HelloReply with a sequence page");
+	tap_is_int(c.page->magic, MMN_SEQPAGE_MAGIC, "hello: page magic");
+	tap_is_int(c.nslots, MMN_BROKER_DEFAULT_MAX_SUBS, "hello: one slot per allowed subscription");
+	tap_is_int(mmn__broker_nclients(h.b), 1, "hello: one client");
+	/* The page is sealed against writable mappings. */
+	{
+		Mmn__V1__Hello hello = MMN__V1__HELLO__INIT;
+		MmnEnvelope env = MMN__V1__ENVELOPE__INIT, *rep;
+		int fd = tc_connect_raw(&h), memfd = -1;
+
+		hello.version_min = 1;
+		hello.version_max = 3;
+		env.body_case = MMN__V1__ENVELOPE__BODY_HELLO;
+		env.hello = &hello;
+		mmn__wire_send(fd, &env, NULL, 0, 0);
+		rep = tc_recv_fd(&h, fd, &memfd);
+		tap_ok(rep && rep->body_case == MMN__V1__ENVELOPE__BODY_HELLO_REPLY && rep->hello_reply->version == 1,
+		       "hello: version range 1..3 negotiates 1");
+		tap_ok(rep && strcmp(rep->hello_reply->source, "test") == 0 && rep->hello_reply->acks_hold_kernel,
+		       "hello: source caps in the reply");
+		w = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+		tap_ok(w == MAP_FAILED, "hello: the sequence page cannot be mapped writable");
+		if (w != MAP_FAILED)
+			munmap(w, 4096);
+		close(memfd);
+		close(fd);
+		mmn__wire_free(rep);
+	}
+	tc_close(&c);
+	tap_is_int(h_fini(&h), 0, "hello: loop closes clean");
+}
+
+/* Two blocking clients and one non-blocking on one range. */
+static void test_blocking_acks(void)
+{
+	struct harness h;
+	struct tclient c[3];
+	uint64_t sub[3], ev;
+	uint32_t slot[3];
+	MmnEnvelope *m;
+	bool all = true;
+
+	h_init(&h, NULL);
+	for (int i = 0; i < 3; i++) {
+		h_require(tc_hello(&h, &c[i]) == 0);
+		sub[i] = tc_subscribe(&h, &c[i], A, 0x10000, i < 2, 1000, &slot[i]);
+		h_require(sub[i] != 0);
+	}
+	tap_is_int(mmn__source_test_nksubs(h.src), 1, "acks: three equal ranges share one ksub");
+	ev = mmn__source_test_invalidate(h.src, getpid(), A + 0x1000, A + 0x3000, MMN__V1__EVENT_TYPE__EVENT_UNMAP,
+					 true);
+	h_require(ev != 0);
+	for (int i = 0; i < 3; i++) {
+		m = tc_recv(&h, &c[i]);
+		all &= BODY(m) == MMN__V1__ENVELOPE__BODY_INVALIDATE && m->invalidate->event_id == ev &&
+		       m->invalidate->sub_id == sub[i] && m->invalidate->start == A + 0x1000 &&
+		       m->invalidate->end == A + 0x3000 && m->invalidate->needs_ack == (i < 2) &&
+		       (m->invalidate->seq & 1);
+		mmn__wire_free(m);
+		all &= (tc_seq(&c[i], slot[i]) & 1) == 1;
+	}
+	tap_ok(all, "acks: every client got Invalidate (needs_ack only when blocking), slots odd");
+	tap_ok(!mmn__source_test_acked(h.src, ev), "acks: source not acked before the clients");
+	tc_ack(&c[0], sub[0], ev);
+	h_pump(&h, 5);
+	tap_ok(!mmn__source_test_acked(h.src, ev), "acks: one of two blocking acks is not enough");
+	tc_ack(&c[1], sub[1], ev);
+	h_pump(&h, 5);
+	tap_is_int(mmn__source_test_ack_count(h.src, ev), 1, "acks: all blocking acked: source acked once");
+	tap_ok(tc_quiet(&h, &c[2]), "acks: the non-blocking client owes and receives nothing more");
+	mmn__source_test_end(h.src, ev);
+	all = true;
+	for (int i = 0; i < 3; i++) {
+		m = tc_recv(&h, &c[i]);
+		all &= BODY(m) == MMN__V1__ENVELOPE__BODY_INVALIDATE_END && m->invalidate_end->event_id == ev &&
+		       !(m->invalidate_end->seq & 1);
+		mmn__wire_free(m);
+		all &= (tc_seq(&c[i], slot[i]) & 1) == 0;
+	}
+	tap_ok(all, "acks: InvalidateEnd to all, slots even again");
+	for (int i = 0; i < 3; i++)
+		tc_close(&c[i]);
+	h_pump(&h, 5);
+	tap_is_int(mmn__source_test_nksubs(h.src), 0, "acks: ksub removed after the clients left");
+	tap_is_int(h_fini(&h), 0, "acks: loop closes clean");
+}
+
+static void test_deadline(void)
+{
+	struct harness h;
+	struct tclient fast, silent, nb;
+	uint64_t sf, ss, sn, ev, t0, t1;
+	MmnEnvelope *m;
+	bool revoked = false;
+
+	h_init(&h, NULL);
+	h_require(tc_hello(&h, &fast) == 0 && tc_hello(&h, &silent) == 0 && tc_hello(&h, &nb) == 0);
+	sf = tc_subscribe(&h, &fast, A, 0x4000, true, 1000, NULL);
+	ss = tc_subscribe(&h, &silent, A, 0x4000, true, 40, NULL);
+	sn = tc_subscribe(&h, &nb, A, 0x4000, false, 0, NULL);
+	h_require(sf && ss && sn);
+	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x1000, 0, true);
+	t0 = uv_now(&h.loop);
+	m = tc_recv(&h, &fast);
+	tap_ok(m && m->invalidate->deadline_ms == 1000, "deadline: Invalidate tells the time left");
+	mmn__wire_free(m);
+	m = tc_recv(&h, &silent);
+	tap_ok(m && m->invalidate->deadline_ms == 40, "deadline: per-client deadline");
+	mmn__wire_free(m);
+	mmn__wire_free(tc_recv(&h, &nb));
+	tc_ack(&fast, sf, ev);
+	h_pump(&h, 5);
+	tap_ok(!mmn__source_test_acked(h.src, ev), "deadline: silent client still holds the event");
+	while (!mmn__source_test_acked(h.src, ev) && uv_now(&h.loop) - t0 < 5000)
+		uv_run(&h.loop, UV_RUN_ONCE);
+	t1 = uv_now(&h.loop);
+	tap_ok(mmn__source_test_acked(h.src, ev), "deadline: source acked after the eviction");
+	tap_ok(t1 - t0 >= 40 && t1 - t0 < 1000, "deadline: acked at the silent client's deadline (%llu ms)",
+	       (unsigned long long)(t1 - t0));
+	m = tc_recv(&h, &silent);
+	revoked = BODY(m) == MMN__V1__ENVELOPE__BODY_REVOKED &&
+		  m->revoked->reason == MMN__V1__REVOKE_REASON__REVOKE_TIMEOUT && m->revoked->event_id == ev &&
+		  m->revoked->sub_id == ss;
+	mmn__wire_free(m);
+	tap_ok(revoked, "deadline: Revoked{timeout} for the silent client's subscription");
+	{
+		struct admin_stats st;
+
+		mmn__admin_stats(h.b, &st);
+		tap_is_int(st.timeouts, 1, "deadline: one timeout counted");
+	}
+	mmn__source_test_end(h.src, ev);
+	m = tc_recv(&h, &fast);
+	tap_is_int(BODY(m), MMN__V1__ENVELOPE__BODY_INVALIDATE_END, "deadline: the acking client gets End");
+	mmn__wire_free(m);
+	tap_ok(tc_quiet(&h, &silent), "deadline: the evicted one gets no End (paired by Revoked)");
+	/* The evicted subscription is gone: a new event does not reach it. */
+	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x1000, 0, true);
+	tap_ok(tc_quiet(&h, &silent), "deadline: evicted subscription gets no more events");
+	tc_ack(&fast, sf, ev);
+	h_pump(&h, 5);
+	tap_ok(mmn__source_test_acked(h.src, ev), "deadline: the remaining blocking client's ack suffices");
+	mmn__source_test_end(h.src, ev);
+	tc_close(&fast);
+	tc_close(&silent);
+	tc_close(&nb);
+	tap_is_int(h_fini(&h), 0, "deadline: loop closes clean");
+}
+
+static void test_nonblocking_only(void)
+{
+	struct harness h;
+	struct tclient c;
+	uint64_t s, ev;
+	MmnEnvelope *m;
+
+	h_init(&h, NULL);
+	h_require(tc_hello(&h, &c) == 0);
+	s = tc_subscribe(&h, &c, A, 0x2000, false, 0, NULL);
+	h_require(s);
+	{
+		uint64_t st[2], en[2];
+		bool blk[2];
+
+		tap_ok(mmn__source_test_ksubs(h.src, getpid(), st, en, blk, 2) == 1 && !blk[0],
+		       "nonblocking: ksub has no BLOCKING flag");
+	}
+	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x2000, 0, true);
+	m = tc_recv(&h, &c);
+	tap_ok(m && !m->invalidate->needs_ack, "nonblocking: told without needs_ack");
+	mmn__wire_free(m);
+	mmn__source_test_end(h.src, ev);
+	mmn__wire_free(tc_recv(&h, &c));
+	tc_close(&c);
+	tap_is_int(h_fini(&h), 0, "nonblocking: loop closes clean");
+}
+
+static void test_coalescing(void)
+{
+	struct harness h;
+	struct tclient c;
+	uint64_t s1, s2, s3, s4, st[4], en[4];
+	bool blk[4];
+	size_t n;
+
+	h_init(&h, NULL);
+	h_require(tc_hello(&h, &c) == 0);
+	s1 = tc_subscribe(&h, &c, A, 0x10000, false, 0, NULL);
+	s2 = tc_subscribe(&h, &c, A + 0x10000, 0x10000, false, 0, NULL);
+	n = mmn__source_test_ksubs(h.src, getpid(), st, en, blk, 4);
+	tap_ok(n == 1 && st[0] == A && en[0] == A + 0x20000 && !blk[0], "coalesce: touching ranges share a ksub");
+	s3 = tc_subscribe(&h, &c, A + 0x40000, 0x800, false, 0, NULL);
+	n = mmn__source_test_ksubs(h.src, getpid(), st, en, blk, 4);
+	tap_is_int(n, 2, "coalesce: a distant range gets its own ksub (page aligned)");
+	s4 = tc_subscribe(&h, &c, A + 0x1f000, 0x22000, true, 0, NULL);
+	n = mmn__source_test_ksubs(h.src, getpid(), st, en, blk, 4);
+	tap_ok(n == 1 && st[0] == A && en[0] == A + 0x41000 && blk[0],
+	       "coalesce: a bridging blocking range merges all into one BLOCKING ksub");
+	tap_ok(s1 && s2 && s3 && s4, "coalesce: all subscribed");
+	{
+		uint64_t ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x50000, 0, true);
+		int inv = 0;
+		MmnEnvelope *m;
+
+		while ((m = tc_recv(&h, &c)) && m->body_case == MMN__V1__ENVELOPE__BODY_INVALIDATE) {
+			inv++;
+			if (m->invalidate->needs_ack)
+				tc_ack(&c, m->invalidate->sub_id, ev);
+			mmn__wire_free(m);
+			if (inv == 4)
+				break;
+		}
+		tap_is_int(inv, 4, "coalesce: one source event reaches all four subscriptions");
+		h_pump(&h, 5);
+		tap_ok(mmn__source_test_acked(h.src, ev), "coalesce: acked");
+		mmn__source_test_end(h.src, ev);
+		for (int i = 0; i < 4; i++)
+			mmn__wire_free(tc_recv(&h, &c));
+	}
+	tc_unsubscribe_send(&c, s4);
+	mmn__wire_free(tc_recv(&h, &c));
+	n = mmn__source_test_ksubs(h.src, getpid(), st, en, blk, 4);
+	tap_ok(n == 1 && !blk[0], "coalesce: BLOCKING cleared when the blocking sub leaves");
+	tc_close(&c);
+	tap_is_int(h_fini(&h), 0, "coalesce: loop closes clean");
+}
+
+static void test_deferral(void)
+{
+	struct harness h;
+	struct tclient c;
+	uint64_t s1, ev, s2 = 0;
+	uint32_t slot1;
+	MmnEnvelope *m;
+	Mmn__V1__Subscribe sreq = MMN__V1__SUBSCRIBE__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	h_init(&h, NULL);
+	h_require(tc_hello(&h, &c) == 0);
+	s1 = tc_subscribe(&h, &c, A, 0x1000, false, 0, &slot1);
+	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x1000, 0, true);
+	m = tc_recv(&h, &c);
+	tap_is_int(BODY(m), MMN__V1__ENVELOPE__BODY_INVALIDATE, "defer: invalidation in flight");
+	mmn__wire_free(m);
+	sreq.start = A + 0x8000;
+	sreq.length = 0x1000;
+	sreq.flags = MMN__V1__SUB_FLAG__SUB_NONBLOCKING;
+	env.request_id = 77;
+	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE;
+	env.subscribe = &sreq;
+	tc_send(&c, &env);
+	tc_unsubscribe_send(&c, s1);
+	tap_ok(tc_quiet(&h, &c), "defer: subscribe and unsubscribe wait while the target is invalidating");
+	tap_is_int(mmn__source_test_nksubs(h.src), 1, "defer: no ksub change while in flight");
+	mmn__source_test_end(h.src, ev);
+	m = tc_recv(&h, &c);
+	tap_ok(BODY(m) == MMN__V1__ENVELOPE__BODY_INVALIDATE_END && m->invalidate_end->sub_id == s1,
+	       "defer: the unsubscribing sub still gets its End (pairing)");
+	mmn__wire_free(m);
+	m = tc_recv(&h, &c);
+	tap_ok(BODY(m) == MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY && m->request_id == 77,
+	       "defer: SubscribeReply at the end, in order");
+	if (BODY(m) == MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY)
+		s2 = m->subscribe_reply->sub_id;
+	mmn__wire_free(m);
+	m = tc_recv(&h, &c);
+	tap_ok(BODY(m) == MMN__V1__ENVELOPE__BODY_STATUS && m->status->error == 0,
+	       "defer: then the Unsubscribe's Status");
+	mmn__wire_free(m);
+	tap_ok(s2 != 0 && mmn__source_test_nksubs(h.src) == 1, "defer: applied: one ksub, for the new range");
+	tc_close(&c);
+	tap_is_int(h_fini(&h), 0, "defer: loop closes clean");
+}
+
+static void test_client_loss(void)
+{
+	struct harness h;
+	struct tclient a, b;
+	uint64_t sa, sb, ev;
+
+	h_init(&h, NULL);
+	h_require(tc_hello(&h, &a) == 0 && tc_hello(&h, &b) == 0);
+	sa = tc_subscribe(&h, &a, A, 0x1000, true, 5000, NULL);
+	sb = tc_subscribe(&h, &b, A + 0x10000, 0x1000, true, 5000, NULL);
+	h_require(sa && sb);
+	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x1000, 0, true);
+	mmn__wire_free(tc_recv(&h, &a));
+	tc_close(&a);
+	h_pump(&h, 5);
+	tap_ok(mmn__source_test_acked(h.src, ev), "loss: a lost client's pending ack counts as done");
+	tap_is_int(mmn__source_test_nksubs(h.src), 2, "loss: ksub stays while the event is in flight");
+	mmn__source_test_end(h.src, ev);
+	h_pump(&h, 5);
+	tap_is_int(mmn__source_test_nksubs(h.src), 1, "loss: its ksub goes once the target is quiescent");
+	tap_is_int(mmn__broker_nclients(h.b), 1, "loss: the other client is still connected");
+	ev = mmn__source_test_invalidate(h.src, getpid(), A + 0x10000, A + 0x11000, 0, true);
+	mmn__wire_free(tc_recv(&h, &b));
+	tc_ack(&b, sb, ev);
+	h_pump(&h, 5);
+	tap_ok(mmn__source_test_acked(h.src, ev), "loss: the other client works normally");
+	mmn__source_test_end(h.src, ev);
+	mmn__wire_free(tc_recv(&h, &b));
+	tc_close(&b);
+	tap_is_int(h_fini(&h), 0, "loss: loop closes clean");
+}
+
+static void test_release(void)
+{
+	struct harness h;
+	struct tclient c;
+	uint64_t s1, s2, ev;
+	MmnEnvelope *m;
+	int rel = 0;
+
+	h_init(&h, NULL);
+	h_require(tc_hello(&h, &c) == 0);
+	s1 = tc_subscribe(&h, &c, A, 0x1000, true, 5000, NULL);
+	s2 = tc_subscribe(&h, &c, A + 0x100000, 0x1000, false, 0, NULL);
+	h_require(s1 && s2);
+	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x1000, 0, true);
+	mmn__wire_free(tc_recv(&h, &c));
+	tap_is_int(mmn__source_test_release(h.src, getpid()), 2, "release: two ksubs released");
+	h_pump(&h, 5);
+	tap_ok(mmn__source_test_acked(h.src, ev), "release: the pending ack is dropped, source acked");
+	while ((m = tc_recv(&h, &c))) {
+		if (m->body_case == MMN__V1__ENVELOPE__BODY_RELEASE &&
+		    (m->release->sub_id == s1 || m->release->sub_id == s2))
+			rel++;
+		mmn__wire_free(m);
+		if (rel == 2)
+			break;
+	}
+	tap_is_int(rel, 2, "release: Release for each subscription");
+	tap_is_int(mmn__source_test_nksubs(h.src), 0, "release: every ksub deleted");
+	mmn__source_test_end(h.src, ev);
+	tap_ok(tc_quiet(&h, &c), "release: no End after Release");
+	tc_close(&c);
+	tap_is_int(h_fini(&h), 0, "release: loop closes clean");
+}
+
+static void test_drain(void)
+{
+	struct harness h;
+	struct tclient c;
+	uint64_t s, ev;
+	MmnEnvelope *m;
+	bool got = false;
+
+	h_init(&h, NULL);
+	h_require(tc_hello(&h, &c) == 0);
+	s = tc_subscribe(&h, &c, A, 0x1000, true, 5000, NULL);
+	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x1000, 0, true);
+	mmn__wire_free(tc_recv(&h, &c));
+	mmn__broker_drain(h.b);
+	tap_ok(mmn__source_test_acked(h.src, ev), "drain: pending invalidation acked");
+	m = tc_recv(&h, &c);
+	got = BODY(m) == MMN__V1__ENVELOPE__BODY_REVOKED && m->revoked->sub_id == s &&
+	      m->revoked->reason == MMN__V1__REVOKE_REASON__REVOKE_SHUTDOWN;
+	mmn__wire_free(m);
+	tap_ok(got, "drain: Revoked{shutdown}");
+	tap_ok(tc_eof(&h, c.fd), "drain: connection closed");
+	tc_close(&c);
+	tap_is_int(h_fini(&h), 0, "drain: loop closes clean");
+}
+
+int main(void)
+{
+	test_hello();
+	test_blocking_acks();
+	test_deadline();
+	test_nonblocking_only();
+	test_coalescing();
+	test_deferral();
+	test_client_loss();
+	test_release();
+	test_drain();
+	return tap_done();
+}
