@@ -363,6 +363,9 @@ MMN_EXPORT int mmn_connect(const char *socket_path, struct mmn_client **out)
 		r = -errno;
 		goto err;
 	}
+	r = mmn__queue_grow(c);
+	if (r < 0)
+		goto err;
 	global_add(c);
 	r = handshake(c);
 	if (r < 0) {

@@ -192,6 +192,7 @@ void mmn__global_set_fd(int *where, int fd);
 
 /* recv.c */
 int mmn__pump(struct mmn_client *c);
+int mmn__queue_grow(struct mmn_client *c);
 int mmn__wait_reply(struct mmn_client *c, uint64_t req_id);
 int mmn__enqueue(struct mmn_client *c, enum qev_type type, struct mmn_sub *s, const struct mmn_range *r,
 		 int reason);

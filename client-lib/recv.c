@@ -49,7 +49,7 @@ void mmn__drain(int efd)
 }
 
 /* Ring growth: only on threads that may allocate (see the header). */
-static int queue_grow(struct mmn_client *c)
+int mmn__queue_grow(struct mmn_client *c)
 {
 	size_t cap = c->qcap ? c->qcap * 2 : 256;
 	size_t len = (cap * sizeof(struct qev) + 4095) & ~(size_t)4095;
@@ -75,7 +75,7 @@ int mmn__enqueue(struct mmn_client *c, enum qev_type type, struct mmn_sub *s, co
 {
 	struct qev *e;
 
-	if (c->qlen == c->qcap && queue_grow(c) < 0) {
+	if (c->qlen == c->qcap && mmn__queue_grow(c) < 0) {
 		mmn__log(LOG_ERR, "mmn: event queue full, dropping the connection");
 		return -ENOMEM;
 	}

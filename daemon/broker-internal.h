@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * mmnd's internal objects, shared by the broker's concept files.  Not for
- * main.c, tests or dbus.c (they use broker.h and admin.h).
+ * mmnd's internal objects, shared by the broker's concept files and white-box
+ * unit tests.  Not for main.c, bench/ or dbus.c (they use broker.h and admin.h).
  *
  * Ownership and lifetime, all on the one loop thread (no locks anywhere):
  *   broker  owns listeners, clients, targets, ksubs, in-flight events.
@@ -312,6 +312,8 @@ int mmn__client_send_error(struct client *c, uint64_t request_id, int err, const
 int mmn__client_send_nb(struct client *c, struct sub *s, MmnEnvelope *env);
 /* A protocol violation: Error to the client, count it, drop it. */
 void mmn__client_protocol_error(struct client *c, uint64_t request_id, int err, const char *msg);
+/* Read what the client has queued now (before evicting it at a deadline). */
+void mmn__client_read_now(struct client *c);
 /* Queue the client for dropping at settle (never frees in place). */
 void mmn__client_drop(struct client *c, int error);
 void mmn__client_reap(struct broker *b);

@@ -394,6 +394,12 @@ static void read_packets(struct client *c)
 	}
 }
 
+void mmn__client_read_now(struct client *c)
+{
+	if (!c->dropping && !c->closed)
+		read_packets(c);
+}
+
 static void poll_cb(uv_poll_t *h, int status, int events)
 {
 	struct client *c = h->data;

@@ -391,6 +391,16 @@ static void timer_cb(uv_timer_t *h)
 	struct broker *b = e->b;
 	uint64_t now = uv_now(b->loop);
 
+	/*
+	 * Timers run before I/O in a loop iteration: an ack already queued on
+	 * the socket of a client about to be evicted is read first.
+	 */
+	for (uint32_t i = 0; i < e->nrecips; i++) {
+		struct recip *r = &e->recips[i];
+
+		if (r->state == RECIP_PENDING && r->deadline <= now)
+			mmn__client_read_now(r->c);
+	}
 	for (uint32_t i = 0; i < e->nrecips; i++) {
 		struct recip *r = &e->recips[i];
 

@@ -85,6 +85,7 @@
 /* A kernel subscription the broker holds (open addressing, linear probing). */
 struct ksub_slot {
 	uint32_t id;
+	uint64_t born; /* rx number of the SUBSCRIBE answer that created it */
 	bool used;
 	bool blocking;
 	bool dead; /* released or revoked: events are no longer passed on */
@@ -93,6 +94,7 @@ struct ksub_slot {
 /* A datagram received while waiting for a synchronous answer. */
 struct backlog {
 	struct backlog *next;
+	uint64_t rx;
 	size_t len;
 	unsigned char data[];
 };
@@ -112,6 +114,13 @@ struct kmod_source {
 	int fatal;              /* socket error seen during a synchronous wait */
 
 	unsigned char *rxbuf, *syncbuf;
+	/*
+	 * Every datagram read from the socket gets the next rx number.  The
+	 * module reuses freed subscription ids: a message read before the
+	 * SUBSCRIBE answer that created ksub X (rx < X.born) is about an
+	 * earlier subscription with the same id and must not reach X.
+	 */
+	uint64_t rx;
 	struct backlog *bl_head, **bl_tail;
 
 	struct nl_msg *ack_msg; /* prebuilt ACK; MMN_A_SEQ patched in place */
@@ -371,9 +380,9 @@ static void ksub_place(struct ksub_slot *tab, size_t cap, const struct ksub_slot
 	tab[i] = *k;
 }
 
-static int ksub_insert(struct kmod_source *ks, uint32_t id, bool blocking)
+static int ksub_insert(struct kmod_source *ks, uint32_t id, bool blocking, uint64_t born)
 {
-	struct ksub_slot k = { .id = id, .used = true, .blocking = blocking };
+	struct ksub_slot k = { .id = id, .born = born, .used = true, .blocking = blocking };
 
 	if (ksub_find(ks, id))
 		return -EEXIST;
@@ -513,6 +522,7 @@ static ssize_t recv_one(struct kmod_source *ks, unsigned char *buf)
 		}
 		if (sa.nl_pid != 0) /* only the kernel talks to us */
 			continue;
+		ks->rx++;
 		return n;
 	}
 }
@@ -529,7 +539,7 @@ static bool is_orphan(struct kmod_source *ks, uint32_t seq, bool drop)
 	return false;
 }
 
-static void backlog_add(struct kmod_source *ks, const struct nlmsghdr *nlh)
+static void backlog_add(struct kmod_source *ks, const struct nlmsghdr *nlh, uint64_t rx)
 {
 	struct backlog *b = malloc(sizeof(*b) + nlh->nlmsg_len);
 
@@ -538,6 +548,7 @@ static void backlog_add(struct kmod_source *ks, const struct nlmsghdr *nlh)
 		return;
 	}
 	b->next = NULL;
+	b->rx = rx;
 	b->len = nlh->nlmsg_len;
 	memcpy(b->data, nlh, nlh->nlmsg_len);
 	*ks->bl_tail = b;
@@ -558,9 +569,9 @@ static bool holds_kernel(struct kmod_source *ks, const struct nlmsghdr *nlh)
 /*
  * Send @msg asking for the kernel's acknowledgement and wait, bounded, for
  * the answer; keep everything else that arrives for later.  *@sub_id, if
- * given, receives the SUB_ID of the reply.
+ * given, receives the SUB_ID of the reply and *@born its rx number.
  */
-static int transact(struct kmod_source *ks, struct nl_msg *msg, uint32_t *sub_id)
+static int transact(struct kmod_source *ks, struct nl_msg *msg, uint32_t *sub_id, uint64_t *born)
 {
 	uint64_t deadline = now_ms() + KMOD_SYNC_TIMEOUT_MS, t;
 	struct nlmsghdr *req = nlmsg_hdr(msg);
@@ -599,12 +610,13 @@ static int transact(struct kmod_source *ks, struct nl_msg *msg, uint32_t *sub_id
 		}
 
 		struct nlmsghdr *nlh = (struct nlmsghdr *)ks->syncbuf;
+		uint64_t rx = ks->rx;
 		int len = (int)n;
 		bool done = false;
 
 		for (; nlmsg_ok(nlh, len); nlh = nlmsg_next(nlh, &len)) {
 			if (done || nlh->nlmsg_seq != seq) {
-				backlog_add(ks, nlh);
+				backlog_add(ks, nlh, rx);
 				if (holds_kernel(ks, nlh)) {
 					t = now_ms() + KMOD_SYNC_HOLDING_MS;
 					deadline = t < deadline ? t : deadline;
@@ -629,6 +641,7 @@ static int transact(struct kmod_source *ks, struct nl_msg *msg, uint32_t *sub_id
 
 				if (genlmsg_parse(nlh, 0, tb, MMN_A_MAX, ev_policy) == 0 && tb[MMN_A_SUB_ID]) {
 					*sub_id = nla_get_u32(tb[MMN_A_SUB_ID]);
+					*born = rx;
 					have_id = true;
 				}
 			}
@@ -638,7 +651,6 @@ static int transact(struct kmod_source *ks, struct nl_msg *msg, uint32_t *sub_id
 				uv_idle_start(&ks->idle, on_idle);
 			return r;
 		}
-			return r;
 	}
 
 timeout:
@@ -722,13 +734,21 @@ static void ctrl_message(struct kmod_source *ks, struct nlmsghdr *nlh)
 		lost(ks, -ENODEV);
 }
 
+/* The ksub a message read as @rx is about, if the broker still holds it. */
+static struct ksub_slot *ksub_for(struct kmod_source *ks, uint32_t id, uint64_t rx)
+{
+	struct ksub_slot *k = ksub_find(ks, id);
+
+	return k && k->born <= rx ? k : NULL;
+}
+
 /* Keep only the ksubs the broker still holds and that are not dead. */
-static size_t filter_live(struct kmod_source *ks, struct source_event_sub *subs, size_t n)
+static size_t filter_live(struct kmod_source *ks, struct source_event_sub *subs, size_t n, uint64_t rx)
 {
 	size_t j = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		struct ksub_slot *k = ksub_find(ks, subs[i].ksub_id);
+		struct ksub_slot *k = ksub_for(ks, subs[i].ksub_id, rx);
 
 		if (k && !k->dead)
 			subs[j++] = subs[i];
@@ -736,7 +756,7 @@ static size_t filter_live(struct kmod_source *ks, struct source_event_sub *subs,
 	return j;
 }
 
-static void event_message(struct kmod_source *ks, struct nlmsghdr *nlh)
+static void event_message(struct kmod_source *ks, struct nlmsghdr *nlh, uint64_t rx)
 {
 	struct source_event ev;
 	struct ksub_slot *k;
@@ -764,7 +784,7 @@ static void event_message(struct kmod_source *ks, struct nlmsghdr *nlh)
 	switch (ev.kind) {
 	case SOURCE_INVALIDATE:
 		ks->stats.events++;
-		ev.nsubs = filter_live(ks, ks->subs, ev.nsubs);
+		ev.nsubs = filter_live(ks, ks->subs, ev.nsubs, rx);
 		if (ev.nsubs == 0) { /* only ksubs being removed: nobody to ask */
 			if (ev.needs_ack) {
 				ks->stats.self_acks++;
@@ -780,13 +800,13 @@ static void event_message(struct kmod_source *ks, struct nlmsghdr *nlh)
 		}
 		break;
 	case SOURCE_INVALIDATE_END:
-		ev.nsubs = filter_live(ks, ks->subs, ev.nsubs);
+		ev.nsubs = filter_live(ks, ks->subs, ev.nsubs, rx);
 		if (ev.nsubs == 0)
 			return;
 		break;
 	case SOURCE_RELEASE:
 	case SOURCE_REVOKED:
-		k = ksub_find(ks, ev.subs[0].ksub_id);
+		k = ksub_for(ks, ev.subs[0].ksub_id, rx);
 		if (!k || k->dead)
 			return;
 		k->dead = true;
@@ -799,7 +819,7 @@ static void event_message(struct kmod_source *ks, struct nlmsghdr *nlh)
 	ks->base.emit(&ev, ks->base.userdata);
 }
 
-static void handle_message(struct kmod_source *ks, struct nlmsghdr *nlh)
+static void handle_message(struct kmod_source *ks, struct nlmsghdr *nlh, uint64_t rx)
 {
 	if (nlh->nlmsg_type == NLMSG_ERROR) {
 		const struct nlmsgerr *e = NLMSG_DATA(nlh);
@@ -833,16 +853,16 @@ static void handle_message(struct kmod_source *ks, struct nlmsghdr *nlh)
 			send_sub_cmd(ks, MMN_CMD_UNSUBSCRIBE, nla_get_u32(tb[MMN_A_SUB_ID]), -1);
 		return;
 	}
-	event_message(ks, nlh);
+	event_message(ks, nlh, rx);
 }
 
-static void handle_datagram(struct kmod_source *ks, unsigned char *buf, size_t len)
+static void handle_datagram(struct kmod_source *ks, unsigned char *buf, size_t len, uint64_t rx)
 {
 	struct nlmsghdr *nlh = (struct nlmsghdr *)buf;
 	int rem = (int)len;
 
 	for (; nlmsg_ok(nlh, rem) && !ks->lost; nlh = nlmsg_next(nlh, &rem))
-		handle_message(ks, nlh);
+		handle_message(ks, nlh, rx);
 }
 
 /* Dispatch what arrived during synchronous waits, oldest first. */
@@ -862,7 +882,7 @@ static void drain_backlog(struct kmod_source *ks)
 		ks->bl_head = b->next;
 		if (!ks->bl_head)
 			ks->bl_tail = &ks->bl_head;
-		handle_datagram(ks, b->data, b->len); /* may append (ksub_add in emit) */
+		handle_datagram(ks, b->data, b->len, b->rx); /* may append (ksub_add in emit) */
 		free(b);
 	}
 }
@@ -897,7 +917,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
 			lost(ks, (int)n);
 			break;
 		}
-		handle_datagram(ks, ks->rxbuf, (size_t)n);
+		handle_datagram(ks, ks->rxbuf, (size_t)n, ks->rx);
 		if (ks->bl_head) /* a ksub_add during emit read ahead */
 			drain_backlog(ks);
 	}
@@ -935,6 +955,7 @@ static int kmod_ksub_add(struct source *s, const struct source_target *t, uint64
 {
 	struct kmod_source *ks = to_ks(s);
 	struct nl_msg *msg;
+	uint64_t born = 0;
 	uint32_t id = 0;
 	int r;
 
@@ -953,7 +974,7 @@ static int kmod_ksub_add(struct source *s, const struct source_target *t, uint64
 		nlmsg_free(msg);
 		return -ENOMEM;
 	}
-	r = transact(ks, msg, &id);
+	r = transact(ks, msg, &id, &born);
 	nlmsg_free(msg);
 	if (r < 0) {
 		if (ks->extack[0])
@@ -967,7 +988,7 @@ static int kmod_ksub_add(struct source *s, const struct source_target *t, uint64
 	 */
 	r = pidfd_alive(t->pidfd);
 	if (r == 0)
-		r = ksub_insert(ks, id, blocking);
+		r = ksub_insert(ks, id, blocking, born);
 	if (r < 0) {
 		send_sub_cmd(ks, MMN_CMD_UNSUBSCRIBE, id, -1);
 		return r;
@@ -1187,7 +1208,7 @@ int mmn__source_kmod_new(uv_loop_t *loop, source_event_fn emit, void *userdata, 
 		r = -ENOMEM;
 		goto err;
 	}
-	r = transact(ks, msg, NULL);
+	r = transact(ks, msg, NULL, NULL);
 	nlmsg_free(msg);
 	if (r < 0) {
 		mmn__log(LOG_DEBUG, NULL, "kmod: BIND: %s%s%s", strerror(-r), ks->extack[0] ? ": " : "",

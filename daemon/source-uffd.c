@@ -50,8 +50,9 @@
  * soon as the fd polls readable.
  *
  * Lifetimes.  A target (one per process with an attached uffd, looked up by
- * pid) lives from attach_uffd until it is detached AND its last ksub is
- * deleted.  Its uffd and a dup of the broker's pidfd (to report SOURCE_RELEASE
+ * pid) lives from its first attach_uffd until its last detach_uffd AND the
+ * deletion of its last ksub.  Its uffds (one per connection of the process)
+ * and a dup of the broker's pidfd (to report SOURCE_RELEASE
  * when the process exits: exit_mmap sends no uffd event) are each watched by
  * a uv_poll_t in a separately allocated `struct watch` that its close
  * callback frees, so closing a watch never has to wait for the loop.  The
@@ -64,6 +65,7 @@
  * (target->busy) so that detach_uffd/ksub_del inside the callback cannot free
  * it under us; the ksubs listed are copied to a scratch array first.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -72,6 +74,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "index.h"
@@ -126,8 +129,12 @@ struct target {
 	struct target *prev, *next; /* s->targets */
 	pid_t pid;
 	bool linked;                /* attached: found by pid; false once detached */
-	bool fork_events;           /* the client enabled UFFD_FEATURE_EVENT_FORK */
-	struct watch *uffd;         /* NULL once closed */
+	bool dead;                  /* exited, or every uffd failed: nothing more will be reported */
+	bool prune;                 /* look again for uffds the process no longer holds */
+	bool fork_events;           /* some client enabled UFFD_FEATURE_EVENT_FORK */
+	unsigned attached;          /* attach_uffd calls not yet matched by a detach_uffd */
+	struct watch **uffds;       /* every uffd of this process mmnd holds and reads */
+	size_t nuffds, capuffds;
 	struct watch *pidfd;        /* NULL when unknown or closed */
 	struct itree index;         /* ksubs by range */
 	size_t nksubs;
@@ -211,6 +218,107 @@ static void watch_close(struct watch **wp)
 
 /* ---- targets and ksubs ---- */
 
+static int uffds_add(struct target *t, struct watch *w)
+{
+	if (t->nuffds == t->capuffds) {
+		size_t cap = t->capuffds ? t->capuffds * 2 : 2;
+		struct watch **p = realloc(t->uffds, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		t->uffds = p;
+		t->capuffds = cap;
+	}
+	t->uffds[t->nuffds++] = w;
+	return 0;
+}
+
+/* Close t->uffds[i]; the last one takes its place. */
+static void uffds_close(struct target *t, size_t i)
+{
+	watch_close(&t->uffds[i]);
+	t->uffds[i] = t->uffds[--t->nuffds];
+}
+
+static void uffds_close_all(struct target *t)
+{
+	while (t->nuffds)
+		uffds_close(t, t->nuffds - 1);
+}
+
+static void uffds_close_watch(struct target *t, struct watch *w)
+{
+	for (size_t i = 0; i < t->nuffds; i++) {
+		if (t->uffds[i] == w) {
+			uffds_close(t, i);
+			return;
+		}
+	}
+}
+
+/*
+ * Several connections of one process each attach a uffd, but detach_uffd()
+ * names only the pid.  libmmn keeps its uffd open for as long as its
+ * connection lives and closes it when the connection goes, so a uffd that
+ * the process no longer holds belongs to a departed connection: close those,
+ * when that is unambiguous (no more of them than departed connections).  The
+ * process's descriptors are compared by inode: every userfaultfd has its own
+ * anonymous inode (anon_inode_getfd_secure, Linux 5.12+).  When /proc cannot
+ * tell, the extra uffds stay open (and read) until the last connection of
+ * the process detaches.
+ */
+static bool is_watch_fd(const struct target *t, int fd)
+{
+	for (size_t i = 0; i < t->nuffds; i++)
+		if (t->uffds[i]->fd == fd)
+			return true;
+	return false;
+}
+
+static void prune_unheld(struct target *t)
+{
+	struct stat *mine;
+	bool *held;
+	size_t i, unheld = 0;
+	char path[32];
+	struct dirent *e;
+	DIR *d;
+
+	t->prune = false;
+	if (t->nuffds <= t->attached)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)t->pid);
+	d = opendir(path);
+	if (!d)
+		return;
+	mine = calloc(t->nuffds, sizeof(*mine));
+	held = calloc(t->nuffds, sizeof(*held));
+	for (i = 0; mine && held && i < t->nuffds; i++)
+		if (fstat(t->uffds[i]->fd, &mine[i]) < 0)
+			held[i] = true; /* unknown: keep it */
+	while (mine && held && (e = readdir(d))) {
+		struct stat st;
+
+		if (e->d_name[0] == '.' || fstatat(dirfd(d), e->d_name, &st, 0) < 0)
+			continue;
+		if (t->pid == getpid() && is_watch_fd(t, atoi(e->d_name)))
+			continue; /* mmnd's own copies (only when a test is its own client) */
+		for (i = 0; i < t->nuffds; i++)
+			if (st.st_ino == mine[i].st_ino && st.st_dev == mine[i].st_dev)
+				held[i] = true;
+	}
+	closedir(d);
+	for (i = 0; mine && held && i < t->nuffds; i++)
+		unheld += !held[i];
+	if (unheld && unheld <= t->nuffds - t->attached) {
+		for (i = t->nuffds; i-- > 0;)
+			if (!held[i])
+				uffds_close(t, i); /* moves the last, already examined, into i */
+	}
+	free(mine);
+	free(held);
+}
+
 static struct target *target_find(struct uffd_source *s, pid_t pid)
 {
 	struct target *t;
@@ -228,7 +336,8 @@ static void target_maybe_free(struct target *t)
 
 	if (t->linked || t->nksubs || t->busy)
 		return;
-	watch_close(&t->uffd);
+	uffds_close_all(t);
+	free(t->uffds);
 	watch_close(&t->pidfd);
 	if (t->prev)
 		t->prev->next = t->next;
@@ -351,7 +460,7 @@ static void emit_invalidation(struct target *t, uint32_t event, uint64_t start, 
 	};
 	size_t i, n = 0;
 
-	if (!s->nscratch)
+	if (!s->nscratch || !s->src.emit)
 		return;
 	s->src.emit(&ev, s->src.userdata);
 	for (i = 0; i < s->nscratch; i++) {
@@ -402,7 +511,8 @@ static void close_ksubs(struct target *t, enum close_reason why)
 		if (!k || k->closed)
 			continue;
 		k->closed = true;
-		s->src.emit(&ev, s->src.userdata);
+		if (s->src.emit)
+			s->src.emit(&ev, s->src.userdata);
 	}
 	s->nscratch = 0;
 	t->busy--;
@@ -426,6 +536,8 @@ static void defer_cb(uv_idle_t *h)
 		enum close_reason why = t->pending;
 
 		t->busy++; /* keeps t, and so t->next, in the list */
+		if (t->prune)
+			prune_unheld(t);
 		if (why != CLOSE_NONE) {
 			t->pending = CLOSE_NONE;
 			if (why == CLOSE_REVOKED && target_exited(t))
@@ -453,7 +565,7 @@ static void log_fault(struct uffd_source *s, struct target *t, const struct uffd
 	if (mmn__ratelimit_ok(&s->fault_rl, uv_now(s->src.loop)))
 		mmn__log(LOG_WARNING, NULL,
 			 "uffd source: unexpected page fault at 0x%llx (flags 0x%llx) in pid %d, resolved; "
-			 "the client registered its range in a faulting mode",
+			 "the client write-protected it or registered a faulting mode",
 			 (unsigned long long)m->arg.pagefault.address, (unsigned long long)m->arg.pagefault.flags,
 			 (int)t->pid);
 }
@@ -465,11 +577,10 @@ static void log_fault(struct uffd_source *s, struct target *t, const struct uffd
  * it retries; a missing-page fault on a range registered MODE_MISSING gets a
  * zero page.
  */
-static void resolve_fault(struct uffd_source *s, struct target *t, const struct uffd_msg *m)
+static void resolve_fault(struct uffd_source *s, struct target *t, int fd, const struct uffd_msg *m)
 {
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 	struct uffdio_range range = { .start = m->arg.pagefault.address & ~(page - 1), .len = page };
-	int fd = t->uffd->fd;
 
 	s->faults++;
 	log_fault(s, t, m);
@@ -503,7 +614,7 @@ static void whole_span(struct target *t, uint64_t *start, uint64_t *end)
 	}
 }
 
-static void handle_msg(struct uffd_source *s, struct target *t, const struct uffd_msg *m)
+static void handle_msg(struct uffd_source *s, struct target *t, int fd, const struct uffd_msg *m)
 {
 	uint64_t start, end;
 
@@ -532,7 +643,7 @@ static void handle_msg(struct uffd_source *s, struct target *t, const struct uff
 		}
 		break;
 	case UFFD_EVENT_PAGEFAULT:
-		resolve_fault(s, t, m);
+		resolve_fault(s, t, fd, m);
 		break;
 	default:
 		break; /* an event a newer kernel added and nobody enabled */
@@ -568,7 +679,7 @@ static void uffd_cb(uv_poll_t *h, int status, int events)
 		return;
 	s = t->s;
 	t->busy++;
-	for (batch = 0; status == 0 && batch < MAX_BATCHES && t->uffd == w; batch++) {
+	for (batch = 0; status == 0 && batch < MAX_BATCHES && w->t == t; batch++) {
 		ssize_t r = read_msgs(s, w->fd, msgs, UFFD_BATCH);
 		size_t i, n;
 
@@ -583,12 +694,12 @@ static void uffd_cb(uv_poll_t *h, int status, int events)
 		n = (size_t)r / sizeof(msgs[0]);
 		for (i = 0; i < n; i++) {
 			/* Closed from inside the broker's callback: later FORK fds still need closing. */
-			if (t->uffd != w && msgs[i].event != UFFD_EVENT_FORK)
+			if (w->t != t && msgs[i].event != UFFD_EVENT_FORK)
 				continue;
-			if (t->uffd != w)
+			if (w->t != t)
 				close((int)msgs[i].arg.fork.ufd);
 			else
-				handle_msg(s, t, &msgs[i]);
+				handle_msg(s, t, w->fd, &msgs[i]);
 		}
 		/* The FORK fds are closed by now: take the reserve slot back. */
 		if (s->reserve_fd < 0)
@@ -596,12 +707,15 @@ static void uffd_cb(uv_poll_t *h, int status, int events)
 		if (n < UFFD_BATCH)
 			break;
 	}
-	if (status < 0 && t->uffd == w) {
+	if (status < 0 && w->t == t) {
 		/* POLLERR (never initialised) or a read error: nothing more will come from it. */
-		mmn__log(LOG_WARNING, NULL, "uffd source: the userfaultfd of pid %d failed: %s", (int)t->pid,
+		mmn__log(LOG_WARNING, NULL, "uffd source: a userfaultfd of pid %d failed: %s", (int)t->pid,
 			 strerror(-status));
-		watch_close(&t->uffd);
-		defer_close(t, CLOSE_REVOKED);
+		uffds_close_watch(t, w);
+		if (!t->nuffds) {
+			t->dead = true;
+			defer_close(t, CLOSE_REVOKED);
+		}
 	}
 	t->busy--;
 	target_maybe_free(t);
@@ -617,10 +731,12 @@ static void pidfd_cb(uv_poll_t *h, int status, int events)
 		return;
 	t->busy++;
 	/* Events queued before the exit (a SIGKILLed munmap drops its own) are still reported. */
-	if (t->uffd)
-		uffd_cb(&t->uffd->poll, 0, UV_READABLE);
+	for (size_t i = t->nuffds; i-- > 0;)
+		if (i < t->nuffds)
+			uffd_cb(&t->uffds[i]->poll, 0, UV_READABLE);
+	t->dead = true;
 	watch_close(&t->pidfd);
-	watch_close(&t->uffd);
+	uffds_close_all(t);
 	close_ksubs(t, CLOSE_RELEASE);
 	t->busy--;
 	target_maybe_free(t);
@@ -650,8 +766,8 @@ static int uffd_ksub_add(struct source *src, const struct source_target *st, uin
 	t = target_find(s, st->pid);
 	if (!t)
 		return -EOPNOTSUPP; /* only processes that attached their uffd can be watched */
-	if (!t->uffd)
-		return -ESRCH;      /* attached, but exited or its uffd failed */
+	if (t->dead)
+		return -ESRCH;      /* attached, but exited or its uffds failed */
 	if (t->nksubs >= MAX_KSUBS_PER_TARGET)
 		return -ENOSPC;
 	if (s->nbyid == s->capbyid) {
@@ -759,17 +875,51 @@ static int uffd_features(int fd, uint64_t *features)
 	return found ? 0 : -EINVAL;
 }
 
+/* A linked target for @st->pid, watching its pidfd (exit -> SOURCE_RELEASE). */
+static int target_new(struct uffd_source *s, const struct source_target *st, struct target **out)
+{
+	struct target *t = calloc(1, sizeof(*t));
+	int r, pidfd;
+
+	if (!t)
+		return -ENOMEM;
+	t->s = s;
+	t->pid = st->pid;
+	if (st->pidfd >= 0) {
+		pidfd = fcntl(st->pidfd, F_DUPFD_CLOEXEC, 3);
+		if (pidfd < 0) {
+			r = -errno;
+			free(t);
+			return r;
+		}
+		r = watch_open(s, t, pidfd, pidfd_cb, &t->pidfd);
+		if (r < 0) {
+			close(pidfd);
+			free(t);
+			return r;
+		}
+	}
+	t->linked = true;
+	t->next = s->targets;
+	if (s->targets)
+		s->targets->prev = t;
+	s->targets = t;
+	*out = t;
+	return 0;
+}
+
 /*
  * Takes ownership of @fd in every case (closed on error).  -EINVAL: not a
  * userfaultfd, or UFFDIO_API was not done with UNMAP, REMOVE and REMAP
- * events; -EBUSY: this process already has one attached.
+ * events.  Each connection of a process may attach its own uffd.
  */
 static int uffd_attach(struct source *src, const struct source_target *st, int fd)
 {
 	struct uffd_source *s = to_uffd(src);
 	uint64_t features = 0;
 	struct target *t = NULL;
-	int r, fl, pidfd = -1;
+	struct watch *w = NULL;
+	int r, fl;
 
 	if (!st || fd < 0 || st->pid <= 0) {
 		r = -EINVAL;
@@ -783,15 +933,10 @@ static int uffd_attach(struct source *src, const struct source_target *st, int f
 		goto err;
 	}
 	t = target_find(s, st->pid);
-	if (t && t->uffd) {
-		t = NULL;
-		r = -EBUSY;
-		goto err;
-	}
-	if (t) {
-		/* That process exited (or its uffd failed) and the broker has not detached it yet. */
+	if (t && t->dead) {
+		/* That process exited (or its uffds failed) and was not detached yet: start over. */
+		t->attached = 1;
 		uffd_detach(src, st->pid);
-		t = NULL;
 	}
 	/* O_NONBLOCK is a file flag: it makes userfaultfd_read() return -EAGAIN. */
 	fl = fcntl(fd, F_GETFL);
@@ -799,41 +944,30 @@ static int uffd_attach(struct source *src, const struct source_target *st, int f
 		r = -errno;
 		goto err;
 	}
-	t = calloc(1, sizeof(*t));
+	t = target_find(s, st->pid);
 	if (!t) {
-		r = -ENOMEM;
-		goto err;
-	}
-	t->s = s;
-	t->pid = st->pid;
-	t->fork_events = features & UFFD_FEATURE_EVENT_FORK;
-	r = watch_open(s, t, fd, uffd_cb, &t->uffd);
-	if (r < 0)
-		goto err_free;
-	fd = -1;
-	if (st->pidfd >= 0) {
-		pidfd = fcntl(st->pidfd, F_DUPFD_CLOEXEC, 3);
-		if (pidfd < 0) {
-			r = -errno;
-			goto err_watch;
-		}
-		r = watch_open(s, t, pidfd, pidfd_cb, &t->pidfd);
+		r = target_new(s, st, &t);
 		if (r < 0)
-			goto err_pidfd;
+			goto err;
 	}
-	t->linked = true;
-	t->next = s->targets;
-	if (s->targets)
-		s->targets->prev = t;
-	s->targets = t;
+	r = watch_open(s, t, fd, uffd_cb, &w);
+	if (r < 0)
+		goto err_target;
+	fd = -1;
+	r = uffds_add(t, w);
+	if (r < 0)
+		goto err_watch;
+	t->attached++;
+	t->fork_events |= !!(features & UFFD_FEATURE_EVENT_FORK);
 	return 0;
 
-err_pidfd:
-	close(pidfd);
 err_watch:
-	watch_close(&t->uffd);
-err_free:
-	free(t);
+	watch_close(&w);
+err_target:
+	if (!t->attached) {
+		t->linked = false; /* created for this call */
+		target_maybe_free(t);
+	}
 err:
 	if (fd >= 0)
 		close(fd);
@@ -841,11 +975,14 @@ err:
 }
 
 /*
- * The client's connection is gone.  Closing the uffd unregisters its ranges
- * in the kernel.  ksubs of this target that the broker still keeps (other
- * subscribers, through a share token) can no longer be reported: they are
- * closed with REVOKED{source gone}, or RELEASE when the process exited, from
- * the next loop iteration rather than from inside the broker's call.
+ * A connection of process @pid is gone.  When it was the last, every uffd of
+ * the process is closed (the kernel unregisters its ranges and wakes any
+ * thread still waiting for an event to be read), and ksubs the broker still
+ * keeps (other subscribers, through a share token) can no longer be
+ * reported: they are closed with REVOKED{source gone}, or RELEASE when the
+ * process exited, from the next loop iteration rather than from inside the
+ * broker's call.  Otherwise only the uffds the process no longer holds are
+ * closed (prune_unheld), now and once more from the next iteration.
  */
 static void uffd_detach(struct source *src, pid_t pid)
 {
@@ -854,9 +991,19 @@ static void uffd_detach(struct source *src, pid_t pid)
 
 	if (!t)
 		return;
+	if (t->attached)
+		t->attached--;
+	if (t->attached) {
+		prune_unheld(t);
+		if (t->nuffds > t->attached) {
+			t->prune = true;
+			uv_idle_start(&s->defer, defer_cb);
+		}
+		return;
+	}
 	t->linked = false;
-	watch_close(&t->uffd);
-	if (t->nksubs)
+	uffds_close_all(t);
+	if (t->nksubs && !t->dead)
 		defer_close(t, CLOSE_REVOKED);
 	else
 		watch_close(&t->pidfd);
@@ -886,7 +1033,8 @@ static void uffd_destroy(struct source *src)
 		struct target *t = s->targets;
 
 		s->targets = t->next;
-		watch_close(&t->uffd);
+		uffds_close_all(t);
+		free(t->uffds);
 		watch_close(&t->pidfd);
 		free(t);
 	}
@@ -912,7 +1060,8 @@ int mmn__source_uffd_new(uv_loop_t *loop, source_event_fn emit, void *userdata, 
 	struct uffd_source *s;
 	int r;
 
-	if (!loop || !emit || !out)
+	/* @emit may be NULL here: mmnd's broker sets emit/userdata before ops->start(). */
+	if (!loop || !out)
 		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)

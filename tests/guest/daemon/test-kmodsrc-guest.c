@@ -97,6 +97,16 @@ static void target_main(int cmd, int rep)
 			t[1] = mono_ns();
 			if (write(rep, t, sizeof(t)) != sizeof(t))
 				_exit(4);
+		} else if (c == 'f') { /* flood: 60000 unmaps of the (re-mapped) upper half */
+			for (int i = 0; i < 60000; i++) {
+				if (mmap(p + len / 2, len / 2, PROT_READ | PROT_WRITE,
+					 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+					_exit(5);
+				munmap(p + len / 2, len / 2);
+			}
+			t[0] = t[1] = mono_ns();
+			if (write(rep, t, sizeof(t)) != sizeof(t))
+				_exit(4);
 		} else if (c == 'q') {
 			_exit(0);
 		}
@@ -154,6 +164,9 @@ struct bk {
 	uint64_t t_ack;
 	int ack_ret;
 	bool reported, timed_out;
+	bool resync_on_revoke; /* like the broker: resynchronise at once */
+	uint32_t revoked_id;
+	uint32_t revoked_reason;
 };
 
 static struct bk B;
@@ -190,6 +203,10 @@ static void emit(const struct source_event *ev, void *ud)
 		break;
 	case SOURCE_REVOKED:
 		B.nrevoked++;
+		B.revoked_id = ev->subs[0].ksub_id;
+		B.revoked_reason = ev->reason;
+		if (B.resync_on_revoke)
+			B.s->ops->ksub_resynced(B.s, ev->subs[0].ksub_id);
 		break;
 	case SOURCE_LOST:
 		B.nlost++;
@@ -234,7 +251,8 @@ static bool munmap_and_wait(struct target *t, char cmd, int ms)
 	return ok && read_full(t->rep, t->times, sizeof(t->times)) == 0;
 }
 
-static int count_fds(bool *all_cloexec)
+/* Count open fds; *@all_cloexec: every fd not in @old (NULL: none) is close-on-exec. */
+static int count_fds(const bool *old, bool *seen, bool *all_cloexec)
 {
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *e;
@@ -244,10 +262,12 @@ static int count_fds(bool *all_cloexec)
 	while (d && (e = readdir(d))) {
 		int fd = atoi(e->d_name);
 
-		if (e->d_name[0] == '.' || fd == dirfd(d))
+		if (e->d_name[0] == '.' || fd == dirfd(d) || fd >= 1024)
 			continue;
 		n++;
-		if (!(fcntl(fd, F_GETFD) & FD_CLOEXEC) && fd > 2)
+		if (seen)
+			seen[fd] = true;
+		if (old && !old[fd] && !(fcntl(fd, F_GETFD) & FD_CLOEXEC))
 			*all_cloexec = false;
 	}
 	if (d)
@@ -259,15 +279,15 @@ static int count_fds(bool *all_cloexec)
 
 static void test_bind(void)
 {
+	static bool old[1024];
 	struct source *second = NULL;
 	bool cloexec;
 	int before, after, r;
 
-	count_fds(&cloexec);
-	before = count_fds(&cloexec);
+	before = count_fds(NULL, old, &cloexec);
 	r = mmn__source_kmod_new(&B.loop, emit, NULL, &B.s);
 	tap_require(r == 0);
-	after = count_fds(&cloexec);
+	after = count_fds(old, NULL, &cloexec);
 	tap_ok(after > before && cloexec, "the source's netlink socket is close-on-exec (P10)");
 	tap_is_str(B.s->caps.name, "kmod", "caps.name");
 	r = mmn__source_kmod_new(&B.loop, emit, NULL, &second);
@@ -341,6 +361,47 @@ static void test_bad_subscribe(void)
 	tap_ok(B.s->ops->ksub_add(B.s, &st, 0x10000, 4096, true, 1000, &id) < 0, "a kernel thread is refused");
 }
 
+/*
+ * The receive queue overruns while the loop does not run: the source must
+ * revoke (DESYNC) the ksub, and after ksub_resynced events flow again.
+ */
+static void test_overrun(void)
+{
+	struct source_target st;
+	struct kmod_stats ks0, ks1;
+	struct target t;
+	uint32_t id = 0;
+	int r;
+
+	tap_require(target_spawn(&t) == 0);
+	st = (struct source_target){ .pid = t.pid, .pidfd = -1, .uffd = -1 };
+	r = B.s->ops->ksub_add(B.s, &st, t.addr, t.len, false, 0, &id);
+	tap_is_int(r, 0, "SUBSCRIBE a non-blocking ksub");
+	mmn__source_kmod_stats(B.s, &ks0);
+	/* the loop does not run while the target floods: the socket fills up */
+	if (write(t.cmd, "f", 1) != 1 || read_full(t.rep, t.times, sizeof(t.times)) < 0)
+		tap_diag("flood failed");
+	B.nrevoked = 0;
+	B.resync_on_revoke = true;
+	B.ninv = 0;
+	run_until(NULL, &B.nrevoked, 1, 20000);
+	mmn__source_kmod_stats(B.s, &ks1);
+	tap_ok(ks1.overruns > ks0.overruns, "60000 events unread: the receive queue overran (%llu overruns, %llu events read)",
+	       (unsigned long long)(ks1.overruns - ks0.overruns), (unsigned long long)(ks1.events - ks0.events));
+	tap_ok(B.nrevoked >= 1 && B.revoked_id == id, "the ksub is revoked");
+	tap_is_int(B.revoked_reason, 3 /* mmn.v1 REVOKE_DESYNC */, "reason DESYNC");
+	/* drain what is left, then events must flow again after the resync */
+	B.reported = false;
+	run_until(&B.reported, NULL, 0, 300); /* nothing sets it: just run the loop a while */
+	B.ninv = 0;
+	B.ack_delay_ms = 0;
+	tap_ok(munmap_and_wait(&t, 'U', 10000), "munmap of the lower half");
+	tap_ok(run_until(NULL, &B.ninv, 1, 5000), "after the resync the next INVALIDATE arrives");
+	B.resync_on_revoke = false;
+	tap_is_int(B.s->ops->ksub_del(B.s, id), 0, "UNSUBSCRIBE it");
+	target_end(&t);
+}
+
 static void test_destroy_releases(void)
 {
 	struct target t;
@@ -357,7 +418,18 @@ static void test_destroy_releases(void)
 	B.destroy_on_inv = true;
 	if (write(t.cmd, "u", 1) != 1)
 		tap_diag("write: %s", strerror(errno));
-	tap_ok(run_until(NULL, &B.ninv, 1, 5000), "INVALIDATE arrives; the kernel waits for us");
+	if (!tap_ok(run_until(NULL, &B.ninv, 1, 5000), "INVALIDATE arrives; the kernel waits for us")) {
+		struct kmod_stats ks;
+
+		mmn__source_kmod_stats(B.s, &ks);
+		tap_diag("ksub %u; stats: events %llu acks %llu self_acks %llu stale %llu overruns %llu bad %llu "
+			 "reqerr %llu synct %llu; ninv %d nend %d nrel %d nrev %d nlost %d",
+			 id, (unsigned long long)ks.events, (unsigned long long)ks.acks_sent,
+			 (unsigned long long)ks.self_acks, (unsigned long long)ks.stale_acks,
+			 (unsigned long long)ks.overruns, (unsigned long long)ks.bad_messages,
+			 (unsigned long long)ks.request_errors, (unsigned long long)ks.sync_timeouts, B.ninv,
+			 B.nend, B.nrel, B.nrevoked, B.nlost);
+	}
 	t0 = mono_ns();
 	B.s->ops->destroy(B.s);
 	B.s = NULL;
@@ -397,6 +469,7 @@ int main(void)
 	test_bind();
 	test_bad_subscribe();
 	test_blocking();
+	test_overrun();
 	test_destroy_releases();
 
 	if (B.s)

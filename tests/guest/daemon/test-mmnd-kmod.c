@@ -37,10 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <linux/mmn.h>
 #include <mmn/mmn.h>
-#include <netlink/genl/ctrl.h>
-#include <netlink/genl/genl.h>
 
 #include "tap.h"
 
@@ -55,15 +52,10 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static int family_present(void)
+/* <linux/mmn.h> and <mmn/mmn.h> both name enum mmn_event: ask sysfs instead. */
+static int module_loaded(void)
 {
-	struct nl_sock *sk = nl_socket_alloc();
-	int r = -1;
-
-	if (sk && genl_connect(sk) == 0)
-		r = genl_ctrl_resolve(sk, MMN_GENL_NAME);
-	nl_socket_free(sk);
-	return r >= 0;
+	return access("/sys/module/mmn", F_OK) == 0;
 }
 
 /* Wait until @fd is readable, at most @ms; 1 readable, 0 timeout. */
@@ -415,8 +407,8 @@ int main(int argc, char **argv)
 	}
 	if (geteuid() != 0)
 		tap_skip_all("needs root (run in the guest: tests/guest/run-guest)");
-	if (!family_present())
-		tap_skip_all("the mmn generic-netlink family does not resolve (mmn.ko not loaded)");
+	if (!module_loaded())
+		tap_skip_all("mmn.ko is not loaded");
 	signal(SIGPIPE, SIG_IGN);
 	tap_require(mkdtemp(dir) != NULL);
 	snprintf(sock, sizeof(sock), "%s/mmnd.sock", dir);
@@ -425,8 +417,8 @@ int main(int argc, char **argv)
 	tap_require(mmnd > 0);
 	r = mmn_connect(sock, &cl);
 	tap_require(r == 0);
-	tap_ok(mmn_capabilities(cl) & MMN_CAP_ACKS_HOLD_KERNEL, "mmnd runs the kmod source: acks hold the kernel");
-	tap_ok(mmn_capabilities(cl) & MMN_CAP_EVENTS_BEFORE_CHANGE, "... and events precede the change");
+	tap_ok(!!(mmn_capabilities(cl) & MMN_CAP_ACKS_HOLD_KERNEL), "mmnd runs the kmod source: acks hold the kernel");
+	tap_ok(!!(mmn_capabilities(cl) & MMN_CAP_EVENTS_BEFORE_CHANGE), "... and events precede the change");
 	tap_require(mmn_start_thread(cl) == 0);
 
 	test_blocking(cl);

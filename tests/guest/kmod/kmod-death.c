@@ -64,11 +64,11 @@ int main(int argc, char **argv)
 	tap_require(tgt_do(&t, T_MMAP, 0, 8 * P, 0, &r) == 0);
 	tap_require(pipe(p) == 0);
 	dpid = fork();
-	tap_require(dpid >= 0);
 	if (dpid == 0) {
 		close(p[0]);
 		doomed(t.pid, r.val, p[1]);
 	}
+	tap_require(dpid > 0);
 	close(p[1]);
 	tap_is_int(read(p[0], &c, 1), 1, "driver bound and subscribed");
 	tap_is_int(c, 'R', "driver ready");

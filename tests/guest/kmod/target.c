@@ -78,6 +78,39 @@ static long loop(uint64_t addr, uint64_t len, uint64_t secs)
 	return n;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static long bench(uint64_t addr, uint64_t n, uint64_t *median, uint64_t *mean)
+{
+	uint64_t *t = calloc(n ? n : 1, sizeof(*t)), sum = 0;
+
+	if (!t || !n)
+		return -1;
+	for (uint64_t i = 0; i < n; i++) {
+		char *p = mmap((void *)addr, PAGE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+		int64_t t0;
+
+		if (p == MAP_FAILED)
+			return -1;
+		*(volatile char *)p = 1;
+		t0 = drv_now_ns();
+		munmap(p, PAGE);
+		t[i] = (uint64_t)(drv_now_ns() - t0);
+		sum += t[i];
+	}
+	qsort(t, n, sizeof(*t), cmp_u64);
+	*median = t[n / 2];
+	*mean = sum / n;
+	free(t);
+	return 0;
+}
+
 static void child(int cfd, int rfd)
 {
 	struct tgt_cmd c;
@@ -145,6 +178,9 @@ static void child(int cfd, int rfd)
 			free(status);
 			break;
 		}
+		case T_BENCH:
+			r.ret = bench(c.addr, c.len, &r.val, &r.val2);
+			break;
 		case T_LOOP:
 			r.val = (uint64_t)loop(c.addr, c.len, c.arg);
 			break;

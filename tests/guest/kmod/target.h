@@ -23,6 +23,8 @@ enum tgt_op {
 	T_MERGEABLE,	/* addr, len: fill with one pattern, MADV_MERGEABLE */
 	T_MOVE_PAGES,	/* addr, len, arg = node */
 	T_LOOP,		/* addr, len, arg = seconds: munmap/mmap/mprotect/fault loop */
+	T_BENCH,	/* addr, len = iterations: mmap+touch+munmap one page at addr;
+			 * val = median, val2 = mean munmap time (ns) */
 };
 
 struct tgt_cmd {
@@ -34,7 +36,7 @@ struct tgt_res {
 	int64_t ret;
 	int err;
 	int64_t t0, t1;		/* ns, CLOCK_MONOTONIC, around the operation */
-	uint64_t val;
+	uint64_t val, val2;
 };
 
 struct tgt {

@@ -93,6 +93,7 @@ static inline int private_bus_start(struct private_bus *pb, const char *extra_po
 		int devnull = open("/dev/null", O_RDWR);
 
 		dup2(devnull, STDIN_FILENO);
+		dup2(devnull, STDERR_FILENO);
 		dup2(fds[1], 3);
 		snprintf(fdarg, sizeof(fdarg), "--print-address=3");
 		snprintf(cfg, sizeof(cfg), "--config-file=%s/bus.conf", pb->dir);

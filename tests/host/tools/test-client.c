@@ -5,12 +5,14 @@
  *   test-client SOCKET blocking|nonblocking PAGES
  *
  * Maps PAGES anonymous pages, subscribes to them (its own memory, pid 0),
- * dispatches on libmmn's thread and prints "READY PID START END".  Then
+ * dispatches with mmn_dispatch() from its poll loop and prints
+ * "READY PID START END".  Then
  * "unmap FIRST COUNT" unmaps pages (prints "unmapped"); EOF or "quit"
  * disconnects.  Events print "INVALIDATE START END" and "RELEASED REASON".
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,8 +60,6 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	r = mmn_subscribe(c, 0, (uint64_t)(uintptr_t)mem, pages * page, &opts, &s);
-	if (r >= 0)
-		r = mmn_start_thread(c);
 	if (r < 0) {
 		fprintf(stderr, "test-client: subscribe: %s\n", mmn_strerror(r));
 		return 1;
@@ -68,13 +68,25 @@ int main(int argc, char **argv)
 	       (uint64_t)(uintptr_t)mem + pages * page);
 	fflush(stdout);
 
-	while (fgets(line, sizeof(line), stdin)) {
+	for (;;) {
+		struct pollfd p[2] = { { .fd = STDIN_FILENO, .events = POLLIN },
+				       { .fd = mmn_get_fd(c), .events = POLLIN } };
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents)
+			(void)mmn_dispatch(c);
+		if (!p[0].revents)
+			continue;
+		if (!fgets(line, sizeof(line), stdin) || strncmp(line, "quit", 4) == 0)
+			break;
 		if (sscanf(line, "unmap %zu %zu", &first, &count) == 2 && first + count <= pages) {
 			munmap(mem + first * page, count * page);
 			printf("unmapped\n");
 			fflush(stdout);
-		} else if (strncmp(line, "quit", 4) == 0) {
-			break;
 		}
 	}
 	mmn_disconnect(c);

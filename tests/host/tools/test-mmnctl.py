@@ -46,13 +46,35 @@ def bail(msg):
     sys.exit(1)
 
 
+class Lines:
+    """Lines from a pipe without Python's buffering, so select() tells the truth."""
+
+    def __init__(self, f):
+        self.fd = f if isinstance(f, int) else f.fileno()
+        self.buf = b""
+
+    def readline(self, timeout=TIMEOUT):
+        """One line; None on EOF or when nothing comes in time."""
+        while b"\n" not in self.buf:
+            r, _, _ = select.select([self.fd], [], [], timeout)
+            if not r:
+                return None
+            chunk = os.read(self.fd, 4096)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode()
+
+
+_lines = {}
+
+
 def readline(f, timeout=TIMEOUT):
-    """One line from a pipe; None on EOF or when nothing comes in time."""
-    r, _, _ = select.select([f], [], [], timeout)
-    if not r:
-        return None
-    line = f.readline()
-    return line.decode().rstrip("\n") if line else None
+    key = f if isinstance(f, int) else f.fileno()
+    if key not in _lines:
+        _lines[key] = Lines(key)
+    return _lines[key].readline(timeout)
 
 
 def wait_line(f, pred, timeout=TIMEOUT):
@@ -94,8 +116,9 @@ def start_bus():
                           f"--print-address={w}"], pass_fds=[w], stderr=subprocess.DEVNULL)
     procs.append(p)
     os.close(w)
-    with os.fdopen(r, "rb") as f:
-        return readline(f)
+    address = Lines(r).readline()
+    os.close(r)
+    return address
 
 
 def start_mmnd(source):
@@ -107,8 +130,8 @@ def start_mmnd(source):
                          pass_fds=[w], env=env, stderr=open(os.path.join(tmp, f"mmnd-{source}.log"), "w"))
     procs.append(p)
     os.close(w)
-    with os.fdopen(r, "rb") as f:
-        line = readline(f)
+    line = Lines(r).readline()
+    os.close(r)
     if line != "READY=1":
         p.kill()
         p.wait()

@@ -135,13 +135,12 @@ static void on_packet(struct fake_server *fs)
 		reply_hello(fs, env->request_id);
 		break;
 	case MMN__V1__ENVELOPE__BODY_ATTACH_UFFD:
-		if (nfds == 1) {
-			if (fs->uffd >= 0)
-				close(fs->uffd);
+		/* The first client's uffd is the one read (a real mmnd reads all of them). */
+		if (nfds == 1 && fs->uffd < 0) {
 			fs->uffd = fds[0];
 			nfds = 0;
-			fs->nattach++;
 		}
+		fs->nattach++;
 		break;
 	case MMN__V1__ENVELOPE__BODY_SUBSCRIBE:
 		on_subscribe(fs, env->request_id, env->subscribe);
@@ -272,8 +271,11 @@ void fs_stop(struct fake_server *fs)
 void fs_kill(struct fake_server *fs)
 {
 	pthread_mutex_lock(&fs->mu);
-	if (fs->conn >= 0)
+	if (fs->conn >= 0) {
+		/* shutdown: the server thread's poll() still holds a reference to the socket */
+		shutdown(fs->conn, SHUT_RDWR);
 		close(fs->conn);
+	}
 	fs->conn = -1;
 	if (fs->uffd >= 0)
 		close(fs->uffd);

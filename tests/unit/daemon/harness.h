@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,7 @@ static inline void h_init(struct harness *h, const struct broker_options *o)
 {
 	int r;
 
+	signal(SIGPIPE, SIG_IGN);
 	strcpy(h->dir, "/tmp/mmn-test-XXXXXX");
 	h_require(mkdtemp(h->dir) != NULL);
 	snprintf(h->path, sizeof(h->path), "%s/mmnd.sock", h->dir);

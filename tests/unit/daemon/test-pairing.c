@@ -1,0 +1,477 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Property test over random interleavings (test source, raw clients):
+ * subscribe, unsubscribe, blockable and non-blockable invalidations, ends
+ * in any order, acks now / late / never (deadlines), client loss, target
+ * release.  Checked for every client's message stream:
+ *   - every Invalidate is followed by exactly one InvalidateEnd, Revoked or
+ *     Release for that subscription and event, and nothing is closed twice
+ *     or without an Invalidate (seed 004);
+ *   - needs_ack only for blocking subscriptions, refused (non-blockable)
+ *     events never reach blocking ones, ranges are clipped to the sub;
+ *   - nothing arrives for a subscription after its Revoked/Release/Status;
+ * and for the source: no event is acked twice, every event still in flight
+ * is acked once its blocking clients acked or were evicted; at quiescence
+ * every sequence slot is even.  Deterministic seed; no sleeps.
+ */
+#include "harness.h"
+
+#include <inttypes.h>
+
+#define NCLIENTS 5
+#define MAXSUBS 64
+#define MAXOPEN 256
+#define MAXEV 64
+#define STEPS 4000
+#define ACK_RID (UINT64_C(1) << 40)
+
+#define BODY(e) ((e) ? (int)(e)->body_case : -1)
+
+static uint64_t rng = 0x1234567887654321ULL;
+
+static uint64_t rnd(void)
+{
+	rng ^= rng >> 12;
+	rng ^= rng << 25;
+	rng ^= rng >> 27;
+	return rng * 0x2545f4914f6cdd1dULL;
+}
+
+struct msub {
+	uint64_t id;
+	uint64_t start, end;
+	bool blocking;
+	uint32_t slot;
+	bool dead;     /* closed by Revoked/Release/Status: nothing may follow */
+};
+
+struct mreq {
+	uint64_t rid;
+	uint64_t start, end;
+	bool blocking;
+	uint64_t unsub; /* non-zero: an Unsubscribe of this sub */
+};
+
+struct openp {
+	uint64_t sub, ev;
+	bool owe;      /* needs_ack and not acked yet */
+	bool needs_ack;
+	int policy;    /* 0 ack now, 1 ack later, 2 never */
+};
+
+struct mclient {
+	struct tclient tc;
+	bool up;
+	struct msub subs[MAXSUBS];
+	int nsubs;
+	struct mreq reqs[32];
+	int nreqs;
+	struct openp open[MAXOPEN];
+	int nopen;
+};
+
+struct mevent {
+	uint64_t id;
+	uint64_t start, end;
+	bool blockable;
+};
+
+static struct harness h;
+static struct mclient cl[NCLIENTS];
+static struct mevent evs[MAXEV];
+static int nevs;
+static uint64_t violations, invalidates, ends, revokes, releases, acks_sent, ended_events;
+static const uint64_t A = 0x40000000;
+
+#define violation(...)                                                                             \
+	do {                                                                                       \
+		if (violations++ < 10)                                                             \
+			tap_diag("violation: " __VA_ARGS__);                                       \
+	} while (0)
+
+static struct msub *find_sub(struct mclient *c, uint64_t id)
+{
+	for (int i = 0; i < c->nsubs; i++)
+		if (c->subs[i].id == id)
+			return &c->subs[i];
+	return NULL;
+}
+
+static void close_pairs(struct mclient *c, uint64_t sub)
+{
+	for (int i = 0; i < c->nopen;) {
+		if (c->open[i].sub == sub)
+			c->open[i] = c->open[--c->nopen];
+		else
+			i++;
+	}
+}
+
+static void send_ack(struct mclient *c, uint64_t sub, uint64_t ev)
+{
+	Mmn__V1__Ack a = MMN__V1__ACK__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	a.sub_id = sub;
+	a.event_id = ev;
+	env.request_id = ACK_RID;
+	env.body_case = MMN__V1__ENVELOPE__BODY_ACK;
+	env.ack = &a;
+	mmn__wire_send(c->tc.fd, &env, NULL, 0, 0);
+	acks_sent++;
+}
+
+static void handle(struct mclient *c, MmnEnvelope *m)
+{
+	struct msub *s;
+
+	switch (m->body_case) {
+	case MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY:
+	case MMN__V1__ENVELOPE__BODY_STATUS:
+	case MMN__V1__ENVELOPE__BODY_ERROR:
+		if (m->request_id == ACK_RID)
+			return; /* a late ack, refused: fine */
+		for (int i = 0; i < c->nreqs; i++) {
+			struct mreq *r = &c->reqs[i];
+
+			if (r->rid != m->request_id)
+				continue;
+			if (m->body_case == MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY && !r->unsub &&
+			    c->nsubs < MAXSUBS) {
+				struct msub *n = &c->subs[c->nsubs++];
+
+				memset(n, 0, sizeof(*n));
+				n->id = m->subscribe_reply->sub_id;
+				n->start = r->start;
+				n->end = r->end;
+				n->blocking = r->blocking;
+				n->slot = m->subscribe_reply->seq_slot;
+			} else if (r->unsub && m->body_case == MMN__V1__ENVELOPE__BODY_STATUS) {
+				s = find_sub(c, r->unsub);
+				for (int k = 0; k < c->nopen; k++)
+					if (c->open[k].sub == r->unsub)
+						violation("Status for sub %" PRIu64 " with an open pair (ev %" PRIu64 ")",
+							  r->unsub, c->open[k].ev);
+				if (s)
+					s->dead = true;
+			}
+			c->reqs[i] = c->reqs[--c->nreqs];
+			return;
+		}
+		violation("reply to an unknown request %" PRIu64 " (%" PRIu64 ")", m->request_id, (uint64_t)0);
+		return;
+	case MMN__V1__ENVELOPE__BODY_INVALIDATE: {
+		Mmn__V1__Invalidate *iv = m->invalidate;
+		int k;
+
+		invalidates++;
+		s = find_sub(c, iv->sub_id);
+		if (!s || s->dead) {
+			violation("Invalidate for unknown/dead sub %" PRIu64 " ev %" PRIu64, iv->sub_id, iv->event_id);
+			return;
+		}
+		if (iv->needs_ack && !s->blocking)
+			violation("needs_ack on non-blocking sub %" PRIu64 " ev %" PRIu64, s->id, iv->event_id);
+		if (!iv->blockable && s->blocking)
+			violation("refused event reached blocking sub %" PRIu64 " ev %" PRIu64, s->id, iv->event_id);
+		if (iv->start < s->start || iv->end > s->end || iv->start >= iv->end)
+			violation("range not clipped to sub %" PRIu64 " ev %" PRIu64, s->id, iv->event_id);
+		if (!(iv->seq & 1))
+			violation("even seq in Invalidate sub %" PRIu64 " ev %" PRIu64, s->id, iv->event_id);
+		for (k = 0; k < c->nopen; k++)
+			if (c->open[k].sub == iv->sub_id && c->open[k].ev == iv->event_id)
+				violation("duplicate Invalidate sub %" PRIu64 " ev %" PRIu64, s->id, iv->event_id);
+		if (c->nopen < MAXOPEN) {
+			struct openp *o = &c->open[c->nopen++];
+			uint64_t p = rnd() % 10;
+
+			o->sub = iv->sub_id;
+			o->ev = iv->event_id;
+			o->owe = iv->needs_ack;
+			o->needs_ack = iv->needs_ack;
+			o->policy = p < 6 ? 0 : p < 9 ? 1 : 2;
+			if (o->owe && o->policy == 0) {
+				send_ack(c, o->sub, o->ev);
+				o->owe = false;
+			}
+		}
+		return;
+	}
+	case MMN__V1__ENVELOPE__BODY_INVALIDATE_END: {
+		int k;
+
+		ends++;
+		s = find_sub(c, m->invalidate_end->sub_id);
+		if (!s || s->dead)
+			violation("End for unknown/dead sub %" PRIu64 " ev %" PRIu64, m->invalidate_end->sub_id,
+				  m->invalidate_end->event_id);
+		for (k = 0; k < c->nopen; k++)
+			if (c->open[k].sub == m->invalidate_end->sub_id && c->open[k].ev == m->invalidate_end->event_id)
+				break;
+		if (k == c->nopen) {
+			violation("End without Invalidate sub %" PRIu64 " ev %" PRIu64, m->invalidate_end->sub_id,
+				  m->invalidate_end->event_id);
+			return;
+		}
+		c->open[k] = c->open[--c->nopen];
+		return;
+	}
+	case MMN__V1__ENVELOPE__BODY_REVOKED:
+	case MMN__V1__ENVELOPE__BODY_RELEASE: {
+		uint64_t id = m->body_case == MMN__V1__ENVELOPE__BODY_REVOKED ? m->revoked->sub_id : m->release->sub_id;
+
+		if (m->body_case == MMN__V1__ENVELOPE__BODY_REVOKED)
+			revokes++;
+		else
+			releases++;
+		s = find_sub(c, id);
+		if (!s || s->dead) {
+			violation("Revoked/Release for unknown/dead sub %" PRIu64 " (%" PRIu64 ")", id, (uint64_t)0);
+			return;
+		}
+		if (m->body_case == MMN__V1__ENVELOPE__BODY_REVOKED &&
+		    m->revoked->reason == MMN__V1__REVOKE_REASON__REVOKE_TIMEOUT) {
+			bool owed = false;
+
+			for (int k = 0; k < c->nopen; k++)
+				if (c->open[k].sub == id && c->open[k].ev == m->revoked->event_id && c->open[k].needs_ack)
+					owed = true;
+			/* An ack sent around the deadline may lose the race: only needs_ack is certain. */
+			if (!owed)
+				violation("Revoked{timeout} sub %" PRIu64 " ev %" PRIu64 " that needed no ack", id,
+					  m->revoked->event_id);
+		}
+		close_pairs(c, id);
+		s->dead = true;
+		return;
+	}
+	default:
+		violation("unexpected body %" PRIu64 " (%" PRIu64 ")", (uint64_t)m->body_case, (uint64_t)0);
+	}
+}
+
+/* Read everything queued for every client; no loop driving here. */
+static void drain_clients(void)
+{
+	uint8_t buf[MMN_WIRE_MAX_MSG];
+
+	for (int i = 0; i < NCLIENTS; i++) {
+		struct mclient *c = &cl[i];
+
+		while (c->up) {
+			int fds[MMN_WIRE_MAX_FDS];
+			size_t nfds = 0;
+			ssize_t n = mmn__wire_recv(c->tc.fd, buf, sizeof(buf), fds, MMN_WIRE_MAX_FDS, &nfds);
+			MmnEnvelope *m;
+
+			if (n <= 0) {
+				if (n == 0)
+					violation("client %" PRIu64 " dropped by mmnd (%" PRIu64 ")", (uint64_t)i, (uint64_t)0);
+				break;
+			}
+			if (mmn__wire_decode(buf, (size_t)n, &m) < 0) {
+				violation("undecodable packet (%" PRIu64 ", %" PRIu64 ")", (uint64_t)n, (uint64_t)0);
+				continue;
+			}
+			handle(c, m);
+			mmn__wire_free(m);
+		}
+	}
+}
+
+static void settle(void)
+{
+	for (int k = 0; k < 4; k++) {
+		h_pump(&h, 2);
+		drain_clients();
+	}
+}
+
+static void client_up(struct mclient *c)
+{
+	memset(c, 0, sizeof(*c));
+	h_require(tc_hello(&h, &c->tc) == 0);
+	c->up = true;
+}
+
+static void client_down(struct mclient *c)
+{
+	tc_close(&c->tc);
+	c->up = false;
+}
+
+static void op_subscribe(struct mclient *c)
+{
+	Mmn__V1__Subscribe s = MMN__V1__SUBSCRIBE__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+	struct mreq *r;
+
+	if (c->nreqs >= 32 || c->nsubs >= MAXSUBS - 8)
+		return;
+	r = &c->reqs[c->nreqs++];
+	memset(r, 0, sizeof(*r));
+	r->rid = ++c->tc.next_rid;
+	r->start = A + (rnd() % 64) * 4096 + (rnd() % 2 ? 0 : rnd() % 4096);
+	r->end = r->start + 1 + rnd() % (8 * 4096);
+	r->blocking = rnd() % 2;
+	s.start = r->start;
+	s.length = r->end - r->start;
+	s.flags = r->blocking ? MMN__V1__SUB_FLAG__SUB_BLOCKING : MMN__V1__SUB_FLAG__SUB_NONBLOCKING;
+	s.ack_timeout_ms = 2 + rnd() % 15;
+	s.event_mask = rnd() % 4 ? 0 : 0x3; /* some only want UNMAP and CLEAR */
+	env.request_id = r->rid;
+	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE;
+	env.subscribe = &s;
+	mmn__wire_send(c->tc.fd, &env, NULL, 0, 0);
+}
+
+static void op_unsubscribe(struct mclient *c)
+{
+	struct msub *s;
+	struct mreq *r;
+
+	if (!c->nsubs || c->nreqs >= 32)
+		return;
+	s = &c->subs[rnd() % c->nsubs];
+	if (s->dead)
+		return;
+	for (int i = 0; i < c->nreqs; i++)
+		if (c->reqs[i].unsub == s->id)
+			return;
+	r = &c->reqs[c->nreqs++];
+	memset(r, 0, sizeof(*r));
+	r->unsub = s->id;
+	tc_unsubscribe_send(&c->tc, s->id);
+	r->rid = c->tc.next_rid;
+}
+
+static void op_invalidate(void)
+{
+	uint64_t start = A + (rnd() % 72) * 4096, end = start + 4096 * (1 + rnd() % 16);
+	bool blockable = rnd() % 5 != 0;
+	uint32_t type = rnd() % 3; /* UNMAP, CLEAR, PROTECTION_VMA */
+	uint64_t id;
+
+	if (nevs == MAXEV)
+		return;
+	id = mmn__source_test_invalidate(h.src, getpid(), start, end, type, blockable);
+	if (!id)
+		return;
+	evs[nevs].id = id;
+	evs[nevs].start = start;
+	evs[nevs].end = end;
+	evs[nevs].blockable = blockable;
+	nevs++;
+}
+
+static void op_end(void)
+{
+	int i;
+
+	if (!nevs)
+		return;
+	i = (int)(rnd() % (uint64_t)nevs);
+	if (mmn__source_test_ack_count(h.src, evs[i].id) > 1)
+		violation("event %" PRIu64 " acked %" PRIu64 " times", evs[i].id,
+			  (uint64_t)mmn__source_test_ack_count(h.src, evs[i].id));
+	mmn__source_test_end(h.src, evs[i].id);
+	evs[i] = evs[--nevs];
+	ended_events++;
+}
+
+static void op_late_acks(struct mclient *c)
+{
+	for (int k = 0; k < c->nopen; k++) {
+		struct openp *o = &c->open[k];
+
+		if (o->owe && o->policy == 1) {
+			send_ack(c, o->sub, o->ev);
+			o->owe = false;
+		}
+	}
+}
+
+int main(void)
+{
+	struct broker_options o;
+	uint64_t waits = 0, odd = 0, acked_bad = 0;
+
+	mmn__broker_options_default(&o);
+	o.ack_cap_ms = 20;
+	o.ack_timeout_ms = 10;
+	h_init(&h, &o);
+	for (int i = 0; i < NCLIENTS; i++)
+		client_up(&cl[i]);
+	for (int step = 0; step < STEPS; step++) {
+		uint64_t r = rnd() % 1000;
+		struct mclient *c = &cl[rnd() % NCLIENTS];
+
+		if (!c->up) {
+			client_up(c);
+		} else if (r < 250) {
+			op_subscribe(c);
+		} else if (r < 330) {
+			op_unsubscribe(c);
+		} else if (r < 600) {
+			op_invalidate();
+		} else if (r < 800) {
+			op_end();
+		} else if (r < 900) {
+			op_late_acks(c);
+		} else if (r < 960) {
+			/* Let time pass: the earliest deadline fires (measured by the loop). */
+			if (mmn__broker_pending_events(h.b)) {
+				uv_run(&h.loop, UV_RUN_ONCE);
+				waits++;
+			}
+		} else if (r < 995) {
+			client_down(c);
+		} else {
+			mmn__source_test_release(h.src, getpid());
+		}
+		settle();
+	}
+	/* Everyone acks what it owes (policy 2 never does: deadlines). */
+	for (int i = 0; i < NCLIENTS; i++)
+		if (cl[i].up)
+			op_late_acks(&cl[i]);
+	settle();
+	for (int guard = 0; mmn__broker_pending_events(h.b) && guard < 1000; guard++) {
+		uv_run(&h.loop, UV_RUN_ONCE);
+		settle();
+	}
+	tap_is_int(mmn__broker_pending_events(h.b), 0, "pairing: every in-flight event acked at last (deadlines)");
+	for (int i = 0; i < nevs; i++)
+		if (mmn__source_test_ack_count(h.src, evs[i].id) > 1)
+			acked_bad++;
+	tap_is_int(acked_bad, 0, "pairing: no event acked twice");
+	while (nevs)
+		op_end();
+	settle();
+	for (int i = 0; i < NCLIENTS; i++) {
+		struct mclient *c = &cl[i];
+
+		if (!c->up)
+			continue;
+		if (c->nopen)
+			violation("client %" PRIu64 " left with %" PRIu64 " unpaired Invalidates", (uint64_t)i,
+				  (uint64_t)c->nopen);
+		for (int k = 0; k < c->nsubs; k++)
+			if (!c->subs[k].dead && (tc_seq(&c->tc, c->subs[k].slot) & 1))
+				odd++;
+	}
+	tap_ok(violations == 0, "pairing: %" PRIu64 " violations in %" PRIu64 " Invalidates, %" PRIu64 " Ends, %" PRIu64
+	       " Revoked, %" PRIu64 " Release", violations, invalidates, ends, revokes, releases);
+	tap_ok(invalidates > 1000 && ends > 500 && revokes > 10 && releases > 0,
+	       "pairing: the run covered every closing message (%" PRIu64 " acks sent, %" PRIu64
+	       " events ended, %" PRIu64 " deadline waits)",
+	       acks_sent, ended_events, waits);
+	tap_is_int(odd, 0, "pairing: every live slot even at quiescence");
+	for (int i = 0; i < NCLIENTS; i++)
+		if (cl[i].up)
+			client_down(&cl[i]);
+	h_pump(&h, 5);
+	tap_is_int(mmn__source_test_nksubs(h.src), 0, "pairing: no ksub left after every client left");
+	tap_is_int(h_fini(&h), 0, "pairing: loop closes clean");
+	return tap_done();
+}
