@@ -145,7 +145,7 @@ static int wire_recv_wait(int fd, uint8_t *buf, MmnEnvelope **env)
 }
 
 /* Connect, subscribe, then ack (blocking) or count (non-blocking) until EOF. */
-static void client_main(pid_t target, bool blocking, uint64_t last_id, int report_fd)
+static void client_main(pid_t target, bool blocking, int report_fd)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	Mmn__V1__Hello hello = MMN__V1__HELLO__INIT;
@@ -216,8 +216,9 @@ static void client_main(pid_t target, bool blocking, uint64_t last_id, int repor
 				if (mmn__wire_send(fd, &a, NULL, 0, 0) < 0)
 					_exit(8);
 			}
-			if (last_id && iv->event_id == last_id)
-				report(report_fd, 'd');
+			/* non-blocking: a window of NB_BATCH events, so no queue is coalesced */
+			if (!blocking && iv->event_id % NB_BATCH == 0)
+				report(report_fd, 'b');
 		}
 		mmn__wire_free(in);
 	}
@@ -236,7 +237,8 @@ struct bench {
 	uv_idle_t idle;
 	uv_timer_t watchdog;
 	int report_fd;
-	int nclients, ready, done;
+	int nclients, ready;
+	uint64_t batches, batch_reports; /* non-blocking: batches injected, 'b' reports */
 	enum phase phase, next_phase;
 	uint32_t ksubs[MAX_CLIENTS];
 	size_t nksubs;
@@ -310,14 +312,14 @@ static void on_idle(uv_idle_t *h)
 		inject(bn, SOURCE_INVALIDATE, bn->event_id, true);
 		return;
 	}
-	if (bn->phase == NONBLOCKING) {
-		for (int i = 0; i < NB_BATCH && bn->injected < bn->total; i++) {
+	if (bn->phase == NONBLOCKING) { /* one batch, then wait for every client */
+		uv_idle_stop(h);
+		for (int i = 0; i < NB_BATCH; i++) {
 			bn->injected++;
 			inject(bn, SOURCE_INVALIDATE, bn->injected, false);
 			inject(bn, SOURCE_INVALIDATE_END, bn->injected, false);
 		}
-		if (bn->injected == bn->total)
-			uv_idle_stop(h);
+		bn->batches++;
 	}
 }
 
@@ -359,9 +361,13 @@ static void on_report(uv_poll_t *h, int status, int events)
 	for (ssize_t i = 0; i < n; i++) {
 		if (c[i] == 'r' && ++bn->ready == bn->nclients)
 			start_phase(bn);
-		if (c[i] == 'd' && ++bn->done == bn->nclients) {
-			bn->nb_t1 = uv_hrtime();
-			finish(bn);
+		if (c[i] == 'b' && ++bn->batch_reports == bn->batches * (uint64_t)bn->nclients) {
+			if (bn->injected >= bn->total) {
+				bn->nb_t1 = uv_hrtime();
+				finish(bn);
+			} else {
+				uv_idle_start(&bn->idle, on_idle);
+			}
 		}
 	}
 	if (n == 0) { /* every client died */
@@ -374,8 +380,8 @@ static void on_watchdog(uv_timer_t *h)
 {
 	struct bench *bn = h->data;
 
-	fprintf(stderr, "fanout: scenario stuck (phase %d, ready %d, round %d, done %d)\n", bn->phase, bn->ready,
-		bn->round, bn->done);
+	fprintf(stderr, "fanout: scenario stuck (phase %d, ready %d, round %d, batches %" PRIu64 ", reports %" PRIu64 ")\n",
+		bn->phase, bn->ready, bn->round, bn->batches, bn->batch_reports);
 	bn->failed = true;
 	finish(bn);
 }
@@ -417,7 +423,7 @@ static int scenario(int n, bool blocking, int rounds, uint64_t *ns, uint64_t tot
 		if (pids[i] == 0) {
 			close(lfd);
 			close(rep[0]);
-			client_main(getppid(), blocking, blocking ? 0 : total, rep[1]);
+			client_main(getppid(), blocking, rep[1]);
 		}
 	}
 	close(rep[1]);
@@ -453,7 +459,7 @@ static int scenario(int n, bool blocking, int rounds, uint64_t *ns, uint64_t tot
 	bn.idle.data = &bn;
 	uv_timer_init(&bn.loop, &bn.watchdog);
 	bn.watchdog.data = &bn;
-	uv_timer_start(&bn.watchdog, on_watchdog, 120000, 0);
+	uv_timer_start(&bn.watchdog, on_watchdog, 60000, 0);
 
 	uv_run(&bn.loop, UV_RUN_DEFAULT);
 
@@ -519,7 +525,7 @@ int main(int argc, char **argv)
 	}
 
 	const int nb_counts[] = { 1, 8 };
-	uint64_t total = (uint64_t)rounds * 25;
+	uint64_t total = ((uint64_t)rounds * 25 + NB_BATCH - 1) / NB_BATCH * NB_BATCH;
 
 	for (size_t i = 0; i < sizeof(nb_counts) / sizeof(nb_counts[0]); i++) {
 		if (scenario(nb_counts[i], false, 0, NULL, total, &el) < 0 || el == 0) {

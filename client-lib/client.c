@@ -435,7 +435,7 @@ static void resubscribe(struct mmn_client *c)
 		r.start = s->start;
 		r.end = s->end;
 		if (c->needs_uffd)
-			err = s->pid ? -EOPNOTSUPP : mmn__uffd_register(c, s);
+			err = s->pid ? -EOPNOTSUPP : mmn__uffd_register(c, s, false);
 		if (!err) {
 			s->resub_req = ++c->next_req;
 			err = mmn__send_subscribe(c, s, s->resub_req);

@@ -221,7 +221,7 @@ const struct mmn_seqpage_slot *mmn__seqpage_slot(struct mmn_client *c, uint32_t 
 /* uffd.c */
 int mmn__uffd_open(struct mmn_client *c);
 void mmn__uffd_close(struct mmn_client *c);
-int mmn__uffd_register(struct mmn_client *c, struct mmn_sub *s);
+int mmn__uffd_register(struct mmn_client *c, struct mmn_sub *s, bool strict);
 void mmn__uffd_unregister(struct mmn_client *c, struct mmn_sub *s);
 
 /* thread.c */

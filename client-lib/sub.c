@@ -170,7 +170,7 @@ MMN_EXPORT int mmn_subscribe(struct mmn_client *c, pid_t pid, uint64_t start, ui
 			goto out;
 		}
 		s->pid = 0;
-		r = mmn__uffd_register(c, s);
+		r = mmn__uffd_register(c, s, true);
 		if (r < 0)
 			goto out;
 	}

@@ -95,7 +95,12 @@ void mmn__uffd_close(struct mmn_client *c)
 		s->reg_start = s->reg_end = 0;
 }
 
-int mmn__uffd_register(struct mmn_client *c, struct mmn_sub *s)
+/*
+ * @strict: the whole range must be mapped (a new subscription).  Otherwise
+ * (re-registering after a reconnection) holes are fine: what was unmapped
+ * meanwhile is simply not watched, and RESYNC tells the caller.
+ */
+int mmn__uffd_register(struct mmn_client *c, struct mmn_sub *s, bool strict)
 {
 	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
 	uint64_t a = s->start & ~(ps - 1), b = (s->end + ps - 1) & ~(ps - 1);
@@ -104,10 +109,13 @@ int mmn__uffd_register(struct mmn_client *c, struct mmn_sub *s)
 	if (c->uffd < 0)
 		return -ENOTCONN;
 	/* msync() fails with ENOMEM on a hole; UFFDIO_REGISTER would skip it. */
-	if (msync((void *)(uintptr_t)a, b - a, MS_ASYNC) < 0)
+	if (strict && msync((void *)(uintptr_t)a, b - a, MS_ASYNC) < 0)
 		return errno == ENOMEM ? -ENOMEM : -errno;
-	if (ioctl(c->uffd, UFFDIO_REGISTER, &reg) < 0)
+	if (ioctl(c->uffd, UFFDIO_REGISTER, &reg) < 0) {
+		if (!strict && (errno == EINVAL || errno == ENOMEM))
+			return 0; /* nothing of it is mapped any more */
 		return -errno;
+	}
 	s->reg_start = a;
 	s->reg_end = b;
 	return 0;

@@ -289,6 +289,7 @@ struct broker {
 	bool draining, freed, source_lost;
 	unsigned handles;      /* open uv handles; the broker is freed when 0 after free */
 	struct ratelimit rl_client;
+	uint64_t last_trim;    /* loop time of the last malloc_trim() */
 	/* protobuf-c arena for decoding one message: no malloc on the receive path */
 	size_t arena_used;
 	uint8_t arena[32768] __attribute__((aligned(16)));

@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -328,11 +329,22 @@ static void client_destroy(struct client *c)
 
 void mmn__client_reap(struct broker *b)
 {
+	bool reaped = false;
+
 	while (!list_empty(&b->reap)) {
 		struct client *c = list_entry(b->reap.next, struct client, link);
 
 		list_del(&c->link);
 		client_destroy(c);
+		reaped = true;
+	}
+	/*
+	 * mmnd's memory is locked: give freed heap back after clients leave,
+	 * at most once a second so a disconnect storm does not trim per client.
+	 */
+	if (reaped && (b->nclients == 0 || uv_now(b->loop) - b->last_trim >= 1000)) {
+		b->last_trim = uv_now(b->loop);
+		malloc_trim(0);
 	}
 }
 

@@ -3,61 +3,52 @@
  * The org.mmn.Broker1 D-Bus API (man/org.mmn.Broker1.5) on mmnd's libuv
  * loop.
  *
- * sd-bus is driven by hand, the way sd-event would drive it: a uv_poll on
- * sd_bus_get_fd() for the events sd_bus_get_events() asks for, a uv_timer
- * for sd_bus_get_timeout(), and sd_bus_process() until it returns 0 whenever
- * either fires.  A uv_prepare re-arms both before the loop blocks, because
- * the broker emits signals from its own callbacks and a partly written
- * message then needs POLLOUT.
+ * bus-uv.c drives the connection on the loop; this file is the vtable, the
+ * credential checks and the broker observer that turns into signals.
  *
  * Everything here runs on the loop thread; struct bus has no lock.
  * Lifetime: mmn__bus_open() allocates it; mmn__bus_close() drops the
- * connection at once and frees the struct from the last handle's close
- * callback (the caller runs the loop once more, as for any libuv handle).
+ * connection at once and bus-uv frees the struct from its last handle's
+ * close callback (the caller runs the loop once more, as for any libuv
+ * handle).
  */
 #include <errno.h>
 #include <grp.h>
 #include <inttypes.h>
-#include <poll.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <systemd/sd-bus.h>
 #include <systemd/sd-daemon.h>
 
 #include "admin.h"
+#include "bus-uv.h"
 #include "log.h"
 
 #ifndef MMN_VERSION
 #define MMN_VERSION "unknown"
 #endif
 
-#define BUS_NAME "org.mmn.Broker1"
-#define BUS_PATH "/org/mmn/Broker1"
-#define BUS_IFACE "org.mmn.Broker1.Manager"
+#define BUS_NAME		 "org.mmn.Broker1"
+#define BUS_PATH		 "/org/mmn/Broker1"
+#define BUS_IFACE		 "org.mmn.Broker1.Manager"
 #define BUS_ERROR_NO_SUCH_CLIENT "org.mmn.Broker1.Error.NoSuchClient"
-#define BUS_ERROR_INVALID_VALUE "org.mmn.Broker1.Error.InvalidValue"
-#define BUS_ERROR_RELOAD_FAILED "org.mmn.Broker1.Error.ReloadFailed"
+#define BUS_ERROR_INVALID_VALUE	 "org.mmn.Broker1.Error.InvalidValue"
+#define BUS_ERROR_RELOAD_FAILED	 "org.mmn.Broker1.Error.ReloadFailed"
 
 /* InvalidationSampled: at most this many signals per second. */
 #define SAMPLE_PER_SEC 10
 
 struct bus {
+	struct bus_uv uv; /* the sd_bus and its loop handles */
 	uv_loop_t *loop;
 	struct broker *broker;
-	sd_bus *sd;
-	uv_poll_t poll;
-	uv_timer_t timer;
-	uv_prepare_t prepare;
-	int armed;              /* UV_READABLE/UV_WRITABLE currently polled */
-	int open_handles;       /* freed when this drops to 0 after close */
-	bool dead;              /* connection lost: stop driving it */
-	gid_t read_gid;         /* group allowed read-only calls */
+	gid_t read_gid; /* group allowed read-only calls */
 	bool have_read_gid;
 	uint64_t sample_window; /* uv_now() of the current one-second window */
-	unsigned int samples;   /* signals sent in that window */
-	uint64_t suppressed;    /* samples dropped since the last one sent */
+	unsigned int samples;	/* signals sent in that window */
+	uint64_t suppressed;	/* samples dropped since the last one sent */
 };
 
 /* Who may call: root for everything, the read group for read-only calls. */
@@ -89,10 +80,13 @@ static int check_access(struct bus *bus, sd_bus_message *m, bool change, sd_bus_
 	bool ok = false;
 	int r;
 
-	r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID |
-					 SD_BUS_CREDS_SUPPLEMENTARY_GIDS | SD_BUS_CREDS_AUGMENT, &c);
+	r = sd_bus_query_sender_creds(m,
+				      SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID |
+					      SD_BUS_CREDS_SUPPLEMENTARY_GIDS | SD_BUS_CREDS_AUGMENT,
+				      &c);
 	if (r < 0)
-		return sd_bus_error_set_errnof(error, -r, "Failed to query caller credentials: %s", strerror(-r));
+		return sd_bus_error_set_errnof(error, -r, "Failed to query caller credentials: %s",
+					       strerror(-r));
 	if (sd_bus_creds_get_euid(c, &euid) >= 0) {
 		if (euid == 0)
 			ok = true;
@@ -103,8 +97,8 @@ static int check_access(struct bus *bus, sd_bus_message *m, bool change, sd_bus_
 	if (ok)
 		return 1;
 	return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
-				 change ? "Changing mmnd requires root" :
-					  "Reading mmnd's state requires root or membership in group mmn");
+				 change ? "Changing mmnd requires root"
+					: "Reading mmnd's state requires root or membership in group mmn");
 }
 
 /* A property or dictionary key and the struct field behind it. */
@@ -117,25 +111,25 @@ struct key_off {
 
 /* GetStats keys and counter property names: stable API (man/org.mmn.Broker1.5). */
 static const struct key_off stat_keys[] = {
-	{ "Clients", offsetof(struct admin_stats, clients) },
-	{ "Subscriptions", offsetof(struct admin_stats, subscriptions) },
-	{ "KernelSubscriptions", offsetof(struct admin_stats, kernel_subscriptions) },
-	{ "Invalidations", offsetof(struct admin_stats, invalidations) },
-	{ "BlockingAcks", offsetof(struct admin_stats, blocking_acks) },
-	{ "Timeouts", offsetof(struct admin_stats, timeouts) },
-	{ "Evictions", offsetof(struct admin_stats, evictions) },
-	{ "NonBlockableRefusals", offsetof(struct admin_stats, nonblock_refusals) },
-	{ "QueueOverflows", offsetof(struct admin_stats, queue_overflows) },
-	{ "ProtocolErrors", offsetof(struct admin_stats, protocol_errors) },
+	{"Clients", offsetof(struct admin_stats, clients)},
+	{"Subscriptions", offsetof(struct admin_stats, subscriptions)},
+	{"KernelSubscriptions", offsetof(struct admin_stats, kernel_subscriptions)},
+	{"Invalidations", offsetof(struct admin_stats, invalidations)},
+	{"BlockingAcks", offsetof(struct admin_stats, blocking_acks)},
+	{"Timeouts", offsetof(struct admin_stats, timeouts)},
+	{"Evictions", offsetof(struct admin_stats, evictions)},
+	{"NonBlockableRefusals", offsetof(struct admin_stats, nonblock_refusals)},
+	{"QueueOverflows", offsetof(struct admin_stats, queue_overflows)},
+	{"ProtocolErrors", offsetof(struct admin_stats, protocol_errors)},
 };
 
 /* SetDefaults keys and default property names. */
 static const struct key_off default_keys[] = {
-	{ "DefaultAckTimeoutMSec", offsetof(struct admin_defaults, ack_timeout_ms) },
-	{ "AckCapMSec", offsetof(struct admin_defaults, ack_cap_ms) },
-	{ "MaxClients", offsetof(struct admin_defaults, max_clients) },
-	{ "MaxSubscriptionsPerClient", offsetof(struct admin_defaults, max_subs_per_client) },
-	{ "MaxQueuedEvents", offsetof(struct admin_defaults, max_queued_events) },
+	{"DefaultAckTimeoutMSec", offsetof(struct admin_defaults, ack_timeout_ms)},
+	{"AckCapMSec", offsetof(struct admin_defaults, ack_cap_ms)},
+	{"MaxClients", offsetof(struct admin_defaults, max_clients)},
+	{"MaxSubscriptionsPerClient", offsetof(struct admin_defaults, max_subs_per_client)},
+	{"MaxQueuedEvents", offsetof(struct admin_defaults, max_queued_events)},
 };
 
 /* Properties. */
@@ -163,8 +157,8 @@ static int prop_source(sd_bus *sd, const char *path, const char *iface, const ch
 }
 
 /* Counters and defaults are read fresh on every Get, found by name. */
-static int prop_stat(sd_bus *sd, const char *path, const char *iface, const char *prop,
-		     sd_bus_message *reply, void *ud, sd_bus_error *error)
+static int prop_stat(sd_bus *sd, const char *path, const char *iface, const char *prop, sd_bus_message *reply,
+		     void *ud, sd_bus_error *error)
 {
 	struct bus *bus = ud;
 	struct admin_stats st;
@@ -172,8 +166,8 @@ static int prop_stat(sd_bus *sd, const char *path, const char *iface, const char
 	mmn__admin_stats(bus->broker, &st);
 	for (size_t i = 0; i < N_ELEMS(stat_keys); i++)
 		if (strcmp(stat_keys[i].key, prop) == 0)
-			return sd_bus_message_append(reply, "t",
-						     *(const uint64_t *)((const char *)&st + stat_keys[i].off));
+			return sd_bus_message_append(
+				reply, "t", *(const uint64_t *)((const char *)&st + stat_keys[i].off));
 	return -ENOENT;
 }
 
@@ -186,8 +180,8 @@ static int prop_default(sd_bus *sd, const char *path, const char *iface, const c
 	mmn__admin_get_defaults(bus->broker, &d);
 	for (size_t i = 0; i < N_ELEMS(default_keys); i++)
 		if (strcmp(default_keys[i].key, prop) == 0)
-			return sd_bus_message_append(reply, "u",
-						     *(const uint32_t *)((const char *)&d + default_keys[i].off));
+			return sd_bus_message_append(
+				reply, "u", *(const uint32_t *)((const char *)&d + default_keys[i].off));
 	return -ENOENT;
 }
 
@@ -229,7 +223,7 @@ static int method_list_clients(sd_bus_message *m, void *ud, sd_bus_error *error)
 	r = sd_bus_message_open_container(reply, 'a', "(tuussuut)");
 	if (r < 0)
 		goto out;
-	w = (struct walk){ reply, 0 };
+	w = (struct walk){reply, 0};
 	mmn__admin_foreach_client(bus->broker, list_client_cb, &w);
 	r = w.r;
 	if (r < 0)
@@ -276,7 +270,7 @@ static int method_list_subscriptions(sd_bus_message *m, void *ud, sd_bus_error *
 	r = sd_bus_message_open_container(reply, 'a', "(ttuttuttu)");
 	if (r < 0)
 		goto out;
-	w = (struct walk){ reply, 0 };
+	w = (struct walk){reply, 0};
 	mmn__admin_foreach_sub(bus->broker, client_id, (pid_t)pid, list_sub_cb, &w);
 	r = w.r;
 	if (r < 0)
@@ -347,7 +341,7 @@ static int default_index(const char *key)
 
 static int emit_defaults_changed(struct bus *bus)
 {
-	return sd_bus_emit_properties_changed(bus->sd, BUS_PATH, BUS_IFACE, "DefaultAckTimeoutMSec",
+	return sd_bus_emit_properties_changed(bus->uv.sd, BUS_PATH, BUS_IFACE, "DefaultAckTimeoutMSec",
 					      "AckCapMSec", "MaxClients", "MaxSubscriptionsPerClient",
 					      "MaxQueuedEvents", NULL);
 }
@@ -368,7 +362,8 @@ static int read_defaults(sd_bus_message *m, struct admin_defaults *d, sd_bus_err
 			return r;
 		i = default_index(key);
 		if (i < 0)
-			return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown setting \"%s\"", key);
+			return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown setting \"%s\"",
+						 key);
 		r = sd_bus_message_read(m, "v", "u", &v);
 		if (r < 0)
 			return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
@@ -398,7 +393,8 @@ static int method_set_defaults(sd_bus_message *m, void *ud, sd_bus_error *error)
 		return r;
 	r = mmn__admin_set_defaults(bus->broker, &d);
 	if (r == -EINVAL)
-		return sd_bus_error_setf(error, BUS_ERROR_INVALID_VALUE, "A value is out of range; nothing was changed");
+		return sd_bus_error_setf(error, BUS_ERROR_INVALID_VALUE,
+					 "A value is out of range; nothing was changed");
 	if (r < 0)
 		return sd_bus_error_set_errnof(error, -r, "Failed to set defaults: %s", strerror(-r));
 	r = emit_defaults_changed(bus);
@@ -417,14 +413,15 @@ static int method_reload(sd_bus_message *m, void *ud, sd_bus_error *error)
 		return r;
 	r = mmn__admin_reload(bus->broker);
 	if (r < 0)
-		return sd_bus_error_setf(error, BUS_ERROR_RELOAD_FAILED, "Failed to reload: %s", strerror(-r));
+		return sd_bus_error_setf(error, BUS_ERROR_RELOAD_FAILED, "Failed to reload: %s",
+					 strerror(-r));
 	r = emit_defaults_changed(bus);
 	if (r < 0)
 		mmn__log(LOG_WARNING, NULL, "Failed to emit PropertiesChanged, ignoring: %s", strerror(-r));
 	return sd_bus_reply_method_return(m, NULL);
 }
 
-#define STAT_PROP(name) SD_BUS_PROPERTY(name, "t", prop_stat, 0, 0)
+#define STAT_PROP(name)	   SD_BUS_PROPERTY(name, "t", prop_stat, 0, 0)
 #define DEFAULT_PROP(name) SD_BUS_PROPERTY(name, "u", prop_default, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
 
 static const sd_bus_vtable manager_vtable[] = {
@@ -457,21 +454,21 @@ static const sd_bus_vtable manager_vtable[] = {
 				 SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_NAMES("EvictClient", "t", SD_BUS_PARAM(client_id), NULL, , method_evict_client,
 				 SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_NAMES("SetDefaults", "a{sv}", SD_BUS_PARAM(settings), NULL, ,
-				 method_set_defaults, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_NAMES("SetDefaults", "a{sv}", SD_BUS_PARAM(settings), NULL, , method_set_defaults,
+				 SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD("Reload", NULL, NULL, method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_SIGNAL_WITH_NAMES("ClientConnected", "tuus",
-				 SD_BUS_PARAM(client_id) SD_BUS_PARAM(pid) SD_BUS_PARAM(uid) SD_BUS_PARAM(name), 0),
+	SD_BUS_SIGNAL_WITH_NAMES(
+		"ClientConnected", "tuus",
+		SD_BUS_PARAM(client_id) SD_BUS_PARAM(pid) SD_BUS_PARAM(uid) SD_BUS_PARAM(name), 0),
 	SD_BUS_SIGNAL_WITH_NAMES("ClientDisconnected", "t", SD_BUS_PARAM(client_id), 0),
 	SD_BUS_SIGNAL_WITH_NAMES("ClientEvicted", "ts", SD_BUS_PARAM(client_id) SD_BUS_PARAM(reason), 0),
 	SD_BUS_SIGNAL_WITH_NAMES("SourceChanged", "s", SD_BUS_PARAM(source), 0),
 	SD_BUS_SIGNAL_WITH_NAMES("InvalidationSampled", "uttubutt",
 				 SD_BUS_PARAM(pid) SD_BUS_PARAM(start) SD_BUS_PARAM(end) SD_BUS_PARAM(event)
-				 SD_BUS_PARAM(blockable) SD_BUS_PARAM(clients) SD_BUS_PARAM(latency_usec)
-				 SD_BUS_PARAM(suppressed),
+					 SD_BUS_PARAM(blockable) SD_BUS_PARAM(clients)
+						 SD_BUS_PARAM(latency_usec) SD_BUS_PARAM(suppressed),
 				 0),
-	SD_BUS_VTABLE_END
-};
+	SD_BUS_VTABLE_END};
 
 /* Broker observer: signals.  Failures to emit are logged, never fatal. */
 
@@ -485,12 +482,12 @@ static void on_client_connected(void *ud, const struct admin_client *c)
 {
 	struct bus *bus = ud;
 
-	if (bus->dead)
+	if (bus->uv.dead)
 		return;
-	warn_emit(sd_bus_emit_signal(bus->sd, BUS_PATH, BUS_IFACE, "ClientConnected", "tuus", c->id,
+	warn_emit(sd_bus_emit_signal(bus->uv.sd, BUS_PATH, BUS_IFACE, "ClientConnected", "tuus", c->id,
 				     (uint32_t)c->pid, (uint32_t)c->uid, c->name ? c->name : ""),
 		  "ClientConnected");
-	warn_emit(sd_bus_emit_properties_changed(bus->sd, BUS_PATH, BUS_IFACE, "Clients", NULL),
+	warn_emit(sd_bus_emit_properties_changed(bus->uv.sd, BUS_PATH, BUS_IFACE, "Clients", NULL),
 		  "PropertiesChanged");
 }
 
@@ -498,11 +495,11 @@ static void on_client_disconnected(void *ud, uint64_t id)
 {
 	struct bus *bus = ud;
 
-	if (bus->dead)
+	if (bus->uv.dead)
 		return;
-	warn_emit(sd_bus_emit_signal(bus->sd, BUS_PATH, BUS_IFACE, "ClientDisconnected", "t", id),
+	warn_emit(sd_bus_emit_signal(bus->uv.sd, BUS_PATH, BUS_IFACE, "ClientDisconnected", "t", id),
 		  "ClientDisconnected");
-	warn_emit(sd_bus_emit_properties_changed(bus->sd, BUS_PATH, BUS_IFACE, "Clients", NULL),
+	warn_emit(sd_bus_emit_properties_changed(bus->uv.sd, BUS_PATH, BUS_IFACE, "Clients", NULL),
 		  "PropertiesChanged");
 }
 
@@ -510,9 +507,9 @@ static void on_client_evicted(void *ud, uint64_t id, const char *reason)
 {
 	struct bus *bus = ud;
 
-	if (bus->dead)
+	if (bus->uv.dead)
 		return;
-	warn_emit(sd_bus_emit_signal(bus->sd, BUS_PATH, BUS_IFACE, "ClientEvicted", "ts", id,
+	warn_emit(sd_bus_emit_signal(bus->uv.sd, BUS_PATH, BUS_IFACE, "ClientEvicted", "ts", id,
 				     reason ? reason : ""),
 		  "ClientEvicted");
 }
@@ -521,11 +518,12 @@ static void on_source_changed(void *ud, const char *source)
 {
 	struct bus *bus = ud;
 
-	if (bus->dead)
+	if (bus->uv.dead)
 		return;
-	warn_emit(sd_bus_emit_signal(bus->sd, BUS_PATH, BUS_IFACE, "SourceChanged", "s", source ? source : ""),
+	warn_emit(sd_bus_emit_signal(bus->uv.sd, BUS_PATH, BUS_IFACE, "SourceChanged", "s",
+				     source ? source : ""),
 		  "SourceChanged");
-	warn_emit(sd_bus_emit_properties_changed(bus->sd, BUS_PATH, BUS_IFACE, "Source", "SourceEventMask",
+	warn_emit(sd_bus_emit_properties_changed(bus->uv.sd, BUS_PATH, BUS_IFACE, "Source", "SourceEventMask",
 						 "AcksHoldKernel", NULL),
 		  "PropertiesChanged");
 }
@@ -541,7 +539,7 @@ static void on_invalidation(void *ud, const struct admin_invalidation *inv)
 	uint64_t now = uv_now(bus->loop);
 	int r;
 
-	if (bus->dead)
+	if (bus->uv.dead)
 		return;
 	if (now - bus->sample_window >= 1000) {
 		bus->sample_window = now;
@@ -551,9 +549,9 @@ static void on_invalidation(void *ud, const struct admin_invalidation *inv)
 		bus->suppressed++;
 		return;
 	}
-	r = sd_bus_emit_signal(bus->sd, BUS_PATH, BUS_IFACE, "InvalidationSampled", "uttubutt",
-			       (uint32_t)inv->target_pid, inv->start, inv->end, inv->event, (int)inv->blockable,
-			       inv->clients, inv->latency_us, bus->suppressed);
+	r = sd_bus_emit_signal(bus->uv.sd, BUS_PATH, BUS_IFACE, "InvalidationSampled", "uttubutt",
+			       (uint32_t)inv->target_pid, inv->start, inv->end, inv->event,
+			       (int)inv->blockable, inv->clients, inv->latency_us, bus->suppressed);
 	if (r < 0) {
 		bus->suppressed++;
 		return;
@@ -562,106 +560,9 @@ static void on_invalidation(void *ud, const struct admin_invalidation *inv)
 	bus->suppressed = 0;
 }
 
-/* Driving sd-bus from libuv. */
-
-static uint64_t now_usec(void)
+static void bus_free(struct bus_uv *u)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static void on_poll(uv_poll_t *h, int status, int events);
-static void on_timer(uv_timer_t *h);
-
-/* The connection is gone (bus daemon stopped): log once and stop driving it. */
-static void bus_lost(struct bus *bus, int r)
-{
-	mmn__log(LOG_ERR, NULL, "Lost the D-Bus connection, the admin API is unavailable: %s", strerror(-r));
-	bus->dead = true;
-	uv_poll_stop(&bus->poll);
-	uv_timer_stop(&bus->timer);
-	uv_prepare_stop(&bus->prepare);
-}
-
-static void rearm(struct bus *bus)
-{
-	uint64_t until, now;
-	int ev, want = 0, r;
-
-	ev = sd_bus_get_events(bus->sd);
-	if (ev < 0) {
-		bus_lost(bus, ev);
-		return;
-	}
-	if (ev & POLLIN)
-		want |= UV_READABLE;
-	if (ev & POLLOUT)
-		want |= UV_WRITABLE;
-	if (want != bus->armed) {
-		r = want ? uv_poll_start(&bus->poll, want, on_poll) : uv_poll_stop(&bus->poll);
-		if (r < 0) {
-			bus_lost(bus, r);
-			return;
-		}
-		bus->armed = want;
-	}
-
-	r = sd_bus_get_timeout(bus->sd, &until);
-	if (r < 0 || until == UINT64_MAX) {
-		uv_timer_stop(&bus->timer);
-		return;
-	}
-	now = now_usec();
-	uv_timer_start(&bus->timer, on_timer, until > now ? (until - now + 999) / 1000 : 0, 0);
-}
-
-static void dispatch(struct bus *bus)
-{
-	int r;
-
-	do
-		r = sd_bus_process(bus->sd, NULL);
-	while (r > 0);
-	if (r < 0) {
-		bus_lost(bus, r);
-		return;
-	}
-	rearm(bus);
-}
-
-static void on_poll(uv_poll_t *h, int status, int events)
-{
-	struct bus *bus = h->data;
-
-	if (status < 0) {
-		bus_lost(bus, status);
-		return;
-	}
-	dispatch(bus);
-}
-
-static void on_timer(uv_timer_t *h)
-{
-	dispatch(h->data);
-}
-
-/* Before the loop blocks: signals emitted since may need POLLOUT. */
-static void on_prepare(uv_prepare_t *h)
-{
-	struct bus *bus = h->data;
-
-	if (!bus->dead)
-		rearm(bus);
-}
-
-static void on_handle_closed(uv_handle_t *h)
-{
-	struct bus *bus = h->data;
-
-	if (--bus->open_handles == 0)
-		free(bus);
+	free((struct bus *)((char *)u - offsetof(struct bus, uv)));
 }
 
 /* The group whose members may read: $MMN_ADMIN_GROUP (name or gid), else "mmn". */
@@ -683,7 +584,8 @@ static void resolve_read_group(struct bus *bus)
 	}
 	g = getgrnam(name);
 	if (!g) {
-		mmn__log(LOG_WARNING, NULL, "Group \"%s\" does not exist; D-Bus reads are for root only", name);
+		mmn__log(LOG_WARNING, NULL, "Group \"%s\" does not exist; D-Bus reads are for root only",
+			 name);
 		return;
 	}
 	bus->read_gid = g->gr_gid;
@@ -732,9 +634,11 @@ static const struct admin_observer observer_template = {
 	.invalidation = on_invalidation,
 };
 
-int mmn__bus_open(uv_loop_t *loop, struct broker *b, enum bus_kind kind, const char *address, struct bus **out)
+int mmn__bus_open(uv_loop_t *loop, struct broker *b, enum bus_kind kind, const char *address,
+		  struct bus **out)
 {
 	struct admin_observer obs = observer_template;
+	sd_bus *sd = NULL;
 	struct bus *bus;
 	int r;
 
@@ -749,47 +653,37 @@ int mmn__bus_open(uv_loop_t *loop, struct broker *b, enum bus_kind kind, const c
 	bus->sample_window = uv_now(loop);
 	resolve_read_group(bus);
 
-	r = connect_bus(kind, address, &bus->sd);
+	r = connect_bus(kind, address, &sd);
 	if (r < 0) {
 		mmn__log(LOG_ERR, NULL, "Failed to connect to the %s bus: %s",
-			kind == BUS_SYSTEM ? "system" : kind == BUS_SESSION ? "session" : address, strerror(-r));
+			 kind == BUS_SYSTEM    ? "system"
+			 : kind == BUS_SESSION ? "session"
+					       : address,
+			 strerror(-r));
 		goto err_free;
 	}
-	r = sd_bus_add_object_vtable(bus->sd, NULL, BUS_PATH, BUS_IFACE, manager_vtable, bus);
+	r = sd_bus_add_object_vtable(sd, NULL, BUS_PATH, BUS_IFACE, manager_vtable, bus);
 	if (r < 0) {
 		mmn__log(LOG_ERR, NULL, "Failed to add the D-Bus object: %s", strerror(-r));
 		goto err_unref;
 	}
 	/* Synchronous: mmnd reports READY only once it owns the name. */
-	r = sd_bus_request_name(bus->sd, BUS_NAME, 0);
+	r = sd_bus_request_name(sd, BUS_NAME, 0);
 	if (r < 0) {
 		mmn__log(LOG_ERR, NULL, "Failed to acquire D-Bus name %s: %s", BUS_NAME, strerror(-r));
 		goto err_unref;
 	}
-
-	r = uv_poll_init(loop, &bus->poll, sd_bus_get_fd(bus->sd));
+	r = mmn__bus_uv_attach(&bus->uv, loop, sd, bus_free);
 	if (r < 0)
 		goto err_unref;
-	bus->poll.data = bus;
-	bus->open_handles++;
-	uv_timer_init(loop, &bus->timer);
-	bus->timer.data = bus;
-	bus->open_handles++;
-	uv_prepare_init(loop, &bus->prepare);
-	bus->prepare.data = bus;
-	bus->open_handles++;
-	uv_prepare_start(&bus->prepare, on_prepare);
-	/* The poll and timer keep the loop alive when needed, the prepare never. */
-	uv_unref((uv_handle_t *)&bus->prepare);
 
 	obs.ud = bus;
 	mmn__admin_set_observer(b, &obs);
-	dispatch(bus);
 	*out = bus;
 	return 0;
 
 err_unref:
-	sd_bus_flush_close_unref(bus->sd);
+	sd_bus_flush_close_unref(sd);
 err_free:
 	free(bus);
 	return r;
@@ -800,10 +694,6 @@ void mmn__bus_close(struct bus *bus)
 	if (!bus)
 		return;
 	mmn__admin_set_observer(bus->broker, NULL);
-	sd_bus_flush_close_unref(bus->sd);
-	bus->sd = NULL;
-	bus->dead = true;
-	uv_close((uv_handle_t *)&bus->poll, on_handle_closed);
-	uv_close((uv_handle_t *)&bus->timer, on_handle_closed);
-	uv_close((uv_handle_t *)&bus->prepare, on_handle_closed);
+	sd_bus_flush_close_unref(bus->uv.sd);
+	mmn__bus_uv_detach(&bus->uv);
 }

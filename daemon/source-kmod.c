@@ -900,8 +900,25 @@ static void on_poll(uv_poll_t *h, int status, int events)
 	struct kmod_source *ks = h->data;
 
 	if (status < 0) {
-		lost(ks, status);
-		return;
+		/*
+		 * libuv reports EPOLLERR as UV_EBADF and stops the handle.  A
+		 * netlink socket raises it when its queue overran (sk_err =
+		 * ENOBUFS): take the error (SO_ERROR clears it), resynchronise,
+		 * poll again.  Anything else is fatal.
+		 */
+		int err = 0;
+		socklen_t l = sizeof(err);
+
+		if (getsockopt(ks->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 || (err && err != ENOBUFS)) {
+			lost(ks, err ? -err : status);
+			return;
+		}
+		if (err == ENOBUFS)
+			overrun(ks);
+		if (ks->lost || uv_poll_start(&ks->poll, UV_READABLE, on_poll) < 0) {
+			lost(ks, status);
+			return;
+		}
 	}
 	drain_backlog(ks); /* keep the kernel's order */
 	for (int budget = KMOD_RECV_BUDGET; budget > 0 && !ks->lost; budget--) {

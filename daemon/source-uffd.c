@@ -19,8 +19,10 @@
  *   UFFD_EVENT_REMOVE [start, end)       -> EVENT_REMOVE (MADV_DONTNEED,
  *                                           MADV_FREE, MADV_REMOVE)
  *   UFFD_EVENT_REMAP  from, to, len      -> EVENT_REMAP on [from, from + len)
- *                                           (the old range; a destination
- *                                           that was mapped and registered
+ *                                           (the old range; Linux then also
+ *                                           queues an UNMAP of it, from
+ *                                           move_vma; a MREMAP_FIXED
+ *                                           destination that was registered
  *                                           gets its own UNMAP first)
  *   UFFD_EVENT_FORK   ufd of the child   -> EVENT_PROTECTION_PAGE on every
  *                                           ksub of the parent, whole (the
@@ -159,7 +161,6 @@ struct uffd_source {
 	int reserve_fd;
 	uint64_t faults;            /* page faults seen (misuse by the client) */
 	struct ratelimit fault_rl;
-	bool destroyed;
 };
 
 static struct uffd_source *to_uffd(struct source *s)
@@ -477,6 +478,8 @@ static void emit_invalidation(struct target *t, uint32_t event, uint64_t start, 
 
 /* ---- deferred closing of ksubs (REVOKED / RELEASE) ---- */
 
+static void defer_close(struct target *t, enum close_reason why);
+
 /* One event per ksub, nsubs == 1, like the module's per-subscription SUB_GONE. */
 static void close_ksubs(struct target *t, enum close_reason why)
 {
@@ -490,8 +493,10 @@ static void close_ksubs(struct target *t, enum close_reason why)
 
 		if (k->t != t || k->closed)
 			continue;
-		if (scratch_reserve(s, s->nscratch + 1) < 0)
-			break; /* the rest stay open; retried on the next deferred pass */
+		if (scratch_reserve(s, s->nscratch + 1) < 0) {
+			defer_close(t, why); /* out of memory: the rest on the next pass */
+			break;
+		}
 		s->scratch[s->nscratch++] = (struct source_event_sub){ k->id, k->start, k->end };
 	}
 	t->busy++;
@@ -729,6 +734,10 @@ static void pidfd_cb(uv_poll_t *h, int status, int events)
 
 	if (!t)
 		return;
+	if (status < 0) {
+		watch_close(&t->pidfd); /* cannot tell: the uffds keep working, exit goes unnoticed */
+		return;
+	}
 	t->busy++;
 	/* Events queued before the exit (a SIGKILLed munmap drops its own) are still reported. */
 	for (size_t i = t->nuffds; i-- > 0;)
@@ -1024,7 +1033,6 @@ static void uffd_destroy(struct source *src)
 
 	if (!s)
 		return;
-	s->destroyed = true;
 	for (i = 0; i < s->nbyid; i++)
 		free(s->byid[i]);
 	free(s->byid);

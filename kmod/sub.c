@@ -20,7 +20,9 @@
  * "armed", i.e. known to be in the tree (its notifier's rb node was linked
  * when insert returned, or it has had a callback).  A callback that finds
  * its thread's slot describing another walk clears it (walks of one thread
- * never interleave), and a walk that stops early (we refuse a non-blockable
+ * never interleave), and so does the gatherer's own callback coming again
+ * (the previous walk was cut short by another notifier and is retried with
+ * the same range); a walk that we stop (we refuse a non-blockable
  * invalidation) clears its slot before returning false.  A subscription that
  * is not covered always reports itself, so the worst case of any miss is an
  * extra event, never a lost one.
@@ -106,7 +108,7 @@ static bool walk_match(const struct mmn_walk *w,
 	       w->event == range->event;
 }
 
-static struct mmn_walk *walk_new(struct mmn_group *g,
+static struct mmn_walk *walk_new(struct mmn_group *g, struct mmn_sub *self,
 				 const struct mmu_notifier_range *range,
 				 unsigned long cur_seq)
 {
@@ -123,6 +125,7 @@ static struct mmn_walk *walk_new(struct mmn_group *g,
 		w->start = range->start;
 		w->end = range->end;
 		w->event = range->event;
+		w->gatherer = self;
 		w->pending = 0;
 		return w;
 	}
@@ -295,7 +298,7 @@ static bool report(struct mmn_sub *self, const struct mmu_notifier_range *range,
 	}
 	batch_add(b, self, range);
 	if (cap > 1)
-		w = walk_new(g, range, cur_seq);
+		w = walk_new(g, self, range, cur_seq);
 	if (w) {
 		list_for_each_entry(s, &g->subs, node) {
 			if (b->n == b->cap)
@@ -445,8 +448,13 @@ static bool mmn_invalidate(struct mmu_interval_notifier *mni,
 	mmu_interval_set_seq(mni, cur_seq);
 	sub->armed = true;
 	w = walk_find(g);
-	if (w && !walk_match(w, range, cur_seq)) {
-		/* our thread's previous walk is over */
+	if (w && (!walk_match(w, range, cur_seq) || w->gatherer == sub)) {
+		/*
+		 * Our thread's previous walk is over.  The gatherer's callback
+		 * comes once per walk: seeing it again means the walk was cut
+		 * short (another notifier refused a non-blockable one) and the
+		 * core retries with the same range and cur_seq.
+		 */
 		walk_clear(g, w);
 		w = NULL;
 	}

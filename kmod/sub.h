@@ -31,6 +31,7 @@ struct mmn_walk {
 	unsigned long cur_seq;
 	unsigned long start, end;
 	int event;
+	const struct mmn_sub *gatherer;		/* compared, never dereferenced */
 	unsigned int pending;
 };
 

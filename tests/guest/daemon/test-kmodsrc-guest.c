@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -167,6 +168,7 @@ struct bk {
 	bool resync_on_revoke; /* like the broker: resynchronise at once */
 	uint32_t revoked_id;
 	uint32_t revoked_reason;
+	int lost_reason;
 };
 
 static struct bk B;
@@ -210,6 +212,7 @@ static void emit(const struct source_event *ev, void *ud)
 		break;
 	case SOURCE_LOST:
 		B.nlost++;
+		B.lost_reason = (int)ev->reason;
 		break;
 	}
 }
@@ -439,11 +442,28 @@ static void test_destroy_releases(void)
 	uv_run(&B.loop, UV_RUN_NOWAIT);
 	r = mmn__source_kmod_new(&B.loop, emit, NULL, &B.s);
 	tap_is_int(r, 0, "a new source binds again");
-	if (r == 0) {
-		B.s->ops->destroy(B.s);
-		B.s = NULL;
-	}
+	tap_require(r == 0 && B.s->ops->start(B.s) == 0);
+	B.destroy_on_inv = false;
 	target_end(&t);
+}
+
+/* rmmod while bound: the family goes away, the source reports SOURCE_LOST. */
+static void test_rmmod(void)
+{
+	int r;
+
+	B.nlost = 0;
+	r = (int)syscall(SYS_delete_module, "mmn", O_NONBLOCK);
+	if (!tap_ok(r == 0, "rmmod mmn while the source is bound (%s)", r ? strerror(errno) : "ok"))
+		return;
+	tap_ok(run_until(NULL, &B.nlost, 1, 5000), "SOURCE_LOST after the module went away");
+	tap_is_int(B.lost_reason, -ENODEV, "reason -ENODEV (CTRL_CMD_DELFAMILY)");
+	{
+		struct source *s2 = NULL;
+
+		tap_is_int(mmn__source_kmod_new(&B.loop, emit, NULL, &s2), -ENOENT,
+			   "without the module the constructor says -ENOENT (mmnd falls back to uffd)");
+	}
 }
 
 int main(void)
@@ -469,8 +489,9 @@ int main(void)
 	test_bind();
 	test_bad_subscribe();
 	test_blocking();
-	test_overrun();
 	test_destroy_releases();
+	test_overrun(); /* the module keeps sending the flood's ENDs for a while */
+	test_rmmod();   /* last: the module is gone afterwards */
 
 	if (B.s)
 		B.s->ops->destroy(B.s);

@@ -66,7 +66,7 @@ static void t_waits_for_ack(void)
 	tap_is_int(drv_ack(d, ev.seq), 0, "ack: ACK accepted");
 	tap_is_int(tgt_recv(&s.t, &r, 5000), 1, "ack: munmap returns");
 	tap_ok(r.t1 >= t_ack, "ack: munmap returned after the ACK was sent");
-	tap_ok(r.t1 - t_ack < 1000 * MS, "ack: and promptly (%lld us)",
+	tap_ok(r.t1 - t_ack < 2500 * MS, "ack: and promptly, well before the 5 s timeout (%lld us)",
 	       (long long)(r.t1 - t_ack) / 1000);
 	tap_ok(r.t0 <= ev.t_ns, "ack: munmap started before the event arrived");
 	tap_is_int(drv_ack(d, ev.seq), -ENOENT, "ack: duplicate ACK -> ENOENT");
@@ -106,7 +106,7 @@ static void t_timeout(void)
 	tap_is_int(tgt_recv(&s.t, &r, 5000), 1, "timeout: munmap returns without ACK");
 	tap_ok(r.t1 - r.t0 >= 290 * MS, "timeout: not before the 300 ms timeout (%lld ms)",
 	       (long long)(r.t1 - r.t0) / MS);
-	tap_ok(r.t1 - r.t0 < 1500 * MS, "timeout: soon after it");
+	tap_ok(r.t1 - r.t0 < 3000 * MS, "timeout: soon after it");
 	tap_is_int(r.ret, 0, "timeout: munmap succeeded (never fails)");
 	tap_is_int(kt_stat(d, MMN_STATS_A_TIMEOUTS) - to0, 1, "timeout: counted");
 	tap_is_int(drv_next_cmd(d, MMN_CMD_REVOKED, &rv, 2000), 1, "timeout: REVOKED sent");
@@ -127,9 +127,10 @@ static void t_timeout(void)
 	tap_is_int(drv_ack(d, ev.seq), -ENOENT, "late ACK: ENOENT, harmless");
 	tap_is_int(kt_stat(d, MMN_STATS_A_STALE_ACKS) - st0, 1, "late ACK counted as stale");
 	/* the module still works after all that */
+	to0 = kt_stat(d, MMN_STATS_A_TIMEOUTS);
 	tap_is_int(kt_op(d, &s.t, T_MUNMAP, s.base + 4 * P, 4 * P, 0, true, NULL, &r), 0,
 		   "next munmap, acked");
-	tap_ok(r.t1 - r.t0 < 250 * MS, "next munmap did not time out");
+	tap_is_int(kt_stat(d, MMN_STATS_A_TIMEOUTS), to0, "next munmap did not time out");
 	teardown(&s);
 }
 
@@ -147,7 +148,7 @@ static void t_cap(void)
 	setup(&s, 10000);
 	tap_is_int(start_munmap(&s, &ev), 1, "cap: INVALIDATE");
 	tap_is_int(tgt_recv(&s.t, &r, 5000), 1, "cap: munmap returns");
-	tap_ok(r.t1 - r.t0 >= 390 * MS && r.t1 - r.t0 < 2000 * MS,
+	tap_ok(r.t1 - r.t0 >= 390 * MS && r.t1 - r.t0 < 5000 * MS,
 	       "cap: 10 s timeout clamped to 400 ms (%lld ms)", (long long)(r.t1 - r.t0) / MS);
 	tap_is_int(kt_write_file(p, "20000"), -EIO, "max_ack_timeout_ms above 10000 refused");
 	tap_is_int(kt_write_file(p, "0"), -EIO, "max_ack_timeout_ms 0 refused");
@@ -166,9 +167,10 @@ static void t_unsubscribe_releases(void)
 	tap_is_int(start_munmap(&s, &ev), 1, "unsubscribe: INVALIDATE");
 	t = drv_now_ns();
 	tap_is_int(drv_unsubscribe(d, s.id), 0, "UNSUBSCRIBE while a munmap waits");
-	tap_ok(drv_now_ns() - t < 500 * MS, "UNSUBSCRIBE returned at once");
+	tap_ok(drv_now_ns() - t < 2500 * MS, "UNSUBSCRIBE returned at once");
 	tap_is_int(tgt_recv(&s.t, &r, 3000), 1, "unsubscribe: munmap returns");
-	tap_ok(r.t1 - t < 500 * MS, "unsubscribe: promptly (%lld ms)", (long long)(r.t1 - t) / MS);
+	tap_ok(r.t1 - t < 2500 * MS, "unsubscribe: promptly, before the 5 s timeout (%lld ms)",
+	       (long long)(r.t1 - t) / MS);
 	tgt_stop(&s.t);
 }
 
@@ -184,10 +186,12 @@ static void t_clear_blocking(void)
 	t = drv_now_ns();
 	tap_is_int(drv_set_flags(d, s.id, 0), 0, "SET_FLAGS 0 while a munmap waits");
 	tap_is_int(tgt_recv(&s.t, &r, 3000), 1, "clear BLOCKING: munmap returns");
-	tap_ok(r.t1 - t < 500 * MS, "clear BLOCKING: promptly");
+	tap_ok(r.t1 - t < 2500 * MS, "clear BLOCKING: promptly, before the 5 s timeout");
+	uint64_t w0 = kt_stat(d, MMN_STATS_A_WAITS);
+
 	tap_is_int(kt_op(d, &s.t, T_MUNMAP, s.base + 4 * P, 4 * P, 0, false, NULL, &r), 0,
 		   "next munmap without BLOCKING");
-	tap_ok(r.t1 - r.t0 < 250 * MS, "it does not wait");
+	tap_is_int(kt_stat(d, MMN_STATS_A_WAITS), w0, "it does not wait");
 	teardown(&s);
 }
 
@@ -204,7 +208,7 @@ static void t_self(void)
 	t = drv_now_ns();
 	/* the daemon's own thread invalidates the target: must not wait */
 	tap_is_int(kt_write_file(path, "4"), 0, "daemon writes clear_refs of the target");
-	tap_ok(drv_now_ns() - t < 1000 * MS, "daemon thread was not made to wait");
+	tap_ok(drv_now_ns() - t < 2500 * MS, "daemon thread was not made to wait (timeout 5 s)");
 	tap_is_int(kt_stat(d, MMN_STATS_A_SELF_SKIPS) - s0, 1, "SELF_SKIPS counted");
 	tap_is_int(drv_next_cmd(d, MMN_CMD_INVALIDATE, &ev, 1000), 1, "event still reported");
 	tap_is_int(ev.flags, MMN_EV_F_BLOCKABLE, "without NEEDS_ACK");
@@ -227,7 +231,7 @@ static void t_shared_wait(void)
 	tap_is_int(ev.nsubs, 2, "shared: both blocking subscriptions in one event");
 	tap_is_int(drv_ack(d, ev.seq), 0, "shared: one ACK");
 	tap_is_int(tgt_recv(&s.t, &r, 3000), 1, "shared: munmap returns");
-	tap_ok(r.t1 - r.t0 < 1000 * MS, "shared: no second wait");
+	tap_ok(r.t1 - r.t0 < 2500 * MS, "shared: no second wait (timeout 5 s)");
 	tap_is_int(kt_stat(d, MMN_STATS_A_WAITS) - w0, 1, "shared: one wait counted");
 	tap_is_int(drv_next_cmd(d, MMN_CMD_INVALIDATE, &ev, 0), 0, "shared: no second INVALIDATE");
 	drv_unsubscribe(d, id2);

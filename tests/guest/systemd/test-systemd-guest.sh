@@ -6,12 +6,13 @@
 # system bus and its policy, restart after SIGSEGV with the client
 # resynchronising, and restart when the watchdog ping stops.  TAP.
 #
-#   test-systemd-guest.sh BUILD_ROOT SOURCE_ROOT TEST_CLIENT [EVENT_SOURCE]
+#   test-systemd-guest.sh BUILD_ROOT SOURCE_ROOT TEST_CLIENT EXPECTED_SOURCE [EVENT_SOURCE]
 #
-# EVENT_SOURCE (auto by default, as shipped) replaces --source in a drop-in,
-# to exercise the unit when a source cannot run in the guest.
+# EXPECTED_SOURCE: what the shipped --source=auto must pick (uffd without
+# mmn.ko, kmod with it).  EVENT_SOURCE replaces --source in a drop-in, to
+# exercise the unit when no real source can run.
 set -u
-build=$1 src=$2 client=$3 source=${4:-}
+build=$1 src=$2 client=$3 expect=$4 source=${5:-}
 n=0
 failed=0
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
@@ -94,6 +95,11 @@ check "mmnd got the watchdog" test "$(prop mmnd.service WatchdogUSec)" = 4s
 
 # --- mmnctl over the system bus and its policy ---
 check "mmnctl status over the system bus" mmnctl --no-pager status
+check "the sandboxed mmnd runs the $expect source" sh -c \
+	"mmnctl --json=short status | grep -q '\"source\":\"$expect\"'"
+if [ "$expect" = uffd ]; then
+	check "mmnctl status says the module is absent" sh -c "mmnctl status | grep -q 'mmn.ko is not loaded'"
+fi
 check "mmnctl clients lists the client" sh -c "mmnctl --json=short clients | grep -q '\"pid\":$client_pid,'"
 gid=$(getent group mmn | cut -d: -f3)
 check "nobody outside group mmn: mmnctl clients refused" sh -c \
@@ -135,6 +141,12 @@ check "the journal says: watchdog timeout" sh -c "journalctl -u mmnd.service --n
 echo quit >&3
 exec 3>&-
 wait "$client_pid"
+
+# --- D-Bus activation: no client left, so only the bus can start mmnd ---
+systemctl stop mmnd.service 2>/dev/null
+check "mmnd.service stopped" test "$(systemctl is-active mmnd.service)" != active
+check "mmnctl status activates mmnd through D-Bus (SystemdService=)" mmnctl --no-pager status
+check "mmnd.service is active again" test "$(systemctl is-active mmnd.service)" = active
 check "systemctl stop mmnd.service mmnd.socket" systemctl stop mmnd.service mmnd.socket
 journalctl -u mmnd.service --no-pager | tail -20 | sed 's/^/# journal: /'
 finish

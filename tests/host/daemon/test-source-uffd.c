@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <uv.h>
@@ -143,6 +144,13 @@ static void do_dontneed(void *p)
 	struct range *r = p;
 
 	madvise(base + r->first * P, r->npages * P, MADV_DONTNEED);
+}
+
+static void do_free(void *p)
+{
+	struct range *r = p;
+
+	madvise(base + r->first * P, r->npages * P, MADV_FREE);
 }
 
 static void *remap_dest;
@@ -430,6 +438,14 @@ int main(void)
 	check_pair(n0, "madvise", MMN__V1__EVENT_TYPE__EVENT_REMOVE, A(10), A(11),
 		   (struct want_sub[]){ { b, A(10), A(11) } }, 1, 1);
 
+	/* madvise(MADV_FREE) [20,21): REMOVE on E. */
+	n0 = nrecs;
+	r = (struct range){ 20, 1, 0 };
+	tap_ok(run_op(do_free, &r), "madvise(FREE) returned");
+	tap_is_int(nrecs - n0, 2, "madvise(FREE): exactly one pair");
+	check_pair(n0, "madvise(FREE)", MMN__V1__EVENT_TYPE__EVENT_REMOVE, A(20), A(21),
+		   (struct want_sub[]){ { e, A(20), A(21) } }, 1, 1);
+
 	/* mremap [11,12) to an unregistered page: REMAP on the old range. */
 	remap_dest = mmap(NULL, P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	tap_require(remap_dest != MAP_FAILED);
@@ -470,6 +486,31 @@ int main(void)
 		tap_is_int(nrecs, n0, "fork without EVENT_FORK: no event (documented weakness)");
 	}
 	tap_is_int(count_fds(), fds1, "fork: the child's uffd was closed, no fd leaked");
+
+	/* fork while mmnd's fd table is full: the read needs a slot for the child's uffd. */
+	if (fork_ok) {
+		struct rlimit old, low;
+		int fill[256], nfill = 0;
+
+		tap_require(getrlimit(RLIMIT_NOFILE, &old) == 0);
+		low = old;
+		low.rlim_cur = 128;
+		tap_require(setrlimit(RLIMIT_NOFILE, &low) == 0);
+		while (nfill < 256) {
+			int nf = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+			if (nf < 0)
+				break;
+			fill[nfill++] = nf;
+		}
+		n0 = nrecs;
+		tap_ok(errno == EMFILE && run_op(do_fork, NULL), "fork with no free fd in the reader returned");
+		tap_is_int(nrecs - n0, 2, "fork under EMFILE: reported (the reserve fd made room)");
+		while (nfill)
+			close(fill[--nfill]);
+		setrlimit(RLIMIT_NOFILE, &old);
+		tap_is_int(count_fds(), fds1, "fork under EMFILE: no fd leaked, the reserve is back");
+	}
 
 	/* A page fault (the client write-protected a page itself): resolved, the writer returns. */
 	{

@@ -76,8 +76,8 @@ static inline int private_bus_start(struct private_bus *pb, const char *extra_po
 		"%s\n"
 		"</busconfig>\n",
 		pb->dir,
-		extra_policy ? extra_policy :
-			       "  <policy context=\"default\">\n"
+		extra_policy ? extra_policy
+			     : "  <policy context=\"default\">\n"
 			       "    <allow user=\"*\"/>\n"
 			       "    <allow send_destination=\"*\" eavesdrop=\"true\"/>\n"
 			       "    <allow eavesdrop=\"true\"/>\n"
@@ -97,7 +97,8 @@ static inline int private_bus_start(struct private_bus *pb, const char *extra_po
 		dup2(fds[1], 3);
 		snprintf(fdarg, sizeof(fdarg), "--print-address=3");
 		snprintf(cfg, sizeof(cfg), "--config-file=%s/bus.conf", pb->dir);
-		execl("/usr/bin/dbus-daemon", "dbus-daemon", "--nofork", "--nopidfile", cfg, fdarg, (char *)NULL);
+		execl("/usr/bin/dbus-daemon", "dbus-daemon", "--nofork", "--nopidfile", cfg, fdarg,
+		      (char *)NULL);
 		_exit(127);
 	}
 	close(fds[1]);

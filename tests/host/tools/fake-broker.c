@@ -41,7 +41,7 @@ static struct {
 	struct admin_observer obs;
 	bool have_obs;
 } fake = {
-	.defaults = { 1000, 5000, 1024, 1024, 1024 },
+	.defaults = {1000, 5000, 1024, 1024, 1024},
 	.source = "test",
 };
 
@@ -108,7 +108,8 @@ void mmn__admin_foreach_sub(struct broker *b, uint64_t client_id, pid_t pid,
 			    void (*fn)(const struct admin_sub *, void *), void *ud)
 {
 	for (int i = 0; i < fake.nsubs; i++)
-		if ((!client_id || fake.subs[i].client_id == client_id) && (!pid || fake.subs[i].target_pid == pid))
+		if ((!client_id || fake.subs[i].client_id == client_id) &&
+		    (!pid || fake.subs[i].target_pid == pid))
 			fn(&fake.subs[i], ud);
 }
 
@@ -149,8 +150,14 @@ static void cmd_connect(const char *args)
 
 	if (fake.nclients == MAX_ITEMS || sscanf(args, "%llu %d %d %63s", &id, &pid, &uid, fc->name) != 4)
 		return;
-	fc->c = (struct admin_client){ .id = id, .pid = pid, .uid = (uid_t)uid, .name = fc->name,
-				       .mode = "blocking", .subscriptions = 1, .pending_acks = 2, .evictions = 3 };
+	fc->c = (struct admin_client){.id = id,
+				      .pid = pid,
+				      .uid = (uid_t)uid,
+				      .name = fc->name,
+				      .mode = "blocking",
+				      .subscriptions = 1,
+				      .pending_acks = 2,
+				      .evictions = 3};
 	fake.nclients++;
 	if (fake.have_obs)
 		fake.obs.client_connected(fake.obs.ud, &fc->c);
@@ -163,7 +170,8 @@ static void cmd_disconnect(const char *args)
 	for (int i = 0; i < fake.nclients; i++) {
 		if (fake.clients[i].c.id != id)
 			continue;
-		memmove(&fake.clients[i], &fake.clients[i + 1], sizeof(fake.clients[0]) * (size_t)(fake.nclients - i - 1));
+		memmove(&fake.clients[i], &fake.clients[i + 1],
+			sizeof(fake.clients[0]) * (size_t)(fake.nclients - i - 1));
 		fake.nclients--;
 		/* The name pointer moved with the struct. */
 		for (int k = 0; k < fake.nclients; k++)
@@ -181,10 +189,10 @@ static void cmd_sub(const char *args)
 	unsigned int flags, ksub;
 	int pid;
 
-	if (fake.nsubs == MAX_ITEMS || sscanf(args, "%llu %llu %d %llx %llx %u %llx %llu %u", &id, &client, &pid,
-					      &start, &end, &flags, &mask, &seq, &ksub) != 9)
+	if (fake.nsubs == MAX_ITEMS || sscanf(args, "%llu %llu %d %llx %llx %u %llx %llu %u", &id, &client,
+					      &pid, &start, &end, &flags, &mask, &seq, &ksub) != 9)
 		return;
-	*s = (struct admin_sub){ id, client, pid, start, end, flags, mask, seq, ksub };
+	*s = (struct admin_sub){id, client, pid, start, end, flags, mask, seq, ksub};
 	fake.nsubs++;
 }
 
@@ -193,9 +201,13 @@ static void cmd_inv(const char *args)
 	int n = atoi(args);
 
 	for (int i = 0; i < n && fake.have_obs; i++) {
-		struct admin_invalidation inv = { .target_pid = 4242, .start = 0x1000u * (unsigned)i,
-						  .end = 0x1000u * (unsigned)i + 0x1000, .event = 0,
-						  .blockable = true, .clients = 1, .latency_us = 17 };
+		struct admin_invalidation inv = {.target_pid = 4242,
+						 .start = 0x1000u * (unsigned)i,
+						 .end = 0x1000u * (unsigned)i + 0x1000,
+						 .event = 0,
+						 .blockable = true,
+						 .clients = 1,
+						 .latency_us = 17};
 
 		fake.stats.invalidations++;
 		fake.obs.invalidation(fake.obs.ud, &inv);
@@ -247,7 +259,7 @@ static void on_input(uv_poll_t *h, int status, int events)
 	char *nl;
 
 	if (n <= 0) {
-		run_command((char[]){ "quit" });
+		run_command((char[]){"quit"});
 		return;
 	}
 	line_len += (size_t)n;

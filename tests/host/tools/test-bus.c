@@ -6,9 +6,13 @@
  * the credential checks (another uid may read only in the admin group and
  * may never change anything).
  *
- *   test-bus FAKE-BROKER
+ *   test-bus FAKE-BROKER [MAN-PAGE]
+ *
+ * With MAN-PAGE (man/org.mmn.Broker1.5), its interface block and the
+ * introspection data must name the same methods, signals and properties.
  */
 #include <grp.h>
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <systemd/sd-bus.h>
@@ -20,11 +24,11 @@
 #pragma GCC diagnostic pop
 #include "bus-harness.h"
 
-#define BUS_NAME "org.mmn.Broker1"
-#define BUS_PATH "/org/mmn/Broker1"
+#define BUS_NAME  "org.mmn.Broker1"
+#define BUS_PATH  "/org/mmn/Broker1"
 #define BUS_IFACE "org.mmn.Broker1.Manager"
 #define ADMIN_GID 4242
-#define NOBODY 65534
+#define NOBODY	  65534
 
 static struct private_bus pb;
 static pid_t fake_pid;
@@ -99,7 +103,8 @@ static void collect_signals(void)
 	sd_bus_message *m = NULL;
 	int r;
 
-	r = sd_bus_call_method(bus, BUS_NAME, BUS_PATH, "org.freedesktop.DBus.Peer", "Ping", NULL, NULL, NULL);
+	r = sd_bus_call_method(bus, BUS_NAME, BUS_PATH, "org.freedesktop.DBus.Peer", "Ping", NULL, NULL,
+			       NULL);
 	tap_require(r >= 0);
 	while ((r = sd_bus_process(bus, &m)) > 0) {
 		if (m && sd_bus_message_is_signal(m, NULL, NULL) > 0 && nsignals < MAX_SIGNALS)
@@ -184,15 +189,25 @@ static void test_introspection(void)
 	sd_bus_message *reply = NULL;
 	const char *xml = "";
 	static const char *const names[] = {
-		"interface name=\"org.mmn.Broker1.Manager\"", "ListClients", "ListSubscriptions", "GetStats",
-		"EvictClient", "SetDefaults", "Reload", "ClientConnected", "ClientDisconnected",
-		"ClientEvicted", "SourceChanged", "InvalidationSampled", "DefaultAckTimeoutMSec",
+		"interface name=\"org.mmn.Broker1.Manager\"",
+		"ListClients",
+		"ListSubscriptions",
+		"GetStats",
+		"EvictClient",
+		"SetDefaults",
+		"Reload",
+		"ClientConnected",
+		"ClientDisconnected",
+		"ClientEvicted",
+		"SourceChanged",
+		"InvalidationSampled",
+		"DefaultAckTimeoutMSec",
 		"NonBlockableRefusals",
 	};
 	int r;
 
-	r = sd_bus_call_method(bus, BUS_NAME, BUS_PATH, "org.freedesktop.DBus.Introspectable", "Introspect", NULL,
-			       &reply, NULL);
+	r = sd_bus_call_method(bus, BUS_NAME, BUS_PATH, "org.freedesktop.DBus.Introspectable", "Introspect",
+			       NULL, &reply, NULL);
 	tap_ok(r >= 0 && sd_bus_message_read(reply, "s", &xml) > 0, "Introspect answers");
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		tap_ok(strstr(xml, names[i]) != NULL, "introspection names %s", names[i]);
@@ -251,12 +266,14 @@ static void test_clients(void)
 	r = sd_bus_call_method(bus, BUS_NAME, BUS_PATH, BUS_IFACE, "ListClients", NULL, &reply, NULL);
 	tap_ok(r >= 0, "ListClients succeeds for root");
 	r = r >= 0 ? sd_bus_message_enter_container(reply, 'a', "(tuussuut)") : r;
-	r = r >= 0 ? sd_bus_message_read(reply, "(tuussuut)", &id, &pid, &uid, &name, &mode, &subs, &pending, &ev) : r;
+	r = r >= 0 ? sd_bus_message_read(reply, "(tuussuut)", &id, &pid, &uid, &name, &mode, &subs, &pending,
+					 &ev)
+		   : r;
 	tap_ok(r > 0 && id == 7 && pid == 1234 && uid == 1000 && strcmp(name, "alpha") == 0 &&
 		       strcmp(mode, "blocking") == 0 && subs == 1 && pending == 2 && ev == 3,
 	       "ListClients returns every field");
-	tap_ok(r > 0 && sd_bus_message_read(reply, "(tuussuut)", &id, &pid, &uid, &name, &mode, &subs, &pending,
-					    &ev) == 0,
+	tap_ok(r > 0 && sd_bus_message_read(reply, "(tuussuut)", &id, &pid, &uid, &name, &mode, &subs,
+					    &pending, &ev) == 0,
 	       "ListClients returns one client");
 	sd_bus_message_unref(reply);
 }
@@ -268,13 +285,13 @@ static int count_subs(uint64_t client, uint32_t pid, uint64_t *first_id)
 	uint32_t p, flags, ksub;
 	int n = 0, r;
 
-	r = sd_bus_call_method(bus, BUS_NAME, BUS_PATH, BUS_IFACE, "ListSubscriptions", NULL, &reply, "tu", client,
-			       pid);
+	r = sd_bus_call_method(bus, BUS_NAME, BUS_PATH, BUS_IFACE, "ListSubscriptions", NULL, &reply, "tu",
+			       client, pid);
 	if (r < 0)
 		return r;
 	r = sd_bus_message_enter_container(reply, 'a', "(ttuttuttu)");
-	while (r >= 0 && (r = sd_bus_message_read(reply, "(ttuttuttu)", &id, &cl, &p, &start, &end, &flags, &mask,
-						  &seq, &ksub)) > 0) {
+	while (r >= 0 && (r = sd_bus_message_read(reply, "(ttuttuttu)", &id, &cl, &p, &start, &end, &flags,
+						  &mask, &seq, &ksub)) > 0) {
 		if (n++ == 0 && first_id)
 			*first_id = id;
 		if (id == 11 && !(cl == 7 && p == 1234 && start == 0x10000 && end == 0x20000 && flags == 1 &&
@@ -335,7 +352,8 @@ static void test_evict(void)
 	tap_ok(r >= 0, "EvictClient(7) succeeds for root");
 	tap_require(fake_cmd("") == 0);
 	tap_is_str(effects, "evict 7;", "EvictClient reached the broker");
-	r = sd_bus_call_method(bus, BUS_NAME, BUS_PATH, BUS_IFACE, "EvictClient", &e, NULL, "t", (uint64_t)99);
+	r = sd_bus_call_method(bus, BUS_NAME, BUS_PATH, BUS_IFACE, "EvictClient", &e, NULL, "t",
+			       (uint64_t)99);
 	tap_ok(r < 0 && sd_bus_error_has_name(&e, "org.mmn.Broker1.Error.NoSuchClient"),
 	       "EvictClient(99): org.mmn.Broker1.Error.NoSuchClient (%s)", e.name ? e.name : "no error");
 	sd_bus_error_free(&e);
@@ -376,7 +394,8 @@ static void test_defaults(void)
 	r = set_defaults(&e, "DefaultAckTimeoutMSec", "u", 50);
 	tap_ok(r >= 0, "SetDefaults(DefaultAckTimeoutMSec=50) succeeds");
 	tap_require(fake_cmd("") == 0);
-	tap_is_str(effects, "set-defaults 50 5000 1024 1024 1024;", "SetDefaults reached the broker, others kept");
+	tap_is_str(effects, "set-defaults 50 5000 1024 1024 1024;",
+		   "SetDefaults reached the broker, others kept");
 	tap_is_int(get_u("DefaultAckTimeoutMSec"), 50, "the property reads 50");
 	collect_signals();
 	tap_ok(properties_changed("DefaultAckTimeoutMSec"), "PropertiesChanged names DefaultAckTimeoutMSec");
@@ -425,15 +444,93 @@ static void test_source_and_samples(void)
 	/* 50 samples inside one loop iteration: one window of the limit. */
 	tap_require(fake_cmd("inv 50") == 0);
 	collect_signals();
-	tap_is_int(count_signals("InvalidationSampled"), 10, "InvalidationSampled is limited to 10 per second");
+	tap_is_int(count_signals("InvalidationSampled"), 10,
+		   "InvalidationSampled is limited to 10 per second");
 	m = find_signal("InvalidationSampled");
-	tap_ok(m && sd_bus_message_read(m, "uttubutt", &pid, &start, &end, &event, &blockable, &clients, &latency,
-					&suppressed) > 0 &&
-		       pid == 4242 && start == 0 && end == 0x1000 && blockable && clients == 1 && latency == 17 &&
-		       suppressed == 0,
+	tap_ok(m &&
+		       sd_bus_message_read(m, "uttubutt", &pid, &start, &end, &event, &blockable, &clients,
+					   &latency, &suppressed) > 0 &&
+		       pid == 4242 && start == 0 && end == 0x1000 && blockable && clients == 1 &&
+		       latency == 17 && suppressed == 0,
 	       "InvalidationSampled carries the invalidation");
 	tap_is_u64(get_t("Invalidations"), 50, "Invalidations counts all 50");
 	drop_signals();
+}
+
+/* Names in the man page's interface block: "Name(" and "readonly T Name". */
+static int man_names(const char *path, char names[][64], int max)
+{
+	char line[256], *p, *e;
+	int n = 0, in_block = 0;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f) && n < max) {
+		if (strncmp(line, "  interface org.mmn.Broker1.Manager {", 37) == 0) {
+			in_block = 1;
+			continue;
+		}
+		if (!in_block)
+			continue;
+		if (strncmp(line, "  };", 4) == 0)
+			break;
+		for (p = line; *p == ' '; p++)
+			;
+		if (strncmp(p, "readonly ", 9) == 0) {
+			p = strchr(p + 9, ' ');
+			if (!p)
+				continue;
+			p++;
+			e = strchr(p, ' ');
+		} else if (isupper((unsigned char)*p)) {
+			e = strchr(p, '(');
+		} else {
+			continue;
+		}
+		if (!e || e - p >= 64)
+			continue;
+		memcpy(names[n], p, (size_t)(e - p));
+		names[n++][e - p] = '\0';
+	}
+	fclose(f);
+	return n;
+}
+
+static void test_man_page(const char *path)
+{
+	sd_bus_message *reply = NULL;
+	const char *xml = "", *p;
+	char names[64][64], pat[sizeof(names[0]) + 16];
+	int n, found = 0, in_xml = 0, r;
+
+	n = man_names(path, names, 64);
+	tap_ok(n > 20, "the man page's interface block names %d members", n);
+	r = sd_bus_call_method(bus, BUS_NAME, BUS_PATH, "org.freedesktop.DBus.Introspectable", "Introspect",
+			       NULL, &reply, NULL);
+	if (r < 0 || sd_bus_message_read(reply, "s", &xml) <= 0)
+		xml = "";
+	p = strstr(xml, "<interface name=\"" BUS_IFACE "\">");
+	for (int i = 0; i < n; i++) {
+		snprintf(pat, sizeof(pat), " name=\"%.63s\"", names[i]);
+		if (p && strstr(p, pat))
+			found++;
+		else
+			tap_diag("documented but not introspected: %s", names[i]);
+	}
+	tap_is_int(found, n, "every documented member is introspected");
+	/* And the other way round: count members of the interface. */
+	for (const char *q = p; q && (q = strstr(q, " name=\"")); q++) {
+		const char *end = strstr(p, "</interface>");
+
+		if (end && q > end)
+			break;
+		if (strncmp(q - 7, "<method", 7) == 0 || strncmp(q - 7, "<signal", 7) == 0 ||
+		    strncmp(q - 9, "<property", 9) == 0)
+			in_xml++;
+	}
+	tap_is_int(in_xml, n, "every introspected member is documented");
+	sd_bus_message_unref(reply);
 }
 
 /*
@@ -510,8 +607,8 @@ int main(int argc, char **argv)
 {
 	int r, status;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: test-bus FAKE-BROKER\n");
+	if (argc != 2 && argc != 3) {
+		fprintf(stderr, "usage: test-bus FAKE-BROKER [MAN-PAGE]\n");
 		return 2;
 	}
 	r = private_bus_start(&pb, NULL);
@@ -521,10 +618,12 @@ int main(int argc, char **argv)
 	tap_require(fake_start(argv[1]) == 0);
 	tap_require(sd_bus_new(&bus) >= 0 && sd_bus_set_address(bus, pb.address) >= 0 &&
 		    sd_bus_set_bus_client(bus, 1) >= 0 && sd_bus_start(bus) >= 0);
-	tap_require(sd_bus_add_match(bus, NULL, "type='signal',sender='" BUS_NAME "',path='" BUS_PATH "'", NULL,
-				     NULL) >= 0);
+	tap_require(sd_bus_add_match(bus, NULL, "type='signal',sender='" BUS_NAME "',path='" BUS_PATH "'",
+				     NULL, NULL) >= 0);
 
 	test_introspection();
+	if (argc == 3)
+		test_man_page(argv[2]);
 	test_properties();
 	test_clients();
 	test_subscriptions();

@@ -36,7 +36,7 @@ static void on_release(struct mmn_sub *s, int reason, void *ud)
 
 int main(int argc, char **argv)
 {
-	struct mmn_sub_opts opts = { .size = sizeof(opts), .invalidate = on_invalidate, .release = on_release };
+	struct mmn_sub_opts opts = {.size = sizeof(opts), .invalidate = on_invalidate, .release = on_release};
 	struct mmn_client *c = NULL;
 	struct mmn_sub *s = NULL;
 	size_t page = (size_t)sysconf(_SC_PAGESIZE), pages, first, count;
@@ -69,8 +69,8 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	for (;;) {
-		struct pollfd p[2] = { { .fd = STDIN_FILENO, .events = POLLIN },
-				       { .fd = mmn_get_fd(c), .events = POLLIN } };
+		struct pollfd p[2] = {{.fd = STDIN_FILENO, .events = POLLIN},
+				      {.fd = mmn_get_fd(c), .events = POLLIN}};
 
 		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR)

@@ -383,6 +383,79 @@ static void test_drain(void)
 	tap_is_int(h_fini(&h), 0, "drain: loop closes clean");
 }
 
+/*
+ * A non-blocking client that does not read: its queue is bounded, its
+ * events are coalesced into one whole-range pair, the source is never
+ * held, and what it does receive stays paired.
+ */
+static void test_slow_reader(void)
+{
+	struct broker_options o;
+	struct harness h;
+	struct tclient c, blk;
+	uint64_t s, sb, n_inv = 0, n_end = 0, resync = 0, unpaired = 0, acked = 0;
+	uint64_t open_ev[64];
+	int nopen = 0;
+	struct admin_stats st;
+	MmnEnvelope *m;
+
+	mmn__broker_options_default(&o);
+	o.max_queued = 8;
+	h_init(&h, &o);
+	h_require(tc_hello(&h, &c) == 0 && tc_hello(&h, &blk) == 0);
+	s = tc_subscribe(&h, &c, A, 0x10000, false, 0, NULL);
+	sb = tc_subscribe(&h, &blk, A, 0x1000, true, 1000, NULL);
+	h_require(s && sb);
+	for (int i = 0; i < 1500; i++) {
+		uint64_t ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x1000, 0, true);
+
+		m = tc_recv(&h, &blk);
+		if (BODY(m) == MMN__V1__ENVELOPE__BODY_INVALIDATE && m->invalidate->needs_ack)
+			tc_ack(&blk, sb, ev);
+		mmn__wire_free(m);
+		h_pump(&h, 2);
+		acked += mmn__source_test_acked(h.src, ev);
+		mmn__source_test_end(h.src, ev);
+		mmn__wire_free(tc_recv(&h, &blk));
+	}
+	tap_is_int(acked, 1500, "slow reader: the blocking client's ack alone releases every event");
+	mmn__admin_stats(h.b, &st);
+	tap_ok(st.queue_overflows >= 1, "slow reader: queue overflow counted (%llu)",
+	       (unsigned long long)st.queue_overflows);
+	tap_is_int(mmn__broker_nclients(h.b), 2, "slow reader: still connected (queue bounded)");
+	/* Now read everything; writable flushes the queue, then the resync pair. */
+	while ((m = tc_recv(&h, &c))) {
+		if (m->body_case == MMN__V1__ENVELOPE__BODY_INVALIDATE) {
+			n_inv++;
+			if (m->invalidate->event == MMN__V1__EVENT_TYPE__EVENT_RESYNC && m->invalidate->start == A &&
+			    m->invalidate->end == A + 0x10000)
+				resync++;
+			if (nopen < 64)
+				open_ev[nopen++] = m->invalidate->event_id;
+		} else if (m->body_case == MMN__V1__ENVELOPE__BODY_INVALIDATE_END) {
+			int k;
+
+			n_end++;
+			for (k = 0; k < nopen && open_ev[k] != m->invalidate_end->event_id; k++)
+				;
+			if (k == nopen)
+				unpaired++;
+			else
+				open_ev[k] = open_ev[--nopen];
+		}
+		mmn__wire_free(m);
+		if (resync && !nopen && tc_quiet(&h, &c))
+			break;
+	}
+	tap_ok(n_inv < 1500 && n_inv == n_end && !unpaired && !nopen,
+	       "slow reader: %llu delivered Invalidates, each paired", (unsigned long long)n_inv);
+	tap_is_int(resync, 1, "slow reader: one whole-range RESYNC pair for what was coalesced");
+	tap_ok(tc_quiet(&h, &blk), "slow reader: the blocking client got exactly its pairs");
+	tc_close(&c);
+	tc_close(&blk);
+	tap_is_int(h_fini(&h), 0, "slow reader: loop closes clean");
+}
+
 int main(void)
 {
 	test_hello();
@@ -394,5 +467,6 @@ int main(void)
 	test_client_loss();
 	test_release();
 	test_drain();
+	test_slow_reader();
 	return tap_done();
 }

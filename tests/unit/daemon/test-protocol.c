@@ -265,6 +265,84 @@ static void test_limits(void)
 	h = h2;
 }
 
+/*
+ * Mutated valid messages from many short connections: whatever mmnd makes of
+ * them, it must not crash or leak, and the healthy client must not notice.
+ */
+static uint64_t rng = 0xdeadbeefcafef00dULL;
+
+static uint64_t rnd(void)
+{
+	rng ^= rng >> 12;
+	rng ^= rng << 25;
+	rng ^= rng >> 27;
+	return rng * 0x2545f4914f6cdd1dULL;
+}
+
+static void test_mutations(void)
+{
+	int rounds = getenv("MMN_TEST_VALGRIND") ? 150 : 600;
+	uint8_t buf[MMN_WIRE_MAX_MSG];
+
+	for (int i = 0; i < rounds; i++) {
+		int fd = connect_hello();
+		int nmsg = 1 + (int)(rnd() % 6);
+
+		for (int k = 0; k < nmsg; k++) {
+			Mmn__V1__Subscribe sub = MMN__V1__SUBSCRIBE__INIT;
+			Mmn__V1__Ack ack = MMN__V1__ACK__INIT;
+			Mmn__V1__Unsubscribe un = MMN__V1__UNSUBSCRIBE__INIT;
+			Mmn__V1__Share sh = MMN__V1__SHARE__INIT;
+			MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+			int len, flips;
+
+			env.request_id = rnd();
+			switch (rnd() % 4) {
+			case 0:
+				sub.start = A + (rnd() % 16) * 4096;
+				sub.length = rnd() % 3 ? 4096 * (1 + rnd() % 4) : rnd();
+				sub.flags = (uint32_t)(rnd() % 4);
+				sub.pid = rnd() % 8 ? 0 : (int32_t)rnd();
+				sub.ack_timeout_ms = (uint32_t)rnd();
+				env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE;
+				env.subscribe = &sub;
+				break;
+			case 1:
+				ack.sub_id = rnd() % 8;
+				ack.event_id = rnd() % 8;
+				env.body_case = MMN__V1__ENVELOPE__BODY_ACK;
+				env.ack = &ack;
+				break;
+			case 2:
+				un.sub_id = rnd() % 64;
+				env.body_case = MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE;
+				env.unsubscribe = &un;
+				break;
+			default:
+				sh.start = rnd();
+				sh.length = rnd();
+				env.body_case = MMN__V1__ENVELOPE__BODY_SHARE;
+				env.share = &sh;
+				break;
+			}
+			len = mmn__wire_encode(&env, buf, sizeof(buf));
+			h_require(len > 0);
+			flips = (int)(rnd() % 4);
+			for (int f = 0; f < flips; f++)
+				buf[rnd() % (uint64_t)len] ^= (uint8_t)(1u << (rnd() % 8));
+			if (rnd() % 8 == 0)
+				len = (int)(rnd() % (uint64_t)len);
+			if (send(fd, buf, (size_t)len, MSG_DONTWAIT) < 0)
+				break;
+			h_pump(&h, 1);
+		}
+		h_pump(&h, 2);
+		close(fd);
+	}
+	h_pump(&h, 5);
+	tap_ok(1, "mutations: %d connections of mutated messages survived", rounds);
+}
+
 int main(void)
 {
 	struct admin_stats st;
@@ -279,10 +357,19 @@ int main(void)
 	test_conversation();
 	test_subscribe_args();
 	test_limits();
+	h_pump(&h, 5);
+	{
+		struct admin_stats st0;
+
+		mmn__admin_stats(h.b, &st0);
+		tap_is_int(st0.protocol_errors, 10, "every dropped offender counted as a protocol error");
+	}
+	test_mutations();
 
 	h_pump(&h, 5);
 	mmn__admin_stats(h.b, &st);
-	tap_is_int(st.protocol_errors, 10, "every dropped offender counted as a protocol error");
+	tap_ok(st.subscriptions == 1, "mutations: only the healthy client's subscription is left (%llu)",
+	       (unsigned long long)st.subscriptions);
 	tap_is_int(mmn__broker_nclients(h.b), 1, "only the healthy client is left");
 	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x1000, 0, true);
 	{

@@ -55,6 +55,28 @@
  * Attributes are validated strictly: unknown attributes, wrong lengths and
  * unknown flag bits are rejected (-EINVAL / -EOPNOTSUPP, with an extack
  * message).  Subscription ids are u32 handles, never kernel pointers.
+ *
+ * Details of the implementation the daemon may rely on (kmod/, v1):
+ * - A subscription is reported from the moment SUBSCRIBE has answered: an
+ *   invalidation that runs while the notifier is being inserted is not
+ *   reported (nothing can be mapped through an id the daemon does not know
+ *   yet).  If the target exits during SUBSCRIBE the answer is -ESRCH.
+ * - Kernel -> daemon messages have nlmsg_seq 0 and arrive on the bound
+ *   socket, interleaved with the answers to its requests.
+ * - SUBSCRIBE errors: -EINVAL (length 0, unaligned, end beyond the target's
+ *   task size, kernel thread, the daemon's own mm, RESYNCED), -EOVERFLOW,
+ *   -ESRCH (no such thread-group id), -EOPNOTSUPP (unknown flags), -ENOSPC
+ *   (module parameter max_subs), -ERANGE (TIMEOUT_MS outside 1..10000).
+ * - A wait also ends, without a timeout, when no listed subscription is
+ *   LIVE and BLOCKING any more (UNSUBSCRIBE, SET_FLAGS without BLOCKING,
+ *   RELEASE) and when the daemon goes away.
+ * - INVALIDATE_END is sent only for an INVALIDATE that was delivered; a
+ *   subscription may be listed in an INVALIDATE_END after its RELEASE.
+ * - An INVALIDATE lists at most 64 subscriptions; others overlapping the
+ *   same invalidation come in further INVALIDATEs (each with its own seq).
+ * - Module parameters (/sys/module/mmn/parameters): max_ack_timeout_ms
+ *   (1..10000, default 2000), default_ack_timeout_ms (used when neither BIND
+ *   nor SUBSCRIBE gives TIMEOUT_MS, default 1000), max_subs (default 4096).
  */
 #ifndef _UAPI_LINUX_MMN_H
 #define _UAPI_LINUX_MMN_H

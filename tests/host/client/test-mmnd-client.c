@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libmmn against the real mmnd with the userfaultfd source and real kernel
+ * events: a subscription to our own memory sees UNMAP for exactly the
+ * unmapped part and REMOVE for MADV_DONTNEED; after mmnd is killed and
+ * restarted the library reconnects, delivers RESYNC for the whole
+ * subscription and the subscription works again.
+ *   test-mmnd-client MMND
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mmn/mmn.h"
+#include "tap.h"
+
+#define MAX_EV 64
+
+struct rec {
+	unsigned ninval, nend, nresync;
+	struct mmn_range inval[MAX_EV], end[MAX_EV];
+};
+
+static int on_inval(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	struct rec *rec = ud;
+
+	if (rec->ninval < MAX_EV)
+		rec->inval[rec->ninval] = *r;
+	rec->ninval++;
+	if (r->event == MMN_EVENT_RESYNC)
+		rec->nresync++;
+	return 0;
+}
+
+static void on_end(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	struct rec *rec = ud;
+
+	if (rec->nend < MAX_EV)
+		rec->end[rec->nend] = *r;
+	rec->nend++;
+}
+
+static char dir[] = "/tmp/mmn-host-XXXXXX";
+static char sock[128];
+
+/* Start mmnd and wait for READY=1 on a pipe. */
+static pid_t start_mmnd(const char *mmnd)
+{
+	char arg_sock[160], buf[16] = { 0 };
+	int p[2];
+	pid_t pid;
+	ssize_t n;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	snprintf(arg_sock, sizeof(arg_sock), "--socket=%s", sock);
+	pid = fork();
+	if (pid == 0) {
+		dup2(p[1], 3);
+		execl(mmnd, mmnd, "--source=uffd", "--bus=none", arg_sock, "--ready-fd=3", "--log-level=warning",
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	n = read(p[0], buf, sizeof(buf) - 1);
+	close(p[0]);
+	if (n <= 0 || strcmp(buf, "READY=1\n") != 0) {
+		tap_diag("mmnd did not get ready (read %zd: '%s')", n, buf);
+		return -1;
+	}
+	return pid;
+}
+
+static int dispatch_until(struct mmn_client *c, const unsigned *counter, unsigned n)
+{
+	int err = 0;
+
+	for (int i = 0; i < 500 && *(volatile const unsigned *)counter < n; i++) {
+		struct pollfd p = { .fd = mmn_get_fd(c), .events = POLLIN };
+		int r;
+
+		poll(&p, 1, 10);
+		r = mmn_dispatch(c);
+		if (r < 0 && !err)
+			err = r;
+	}
+	return err;
+}
+
+static int dispatch_until_err(struct mmn_client *c)
+{
+	for (int i = 0; i < 500; i++) {
+		struct pollfd p = { .fd = mmn_get_fd(c), .events = POLLIN };
+		int r;
+
+		poll(&p, 1, 10);
+		r = mmn_dispatch(c);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static bool has_inval(const struct rec *rec, unsigned from, uint64_t a, uint64_t b, enum mmn_event ev)
+{
+	for (unsigned i = from; i < rec->ninval && i < MAX_EV; i++)
+		if (rec->inval[i].start == a && rec->inval[i].end == b && rec->inval[i].event == ev)
+			return true;
+	return false;
+}
+
+int main(int argc, char **argv)
+{
+	struct rec rec = { 0 };
+	struct mmn_sub_opts o = { .size = sizeof(o), .flags = MMN_SUB_BLOCKING, .invalidate = on_inval,
+				  .invalidate_end = on_end, .userdata = &rec };
+	long ps = sysconf(_SC_PAGESIZE);
+	struct mmn_client *c;
+	struct mmn_sub *s;
+	unsigned from, ends;
+	uintptr_t b;
+	char *buf;
+	pid_t pid;
+	int fd, r;
+
+	if (argc != 2)
+		tap_skip_all("usage: test-mmnd-client MMND");
+	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | 1 /* UFFD_USER_MODE_ONLY */);
+	if (fd < 0)
+		tap_skip_all("userfaultfd unavailable: the uffd source cannot run here");
+	close(fd);
+	signal(SIGPIPE, SIG_IGN);
+	tap_require(mkdtemp(dir) != NULL);
+	snprintf(sock, sizeof(sock), "%s/mmnd.sock", dir);
+	pid = start_mmnd(argv[1]);
+	tap_require(pid > 0);
+
+	tap_require(mmn_connect(sock, &c) == 0);
+	tap_ok(!!(mmn_capabilities(c) & MMN_CAP_SELF_ONLY), "uffd source: self only");
+	tap_ok(!!(mmn_capabilities(c) & (1ull << MMN_EVENT_UNMAP)), "uffd source delivers UNMAP");
+	buf = mmap(NULL, 64 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	tap_require(buf != MAP_FAILED);
+	memset(buf, 1, 64 * ps);
+	b = (uintptr_t)buf;
+	tap_is_int(mmn_subscribe(c, 0, b + 2 * ps, 60 * ps, &o, &s), 0, "subscribe own memory (blocking)");
+	{
+		struct mmn_sub *s2;
+
+		tap_is_int(mmn_subscribe(c, getppid(), b, ps, &o, &s2), -EOPNOTSUPP, "another pid -> -EOPNOTSUPP");
+
+		munmap(buf + 63 * ps, ps);
+		tap_is_int(mmn_subscribe(c, 0, b + 62 * ps, 2 * ps, &o, &s2), -ENOMEM,
+			   "range not fully mapped -> -ENOMEM");
+	}
+
+	/* munmap [0, 8) pages: the sub covers [2, 62), so exactly [2, 8). */
+	munmap(buf, 8 * ps);
+	dispatch_until(c, &rec.nend, 1);
+	tap_is_int(rec.ninval, 1, "one invalidation for munmap");
+	tap_ok(has_inval(&rec, 0, b + 2 * ps, b + 8 * ps, MMN_EVENT_UNMAP), "UNMAP for exactly the unmapped part");
+	tap_is_int(rec.nend, 1, "followed by its end");
+	tap_is_u64(rec.end[0].event_id, rec.inval[0].event_id, "end names the same event");
+
+	from = rec.ninval;
+	madvise(buf + 10 * ps, 2 * ps, MADV_DONTNEED);
+	dispatch_until(c, &rec.nend, 2);
+	tap_ok(has_inval(&rec, from, b + 10 * ps, b + 12 * ps, MMN_EVENT_REMOVE), "REMOVE for MADV_DONTNEED");
+
+	/* Kill mmnd: the connection drops, read_retry collides, mmnd restarts, RESYNC. */
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	r = dispatch_until_err(c);
+	tap_is_int(r, -ECONNRESET, "dispatch reports the lost connection");
+	tap_ok(mmn_read_retry(s, 0), "read_retry collides while mmnd is gone");
+	unlink(sock);
+	pid = start_mmnd(argv[1]);
+	tap_require(pid > 0);
+	ends = rec.nend;
+	dispatch_until(c, &rec.nresync, 1);
+	tap_is_int(rec.nresync, 1, "RESYNC delivered after mmnd restarted");
+	tap_ok(has_inval(&rec, 0, b + 2 * ps, b + 62 * ps, MMN_EVENT_RESYNC), "RESYNC covers the whole subscription");
+	dispatch_until(c, &rec.nend, ends + 1);
+	tap_is_int(rec.nend, ends + 1, "RESYNC followed by its end");
+	{
+		uint64_t seq = mmn_read_begin(s);
+
+		tap_ok(!(seq & 1) && !mmn_read_retry(s, seq), "read_begin/retry valid again");
+	}
+	from = rec.ninval;
+	munmap(buf + 20 * ps, 4 * ps);
+	dispatch_until(c, &rec.nend, ends + 2);
+	tap_ok(has_inval(&rec, from, b + 20 * ps, b + 24 * ps, MMN_EVENT_UNMAP),
+	       "subscription back: UNMAP from the restarted mmnd");
+	tap_ok(!has_inval(&rec, from, b + 2 * ps, b + 8 * ps, MMN_EVENT_UNMAP), "no stale replay of old events");
+
+	tap_is_int(mmn_unsubscribe(s), 0, "unsubscribe");
+	mmn_disconnect(c);
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	unlink(sock);
+	rmdir(dir);
+	return tap_done();
+}

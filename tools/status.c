@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* mmnctl status, mmnctl stats. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mmnctl.h"
+
+struct prop {
+	const char *name;
+	char type; /* 's', 't', 'u' or 'b' */
+	char *s;
+	uint64_t v;
+	bool present;
+};
+
+static struct prop props[] = {
+	{.name = "Version", .type = 's'},
+	{.name = "Source", .type = 's'},
+	{.name = "SourceEventMask", .type = 't'},
+	{.name = "AcksHoldKernel", .type = 'b'},
+	{.name = "Clients", .type = 't'},
+	{.name = "Subscriptions", .type = 't'},
+	{.name = "KernelSubscriptions", .type = 't'},
+	{.name = "Invalidations", .type = 't'},
+	{.name = "BlockingAcks", .type = 't'},
+	{.name = "Timeouts", .type = 't'},
+	{.name = "Evictions", .type = 't'},
+	{.name = "NonBlockableRefusals", .type = 't'},
+	{.name = "QueueOverflows", .type = 't'},
+	{.name = "ProtocolErrors", .type = 't'},
+	{.name = "DefaultAckTimeoutMSec", .type = 'u'},
+	{.name = "AckCapMSec", .type = 'u'},
+	{.name = "MaxClients", .type = 'u'},
+	{.name = "MaxSubscriptionsPerClient", .type = 'u'},
+	{.name = "MaxQueuedEvents", .type = 'u'},
+};
+
+#define N_PROPS (sizeof(props) / sizeof(props[0]))
+
+static struct prop *find_prop(const char *name)
+{
+	for (size_t i = 0; i < N_PROPS; i++)
+		if (strcmp(props[i].name, name) == 0)
+			return &props[i];
+	return NULL;
+}
+
+static int read_prop(sd_bus_message *m, struct prop *p)
+{
+	const char *s;
+	uint32_t u;
+	int b, r;
+
+	switch (p->type) {
+	case 's':
+		r = sd_bus_message_read(m, "v", "s", &s);
+		if (r >= 0) {
+			free(p->s);
+			p->s = strdup(s);
+			if (!p->s)
+				return -ENOMEM;
+		}
+		break;
+	case 't':
+		r = sd_bus_message_read(m, "v", "t", &p->v);
+		break;
+	case 'u':
+		r = sd_bus_message_read(m, "v", "u", &u);
+		p->v = u;
+		break;
+	default:
+		r = sd_bus_message_read(m, "v", "b", &b);
+		p->v = !!b;
+	}
+	if (r >= 0)
+		p->present = true;
+	return r;
+}
+
+static int fetch_props(sd_bus *bus)
+{
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+	sd_bus_message *reply = NULL;
+	const char *name;
+	int r;
+
+	r = sd_bus_call_method(bus, BUS_NAME, BUS_PATH, "org.freedesktop.DBus.Properties", "GetAll", &e,
+			       &reply, "s", BUS_IFACE);
+	if (r < 0) {
+		r = ctl_bus_failure(&e, r, "read mmnd's properties");
+		sd_bus_error_free(&e);
+		return r;
+	}
+	r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+	while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+		struct prop *p;
+
+		r = sd_bus_message_read(reply, "s", &name);
+		if (r < 0)
+			break;
+		p = find_prop(name);
+		/* Properties a newer mmnd adds are skipped. */
+		r = p ? read_prop(reply, p) : sd_bus_message_skip(reply, "v");
+		if (r >= 0)
+			r = sd_bus_message_exit_container(reply);
+	}
+	sd_bus_message_unref(reply);
+	if (r < 0) {
+		fprintf(stderr, "mmnctl: failed to parse mmnd's properties: %s\n", strerror(-r));
+		return -1;
+	}
+	return 0;
+}
+
+const char *const event_names[] = {
+	"unmap",   "clear",	"protection-vma", "protection-page", "soft-dirty", "release",
+	"migrate", "exclusive", "remove",	  "remap",	     "resync",
+};
+
+const size_t n_event_names = sizeof(event_names) / sizeof(event_names[0]);
+
+static void print_event_mask(uint64_t mask)
+{
+	bool first = true;
+
+	printf("0x%" PRIx64, mask);
+	for (size_t i = 0; i < n_event_names; i++) {
+		if (!(mask & (UINT64_C(1) << i)))
+			continue;
+		printf("%s%s", first ? " (" : " ", event_names[i]);
+		first = false;
+	}
+	if (!first)
+		putchar(')');
+	putchar('\n');
+}
+
+static void status_json(void)
+{
+	struct json j;
+	char key[64];
+
+	ctl_json_begin(&j);
+	json_begin_object(&j);
+	for (size_t i = 0; i < N_PROPS; i++) {
+		struct prop *p = &props[i];
+
+		if (!p->present)
+			continue;
+		json_snake_case(p->name, key, sizeof(key));
+		json_key(&j, key);
+		if (p->type == 's')
+			json_string(&j, p->s);
+		else if (p->type == 'b')
+			json_bool(&j, p->v);
+		else
+			json_u64(&j, p->v);
+	}
+	json_end_object(&j);
+	json_finish(&j);
+}
+
+#define P(name) (find_prop(name)->v)
+
+static void status_human(void)
+{
+	const char *source = find_prop("Source")->s;
+
+	printf("              Version: %s\n", find_prop("Version")->s ? find_prop("Version")->s : "?");
+	printf("               Source: %s%s\n", source ? source : "?",
+	       P("AcksHoldKernel") ? " (acks hold the kernel)" : " (acks do not hold the kernel)");
+	if (source && strcmp(source, "uffd") == 0)
+		printf("                 Note: mmn.ko is not loaded; the userfaultfd source sees only\n"
+		       "                       unmap, MADV_DONTNEED/REMOVE, mremap and fork of a client's\n"
+		       "                       own memory, after the fact (modprobe mmn, then restart "
+		       "mmnd)\n");
+	else if (source && strcmp(source, "test") == 0)
+		printf("                 Note: test source: events are synthetic\n");
+	printf("               Events: ");
+	print_event_mask(P("SourceEventMask"));
+	printf("              Clients: %" PRIu64 " (max %" PRIu64 ")\n", P("Clients"), P("MaxClients"));
+	printf("        Subscriptions: %" PRIu64 " (kernel: %" PRIu64 ", max %" PRIu64 " per client)\n",
+	       P("Subscriptions"), P("KernelSubscriptions"), P("MaxSubscriptionsPerClient"));
+	printf("        Invalidations: %" PRIu64 "\n", P("Invalidations"));
+	printf("        Blocking acks: %" PRIu64 "\n", P("BlockingAcks"));
+	printf("    Timeouts/evictions: %" PRIu64 "/%" PRIu64 "\n", P("Timeouts"), P("Evictions"));
+	printf("Non-blockable refusals: %" PRIu64 "\n", P("NonBlockableRefusals"));
+	printf("      Queue overflows: %" PRIu64 "\n", P("QueueOverflows"));
+	printf("      Protocol errors: %" PRIu64 "\n", P("ProtocolErrors"));
+	printf("          Ack timeout: %" PRIu64 " ms (cap %" PRIu64 " ms)\n", P("DefaultAckTimeoutMSec"),
+	       P("AckCapMSec"));
+	printf("    Queued events max: %" PRIu64 "\n", P("MaxQueuedEvents"));
+}
+
+int verb_status(sd_bus *bus, int argc, char **argv)
+{
+	if (fetch_props(bus) < 0)
+		return -1;
+	if (arg_json != JSON_OFF)
+		status_json();
+	else
+		status_human();
+	return 0;
+}
+
+/* stats */
+
+int verb_stats(sd_bus *bus, int argc, char **argv)
+{
+	sd_bus_message *reply = NULL;
+	const char *key;
+	uint64_t v;
+	char snake[64];
+	struct json j;
+	int r;
+
+	if (ctl_call(bus, "GetStats", &reply, "read statistics", NULL) < 0)
+		return -1;
+	r = sd_bus_message_enter_container(reply, 'a', "{st}");
+	if (arg_json != JSON_OFF) {
+		ctl_json_begin(&j);
+		json_begin_object(&j);
+	}
+	while (r >= 0 && (r = sd_bus_message_read(reply, "{st}", &key, &v)) > 0) {
+		if (arg_json == JSON_OFF) {
+			printf("%22s: %" PRIu64 "\n", key, v);
+			continue;
+		}
+		json_snake_case(key, snake, sizeof(snake));
+		json_key(&j, snake);
+		json_u64(&j, v);
+	}
+	sd_bus_message_unref(reply);
+	if (arg_json != JSON_OFF) {
+		json_end_object(&j);
+		json_finish(&j);
+	}
+	if (r < 0) {
+		fprintf(stderr, "mmnctl: failed to parse statistics: %s\n", strerror(-r));
+		return -1;
+	}
+	return 0;
+}
