@@ -22,9 +22,12 @@
 #include "internal.h"
 
 /*
- * Every client of the process, for the fork child handler.  g_lock is held
- * across fork() (prepare .. parent/child), so the child sees consistent
- * sock/uffd numbers; it is the innermost lock.
+ * Every client of the process, for the fork child handler.  g_lock guards the
+ * list and is held across fork() (prepare .. parent/child).  It is never
+ * needed to close a descriptor: with the uffd source fork() itself waits
+ * until mmnd reads the fork event, and when mmnd is dead only closing the
+ * uffd (on the dispatching thread) releases it.  sock/uffd numbers are
+ * therefore published with atomic stores, set to -1 before closing.
  */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -46,12 +49,13 @@ static void atfork_child(void)
 {
 	__atomic_add_fetch(&g_fork_gen, 1, __ATOMIC_RELEASE);
 	for (struct mmn_client *c = g_clients; c; c = c->gnext) {
-		if (c->sock >= 0)
-			close(c->sock);
-		if (c->uffd >= 0)
-			close(c->uffd);
-		c->sock = -1;
-		c->uffd = -1;
+		int sock = __atomic_exchange_n(&c->sock, -1, __ATOMIC_ACQ_REL);
+		int uffd = __atomic_exchange_n(&c->uffd, -1, __ATOMIC_ACQ_REL);
+
+		if (sock >= 0)
+			close(sock);
+		if (uffd >= 0)
+			close(uffd);
 	}
 	pthread_mutex_unlock(&g_lock);
 }
@@ -69,9 +73,7 @@ bool mmn__forked(const struct mmn_client *c)
 /* Change a descriptor number the fork handler may close. */
 void mmn__global_set_fd(int *where, int fd)
 {
-	pthread_mutex_lock(&g_lock);
-	*where = fd;
-	pthread_mutex_unlock(&g_lock);
+	__atomic_store_n(where, fd, __ATOMIC_RELEASE);
 }
 
 int mmn__send(struct mmn_client *c, const MmnEnvelope *env, const int *fds, size_t nfds)
@@ -88,7 +90,7 @@ int mmn__send(struct mmn_client *c, const MmnEnvelope *env, const int *fds, size
 
 static void arm_timer(struct mmn_client *c, unsigned ms)
 {
-	struct itimerspec its = { 0 };
+	struct itimerspec its = {0};
 
 	its.it_value.tv_sec = ms / 1000;
 	its.it_value.tv_nsec = (long)(ms % 1000) * 1000000L + 1;
@@ -100,9 +102,9 @@ static int conn_open(struct mmn_client *c)
 {
 	Mmn__V1__Hello hello = MMN__V1__HELLO__INIT;
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct epoll_event ev = { .events = EPOLLIN };
-	struct timeval tv = { .tv_sec = 2 };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct epoll_event ev = {.events = EPOLLIN};
+	struct timeval tv = {.tv_sec = 2};
 	int fd, r;
 
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -219,7 +221,7 @@ static int resolve_path(struct mmn_client *c, const char *socket_path)
 
 static int add_efd(struct mmn_client *c, int *where, int fd)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
+	struct epoll_event ev = {.events = EPOLLIN};
 
 	if (fd < 0)
 		return -errno;
@@ -251,7 +253,7 @@ static struct mmn_client *client_alloc(void)
 
 static void client_free(struct mmn_client *c)
 {
-	int fds[] = { c->epfd, c->sock, c->wakefd, c->timerfd, c->replyfd, c->stopfd, c->uffd, c->sp_memfd };
+	int fds[] = {c->epfd, c->sock, c->wakefd, c->timerfd, c->replyfd, c->stopfd, c->uffd, c->sp_memfd};
 
 	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
 		if (fds[i] >= 0)
@@ -307,7 +309,7 @@ static int handshake(struct mmn_client *c)
 	c->initial = true;
 	r = conn_open(c);
 	while (r >= 0 && c->state == CONN_HELLO) {
-		struct pollfd p = { .fd = c->sock, .events = POLLIN };
+		struct pollfd p = {.fd = c->sock, .events = POLLIN};
 		int64_t left = deadline - now_ms();
 
 		if (left <= 0) {
@@ -321,7 +323,7 @@ static int handshake(struct mmn_client *c)
 			r = errno == EINTR ? 0 : -errno;
 			continue;
 		}
-		while (c->state == CONN_HELLO && (r = mmn__pump(c)) > 0)
+		while (c->state == CONN_HELLO && (r = mmn__pump(c, true)) > 0)
 			;
 		if (c->state == CONN_DOWN)
 			r = c->connect_err ? c->connect_err : -ECONNRESET;
@@ -385,15 +387,21 @@ MMN_EXPORT void mmn_disconnect(struct mmn_client *c)
 	if (!c)
 		return;
 	if (!mmn__forked(c)) {
-		if (c->thread_started && pthread_equal(pthread_self(), c->thread)) {
+		bool in_cb;
+
+		pthread_mutex_lock(&c->lock);
+		in_cb = c->dispatching && pthread_equal(pthread_self(), c->disp_thread);
+		pthread_mutex_unlock(&c->lock);
+		if (in_cb || (c->thread_started && pthread_equal(pthread_self(), c->thread))) {
 			mmn__log(LOG_ERR, "mmn: mmn_disconnect() called from a callback; ignored");
 			return;
 		}
 		mmn__thread_stop(c);
 	} else {
-		/* The child has no library thread and must not touch the parent's uffd. */
+		/* The child has no library thread (its stack copy is freed) and no uffd. */
 		c->thread_started = false;
 		c->uffd = -1;
+		mmn__thread_stop(c);
 	}
 	global_del(c);
 	client_free(c);
@@ -423,7 +431,7 @@ MMN_EXPORT uint64_t mmn_capabilities(struct mmn_client *c)
 /* Re-register (uffd), re-Subscribe every live sub after a reconnection. */
 static void resubscribe(struct mmn_client *c)
 {
-	const struct mmn_range whole = { .event = MMN_EVENT_RESYNC };
+	const struct mmn_range whole = {.event = MMN_EVENT_RESYNC};
 	bool pending = false;
 
 	for (struct mmn_sub *s = c->subs; s; s = s->next) {

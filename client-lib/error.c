@@ -43,29 +43,29 @@ static const struct {
 	int err;
 	const char *text;
 } mmn_errors[] = {
-	{ EINVAL, "invalid argument (NULL pointer, length 0, bad flags or event mask, missing invalidate "
-		  "callback; uffd source: memory type that cannot be watched)" },
-	{ EOVERFLOW, "range wraps around or passes the end of the user address space" },
-	{ E2BIG, "options struct larger than this library knows, with non-zero unknown fields" },
-	{ ENOMEM, "out of memory, or (uffd source) the range is not fully mapped" },
-	{ EOPNOTSUPP, "the active event source cannot do this (uffd source: only the calling process's "
-		      "own memory can be watched; load mmn.ko to watch other processes)" },
-	{ EBUSY, "range already registered by another userfaultfd (a second mmn_client in this process "
-		 "subscribed an overlapping range), or another thread is dispatching" },
-	{ EALREADY, "already done (subscription already removed, or thread already started)" },
-	{ ECHILD, "client inherited across fork(): a child must connect on its own" },
-	{ ENOTCONN, "not connected: the library is reconnecting to mmnd, try again" },
-	{ ECONNRESET, "connection to mmnd lost; the library reconnects by itself" },
-	{ ECONNREFUSED, "mmnd is not running (connection refused)" },
-	{ ENOENT, "mmnd socket not found (is mmnd running? is $MMN_SOCKET right?)" },
-	{ ETIMEDOUT, "mmnd did not answer in time" },
-	{ EPROTONOSUPPORT, "mmnd speaks no protocol version this library knows" },
-	{ EBADMSG, "malformed message from mmnd (connection dropped)" },
-	{ EPROTO, "protocol violation by mmnd (connection dropped)" },
-	{ EMSGSIZE, "message too large for the mmn wire" },
-	{ ESRCH, "no such target process" },
-	{ EPERM, "not allowed to watch this process" },
-	{ ENOSPC, "mmnd limit reached (subscriptions or clients)" },
+	{EINVAL, "invalid argument (NULL pointer, length 0, bad flags or event mask, missing invalidate "
+		 "callback; uffd source: memory type that cannot be watched)"},
+	{EOVERFLOW, "range wraps around or passes the end of the user address space"},
+	{E2BIG, "options struct larger than this library knows, with non-zero unknown fields"},
+	{ENOMEM, "out of memory, or (uffd source) the range is not fully mapped"},
+	{EOPNOTSUPP, "the active event source cannot do this (uffd source: only the calling process's "
+		     "own memory can be watched; load mmn.ko to watch other processes)"},
+	{EBUSY, "range already registered by another userfaultfd (a second mmn_client in this process "
+		"subscribed an overlapping range), or another thread is dispatching"},
+	{EALREADY, "already done (subscription already removed, or thread already started)"},
+	{ECHILD, "client inherited across fork(): a child must connect on its own"},
+	{ENOTCONN, "not connected: the library is reconnecting to mmnd, try again"},
+	{ECONNRESET, "connection to mmnd lost; the library reconnects by itself"},
+	{ECONNREFUSED, "mmnd is not running (connection refused)"},
+	{ENOENT, "mmnd socket not found (is mmnd running? is $MMN_SOCKET right?)"},
+	{ETIMEDOUT, "mmnd did not answer in time"},
+	{EPROTONOSUPPORT, "mmnd speaks no protocol version this library knows"},
+	{EBADMSG, "malformed message from mmnd (connection dropped)"},
+	{EPROTO, "protocol violation by mmnd (connection dropped)"},
+	{EMSGSIZE, "message too large for the mmn wire"},
+	{ESRCH, "no such target process"},
+	{EPERM, "not allowed to watch this process"},
+	{ENOSPC, "mmnd limit reached (subscriptions or clients)"},
 };
 
 MMN_EXPORT const char *mmn_strerror(int err)

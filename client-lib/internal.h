@@ -32,11 +32,11 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-#define MMN_REQ_TIMEOUT_MS 5000
+#define MMN_REQ_TIMEOUT_MS  5000
 #define MMN_MAX_OUTSTANDING 32 /* invalidations of one sub delivered, not yet ended */
-#define MMN_TOMBSTONES 64      /* removed handles kept to detect a second unsubscribe */
-#define MMN_BACKOFF_MIN_MS 20
-#define MMN_BACKOFF_MAX_MS 1000
+#define MMN_TOMBSTONES	    64 /* removed handles kept to detect a second unsubscribe */
+#define MMN_BACKOFF_MIN_MS  20
+#define MMN_BACKOFF_MAX_MS  1000
 
 enum sub_state {
 	SUB_ACTIVE, /* known to mmnd (or being resubscribed) */
@@ -66,12 +66,12 @@ struct mmn_sub {
 	/* Under c->lock. */
 	enum sub_state state;
 	pid_t pid;
-	uint64_t start, end;         /* [start, end) as subscribed */
+	uint64_t start, end;	     /* [start, end) as subscribed */
 	uint64_t reg_start, reg_end; /* page-aligned range registered with the uffd, or 0, 0 */
 	uint64_t sub_id;
-	uint64_t resub_req;          /* request id of the pending re-Subscribe, 0 = none */
+	uint64_t resub_req; /* request id of the pending re-Subscribe, 0 = none */
 	struct mmn_sub_opts opts;
-	unsigned refs;               /* queued events and the running callback pin the memory */
+	unsigned refs; /* queued events and the running callback pin the memory */
 	struct outstanding out[MMN_MAX_OUTSTANDING];
 	unsigned nout;
 	struct mmn_sub *next, *prev; /* c->subs (live and dead), or c->tombs */
@@ -80,9 +80,9 @@ struct mmn_sub {
 enum qev_type {
 	QEV_INVALIDATE,
 	QEV_END,
-	QEV_RELEASE,     /* reason */
-	QEV_LOST,        /* connection lost: end every outstanding invalidation */
-	QEV_RESYNC,      /* reconnected: RESYNC invalidate, attach, end */
+	QEV_RELEASE,	 /* reason */
+	QEV_LOST,	 /* connection lost: end every outstanding invalidation */
+	QEV_RESYNC,	 /* reconnected: RESYNC invalidate, attach, end */
 	QEV_RESYNC_FAIL, /* reconnected but could not resubscribe: RESYNC invalidate, release(reason) */
 };
 
@@ -94,9 +94,9 @@ struct qev {
 };
 
 enum conn_state {
-	CONN_DOWN,      /* no socket; c->timerfd drives the next attempt */
-	CONN_HELLO,     /* Hello sent */
-	CONN_RESUB,     /* HelloReply handled, re-Subscribes in flight */
+	CONN_DOWN,  /* no socket; c->timerfd drives the next attempt */
+	CONN_HELLO, /* Hello sent */
+	CONN_RESUB, /* HelloReply handled, re-Subscribes in flight */
 	CONN_CONNECTED,
 };
 
@@ -104,7 +104,7 @@ struct mmn_client {
 	pthread_mutex_t lock;
 	pthread_mutex_t req_lock;
 	pthread_cond_t cb_cond; /* with lock: a callback returned (cb_sub changed) */
-	unsigned fork_gen;      /* g_fork_gen when created; a child sees a different value */
+	unsigned fork_gen;	/* g_fork_gen when created; a child sees a different value */
 	struct mmn_client *gnext, *gprev;
 
 	char path[108];
@@ -114,7 +114,7 @@ struct mmn_client {
 	int timerfd; /* reconnection backoff */
 	int replyfd; /* eventfd: the pending request got its reply */
 	enum conn_state state;
-	bool initial;   /* inside mmn_connect(): failures are returned, not retried */
+	bool initial; /* inside mmn_connect(): failures are returned, not retried */
 	int connect_err;
 	unsigned backoff_ms;
 	uint64_t conn_gen; /* bumped on every connection loss */
@@ -129,14 +129,14 @@ struct mmn_client {
 	char source[16];
 
 	/* Sequence page (seq.c). */
-	void *sp_addr;  /* reserved, page-rounded region; a placeholder while down */
+	void *sp_addr; /* reserved, page-rounded region; a placeholder while down */
 	size_t sp_len;
-	int sp_memfd;   /* kept to wake futex waiters after the region is replaced */
+	int sp_memfd; /* kept to wake futex waiters after the region is replaced */
 	uint32_t nslots;
 	struct {
 		void *addr;
 		size_t len;
-	} retired[16];  /* regions readers may still touch: unmapped at disconnect */
+	} retired[16]; /* regions readers may still touch: unmapped at disconnect */
 	unsigned nretired;
 
 	/* uffd source (uffd.c). */
@@ -145,7 +145,7 @@ struct mmn_client {
 
 	/* Requests. */
 	uint64_t next_req;
-	uint64_t req_id;      /* the user request waiting for its reply, 0 = none */
+	uint64_t req_id;	/* the user request waiting for its reply, 0 = none */
 	uint64_t abandoned_req; /* timed out: a late SubscribeReply is undone */
 	bool req_done;
 	struct {
@@ -191,7 +191,7 @@ void mmn__set_connected(struct mmn_client *c);
 void mmn__global_set_fd(int *where, int fd);
 
 /* recv.c */
-int mmn__pump(struct mmn_client *c);
+int mmn__pump(struct mmn_client *c, bool may_grow);
 int mmn__queue_grow(struct mmn_client *c);
 int mmn__wait_reply(struct mmn_client *c, uint64_t req_id);
 int mmn__enqueue(struct mmn_client *c, enum qev_type type, struct mmn_sub *s, const struct mmn_range *r,

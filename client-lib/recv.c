@@ -133,7 +133,7 @@ static struct mmn_sub *resub_by_req(struct mmn_client *c, uint64_t req)
 /* Reply to a re-Subscribe after reconnecting: RESYNC, then normal life. */
 static void resub_done(struct mmn_client *c, struct mmn_sub *s, int err, const Mmn__V1__SubscribeReply *rep)
 {
-	const struct mmn_range r = { .start = s->start, .end = s->end, .event = MMN_EVENT_RESYNC };
+	const struct mmn_range r = {.start = s->start, .end = s->end, .event = MMN_EVENT_RESYNC};
 	bool last;
 
 	s->resub_req = 0;
@@ -217,7 +217,7 @@ static int handle_reply(struct mmn_client *c, const MmnEnvelope *env)
 static int handle_invalidate(struct mmn_client *c, const Mmn__V1__Invalidate *m)
 {
 	struct mmn_sub *s = mmn__sub_by_id(c, m->sub_id);
-	struct mmn_range r = { 0 };
+	struct mmn_range r = {0};
 
 	if (m->start >= m->end || (unsigned)m->event > MMN_EVENT_RESYNC)
 		return -EPROTO;
@@ -238,7 +238,7 @@ static int handle_invalidate(struct mmn_client *c, const Mmn__V1__Invalidate *m)
 static int handle_end(struct mmn_client *c, const Mmn__V1__InvalidateEnd *m)
 {
 	struct mmn_sub *s = mmn__sub_by_id(c, m->sub_id);
-	struct mmn_range r = { 0 };
+	struct mmn_range r = {0};
 
 	if (!s)
 		return 0;
@@ -291,17 +291,19 @@ static int handle(struct mmn_client *c, const MmnEnvelope *env, int *fds, size_t
 
 static bool body_known(const MmnEnvelope *env)
 {
-	return env->body_case >= MMN__V1__ENVELOPE__BODY_HELLO && env->body_case <= MMN__V1__ENVELOPE__BODY_ERROR;
+	return env->body_case >= MMN__V1__ENVELOPE__BODY_HELLO &&
+	       env->body_case <= MMN__V1__ENVELOPE__BODY_ERROR;
 }
 
 /*
  * Read and handle one packet.  Returns 1 when one was handled, 0 when
- * nothing is queued (or the queue must drain first), < 0 when the
+ * nothing is queued (or, unless @may_grow, the queue must drain first:
+ * the dispatch path never allocates), < 0 when the
  * connection was dropped because of it (mmn__conn_lost() already ran).
  */
-int mmn__pump(struct mmn_client *c)
+int mmn__pump(struct mmn_client *c, bool may_grow)
 {
-	ProtobufCAllocator alloc = { .alloc = arena_alloc, .free = arena_free, .allocator_data = c };
+	ProtobufCAllocator alloc = {.alloc = arena_alloc, .free = arena_free, .allocator_data = c};
 	int fds[MMN_WIRE_MAX_FDS];
 	size_t nfds = 0;
 	MmnEnvelope *env;
@@ -311,7 +313,7 @@ int mmn__pump(struct mmn_client *c)
 	if (c->sock < 0 || c->state == CONN_DOWN)
 		return 0;
 	/* Never grow the queue on the dispatch path: deliver first. */
-	if (c->dispatching && pthread_equal(c->disp_thread, pthread_self()) && c->qlen + 4 > c->qcap)
+	if (!may_grow && c->qlen + 4 > c->qcap)
 		return 0;
 	n = mmn__wire_recv(c->sock, c->rbuf, sizeof(c->rbuf), fds, MMN_WIRE_MAX_FDS, &nfds);
 	if (n == -EAGAIN || n == -EINTR)
@@ -360,10 +362,11 @@ int mmn__wait_reply(struct mmn_client *c, uint64_t req_id)
 	int r = 0;
 
 	while (!c->req_done) {
-		struct pollfd p[2] = { { .fd = c->sock, .events = POLLIN }, { .fd = c->replyfd, .events = POLLIN } };
+		struct pollfd p[2] = {{.fd = c->sock, .events = POLLIN},
+				      {.fd = c->replyfd, .events = POLLIN}};
 		int64_t left;
 
-		while (!c->req_done && mmn__pump(c) > 0)
+		while (!c->req_done && mmn__pump(c, true) > 0)
 			;
 		if (c->req_done)
 			break;

@@ -137,8 +137,8 @@ void mmn__seqpage_detach(struct mmn_client *c)
 
 	for (struct mmn_sub *s = c->subs; s; s = s->next)
 		mmn__seq_detach_sub(s);
-	if (c->sp_addr && mmap(c->sp_addr, c->sp_len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
-				  MAP_FAILED)
+	if (c->sp_addr && mmap(c->sp_addr, c->sp_len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+			       0) == MAP_FAILED)
 		mmn__log(LOG_ERR, "mmn: replacing the sequence page failed: %m");
 	if (c->sp_memfd < 0)
 		return;
@@ -173,7 +173,7 @@ void mmn__seqpage_unmap_all(struct mmn_client *c)
 
 MMN_EXPORT uint64_t mmn_read_begin(struct mmn_sub *s)
 {
-	static const struct timespec slot_lost = { .tv_nsec = 10 * 1000 * 1000 };
+	static const struct timespec slot_lost = {.tv_nsec = 10 * 1000 * 1000};
 
 	if (!s)
 		return 1;
@@ -226,5 +226,6 @@ MMN_EXPORT bool mmn_read_retry(struct mmn_sub *s, uint64_t seq)
 		return true;
 	slot = __atomic_load_n(&s->slot, __ATOMIC_RELAXED);
 	v = mmn_seqpage_load(slot);
-	return MMN_SEQ_GEN(v) != __atomic_load_n(&s->gen, __ATOMIC_RELAXED) || MMN_SEQ_WORD(v) != (uint32_t)seq;
+	return MMN_SEQ_GEN(v) != __atomic_load_n(&s->gen, __ATOMIC_RELAXED) ||
+	       MMN_SEQ_WORD(v) != (uint32_t)seq;
 }

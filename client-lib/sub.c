@@ -301,14 +301,14 @@ static void drop_out(struct mmn_sub *s, struct outstanding *o)
 }
 
 /* Run one callback with c->lock released; @s stays pinned by the queue entry. */
-#define CALLBACK(c, s, call)                                                                       \
-	do {                                                                                       \
-		(c)->cb_sub = (s);                                                                 \
-		pthread_mutex_unlock(&(c)->lock);                                                  \
-		call;                                                                              \
-		pthread_mutex_lock(&(c)->lock);                                                    \
-		(c)->cb_sub = NULL;                                                                \
-		pthread_cond_broadcast(&(c)->cb_cond);                                             \
+#define CALLBACK(c, s, call)                                                                                 \
+	do {                                                                                                 \
+		(c)->cb_sub = (s);                                                                           \
+		pthread_mutex_unlock(&(c)->lock);                                                            \
+		call;                                                                                        \
+		pthread_mutex_lock(&(c)->lock);                                                              \
+		(c)->cb_sub = NULL;                                                                          \
+		pthread_cond_broadcast(&(c)->cb_cond);                                                       \
 	} while (0)
 
 static int deliver_invalidate(struct mmn_client *c, struct mmn_sub *s, struct mmn_range *r)
@@ -336,7 +336,7 @@ static int deliver_end(struct mmn_client *c, struct mmn_sub *s, struct mmn_range
 		end = o->r;
 		drop_out(s, o);
 	} else {
-		end = (struct mmn_range){ .start = s->start, .end = s->end, .event_id = r->event_id };
+		end = (struct mmn_range){.start = s->start, .end = s->end, .event_id = r->event_id};
 	}
 	end.seq = r->seq;
 	if (!s->opts.invalidate_end)
@@ -438,7 +438,7 @@ MMN_EXPORT int mmn_dispatch(struct mmn_client *c)
 			mmn__sub_put(e.s);
 			continue;
 		}
-		if (mmn__pump(c) <= 0 && !c->qlen)
+		if (mmn__pump(c, false) <= 0 && !c->qlen)
 			break;
 	}
 	if (c->qlen)
@@ -452,7 +452,7 @@ MMN_EXPORT int mmn_dispatch(struct mmn_client *c)
 
 void mmn__free_subs(struct mmn_client *c)
 {
-	struct mmn_sub *lists[] = { c->subs, c->tombs };
+	struct mmn_sub *lists[] = {c->subs, c->tombs};
 
 	for (size_t i = 0; i < ARRAY_SIZE(lists); i++) {
 		struct mmn_sub *s = lists[i];

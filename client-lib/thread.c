@@ -5,12 +5,17 @@
  * (best effort: RLIMIT_MEMLOCK may refuse, then it is only pre-faulted), it
  * blocks every signal (no handler of the host can run on it and fault), and
  * the dispatch path reads into the client's own locked buffers without
- * allocating.
+ * allocating.  The code it runs is locked too: a first execution of a text
+ * page is a file page fault, and on kernels without per-VMA locks (6.1) that
+ * needs the mmap lock the kernel may hold while it waits for our ack.
  */
+#include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <syslog.h>
@@ -20,10 +25,35 @@
 
 #define STACK_SIZE (256 * 1024)
 
+/* mlock the loaded segments of libmmn and libprotobuf-c (best effort). */
+static int lock_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+	const void *self_base = data;
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	bool ours = false;
+
+	for (int i = 0; i < info->dlpi_phnum; i++)
+		if (info->dlpi_phdr[i].p_type == PT_LOAD &&
+		    (const char *)self_base == (const char *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr -
+							      info->dlpi_phdr[i].p_offset))
+			ours = true;
+	if (!ours && (!info->dlpi_name || !strstr(info->dlpi_name, "libprotobuf-c.so")))
+		return 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t a = (info->dlpi_addr + ph->p_vaddr) & ~(ps - 1);
+		uintptr_t b = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + ps - 1) & ~(ps - 1);
+
+		if (ph->p_type == PT_LOAD && mlock((void *)a, b - a) < 0)
+			mmn__log(LOG_DEBUG, "mmn: cannot lock %s: %m", info->dlpi_name);
+	}
+	return 0;
+}
+
 static void *thread_main(void *arg)
 {
 	struct mmn_client *c = arg;
-	struct pollfd p[2] = { { .fd = c->epfd, .events = POLLIN }, { .fd = c->stopfd, .events = POLLIN } };
+	struct pollfd p[2] = {{.fd = c->epfd, .events = POLLIN}, {.fd = c->stopfd, .events = POLLIN}};
 
 	for (;;) {
 		if (poll(p, 2, -1) < 0 && errno != EINTR)
@@ -66,6 +96,12 @@ MMN_EXPORT int mmn_start_thread(struct mmn_client *c)
 		goto out_fd;
 	}
 	mprotect(c->stack, guard, PROT_NONE); /* stacks grow down: overflow faults instead of corrupting */
+	{
+		Dl_info di;
+
+		if (dladdr((void *)mmn_start_thread, &di) && di.dli_fbase)
+			dl_iterate_phdr(lock_object, di.dli_fbase);
+	}
 	if (mlock((char *)c->stack + guard, STACK_SIZE) < 0)
 		mmn__log(LOG_WARNING, "mmn: cannot lock the dispatch thread's stack (RLIMIT_MEMLOCK?): %m");
 	pthread_attr_init(&attr);

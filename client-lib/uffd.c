@@ -30,8 +30,8 @@
 #define UFFD_FEATURE_WP_ASYNC (1 << 15)
 #endif
 
-#define UFFD_REQUIRED                                                                              \
-	(UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_REMAP |           \
+#define UFFD_REQUIRED                                                                                        \
+	(UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_REMAP |                   \
 	 UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_PAGEFAULT_FLAG_WP)
 /*
  * Optional: WP registration of shmem/hugetlb, and WP_ASYNC, which lets
@@ -51,7 +51,7 @@ static int uffd_create(void)
 
 int mmn__uffd_open(struct mmn_client *c)
 {
-	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_api api = {.api = UFFD_API};
 	uint64_t avail;
 	int fd, r;
 
@@ -65,13 +65,14 @@ int mmn__uffd_open(struct mmn_client *c)
 		return r;
 	avail = api.features;
 	if ((avail & UFFD_REQUIRED) != UFFD_REQUIRED) {
-		mmn__log(LOG_ERR, "mmn: userfaultfd lacks events (features 0x%llx)", (unsigned long long)avail);
+		mmn__log(LOG_ERR, "mmn: userfaultfd lacks events (features 0x%llx)",
+			 (unsigned long long)avail);
 		return -EOPNOTSUPP;
 	}
 	fd = uffd_create();
 	if (fd < 0)
 		return fd;
-	api = (struct uffdio_api){ .api = UFFD_API, .features = UFFD_REQUIRED | (avail & UFFD_OPTIONAL) };
+	api = (struct uffdio_api){.api = UFFD_API, .features = UFFD_REQUIRED | (avail & UFFD_OPTIONAL)};
 	if (ioctl(fd, UFFDIO_API, &api) < 0) {
 		r = -errno;
 		close(fd);
@@ -104,7 +105,7 @@ int mmn__uffd_register(struct mmn_client *c, struct mmn_sub *s, bool strict)
 {
 	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
 	uint64_t a = s->start & ~(ps - 1), b = (s->end + ps - 1) & ~(ps - 1);
-	struct uffdio_register reg = { .range = { .start = a, .len = b - a }, .mode = UFFDIO_REGISTER_MODE_WP };
+	struct uffdio_register reg = {.range = {.start = a, .len = b - a}, .mode = UFFDIO_REGISTER_MODE_WP};
 
 	if (c->uffd < 0)
 		return -ENOTCONN;
@@ -123,7 +124,7 @@ int mmn__uffd_register(struct mmn_client *c, struct mmn_sub *s, bool strict)
 
 static void unregister(int uffd, uint64_t a, uint64_t b)
 {
-	struct uffdio_range r = { .start = a, .len = b - a };
+	struct uffdio_range r = {.start = a, .len = b - a};
 
 	/* Failure only means the range is gone already. */
 	if (a < b)

@@ -332,6 +332,9 @@ uint64_t mmn__seqpage_end(struct client *c, uint32_t slot);
 uint64_t mmn__seqpage_value(struct client *c, uint32_t slot);
 
 /* target.c */
+/* A pidfd for @pid (or a stand-in, see target.c); negative errno (-ESRCH). */
+int mmn__pidfd_open(pid_t pid);
+bool mmn__pidfd_alive(int pidfd, pid_t pid);
 /* Find or create the target of @pid (0: @c itself).  Takes a reference. */
 int mmn__target_get(struct broker *b, struct client *c, pid_t pid, struct target **out);
 void mmn__target_put(struct target *t);

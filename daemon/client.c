@@ -73,8 +73,12 @@ int mmn__client_accept(struct broker *b, int fd)
 		return r;
 	}
 	len = sizeof(pidfd);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0)
-		pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
+	/* The peer's pidfd from the socket (6.5+) cannot name a recycled pid. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0) {
+		pidfd = mmn__pidfd_open(cred.pid);
+		if (pidfd < 0)
+			pidfd = -1;
+	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		if (pidfd >= 0)

@@ -53,25 +53,52 @@ struct bus {
 
 /* Who may call: root for everything, the read group for read-only calls. */
 
-static bool creds_in_group(sd_bus_creds *c, gid_t gid)
+/*
+ * The sender's supplementary groups as dbus-daemon recorded them when it
+ * connected (SO_PEERGROUPS; GetConnectionCredentials "UnixGroupIDs").
+ * sd-bus 252 only finds groups by reading /proc/PID of the sender, which
+ * races with the sender exiting, so ask the bus.  false when it cannot say.
+ */
+static bool sender_in_group(sd_bus_message *m, gid_t gid)
 {
-	const gid_t *gids;
-	gid_t egid;
-	int n;
+	sd_bus_message *reply = NULL;
+	const char *key;
+	bool found = false;
+	int r;
 
-	if (sd_bus_creds_get_egid(c, &egid) >= 0 && egid == gid)
-		return true;
-	n = sd_bus_creds_get_supplementary_gids(c, &gids);
-	for (int i = 0; i < n; i++)
-		if (gids[i] == gid)
-			return true;
-	return false;
+	r = sd_bus_call_method(sd_bus_message_get_bus(m), "org.freedesktop.DBus", "/org/freedesktop/DBus",
+			       "org.freedesktop.DBus", "GetConnectionCredentials", NULL, &reply, "s",
+			       sd_bus_message_get_sender(m));
+	if (r < 0)
+		return false;
+	r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+	while (r >= 0 && !found && (r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+		r = sd_bus_message_read(reply, "s", &key);
+		if (r >= 0 && strcmp(key, "UnixGroupIDs") == 0) {
+			const uint32_t *gids;
+			size_t size = 0;
+
+			r = sd_bus_message_enter_container(reply, 'v', "au");
+			if (r >= 0)
+				r = sd_bus_message_read_array(reply, 'u', (const void **)&gids, &size);
+			for (size_t i = 0; r >= 0 && i < size / sizeof(*gids); i++)
+				found = found || gids[i] == gid;
+			break;
+		}
+		if (r >= 0)
+			r = sd_bus_message_skip(reply, "v");
+		if (r >= 0)
+			r = sd_bus_message_exit_container(reply);
+	}
+	sd_bus_message_unref(reply);
+	return found;
 }
 
 /*
- * The sender's credentials come from the bus (dbus-daemon records them when
- * the peer connects), never from the message body.  Returns 1 when allowed,
- * else sets an AccessDenied error and returns the sd-bus error.
+ * The sender's credentials come from the bus, never from the message: the
+ * effective uid dbus-daemon recorded when the peer connected (SO_PEERCRED),
+ * and for read-only calls its supplementary groups (sender_in_group()).
+ * Returns 1 when allowed, else sets AccessDenied and returns the error.
  */
 static int check_access(struct bus *bus, sd_bus_message *m, bool change, sd_bus_error *error)
 {
@@ -80,10 +107,7 @@ static int check_access(struct bus *bus, sd_bus_message *m, bool change, sd_bus_
 	bool ok = false;
 	int r;
 
-	r = sd_bus_query_sender_creds(m,
-				      SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID |
-					      SD_BUS_CREDS_SUPPLEMENTARY_GIDS | SD_BUS_CREDS_AUGMENT,
-				      &c);
+	r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &c);
 	if (r < 0)
 		return sd_bus_error_set_errnof(error, -r, "Failed to query caller credentials: %s",
 					       strerror(-r));
@@ -91,7 +115,7 @@ static int check_access(struct bus *bus, sd_bus_message *m, bool change, sd_bus_
 		if (euid == 0)
 			ok = true;
 		else if (!change && bus->have_read_gid)
-			ok = creds_in_group(c, bus->read_gid);
+			ok = sender_in_group(m, bus->read_gid);
 	}
 	sd_bus_creds_unref(c);
 	if (ok)

@@ -36,6 +36,8 @@ struct mmnd {
 	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t watchdog;
 	bool watchdog_on;
+	uv_timer_t status;
+	bool status_on;
 	bool stopping;
 };
 
@@ -155,6 +157,8 @@ static void stop(struct mmnd *m)
 	uv_close((uv_handle_t *)&m->sighup, close_cb);
 	if (m->watchdog_on)
 		uv_close((uv_handle_t *)&m->watchdog, close_cb);
+	if (m->status_on)
+		uv_close((uv_handle_t *)&m->status, close_cb);
 	mmn__broker_free(m->broker);
 	m->broker = NULL;
 }
@@ -175,6 +179,37 @@ static void signal_cb(uv_signal_t *h, int signum)
 static void watchdog_cb(uv_timer_t *h)
 {
 	notify("WATCHDOG=1");
+}
+
+/* systemctl status shows this line; refreshed every few seconds under systemd. */
+static void status_cb(uv_timer_t *h)
+{
+	struct mmnd *m = h->data;
+	struct admin_stats st;
+	const char *name;
+	uint64_t mask;
+	bool holds;
+	char buf[256];
+
+	mmn__admin_stats(m->broker, &st);
+	mmn__admin_source(m->broker, &name, &mask, &holds);
+	snprintf(buf, sizeof(buf),
+		 "STATUS=Serving %llu clients, %llu subscriptions (%llu kernel), source %s; %llu invalidations, "
+		 "%llu timeouts",
+		 (unsigned long long)st.clients, (unsigned long long)st.subscriptions,
+		 (unsigned long long)st.kernel_subscriptions, name, (unsigned long long)st.invalidations,
+		 (unsigned long long)st.timeouts);
+	notify(buf);
+}
+
+static void status_start(struct mmnd *m)
+{
+	if (!getenv("NOTIFY_SOCKET"))
+		return;
+	uv_timer_init(&m->loop, &m->status);
+	m->status.data = m;
+	m->status_on = true;
+	uv_timer_start(&m->status, status_cb, 5000, 5000);
 }
 
 static void watchdog_start(struct mmnd *m)
@@ -347,6 +382,7 @@ int main(int argc, char **argv)
 	uv_signal_start(&m.sigint, signal_cb, SIGINT);
 	uv_signal_start(&m.sighup, signal_cb, SIGHUP);
 	watchdog_start(&m);
+	status_start(&m);
 
 	{
 		const char *name;

@@ -140,11 +140,6 @@ bool mmn__policy_peer_has_ptrace(pid_t pid)
 	return caps & (1ULL << CAP_SYS_PTRACE_BIT);
 }
 
-static bool pidfd_alive(int pidfd)
-{
-	return syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0;
-}
-
 static int share_check(struct broker *b, struct client *c, pid_t pid, const struct sub_req *r,
 		       const ProtobufCBinaryData *token)
 {
@@ -183,13 +178,13 @@ int mmn__policy_authorize(struct broker *b, struct client *c, pid_t pid, int pid
 		if (err < 0)
 			return err;
 		/* The pidfd was opened first: still alive means the pid was not recycled. */
-		if (!pidfd_alive(pidfd))
+		if (!mmn__pidfd_alive(pidfd, pid))
 			return -ESRCH;
 		err = mmn__policy_may_watch(&peer, &tc);
 		if (err < 0)
 			return err;
 	}
-	return pidfd_alive(pidfd) ? 0 : -ESRCH;
+	return mmn__pidfd_alive(pidfd, pid) ? 0 : -ESRCH;
 }
 
 int mmn__share_create(struct client *c, const Mmn__V1__Share *s, uint8_t token[16])

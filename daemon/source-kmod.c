@@ -146,6 +146,7 @@ struct kmod_source {
 };
 
 static void on_idle(uv_idle_t *h);
+static bool family_gone(struct kmod_source *ks);
 
 static struct kmod_source *to_ks(struct source *s)
 {
@@ -633,6 +634,15 @@ static int transact(struct kmod_source *ks, struct nl_msg *msg, uint32_t *sub_id
 					if (r)
 						take_extack(ks, nlh);
 				}
+				/*
+				 * Unknown family: the module went away and its
+				 * DELFAMILY notice was lost (a congested socket drops
+				 * everything until its queue is empty).
+				 */
+				if (r == -ENOENT && !ks->extack[0] && family_gone(ks)) {
+					ks->fatal = -ENODEV;
+					r = -ENODEV;
+				}
 				if (r == 0 && sub_id && !have_id)
 					r = -EBADMSG; /* acknowledged but no SUB_ID: not our module */
 				done = true;
@@ -647,7 +657,7 @@ static int transact(struct kmod_source *ks, struct nl_msg *msg, uint32_t *sub_id
 			}
 		}
 		if (done) {
-			if (ks->started && (ks->bl_head || ks->overrun_pending))
+			if (ks->started && (ks->bl_head || ks->overrun_pending || ks->fatal))
 				uv_idle_start(&ks->idle, on_idle);
 			return r;
 		}
@@ -688,6 +698,24 @@ static bool awaiting_take(struct kmod_source *ks, uint64_t id)
 	return ks->awaiting_overflow; /* we may have forgotten it */
 }
 
+/*
+ * After an overrun the module's CTRL_CMD_DELFAMILY may be among the lost
+ * messages: ask nlctrl on a short-lived socket whether our family still is
+ * the registered one.
+ */
+static bool family_gone(struct kmod_source *ks)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+	int id = -1;
+
+	if (!sk)
+		return false;
+	if (genl_connect(sk) == 0)
+		id = genl_ctrl_resolve(sk, MMN_GENL_NAME);
+	nl_socket_free(sk);
+	return id == -NLE_OBJ_NOTFOUND || (id >= 0 && id != ks->family);
+}
+
 /* Every ksub is revoked: events were lost and nobody knows which. */
 static void overrun(struct kmod_source *ks)
 {
@@ -698,6 +726,10 @@ static void overrun(struct kmod_source *ks)
 	size_t n = 0;
 
 	ks->stats.overruns++;
+	if (family_gone(ks)) {
+		lost(ks, -ENODEV);
+		return;
+	}
 	if (mmn__ratelimit_ok(&ks->rl, now_ms()))
 		mmn__log(LOG_WARNING, NULL, "kmod: netlink receive queue overran, resynchronising %zu subscriptions",
 			 ks->nksubs);

@@ -8,23 +8,42 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int pidfd_open_(pid_t pid)
+/*
+ * A pidfd for @pid.  Where pidfd_open is unknown (valgrind before 3.20
+ * answers ENOSYS) a /proc/PID directory descriptor stands in: it pins the
+ * pid for pidfd_send_signal() as well, though it cannot be polled.
+ */
+int mmn__pidfd_open(pid_t pid)
 {
-	return (int)syscall(SYS_pidfd_open, pid, 0);
+	char path[32];
+	int fd;
+
+	if (pid <= 0)
+		return -ESRCH;
+	fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd >= 0)
+		return fd;
+	if (errno != ENOSYS)
+		return errno == EINVAL ? -ESRCH : -errno;
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return fd >= 0 ? fd : errno == ENOENT ? -ESRCH : -errno;
 }
 
-/* A pidfd polls readable once its process exited. */
-static bool pidfd_alive(int pidfd)
+/* The process @pidfd names has not exited (a zombie counts as alive: its pid is not reusable yet). */
+bool mmn__pidfd_alive(int pidfd, pid_t pid)
 {
-	struct pollfd p = { .fd = pidfd, .events = POLLIN };
-
-	return poll(&p, 1, 0) == 0;
+	if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0)
+		return true;
+	if (errno != ENOSYS)
+		return false;
+	return kill(pid, 0) == 0 || errno == EPERM;
 }
 
 static struct target *target_find(struct broker *b, pid_t pid)
@@ -32,7 +51,7 @@ static struct target *target_find(struct broker *b, pid_t pid)
 	list_for_each(pos, &b->targets) {
 		struct target *t = list_entry(pos, struct target, link);
 
-		if (t->pid == pid && pidfd_alive(t->pidfd))
+		if (t->pid == pid && mmn__pidfd_alive(t->pidfd, t->pid))
 			return t;
 	}
 	return NULL;
@@ -55,11 +74,13 @@ int mmn__target_get(struct broker *b, struct client *c, pid_t pid, struct target
 		return -EUSERS;
 	if (pid == c->pid && c->pidfd >= 0) {
 		pidfd = fcntl(c->pidfd, F_DUPFD_CLOEXEC, 3);
+		if (pidfd < 0)
+			return -errno;
 	} else {
-		pidfd = pidfd_open_(pid);
+		pidfd = mmn__pidfd_open(pid);
+		if (pidfd < 0)
+			return pidfd;
 	}
-	if (pidfd < 0)
-		return errno == EINVAL ? -ESRCH : -errno;
 	t = calloc(1, sizeof(*t));
 	if (!t) {
 		close(pidfd);

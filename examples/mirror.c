@@ -16,6 +16,7 @@
  *
  *   mirror [--check] [--duration S] [--strict] [--migrate] [--socket PATH]
  *          [--pid PID [--range ADDR:LEN]] [--workload-only] [--pages N] [--seed N]
+ *          [--ops mmap,munmap,madvise,mremap,mprotect,write]
  *
  * Without --pid it mirrors its own workload thread (random mmap, munmap,
  * madvise, mremap, mprotect and writes over an arena).  --pid mirrors
@@ -38,7 +39,7 @@
 #include <mmn/mmn.h>
 
 #define PFN_MASK ((1ull << 55) - 1)
-#define PRESENT (1ull << 63)
+#define PRESENT	 (1ull << 63)
 
 static struct {
 	bool check, strict, migrate, workload_only;
@@ -47,13 +48,16 @@ static struct {
 	uint64_t start, len;
 	unsigned pages;
 	unsigned seed;
+	unsigned ops; /* bit per workload op */
 	const char *socket;
-} opt = { .duration = 10, .pages = 1024, .seed = 1 };
+} opt = {.duration = 10, .pages = 1024, .seed = 1, .ops = ~0u};
+
+static const char *const op_names[] = {"mmap", "munmap", "madvise", "mremap", "mprotect", "write"};
 
 static size_t ps;
-static uint64_t base;          /* watched range */
+static uint64_t base; /* watched range */
 static unsigned npages;
-static uint64_t *dev;          /* device page table: pagemap entry (PRESENT | pfn) or 0; locked memory */
+static uint64_t *dev; /* device page table: pagemap entry (PRESENT | pfn) or 0; locked memory */
 static pthread_mutex_t dev_lock = PTHREAD_MUTEX_INITIALIZER; /* the driver lock: callback vs commit */
 static int pagemap_fd;
 static struct mmn_sub *sub;
@@ -186,7 +190,12 @@ static void workload_op(unsigned *r, char *dst)
 	if (i + n > npages)
 		n = npages - i;
 	p += (size_t)i * ps;
-	switch (rand_r(r) % 8) {
+	unsigned op;
+
+	do
+		op = rand_r(r) % 8;
+	while (!(opt.ops & (1u << (op > 5 ? 5 : op))));
+	switch (op) {
 	case 0: /* replace with a fresh mapping (the old pages are unmapped) */
 		mmap(p, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 		break;
@@ -201,7 +210,8 @@ static void workload_op(unsigned *r, char *dst)
 		if (mremap(p, n * ps, n * ps, MREMAP_MAYMOVE | MREMAP_FIXED, dst) != MAP_FAILED)
 			mremap(dst, n * ps, n * ps, MREMAP_MAYMOVE | MREMAP_FIXED, p);
 		else
-			mmap(p, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+			mmap(p, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+			     0);
 		break;
 	case 4:
 		mprotect(p, n * ps, PROT_READ);
@@ -219,7 +229,7 @@ static void workload_op(unsigned *r, char *dst)
 static void *workload_main(void *arg)
 {
 	char *dst = mmap(NULL, 16 * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	struct timespec pace = { .tv_nsec = 50 * 1000 };
+	struct timespec pace = {.tv_nsec = 50 * 1000};
 	unsigned r = opt.seed;
 	int64_t last_migrate = now_ms();
 
@@ -270,33 +280,70 @@ static void usage(const char *argv0)
 {
 	fprintf(stderr,
 		"usage: %s [--check] [--duration S] [--strict] [--migrate] [--socket PATH]\n"
-		"          [--pid PID [--range ADDR:LEN]] [--workload-only] [--pages N] [--seed N]\n",
+		"          [--pid PID [--range ADDR:LEN]] [--workload-only] [--pages N] [--seed N]\n"
+		"          [--ops mmap,munmap,madvise,mremap,mprotect,write]\n",
 		argv0);
 }
 
 static int parse(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "check", no_argument, NULL, 'c' },      { "duration", required_argument, NULL, 'd' },
-		{ "strict", no_argument, NULL, 'S' },     { "migrate", no_argument, NULL, 'm' },
-		{ "socket", required_argument, NULL, 's' }, { "pid", required_argument, NULL, 'p' },
-		{ "range", required_argument, NULL, 'r' }, { "workload-only", no_argument, NULL, 'w' },
-		{ "pages", required_argument, NULL, 'n' }, { "seed", required_argument, NULL, 'e' },
-		{ "help", no_argument, NULL, 'h' },       { 0 },
+		{"check", no_argument, NULL, 'c'},
+		{"duration", required_argument, NULL, 'd'},
+		{"strict", no_argument, NULL, 'S'},
+		{"migrate", no_argument, NULL, 'm'},
+		{"socket", required_argument, NULL, 's'},
+		{"pid", required_argument, NULL, 'p'},
+		{"range", required_argument, NULL, 'r'},
+		{"workload-only", no_argument, NULL, 'w'},
+		{"pages", required_argument, NULL, 'n'},
+		{"seed", required_argument, NULL, 'e'},
+		{"ops", required_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
 	int o;
 
-	while ((o = getopt_long(argc, argv, "cd:Sms:p:r:wn:e:h", longopts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "cd:Sms:p:r:wn:e:o:h", longopts, NULL)) != -1) {
 		switch (o) {
-		case 'c': opt.check = true; break;
-		case 'd': opt.duration = atoi(optarg); break;
-		case 'S': opt.strict = true; break;
-		case 'm': opt.migrate = true; break;
-		case 's': opt.socket = optarg; break;
-		case 'p': opt.pid = atoi(optarg); break;
-		case 'w': opt.workload_only = true; break;
-		case 'n': opt.pages = (unsigned)atoi(optarg); break;
-		case 'e': opt.seed = (unsigned)atoi(optarg); break;
+		case 'c':
+			opt.check = true;
+			break;
+		case 'd':
+			opt.duration = atoi(optarg);
+			break;
+		case 'S':
+			opt.strict = true;
+			break;
+		case 'm':
+			opt.migrate = true;
+			break;
+		case 's':
+			opt.socket = optarg;
+			break;
+		case 'p':
+			opt.pid = atoi(optarg);
+			break;
+		case 'w':
+			opt.workload_only = true;
+			break;
+		case 'n':
+			opt.pages = (unsigned)atoi(optarg);
+			break;
+		case 'e':
+			opt.seed = (unsigned)atoi(optarg);
+			break;
+		case 'o':
+			opt.ops = 0;
+			for (char *t = strtok(optarg, ","); t; t = strtok(NULL, ","))
+				for (unsigned k = 0; k < sizeof(op_names) / sizeof(op_names[0]); k++)
+					if (!strcmp(t, op_names[k]))
+						opt.ops |= 1u << k;
+			if (!opt.ops) {
+				usage(argv[0]);
+				return -1;
+			}
+			break;
 		case 'r':
 			if (sscanf(optarg, "%" SCNx64 ":%" SCNx64, &opt.start, &opt.len) != 2) {
 				usage(argv[0]);
@@ -317,7 +364,7 @@ static int parse(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	struct mmn_sub_opts so = { .size = sizeof(so), .flags = MMN_SUB_BLOCKING };
+	struct mmn_sub_opts so = {.size = sizeof(so), .flags = MMN_SUB_BLOCKING};
 	pthread_t driver, workload;
 	struct mmn_client *c;
 	char path[64];
@@ -326,9 +373,11 @@ int main(int argc, char **argv)
 
 	if (parse(argc, argv) < 0)
 		return 1;
+	memset(&st, 0, sizeof(st)); /* resident before the fault-free callback touches it */
 	ps = (size_t)sysconf(_SC_PAGESIZE);
 	if (!opt.pid) {
-		void *a = mmap(NULL, opt.pages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		void *a = mmap(NULL, opt.pages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+			       0);
 
 		if (a == MAP_FAILED) {
 			perror("mmap");
@@ -357,9 +406,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
-	dev = mmap(NULL, npages * sizeof(*dev), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
-		   -1, 0);
-	if (dev == MAP_FAILED || (mlock(dev, npages * sizeof(*dev)) < 0 && errno != EPERM && errno != ENOMEM)) {
+	dev = mmap(NULL, npages * sizeof(*dev), PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (dev == MAP_FAILED ||
+	    (mlock(dev, npages * sizeof(*dev)) < 0 && errno != EPERM && errno != ENOMEM)) {
 		perror("device table");
 		return 1;
 	}
@@ -370,7 +420,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (geteuid() != 0)
-		fprintf(stderr, "warning: not root, pagemap hides frame numbers: --check sees presence only\n");
+		fprintf(stderr,
+			"warning: not root, pagemap hides frame numbers: --check sees presence only\n");
 
 	r = mmn_connect(opt.socket, &c);
 	if (r < 0) {
@@ -387,15 +438,15 @@ int main(int argc, char **argv)
 	so.release = on_release;
 	r = mmn_subscribe(c, opt.pid, base, (uint64_t)npages * ps, &so, &sub);
 	if (r < 0) {
-		fprintf(stderr, "Failed to subscribe to pid %d [0x%" PRIx64 ", +0x%" PRIx64 "): %s\n", (int)opt.pid,
-			base, (uint64_t)npages * ps, mmn_strerror(r));
+		fprintf(stderr, "Failed to subscribe to pid %d [0x%" PRIx64 ", +0x%" PRIx64 "): %s\n",
+			(int)opt.pid, base, (uint64_t)npages * ps, mmn_strerror(r));
 		return 1;
 	}
 	pthread_create(&driver, NULL, driver_main, NULL);
 	if (!opt.pid)
 		pthread_create(&workload, NULL, workload_main, NULL);
 	for (int64_t end = now_ms() + opt.duration * 1000LL; now_ms() < end && !stop;) {
-		struct timespec t = { .tv_nsec = 100 * 1000 * 1000 };
+		struct timespec t = {.tv_nsec = 100 * 1000 * 1000};
 
 		nanosleep(&t, NULL);
 	}
@@ -407,8 +458,10 @@ int main(int argc, char **argv)
 	mmn_disconnect(c);
 	printf("mirror: source=%s target=%s duration=%ds pages=%u ops=%lu mirrored=%lu retries=%lu "
 	       "invalidations=%lu dropped=%lu resyncs=%lu releases=%lu checks=%lu stale=%lu\n",
-	       caps & MMN_CAP_SELF_ONLY ? "uffd" : caps & MMN_CAP_ACKS_HOLD_KERNEL ? "kmod" : "other",
-	       opt.pid ? "pid" : "self", opt.duration, npages, st.ops, st.mirrored, st.retries, st.invalidations,
-	       st.dropped, st.resyncs, st.releases, st.checks, st.stale);
+	       caps & MMN_CAP_SELF_ONLY		 ? "uffd"
+	       : caps & MMN_CAP_ACKS_HOLD_KERNEL ? "kmod"
+						 : "other",
+	       opt.pid ? "pid" : "self", opt.duration, npages, st.ops, st.mirrored, st.retries,
+	       st.invalidations, st.dropped, st.resyncs, st.releases, st.checks, st.stale);
 	return opt.strict && st.stale ? 1 : 0;
 }

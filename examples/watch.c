@@ -27,7 +27,7 @@
 
 #include <mmn/mmn.h>
 
-#define NPAGES 64
+#define NPAGES	   64
 #define MAX_EVENTS 256
 
 struct event {
@@ -42,8 +42,8 @@ static int efd;
 static const char *event_name(enum mmn_event e)
 {
 	static const char *const names[] = {
-		"UNMAP", "CLEAR", "PROTECTION_VMA", "PROTECTION_PAGE", "SOFT_DIRTY", "RELEASE",
-		"MIGRATE", "EXCLUSIVE", "REMOVE", "REMAP", "RESYNC",
+		"UNMAP",   "CLEAR",	"PROTECTION_VMA", "PROTECTION_PAGE", "SOFT_DIRTY", "RELEASE",
+		"MIGRATE", "EXCLUSIVE", "REMOVE",	  "REMAP",	     "RESYNC",
 	};
 	return (unsigned)e < sizeof(names) / sizeof(names[0]) ? names[e] : "?";
 }
@@ -76,7 +76,7 @@ static void on_end(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 
 static void on_release(struct mmn_sub *s, int reason, void *ud)
 {
-	struct mmn_range r = { 0 };
+	struct mmn_range r = {0};
 
 	record(true, &r);
 }
@@ -100,7 +100,8 @@ static void print_new(const char *base)
 		uintptr_t b = (uintptr_t)base;
 
 		if (e->end)
-			printf("  invalidate_end  event_id=%" PRIu64 " [+0x%" PRIx64 ", +0x%" PRIx64 ") seq=%" PRIu64 "\n",
+			printf("  invalidate_end  event_id=%" PRIu64 " [+0x%" PRIx64 ", +0x%" PRIx64
+			       ") seq=%" PRIu64 "\n",
 			       e->r.event_id, e->r.start - b, e->r.end - b, e->r.seq);
 		else
 			printf("  invalidate      %-8s [+0x%" PRIx64 ", +0x%" PRIx64 ") (%" PRIu64
@@ -113,7 +114,8 @@ static void print_new(const char *base)
 }
 
 /* Wait for an invalidation of exactly [a, b) with an accepted event, and its end. */
-static bool expect(const char *base, uint64_t a, uint64_t b, uint64_t events_ok, unsigned from, int timeout_ms)
+static bool expect(const char *base, uint64_t a, uint64_t b, uint64_t events_ok, unsigned from,
+		   int timeout_ms)
 {
 	int64_t deadline = now_ms() + timeout_ms;
 	uint64_t id = 0;
@@ -121,14 +123,15 @@ static bool expect(const char *base, uint64_t a, uint64_t b, uint64_t events_ok,
 
 	for (;;) {
 		unsigned n = __atomic_load_n(&nevents, __ATOMIC_ACQUIRE);
-		struct pollfd p = { .fd = efd, .events = POLLIN };
+		struct pollfd p = {.fd = efd, .events = POLLIN};
 		int64_t left;
 		uint64_t cnt;
 
 		for (unsigned i = from; i < n; i++) {
 			const struct event *e = &events[i];
 
-			if (!e->end && !seen && e->r.start == a && e->r.end == b && (events_ok >> e->r.event & 1)) {
+			if (!e->end && !seen && e->r.start == a && e->r.end == b &&
+			    (events_ok >> e->r.event & 1)) {
 				seen = true;
 				id = e->r.event_id;
 			} else if (e->end && seen && e->r.event_id == id) {
@@ -151,12 +154,9 @@ static bool expect(const char *base, uint64_t a, uint64_t b, uint64_t events_ok,
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "blocking", no_argument, NULL, 'b' },
-		{ "nonblocking", no_argument, NULL, 'n' },
-		{ "socket", required_argument, NULL, 's' },
-		{ "timeout-ms", required_argument, NULL, 't' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{"blocking", no_argument, NULL, 'b'},	  {"nonblocking", no_argument, NULL, 'n'},
+		{"socket", required_argument, NULL, 's'}, {"timeout-ms", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},	  {0},
 	};
 	uint32_t flags = MMN_SUB_NONBLOCKING;
 	const char *socket_path = NULL;
@@ -164,7 +164,7 @@ int main(int argc, char **argv)
 	int timeout_ms = 5000, opt, r, failed = 0;
 	struct mmn_client *c;
 	struct mmn_sub *s;
-	struct mmn_sub_opts o = { .size = sizeof(o) };
+	struct mmn_sub_opts o = {.size = sizeof(o)};
 	uint64_t caps, ok_remove, ok_remap;
 	char *buf, *dst;
 	unsigned from;
@@ -184,7 +184,8 @@ int main(int argc, char **argv)
 			timeout_ms = atoi(optarg);
 			break;
 		default:
-			fprintf(stderr, "usage: %s [--blocking|--nonblocking] [--socket PATH] [--timeout-ms N]\n",
+			fprintf(stderr,
+				"usage: %s [--blocking|--nonblocking] [--socket PATH] [--timeout-ms N]\n",
 				argv[0]);
 			return opt == 'h' ? 0 : 1;
 		}
@@ -197,7 +198,8 @@ int main(int argc, char **argv)
 	}
 	caps = mmn_capabilities(c);
 	printf("connected: events 0x%" PRIx64 ", acks %s the kernel, invalidations arrive %s the change%s\n",
-	       (uint64_t)(caps & ((1ull << (MMN_EVENT_RESYNC + 1)) - 1)), caps & MMN_CAP_ACKS_HOLD_KERNEL ? "hold" : "do not hold",
+	       (uint64_t)(caps & ((1ull << (MMN_EVENT_RESYNC + 1)) - 1)),
+	       caps & MMN_CAP_ACKS_HOLD_KERNEL ? "hold" : "do not hold",
 	       caps & MMN_CAP_EVENTS_BEFORE_CHANGE ? "before" : "after",
 	       caps & MMN_CAP_SELF_ONLY ? ", own memory only (userfaultfd source)" : "");
 	r = mmn_start_thread(c);
@@ -254,7 +256,8 @@ int main(int argc, char **argv)
 	if (mremap(buf + 32 * ps, 8 * ps, 8 * ps, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == MAP_FAILED) {
 		perror("mremap");
 		failed++;
-	} else if (!expect(buf, (uintptr_t)buf + 32 * ps, (uintptr_t)buf + 40 * ps, ok_remap, from, timeout_ms)) {
+	} else if (!expect(buf, (uintptr_t)buf + 32 * ps, (uintptr_t)buf + 40 * ps, ok_remap, from,
+			   timeout_ms)) {
 		printf("  MISSING: REMAP/UNMAP of exactly [+0x%zx, +0x%zx)\n", 32 * ps, 40 * ps);
 		failed++;
 	}

@@ -165,34 +165,41 @@ static void status_json(void)
 
 #define P(name) (find_prop(name)->v)
 
+#define LABEL  "%22s: "
+#define INDENT "                        "
+
 static void status_human(void)
 {
-	const char *source = find_prop("Source")->s;
+	const char *source = find_prop("Source")->s, *version = find_prop("Version")->s;
 
-	printf("              Version: %s\n", find_prop("Version")->s ? find_prop("Version")->s : "?");
-	printf("               Source: %s%s\n", source ? source : "?",
+	printf(LABEL "%s\n", "Version", version ? version : "?");
+	printf(LABEL "%s%s\n", "Source", source ? source : "?",
 	       P("AcksHoldKernel") ? " (acks hold the kernel)" : " (acks do not hold the kernel)");
 	if (source && strcmp(source, "uffd") == 0)
-		printf("                 Note: mmn.ko is not loaded; the userfaultfd source sees only\n"
-		       "                       unmap, MADV_DONTNEED/REMOVE, mremap and fork of a client's\n"
-		       "                       own memory, after the fact (modprobe mmn, then restart "
-		       "mmnd)\n");
+		printf(LABEL "mmn.ko is not loaded; the userfaultfd source sees only\n" INDENT
+			     "unmap, MADV_DONTNEED/REMOVE, mremap and fork of a client's\n" INDENT
+			     "own memory, after the fact (modprobe mmn, restart mmnd)\n",
+		       "Note");
+	else if (source && strcmp(source, "none") == 0)
+		printf(LABEL "the event source went away (mmn.ko unloaded?); every\n" INDENT
+			     "subscription was revoked\n",
+		       "Note");
 	else if (source && strcmp(source, "test") == 0)
-		printf("                 Note: test source: events are synthetic\n");
-	printf("               Events: ");
+		printf(LABEL "test source: events are synthetic\n", "Note");
+	printf(LABEL, "Events");
 	print_event_mask(P("SourceEventMask"));
-	printf("              Clients: %" PRIu64 " (max %" PRIu64 ")\n", P("Clients"), P("MaxClients"));
-	printf("        Subscriptions: %" PRIu64 " (kernel: %" PRIu64 ", max %" PRIu64 " per client)\n",
+	printf(LABEL "%" PRIu64 " (max %" PRIu64 ")\n", "Clients", P("Clients"), P("MaxClients"));
+	printf(LABEL "%" PRIu64 " (kernel: %" PRIu64 ", max %" PRIu64 " per client)\n", "Subscriptions",
 	       P("Subscriptions"), P("KernelSubscriptions"), P("MaxSubscriptionsPerClient"));
-	printf("        Invalidations: %" PRIu64 "\n", P("Invalidations"));
-	printf("        Blocking acks: %" PRIu64 "\n", P("BlockingAcks"));
-	printf("    Timeouts/evictions: %" PRIu64 "/%" PRIu64 "\n", P("Timeouts"), P("Evictions"));
-	printf("Non-blockable refusals: %" PRIu64 "\n", P("NonBlockableRefusals"));
-	printf("      Queue overflows: %" PRIu64 "\n", P("QueueOverflows"));
-	printf("      Protocol errors: %" PRIu64 "\n", P("ProtocolErrors"));
-	printf("          Ack timeout: %" PRIu64 " ms (cap %" PRIu64 " ms)\n", P("DefaultAckTimeoutMSec"),
+	printf(LABEL "%" PRIu64 "\n", "Invalidations", P("Invalidations"));
+	printf(LABEL "%" PRIu64 "\n", "Blocking acks", P("BlockingAcks"));
+	printf(LABEL "%" PRIu64 "/%" PRIu64 "\n", "Timeouts/evictions", P("Timeouts"), P("Evictions"));
+	printf(LABEL "%" PRIu64 "\n", "Non-blockable refusals", P("NonBlockableRefusals"));
+	printf(LABEL "%" PRIu64 "\n", "Queue overflows", P("QueueOverflows"));
+	printf(LABEL "%" PRIu64 "\n", "Protocol errors", P("ProtocolErrors"));
+	printf(LABEL "%" PRIu64 " ms (cap %" PRIu64 " ms)\n", "Ack timeout", P("DefaultAckTimeoutMSec"),
 	       P("AckCapMSec"));
-	printf("    Queued events max: %" PRIu64 "\n", P("MaxQueuedEvents"));
+	printf(LABEL "%" PRIu64 "\n", "Queued events max", P("MaxQueuedEvents"));
 }
 
 int verb_status(sd_bus *bus, int argc, char **argv)

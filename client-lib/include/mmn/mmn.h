@@ -16,6 +16,13 @@
  * subscription).  mmn_read_begin()/mmn_read_retry() are lock-free and safe
  * from any thread.
  *
+ * Locks: each client has one mutex, plus one that serialises requests
+ * waiting for mmnd's reply (order: request lock, client mutex).  Neither is
+ * held while a callback runs, so callbacks may take your own locks (a
+ * device lock, as in examples/mirror.c).  mmn_unsubscribe() called on
+ * another thread waits for a running callback of that subscription: do not
+ * call it while holding a lock that callback takes.
+ *
  * Self-subscription rule: while the kernel waits for a blocking ack it may
  * hold the target's mmap lock.  When the target is the calling process, the
  * thread that acks (the dispatching thread and every callback it runs, or the
@@ -25,6 +32,12 @@
  * wait for the mmap lock until the ack deadline.  mmn_start_thread() runs a
  * fault-free thread (locked, pre-faulted stack and buffers); keep your
  * callbacks fault-free too (touch only locked or already resident memory).
+ *
+ * userfaultfd source (no module): the process's munmap/madvise/mremap/fork
+ * of a subscribed range wait until mmnd has read the event from the
+ * userfaultfd the library handed it.  When mmnd dies the library closes its
+ * copy on the next dispatch, which releases such waits: dispatch promptly
+ * when mmn_get_fd() is readable, or use mmn_start_thread().
  *
  * fork(): a child must not use its parent's connection.  In a child every call
  * on a client inherited from the parent returns -ECHILD (mmn_read_retry()
@@ -49,7 +62,7 @@ extern "C" {
 #endif
 
 struct mmn_client; /* one connection to mmnd */
-struct mmn_sub;    /* one subscription: a VA range of a target process */
+struct mmn_sub;	   /* one subscription: a VA range of a target process */
 
 /* Why the range is being invalidated (mmn.v1.EventType). */
 enum mmn_event {
@@ -99,16 +112,16 @@ enum {
 enum {
 	MMN_RELEASE_TARGET_GONE = 0,
 	MMN_RELEASE_TIMEOUT = 1,     /* missed the ack deadline: evicted */
-	MMN_RELEASE_ADMIN = 2,       /* evicted by an administrator */
-	MMN_RELEASE_DESYNC = 3,      /* events were lost */
+	MMN_RELEASE_ADMIN = 2,	     /* evicted by an administrator */
+	MMN_RELEASE_DESYNC = 3,	     /* events were lost */
 	MMN_RELEASE_SOURCE_GONE = 4, /* the event source went away */
 	MMN_RELEASE_SHUTDOWN = 5,    /* mmnd is stopping */
 };
 
 struct mmn_sub_opts {
-	size_t size;             /* sizeof(struct mmn_sub_opts) */
-	uint32_t flags;          /* MMN_SUB_BLOCKING or MMN_SUB_NONBLOCKING */
-	uint64_t event_mask;     /* bit (1 << enum mmn_event); 0 = all */
+	size_t size;		 /* sizeof(struct mmn_sub_opts) */
+	uint32_t flags;		 /* MMN_SUB_BLOCKING or MMN_SUB_NONBLOCKING */
+	uint64_t event_mask;	 /* bit (1 << enum mmn_event); 0 = all */
 	uint32_t ack_timeout_ms; /* 0 = daemon default */
 	/* Required.  Return 0 when done (the library acks if needed), or MMN_ACK_LATER. */
 	int (*invalidate)(struct mmn_sub *, const struct mmn_range *, void *userdata);
@@ -165,9 +178,9 @@ MMN_EXPORT int mmn_start_thread(struct mmn_client *c);
  * mmn_capabilities() - bit (1 << enum mmn_event) for every event the active
  * source delivers, plus MMN_CAP_* bits below.  0 for an invalid @c.
  */
-#define MMN_CAP_ACKS_HOLD_KERNEL (1ull << 62)     /* a blocking ack really delays the kernel */
+#define MMN_CAP_ACKS_HOLD_KERNEL     (1ull << 62) /* a blocking ack really delays the kernel */
 #define MMN_CAP_EVENTS_BEFORE_CHANGE (1ull << 61) /* invalidate arrives before the change */
-#define MMN_CAP_SELF_ONLY (1ull << 60)            /* only pid 0 (self) can be watched (uffd) */
+#define MMN_CAP_SELF_ONLY	     (1ull << 60) /* only pid 0 (self) can be watched (uffd) */
 MMN_EXPORT uint64_t mmn_capabilities(struct mmn_client *c);
 
 /**

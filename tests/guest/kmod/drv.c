@@ -92,6 +92,11 @@ uint32_t drv_portid(struct drv *d)
 	return nl_socket_get_local_port(d->sk);
 }
 
+int drv_set_rcvbuf(struct drv *d, int bytes)
+{
+	return nl_socket_set_buffer_size(d->sk, bytes, 0) < 0 ? -EINVAL : 0;
+}
+
 const char *drv_extack(struct drv *d)
 {
 	return d->extack;

@@ -42,6 +42,8 @@ struct drv *drv_open(void);
 void drv_close(struct drv *d);
 int drv_fd(struct drv *d);
 uint32_t drv_portid(struct drv *d);
+/* Receive buffer size (SO_RCVBUF; the default is 4 MiB). */
+int drv_set_rcvbuf(struct drv *d, int bytes);
 /* Extack message of the last failed request ("" if none). */
 const char *drv_extack(struct drv *d);
 

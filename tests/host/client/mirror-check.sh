@@ -5,7 +5,6 @@
 #   mirror-check.sh MMND MIRROR [SECONDS]
 set -uo pipefail
 mmnd=$1 mirror=$2 secs=${3:-5}
-echo "1..3"
 tmp=$(mktemp -d /tmp/mmn-mirror.XXXXXX)
 pid=
 trap '[ -n "$pid" ] && kill -TERM $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
@@ -13,9 +12,11 @@ mkfifo "$tmp/ready"
 "$mmnd" --source=uffd --bus=none --socket="$tmp/mmnd.sock" --ready-fd=3 --log-level=warning 3>"$tmp/ready" &
 pid=$!
 if ! read -r -t 10 line <"$tmp/ready"; then
+	# meson's TAP runner wants exit 0 with a skip plan
 	echo "1..0 # SKIP mmnd (uffd source) did not start"
-	exit 77
+	exit 0
 fi
+echo "1..3"
 out=$(MMN_SOCKET="$tmp/mmnd.sock" "$mirror" --check --duration "$secs" 2>&1)
 rc=$?
 echo "# $out"

@@ -50,13 +50,23 @@ static void on_end(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 	rec->nend++;
 }
 
+/*
+ * meson (1.0) marks a TAP test that exits non-zero as ERROR even with a
+ * "1..0 # SKIP" plan, so skip with exit 0 (tests/tap.h's tap_skip_all exits 77).
+ */
+static void skip_all(const char *why)
+{
+	printf("1..0 # SKIP %s\n", why);
+	exit(0);
+}
+
 static char dir[] = "/tmp/mmn-host-XXXXXX";
 static char sock[128];
 
 /* Start mmnd and wait for READY=1 on a pipe. */
 static pid_t start_mmnd(const char *mmnd)
 {
-	char arg_sock[160], buf[16] = { 0 };
+	char arg_sock[160], buf[16] = {0};
 	int p[2];
 	pid_t pid;
 	ssize_t n;
@@ -67,8 +77,8 @@ static pid_t start_mmnd(const char *mmnd)
 	pid = fork();
 	if (pid == 0) {
 		dup2(p[1], 3);
-		execl(mmnd, mmnd, "--source=uffd", "--bus=none", arg_sock, "--ready-fd=3", "--log-level=warning",
-		      (char *)NULL);
+		execl(mmnd, mmnd, "--source=uffd", "--bus=none", arg_sock, "--ready-fd=3",
+		      "--log-level=warning", (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);
@@ -86,7 +96,7 @@ static int dispatch_until(struct mmn_client *c, const unsigned *counter, unsigne
 	int err = 0;
 
 	for (int i = 0; i < 500 && *(volatile const unsigned *)counter < n; i++) {
-		struct pollfd p = { .fd = mmn_get_fd(c), .events = POLLIN };
+		struct pollfd p = {.fd = mmn_get_fd(c), .events = POLLIN};
 		int r;
 
 		poll(&p, 1, 10);
@@ -100,7 +110,7 @@ static int dispatch_until(struct mmn_client *c, const unsigned *counter, unsigne
 static int dispatch_until_err(struct mmn_client *c)
 {
 	for (int i = 0; i < 500; i++) {
-		struct pollfd p = { .fd = mmn_get_fd(c), .events = POLLIN };
+		struct pollfd p = {.fd = mmn_get_fd(c), .events = POLLIN};
 		int r;
 
 		poll(&p, 1, 10);
@@ -121,9 +131,12 @@ static bool has_inval(const struct rec *rec, unsigned from, uint64_t a, uint64_t
 
 int main(int argc, char **argv)
 {
-	struct rec rec = { 0 };
-	struct mmn_sub_opts o = { .size = sizeof(o), .flags = MMN_SUB_BLOCKING, .invalidate = on_inval,
-				  .invalidate_end = on_end, .userdata = &rec };
+	struct rec rec = {0};
+	struct mmn_sub_opts o = {.size = sizeof(o),
+				 .flags = MMN_SUB_BLOCKING,
+				 .invalidate = on_inval,
+				 .invalidate_end = on_end,
+				 .userdata = &rec};
 	long ps = sysconf(_SC_PAGESIZE);
 	struct mmn_client *c;
 	struct mmn_sub *s;
@@ -134,10 +147,10 @@ int main(int argc, char **argv)
 	int fd, r;
 
 	if (argc != 2)
-		tap_skip_all("usage: test-mmnd-client MMND");
+		skip_all("usage: test-mmnd-client MMND");
 	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | 1 /* UFFD_USER_MODE_ONLY */);
 	if (fd < 0)
-		tap_skip_all("userfaultfd unavailable: the uffd source cannot run here");
+		skip_all("userfaultfd unavailable (or under valgrind): the uffd source cannot run here");
 	close(fd);
 	signal(SIGPIPE, SIG_IGN);
 	tap_require(mkdtemp(dir) != NULL);
@@ -156,7 +169,8 @@ int main(int argc, char **argv)
 	{
 		struct mmn_sub *s2;
 
-		tap_is_int(mmn_subscribe(c, getppid(), b, ps, &o, &s2), -EOPNOTSUPP, "another pid -> -EOPNOTSUPP");
+		tap_is_int(mmn_subscribe(c, getppid(), b, ps, &o, &s2), -EOPNOTSUPP,
+			   "another pid -> -EOPNOTSUPP");
 
 		munmap(buf + 63 * ps, ps);
 		tap_is_int(mmn_subscribe(c, 0, b + 62 * ps, 2 * ps, &o, &s2), -ENOMEM,
@@ -167,7 +181,8 @@ int main(int argc, char **argv)
 	munmap(buf, 8 * ps);
 	dispatch_until(c, &rec.nend, 1);
 	tap_is_int(rec.ninval, 1, "one invalidation for munmap");
-	tap_ok(has_inval(&rec, 0, b + 2 * ps, b + 8 * ps, MMN_EVENT_UNMAP), "UNMAP for exactly the unmapped part");
+	tap_ok(has_inval(&rec, 0, b + 2 * ps, b + 8 * ps, MMN_EVENT_UNMAP),
+	       "UNMAP for exactly the unmapped part");
 	tap_is_int(rec.nend, 1, "followed by its end");
 	tap_is_u64(rec.end[0].event_id, rec.inval[0].event_id, "end names the same event");
 
@@ -188,7 +203,8 @@ int main(int argc, char **argv)
 	ends = rec.nend;
 	dispatch_until(c, &rec.nresync, 1);
 	tap_is_int(rec.nresync, 1, "RESYNC delivered after mmnd restarted");
-	tap_ok(has_inval(&rec, 0, b + 2 * ps, b + 62 * ps, MMN_EVENT_RESYNC), "RESYNC covers the whole subscription");
+	tap_ok(has_inval(&rec, 0, b + 2 * ps, b + 62 * ps, MMN_EVENT_RESYNC),
+	       "RESYNC covers the whole subscription");
 	dispatch_until(c, &rec.nend, ends + 1);
 	tap_is_int(rec.nend, ends + 1, "RESYNC followed by its end");
 	{
@@ -201,7 +217,8 @@ int main(int argc, char **argv)
 	dispatch_until(c, &rec.nend, ends + 2);
 	tap_ok(has_inval(&rec, from, b + 20 * ps, b + 24 * ps, MMN_EVENT_UNMAP),
 	       "subscription back: UNMAP from the restarted mmnd");
-	tap_ok(!has_inval(&rec, from, b + 2 * ps, b + 8 * ps, MMN_EVENT_UNMAP), "no stale replay of old events");
+	tap_ok(!has_inval(&rec, from, b + 2 * ps, b + 8 * ps, MMN_EVENT_UNMAP),
+	       "no stale replay of old events");
 
 	tap_is_int(mmn_unsubscribe(s), 0, "unsubscribe");
 	mmn_disconnect(c);

@@ -388,16 +388,12 @@ static void test_events(struct mmn_client *c, bool fork_reported)
 	tap_require(dest != MAP_FAILED);
 	n0 = nrecs;
 	tap_ok(mremap(base + 12 * P, P, P, MREMAP_MAYMOVE | MREMAP_FIXED, dest) == dest, "mremap page 12 away");
-	/* Linux follows REMAP with an UNMAP of the old range (move_vma): a marker ends the step. */
+	/* Linux follows REMAP with an UNMAP of the old range (move_vma); a marker ends the step. */
 	tap_is_int(munmap(base + 14 * P, P), 0, "munmap page 14 (marker)");
-	tap_ok(wait_recs(c, n0 + 4), "mremap: callbacks ran");
-	if (recs[nrecs - 2].event != MMN_EVENT_UNMAP || recs[nrecs - 2].start != A(14))
-		tap_ok(wait_recs(c, n0 + 6), "mremap: the marker arrived");
+	tap_ok(wait_recs(c, n0 + 6), "mremap: callbacks ran");
 	check_pair(n0, "mremap -> REMAP of the old range", 0, MMN_EVENT_REMAP, A(12), A(13));
-	if (nrecs - n0 == 6)
-		check_pair(n0 + 2, "mremap -> then UNMAP of the old range", 0, MMN_EVENT_UNMAP, A(12), A(13));
-	tap_ok(nrecs - n0 == 4 || nrecs - n0 == 6, "mremap: nothing else");
-	check_pair(nrecs - 2, "marker", 0, MMN_EVENT_UNMAP, A(14), A(15));
+	check_pair(n0 + 2, "mremap -> then UNMAP of the old range", 0, MMN_EVENT_UNMAP, A(12), A(13));
+	check_pair(n0 + 4, "marker", 0, MMN_EVENT_UNMAP, A(14), A(15));
 
 	if (fork_reported) {
 		pid_t pid;
@@ -438,7 +434,7 @@ static void test_events(struct mmn_client *c, bool fork_reported)
 		/* S: munmap, madvise, mremap (+ its unmap of the old range), marker, [fork], barrier. */
 		size_t want = 2 * (4 + (fork_reported ? 1 : 0) + 1);
 
-		tap_ok(k == want || k == want + 2, "S saw exactly its events (%zu records)", k);
+		tap_is_int(k, want + 2, "S saw exactly its events");
 		check_pair(idx[k - 2], "S: barrier UNMAP [35,36)", 0, MMN_EVENT_UNMAP, A(35), A(36));
 	}
 	for (size_t i = 0; i < nrecs; i++)

@@ -212,6 +212,9 @@ if mmnd is None:
 
 st = mmnctl_json("status")
 ok(st is not None and st["source"] == source, f"status --json: source {source}")
+mmnd_version = subprocess.run([MMND, "--version"], capture_output=True, text=True).stdout.split()
+ok(st is not None and len(mmnd_version) > 1 and st["version"] == mmnd_version[1],
+   f"status --json: version {st and st['version']} is mmnd's ({' '.join(mmnd_version)})")
 if source == "uffd":
     ok(st["acks_hold_kernel"] is False, "uffd: acks_hold_kernel false")
     rc, out, err = mmnctl("status")

@@ -103,7 +103,8 @@ static void on_subscribe(struct fake_server *fs, uint64_t req, const Mmn__V1__Su
 	s->slot = fs->nsubs;
 	s->gen = 1;
 	s->active = true;
-	__atomic_store_n((uint64_t *)(void *)&fs->sp->slots[s->slot], (uint64_t)s->gen << 32, __ATOMIC_RELEASE);
+	__atomic_store_n((uint64_t *)(void *)&fs->sp->slots[s->slot], (uint64_t)s->gen << 32,
+			 __ATOMIC_RELEASE);
 	fs->nsubs++;
 	r.sub_id = s->id;
 	r.seq_slot = s->slot;
@@ -194,8 +195,10 @@ static void *fs_main(void *arg)
 	struct fake_server *fs = arg;
 
 	for (;;) {
-		struct pollfd p[4] = { { .fd = fs->ctl, .events = POLLIN }, { .fd = fs->lfd, .events = POLLIN },
-				       { .fd = -1, .events = POLLIN }, { .fd = -1, .events = POLLIN } };
+		struct pollfd p[4] = {{.fd = fs->ctl, .events = POLLIN},
+				      {.fd = fs->lfd, .events = POLLIN},
+				      {.fd = -1, .events = POLLIN},
+				      {.fd = -1, .events = POLLIN}};
 
 		pthread_mutex_lock(&fs->mu);
 		p[2].fd = fs->conn;
@@ -228,7 +231,7 @@ static void *fs_main(void *arg)
 
 int fs_start(struct fake_server *fs)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
 	memset(fs, 0, sizeof(*fs));
 	fs->conn = fs->uffd = fs->memfd = -1;

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -24,13 +23,13 @@ struct rec {
 	unsigned inval, ends, releases, resyncs;
 	struct mmn_range last, last_end;
 	int last_reason;
-	int ret;               /* what invalidate returns */
-	bool unsub_in_cb;      /* unsubscribe from inside invalidate */
+	int ret;	  /* what invalidate returns */
+	bool unsub_in_cb; /* unsubscribe from inside invalidate */
 	int unsub_ret;
 	pthread_t cb_thread;
-	int efd;               /* > 0: written when ends reaches end_target */
+	int efd; /* > 0: written when ends reaches end_target */
 	unsigned end_target;
-	bool foreign_thread;   /* a callback ran on a thread other than cb_thread */
+	bool foreign_thread; /* a callback ran on a thread other than cb_thread */
 };
 
 static int on_inval(struct mmn_sub *s, const struct mmn_range *r, void *ud)
@@ -90,7 +89,7 @@ static int pump_until(struct mmn_client *c, const unsigned *counter, unsigned n)
 	int err = 0;
 
 	for (int i = 0; i < 500 && *(volatile const unsigned *)counter < n; i++) {
-		struct pollfd p = { .fd = mmn_get_fd(c), .events = POLLIN };
+		struct pollfd p = {.fd = mmn_get_fd(c), .events = POLLIN};
 		int r;
 
 		poll(&p, 1, 10);
@@ -107,7 +106,7 @@ static int pump_until(struct mmn_client *c, const unsigned *counter, unsigned n)
 static int pump_until_err(struct mmn_client *c)
 {
 	for (int i = 0; i < 500; i++) {
-		struct pollfd p = { .fd = mmn_get_fd(c), .events = POLLIN };
+		struct pollfd p = {.fd = mmn_get_fd(c), .events = POLLIN};
 		int r;
 
 		poll(&p, 1, 10);
@@ -122,7 +121,7 @@ static void test_args(void)
 {
 	struct mmn_client *c = (struct mmn_client *)&c;
 	struct mmn_sub *s = NULL;
-	struct rec rec = { 0 };
+	struct rec rec = {0};
 	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_NONBLOCKING);
 	char longpath[200];
 
@@ -145,21 +144,24 @@ static void test_args(void)
 	tap_ok(mmn_sub_userdata(NULL) == NULL, "sub_userdata(NULL)");
 	mmn_disconnect(NULL);
 	tap_is_str(mmn_strerror(0), "success", "strerror(0)");
-	tap_ok(strstr(mmn_strerror(-EOPNOTSUPP), "uffd") != NULL, "strerror(-EOPNOTSUPP) explains the uffd limit");
-	tap_ok(strstr(mmn_strerror(-ENOMEM), "not fully mapped") != NULL, "strerror(-ENOMEM) mentions unmapped");
-	tap_ok(strstr(mmn_strerror(EBUSY), "mmn_client") != NULL, "strerror(EBUSY) (positive) explains -EBUSY");
+	tap_ok(strstr(mmn_strerror(-EOPNOTSUPP), "uffd") != NULL,
+	       "strerror(-EOPNOTSUPP) explains the uffd limit");
+	tap_ok(strstr(mmn_strerror(-ENOMEM), "not fully mapped") != NULL,
+	       "strerror(-ENOMEM) mentions unmapped");
+	tap_ok(strstr(mmn_strerror(EBUSY), "mmn_client") != NULL,
+	       "strerror(EBUSY) (positive) explains -EBUSY");
 	tap_ok(mmn_strerror(-EIO) != NULL && *mmn_strerror(-EIO), "strerror of a plain errno");
 	tap_ok(mmn_strerror(-100000) != NULL, "strerror of an unknown value");
 }
 
 static void test_sub_args(struct mmn_client *c)
 {
-	struct rec rec = { 0 };
+	struct rec rec = {0};
 	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_NONBLOCKING);
 	struct {
 		struct mmn_sub_opts o;
 		uint64_t future;
-	} big = { o, 0 };
+	} big = {o, 0};
 	struct mmn_sub *s = (struct mmn_sub *)&s;
 
 	tap_is_int(mmn_subscribe(c, 0, 4096, 4096, &o, NULL), -EINVAL, "subscribe: NULL out");
@@ -167,7 +169,8 @@ static void test_sub_args(struct mmn_client *c)
 	tap_ok(s == NULL, "subscribe: *out cleared on failure");
 	tap_is_int(mmn_subscribe(c, -1, 4096, 4096, &o, &s), -EINVAL, "subscribe: negative pid");
 	tap_is_int(mmn_subscribe(c, 0, 4096, 0, &o, &s), -EINVAL, "subscribe: length 0");
-	tap_is_int(mmn_subscribe(c, 0, UINT64_MAX - 4095, 8192, &o, &s), -EOVERFLOW, "subscribe: range wraps");
+	tap_is_int(mmn_subscribe(c, 0, UINT64_MAX - 4095, 8192, &o, &s), -EOVERFLOW,
+		   "subscribe: range wraps");
 	tap_is_int(mmn_subscribe(c, 0, 1ull << 56, 4096, &o, &s), -EOVERFLOW,
 		   "subscribe: past the user address space");
 	o.size = 8;
@@ -196,7 +199,7 @@ static void test_sub_args(struct mmn_client *c)
 
 static void test_events(struct fake_server *fs, struct mmn_client *c)
 {
-	struct rec rec = { 0 }, rb = { 0 };
+	struct rec rec = {0}, rb = {0};
 	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_NONBLOCKING);
 	struct mmn_sub *s, *b;
 	uint64_t seq, ev;
@@ -263,9 +266,9 @@ static void test_events(struct fake_server *fs, struct mmn_client *c)
 
 static void test_unsub_in_cb(struct fake_server *fs, struct mmn_client *c)
 {
-	struct rec rec = { .unsub_in_cb = true, .unsub_ret = 1 };
+	struct rec rec = {.unsub_in_cb = true, .unsub_ret = 1};
 	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_BLOCKING);
-	struct rec marker = { 0 };
+	struct rec marker = {0};
 	struct mmn_sub_opts mo = opts_for(&marker, MMN_SUB_NONBLOCKING);
 	struct mmn_sub *s, *m;
 	unsigned idx, midx, acks;
@@ -333,9 +336,9 @@ static void *reader(void *arg)
 
 static void test_readers(struct fake_server *fs, struct mmn_client *c)
 {
-	struct rec rec = { 0 };
+	struct rec rec = {0};
 	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_NONBLOCKING);
-	struct shared sh = { 0 };
+	struct shared sh = {0};
 	pthread_t th[8];
 	unsigned idx;
 
@@ -352,7 +355,9 @@ static void test_readers(struct fake_server *fs, struct mmn_client *c)
 
 		sh.a = i + 1;
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		sched_yield(); /* widen the torn window so a broken read_retry would be caught */
+		for (volatile int k = 0; k < 2000;
+		     k++) /* widen the torn window: a broken read_retry is caught */
+			;
 		sh.b = i + 1;
 		fs_end(fs, idx, ev);
 	}
@@ -363,7 +368,7 @@ static void test_readers(struct fake_server *fs, struct mmn_client *c)
 	tap_is_int(sh.stale, 0, "8 threads: no torn read passed read_retry");
 	tap_ok(sh.ok > 0, "readers made progress");
 	{
-		struct pollfd p = { .fd = rec.efd, .events = POLLIN };
+		struct pollfd p = {.fd = rec.efd, .events = POLLIN};
 
 		tap_is_int(poll(&p, 1, 5000), 1, "library thread delivered every end");
 	}
@@ -376,7 +381,7 @@ static void test_readers(struct fake_server *fs, struct mmn_client *c)
 
 static void test_reconnect(struct fake_server *fs)
 {
-	struct rec rec = { 0 };
+	struct rec rec = {0};
 	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_NONBLOCKING);
 	struct mmn_client *c;
 	struct mmn_sub *s;
@@ -453,7 +458,8 @@ static void test_bad_hello(struct fake_server *fs)
 	struct mmn_client *c = NULL;
 
 	fs->reply_version = 7;
-	tap_is_int(mmn_connect(fs->path, &c), -EPROTONOSUPPORT, "HelloReply with version 7 -> -EPROTONOSUPPORT");
+	tap_is_int(mmn_connect(fs->path, &c), -EPROTONOSUPPORT,
+		   "HelloReply with version 7 -> -EPROTONOSUPPORT");
 	fs->reply_version = MMN_PROTO_VERSION;
 	fs->reply_without_fd = true;
 	tap_is_int(mmn_connect(fs->path, &c), -EPROTO, "HelloReply without the seqpage fd -> -EPROTO");
@@ -466,7 +472,7 @@ static void test_bad_hello(struct fake_server *fs)
 
 static void test_fork(struct fake_server *fs, struct mmn_client *c)
 {
-	struct rec rec = { 0 };
+	struct rec rec = {0};
 	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_NONBLOCKING);
 	struct mmn_sub *s;
 	int status;
@@ -487,14 +493,15 @@ static void test_fork(struct fake_server *fs, struct mmn_client *c)
 		_exit(bad);
 	}
 	waitpid(pid, &status, 0);
-	tap_ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "fork child: -ECHILD everywhere, read_retry collides");
+	tap_ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	       "fork child: -ECHILD everywhere, read_retry collides");
 	tap_is_int(mmn_unsubscribe(s), 0, "parent still works after the child disconnected");
 }
 
 static void test_uffd(void)
 {
 	struct fake_server fs;
-	struct rec rec = { 0 };
+	struct rec rec = {0};
 	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_NONBLOCKING);
 	struct mmn_client *c, *c2;
 	struct mmn_sub *s, *s2, *s3;
@@ -510,16 +517,22 @@ static void test_uffd(void)
 	}
 	tap_ok(fs_wait(&fs, &fs.nattach, 1), "AttachUffd with the fd sent on connect");
 	tap_ok(!!(mmn_capabilities(c) & MMN_CAP_SELF_ONLY), "capabilities: self only");
-	tap_ok(!(mmn_capabilities(c) & MMN_CAP_ACKS_HOLD_KERNEL), "capabilities: acks do not hold the kernel");
+	tap_ok(!(mmn_capabilities(c) & MMN_CAP_ACKS_HOLD_KERNEL),
+	       "capabilities: acks do not hold the kernel");
 	buf = mmap(NULL, 16 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	tap_require(buf != MAP_FAILED);
 	munmap(buf + 12 * ps, ps); /* a hole */
-	tap_is_int(mmn_subscribe(c, getppid(), (uintptr_t)buf, ps, &o, &s), -EOPNOTSUPP, "uffd: other pid -> -EOPNOTSUPP");
-	tap_is_int(mmn_subscribe(c, 0, (uintptr_t)buf, 16 * ps, &o, &s), -ENOMEM, "uffd: range with a hole -> -ENOMEM");
-	tap_is_int(mmn_subscribe(c, 0, (uintptr_t)buf, 8 * ps, &o, &s), 0, "uffd: subscribe own mapped memory");
-	tap_is_int(mmn_subscribe(c, 0, (uintptr_t)buf + 4 * ps, 4 * ps, &o, &s2), 0, "uffd: overlapping sub, same client");
+	tap_is_int(mmn_subscribe(c, getppid(), (uintptr_t)buf, ps, &o, &s), -EOPNOTSUPP,
+		   "uffd: other pid -> -EOPNOTSUPP");
+	tap_is_int(mmn_subscribe(c, 0, (uintptr_t)buf, 16 * ps, &o, &s), -ENOMEM,
+		   "uffd: range with a hole -> -ENOMEM");
+	tap_is_int(mmn_subscribe(c, 0, (uintptr_t)buf, 8 * ps, &o, &s), 0,
+		   "uffd: subscribe own mapped memory");
+	tap_is_int(mmn_subscribe(c, 0, (uintptr_t)buf + 4 * ps, 4 * ps, &o, &s2), 0,
+		   "uffd: overlapping sub, same client");
 	tap_is_int(mmn_connect(fs.path, &c2), 0, "second client");
-	tap_is_int(mmn_subscribe(c2, 0, (uintptr_t)buf, ps, &o, &s3), -EBUSY, "second client, overlapping range -> -EBUSY");
+	tap_is_int(mmn_subscribe(c2, 0, (uintptr_t)buf, ps, &o, &s3), -EBUSY,
+		   "second client, overlapping range -> -EBUSY");
 	mmn_disconnect(c2);
 	tap_is_int(mmn_unsubscribe(s2), 0, "unsubscribe the overlapping one");
 	munmap(buf + 6 * ps, ps); /* still registered through s: the server's uffd sees it */

@@ -456,6 +456,152 @@ static void test_slow_reader(void)
 	tap_is_int(h_fini(&h), 0, "slow reader: loop closes clean");
 }
 
+/* SOURCE_REVOKED (lost events): a RESYNC pair for every sub on the ksub; SOURCE_LOST: Revoked{source gone}. */
+static void test_source_trouble(void)
+{
+	struct harness h;
+	struct tclient c;
+	uint64_t s1, s2, ev, st[2], en[2];
+	uint32_t slot1;
+	bool blk[2];
+	uint32_t seq0;
+	MmnEnvelope *m;
+	int pairs = 0;
+
+	h_init(&h, NULL);
+	h_require(tc_hello(&h, &c) == 0);
+	s1 = tc_subscribe(&h, &c, A, 0x1000, false, 0, &slot1);
+	s2 = tc_subscribe(&h, &c, A + 0x1000, 0x1000, false, 0, NULL);
+	h_require(s1 && s2 && mmn__source_test_ksubs(h.src, getpid(), st, en, blk, 2) == 1);
+	seq0 = tc_seq(&c, slot1);
+	{
+		/* The test source numbers ksubs from 1; the coalesced one is the only live one. */
+		struct source_event_sub sub = { .ksub_id = 0, .start = A, .end = A + 0x2000 };
+		struct source_event e = { .kind = SOURCE_REVOKED, .reason = 3, .nsubs = 1, .subs = &sub };
+
+		for (uint32_t id = 1; id < 8; id++) {
+			sub.ksub_id = id;
+			mmn__source_test_inject(h.src, &e);
+		}
+	}
+	for (int i = 0; i < 4 && (m = tc_recv(&h, &c)); i++) {
+		if (BODY(m) == MMN__V1__ENVELOPE__BODY_INVALIDATE && m->invalidate->event == MMN__V1__EVENT_TYPE__EVENT_RESYNC &&
+		    ((m->invalidate->sub_id == s1 && m->invalidate->start == A && m->invalidate->end == A + 0x1000) ||
+		     m->invalidate->sub_id == s2))
+			pairs++;
+		if (BODY(m) == MMN__V1__ENVELOPE__BODY_INVALIDATE_END)
+			pairs++;
+		mmn__wire_free(m);
+	}
+	tap_is_int(pairs, 4, "revoked: a whole-range RESYNC Invalidate and its End for each sub");
+	tap_is_int(tc_seq(&c, slot1), seq0 + 2, "revoked: the slot moved on (odd, then even)");
+
+	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x1000, 0, true);
+	mmn__wire_free(tc_recv(&h, &c));
+	{
+		struct source_event e = { .kind = SOURCE_LOST, .reason = (uint32_t)-ENODEV };
+		int revoked = 0;
+
+		mmn__source_test_inject(h.src, &e);
+		for (int i = 0; i < 2 && (m = tc_recv(&h, &c)); i++) {
+			if (BODY(m) == MMN__V1__ENVELOPE__BODY_REVOKED &&
+			    m->revoked->reason == MMN__V1__REVOKE_REASON__REVOKE_SOURCE_GONE)
+				revoked++;
+			mmn__wire_free(m);
+		}
+		tap_is_int(revoked, 2, "lost: Revoked{source gone} for every subscription");
+		tap_ok(tc_quiet(&h, &c), "lost: nothing else (the in-flight pair was closed by Revoked)");
+		m = tc_subscribe_req(&h, &c, 0, A, 0x1000, MMN__V1__SUB_FLAG__SUB_BLOCKING, 0);
+		tap_ok(BODY(m) == MMN__V1__ENVELOPE__BODY_ERROR && m->error->error == -ENODEV,
+		       "lost: later Subscribe gets -ENODEV");
+		mmn__wire_free(m);
+	}
+	(void)ev;
+	tc_close(&c);
+	tap_is_int(h_fini(&h), 0, "lost: loop closes clean");
+}
+
+struct seen {
+	int clients, subs;
+	uint64_t client_id;
+	const char *mode;
+};
+
+static void count_client(const struct admin_client *ac, void *ud)
+{
+	struct seen *s = ud;
+
+	s->clients++;
+	s->client_id = ac->id;
+	s->mode = strcmp(ac->mode, "mixed") == 0 ? "mixed" : "other";
+}
+
+static void count_sub(const struct admin_sub *as, void *ud)
+{
+	((struct seen *)ud)->subs++;
+}
+
+static int observed_evictions;
+
+static void on_evicted(void *ud, uint64_t client_id, const char *reason)
+{
+	observed_evictions++;
+}
+
+static void test_admin(void)
+{
+	struct harness h;
+	struct tclient c;
+	struct seen seen = { 0 };
+	struct admin_defaults d;
+	struct admin_observer obs = { .client_evicted = on_evicted };
+	const char *name;
+	uint64_t mask;
+	bool holds;
+
+	h_init(&h, NULL);
+	mmn__admin_set_observer(h.b, &obs);
+	h_require(tc_hello(&h, &c) == 0);
+	h_require(tc_subscribe(&h, &c, A, 0x1000, true, 0, NULL) && tc_subscribe(&h, &c, A, 0x1000, false, 0, NULL));
+	mmn__admin_foreach_client(h.b, count_client, &seen);
+	mmn__admin_foreach_sub(h.b, 0, 0, count_sub, &seen);
+	tap_ok(seen.clients == 1 && seen.subs == 2 && strcmp(seen.mode, "mixed") == 0,
+	       "admin: one client in mixed mode with two subscriptions");
+	seen.subs = 0;
+	mmn__admin_foreach_sub(h.b, 0, getpid() + 1, count_sub, &seen);
+	tap_is_int(seen.subs, 0, "admin: filter by target pid");
+	mmn__admin_source(h.b, &name, &mask, &holds);
+	tap_ok(strcmp(name, "test") == 0 && holds, "admin: source");
+	mmn__admin_get_defaults(h.b, &d);
+	d.ack_timeout_ms = d.ack_cap_ms + 1;
+	tap_is_int(mmn__admin_set_defaults(h.b, &d), -EINVAL, "admin: default timeout above the cap refused");
+	d.ack_timeout_ms = 7;
+	tap_is_int(mmn__admin_set_defaults(h.b, &d), 0, "admin: defaults changed");
+	{
+		MmnEnvelope *m = tc_subscribe_req(&h, &c, 0, A, 0x1000, MMN__V1__SUB_FLAG__SUB_BLOCKING, 0);
+
+		tap_ok(BODY(m) == MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY && m->subscribe_reply->ack_timeout_ms == 7,
+		       "admin: new default applies to new subscriptions");
+		mmn__wire_free(m);
+	}
+	tap_is_int(mmn__admin_evict(h.b, 999), -ENOENT, "admin: evict an unknown client");
+	tap_is_int(mmn__admin_evict(h.b, seen.client_id), 0, "admin: evict");
+	{
+		int revoked = 0;
+		MmnEnvelope *m;
+
+		while ((m = tc_recv(&h, &c))) {
+			revoked += BODY(m) == MMN__V1__ENVELOPE__BODY_REVOKED &&
+				   m->revoked->reason == MMN__V1__REVOKE_REASON__REVOKE_ADMIN;
+			mmn__wire_free(m);
+		}
+		tap_ok(revoked == 3 && observed_evictions == 1 && mmn__broker_nclients(h.b) == 0,
+		       "admin: evicted client told Revoked{admin} for each sub, observer called, disconnected");
+	}
+	tc_close(&c);
+	tap_is_int(h_fini(&h), 0, "admin: loop closes clean");
+}
+
 int main(void)
 {
 	test_hello();
@@ -468,5 +614,7 @@ int main(void)
 	test_release();
 	test_drain();
 	test_slow_reader();
+	test_source_trouble();
+	test_admin();
 	return tap_done();
 }

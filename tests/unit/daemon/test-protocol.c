@@ -340,7 +340,18 @@ static void test_mutations(void)
 		close(fd);
 	}
 	h_pump(&h, 5);
-	tap_ok(1, "mutations: %d connections of mutated messages survived", rounds);
+	{
+		struct admin_stats st;
+		struct tclient c;
+		int r = tc_hello(&h, &c);
+
+		mmn__admin_stats(h.b, &st);
+		tap_ok(r == 0 && st.protocol_errors > 10,
+		       "mutations: after %d connections (%llu dropped for bad messages) mmnd still serves", rounds,
+		       (unsigned long long)st.protocol_errors - 10);
+		if (r == 0)
+			tc_close(&c);
+	}
 }
 
 int main(void)
