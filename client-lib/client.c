@@ -21,61 +21,6 @@
 
 #include "internal.h"
 
-/*
- * Every client of the process, for the fork child handler.  g_lock guards the
- * list and is held across fork() (prepare .. parent/child).  It is never
- * needed to close a descriptor: with the uffd source fork() itself waits
- * until mmnd reads the fork event, and when mmnd is dead only closing the
- * uffd (on the dispatching thread) releases it.  sock/uffd numbers are
- * therefore published with atomic stores, set to -1 before closing.
- */
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static struct mmn_client *g_clients;
-static unsigned g_fork_gen;
-
-static void atfork_prepare(void)
-{
-	pthread_mutex_lock(&g_lock);
-}
-
-static void atfork_parent(void)
-{
-	pthread_mutex_unlock(&g_lock);
-}
-
-/* The child must not talk on its parent's connection nor keep its uffd alive. */
-static void atfork_child(void)
-{
-	__atomic_add_fetch(&g_fork_gen, 1, __ATOMIC_RELEASE);
-	for (struct mmn_client *c = g_clients; c; c = c->gnext) {
-		int sock = __atomic_exchange_n(&c->sock, -1, __ATOMIC_ACQ_REL);
-		int uffd = __atomic_exchange_n(&c->uffd, -1, __ATOMIC_ACQ_REL);
-
-		if (sock >= 0)
-			close(sock);
-		if (uffd >= 0)
-			close(uffd);
-	}
-	pthread_mutex_unlock(&g_lock);
-}
-
-static void global_init(void)
-{
-	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-}
-
-bool mmn__forked(const struct mmn_client *c)
-{
-	return c->fork_gen != __atomic_load_n(&g_fork_gen, __ATOMIC_ACQUIRE);
-}
-
-/* Change a descriptor number the fork handler may close. */
-void mmn__global_set_fd(int *where, int fd)
-{
-	__atomic_store_n(where, fd, __ATOMIC_RELEASE);
-}
-
 int mmn__send(struct mmn_client *c, const MmnEnvelope *env, const int *fds, size_t nfds)
 {
 	int r;
@@ -163,10 +108,10 @@ void mmn__conn_lost(struct mmn_client *c, int err)
 		mmn__global_set_fd(&c->sock, -1);
 		close(fd);
 	}
+	c->conn_gen++;
 	mmn__uffd_close(c);
 	mmn__seqpage_detach(c);
 	c->state = CONN_DOWN;
-	c->conn_gen++;
 	if (c->req_id) {
 		c->rep.err = err;
 		c->req_done = true;
@@ -243,7 +188,8 @@ static struct mmn_client *client_alloc(void)
 		mmn__log(LOG_DEBUG, "mmn: mlock of client state failed: %m");
 	c->map_len = len;
 	c->epfd = c->sock = c->wakefd = c->timerfd = c->replyfd = c->stopfd = -1;
-	c->uffd = c->sp_memfd = -1;
+	c->uffd = c->sp_memfd = c->stash[0] = c->stash[1] = c->nullfd = -1;
+	pthread_mutex_init(&c->uffd_lock, NULL);
 	c->backoff_ms = MMN_BACKOFF_MIN_MS;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->req_lock, NULL);
@@ -253,7 +199,8 @@ static struct mmn_client *client_alloc(void)
 
 static void client_free(struct mmn_client *c)
 {
-	int fds[] = {c->epfd, c->sock, c->wakefd, c->timerfd, c->replyfd, c->stopfd, c->uffd, c->sp_memfd};
+	int fds[] = {c->epfd,	c->sock,     c->wakefd,	  c->timerfd,  c->replyfd, c->stopfd,
+		     c->uffd,	c->sp_memfd, c->stash[0], c->stash[1], c->nullfd};
 
 	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
 		if (fds[i] >= 0)
@@ -264,31 +211,9 @@ static void client_free(struct mmn_client *c)
 		munmap(c->q, c->qmap_len);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->req_lock);
+	pthread_mutex_destroy(&c->uffd_lock);
 	pthread_cond_destroy(&c->cb_cond);
 	munmap(c, c->map_len);
-}
-
-static void global_add(struct mmn_client *c)
-{
-	pthread_mutex_lock(&g_lock);
-	c->fork_gen = g_fork_gen;
-	c->gnext = g_clients;
-	if (g_clients)
-		g_clients->gprev = c;
-	g_clients = c;
-	pthread_mutex_unlock(&g_lock);
-}
-
-static void global_del(struct mmn_client *c)
-{
-	pthread_mutex_lock(&g_lock);
-	if (c->gprev)
-		c->gprev->gnext = c->gnext;
-	else if (g_clients == c)
-		g_clients = c->gnext;
-	if (c->gnext)
-		c->gnext->gprev = c->gprev;
-	pthread_mutex_unlock(&g_lock);
 }
 
 static int64_t now_ms(void)
@@ -343,7 +268,6 @@ MMN_EXPORT int mmn_connect(const char *socket_path, struct mmn_client **out)
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	pthread_once(&g_once, global_init);
 	c = client_alloc();
 	if (!c)
 		return -ENOMEM;
@@ -368,10 +292,10 @@ MMN_EXPORT int mmn_connect(const char *socket_path, struct mmn_client **out)
 	r = mmn__queue_grow(c);
 	if (r < 0)
 		goto err;
-	global_add(c);
+	mmn__global_add(c);
 	r = handshake(c);
 	if (r < 0) {
-		global_del(c);
+		mmn__global_del(c);
 		goto err;
 	}
 	*out = c;
@@ -400,10 +324,9 @@ MMN_EXPORT void mmn_disconnect(struct mmn_client *c)
 	} else {
 		/* The child has no library thread (its stack copy is freed) and no uffd. */
 		c->thread_started = false;
-		c->uffd = -1;
 		mmn__thread_stop(c);
 	}
-	global_del(c);
+	mmn__global_del(c);
 	client_free(c);
 }
 

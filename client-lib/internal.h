@@ -7,6 +7,7 @@
  *   seq.c     the sequence page and mmn_read_begin/retry
  *   uffd.c    the userfaultfd of the uffd source
  *   thread.c  the fault-free dispatch thread
+ *   fork.c    fork handling (atfork handlers, the list of clients)
  *   error.c   mmn_strerror, the log sink
  *
  * Locks, always taken in this order:
@@ -14,9 +15,10 @@
  *   c->lock      everything in struct mmn_client and struct mmn_sub except
  *                the seq fields marked "atomic"; never held while a user
  *                callback runs, never held across a blocking wait
- *   g_lock       (client.c) the global client list and every change of a
- *                client's sock/uffd descriptor numbers, so the fork child
- *                handler can close them
+ *   uffd_lock    the uffd descriptor and its stash (fork.c, uffd.c); held
+ *                from fork's prepare to its parent/child handler
+ *   g_lock       (fork.c) the global client list; held across fork() and
+ *                taken before every uffd_lock there (never inside c->lock)
  */
 #ifndef MMN_CLIENT_INTERNAL_H
 #define MMN_CLIENT_INTERNAL_H
@@ -139,9 +141,14 @@ struct mmn_client {
 	} retired[16]; /* regions readers may still touch: unmapped at disconnect */
 	unsigned nretired;
 
-	/* uffd source (uffd.c). */
+	/* uffd source (uffd.c); uffd and the stash under uffd_lock. */
+	pthread_mutex_t uffd_lock;
 	int uffd;
 	uint64_t uffd_features;
+	int stash[2];	   /* socketpair: holds the uffd in flight across fork() */
+	int nullfd;	   /* /dev/null, put at the uffd's number meanwhile */
+	bool stashed;	   /* the uffd is in the stash */
+	uint64_t stash_gen; /* conn_gen when stashed */
 
 	/* Requests. */
 	uint64_t next_req;
@@ -182,8 +189,12 @@ struct mmn_client {
 	uint8_t arena[32768] __attribute__((aligned(16)));
 };
 
-/* client.c */
+/* fork.c */
 bool mmn__forked(const struct mmn_client *c);
+void mmn__global_add(struct mmn_client *c);
+void mmn__global_del(struct mmn_client *c);
+
+/* client.c */
 void mmn__conn_lost(struct mmn_client *c, int err);
 int mmn__send(struct mmn_client *c, const MmnEnvelope *env, const int *fds, size_t nfds);
 void mmn__conn_timer(struct mmn_client *c);
@@ -223,6 +234,8 @@ int mmn__uffd_open(struct mmn_client *c);
 void mmn__uffd_close(struct mmn_client *c);
 int mmn__uffd_register(struct mmn_client *c, struct mmn_sub *s, bool strict);
 void mmn__uffd_unregister(struct mmn_client *c, struct mmn_sub *s);
+void mmn__uffd_stash(struct mmn_client *c, bool drop);
+void mmn__uffd_unstash(struct mmn_client *c);
 
 /* thread.c */
 void mmn__thread_stop(struct mmn_client *c);

@@ -15,8 +15,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -79,19 +81,104 @@ int mmn__uffd_open(struct mmn_client *c)
 		return r;
 	}
 	c->uffd_features = api.features;
-	mmn__global_set_fd(&c->uffd, fd);
+	if (c->stash[0] < 0 && socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, c->stash) < 0)
+		c->stash[0] = c->stash[1] = -1; /* fork() then relies on mmnd alone */
+	if (c->nullfd < 0)
+		c->nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	pthread_mutex_lock(&c->uffd_lock);
+	c->uffd = fd;
+	pthread_mutex_unlock(&c->uffd_lock);
 	return 0;
 }
 
-/* Closing releases every registration (the kernel unregisters all ranges). */
+static int send_fd(int sock, int fd)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control = {0};
+	char byte = 'u';
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+			     .msg_controllen = sizeof(control.buf)};
+	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+	return sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) == 1 ? 0 : -errno;
+}
+
+static int recv_fd(int sock)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control;
+	char byte;
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+			     .msg_controllen = sizeof(control.buf)};
+	struct cmsghdr *cmsg;
+	int fd = -1;
+
+	if (sock < 0 || recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) != 1)
+		return -1;
+	cmsg = CMSG_FIRSTHDR(&msg);
+	if (cmsg && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS &&
+	    cmsg->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
+	return fd;
+}
+
+/*
+ * fork prepare (uffd_lock held): take the uffd out of the descriptor table,
+ * into the stash, or drop it when mmnd is gone (@drop).  /dev/null keeps its
+ * number meanwhile, so nothing else can get that number.
+ */
+void mmn__uffd_stash(struct mmn_client *c, bool drop)
+{
+	if (c->nullfd < 0 || c->stashed)
+		return;
+	if (!drop && send_fd(c->stash[0], c->uffd) < 0)
+		return; /* keep it: fork relies on mmnd reading the event */
+	if (dup3(c->nullfd, c->uffd, O_CLOEXEC) < 0)
+		return;
+	c->stashed = !drop;
+}
+
+/* fork parent handler (uffd_lock held): put the uffd back, unless it was drained. */
+void mmn__uffd_unstash(struct mmn_client *c)
+{
+	int fd;
+
+	if (!c->stashed)
+		return;
+	c->stashed = false;
+	fd = recv_fd(c->stash[1]);
+	if (fd < 0)
+		return; /* drained by mmn__uffd_close: the number holds /dev/null until closed */
+	dup3(fd, c->uffd, O_CLOEXEC);
+	close(fd);
+}
+
+/*
+ * Closing releases every registration (the kernel unregisters all ranges).
+ * The stash is drained first without uffd_lock: a fork() waiting for a dead
+ * mmnd to read its event holds that lock, and only this releases it.
+ */
 void mmn__uffd_close(struct mmn_client *c)
 {
-	int fd = c->uffd;
+	int fd;
 
-	if (fd < 0)
-		return;
-	mmn__global_set_fd(&c->uffd, -1);
-	close(fd);
+	while ((fd = recv_fd(c->stash[1])) >= 0)
+		close(fd);
+	pthread_mutex_lock(&c->uffd_lock);
+	if (c->uffd >= 0)
+		close(c->uffd);
+	c->uffd = -1;
+	pthread_mutex_unlock(&c->uffd_lock);
 	for (struct mmn_sub *s = c->subs; s; s = s->next)
 		s->reg_start = s->reg_end = 0;
 }
@@ -106,16 +193,22 @@ int mmn__uffd_register(struct mmn_client *c, struct mmn_sub *s, bool strict)
 	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
 	uint64_t a = s->start & ~(ps - 1), b = (s->end + ps - 1) & ~(ps - 1);
 	struct uffdio_register reg = {.range = {.start = a, .len = b - a}, .mode = UFFDIO_REGISTER_MODE_WP};
+	int r;
 
 	if (c->uffd < 0)
 		return -ENOTCONN;
 	/* msync() fails with ENOMEM on a hole; UFFDIO_REGISTER would skip it. */
 	if (strict && msync((void *)(uintptr_t)a, b - a, MS_ASYNC) < 0)
 		return errno == ENOMEM ? -ENOMEM : -errno;
-	if (ioctl(c->uffd, UFFDIO_REGISTER, &reg) < 0) {
-		if (!strict && (errno == EINVAL || errno == ENOMEM))
+	pthread_mutex_lock(&c->uffd_lock);
+	r = ioctl(c->uffd, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
+	pthread_mutex_unlock(&c->uffd_lock);
+	if (r == -ENOTTY) /* mmnd died during a fork: /dev/null holds the number */
+		return -ENOTCONN;
+	if (r < 0) {
+		if (!strict && (r == -EINVAL || r == -ENOMEM))
 			return 0; /* nothing of it is mapped any more */
-		return -errno;
+		return r;
 	}
 	s->reg_start = a;
 	s->reg_end = b;
@@ -152,7 +245,9 @@ static void unregister_uncovered(struct mmn_client *c, const struct mmn_sub *sel
 
 void mmn__uffd_unregister(struct mmn_client *c, struct mmn_sub *s)
 {
+	pthread_mutex_lock(&c->uffd_lock);
 	if (c->uffd >= 0 && s->reg_start < s->reg_end)
 		unregister_uncovered(c, s, s->reg_start, s->reg_end, c->subs);
+	pthread_mutex_unlock(&c->uffd_lock);
 	s->reg_start = s->reg_end = 0;
 }

@@ -46,10 +46,18 @@ struct bus {
 	struct broker *broker;
 	gid_t read_gid; /* group allowed read-only calls */
 	bool have_read_gid;
-	uint64_t sample_window; /* uv_now() of the current one-second window */
-	unsigned int samples;	/* signals sent in that window */
-	uint64_t suppressed;	/* samples dropped since the last one sent */
+	uint64_t sample_window;	  /* uv_now() of the current one-second window */
+	unsigned int samples;	  /* signals sent in that window */
+	uint64_t suppressed;	  /* samples dropped since the last one sent */
+	struct ratelimit emit_rl; /* warnings about failed emits */
 };
+
+/* A stuck bus fails every emit: a few warnings per minute at most. */
+static void warn_emit(struct bus *bus, int r, const char *what)
+{
+	if (r < 0 && mmn__ratelimit_ok(&bus->emit_rl, uv_now(bus->loop)))
+		mmn__log(LOG_WARNING, NULL, "Failed to emit %s, ignoring: %s", what, strerror(-r));
+}
 
 /* Who may call: root for everything, the read group for read-only calls. */
 
@@ -422,8 +430,7 @@ static int method_set_defaults(sd_bus_message *m, void *ud, sd_bus_error *error)
 	if (r < 0)
 		return sd_bus_error_set_errnof(error, -r, "Failed to set defaults: %s", strerror(-r));
 	r = emit_defaults_changed(bus);
-	if (r < 0)
-		mmn__log(LOG_WARNING, NULL, "Failed to emit PropertiesChanged, ignoring: %s", strerror(-r));
+	warn_emit(bus, r, "PropertiesChanged");
 	return sd_bus_reply_method_return(m, NULL);
 }
 
@@ -440,8 +447,7 @@ static int method_reload(sd_bus_message *m, void *ud, sd_bus_error *error)
 		return sd_bus_error_setf(error, BUS_ERROR_RELOAD_FAILED, "Failed to reload: %s",
 					 strerror(-r));
 	r = emit_defaults_changed(bus);
-	if (r < 0)
-		mmn__log(LOG_WARNING, NULL, "Failed to emit PropertiesChanged, ignoring: %s", strerror(-r));
+	warn_emit(bus, r, "PropertiesChanged");
 	return sd_bus_reply_method_return(m, NULL);
 }
 
@@ -496,22 +502,17 @@ static const sd_bus_vtable manager_vtable[] = {
 
 /* Broker observer: signals.  Failures to emit are logged, never fatal. */
 
-static void warn_emit(int r, const char *what)
-{
-	if (r < 0)
-		mmn__log(LOG_WARNING, NULL, "Failed to emit %s, ignoring: %s", what, strerror(-r));
-}
-
 static void on_client_connected(void *ud, const struct admin_client *c)
 {
 	struct bus *bus = ud;
 
 	if (bus->uv.dead)
 		return;
-	warn_emit(sd_bus_emit_signal(bus->uv.sd, BUS_PATH, BUS_IFACE, "ClientConnected", "tuus", c->id,
+	warn_emit(bus,
+		  sd_bus_emit_signal(bus->uv.sd, BUS_PATH, BUS_IFACE, "ClientConnected", "tuus", c->id,
 				     (uint32_t)c->pid, (uint32_t)c->uid, c->name ? c->name : ""),
 		  "ClientConnected");
-	warn_emit(sd_bus_emit_properties_changed(bus->uv.sd, BUS_PATH, BUS_IFACE, "Clients", NULL),
+	warn_emit(bus, sd_bus_emit_properties_changed(bus->uv.sd, BUS_PATH, BUS_IFACE, "Clients", NULL),
 		  "PropertiesChanged");
 }
 
@@ -521,9 +522,9 @@ static void on_client_disconnected(void *ud, uint64_t id)
 
 	if (bus->uv.dead)
 		return;
-	warn_emit(sd_bus_emit_signal(bus->uv.sd, BUS_PATH, BUS_IFACE, "ClientDisconnected", "t", id),
+	warn_emit(bus, sd_bus_emit_signal(bus->uv.sd, BUS_PATH, BUS_IFACE, "ClientDisconnected", "t", id),
 		  "ClientDisconnected");
-	warn_emit(sd_bus_emit_properties_changed(bus->uv.sd, BUS_PATH, BUS_IFACE, "Clients", NULL),
+	warn_emit(bus, sd_bus_emit_properties_changed(bus->uv.sd, BUS_PATH, BUS_IFACE, "Clients", NULL),
 		  "PropertiesChanged");
 }
 
@@ -533,7 +534,8 @@ static void on_client_evicted(void *ud, uint64_t id, const char *reason)
 
 	if (bus->uv.dead)
 		return;
-	warn_emit(sd_bus_emit_signal(bus->uv.sd, BUS_PATH, BUS_IFACE, "ClientEvicted", "ts", id,
+	warn_emit(bus,
+		  sd_bus_emit_signal(bus->uv.sd, BUS_PATH, BUS_IFACE, "ClientEvicted", "ts", id,
 				     reason ? reason : ""),
 		  "ClientEvicted");
 }
@@ -544,10 +546,12 @@ static void on_source_changed(void *ud, const char *source)
 
 	if (bus->uv.dead)
 		return;
-	warn_emit(sd_bus_emit_signal(bus->uv.sd, BUS_PATH, BUS_IFACE, "SourceChanged", "s",
+	warn_emit(bus,
+		  sd_bus_emit_signal(bus->uv.sd, BUS_PATH, BUS_IFACE, "SourceChanged", "s",
 				     source ? source : ""),
 		  "SourceChanged");
-	warn_emit(sd_bus_emit_properties_changed(bus->uv.sd, BUS_PATH, BUS_IFACE, "Source", "SourceEventMask",
+	warn_emit(bus,
+		  sd_bus_emit_properties_changed(bus->uv.sd, BUS_PATH, BUS_IFACE, "Source", "SourceEventMask",
 						 "AcksHoldKernel", NULL),
 		  "PropertiesChanged");
 }
@@ -675,6 +679,7 @@ int mmn__bus_open(uv_loop_t *loop, struct broker *b, enum bus_kind kind, const c
 	bus->loop = loop;
 	bus->broker = b;
 	bus->sample_window = uv_now(loop);
+	bus->emit_rl = (struct ratelimit)RATELIMIT_INIT(60000, 5);
 	resolve_read_group(bus);
 
 	r = connect_bus(kind, address, &sd);

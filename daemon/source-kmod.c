@@ -33,10 +33,21 @@
  * answer arrives the orphaned subscription is removed again.
  *
  * Lost events.  ENOBUFS (the receive queue overran, the module dropped
- * events) revokes every ksub with reason DESYNC; the broker resynchronises
- * its clients.  A malformed or truncated message counts as an overrun.
- * Socket errors and the family's disappearance (CTRL_CMD_DELFAMILY on
- * nlctrl's "notify" group: the module was unloaded) are SOURCE_LOST.
+ * events; libuv reports the socket's EPOLLERR as UV_EBADF) revokes every
+ * ksub with reason DESYNC; the broker resynchronises its clients and calls
+ * ksub_resynced.  A malformed or truncated message counts as an overrun.
+ * Socket errors and the family's disappearance are SOURCE_LOST: nlctrl's
+ * CTRL_CMD_DELFAMILY on its "notify" group (the module was unloaded) or,
+ * since a congested netlink socket drops everything until its queue is
+ * empty, a family lookup after each overrun and after an unknown-family
+ * -ENOENT answer.
+ *
+ * Subscription ids.  The module reuses freed ids.  Every datagram read gets
+ * a number (rx) and a ksub remembers the rx of the SUBSCRIBE answer that
+ * created it; a message read before that is about an older subscription
+ * with the same id and never reaches the new one.  After SUBSCRIBE the
+ * broker's pidfd is checked: if the process it names is still alive, the
+ * pid the module resolved was that process (no pid-reuse race).
  *
  * Everything here runs on the loop thread (source.h); nothing is locked.
  */

@@ -94,11 +94,11 @@
 #define UFFD_MASK_REQUIRED (UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_REMAP)
 
 /* Messages read per read(2); a callback reads at most MAX_BATCHES of them. */
-#define UFFD_BATCH   32
+#define UFFD_BATCH  32
 #define MAX_BATCHES 8
 
 /* Highest user address any supported architecture has (x86-64 LA57: 2^56). */
-#define USER_ADDR_LIMIT (1ULL << 57)
+#define USER_ADDR_LIMIT	     (1ULL << 57)
 #define MAX_KSUBS_PER_TARGET 65536
 
 struct uffd_source;
@@ -114,10 +114,10 @@ struct watch {
 struct ksub {
 	struct itree_node node; /* [start, end - 1] in target->index */
 	uint32_t id;
-	uint64_t start, end;    /* end exclusive */
+	uint64_t start, end; /* end exclusive */
 	struct target *t;
-	bool blocking;          /* recorded only: acks never hold the kernel here */
-	bool closed;            /* RELEASE or REVOKED reported: no further events */
+	bool blocking; /* recorded only: acks never hold the kernel here */
+	bool closed;   /* RELEASE or REVOKED reported: no further events */
 };
 
 enum close_reason {
@@ -130,18 +130,18 @@ struct target {
 	struct uffd_source *s;
 	struct target *prev, *next; /* s->targets */
 	pid_t pid;
-	bool linked;                /* attached: found by pid; false once detached */
-	bool dead;                  /* exited, or every uffd failed: nothing more will be reported */
-	bool prune;                 /* look again for uffds the process no longer holds */
-	bool fork_events;           /* some client enabled UFFD_FEATURE_EVENT_FORK */
-	unsigned attached;          /* attach_uffd calls not yet matched by a detach_uffd */
-	struct watch **uffds;       /* every uffd of this process mmnd holds and reads */
+	bool linked;	      /* attached: found by pid; false once detached */
+	bool dead;	      /* exited, or every uffd failed: nothing more will be reported */
+	bool prune;	      /* look again for uffds the process no longer holds */
+	bool fork_events;     /* some client enabled UFFD_FEATURE_EVENT_FORK */
+	unsigned attached;    /* attach_uffd calls not yet matched by a detach_uffd */
+	struct watch **uffds; /* every uffd of this process mmnd holds and reads */
 	size_t nuffds, capuffds;
-	struct watch *pidfd;        /* NULL when unknown or closed */
-	struct itree index;         /* ksubs by range */
+	struct watch *pidfd; /* NULL when unknown or closed */
+	struct itree index;  /* ksubs by range */
 	size_t nksubs;
-	enum close_reason pending;  /* close every open ksub from the deferred callback */
-	unsigned busy;              /* pinned while its events are emitted */
+	enum close_reason pending; /* close every open ksub from the deferred callback */
+	unsigned busy;		   /* pinned while its events are emitted */
 };
 
 struct uffd_source {
@@ -159,8 +159,8 @@ struct uffd_source {
 	uv_idle_t defer;
 	/* An fd kept open to survive EMFILE: a FORK message needs a free fd to be read. */
 	int reserve_fd;
-	uint64_t faults;            /* page faults seen (misuse by the client) */
-	struct ratelimit fault_rl;
+	uint64_t faults;	 /* page faults seen (misuse by the client) */
+	struct ratelimit log_rl; /* everything logged here a client can trigger */
 };
 
 static struct uffd_source *to_uffd(struct source *s)
@@ -430,7 +430,7 @@ static int collect_one(struct itree_node *n, void *ud)
 /* Fill s->scratch with the open ksubs of @t overlapping [start, end). */
 static int collect(struct target *t, uint64_t start, uint64_t end)
 {
-	struct collect c = { t->s, start, end, 0 };
+	struct collect c = {t->s, start, end, 0};
 
 	t->s->nscratch = 0;
 	if (start >= end || !t->index.root)
@@ -497,7 +497,7 @@ static void close_ksubs(struct target *t, enum close_reason why)
 			defer_close(t, why); /* out of memory: the rest on the next pass */
 			break;
 		}
-		s->scratch[s->nscratch++] = (struct source_event_sub){ k->id, k->start, k->end };
+		s->scratch[s->nscratch++] = (struct source_event_sub){k->id, k->start, k->end};
 	}
 	t->busy++;
 	for (i = 0; i < s->nscratch; i++) {
@@ -526,7 +526,7 @@ static void close_ksubs(struct target *t, enum close_reason why)
 /* True when the process behind @t's pidfd has exited (pidfds poll readable then). */
 static bool target_exited(struct target *t)
 {
-	struct pollfd p = { .fd = t->pidfd ? t->pidfd->fd : -1, .events = POLLIN };
+	struct pollfd p = {.fd = t->pidfd ? t->pidfd->fd : -1, .events = POLLIN};
 
 	return p.fd >= 0 && poll(&p, 1, 0) == 1;
 }
@@ -567,12 +567,12 @@ static void defer_close(struct target *t, enum close_reason why)
 
 static void log_fault(struct uffd_source *s, struct target *t, const struct uffd_msg *m)
 {
-	if (mmn__ratelimit_ok(&s->fault_rl, uv_now(s->src.loop)))
+	if (mmn__ratelimit_ok(&s->log_rl, uv_now(s->src.loop)))
 		mmn__log(LOG_WARNING, NULL,
 			 "uffd source: unexpected page fault at 0x%llx (flags 0x%llx) in pid %d, resolved; "
 			 "the client write-protected it or registered a faulting mode",
-			 (unsigned long long)m->arg.pagefault.address, (unsigned long long)m->arg.pagefault.flags,
-			 (int)t->pid);
+			 (unsigned long long)m->arg.pagefault.address,
+			 (unsigned long long)m->arg.pagefault.flags, (int)t->pid);
 }
 
 /*
@@ -585,17 +585,17 @@ static void log_fault(struct uffd_source *s, struct target *t, const struct uffd
 static void resolve_fault(struct uffd_source *s, struct target *t, int fd, const struct uffd_msg *m)
 {
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-	struct uffdio_range range = { .start = m->arg.pagefault.address & ~(page - 1), .len = page };
+	struct uffdio_range range = {.start = m->arg.pagefault.address & ~(page - 1), .len = page};
 
 	s->faults++;
 	log_fault(s, t, m);
 	if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
-		struct uffdio_writeprotect wp = { .range = range, .mode = 0 };
+		struct uffdio_writeprotect wp = {.range = range, .mode = 0};
 
 		if (ioctl(fd, UFFDIO_WRITEPROTECT, &wp) == 0)
 			return;
 	} else if (!(m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR)) {
-		struct uffdio_zeropage zp = { .range = range, .mode = 0 };
+		struct uffdio_zeropage zp = {.range = range, .mode = 0};
 
 		if (ioctl(fd, UFFDIO_ZEROPAGE, &zp) == 0)
 			return;
@@ -692,6 +692,8 @@ static void uffd_cb(uv_poll_t *h, int status, int events)
 			continue;
 		if (r < 0 && errno == EAGAIN)
 			break;
+		if (r < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOMEM))
+			break; /* transient: the message stays queued, the fd stays readable */
 		if (r <= 0) {
 			status = r < 0 ? -errno : -EIO;
 			break;
@@ -714,8 +716,9 @@ static void uffd_cb(uv_poll_t *h, int status, int events)
 	}
 	if (status < 0 && w->t == t) {
 		/* POLLERR (never initialised) or a read error: nothing more will come from it. */
-		mmn__log(LOG_WARNING, NULL, "uffd source: a userfaultfd of pid %d failed: %s", (int)t->pid,
-			 strerror(-status));
+		if (mmn__ratelimit_ok(&s->log_rl, uv_now(s->src.loop)))
+			mmn__log(LOG_WARNING, NULL, "uffd source: a userfaultfd of pid %d failed: %s",
+				 (int)t->pid, strerror(-status));
 		uffds_close_watch(t, w);
 		if (!t->nuffds) {
 			t->dead = true;
@@ -776,7 +779,7 @@ static int uffd_ksub_add(struct source *src, const struct source_target *st, uin
 	if (!t)
 		return -EOPNOTSUPP; /* only processes that attached their uffd can be watched */
 	if (t->dead)
-		return -ESRCH;      /* attached, but exited or its uffds failed */
+		return -ESRCH; /* attached, but exited or its uffds failed */
 	if (t->nksubs >= MAX_KSUBS_PER_TARGET)
 		return -ENOSPC;
 	if (s->nbyid == s->capbyid) {
@@ -1083,7 +1086,8 @@ int mmn__source_uffd_new(uv_loop_t *loop, source_event_fn emit, void *userdata, 
 	s->src.ops = &uffd_ops;
 	s->src.caps = (struct source_caps){
 		.name = "uffd",
-		.event_mask = 1ULL << EV_UNMAP | 1ULL << EV_PROTECTION_PAGE | 1ULL << EV_REMOVE | 1ULL << EV_REMAP,
+		.event_mask =
+			1ULL << EV_UNMAP | 1ULL << EV_PROTECTION_PAGE | 1ULL << EV_REMOVE | 1ULL << EV_REMAP,
 		.acks_hold_kernel = false,
 		.events_before_change = false,
 		.needs_uffd = true,
@@ -1093,7 +1097,7 @@ int mmn__source_uffd_new(uv_loop_t *loop, source_event_fn emit, void *userdata, 
 	s->src.emit = emit;
 	s->src.userdata = userdata;
 	s->next_id = 1;
-	s->fault_rl = (struct ratelimit)RATELIMIT_INIT(10000, 5);
+	s->log_rl = (struct ratelimit)RATELIMIT_INIT(10000, 5);
 	s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	*out = &s->src;
 	return 0;

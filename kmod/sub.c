@@ -6,11 +6,13 @@
  * mm once per invalidation and calls .invalidate for every overlapping
  * subscription, one after the other on the invalidating thread (the walk).
  * The first callback of a walk (the gatherer) reports every LIVE
- * subscription of the same mm that overlaps the range in one INVALIDATE
- * with one seq and waits once; it marks them covered by setting the bit of
- * a walk slot (struct mmn_walk, keyed by thread, range pointer, cur_seq,
- * start, end and event) in their cover mask, and their own callbacks in the
- * same walk consume the bit and return at once.
+ * subscription of the same mm that overlaps the range and that the walk
+ * visits after it (the walk goes by increasing start; equal starts are not
+ * gathered) in one INVALIDATE with one seq and waits once; it marks them
+ * covered by setting the bit of a walk slot (struct mmn_walk, keyed by
+ * thread, range pointer, cur_seq, start, end and event) in their cover
+ * mask, and their own callbacks in the same walk consume the bit and return
+ * at once.
  *
  * The rule is sound because the interval tree cannot change while a walk
  * runs (cur_seq is odd: inserts and removes are deferred until it turns
@@ -25,7 +27,11 @@
  * the same range); a walk that we stop (we refuse a non-blockable
  * invalidation) clears its slot before returning false.  A subscription that
  * is not covered always reports itself, so the worst case of any miss is an
- * extra event, never a lost one.
+ * extra event, never a lost one; and as a gatherer only reaches forward,
+ * never back to a subscription the walk already visited (which reported
+ * itself or was covered), no subscription is listed twice for one walk.  A
+ * callback that is not covered but finds its walk's slot still waiting for
+ * covered callbacks reports only itself.
  *
  * Locking: group->lock (spinlock) is the lock of every subscription of that
  * mm and, with mmn_wait_lock nested inside it, the only lock on the
@@ -303,8 +309,9 @@ static bool report(struct mmn_sub *self, const struct mmu_notifier_range *range,
 		list_for_each_entry(s, &g->subs, node) {
 			if (b->n == b->cap)
 				break;
-			if (s == self || s->state != MMN_SUB_LIVE || !s->armed ||
-			    !overlaps(s, range))
+			/* only subscriptions the walk visits after us */
+			if (s->start <= self->start || s->state != MMN_SUB_LIVE ||
+			    !s->armed || !overlaps(s, range))
 				continue;
 			s->cover |= walk_bit(g, w);
 			w->pending++;

@@ -11,7 +11,9 @@
  * UNMAP, needs_ack; INVALIDATE_END pairs with it; a non-blocking ksub never
  * waits; SET_FLAGS turns waiting on; a late ack is -ENOENT; target exit is
  * RELEASE; destroy while the kernel waits releases munmap at once and a new
- * source can bind again.
+ * source can bind again; an unread flood overruns the socket and the ksub is
+ * revoked (DESYNC), events flow again after ksub_resynced; rmmod while bound
+ * is SOURCE_LOST(-ENODEV), and then the constructor says -ENOENT.
  *
  * Exits 77 when not root or the module is not loaded.
  */

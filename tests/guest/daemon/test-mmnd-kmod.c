@@ -20,6 +20,8 @@
  *              before the module's own timeout.
  *   nonblocking  the callback does not return until the test says so, and
  *              munmap returns meanwhile.
+ *   death      a second mmnd is SIGKILLed while munmap waits for its ack:
+ *              munmap returns at once (the module sees the socket close).
  *
  * Exits 77 when not root or the module's family does not resolve.
  */
@@ -357,6 +359,39 @@ out:
 	ctx_fini(&c);
 }
 
+/*
+ * mmnd dies (SIGKILL) while the kernel waits for its ack: the module sees its
+ * socket close (it is close-on-exec, nothing else holds it) and lets munmap
+ * go at once instead of at the timeout.
+ */
+static void test_daemon_death(struct mmn_client *cl, pid_t mmnd)
+{
+	struct target t;
+	struct ctx c;
+	struct mmn_sub *s;
+	uint64_t times[2], t_kill;
+	int st;
+
+	ctx_init(&c);
+	atomic_store(&c.ack_later, true);
+	tap_require(target_spawn(&t) == 0);
+	s = subscribe(cl, &t, &c, MMN_SUB_BLOCKING, 1500);
+	if (!s)
+		goto out;
+	target_munmap(&t);
+	tap_is_int(ctx_wait(&c, 'i', 5000), 0, "daemon death: the invalidation reaches the client");
+	tap_ok(!wait_readable(t.rep, 0), "daemon death: munmap waits");
+	t_kill = mono_ns();
+	kill(mmnd, SIGKILL);
+	waitpid(mmnd, &st, 0);
+	tap_is_int(target_times(&t, 5000, times), 0, "daemon death: munmap returned");
+	tap_ok(times[1] - t_kill < 500 * MS, "daemon death: %llu us after SIGKILL, not at the 1.5 s timeout",
+	       (unsigned long long)(times[1] > t_kill ? times[1] - t_kill : 0) / 1000);
+out:
+	target_end(&t);
+	ctx_fini(&c);
+}
+
 /* ---- mmnd ------------------------------------------------------------------ */
 
 static pid_t start_mmnd(const char *mmnd, const char *sock)
@@ -427,8 +462,18 @@ int main(int argc, char **argv)
 
 	mmn_disconnect(cl);
 	kill(mmnd, SIGTERM);
-	tap_ok(waitpid(mmnd, &st, 0) == mmnd && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-	       "mmnd exits cleanly on SIGTERM (status 0x%x)", st);
+	st = -1;
+	r = (int)waitpid(mmnd, &st, 0);
+	tap_ok(r == mmnd && WIFEXITED(st) && WEXITSTATUS(st) == 0, "mmnd exits cleanly on SIGTERM (status 0x%x)", st);
+
+	/* a second mmnd, killed while the kernel waits for it */
+	mmnd = start_mmnd(argv[1], sock);
+	tap_require(mmnd > 0);
+	tap_require(mmn_connect(sock, &cl) == 0);
+	tap_require(mmn_start_thread(cl) == 0);
+	test_daemon_death(cl, mmnd);
+	mmn_disconnect(cl);
+
 	unlink(sock);
 	rmdir(dir);
 	return tap_done();

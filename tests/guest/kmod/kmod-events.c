@@ -33,6 +33,7 @@ static void setup(struct setup *s, uint32_t flags)
 
 	struct tgt_res res;
 
+	tap_require(kt_settle(d));
 	tap_require(tgt_start(&s->t) == 0);
 	tap_require(tgt_do(&s->t, T_MMAP, 0, 16 * P, 0, &res) == 0);
 	s->base = res.val;
@@ -251,7 +252,8 @@ static void t_exit(void)
 	tap_is_int(waitpid(s.t.pid, &st, 0), s.t.pid, "target exits");
 	s.t.pid = 0;
 	r = drv_next(d, &ev, 5000);
-	tap_ok(r == 1 && ev.cmd == MMN_CMD_RELEASE, "exit: RELEASE is the first message");
+	tap_ok(r == 1 && ev.cmd == MMN_CMD_RELEASE, "exit: RELEASE is the first message (cmd %u)",
+	       ev.cmd);
 	tap_is_int(ev.sub_id, s.id, "exit: RELEASE names the subscription");
 	tap_is_int(drv_next(d, &ev, 0), 0, "exit: nothing after RELEASE (exit's UNMAP is not reported)");
 	n = drv_subs(d, subs, 8);
@@ -282,6 +284,46 @@ static void t_exec(void)
 	close(s.t.res_fd);
 }
 
+/* Each listed id once across the INVALIDATEs of evs: how often id appears. */
+static int times_listed(const struct kt_evs *evs, uint32_t id)
+{
+	int n = 0;
+
+	for (int i = 0; i < evs->n; i++)
+		for (unsigned int j = 0; evs->ev[i].cmd == MMN_CMD_INVALIDATE && j < evs->ev[i].nsubs; j++)
+			n += evs->ev[i].subs[j].id == id;
+	return n;
+}
+
+/*
+ * A subscription inserted while an invalidation of its mm runs is deferred
+ * by the core (not in the interval tree until that invalidation ends): it
+ * must be neither lost nor reported twice by the next invalidation.
+ */
+static void t_deferred(void)
+{
+	struct setup s;
+	struct kt_evs evs = { 0 };
+	struct drv_ev ev;
+	struct tgt_res r;
+	uint32_t b;
+
+	setup(&s, MMN_SUB_F_BLOCKING);
+	tgt_send(&s.t, T_MUNMAP, s.base + 4 * P, P, 0);
+	tap_is_int(drv_next_cmd(d, MMN_CMD_INVALIDATE, &ev, 5000), 1, "deferred: a munmap waits");
+	tap_is_int(drv_subscribe(d, s.t.pid, s.base + 10 * P, 2 * P, 0, 0, &b), 0,
+		   "deferred: SUBSCRIBE while the mm is invalidating");
+	tap_is_int(drv_ack(d, ev.seq), 0, "deferred: ACK");
+	tap_is_int(tgt_recv(&s.t, &r, 5000), 1, "deferred: munmap returned");
+	tap_is_int(kt_op(d, &s.t, T_MUNMAP, s.base, 16 * P, 0, true, &evs, NULL), 0,
+		   "deferred: munmap over both");
+	tap_is_int(times_listed(&evs, s.id), 1, "deferred: first subscription reported once");
+	tap_is_int(times_listed(&evs, b), 1, "deferred: deferred subscription reported once");
+	evs.n = 0;
+	drv_unsubscribe(d, b);
+	teardown(&s);
+}
+
 int main(void)
 {
 	uint64_t ev0, end0;
@@ -298,6 +340,7 @@ int main(void)
 	t_fork();
 	t_multi();
 	t_clear_refs();
+	t_deferred();
 	t_exit();
 	t_exec();
 

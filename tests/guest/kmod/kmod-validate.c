@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,8 +157,28 @@ static int try_bind_as(int how)
 	return -WEXITSTATUS(st);
 }
 
+/* In a child in a new network namespace: can the family be resolved? */
+static int netns_open(void)
+{
+	pid_t p = fork();
+	int st;
+
+	if (p == 0) {
+		struct drv *x;
+
+		if (unshare(CLONE_NEWNET))
+			_exit(100);
+		x = drv_open();
+		_exit(x ? 0 : errno == ENOENT ? 2 : 101);
+	}
+	if (waitpid(p, &st, 0) != p || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
 static void t_permissions(void)
 {
+	tap_is_int(netns_open(), 2, "family invisible outside the initial netns (ENOENT)");
 	tap_is_int(drv_unbind(d), 0, "UNBIND (free the slot)");
 	tap_is_int(try_bind_as(0), -EPERM, "BIND as nobody -> EPERM");
 	tap_is_int(try_bind_as(1), -EPERM, "BIND with CAP_NET_ADMIN but not CAP_SYS_ADMIN -> EPERM");

@@ -108,6 +108,24 @@ bool kt_wait_end(struct drv *d, uint64_t seq, struct kt_evs *evs, int timeout_ms
 	}
 }
 
+bool kt_settle(struct drv *d)
+{
+	uint64_t st[MMN_STATS_A_MAX + 1];
+	struct drv_ev ev;
+
+	for (int i = 0; i < 1000; i++) {
+		if (drv_stats(d, st))
+			return false;
+		if (st[MMN_STATS_A_ENDS] == st[MMN_STATS_A_EVENTS]) {
+			while (drv_next(d, &ev, 0) == 1)
+				;
+			return true;
+		}
+		drv_next(d, &ev, 10);
+	}
+	return false;
+}
+
 uint64_t kt_stat(struct drv *d, int which)
 {
 	uint64_t st[MMN_STATS_A_MAX + 1];

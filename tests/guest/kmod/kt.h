@@ -34,6 +34,12 @@ int64_t kt_op(struct drv *d, struct tgt *t, int op, uint64_t addr,
 int kt_count(const struct kt_evs *evs, uint8_t cmd, const struct drv_ev **first);
 /* Wait up to timeout_ms for INVALIDATE_END of seq (other events go to evs). */
 bool kt_wait_end(struct drv *d, uint64_t seq, struct kt_evs *evs, int timeout_ms);
+/*
+ * Wait until every INVALIDATE sent so far has had its INVALIDATE_END (they
+ * come from a worker, after the operation returned) and drop every queued
+ * message, so that the next check starts from a quiet socket.
+ */
+bool kt_settle(struct drv *d);
 /* Stats delta helpers. */
 uint64_t kt_stat(struct drv *d, int which);
 /* Write s to path; 0 or -errno. */

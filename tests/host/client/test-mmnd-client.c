@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -58,6 +59,42 @@ static void skip_all(const char *why)
 {
 	printf("1..0 # SKIP %s\n", why);
 	exit(0);
+}
+
+/* A second client dispatching on the library thread: counts RESYNC ends, wakes an eventfd. */
+static int thr_efd;
+static unsigned thr_resync_ends, thr_unmaps;
+
+static int thr_inval(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	if (r->event == MMN_EVENT_UNMAP)
+		__atomic_add_fetch(&thr_unmaps, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static void thr_end(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	uint64_t one = 1;
+
+	if (r->event == MMN_EVENT_RESYNC)
+		__atomic_add_fetch(&thr_resync_ends, 1, __ATOMIC_RELAXED);
+	if (write(thr_efd, &one, sizeof(one)) < 0)
+		abort();
+}
+
+/* Wait (poll on the eventfd, 5 s at most) until *@counter >= @n. */
+static bool thr_wait(const unsigned *counter, unsigned n)
+{
+	for (int i = 0; i < 100 && __atomic_load_n(counter, __ATOMIC_RELAXED) < n; i++) {
+		struct pollfd p = {.fd = thr_efd, .events = POLLIN};
+		uint64_t v;
+
+		poll(&p, 1, 50);
+		if (read(thr_efd, &v, sizeof(v)) < 0) {
+			/* nothing yet */
+		}
+	}
+	return __atomic_load_n(counter, __ATOMIC_RELAXED) >= n;
 }
 
 static char dir[] = "/tmp/mmn-host-XXXXXX";
@@ -138,8 +175,13 @@ int main(int argc, char **argv)
 				 .invalidate_end = on_end,
 				 .userdata = &rec};
 	long ps = sysconf(_SC_PAGESIZE);
-	struct mmn_client *c;
-	struct mmn_sub *s;
+	struct mmn_sub_opts o2 = {.size = sizeof(o2),
+				  .flags = MMN_SUB_NONBLOCKING,
+				  .invalidate = thr_inval,
+				  .invalidate_end = thr_end};
+	struct mmn_client *c, *c2;
+	struct mmn_sub *s, *s2, *tmp;
+	char *buf2;
 	unsigned from, ends;
 	uintptr_t b;
 	char *buf;
@@ -167,13 +209,11 @@ int main(int argc, char **argv)
 	b = (uintptr_t)buf;
 	tap_is_int(mmn_subscribe(c, 0, b + 2 * ps, 60 * ps, &o, &s), 0, "subscribe own memory (blocking)");
 	{
-		struct mmn_sub *s2;
-
-		tap_is_int(mmn_subscribe(c, getppid(), b, ps, &o, &s2), -EOPNOTSUPP,
+		tap_is_int(mmn_subscribe(c, getppid(), b, ps, &o, &tmp), -EOPNOTSUPP,
 			   "another pid -> -EOPNOTSUPP");
 
 		munmap(buf + 63 * ps, ps);
-		tap_is_int(mmn_subscribe(c, 0, b + 62 * ps, 2 * ps, &o, &s2), -ENOMEM,
+		tap_is_int(mmn_subscribe(c, 0, b + 62 * ps, 2 * ps, &o, &tmp), -ENOMEM,
 			   "range not fully mapped -> -ENOMEM");
 	}
 
@@ -191,9 +231,31 @@ int main(int argc, char **argv)
 	dispatch_until(c, &rec.nend, 2);
 	tap_ok(has_inval(&rec, from, b + 10 * ps, b + 12 * ps, MMN_EVENT_REMOVE), "REMOVE for MADV_DONTNEED");
 
+	/* A second client on its library thread, with its own buffer. */
+	thr_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	tap_require(mmn_connect(sock, &c2) == 0);
+	tap_is_int(mmn_start_thread(c2), 0, "second client: library thread");
+	buf2 = mmap(NULL, 8 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	tap_require(buf2 != MAP_FAILED);
+	tap_is_int(mmn_subscribe(c2, 0, (uintptr_t)buf2, 8 * ps, &o2, &s2), 0, "second client subscribed");
+
 	/* Kill mmnd: the connection drops, read_retry collides, mmnd restarts, RESYNC. */
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
+	{
+		/*
+		 * With the uffd's fork event, fork() waits until mmnd reads it: with
+		 * mmnd dead it must not hang (the library drops or stashes its uffd
+		 * around fork).  A hang here is a meson timeout.
+		 */
+		pid_t k = fork();
+		int status = -1;
+
+		if (k == 0)
+			_exit(0);
+		waitpid(k, &status, 0);
+		tap_ok(k > 0 && WIFEXITED(status), "fork() right after mmnd died returns");
+	}
 	r = dispatch_until_err(c);
 	tap_is_int(r, -ECONNRESET, "dispatch reports the lost connection");
 	tap_ok(mmn_read_retry(s, 0), "read_retry collides while mmnd is gone");
@@ -219,6 +281,13 @@ int main(int argc, char **argv)
 	       "subscription back: UNMAP from the restarted mmnd");
 	tap_ok(!has_inval(&rec, from, b + 2 * ps, b + 8 * ps, MMN_EVENT_UNMAP),
 	       "no stale replay of old events");
+
+	tap_ok(thr_wait(&thr_resync_ends, 1), "library thread: RESYNC and its end after the restart");
+	munmap(buf2, ps);
+	tap_ok(thr_wait(&thr_unmaps, 1), "library thread: UNMAP from the restarted mmnd");
+	tap_is_int(mmn_unsubscribe(s2), 0, "second client: unsubscribe");
+	mmn_disconnect(c2);
+	munmap(buf2, 8 * ps);
 
 	tap_is_int(mmn_unsubscribe(s), 0, "unsubscribe");
 	mmn_disconnect(c);

@@ -41,8 +41,8 @@ static struct source *src;
 static struct rec recs[MAXREC];
 static size_t nrecs;
 static uint32_t del_on_invalidate; /* ksub the emit callback deletes, to test reentrancy */
-static long P;                     /* page size */
-static char *base;                 /* 32 registered pages */
+static long P;			   /* page size */
+static char *base;		   /* 32 registered pages */
 
 static void emit(const struct source_event *ev, void *ud)
 {
@@ -55,7 +55,8 @@ static void emit(const struct source_event *ev, void *ud)
 	memcpy(r->subs, ev->subs, (ev->nsubs < MAXSUBS ? ev->nsubs : MAXSUBS) * sizeof(r->subs[0]));
 	r->ev.subs = r->subs;
 	if (ev->kind == SOURCE_INVALIDATE && del_on_invalidate) {
-		tap_is_int(src->ops->ksub_del(src, del_on_invalidate), 0, "ksub_del from inside the emit callback");
+		tap_is_int(src->ops->ksub_del(src, del_on_invalidate), 0,
+			   "ksub_del from inside the emit callback");
 		del_on_invalidate = 0;
 	}
 }
@@ -69,17 +70,17 @@ static void timeout_cb(uv_timer_t *t)
 	timed_out = true;
 }
 
-#define WAIT_UNTIL(cond)                                                                           \
-	({                                                                                         \
-		uv_timer_t _t;                                                                     \
-		timed_out = false;                                                                 \
-		uv_timer_init(&loop, &_t);                                                         \
-		uv_timer_start(&_t, timeout_cb, WAIT_MS, 0);                                       \
-		while (!(cond) && !timed_out)                                                      \
-			uv_run(&loop, UV_RUN_ONCE);                                                \
-		uv_close((uv_handle_t *)&_t, NULL);                                                \
-		uv_run(&loop, UV_RUN_NOWAIT);                                                      \
-		!timed_out;                                                                        \
+#define WAIT_UNTIL(cond)                                                                                     \
+	({                                                                                                   \
+		uv_timer_t _t;                                                                               \
+		timed_out = false;                                                                           \
+		uv_timer_init(&loop, &_t);                                                                   \
+		uv_timer_start(&_t, timeout_cb, WAIT_MS, 0);                                                 \
+		while (!(cond) && !timed_out)                                                                \
+			uv_run(&loop, UV_RUN_ONCE);                                                          \
+		uv_close((uv_handle_t *)&_t, NULL);                                                          \
+		uv_run(&loop, UV_RUN_NOWAIT);                                                                \
+		!timed_out;                                                                                  \
 	})
 
 /* ---- memory operations on a second thread ---- */
@@ -108,7 +109,7 @@ static void op_async_cb(uv_async_t *a)
 /* Run @fn on a thread while the loop reads its events; true when it returned. */
 static bool run_op(void (*fn)(void *), void *arg)
 {
-	struct op o = { .fn = fn, .arg = arg };
+	struct op o = {.fn = fn, .arg = arg};
 	pthread_t th;
 	bool ok;
 
@@ -129,7 +130,7 @@ static bool run_op(void (*fn)(void *), void *arg)
 
 struct range {
 	long first, npages; /* in pages of base */
-	long dest;          /* mremap */
+	long dest;	    /* mremap */
 };
 
 static void do_munmap(void *p)
@@ -219,8 +220,8 @@ static void check_pair(size_t i, const char *what, uint32_t event, uint64_t rs, 
 
 		snprintf(name, sizeof(name), "%s: ksub %u clipped to [0x%llx, 0x%llx)", what, want[k].id,
 			 (unsigned long long)want[k].start, (unsigned long long)want[k].end);
-		if (!tap_ok(s->ksub_id == want[k].id && s->start == want[k].start && s->end == want[k].end, "%s",
-			    name))
+		if (!tap_ok(s->ksub_id == want[k].id && s->start == want[k].start && s->end == want[k].end,
+			    "%s", name))
 			tap_diag("  got ksub %u [0x%llx, 0x%llx)", s->ksub_id, (unsigned long long)s->start,
 				 (unsigned long long)s->end);
 	}
@@ -252,9 +253,10 @@ static void child_target(int sock)
 	char *m = mmap(NULL, 8 * P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint64_t features, addr = (uint64_t)(uintptr_t)m;
 	int fd = uffd_client_open(&features);
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { &addr, sizeof(addr) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	char cbuf[CMSG_SPACE(sizeof(int))] = {0};
+	struct iovec iov = {&addr, sizeof(addr)};
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
 	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 	char cmd;
 
@@ -289,11 +291,12 @@ static void sock_cb(uv_poll_t *h, int status, int events)
 
 static void test_other_process(void)
 {
-	struct source_target st = { 0 };
+	struct source_target st = {0};
 	uint64_t addr = 0;
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { &addr, sizeof(addr) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	char cbuf[CMSG_SPACE(sizeof(int))] = {0};
+	struct iovec iov = {&addr, sizeof(addr)};
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
 	struct cmsghdr *c;
 	uv_poll_t poll;
 	uint32_t id = 0;
@@ -331,7 +334,7 @@ static void test_other_process(void)
 	tap_ok(WAIT_UNTIL(sock_readable), "other process: its munmap returned");
 	tap_require(read(sv[0], &k, 1) == 1);
 	check_pair(n0, "other process munmap", MMN__V1__EVENT_TYPE__EVENT_UNMAP, addr + P, addr + 2 * P,
-		   (struct want_sub[]){ { id, addr + P, addr + 2 * P } }, 1, 1);
+		   (struct want_sub[]){{id, addr + P, addr + 2 * P}}, 1, 1);
 	tap_is_int(recs[n0].ev.pid, pid, "other process: event names the target's pid");
 
 	n0 = nrecs;
@@ -342,7 +345,7 @@ static void test_other_process(void)
 	       "other process: exit -> SOURCE_RELEASE for its ksub");
 	waitpid(pid, &status, 0);
 	tap_ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "other process: exited cleanly");
-	tap_is_int(src->ops->ksub_add(src, &st, addr, (uint64_t)P, false, 0, &id) , -ESRCH,
+	tap_is_int(src->ops->ksub_add(src, &st, addr, (uint64_t)P, false, 0, &id), -ESRCH,
 		   "other process: ksub_add after its exit -> -ESRCH");
 	tap_is_int(src->ops->ksub_del(src, id), 0, "other process: ksub_del after RELEASE");
 	src->ops->detach_uffd(src, pid);
@@ -357,7 +360,7 @@ static void test_other_process(void)
 
 int main(void)
 {
-	struct source_target self = { .pid = getpid(), .uffd = -1 };
+	struct source_target self = {.pid = getpid(), .uffd = -1};
 	uint32_t a, b, d, e, f, id;
 	uint64_t features = 0;
 	bool fork_ok;
@@ -411,7 +414,8 @@ int main(void)
 	ctl = dup(fd); /* the test's own handle for UFFDIO_WRITEPROTECT */
 	tap_is_int(src->ops->attach_uffd(src, &self, fd), 0, "attach the uffd");
 
-	tap_is_int(src->ops->ksub_add(src, &self, A(0), 0, true, 0, &id), -EINVAL, "ksub_add length 0 -> -EINVAL");
+	tap_is_int(src->ops->ksub_add(src, &self, A(0), 0, true, 0, &id), -EINVAL,
+		   "ksub_add length 0 -> -EINVAL");
 	tap_is_int(src->ops->ksub_add(src, &self, UINT64_MAX - 0xfff, 0x2000, true, 0, &id), -EINVAL,
 		   "ksub_add overflowing range -> -EINVAL");
 	tap_is_int(src->ops->ksub_add(src, &self, 1ULL << 62, 0x1000, true, 0, &id), -EINVAL,
@@ -420,54 +424,55 @@ int main(void)
 	tap_require(src->ops->ksub_add(src, &self, A(8), 4 * (uint64_t)P, false, 0, &b) == 0); /* [8,12) */
 	tap_require(src->ops->ksub_add(src, &self, A(4), 6 * (uint64_t)P, true, 0, &d) == 0);  /* [4,10) */
 	tap_require(src->ops->ksub_add(src, &self, A(20), 4 * (uint64_t)P, true, 0, &e) == 0); /* [20,24) */
-	tap_ok(a && b && d && e && a != b && b != d && d != e && a != e, "ksub ids are distinct and non-zero");
+	tap_ok(a && b && d && e && a != b && b != d && d != e && a != e,
+	       "ksub ids are distinct and non-zero");
 
 	/* munmap [5,9): one event, clipped to A, D and B, in ascending start. */
 	n0 = nrecs;
-	r = (struct range){ 5, 4, 0 };
+	r = (struct range){5, 4, 0};
 	tap_ok(run_op(do_munmap, &r), "munmap [5,9) returned");
 	tap_is_int(nrecs - n0, 2, "munmap: exactly one pair");
 	check_pair(n0, "munmap", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(5), A(9),
-		   (struct want_sub[]){ { a, A(5), A(6) }, { d, A(5), A(9) }, { b, A(8), A(9) } }, 3, 3);
+		   (struct want_sub[]){{a, A(5), A(6)}, {d, A(5), A(9)}, {b, A(8), A(9)}}, 3, 3);
 
 	/* madvise(MADV_DONTNEED) [10,11): REMOVE on B only. */
 	n0 = nrecs;
-	r = (struct range){ 10, 1, 0 };
+	r = (struct range){10, 1, 0};
 	tap_ok(run_op(do_dontneed, &r), "madvise(DONTNEED) returned");
 	tap_is_int(nrecs - n0, 2, "madvise: exactly one pair");
 	check_pair(n0, "madvise", MMN__V1__EVENT_TYPE__EVENT_REMOVE, A(10), A(11),
-		   (struct want_sub[]){ { b, A(10), A(11) } }, 1, 1);
+		   (struct want_sub[]){{b, A(10), A(11)}}, 1, 1);
 
 	/* madvise(MADV_FREE) [20,21): REMOVE on E. */
 	n0 = nrecs;
-	r = (struct range){ 20, 1, 0 };
+	r = (struct range){20, 1, 0};
 	tap_ok(run_op(do_free, &r), "madvise(FREE) returned");
 	tap_is_int(nrecs - n0, 2, "madvise(FREE): exactly one pair");
 	check_pair(n0, "madvise(FREE)", MMN__V1__EVENT_TYPE__EVENT_REMOVE, A(20), A(21),
-		   (struct want_sub[]){ { e, A(20), A(21) } }, 1, 1);
+		   (struct want_sub[]){{e, A(20), A(21)}}, 1, 1);
 
 	/* mremap [11,12) to an unregistered page: REMAP on the old range. */
 	remap_dest = mmap(NULL, P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	tap_require(remap_dest != MAP_FAILED);
 	n0 = nrecs;
-	r = (struct range){ 11, 1, 0 };
+	r = (struct range){11, 1, 0};
 	tap_ok(run_op(do_mremap, &r) && remap_dest != MAP_FAILED, "mremap returned");
 	/* Linux (6.1 and 6.18 alike) queues REMAP, then an UNMAP of the old range (move_vma). */
 	tap_is_int(nrecs - n0, 4, "mremap: two pairs");
 	check_pair(n0, "mremap", MMN__V1__EVENT_TYPE__EVENT_REMAP, A(11), A(12),
-		   (struct want_sub[]){ { b, A(11), A(12) } }, 1, 1);
+		   (struct want_sub[]){{b, A(11), A(12)}}, 1, 1);
 	check_pair(n0 + 2, "mremap's unmap of the old range", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(11), A(12),
-			   (struct want_sub[]){ { b, A(11), A(12) } }, 1, 1);
+		   (struct want_sub[]){{b, A(11), A(12)}}, 1, 1);
 	tap_ok(*(volatile char *)remap_dest == 1, "mremap moved the page's contents");
 	/* The moved page stays registered: unmapping it waits for the loop too. */
 	n0 = nrecs;
-	r = (struct range){ ((char *)remap_dest - base) / P, 1, 0 };
+	r = (struct range){((char *)remap_dest - base) / P, 1, 0};
 	tap_ok(run_op(do_munmap, &r), "munmap of the moved page returned");
 	tap_is_int(nrecs, n0, "munmap of the moved page (no ksub there): no event");
 
 	/* munmap outside every ksub: read (the munmap returns), nothing emitted. */
 	n0 = nrecs;
-	r = (struct range){ 13, 1, 0 };
+	r = (struct range){13, 1, 0};
 	tap_ok(run_op(do_munmap, &r), "munmap [13,14) returned");
 	tap_is_int(nrecs, n0, "munmap outside every ksub: no event");
 
@@ -478,8 +483,8 @@ int main(void)
 	if (fork_ok) {
 		tap_is_int(nrecs - n0, 2, "fork: exactly one pair");
 		check_pair(n0, "fork", MMN__V1__EVENT_TYPE__EVENT_PROTECTION_PAGE, A(2), A(24),
-			   (struct want_sub[]){ { a, A(2), A(6) }, { d, A(4), A(10) }, { b, A(8), A(12) },
-						{ e, A(20), A(24) } },
+			   (struct want_sub[]){
+				   {a, A(2), A(6)}, {d, A(4), A(10)}, {b, A(8), A(12)}, {e, A(20), A(24)}},
 			   4, 4);
 	} else {
 		tap_is_int(nrecs, n0, "fork without EVENT_FORK: no event (documented weakness)");
@@ -503,7 +508,8 @@ int main(void)
 			fill[nfill++] = nf;
 		}
 		n0 = nrecs;
-		tap_ok(errno == EMFILE && run_op(do_fork, NULL), "fork with no free fd in the reader returned");
+		tap_ok(errno == EMFILE && run_op(do_fork, NULL),
+		       "fork with no free fd in the reader returned");
 		tap_is_int(nrecs - n0, 2, "fork under EMFILE: reported (the reserve fd made room)");
 		while (nfill)
 			close(fill[--nfill]);
@@ -513,11 +519,13 @@ int main(void)
 
 	/* A page fault (the client write-protected a page itself): resolved, the writer returns. */
 	{
-		struct uffdio_writeprotect wp = { .range = { A(21), (uint64_t)P }, .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+		struct uffdio_writeprotect wp = {.range = {A(21), (uint64_t)P},
+						 .mode = UFFDIO_WRITEPROTECT_MODE_WP};
 
 		n0 = nrecs;
 		tap_is_int(ioctl(ctl, UFFDIO_WRITEPROTECT, &wp), 0, "client write-protects a page");
-		tap_ok(run_op(do_write, base + 21 * P), "a write fault on it is resolved, the writer returns");
+		tap_ok(run_op(do_write, base + 21 * P),
+		       "a write fault on it is resolved, the writer returns");
 		tap_ok(base[21 * P] == 42, "the write landed");
 		tap_is_int(nrecs, n0, "a page fault emits no invalidation");
 	}
@@ -526,19 +534,19 @@ int main(void)
 	tap_is_int(src->ops->ksub_del(src, d), 0, "ksub_del");
 	tap_is_int(src->ops->ksub_del(src, d), -ENOENT, "ksub_del twice -> -ENOENT");
 	n0 = nrecs;
-	r = (struct range){ 4, 1, 0 };
+	r = (struct range){4, 1, 0};
 	tap_ok(run_op(do_munmap, &r), "munmap [4,5) returned");
 	check_pair(n0, "munmap after ksub_del", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(4), A(5),
-		   (struct want_sub[]){ { a, A(4), A(5) } }, 1, 1);
+		   (struct want_sub[]){{a, A(4), A(5)}}, 1, 1);
 
 	/* The broker deletes a listed ksub from inside INVALIDATE: END lists only the live one. */
 	tap_require(src->ops->ksub_add(src, &self, A(22), 8 * (uint64_t)P, true, 0, &f) == 0); /* [22,30) */
 	del_on_invalidate = f;
 	n0 = nrecs;
-	r = (struct range){ 22, 2, 0 };
+	r = (struct range){22, 2, 0};
 	tap_ok(run_op(do_munmap, &r), "munmap [22,24) returned");
 	check_pair(n0, "munmap with reentrant ksub_del", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(22), A(24),
-		   (struct want_sub[]){ { e, A(22), A(24) }, { f, A(22), A(24) } }, 2, 1);
+		   (struct want_sub[]){{e, A(22), A(24)}, {f, A(22), A(24)}}, 2, 1);
 	tap_is_int(src->ops->ksub_del(src, f), -ENOENT, "the reentrantly deleted ksub is gone");
 
 	/* A second connection of the same process attaches its own uffd for another range. */
@@ -548,35 +556,37 @@ int main(void)
 		int fd2 = uffd_client_open(&f2), copy2;
 		uint32_t g;
 
-		tap_require(r2 != MAP_FAILED && fd2 >= 0 && uffd_client_register(fd2, a2, 4 * (uint64_t)P) == 0);
+		tap_require(r2 != MAP_FAILED && fd2 >= 0 &&
+			    uffd_client_register(fd2, a2, 4 * (uint64_t)P) == 0);
 		copy2 = dup(fd2); /* what that connection's library keeps while connected */
 		tap_is_int(src->ops->attach_uffd(src, &self, fd2), 0, "a second uffd for the same pid");
 		tap_require(src->ops->ksub_add(src, &self, a2, 2 * (uint64_t)P, true, 0, &g) == 0);
 		n0 = nrecs;
-		r = (struct range){ (r2 - base) / P, 1, 0 };
+		r = (struct range){(r2 - base) / P, 1, 0};
 		tap_ok(run_op(do_munmap, &r), "munmap in the second uffd's range returned");
 		check_pair(n0, "second uffd", MMN__V1__EVENT_TYPE__EVENT_UNMAP, a2, a2 + P,
-			   (struct want_sub[]){ { g, a2, a2 + P } }, 1, 1);
+			   (struct want_sub[]){{g, a2, a2 + P}}, 1, 1);
 
 		/* That connection goes: its library closed its copy; mmnd closes the one nobody holds. */
 		close(copy2);
 		src->ops->detach_uffd(src, getpid());
 		n0 = nrecs;
-		r = (struct range){ (r2 - base) / P + 1, 1, 0 };
+		r = (struct range){(r2 - base) / P + 1, 1, 0};
 		tap_ok(run_op(do_munmap, &r), "munmap after that connection detached returned");
 		tap_is_int(nrecs, n0, "its uffd was closed (the range is unregistered): no event");
 		n0 = nrecs;
-		r = (struct range){ 3, 1, 0 };
+		r = (struct range){3, 1, 0};
 		tap_ok(run_op(do_munmap, &r), "munmap [3,4) in the first uffd's range returned");
 		check_pair(n0, "first uffd still read", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(3), A(4),
-			   (struct want_sub[]){ { a, A(3), A(4) } }, 1, 1);
+			   (struct want_sub[]){{a, A(3), A(4)}}, 1, 1);
 		tap_is_int(src->ops->ksub_del(src, g), 0, "ksub_del of the second range");
 		munmap(r2 + 2 * P, 2 * P); /* unregistered now: no wait */
 	}
 
 	/* The other ops. */
 	tap_is_int(src->ops->ksub_set_blocking(src, a, false), 0, "ksub_set_blocking");
-	tap_is_int(src->ops->ksub_set_blocking(src, 999999, false), -ENOENT, "ksub_set_blocking unknown -> -ENOENT");
+	tap_is_int(src->ops->ksub_set_blocking(src, 999999, false), -ENOENT,
+		   "ksub_set_blocking unknown -> -ENOENT");
 	tap_is_int(src->ops->ksub_resynced(src, a), 0, "ksub_resynced");
 	tap_is_int(src->ops->ack(src, recs[0].ev.event_id), -ENOENT, "ack -> -ENOENT: nobody waits");
 
@@ -593,7 +603,7 @@ int main(void)
 				recs[i].subs[0].ksub_id == e),
 		       "REVOKED{source gone} for ksub %u", recs[i].subs[0].ksub_id);
 	n0 = nrecs;
-	r = (struct range){ 2, 1, 0 };
+	r = (struct range){2, 1, 0};
 	tap_ok(run_op(do_munmap, &r), "munmap after detach returns (the kernel unregistered the range)");
 	tap_is_int(nrecs, n0, "no event after detach");
 	tap_is_int(src->ops->ksub_add(src, &self, A(0), (uint64_t)P, true, 0, &id), -EOPNOTSUPP,

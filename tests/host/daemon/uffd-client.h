@@ -25,12 +25,12 @@
  */
 static inline int uffd_client_open(uint64_t *features)
 {
-	const uint64_t want[] = { UFFD_CLIENT_EVENTS | UFFD_FEATURE_EVENT_FORK, UFFD_CLIENT_EVENTS };
+	const uint64_t want[] = {UFFD_CLIENT_EVENTS | UFFD_FEATURE_EVENT_FORK, UFFD_CLIENT_EVENTS};
 	size_t i;
 	int r = -EINVAL;
 
 	for (i = 0; i < 2; i++) {
-		struct uffdio_api api = { .api = UFFD_API, .features = want[i] };
+		struct uffdio_api api = {.api = UFFD_API, .features = want[i]};
 		int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
 
 		if (fd < 0)
@@ -50,7 +50,7 @@ static inline int uffd_client_open(uint64_t *features)
 /* Watch [start, start + len) (private anonymous memory) for events, never for faults. */
 static inline int uffd_client_register(int fd, uint64_t start, uint64_t len)
 {
-	struct uffdio_register reg = { .range = { .start = start, .len = len }, .mode = UFFDIO_REGISTER_MODE_WP };
+	struct uffdio_register reg = {.range = {.start = start, .len = len}, .mode = UFFDIO_REGISTER_MODE_WP};
 
 	return ioctl(fd, UFFDIO_REGISTER, &reg) == 0 ? 0 : -errno;
 }

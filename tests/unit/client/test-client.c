@@ -197,6 +197,27 @@ static void test_sub_args(struct mmn_client *c)
 	tap_is_int(mmn_ack(s, 1), -EALREADY, "ack on a removed sub -> -EALREADY");
 }
 
+/* A thread blocked in read_begin while an invalidation (or a reconnection) is in flight. */
+struct waiter {
+	struct mmn_sub *s;
+	int efd;
+	int ended;    /* set by the test just before it ends the invalidation */
+	bool saw_end; /* read_begin returned after that */
+	uint64_t seq;
+};
+
+static void *waiter_main(void *arg)
+{
+	struct waiter *w = arg;
+	uint64_t one = 1;
+
+	if (write(w->efd, &one, sizeof(one)) < 0)
+		abort();
+	w->seq = mmn_read_begin(w->s);
+	w->saw_end = __atomic_load_n(&w->ended, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
 static void test_events(struct fake_server *fs, struct mmn_client *c)
 {
 	struct rec rec = {0}, rb = {0};
@@ -221,7 +242,20 @@ static void test_events(struct fake_server *fs, struct mmn_client *c)
 	tap_is_u64(rec.last.event_id, ev, "event_id");
 	tap_ok(!rec.last.needs_ack, "needs_ack false for a non-blocking sub");
 	tap_ok(mmn_read_retry(s, seq), "read_retry: collision while in flight");
-	fs_end(fs, idx, ev);
+	{
+		struct waiter w = {.s = s, .efd = eventfd(0, EFD_CLOEXEC)};
+		struct pollfd p = {.fd = w.efd, .events = POLLIN};
+		pthread_t t;
+
+		pthread_create(&t, NULL, waiter_main, &w);
+		poll(&p, 1, 5000); /* the waiter is about to call read_begin */
+		__atomic_store_n(&w.ended, 1, __ATOMIC_SEQ_CST);
+		fs_end(fs, idx, ev);
+		pthread_join(t, NULL);
+		close(w.efd);
+		tap_ok(w.saw_end, "read_begin waited for the end of the invalidation");
+		tap_ok(!(w.seq & 1) && !mmn_read_retry(s, w.seq), "and returned a valid even value");
+	}
 	tap_is_int(pump_until(c, &rec.ends, 1), 0, "invalidate_end delivered");
 	tap_is_u64(rec.last_end.start, 0x10000, "end carries the invalidated range");
 	tap_ok(mmn_read_retry(s, seq), "read_retry: still a collision after the end");
@@ -402,6 +436,20 @@ static void test_reconnect(struct fake_server *fs)
 	pump_until(c, &rec.ends, 1);
 	tap_is_int(r, -ECONNRESET, "dispatch reports the lost connection once");
 	tap_is_int(rec.ends, 1, "outstanding invalidation ended at connection loss");
+	{
+		struct waiter w = {.s = s, .efd = eventfd(0, EFD_CLOEXEC)};
+		struct pollfd p = {.fd = w.efd, .events = POLLIN};
+		pthread_t t;
+
+		pthread_create(&t, NULL, waiter_main, &w);
+		poll(&p, 1, 5000);
+		__atomic_store_n(&w.ended, 1, __ATOMIC_SEQ_CST); /* nothing reconnects before we dispatch */
+		pump_until(c, &rec.resyncs, 1);
+		pthread_join(t, NULL);
+		close(w.efd);
+		tap_ok(w.saw_end, "read_begin waited while disconnected");
+		tap_ok(!mmn_read_retry(s, w.seq), "and returned a valid value after the RESYNC");
+	}
 	pump_until(c, &rec.resyncs, 1); /* dispatch drives the reconnection */
 	tap_ok(fs_wait(fs, &fs->nhello, hellos + 1), "library reconnected by itself");
 	tap_is_int(rec.resyncs, 1, "one RESYNC invalidation");

@@ -72,8 +72,11 @@
  *   RELEASE) and when the daemon goes away.
  * - INVALIDATE_END is sent only for an INVALIDATE that was delivered; a
  *   subscription may be listed in an INVALIDATE_END after its RELEASE.
- * - An INVALIDATE lists at most 64 subscriptions; others overlapping the
- *   same invalidation come in further INVALIDATEs (each with its own seq).
+ * - One invalidation normally gives one INVALIDATE.  A subscription comes in
+ *   a further INVALIDATE (own seq, own wait) when more than 64 overlap, when
+ *   it starts at the same address as another one, or the first time after
+ *   it was subscribed while its mm was being invalidated.  No subscription
+ *   is listed twice for one invalidation.
  * - Module parameters (/sys/module/mmn/parameters): max_ack_timeout_ms
  *   (1..10000, default 2000), default_ack_timeout_ms (used when neither BIND
  *   nor SUBSCRIBE gives TIMEOUT_MS, default 1000), max_subs (default 4096).
