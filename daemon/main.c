@@ -354,12 +354,12 @@ int main(int argc, char **argv)
 	if (r < 0) {
 		mmn__log(LOG_ERR, MMN_MSGID_SOURCE_MISSING, "Failed to open the %s event source: %s", source_name,
 			 strerror(-r));
-		return 1;
+		goto fail_loop;
 	}
 	r = mmn__broker_new(&m.loop, src, &o, &m.broker);
 	if (r < 0) {
 		mmn__log(LOG_ERR, NULL, "Failed to start the broker: %s", strerror(-r));
-		return 1;
+		goto fail_loop;
 	}
 	r = listen_sockets(m.broker, socket_path);
 	if (r < 0) {
@@ -413,6 +413,8 @@ fail:
 	if (m.bus)
 		mmn__bus_close(m.bus);
 	mmn__broker_free(m.broker);
+fail_loop:
+	/* Let close callbacks (the source's, the broker's) run, then release the loop. */
 	uv_run(&m.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&m.loop);
 	return 1;

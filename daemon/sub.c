@@ -6,8 +6,9 @@
  * ksub, page aligned, so an munmap across many client ranges costs the
  * source one round trip.  A new range that bridges several ksubs replaces
  * them with one covering their union (added first, so nothing is ever
- * unwatched).  A ksub does not shrink when a sub leaves; it goes when its
- * last sub goes.  Its BLOCKING flag is set while any blocking sub is on it.
+ * unwatched).  When a sub leaves, a ksub the rest no longer spans is split
+ * or shrunk the same way; it goes with its last sub.  Its BLOCKING flag is
+ * set while any blocking sub is on it.
  *
  * Deferral (seed 001): while an invalidation is in flight on a target its
  * index and ksubs do not change.  Subscribe and Unsubscribe received then
@@ -114,6 +115,41 @@ static void ksub_unlink_sub(struct ksub *k, struct sub *s)
 		k->nblocking--;
 }
 
+/* Ask the source for a ksub on [start, end) of @t and index it (no subs yet). */
+static int ksub_new(struct target *t, uint64_t start, uint64_t end, bool blocking, struct ksub **out)
+{
+	struct broker *b = t->b;
+	struct source_target st = { .pid = t->pid, .pidfd = t->pidfd, .uffd = -1 };
+	struct ksub *k;
+	uint32_t id;
+	int r;
+
+	if (b->source_lost)
+		return -ENODEV;
+	/* The source's own bound sits above ours: mmnd evicts before the kernel gives up. */
+	r = b->src->ops->ksub_add(b->src, &st, start, end - start, blocking, b->opt.ack_cap_ms + 250, &id);
+	if (r < 0)
+		return r;
+	k = calloc(1, sizeof(*k));
+	if (!k) {
+		b->src->ops->ksub_del(b->src, id);
+		return -ENOMEM;
+	}
+	k->id = id;
+	k->t = t;
+	k->start = start;
+	k->end = end;
+	k->blocking = blocking;
+	k->node.start = start;
+	k->node.last = end - 1;
+	list_init(&k->subs);
+	t->refs++;
+	mmn__itree_insert(&t->ksubs, &k->node);
+	khash_add(b, k);
+	*out = k;
+	return 0;
+}
+
 struct collect {
 	struct ksub **v;
 	size_t n, cap;
@@ -142,14 +178,11 @@ static int collect_ksub(struct itree_node *n, void *ud)
  */
 static int ksub_attach(struct target *t, struct sub *s)
 {
-	struct broker *b = t->b;
 	uint64_t ks = s->start & ~(MMN_PAGE_SIZE - 1);
 	uint64_t ke = (s->end + MMN_PAGE_SIZE - 1) & ~(MMN_PAGE_SIZE - 1);
-	struct source_target st = { .pid = t->pid, .pidfd = t->pidfd, .uffd = -1 };
 	struct collect col = { 0 };
 	bool blocking = sub_blocking(s);
 	struct ksub *k;
-	uint32_t id;
 	int r;
 
 	r = mmn__itree_query(&t->ksubs, ks ? ks - 1 : 0, ke, collect_ksub, &col);
@@ -166,30 +199,9 @@ static int ksub_attach(struct target *t, struct sub *s)
 			ke = col.v[i]->end;
 		blocking |= col.v[i]->nblocking > 0;
 	}
-	if (b->source_lost) {
-		r = -ENODEV;
-		goto out;
-	}
-	r = b->src->ops->ksub_add(b->src, &st, ks, ke - ks, blocking, b->opt.ack_cap_ms + 250, &id);
+	r = ksub_new(t, ks, ke, blocking, &k);
 	if (r < 0)
 		goto out;
-	k = calloc(1, sizeof(*k));
-	if (!k) {
-		b->src->ops->ksub_del(b->src, id);
-		r = -ENOMEM;
-		goto out;
-	}
-	k->id = id;
-	k->t = t;
-	k->start = ks;
-	k->end = ke;
-	k->blocking = blocking;
-	k->node.start = ks;
-	k->node.last = ke - 1;
-	list_init(&k->subs);
-	t->refs++;
-	mmn__itree_insert(&t->ksubs, &k->node);
-	khash_add(b, k);
 	/* Move the subs of the ksubs it replaces, then drop those. */
 	for (size_t i = 0; i < col.n; i++) {
 		struct ksub *old = col.v[i];
@@ -211,6 +223,90 @@ out:
 	return r;
 }
 
+struct comp {
+	uint64_t start, end;
+	bool blocking;
+	struct ksub *k;
+};
+
+struct shrink {
+	struct ksub *k;
+	struct comp *v;
+	size_t n, cap;
+	int err;
+};
+
+/* Subs of one ksub in start order, merged into page-aligned components. */
+static int shrink_visit(struct itree_node *n, void *ud)
+{
+	struct shrink *sh = ud;
+	struct sub *s = container_of(n, struct sub, node);
+	uint64_t ps = s->start & ~(MMN_PAGE_SIZE - 1);
+	uint64_t pe = (s->end + MMN_PAGE_SIZE - 1) & ~(MMN_PAGE_SIZE - 1);
+
+	if (s->k != sh->k)
+		return 0;
+	if (sh->n && ps <= sh->v[sh->n - 1].end) {
+		struct comp *c = &sh->v[sh->n - 1];
+
+		if (pe > c->end)
+			c->end = pe;
+		c->blocking |= sub_blocking(s);
+		return 0;
+	}
+	if (sh->n == sh->cap) {
+		size_t cap = sh->cap ? sh->cap * 2 : 4;
+		struct comp *v = realloc(sh->v, cap * sizeof(*v));
+
+		if (!v)
+			return sh->err = -ENOMEM;
+		sh->v = v;
+		sh->cap = cap;
+	}
+	sh->v[sh->n++] = (struct comp){ .start = ps, .end = pe, .blocking = sub_blocking(s) };
+	return 0;
+}
+
+/*
+ * A sub left @k: if the rest no longer spans it (a hole, or a shorter
+ * extent), replace it by one ksub per remaining component, added before the
+ * old one goes.  Only at quiescence.  On any failure @k simply stays as it
+ * is: too wide is harmless (events nobody receives are acked at once).
+ */
+static void ksub_shrink(struct ksub *k)
+{
+	struct target *t = k->t;
+	struct shrink sh = { .k = k };
+	size_t made = 0;
+
+	mmn__itree_query(&t->subs, k->start, k->end - 1, shrink_visit, &sh);
+	if (sh.err || !sh.n || (sh.n == 1 && sh.v[0].start == k->start && sh.v[0].end == k->end))
+		goto keep;
+	for (; made < sh.n; made++)
+		if (ksub_new(t, sh.v[made].start, sh.v[made].end, sh.v[made].blocking, &sh.v[made].k) < 0)
+			goto undo;
+	list_for_each_safe(pos, &k->subs) {
+		struct sub *s = list_entry(pos, struct sub, klink);
+
+		for (size_t i = 0; i < sh.n; i++) {
+			if (s->start >= sh.v[i].start && s->end <= sh.v[i].end) {
+				ksub_unlink_sub(k, s);
+				ksub_link_sub(sh.v[i].k, s);
+				break;
+			}
+		}
+	}
+	free(sh.v);
+	ksub_destroy(k);
+	return;
+undo:
+	while (made--)
+		ksub_destroy(sh.v[made].k);
+keep:
+	free(sh.v);
+	ksub_update_blocking(k);
+}
+
 /* Take @s out of the index and its ksub (dropping the ksub if it was the last) and free it. */
 static void sub_finalize(struct sub *s)
 {
@@ -225,7 +321,7 @@ static void sub_finalize(struct sub *s)
 		if (!k->nsubs)
 			ksub_destroy(k);
 		else
-			ksub_update_blocking(k);
+			ksub_shrink(k);
 	}
 	t->b->stats.subscriptions--;
 	free(s);

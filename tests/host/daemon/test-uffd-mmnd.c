@@ -529,13 +529,21 @@ static void churn_child(int rounds)
 	for (int r = 0; r < rounds; r++) {
 		struct mmn_client *c;
 		struct mmn_sub *s;
+		int err = mmn_connect(sock_path, &c);
 
-		if (mmn_connect(sock_path, &c) < 0)
+		if (err < 0) {
+			fprintf(stderr, "churn client %d: round %d: connect: %s\n", (int)getpid(), r,
+				strerror(-err));
 			_exit(3);
-		for (int j = 0; j < NCHURN_SUBS; j++)
-			if (mmn_subscribe(c, 0, (uint64_t)(uintptr_t)(m + 2 * j * P), (uint64_t)P, &o, &s) <
-			    0)
+		}
+		for (int j = 0; j < NCHURN_SUBS; j++) {
+			err = mmn_subscribe(c, 0, (uint64_t)(uintptr_t)(m + 2 * j * P), (uint64_t)P, &o, &s);
+			if (err < 0) {
+				fprintf(stderr, "churn client %d: round %d: subscribe %d: %s\n",
+					(int)getpid(), r, j, strerror(-err));
 				_exit(4);
+			}
+		}
 		/* Real events too, left unread: mmnd reads, fans out and frees them on disconnect. */
 		for (int j = 0; j < 10; j++)
 			madvise(m + 2 * j * P, P, MADV_DONTNEED);

@@ -202,13 +202,20 @@ static void *fs_main(void *arg)
 
 		pthread_mutex_lock(&fs->mu);
 		p[2].fd = fs->conn;
-		p[3].fd = fs->uffd;
+		p[3].fd = fs->uffd_paused ? -1 : fs->uffd;
 		pthread_mutex_unlock(&fs->mu);
 		if (poll(p, 4, -1) < 0)
 			continue;
-		if (p[0].revents)
-			break;
 		pthread_mutex_lock(&fs->mu);
+		fs->loops++;
+		if (p[0].revents) {
+			uint64_t n;
+
+			if (read(fs->ctl, &n, sizeof(n)) < 0 || fs->stopping) {
+				pthread_mutex_unlock(&fs->mu);
+				break;
+			}
+		}
 		if (p[1].revents & POLLIN) {
 			int fd = accept4(fs->lfd, NULL, NULL, SOCK_CLOEXEC);
 
@@ -244,18 +251,39 @@ int fs_start(struct fake_server *fs)
 	fs->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fs->lfd < 0 || bind(fs->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fs->lfd, 8) < 0)
 		return -errno;
-	fs->ctl = eventfd(0, EFD_CLOEXEC);
+	fs->ctl = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	pthread_mutex_init(&fs->mu, NULL);
 	pthread_cond_init(&fs->cv, NULL);
 	return -pthread_create(&fs->thread, NULL, fs_main, fs);
 }
 
-void fs_stop(struct fake_server *fs)
+static void kick(struct fake_server *fs)
 {
 	uint64_t one = 1;
 
 	if (write(fs->ctl, &one, sizeof(one)) != sizeof(one))
 		abort();
+}
+
+void fs_pause_uffd(struct fake_server *fs)
+{
+	unsigned loops;
+
+	pthread_mutex_lock(&fs->mu);
+	fs->uffd_paused = true;
+	loops = fs->loops;
+	pthread_mutex_unlock(&fs->mu);
+	kick(fs);
+	fs_wait(fs, &fs->loops, loops + 1);
+}
+
+void fs_stop(struct fake_server *fs)
+{
+	pthread_mutex_lock(&fs->mu);
+	fs->stopping = true;
+	pthread_mutex_unlock(&fs->mu);
+
+	kick(fs);
 	pthread_join(fs->thread, NULL);
 	close(fs->lfd);
 	close(fs->ctl);

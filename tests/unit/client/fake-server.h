@@ -33,6 +33,9 @@ struct fake_server {
 	/* Configuration, set before the client connects. */
 	uint32_t reply_version;
 	bool reply_without_fd, needs_uffd;
+	bool uffd_paused; /* stop reading the client's uffd (a stuck mmnd): fs_pause_uffd() */
+	bool stopping;
+	unsigned loops; /* server loop iterations */
 
 	int memfd;
 	struct mmn_seqpage *sp; /* read-write view of the current connection's page */
@@ -58,6 +61,8 @@ uint64_t fs_invalidate(struct fake_server *fs, unsigned idx, uint64_t start, uin
 void fs_end(struct fake_server *fs, unsigned idx, uint64_t event_id);
 void fs_release(struct fake_server *fs, unsigned idx);
 int fs_send_raw(struct fake_server *fs, const void *buf, size_t len);
+/* Stop reading the uffd; returns once the server thread no longer polls it. */
+void fs_pause_uffd(struct fake_server *fs);
 int fs_send(struct fake_server *fs, MmnEnvelope *env);
 /* Wait until *@counter >= @n (under fs->mu), at most 5 s.  Returns true when reached. */
 bool fs_wait(struct fake_server *fs, const unsigned *counter, unsigned n);
