@@ -11,8 +11,9 @@ meson=$1 build=$2 prefix=$3 unitdir=$4 sysusersdir=$5 modulesloaddir=$6 policydi
 max_exposure=25 # systemd-analyze security --threshold: 2.5
 
 if ! command -v systemd-analyze >/dev/null; then
+	# meson (1.0) counts a TAP test exiting 77 as an error: exit 0.
 	echo "1..0 # SKIP systemd-analyze is not installed"
-	exit 77
+	exit 0
 fi
 
 dest=$(mktemp -d /tmp/mmn-units-XXXXXX)
@@ -39,7 +40,8 @@ check "meson install into a DESTDIR" "$meson" install -C "$build" --no-rebuild -
 for f in "$unitdir/mmnd.service" "$unitdir/mmnd.socket" "$policydir/org.mmn.Broker1.conf" \
 	"$servicedir/org.mmn.Broker1.service" "$sysusersdir/mmn.conf" "$modulesloaddir/mmn.conf" \
 	"$prefix/sbin/mmnd" "$prefix/bin/mmnctl" "$prefix/share/man/man1/mmnctl.1" \
-	"$prefix/share/man/man8/mmnd.8" "$prefix/share/man/man5/org.mmn.Broker1.5"; do
+	"$prefix/share/man/man8/mmnd.8" "$prefix/share/man/man5/org.mmn.Broker1.5" \
+	"$prefix/share/bash-completion/completions/mmnctl" "$prefix/share/zsh/vendor-completions/_mmnctl"; do
 	if [ -e "$dest$f" ]; then ok "installed $f"; else not_ok "installed $f"; fi
 done
 

@@ -17,11 +17,7 @@
 #include <stdbool.h>
 #include <systemd/sd-bus.h>
 
-/* tap.h's tap_vok() lacks a format attribute; clang -Wformat-nonliteral. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
 #include "tap.h"
-#pragma GCC diagnostic pop
 #include "bus-harness.h"
 
 #define BUS_NAME  "org.mmn.Broker1"
@@ -612,8 +608,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	r = private_bus_start(&pb, NULL);
-	if (r == -ENOENT)
-		tap_skip_all("dbus-daemon is not installed");
+	if (r == -ENOENT) {
+		/* Not tap_skip_all(): meson (1.0) counts a TAP exit 77 as an error. */
+		printf("1..0 # SKIP dbus-daemon is not installed\n");
+		return 0;
+	}
 	tap_require(r == 0);
 	tap_require(fake_start(argv[1]) == 0);
 	tap_require(sd_bus_new(&bus) >= 0 && sd_bus_set_address(bus, pb.address) >= 0 &&

@@ -179,8 +179,9 @@ def start_client(mode, pages):
 
 
 if shutil.which("dbus-daemon") is None:
+    # meson (1.0) counts a TAP test exiting 77 as an error: exit 0.
     print("1..0 # SKIP dbus-daemon is not installed")
-    sys.exit(77)
+    sys.exit(0)
 
 ADDRESS = start_bus()
 if not ADDRESS:

@@ -34,8 +34,9 @@ def ok(cond, desc):
 
 
 def skip_all(why):
+    # meson (1.0) counts a TAP test exiting 77 as an error: exit 0.
     print(f"1..0 # SKIP {why}")
-    sys.exit(77)
+    sys.exit(0)
 
 
 if os.geteuid() != 0:

