@@ -57,7 +57,8 @@ static const char *client_mode(const struct client *c)
 {
 	bool blk = false, nb = false;
 
-	list_for_each(pos, &c->subs) {
+	list_for_each(pos, &c->subs)
+	{
 		const struct sub *s = list_entry(pos, struct sub, clink);
 
 		if (s->flags == MMN__V1__SUB_FLAG__SUB_BLOCKING)
@@ -74,7 +75,8 @@ static const char *client_mode(const struct client *c)
 
 void mmn__admin_foreach_client(struct broker *b, void (*fn)(const struct admin_client *, void *), void *ud)
 {
-	list_for_each(pos, &b->clients) {
+	list_for_each(pos, &b->clients)
+	{
 		struct client *c = list_entry(pos, struct client, link);
 		struct admin_client ac = {
 			.id = c->id,
@@ -95,12 +97,14 @@ void mmn__admin_foreach_client(struct broker *b, void (*fn)(const struct admin_c
 void mmn__admin_foreach_sub(struct broker *b, uint64_t client_id, pid_t pid,
 			    void (*fn)(const struct admin_sub *, void *), void *ud)
 {
-	list_for_each(pos, &b->clients) {
+	list_for_each(pos, &b->clients)
+	{
 		struct client *c = list_entry(pos, struct client, link);
 
 		if (client_id && c->id != client_id)
 			continue;
-		list_for_each(sp, &c->subs) {
+		list_for_each(sp, &c->subs)
+		{
 			struct sub *s = list_entry(sp, struct sub, clink);
 			struct admin_sub as = {
 				.id = s->id,
@@ -123,12 +127,14 @@ void mmn__admin_foreach_sub(struct broker *b, uint64_t client_id, pid_t pid,
 
 int mmn__admin_evict(struct broker *b, uint64_t client_id)
 {
-	list_for_each(pos, &b->clients) {
+	list_for_each(pos, &b->clients)
+	{
 		struct client *c = list_entry(pos, struct client, link);
 
 		if (c->id != client_id)
 			continue;
-		list_for_each(sp, &c->subs) {
+		list_for_each(sp, &c->subs)
+		{
 			struct sub *s = list_entry(sp, struct sub, clink);
 			Mmn__V1__Revoked rev = MMN__V1__REVOKED__INIT;
 			MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
@@ -141,8 +147,8 @@ int mmn__admin_evict(struct broker *b, uint64_t client_id)
 		}
 		b->stats.evictions++;
 		c->evictions++;
-		mmn__log(LOG_NOTICE, MMN_MSGID_CLIENT_EVICT, "Client %" PRIu64 " (pid %d) evicted by an administrator",
-			 c->id, (int)c->pid);
+		mmn__log(LOG_NOTICE, MMN_MSGID_CLIENT_EVICT,
+			 "Client %" PRIu64 " (pid %d) evicted by an administrator", c->id, (int)c->pid);
 		if (b->has_obs && b->obs.client_evicted)
 			b->obs.client_evicted(b->obs.ud, c->id, "admin");
 		mmn__client_drop(c, -ECONNABORTED);

@@ -74,11 +74,11 @@ static inline void list_del(struct list *n)
 	n->next = n->prev = n;
 }
 
-#define container_of(p, T, m) ((T *)(void *)((char *)(p) - offsetof(T, m)))
-#define list_entry(p, T, m) container_of(p, T, m)
+#define container_of(p, T, m)	 ((T *)(void *)((char *)(p)-offsetof(T, m)))
+#define list_entry(p, T, m)	 container_of(p, T, m)
 #define list_for_each(pos, head) for (struct list *pos = (head)->next; pos != (head); pos = pos->next)
-#define list_for_each_safe(pos, head)                                                              \
-	for (struct list *pos = (head)->next, *pos##_n = pos->next; pos != (head);                 \
+#define list_for_each_safe(pos, head)                                                                        \
+	for (struct list *pos = (head)->next, *pos##_n = pos->next; pos != (head);                           \
 	     pos = pos##_n, pos##_n = pos->next)
 
 /* The user address space of x86-64 / arm64 (4-level): TASK_SIZE. */
@@ -129,85 +129,86 @@ struct pending_sub {
 };
 
 struct sub {
-	struct list clink;     /* client->subs */
-	struct list klink;     /* ksub->subs while attached */
+	struct list clink;	/* client->subs */
+	struct list klink;	/* ksub->subs while attached */
 	struct itree_node node; /* target->subs, [start, end - 1] while indexed */
-	struct deferred d;     /* DEF_REMOVE while queued */
+	struct deferred d;	/* DEF_REMOVE while queued */
 	uint64_t id;
-	struct client *c;      /* NULL once orphaned */
+	struct client *c; /* NULL once orphaned */
 	struct target *t;
 	struct ksub *k;
 	uint64_t start, end;
-	uint32_t flags;        /* MMN__V1__SUB_FLAG__SUB_BLOCKING or _NONBLOCKING */
+	uint32_t flags; /* MMN__V1__SUB_FLAG__SUB_BLOCKING or _NONBLOCKING */
 	uint64_t mask;
 	uint32_t timeout_ms;
 	uint32_t slot, gen;
-	uint32_t inflight;     /* in-flight events it was notified of (slot odd while > 0) */
+	uint32_t inflight; /* in-flight events it was notified of (slot odd while > 0) */
 	enum sub_state state;
 	bool indexed;
 	uint64_t unsub_request_id; /* SUB_DYING: the Unsubscribe to answer */
 	bool unsub_reply;
-	bool resync;           /* non-blocking, events coalesced away: owes a whole-range pair */
+	bool resync; /* non-blocking, events coalesced away: owes a whole-range pair */
 };
 
 struct ksub {
-	struct ksub *hnext;    /* broker->khash chain */
+	struct ksub *hnext;	/* broker->khash chain */
 	struct itree_node node; /* target->ksubs, [start, end - 1] */
 	uint32_t id;
 	struct target *t;
-	uint64_t start, end;   /* page aligned, end exclusive */
+	uint64_t start, end; /* page aligned, end exclusive */
 	struct list subs;
 	uint32_t nsubs, nblocking;
-	bool blocking;         /* as last told to the source */
+	bool blocking; /* as last told to the source */
 };
 
 struct target {
-	struct list link;      /* broker->targets */
+	struct list link; /* broker->targets */
 	struct broker *b;
 	pid_t pid;
 	int pidfd;
 	unsigned refs;
 	struct itree subs;
 	struct itree ksubs;
-	unsigned inflight;     /* events in flight on it */
+	unsigned inflight; /* events in flight on it */
 	struct list deferred;
 };
 
 enum recip_state {
 	RECIP_NOTIFIED, /* told, nothing owed */
-	RECIP_PENDING,  /* owes an Ack before its deadline */
-	RECIP_CLOSED,   /* sub gone: pairing closed by Revoked/Release, or client lost */
+	RECIP_PENDING,	/* owes an Ack before its deadline */
+	RECIP_CLOSED,	/* sub gone: pairing closed by Revoked/Release, or client lost */
 };
 
 struct recip {
-	struct sub *sub;       /* NULL when closed */
+	struct sub *sub; /* NULL when closed */
 	uint64_t sub_id;
 	struct client *c;
-	uint64_t deadline;     /* loop time, ms */
-	uint64_t start, end;   /* the event's range clipped to the sub */
+	uint64_t deadline;   /* loop time, ms */
+	uint64_t start, end; /* the event's range clipped to the sub */
 	uint8_t state;
-	bool suppressed;       /* coalesced away: the client never saw this Invalidate */
+	bool suppressed; /* coalesced away: the client never saw this Invalidate */
 };
 
 struct event {
-	struct list link;      /* broker->events or broker->event_pool */
-	struct list alink;     /* broker->ack_queue while queued */
+	struct list link;  /* broker->events or broker->event_pool */
+	struct list alink; /* broker->ack_queue while queued */
 	struct broker *b;
 	uint64_t id;
 	struct target *t;
 	uint32_t type;
 	bool blockable, needs_ack, refused;
-	bool acked;            /* the source was acked (or need not be) */
-	uint64_t begin_ns;     /* uv_hrtime() at START */
+	bool acked;			 /* the source was acked (or need not be) */
+	uint64_t begin_ns;		 /* uv_hrtime() at START */
+	uint64_t range_start, range_end; /* the source's unclipped range, if it said */
 	uint32_t npending;
 	uint32_t nrecips, cap;
 	struct recip *recips;
-	uv_timer_t timer;      /* earliest pending deadline; initialised once, pooled */
+	uv_timer_t timer; /* earliest pending deadline; initialised once, pooled */
 	bool timer_inited;
 };
 
 struct share {
-	struct list link;      /* client->shares */
+	struct list link; /* client->shares */
 	uint8_t token[16];
 	uint64_t start, end;
 	uid_t peer_uid;
@@ -216,14 +217,14 @@ struct share {
 /* One queued outgoing packet (only when the peer's socket is full). */
 struct outmsg {
 	struct list link;
-	uint64_t sub_id;       /* Invalidate/InvalidateEnd of a non-blocking sub, else 0 */
-	uint32_t kind;         /* envelope body case */
+	uint64_t sub_id; /* Invalidate/InvalidateEnd of a non-blocking sub, else 0 */
+	uint32_t kind;	 /* envelope body case */
 	uint32_t len;
 	uint8_t data[];
 };
 
 struct client {
-	struct list link;      /* broker->clients, or broker->reap once dropped */
+	struct list link; /* broker->clients, or broker->reap once dropped */
 	struct broker *b;
 	uv_poll_t poll;
 	int fd;
@@ -235,8 +236,8 @@ struct client {
 	int pidfd;
 	char name[65];
 	bool hello;
-	bool dropping;         /* queued for drop */
-	bool closed;           /* handle closing */
+	bool dropping; /* queued for drop */
+	bool closed;   /* handle closing */
 	bool uffd_attached;
 	int drop_error;
 	/* sequence page */
@@ -247,7 +248,7 @@ struct client {
 	uint32_t *free_slots;
 	/* subscriptions */
 	struct list subs;
-	struct list pending;   /* struct pending_sub */
+	struct list pending; /* struct pending_sub */
 	struct list shares;
 	uint32_t nsubs;
 	uint32_t pending_acks;
@@ -255,7 +256,7 @@ struct client {
 	/* outgoing queue */
 	struct list outq;
 	uint32_t nqueued;
-	bool coalescing;       /* queue overflowed: non-blocking events are coalesced until it drains */
+	bool coalescing; /* queue overflowed: non-blocking events are coalesced until it drains */
 };
 
 struct listener {
@@ -263,7 +264,7 @@ struct listener {
 	struct broker *b;
 	uv_poll_t poll;
 	int fd;
-	char *path;            /* unlinked at free when we created it */
+	char *path; /* unlinked at free when we created it */
 };
 
 #define KHASH_SIZE 1024
@@ -274,7 +275,7 @@ struct broker {
 	struct broker_options opt;
 	struct list listeners;
 	struct list clients;
-	struct list reap;      /* clients to drop at settle */
+	struct list reap; /* clients to drop at settle */
 	struct list targets;
 	struct list events;
 	struct list event_pool;
@@ -287,9 +288,9 @@ struct broker {
 	struct admin_observer obs;
 	bool has_obs;
 	bool draining, freed, source_lost;
-	unsigned handles;      /* open uv handles; the broker is freed when 0 after free */
+	unsigned handles; /* open uv handles; the broker is freed when 0 after free */
 	struct ratelimit rl_client;
-	uint64_t last_trim;    /* loop time of the last malloc_trim() */
+	uint64_t last_trim; /* loop time of the last malloc_trim() */
 	/* protobuf-c arena for decoding one message: no malloc on the receive path */
 	size_t arena_used;
 	uint8_t arena[32768] __attribute__((aligned(16)));

@@ -24,6 +24,7 @@ void mmn__broker_options_default(struct broker_options *o)
 	o->max_subs = MMN_BROKER_DEFAULT_MAX_SUBS;
 	o->max_queued = MMN_BROKER_DEFAULT_MAX_QUEUED;
 	o->max_targets = MMN_BROKER_DEFAULT_MAX_TARGETS;
+	o->end_timeout_ms = MMN_BROKER_DEFAULT_END_TIMEOUT_MS;
 }
 
 int mmn__broker_options_check(const struct broker_options *o)
@@ -34,7 +35,8 @@ int mmn__broker_options_check(const struct broker_options *o)
 		return -EINVAL;
 	if (!o->max_clients || !o->max_subs || o->max_subs > MMN_BROKER_MAX_SUBS_LIMIT)
 		return -EINVAL;
-	if (!o->max_queued || !o->max_targets)
+	/* max_targets and end_timeout_ms: 0 means the default (fields added later). */
+	if (!o->max_queued)
 		return -EINVAL;
 	return 0;
 }
@@ -98,6 +100,10 @@ int mmn__broker_new(uv_loop_t *loop, struct source *src, const struct broker_opt
 		b->opt = *o;
 	else
 		mmn__broker_options_default(&b->opt);
+	if (!b->opt.max_targets)
+		b->opt.max_targets = MMN_BROKER_DEFAULT_MAX_TARGETS;
+	if (!b->opt.end_timeout_ms)
+		b->opt.end_timeout_ms = MMN_BROKER_DEFAULT_END_TIMEOUT_MS;
 	list_init(&b->listeners);
 	list_init(&b->clients);
 	list_init(&b->reap);
@@ -129,7 +135,8 @@ static void listener_cb(uv_poll_t *h, int status, int events)
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED &&
 			    mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
-				mmn__log(LOG_WARNING, NULL, "Failed to accept a connection: %s", strerror(errno));
+				mmn__log(LOG_WARNING, NULL, "Failed to accept a connection: %s",
+					 strerror(errno));
 			break;
 		}
 		if (b->draining || b->nclients >= b->opt.max_clients) {
@@ -174,7 +181,7 @@ int mmn__broker_listen_fd(struct broker *b, int fd)
 
 int mmn__broker_listen_path(struct broker *b, const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct listener *l;
 	int fd, r;
 
@@ -208,10 +215,12 @@ int mmn__broker_run(struct broker *b)
 static void send_shutdown(struct broker *b)
 {
 	/* A failed send moves the client to the reap list: iterate safely. */
-	list_for_each_safe(pos, &b->clients) {
+	list_for_each_safe(pos, &b->clients)
+	{
 		struct client *c = list_entry(pos, struct client, link);
 
-		list_for_each(sp, &c->subs) {
+		list_for_each(sp, &c->subs)
+		{
 			struct sub *s = list_entry(sp, struct sub, clink);
 			Mmn__V1__Revoked rev = MMN__V1__REVOKED__INIT;
 			MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
@@ -230,7 +239,8 @@ void mmn__broker_drain(struct broker *b)
 	if (b->draining)
 		return;
 	b->draining = true;
-	list_for_each(pos, &b->listeners) {
+	list_for_each(pos, &b->listeners)
+	{
 		struct listener *l = list_entry(pos, struct listener, link);
 
 		uv_poll_stop(&l->poll);
@@ -309,7 +319,8 @@ size_t mmn__broker_pending_events(struct broker *b)
 {
 	size_t n = 0;
 
-	list_for_each(pos, &b->events) {
+	list_for_each(pos, &b->events)
+	{
 		struct event *e = list_entry(pos, struct event, link);
 
 		if (!e->acked)

@@ -24,19 +24,22 @@ struct broker;
 
 struct broker_options {
 	uint32_t ack_timeout_ms; /* default per-subscription deadline */
-	uint32_t ack_cap_ms;     /* no deadline exceeds this */
+	uint32_t ack_cap_ms;	 /* no deadline exceeds this */
 	uint32_t max_clients;
-	uint32_t max_subs;       /* per client; also the sequence page's slot count */
-	uint32_t max_queued;     /* queued messages per client before coalescing */
-	uint32_t max_targets;    /* distinct target processes */
+	uint32_t max_subs;    /* per client; also the sequence page's slot count */
+	uint32_t max_queued;  /* queued messages per client before coalescing */
+	uint32_t max_targets; /* distinct target processes (0: default) */
+	uint32_t
+		end_timeout_ms; /* an acked event without the source's END is ended after this (0: default) */
 };
 
 #define MMN_BROKER_DEFAULT_ACK_TIMEOUT_MS 1000
-#define MMN_BROKER_DEFAULT_ACK_CAP_MS 5000
-#define MMN_BROKER_DEFAULT_MAX_CLIENTS 1024
-#define MMN_BROKER_DEFAULT_MAX_SUBS 1024
-#define MMN_BROKER_DEFAULT_MAX_QUEUED 1024
-#define MMN_BROKER_DEFAULT_MAX_TARGETS 4096
+#define MMN_BROKER_DEFAULT_ACK_CAP_MS	  5000
+#define MMN_BROKER_DEFAULT_MAX_CLIENTS	  1024
+#define MMN_BROKER_DEFAULT_MAX_SUBS	  1024
+#define MMN_BROKER_DEFAULT_MAX_QUEUED	  1024
+#define MMN_BROKER_DEFAULT_MAX_TARGETS	  4096
+#define MMN_BROKER_DEFAULT_END_TIMEOUT_MS 60000
 
 /* Limits accepted by options and by mmn__admin_set_defaults(). */
 #define MMN_BROKER_MAX_ACK_CAP_MS 600000

@@ -200,7 +200,8 @@ int mmn__client_send_nb(struct client *c, struct sub *s, MmnEnvelope *env)
 static void flush_resync(struct client *c)
 {
 	c->coalescing = false;
-	list_for_each(pos, &c->subs) {
+	list_for_each(pos, &c->subs)
+	{
 		struct sub *s = list_entry(pos, struct sub, clink);
 		Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;
 		Mmn__V1__InvalidateEnd end = MMN__V1__INVALIDATE_END__INIT;
@@ -268,8 +269,9 @@ void mmn__client_protocol_error(struct client *c, uint64_t request_id, int err, 
 		return;
 	b->stats.protocol_errors++;
 	if (mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
-		mmn__log(LOG_NOTICE, NULL, "Client %" PRIu64 " (pid %d) sent a bad message (%s): %s; dropping it",
-			 c->id, (int)c->pid, strerror(-err), msg);
+		mmn__log(LOG_NOTICE, NULL,
+			 "Client %" PRIu64 " (pid %d) sent a bad message (%s): %s; dropping it", c->id,
+			 (int)c->pid, strerror(-err), msg);
 	mmn__client_send_error(c, request_id, err, msg);
 	mmn__client_drop(c, err);
 }
@@ -321,8 +323,9 @@ static void client_destroy(struct client *c)
 	b->stats.clients--;
 	if (c->hello) {
 		if (mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
-			mmn__log(LOG_INFO, MMN_MSGID_CLIENT_DETACH, "Client %" PRIu64 " (pid %d, %s) detached%s%s",
-				 c->id, (int)c->pid, c->name[0] ? c->name : "unnamed", c->drop_error ? ": " : "",
+			mmn__log(LOG_INFO, MMN_MSGID_CLIENT_DETACH,
+				 "Client %" PRIu64 " (pid %d, %s) detached%s%s", c->id, (int)c->pid,
+				 c->name[0] ? c->name : "unnamed", c->drop_error ? ": " : "",
 				 c->drop_error ? strerror(-c->drop_error) : "");
 		if (b->has_obs && b->obs.client_disconnected)
 			b->obs.client_disconnected(b->obs.ud, c->id);
@@ -362,7 +365,7 @@ void mmn__client_free_all(struct broker *b)
 static void handle_packet(struct client *c, const uint8_t *buf, size_t len, int *fds, size_t nfds)
 {
 	struct broker *b = c->b;
-	ProtobufCAllocator a = { .alloc = arena_alloc, .free = arena_free, .allocator_data = b };
+	ProtobufCAllocator a = {.alloc = arena_alloc, .free = arena_free, .allocator_data = b};
 	MmnEnvelope *env;
 
 	b->arena_used = 0;

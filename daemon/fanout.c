@@ -33,7 +33,8 @@
 
 static struct event *event_find(struct broker *b, uint64_t id)
 {
-	list_for_each(pos, &b->events) {
+	list_for_each(pos, &b->events)
+	{
 		struct event *e = list_entry(pos, struct event, link);
 
 		if (e->id == id)
@@ -91,14 +92,19 @@ static struct recip *recip_add(struct event *e)
 	return &e->recips[e->nrecips++];
 }
 
-/* Ack the source once, later, from broker_settle (never from inside an iteration). */
+/*
+ * Ack the source once, later, from broker_settle (never from inside an
+ * iteration).  Events that need no ack pass through the queue too, for the
+ * observer.
+ */
 static void queue_ack(struct event *e)
 {
 	if (e->acked)
 		return;
 	e->acked = true;
-	if (e->needs_ack)
-		list_add_tail(&e->b->ack_queue, &e->alink);
+	list_add_tail(&e->b->ack_queue, &e->alink);
+	/* From now on the timer waits for the source's END (see timer_cb). */
+	uv_timer_start(&e->timer, timer_cb, e->b->opt.end_timeout_ms, 0);
 }
 
 static void queue_direct_ack(struct broker *b, uint64_t event_id)
@@ -121,16 +127,18 @@ void mmn__fanout_flush_acks(struct broker *b)
 				.event = e->type,
 				.blockable = e->blockable,
 				.clients = e->nrecips,
-				.latency_us = (uv_hrtime() - e->begin_ns) / 1000,
+				.latency_us = e->needs_ack ? (uv_hrtime() - e->begin_ns) / 1000 : 0,
 			};
 
-			if (e->nrecips) {
+			inv.start = e->range_start;
+			inv.end = e->range_end;
+			if (inv.end <= inv.start && e->nrecips) {
 				inv.start = e->recips[0].start;
 				inv.end = e->recips[e->nrecips - 1].end;
 			}
 			b->obs.invalidation(b->obs.ud, &inv);
 		}
-		if (!b->source_lost)
+		if (e->needs_ack && !b->source_lost)
 			b->src->ops->ack(b->src, id);
 	}
 }
@@ -151,7 +159,8 @@ static void recip_settle(struct event *e, struct recip *r)
 
 void mmn__fanout_close_sub(struct broker *b, struct sub *s, bool keep_pairing)
 {
-	list_for_each(pos, &b->events) {
+	list_for_each(pos, &b->events)
+	{
 		struct event *e = list_entry(pos, struct event, link);
 
 		if (e->t != s->t)
@@ -263,9 +272,11 @@ static void fanout_start(struct broker *b, const struct source_event *ev)
 	e->needs_ack = ev->needs_ack;
 	e->refused = ev->refused;
 	e->begin_ns = uv_hrtime();
+	e->range_start = ev->range_start;
+	e->range_end = ev->range_end;
 	for (size_t i = 0; i < ev->nsubs; i++) {
 		struct ksub *k = mmn__ksub_find(b, ev->subs[i].ksub_id);
-		struct gather g = { .e = e, .k = k, .start = ev->subs[i].start, .end = ev->subs[i].end };
+		struct gather g = {.e = e, .k = k, .start = ev->subs[i].start, .end = ev->subs[i].end};
 
 		if (!k || ev->subs[i].end <= ev->subs[i].start)
 			continue;
@@ -335,7 +346,7 @@ static void fanout_end(struct broker *b, uint64_t event_id)
 		end.event_id = e->id;
 		if (s->c) {
 			end.seq = --s->inflight == 0 ? mmn__seqpage_end(s->c, s->slot)
-						      : mmn__seqpage_value(s->c, s->slot);
+						     : mmn__seqpage_value(s->c, s->slot);
 			env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE_END;
 			env.invalidate_end = &end;
 			/*
@@ -385,11 +396,26 @@ static void evict(struct event *e, struct recip *r)
 	mmn__sub_kill(s);
 }
 
+static void fanout_end(struct broker *b, uint64_t event_id);
+
 static void timer_cb(uv_timer_t *h)
 {
 	struct event *e = h->data;
 	struct broker *b = e->b;
 	uint64_t now = uv_now(b->loop);
+
+	/*
+	 * Acked, but the source never said END: a source bug must not leave
+	 * the target's deferred subscribe/unsubscribe waiting forever.
+	 */
+	if (e->acked && !e->npending) {
+		mmn__log(LOG_WARNING, NULL,
+			 "Event %" PRIu64 " of the %s source got no END within %u ms; ending it", e->id,
+			 b->src ? b->src->caps.name : "lost", b->opt.end_timeout_ms);
+		fanout_end(b, e->id);
+		mmn__broker_settle(b);
+		return;
+	}
 
 	/*
 	 * Timers run before I/O in a loop iteration: an ack already queued on
@@ -434,14 +460,16 @@ int mmn__fanout_ack(struct client *c, uint64_t sub_id, uint64_t event_id)
 
 static void fanout_lost(struct broker *b, int err)
 {
-	mmn__log(LOG_ERR, MMN_MSGID_SOURCE_MISSING, "Event source %s failed: %s; every subscription is revoked",
-		 b->src->caps.name, strerror(err < 0 ? -err : err));
+	mmn__log(LOG_ERR, MMN_MSGID_SOURCE_MISSING,
+		 "Event source %s failed: %s; every subscription is revoked", b->src->caps.name,
+		 strerror(err < 0 ? -err : err));
 	b->source_lost = true;
 	/* Close every pairing with Revoked{source gone}, then drop the events. */
 	for (;;) {
 		struct ksub *k = NULL;
 
-		list_for_each(pos, &b->targets) {
+		list_for_each(pos, &b->targets)
+		{
 			struct target *t = list_entry(pos, struct target, link);
 
 			if (t->ksubs.root) {
@@ -490,7 +518,8 @@ void mmn__fanout_event(struct broker *b, const struct source_event *ev)
 
 void mmn__fanout_ack_all(struct broker *b)
 {
-	list_for_each(pos, &b->events) {
+	list_for_each(pos, &b->events)
+	{
 		struct event *e = list_entry(pos, struct event, link);
 
 		for (uint32_t i = 0; i < e->nrecips; i++)

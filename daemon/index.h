@@ -16,7 +16,7 @@
 
 struct itree_node {
 	uint64_t start, last; /* closed interval; set before insert, fixed while linked */
-	uint64_t max;         /* largest `last` in this subtree */
+	uint64_t max;	      /* largest `last` in this subtree */
 	struct itree_node *left, *right;
 	int height;
 };
@@ -26,7 +26,10 @@ struct itree {
 	size_t count;
 };
 
-#define ITREE_INIT { NULL, 0 }
+#define ITREE_INIT                                                                                           \
+	{                                                                                                    \
+		NULL, 0                                                                                      \
+	}
 
 void mmn__itree_insert(struct itree *t, struct itree_node *n);
 /* @n must be linked in @t. */

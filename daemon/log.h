@@ -13,11 +13,11 @@
 #include <syslog.h>
 
 /* MESSAGE_IDs (journalctl MESSAGE_ID=...). */
-#define MMN_MSGID_CLIENT_ATTACH "6c3b1f0a9d2e4b7c8a51e2f3d4c5b6a7"
-#define MMN_MSGID_CLIENT_DETACH "0e9d8c7b6a594837a2b1c0d9e8f7a6b5"
-#define MMN_MSGID_CLIENT_EVICT  "f1e2d3c4b5a697887968574a3b2c1d0e"
+#define MMN_MSGID_CLIENT_ATTACH	 "6c3b1f0a9d2e4b7c8a51e2f3d4c5b6a7"
+#define MMN_MSGID_CLIENT_DETACH	 "0e9d8c7b6a594837a2b1c0d9e8f7a6b5"
+#define MMN_MSGID_CLIENT_EVICT	 "f1e2d3c4b5a697887968574a3b2c1d0e"
 #define MMN_MSGID_SOURCE_MISSING "a4b3c2d1e0f94837b6a5c4d3e2f1a0b9"
-#define MMN_MSGID_STARTED "3d2c1b0a99887766554433221100ffee"
+#define MMN_MSGID_STARTED	 "3d2c1b0a99887766554433221100ffee"
 
 void mmn__log_set_level(int level);
 int mmn__log_get_level(void);
@@ -35,7 +35,10 @@ struct ratelimit {
 	unsigned count;
 	unsigned suppressed;
 };
-#define RATELIMIT_INIT(i, b) { (i), (b), 0, 0, 0 }
+#define RATELIMIT_INIT(i, b)                                                                                 \
+	{                                                                                                    \
+		(i), (b), 0, 0, 0                                                                            \
+	}
 /* true: log it.  Reports how many were suppressed once a window opens. */
 bool mmn__ratelimit_ok(struct ratelimit *rl, uint64_t now_ms);
 

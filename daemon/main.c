@@ -122,8 +122,8 @@ static int listen_sockets(struct broker *b, const char *path)
 		int fd = SD_LISTEN_FDS_START + i;
 
 		if (sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, NULL, 0) <= 0) {
-			mmn__log(LOG_ERR, NULL, "Passed descriptor %d is not a listening SOCK_SEQPACKET Unix socket",
-				 fd);
+			mmn__log(LOG_ERR, NULL,
+				 "Passed descriptor %d is not a listening SOCK_SEQPACKET Unix socket", fd);
 			return -EINVAL;
 		}
 		r = mmn__broker_listen_fd(b, fd);
@@ -194,7 +194,8 @@ static void status_cb(uv_timer_t *h)
 	mmn__admin_stats(m->broker, &st);
 	mmn__admin_source(m->broker, &name, &mask, &holds);
 	snprintf(buf, sizeof(buf),
-		 "STATUS=Serving %llu clients, %llu subscriptions (%llu kernel), source %s; %llu invalidations, "
+		 "STATUS=Serving %llu clients, %llu subscriptions (%llu kernel), source %s; %llu "
+		 "invalidations, "
 		 "%llu timeouts",
 		 (unsigned long long)st.clients, (unsigned long long)st.subscriptions,
 		 (unsigned long long)st.kernel_subscriptions, name, (unsigned long long)st.invalidations,
@@ -243,29 +244,39 @@ static int parse_bus(const char *s, enum bus_kind *kind, const char **address)
 
 int main(int argc, char **argv)
 {
-	enum { O_SOURCE = 256, O_SOCKET, O_BUS, O_ACK_TIMEOUT, O_ACK_CAP, O_MAX_CLIENTS, O_MAX_SUBS,
-	       O_MAX_QUEUED, O_READY_FD, O_LOG_LEVEL, O_FOREGROUND, O_VERSION };
-	static const struct option opts[] = {
-		{ "source", required_argument, NULL, O_SOURCE },
-		{ "socket", required_argument, NULL, O_SOCKET },
-		{ "bus", required_argument, NULL, O_BUS },
-		{ "ack-timeout-ms", required_argument, NULL, O_ACK_TIMEOUT },
-		{ "ack-cap-ms", required_argument, NULL, O_ACK_CAP },
-		{ "max-clients", required_argument, NULL, O_MAX_CLIENTS },
-		{ "max-subs", required_argument, NULL, O_MAX_SUBS },
-		{ "max-queued", required_argument, NULL, O_MAX_QUEUED },
-		{ "ready-fd", required_argument, NULL, O_READY_FD },
-		{ "log-level", required_argument, NULL, O_LOG_LEVEL },
-		{ "foreground", no_argument, NULL, O_FOREGROUND },
-		{ "version", no_argument, NULL, O_VERSION },
-		{ "help", no_argument, NULL, 'h' },
-		{}
+	enum {
+		O_SOURCE = 256,
+		O_SOCKET,
+		O_BUS,
+		O_ACK_TIMEOUT,
+		O_ACK_CAP,
+		O_MAX_CLIENTS,
+		O_MAX_SUBS,
+		O_MAX_QUEUED,
+		O_READY_FD,
+		O_LOG_LEVEL,
+		O_FOREGROUND,
+		O_VERSION
 	};
+	static const struct option opts[] = {{"source", required_argument, NULL, O_SOURCE},
+					     {"socket", required_argument, NULL, O_SOCKET},
+					     {"bus", required_argument, NULL, O_BUS},
+					     {"ack-timeout-ms", required_argument, NULL, O_ACK_TIMEOUT},
+					     {"ack-cap-ms", required_argument, NULL, O_ACK_CAP},
+					     {"max-clients", required_argument, NULL, O_MAX_CLIENTS},
+					     {"max-subs", required_argument, NULL, O_MAX_SUBS},
+					     {"max-queued", required_argument, NULL, O_MAX_QUEUED},
+					     {"ready-fd", required_argument, NULL, O_READY_FD},
+					     {"log-level", required_argument, NULL, O_LOG_LEVEL},
+					     {"foreground", no_argument, NULL, O_FOREGROUND},
+					     {"version", no_argument, NULL, O_VERSION},
+					     {"help", no_argument, NULL, 'h'},
+					     {}};
 	const char *source_name = "auto", *socket_path = NULL, *bus_arg = NULL, *bus_address = NULL;
 	enum bus_kind bus_kind = BUS_NONE;
 	struct broker_options o;
 	struct source *src = NULL;
-	struct mmnd m = { 0 };
+	struct mmnd m = {0};
 	uint32_t ready_fd = UINT32_MAX;
 	int c, r;
 
@@ -352,8 +363,8 @@ int main(int argc, char **argv)
 	}
 	r = open_source(&m.loop, source_name, &src);
 	if (r < 0) {
-		mmn__log(LOG_ERR, MMN_MSGID_SOURCE_MISSING, "Failed to open the %s event source: %s", source_name,
-			 strerror(-r));
+		mmn__log(LOG_ERR, MMN_MSGID_SOURCE_MISSING, "Failed to open the %s event source: %s",
+			 source_name, strerror(-r));
 		goto fail_loop;
 	}
 	r = mmn__broker_new(&m.loop, src, &o, &m.broker);
@@ -363,14 +374,15 @@ int main(int argc, char **argv)
 	}
 	r = listen_sockets(m.broker, socket_path);
 	if (r < 0) {
-		mmn__log(LOG_ERR, NULL, "Failed to listen on %s: %s", socket_path ? socket_path : "the socket",
-			 strerror(-r));
+		mmn__log(LOG_ERR, NULL, "Failed to listen on %s: %s",
+			 socket_path ? socket_path : "the socket", strerror(-r));
 		goto fail;
 	}
 	if (bus_kind != BUS_NONE) {
 		r = mmn__bus_open(&m.loop, m.broker, bus_kind, bus_address, &m.bus);
 		if (r < 0) {
-			mmn__log(LOG_ERR, NULL, "Failed to open the D-Bus API on %s: %s", bus_arg, strerror(-r));
+			mmn__log(LOG_ERR, NULL, "Failed to open the D-Bus API on %s: %s", bus_arg,
+				 strerror(-r));
 			goto fail;
 		}
 	}
@@ -394,13 +406,15 @@ int main(int argc, char **argv)
 		snprintf(status, sizeof(status), "READY=1\nSTATUS=Serving, source %s%s", name,
 			 holds ? "" : " (acks do not hold the kernel)");
 		notify(status);
-		mmn__log(LOG_INFO, MMN_MSGID_STARTED, "mmnd %s serving with the %s source", MMN_VERSION, name);
+		mmn__log(LOG_INFO, MMN_MSGID_STARTED, "mmnd %s serving with the %s source", MMN_VERSION,
+			 name);
 	}
 	if (ready_fd != UINT32_MAX) {
 		static const char msg[] = "READY=1\n";
 
 		if (write((int)ready_fd, msg, sizeof(msg) - 1) < 0)
-			mmn__log(LOG_WARNING, NULL, "Failed to write to --ready-fd, ignoring: %s", strerror(errno));
+			mmn__log(LOG_WARNING, NULL, "Failed to write to --ready-fd, ignoring: %s",
+				 strerror(errno));
 		close((int)ready_fd);
 	}
 

@@ -25,7 +25,8 @@ int mmn__source_uffd_new(uv_loop_t *loop, source_event_fn emit, void *userdata, 
 #endif
 
 #if !MMN_HAVE_DBUS
-int mmn__bus_open(uv_loop_t *loop, struct broker *b, enum bus_kind kind, const char *address, struct bus **out)
+int mmn__bus_open(uv_loop_t *loop, struct broker *b, enum bus_kind kind, const char *address,
+		  struct bus **out)
 {
 	return -EOPNOTSUPP;
 }

@@ -23,7 +23,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define CAP_SYS_PTRACE_BIT 19
+#define CAP_SYS_PTRACE_BIT    19
 #define MAX_SHARES_PER_CLIENT 64
 
 int mmn__policy_check_subscribe(const struct broker *b, const Mmn__V1__Subscribe *s, struct sub_req *out,
@@ -143,12 +143,14 @@ bool mmn__policy_peer_has_ptrace(pid_t pid)
 static int share_check(struct broker *b, struct client *c, pid_t pid, const struct sub_req *r,
 		       const ProtobufCBinaryData *token)
 {
-	list_for_each(pos, &b->clients) {
+	list_for_each(pos, &b->clients)
+	{
 		struct client *o = list_entry(pos, struct client, link);
 
 		if (o->pid != pid)
 			continue;
-		list_for_each(sp, &o->shares) {
+		list_for_each(sp, &o->shares)
+		{
 			struct share *sh = list_entry(sp, struct share, link);
 
 			if (memcmp(sh->token, token->data, sizeof(sh->token)) != 0)
@@ -166,7 +168,7 @@ static int share_check(struct broker *b, struct client *c, pid_t pid, const stru
 int mmn__policy_authorize(struct broker *b, struct client *c, pid_t pid, int pidfd, const struct sub_req *r,
 			  const ProtobufCBinaryData *token)
 {
-	struct peer_creds peer = { .pid = c->pid, .uid = c->uid, .gid = c->gid };
+	struct peer_creds peer = {.pid = c->pid, .uid = c->uid, .gid = c->gid};
 	struct target_creds tc;
 	int err;
 
@@ -194,8 +196,7 @@ int mmn__share_create(struct client *c, const Mmn__V1__Share *s, uint8_t token[1
 
 	if (s->length == 0 || s->start >= MMN_TASK_SIZE || s->length > MMN_TASK_SIZE - s->start)
 		return -EINVAL;
-	list_for_each(pos, &c->shares)
-		n++;
+	list_for_each(pos, &c->shares) n++;
 	if (n >= MAX_SHARES_PER_CLIENT)
 		return -ENOSPC;
 	sh = calloc(1, sizeof(*sh));

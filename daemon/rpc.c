@@ -29,7 +29,8 @@ static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello
 	}
 	if (h->version_min > MMN_PROTO_VERSION || h->version_max < MMN_PROTO_VERSION ||
 	    h->version_min > h->version_max) {
-		mmn__client_protocol_error(c, request_id, -EPROTONOSUPPORT, "mmnd speaks protocol version 1 only");
+		mmn__client_protocol_error(c, request_id, -EPROTONOSUPPORT,
+					   "mmnd speaks protocol version 1 only");
 		return;
 	}
 	if (b->draining) {
@@ -71,11 +72,16 @@ static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello
 	}
 	c->hello = true;
 	if (mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
-		mmn__log(LOG_INFO, MMN_MSGID_CLIENT_ATTACH, "Client %" PRIu64 " (pid %d, uid %u, %s) attached",
-			 c->id, (int)c->pid, (unsigned)c->uid, c->name[0] ? c->name : "unnamed");
+		mmn__log(LOG_INFO, MMN_MSGID_CLIENT_ATTACH,
+			 "Client %" PRIu64 " (pid %d, uid %u, %s) attached", c->id, (int)c->pid,
+			 (unsigned)c->uid, c->name[0] ? c->name : "unnamed");
 	if (b->has_obs && b->obs.client_connected) {
 		struct admin_client ac = {
-			.id = c->id, .pid = c->pid, .uid = c->uid, .name = c->name, .mode = "idle",
+			.id = c->id,
+			.pid = c->pid,
+			.uid = c->uid,
+			.name = c->name,
+			.mode = "idle",
 		};
 
 		b->obs.client_connected(b->obs.ud, &ac);
@@ -97,7 +103,7 @@ static void reply_status(struct client *c, uint64_t request_id, int err)
 static void do_attach_uffd(struct client *c, uint64_t request_id, int *fds, size_t nfds)
 {
 	struct broker *b = c->b;
-	struct source_target st = { .pid = c->pid, .pidfd = c->pidfd };
+	struct source_target st = {.pid = c->pid, .pidfd = c->pidfd};
 	int r;
 
 	if (!b->src->caps.needs_uffd || !b->src->ops->attach_uffd) {

@@ -183,11 +183,11 @@ void mmn__source_test_inject(struct source *s, const struct source_event *ev)
 		s->emit(ev, s->userdata);
 }
 
-uint64_t mmn__source_test_invalidate(struct source *s, pid_t pid, uint64_t start, uint64_t end, uint32_t event,
-				     bool blockable)
+uint64_t mmn__source_test_invalidate(struct source *s, pid_t pid, uint64_t start, uint64_t end,
+				     uint32_t event, bool blockable)
 {
 	struct test_source *t = ts(s);
-	struct source_event ev = { .kind = SOURCE_INVALIDATE, .event = event, .blockable = blockable };
+	struct source_event ev = {.kind = SOURCE_INVALIDATE, .event = event, .blockable = blockable};
 	struct source_event_sub stack[16], *subs = stack;
 	bool blocking = false;
 	size_t n = 0;
@@ -229,7 +229,7 @@ uint64_t mmn__source_test_invalidate(struct source *s, pid_t pid, uint64_t start
 
 void mmn__source_test_end(struct source *s, uint64_t event_id)
 {
-	struct source_event ev = { .kind = SOURCE_INVALIDATE_END, .event_id = event_id };
+	struct source_event ev = {.kind = SOURCE_INVALIDATE_END, .event_id = event_id};
 
 	mmn__source_test_inject(s, &ev);
 }
@@ -240,8 +240,8 @@ size_t mmn__source_test_release(struct source *s, pid_t pid)
 	size_t n = 0;
 
 	for (;;) {
-		struct source_event_sub sub = { 0 };
-		struct source_event ev = { .kind = SOURCE_RELEASE, .pid = pid, .nsubs = 1, .subs = &sub };
+		struct source_event_sub sub = {0};
+		struct source_event ev = {.kind = SOURCE_RELEASE, .pid = pid, .nsubs = 1, .subs = &sub};
 		struct test_ksub *k = NULL;
 
 		for (size_t i = 0; i < t->nk; i++) {

@@ -53,7 +53,8 @@ struct ksub *mmn__ksub_find(struct broker *b, uint32_t id)
 
 struct sub *mmn__client_find_sub(struct client *c, uint64_t sub_id)
 {
-	list_for_each(pos, &c->subs) {
+	list_for_each(pos, &c->subs)
+	{
 		struct sub *s = list_entry(pos, struct sub, clink);
 
 		if (s->id == sub_id)
@@ -90,8 +91,8 @@ static void ksub_update_blocking(struct ksub *k)
 		return;
 	if (b->src->ops->ksub_set_blocking && b->src->ops->ksub_set_blocking(b->src, k->id, want) < 0) {
 		if (mmn__ratelimit_ok(&b->rl_client, mmn__broker_now(b)))
-			mmn__log(LOG_WARNING, NULL, "Failed to set blocking=%d on kernel subscription %u", want,
-				 k->id);
+			mmn__log(LOG_WARNING, NULL, "Failed to set blocking=%d on kernel subscription %u",
+				 want, k->id);
 		return;
 	}
 	k->blocking = want;
@@ -119,7 +120,7 @@ static void ksub_unlink_sub(struct ksub *k, struct sub *s)
 static int ksub_new(struct target *t, uint64_t start, uint64_t end, bool blocking, struct ksub **out)
 {
 	struct broker *b = t->b;
-	struct source_target st = { .pid = t->pid, .pidfd = t->pidfd, .uffd = -1 };
+	struct source_target st = {.pid = t->pid, .pidfd = t->pidfd, .uffd = -1};
 	struct ksub *k;
 	uint32_t id;
 	int r;
@@ -180,7 +181,7 @@ static int ksub_attach(struct target *t, struct sub *s)
 {
 	uint64_t ks = s->start & ~(MMN_PAGE_SIZE - 1);
 	uint64_t ke = (s->end + MMN_PAGE_SIZE - 1) & ~(MMN_PAGE_SIZE - 1);
-	struct collect col = { 0 };
+	struct collect col = {0};
 	bool blocking = sub_blocking(s);
 	struct ksub *k;
 	int r;
@@ -206,7 +207,8 @@ static int ksub_attach(struct target *t, struct sub *s)
 	for (size_t i = 0; i < col.n; i++) {
 		struct ksub *old = col.v[i];
 
-		list_for_each_safe(pos, &old->subs) {
+		list_for_each_safe(pos, &old->subs)
+		{
 			struct sub *o = list_entry(pos, struct sub, klink);
 
 			ksub_unlink_sub(old, o);
@@ -263,7 +265,7 @@ static int shrink_visit(struct itree_node *n, void *ud)
 		sh->v = v;
 		sh->cap = cap;
 	}
-	sh->v[sh->n++] = (struct comp){ .start = ps, .end = pe, .blocking = sub_blocking(s) };
+	sh->v[sh->n++] = (struct comp){.start = ps, .end = pe, .blocking = sub_blocking(s)};
 	return 0;
 }
 
@@ -276,7 +278,7 @@ static int shrink_visit(struct itree_node *n, void *ud)
 static void ksub_shrink(struct ksub *k)
 {
 	struct target *t = k->t;
-	struct shrink sh = { .k = k };
+	struct shrink sh = {.k = k};
 	size_t made = 0;
 
 	mmn__itree_query(&t->subs, k->start, k->end - 1, shrink_visit, &sh);
@@ -285,7 +287,8 @@ static void ksub_shrink(struct ksub *k)
 	for (; made < sh.n; made++)
 		if (ksub_new(t, sh.v[made].start, sh.v[made].end, sh.v[made].blocking, &sh.v[made].k) < 0)
 			goto undo;
-	list_for_each_safe(pos, &k->subs) {
+	list_for_each_safe(pos, &k->subs)
+	{
 		struct sub *s = list_entry(pos, struct sub, klink);
 
 		for (size_t i = 0; i < sh.n; i++) {
@@ -432,8 +435,7 @@ int mmn__sub_request(struct client *c, uint64_t request_id, const Mmn__V1__Subsc
 	err = mmn__policy_check_subscribe(b, req, &r, &msg);
 	if (err < 0)
 		return mmn__client_send_error(c, request_id, err, msg);
-	list_for_each(pos, &c->pending)
-		npending++;
+	list_for_each(pos, &c->pending) npending++;
 	if (c->nsubs + npending >= b->opt.max_subs || c->nsubs + npending >= c->nslots)
 		return mmn__client_send_error(c, request_id, -ENOSPC, "too many subscriptions");
 	if (r.pid != 0 && r.pid != c->pid && !b->src->caps.other_processes)
@@ -446,7 +448,8 @@ int mmn__sub_request(struct client *c, uint64_t request_id, const Mmn__V1__Subsc
 		err = mmn__policy_authorize(b, c, t->pid, t->pidfd, &r, &req->share_token);
 		if (err < 0) {
 			mmn__target_put(t);
-			return mmn__client_send_error(c, request_id, err, "not allowed to watch this process");
+			return mmn__client_send_error(c, request_id, err,
+						      "not allowed to watch this process");
 		}
 	}
 	if (!t->inflight) {
@@ -568,7 +571,8 @@ void mmn__ksub_release(struct ksub *k, bool released, uint32_t reason)
 	struct target *t = k->t;
 
 	t->refs++;
-	list_for_each_safe(pos, &k->subs) {
+	list_for_each_safe(pos, &k->subs)
+	{
 		struct sub *s = list_entry(pos, struct sub, klink);
 
 		if (s->c && s->state != SUB_DEAD)
@@ -601,7 +605,8 @@ void mmn__ksub_resync(struct ksub *k)
 {
 	struct broker *b = k->t->b;
 
-	list_for_each(pos, &k->subs) {
+	list_for_each(pos, &k->subs)
+	{
 		struct sub *s = list_entry(pos, struct sub, klink);
 		MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 		Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;

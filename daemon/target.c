@@ -48,7 +48,8 @@ bool mmn__pidfd_alive(int pidfd, pid_t pid)
 
 static struct target *target_find(struct broker *b, pid_t pid)
 {
-	list_for_each(pos, &b->targets) {
+	list_for_each(pos, &b->targets)
+	{
 		struct target *t = list_entry(pos, struct target, link);
 
 		if (t->pid == pid && mmn__pidfd_alive(t->pidfd, t->pid))

@@ -407,9 +407,10 @@ int main(void)
 	}
 
 	/* The registered region: 32 pages. */
-	base = mmap(NULL, 32 * P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* 48 pages, the first 32 registered; the rest are spare room that no mmap() can land in. */
+	base = mmap(NULL, 48 * P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	tap_require(base != MAP_FAILED);
-	memset(base, 1, 32 * P);
+	memset(base, 1, 48 * P);
 	tap_require(uffd_client_register(fd, A(0), 32 * (uint64_t)P) == 0);
 	ctl = dup(fd); /* the test's own handle for UFFDIO_WRITEPROTECT */
 	tap_is_int(src->ops->attach_uffd(src, &self, fd), 0, "attach the uffd");
@@ -452,8 +453,7 @@ int main(void)
 		   (struct want_sub[]){{e, A(20), A(21)}}, 1, 1);
 
 	/* mremap [11,12) to an unregistered page: REMAP on the old range. */
-	remap_dest = mmap(NULL, P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	tap_require(remap_dest != MAP_FAILED);
+	remap_dest = base + 40 * P; /* mapped, not registered */
 	n0 = nrecs;
 	r = (struct range){11, 1, 0};
 	tap_ok(run_op(do_mremap, &r) && remap_dest != MAP_FAILED, "mremap returned");
@@ -551,13 +551,12 @@ int main(void)
 
 	/* A second connection of the same process attaches its own uffd for another range. */
 	{
-		char *r2 = mmap(NULL, 4 * P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		char *r2 = base + 44 * P; /* mapped, not registered yet */
 		uint64_t f2, a2 = (uint64_t)(uintptr_t)r2;
 		int fd2 = uffd_client_open(&f2), copy2;
 		uint32_t g;
 
-		tap_require(r2 != MAP_FAILED && fd2 >= 0 &&
-			    uffd_client_register(fd2, a2, 4 * (uint64_t)P) == 0);
+		tap_require(fd2 >= 0 && uffd_client_register(fd2, a2, 4 * (uint64_t)P) == 0);
 		copy2 = dup(fd2); /* what that connection's library keeps while connected */
 		tap_is_int(src->ops->attach_uffd(src, &self, fd2), 0, "a second uffd for the same pid");
 		tap_require(src->ops->ksub_add(src, &self, a2, 2 * (uint64_t)P, true, 0, &g) == 0);
@@ -619,6 +618,6 @@ int main(void)
 	close(self.pidfd);
 	tap_is_int(count_fds(), fds0, "no fd left open (loop and pidfd aside)");
 	tap_is_int(uv_loop_close(&loop), 0, "every handle closed after destroy");
-	munmap(base, 32 * P);
+	munmap(base, 48 * P);
 	return tap_done();
 }

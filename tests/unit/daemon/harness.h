@@ -29,10 +29,10 @@
 #include "wire.h"
 
 /* Like tap_require, but silent when it holds: setup steps are not test points. */
-#define h_require(cond)                                                                            \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			tap_require(cond);                                                         \
+#define h_require(cond)                                                                                      \
+	do {                                                                                                 \
+		if (!(cond))                                                                                 \
+			tap_require(cond);                                                                   \
 	} while (0)
 
 struct harness {
@@ -84,7 +84,7 @@ static inline int h_fini(struct harness *h)
 
 static inline int tc_connect_raw(struct harness *h)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 
 	h_require(fd >= 0);
@@ -223,10 +223,9 @@ static inline MmnEnvelope *tc_subscribe_req(struct harness *h, struct tclient *c
 static inline uint64_t tc_subscribe(struct harness *h, struct tclient *c, uint64_t start, uint64_t length,
 				    bool blocking, uint32_t timeout_ms, uint32_t *slot)
 {
-	MmnEnvelope *rep = tc_subscribe_req(h, c, 0, start, length,
-					    blocking ? MMN__V1__SUB_FLAG__SUB_BLOCKING
-						     : MMN__V1__SUB_FLAG__SUB_NONBLOCKING,
-					    timeout_ms);
+	MmnEnvelope *rep = tc_subscribe_req(
+		h, c, 0, start, length,
+		blocking ? MMN__V1__SUB_FLAG__SUB_BLOCKING : MMN__V1__SUB_FLAG__SUB_NONBLOCKING, timeout_ms);
 	uint64_t id = 0;
 
 	if (rep && rep->body_case == MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY) {

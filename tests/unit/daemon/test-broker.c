@@ -6,7 +6,13 @@
  */
 #include "harness.h"
 
-#define B MMN__V1__SUB_FLAG__SUB_BLOCKING
+#include <limits.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+
+#define B	MMN__V1__SUB_FLAG__SUB_BLOCKING
 #define BODY(e) ((e) ? (int)(e)->body_case : -1)
 
 static const uint64_t A = 0x100000;
@@ -34,9 +40,11 @@ static void test_hello(void)
 		env.hello = &hello;
 		mmn__wire_send(fd, &env, NULL, 0, 0);
 		rep = tc_recv_fd(&h, fd, &memfd);
-		tap_ok(rep && rep->body_case == MMN__V1__ENVELOPE__BODY_HELLO_REPLY && rep->hello_reply->version == 1,
+		tap_ok(rep && rep->body_case == MMN__V1__ENVELOPE__BODY_HELLO_REPLY &&
+			       rep->hello_reply->version == 1,
 		       "hello: version range 1..3 negotiates 1");
-		tap_ok(rep && strcmp(rep->hello_reply->source, "test") == 0 && rep->hello_reply->acks_hold_kernel,
+		tap_ok(rep && strcmp(rep->hello_reply->source, "test") == 0 &&
+			       rep->hello_reply->acks_hold_kernel,
 		       "hello: source caps in the reply");
 		w = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
 		tap_ok(w == MAP_FAILED, "hello: the sequence page cannot be mapped writable");
@@ -67,8 +75,8 @@ static void test_blocking_acks(void)
 		h_require(sub[i] != 0);
 	}
 	tap_is_int(mmn__source_test_nksubs(h.src), 1, "acks: three equal ranges share one ksub");
-	ev = mmn__source_test_invalidate(h.src, getpid(), A + 0x1000, A + 0x3000, MMN__V1__EVENT_TYPE__EVENT_UNMAP,
-					 true);
+	ev = mmn__source_test_invalidate(h.src, getpid(), A + 0x1000, A + 0x3000,
+					 MMN__V1__EVENT_TYPE__EVENT_UNMAP, true);
 	h_require(ev != 0);
 	for (int i = 0; i < 3; i++) {
 		m = tc_recv(&h, &c[i]);
@@ -92,8 +100,8 @@ static void test_blocking_acks(void)
 	all = true;
 	for (int i = 0; i < 3; i++) {
 		m = tc_recv(&h, &c[i]);
-		all &= BODY(m) == MMN__V1__ENVELOPE__BODY_INVALIDATE_END && m->invalidate_end->event_id == ev &&
-		       !(m->invalidate_end->seq & 1);
+		all &= BODY(m) == MMN__V1__ENVELOPE__BODY_INVALIDATE_END &&
+		       m->invalidate_end->event_id == ev && !(m->invalidate_end->seq & 1);
 		mmn__wire_free(m);
 		all &= (tc_seq(&c[i], slot[i]) & 1) == 0;
 	}
@@ -139,8 +147,8 @@ static void test_deadline(void)
 	       (unsigned long long)(t1 - t0));
 	m = tc_recv(&h, &silent);
 	revoked = BODY(m) == MMN__V1__ENVELOPE__BODY_REVOKED &&
-		  m->revoked->reason == MMN__V1__REVOKE_REASON__REVOKE_TIMEOUT && m->revoked->event_id == ev &&
-		  m->revoked->sub_id == ss;
+		  m->revoked->reason == MMN__V1__REVOKE_REASON__REVOKE_TIMEOUT &&
+		  m->revoked->event_id == ev && m->revoked->sub_id == ss;
 	mmn__wire_free(m);
 	tap_ok(revoked, "deadline: Revoked{timeout} for the silent client's subscription");
 	{
@@ -208,7 +216,8 @@ static void test_coalescing(void)
 	s1 = tc_subscribe(&h, &c, A, 0x10000, false, 0, NULL);
 	s2 = tc_subscribe(&h, &c, A + 0x10000, 0x10000, false, 0, NULL);
 	n = mmn__source_test_ksubs(h.src, getpid(), st, en, blk, 4);
-	tap_ok(n == 1 && st[0] == A && en[0] == A + 0x20000 && !blk[0], "coalesce: touching ranges share a ksub");
+	tap_ok(n == 1 && st[0] == A && en[0] == A + 0x20000 && !blk[0],
+	       "coalesce: touching ranges share a ksub");
 	s3 = tc_subscribe(&h, &c, A + 0x40000, 0x800, false, 0, NULL);
 	n = mmn__source_test_ksubs(h.src, getpid(), st, en, blk, 4);
 	tap_is_int(n, 2, "coalesce: a distant range gets its own ksub (page aligned)");
@@ -251,7 +260,8 @@ static void test_coalescing(void)
 	tc_unsubscribe_send(&c, s1);
 	mmn__wire_free(tc_recv(&h, &c));
 	n = mmn__source_test_ksubs(h.src, getpid(), st, en, blk, 4);
-	tap_ok(n == 2 && (st[0] == A + 0x10000 || st[1] == A + 0x10000), "coalesce: a ksub shrinks to what is left");
+	tap_ok(n == 2 && (st[0] == A + 0x10000 || st[1] == A + 0x10000),
+	       "coalesce: a ksub shrinks to what is left");
 	tc_close(&c);
 	tap_is_int(h_fini(&h), 0, "coalesce: loop closes clean");
 }
@@ -438,8 +448,8 @@ static void test_slow_reader(void)
 	while ((m = tc_recv(&h, &c))) {
 		if (m->body_case == MMN__V1__ENVELOPE__BODY_INVALIDATE) {
 			n_inv++;
-			if (m->invalidate->event == MMN__V1__EVENT_TYPE__EVENT_RESYNC && m->invalidate->start == A &&
-			    m->invalidate->end == A + 0x10000)
+			if (m->invalidate->event == MMN__V1__EVENT_TYPE__EVENT_RESYNC &&
+			    m->invalidate->start == A && m->invalidate->end == A + 0x10000)
 				resync++;
 			if (nopen < 64)
 				open_ev[nopen++] = m->invalidate->event_id;
@@ -467,7 +477,8 @@ static void test_slow_reader(void)
 	tap_is_int(h_fini(&h), 0, "slow reader: loop closes clean");
 }
 
-/* SOURCE_REVOKED (lost events): a RESYNC pair for every sub on the ksub; SOURCE_LOST: Revoked{source gone}. */
+/* SOURCE_REVOKED (lost events): a RESYNC pair for every sub on the ksub; SOURCE_LOST: Revoked{source gone}.
+ */
 static void test_source_trouble(void)
 {
 	struct harness h;
@@ -487,8 +498,8 @@ static void test_source_trouble(void)
 	seq0 = tc_seq(&c, slot1);
 	{
 		/* The test source numbers ksubs from 1; the coalesced one is the only live one. */
-		struct source_event_sub sub = { .ksub_id = 0, .start = A, .end = A + 0x2000 };
-		struct source_event e = { .kind = SOURCE_REVOKED, .reason = 3, .nsubs = 1, .subs = &sub };
+		struct source_event_sub sub = {.ksub_id = 0, .start = A, .end = A + 0x2000};
+		struct source_event e = {.kind = SOURCE_REVOKED, .reason = 3, .nsubs = 1, .subs = &sub};
 
 		for (uint32_t id = 1; id < 8; id++) {
 			sub.ksub_id = id;
@@ -496,8 +507,10 @@ static void test_source_trouble(void)
 		}
 	}
 	for (int i = 0; i < 4 && (m = tc_recv(&h, &c)); i++) {
-		if (BODY(m) == MMN__V1__ENVELOPE__BODY_INVALIDATE && m->invalidate->event == MMN__V1__EVENT_TYPE__EVENT_RESYNC &&
-		    ((m->invalidate->sub_id == s1 && m->invalidate->start == A && m->invalidate->end == A + 0x1000) ||
+		if (BODY(m) == MMN__V1__ENVELOPE__BODY_INVALIDATE &&
+		    m->invalidate->event == MMN__V1__EVENT_TYPE__EVENT_RESYNC &&
+		    ((m->invalidate->sub_id == s1 && m->invalidate->start == A &&
+		      m->invalidate->end == A + 0x1000) ||
 		     m->invalidate->sub_id == s2))
 			pairs++;
 		if (BODY(m) == MMN__V1__ENVELOPE__BODY_INVALIDATE_END)
@@ -510,7 +523,7 @@ static void test_source_trouble(void)
 	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x1000, 0, true);
 	mmn__wire_free(tc_recv(&h, &c));
 	{
-		struct source_event e = { .kind = SOURCE_LOST, .reason = (uint32_t)-ENODEV };
+		struct source_event e = {.kind = SOURCE_LOST, .reason = (uint32_t)-ENODEV};
 		int revoked = 0;
 
 		mmn__source_test_inject(h.src, &e);
@@ -563,9 +576,9 @@ static void test_admin(void)
 {
 	struct harness h;
 	struct tclient c;
-	struct seen seen = { 0 };
+	struct seen seen = {0};
 	struct admin_defaults d;
-	struct admin_observer obs = { .client_evicted = on_evicted };
+	struct admin_observer obs = {.client_evicted = on_evicted};
 	const char *name;
 	uint64_t mask;
 	bool holds;
@@ -573,7 +586,8 @@ static void test_admin(void)
 	h_init(&h, NULL);
 	mmn__admin_set_observer(h.b, &obs);
 	h_require(tc_hello(&h, &c) == 0);
-	h_require(tc_subscribe(&h, &c, A, 0x1000, true, 0, NULL) && tc_subscribe(&h, &c, A, 0x1000, false, 0, NULL));
+	h_require(tc_subscribe(&h, &c, A, 0x1000, true, 0, NULL) &&
+		  tc_subscribe(&h, &c, A, 0x1000, false, 0, NULL));
 	mmn__admin_foreach_client(h.b, count_client, &seen);
 	mmn__admin_foreach_sub(h.b, 0, 0, count_sub, &seen);
 	tap_ok(seen.clients == 1 && seen.subs == 2 && strcmp(seen.mode, "mixed") == 0,
@@ -591,7 +605,8 @@ static void test_admin(void)
 	{
 		MmnEnvelope *m = tc_subscribe_req(&h, &c, 0, A, 0x1000, MMN__V1__SUB_FLAG__SUB_BLOCKING, 0);
 
-		tap_ok(BODY(m) == MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY && m->subscribe_reply->ack_timeout_ms == 7,
+		tap_ok(BODY(m) == MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY &&
+			       m->subscribe_reply->ack_timeout_ms == 7,
 		       "admin: new default applies to new subscriptions");
 		mmn__wire_free(m);
 	}
@@ -607,10 +622,98 @@ static void test_admin(void)
 			mmn__wire_free(m);
 		}
 		tap_ok(revoked == 3 && observed_evictions == 1 && mmn__broker_nclients(h.b) == 0,
-		       "admin: evicted client told Revoked{admin} for each sub, observer called, disconnected");
+		       "admin: evicted client told Revoked{admin} for each sub, observer called, "
+		       "disconnected");
 	}
 	tc_close(&c);
 	tap_is_int(h_fini(&h), 0, "admin: loop closes clean");
+}
+
+/* A source that never sends END cannot leave the target's deferred requests waiting forever. */
+static void test_missing_end(void)
+{
+	struct broker_options o;
+	struct harness h;
+	struct tclient c;
+	uint64_t s, ev, t0;
+	MmnEnvelope *m;
+	bool end = false, reply = false;
+
+	mmn__broker_options_default(&o);
+	o.end_timeout_ms = 30;
+	h_init(&h, &o);
+	h_require(tc_hello(&h, &c) == 0);
+	s = tc_subscribe(&h, &c, A, 0x1000, false, 0, NULL);
+	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x1000, 0, true);
+	mmn__wire_free(tc_recv(&h, &c));
+	tc_unsubscribe_send(&c, s);
+	tap_ok(tc_quiet(&h, &c), "no END: the Unsubscribe waits for the invalidation");
+	t0 = uv_now(&h.loop);
+	while (!(end && reply) && uv_now(&h.loop) - t0 < 5000) {
+		uv_run(&h.loop, UV_RUN_ONCE);
+		while ((m = tc_recv_fd(&h, c.fd, NULL))) {
+			end |= BODY(m) == MMN__V1__ENVELOPE__BODY_INVALIDATE_END &&
+			       m->invalidate_end->event_id == ev;
+			reply |= BODY(m) == MMN__V1__ENVELOPE__BODY_STATUS;
+			mmn__wire_free(m);
+			if (end && reply)
+				break;
+		}
+	}
+	tap_ok(end && reply && uv_now(&h.loop) - t0 >= 30,
+	       "no END: mmnd ends the event itself after end_timeout_ms, then applies the Unsubscribe");
+	tc_close(&c);
+	tap_is_int(h_fini(&h), 0, "no END: loop closes clean");
+}
+
+struct waiter {
+	const uint32_t *word;
+	uint32_t odd;
+	int done_fd;
+};
+
+/* What mmn_read_begin() does while a slot is odd: a shared FUTEX_WAIT. */
+static void *futex_waiter(void *arg)
+{
+	struct waiter *w = arg;
+
+	while (__atomic_load_n(w->word, __ATOMIC_ACQUIRE) == w->odd)
+		syscall(SYS_futex, w->word, FUTEX_WAIT, w->odd, NULL, NULL, 0);
+	if (write(w->done_fd, "x", 1) != 1)
+		abort();
+	return NULL;
+}
+
+static void test_futex_wake(void)
+{
+	struct harness h;
+	struct tclient c;
+	uint32_t slot;
+	uint64_t s, ev;
+	struct waiter w;
+	pthread_t th;
+	int p[2];
+	struct pollfd pf;
+
+	h_init(&h, NULL);
+	h_require(tc_hello(&h, &c) == 0 && pipe(p) == 0);
+	s = tc_subscribe(&h, &c, A, 0x1000, false, 0, &slot);
+	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x1000, 0, true);
+	mmn__wire_free(tc_recv(&h, &c));
+	w.word = &c.page->slots[slot].seq;
+	w.odd = tc_seq(&c, slot);
+	w.done_fd = p[1];
+	h_require(s && (w.odd & 1) && pthread_create(&th, NULL, futex_waiter, &w) == 0);
+	pf = (struct pollfd){.fd = p[0], .events = POLLIN};
+	tap_ok(poll(&pf, 1, 50) == 0, "futex: a reader waits while the slot is odd");
+	mmn__source_test_end(h.src, ev);
+	pf.revents = 0;
+	tap_ok(poll(&pf, 1, 10000) == 1, "futex: END wakes it (shared FUTEX_WAKE on the read-only page)");
+	pthread_join(th, NULL);
+	close(p[0]);
+	close(p[1]);
+	tc_close(&c);
+	tap_is_int(h_fini(&h), 0, "futex: loop closes clean");
 }
 
 int main(void)
@@ -627,5 +730,7 @@ int main(void)
 	test_slow_reader();
 	test_source_trouble();
 	test_admin();
+	test_missing_end();
+	test_futex_wake();
 	return tap_done();
 }

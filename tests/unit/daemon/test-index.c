@@ -12,7 +12,7 @@
 #include "index.h"
 #include "tap.h"
 
-#define N 4096
+#define N   4096
 #define OPS 200000
 
 struct item {
@@ -105,14 +105,15 @@ int main(void)
 				nin--;
 			}
 		} else {
-			struct qres q = { .ordered = true };
+			struct qres q = {.ordered = true};
 			uint64_t qs, ql;
 			bool ok = true;
 
 			random_interval(space, &qs, &ql);
 			mmn__itree_query(&t, qs, ql, visit, &q);
 			for (size_t i = 0; i < N; i++) {
-				bool want = items[i].in && items[i].node.start <= ql && items[i].node.last >= qs;
+				bool want =
+					items[i].in && items[i].node.start <= ql && items[i].node.last >= qs;
 
 				if (q.seen[i] != (want ? 1 : 0))
 					ok = false;
@@ -132,8 +133,8 @@ int main(void)
 	tap_ok(queries > 50000, "index: %zu queries over %d operations (%zu hits)", queries, OPS, k_total);
 	tap_is_int(order_bad, 0, "index: results in ascending start order");
 	tap_is_int(checks_bad, 0, "index: AVL balance and subtree max invariants held throughout");
-	tap_ok(mmn__itree_height(&t) <= (int)(1.45 * log2((double)nin + 2)) + 1, "index: height %d for %zu nodes",
-	       mmn__itree_height(&t), nin);
+	tap_ok(mmn__itree_height(&t) <= (int)(1.45 * log2((double)nin + 2)) + 1,
+	       "index: height %d for %zu nodes", mmn__itree_height(&t), nin);
 	{
 		int hits = 0;
 
@@ -143,8 +144,8 @@ int main(void)
 	/* Edge: intervals touching the ends of the 64-bit space. */
 	{
 		struct itree e = ITREE_INIT;
-		struct item a = { .node = { .start = 0, .last = 0 } }, z = { .node = { .start = UINT64_MAX - 1,
-										    .last = UINT64_MAX } };
+		struct item a = {.node = {.start = 0, .last = 0}},
+			    z = {.node = {.start = UINT64_MAX - 1, .last = UINT64_MAX}};
 		size_t n = 0;
 
 		mmn__itree_insert(&e, &a.node);
@@ -165,6 +166,7 @@ int main(void)
 	for (size_t i = 0; i < N; i++)
 		if (items[i].in)
 			mmn__itree_remove(&t, &items[i].node);
-	tap_ok(t.root == NULL && t.count == 0 && mmn__itree_check(&t) == 0, "index: emptied after removing all");
+	tap_ok(t.root == NULL && t.count == 0 && mmn__itree_check(&t) == 0,
+	       "index: emptied after removing all");
 	return tap_done();
 }

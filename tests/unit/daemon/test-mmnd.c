@@ -29,7 +29,7 @@ static bool got_notify(int ns, const char *what)
 	char buf[512];
 
 	for (;;) {
-		struct pollfd pf = { .fd = ns, .events = POLLIN };
+		struct pollfd pf = {.fd = ns, .events = POLLIN};
 		ssize_t n;
 
 		if (poll(&pf, 1, 10000) <= 0)
@@ -86,7 +86,7 @@ int main(void)
 {
 	char dir[] = "/tmp/mmnd-test-XXXXXX", path[128], sockarg[160], buf[64];
 	int p[2], errfd, fd, memfd = -1;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	Mmn__V1__Hello hello = MMN__V1__HELLO__INIT;
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT, *rep = NULL;
 	uint8_t pkt[MMN_WIRE_MAX_MSG];
@@ -103,14 +103,15 @@ int main(void)
 	snprintf(sockarg, sizeof(sockarg), "--socket=%s", path);
 
 	{
-		char *argv[] = { (char *)"mmnd", (char *)"--max-subs=0", NULL };
+		char *argv[] = {(char *)"mmnd", (char *)"--max-subs=0", NULL};
 
 		pid = spawn(argv, -1, &errfd);
 		tap_is_int(wait_exit(pid), 1, "bad limits: exit 1");
 		close(errfd);
 	}
 	{
-		char *argv[] = { (char *)"mmnd", (char *)"--source=bogus", sockarg, (char *)"--bus=none", NULL };
+		char *argv[] = {(char *)"mmnd", (char *)"--source=bogus", sockarg, (char *)"--bus=none",
+				NULL};
 
 		pid = spawn(argv, -1, &errfd);
 		tap_is_int(wait_exit(pid), 1, "unknown source: exit 1");
@@ -119,8 +120,9 @@ int main(void)
 
 	tap_require(pipe(p) == 0);
 	{
-		char *argv[] = { (char *)"mmnd", (char *)"--source=test", sockarg, (char *)"--bus=none",
-				 (char *)"--ready-fd=3", (char *)"--log-level=debug", NULL };
+		char *argv[] = {
+			(char *)"mmnd",		(char *)"--source=test",     sockarg, (char *)"--bus=none",
+			(char *)"--ready-fd=3", (char *)"--log-level=debug", NULL};
 
 		pid = spawn(argv, p[1], &errfd);
 	}
@@ -139,14 +141,14 @@ int main(void)
 	env.hello = &hello;
 	mmn__wire_send(fd, &env, NULL, 0, 0);
 	{
-		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		struct pollfd pf = {.fd = fd, .events = POLLIN};
 
 		poll(&pf, 1, 10000);
 	}
 	n = mmn__wire_recv(fd, pkt, sizeof(pkt), &memfd, 1, &nfds);
 	tap_ok(n > 0 && mmn__wire_decode(pkt, (size_t)n, &rep) == 0 &&
-		       rep->body_case == MMN__V1__ENVELOPE__BODY_HELLO_REPLY && strcmp(rep->hello_reply->source, "test") == 0 &&
-		       nfds == 1,
+		       rep->body_case == MMN__V1__ENVELOPE__BODY_HELLO_REPLY &&
+		       strcmp(rep->hello_reply->source, "test") == 0 && nfds == 1,
 	       "socket: HelloReply from the test source with the sequence page");
 	mmn__wire_free(rep);
 	if (nfds)
@@ -155,7 +157,7 @@ int main(void)
 	kill(pid, SIGTERM);
 	tap_is_int(wait_exit(pid), 0, "SIGTERM: drained and exited 0");
 	{
-		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		struct pollfd pf = {.fd = fd, .events = POLLIN};
 
 		poll(&pf, 1, 10000);
 		tap_ok(recv(fd, pkt, sizeof(pkt), MSG_DONTWAIT) == 0, "SIGTERM: the client sees EOF");
@@ -169,9 +171,9 @@ int main(void)
 	/* Under systemd: READY, WATCHDOG at half the interval, STOPPING. */
 	{
 		char npath[160];
-		struct sockaddr_un na = { .sun_family = AF_UNIX };
+		struct sockaddr_un na = {.sun_family = AF_UNIX};
 		int ns = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-		char *argv[] = { (char *)"mmnd", (char *)"--source=test", sockarg, (char *)"--bus=none", NULL };
+		char *argv[] = {(char *)"mmnd", (char *)"--source=test", sockarg, (char *)"--bus=none", NULL};
 
 		snprintf(npath, sizeof(npath), "%s/notify", dir);
 		strcpy(na.sun_path, npath);
@@ -180,7 +182,9 @@ int main(void)
 		pid = spawn(argv, -1, &errfd);
 		notify_path = NULL;
 		tap_ok(got_notify(ns, "READY=1"), "sd_notify: READY=1");
-		tap_ok(got_notify(ns, "WATCHDOG=1"), "sd_notify: WATCHDOG=1 while running");
+		tap_ok(got_notify(ns, "WATCHDOG=1") && got_notify(ns, "WATCHDOG=1") &&
+			       got_notify(ns, "WATCHDOG=1"),
+		       "sd_notify: WATCHDOG=1 repeatedly (every half WATCHDOG_USEC)");
 		kill(pid, SIGTERM);
 		tap_ok(got_notify(ns, "STOPPING=1"), "sd_notify: STOPPING=1 on SIGTERM");
 		tap_is_int(wait_exit(pid), 0, "sd_notify: exited 0");

@@ -16,14 +16,16 @@
  */
 #include "harness.h"
 
+#include "broker-internal.h"
+
 #include <inttypes.h>
 
 #define NCLIENTS 5
-#define MAXSUBS 64
-#define MAXOPEN 256
-#define MAXEV 64
-#define STEPS 4000
-#define ACK_RID (UINT64_C(1) << 40)
+#define MAXSUBS	 64
+#define MAXOPEN	 256
+#define MAXEV	 64
+#define STEPS	 4000
+#define ACK_RID	 (UINT64_C(1) << 40)
 
 #define BODY(e) ((e) ? (int)(e)->body_case : -1)
 
@@ -42,7 +44,7 @@ struct msub {
 	uint64_t start, end;
 	bool blocking;
 	uint32_t slot;
-	bool dead;     /* closed by Revoked/Release/Status: nothing may follow */
+	bool dead; /* closed by Revoked/Release/Status: nothing may follow */
 };
 
 struct mreq {
@@ -54,9 +56,9 @@ struct mreq {
 
 struct openp {
 	uint64_t sub, ev;
-	bool owe;      /* needs_ack and not acked yet */
+	bool owe; /* needs_ack and not acked yet */
 	bool needs_ack;
-	int policy;    /* 0 ack now, 1 ack later, 2 never */
+	int policy; /* 0 ack now, 1 ack later, 2 never */
 };
 
 struct mclient {
@@ -83,10 +85,10 @@ static int nevs;
 static uint64_t violations, invalidates, ends, revokes, releases, acks_sent, ended_events;
 static const uint64_t A = 0x40000000;
 
-#define violation(...)                                                                             \
-	do {                                                                                       \
-		if (violations++ < 10)                                                             \
-			tap_diag("violation: " __VA_ARGS__);                                       \
+#define violation(...)                                                                                       \
+	do {                                                                                                 \
+		if (violations++ < 10)                                                                       \
+			tap_diag("violation: " __VA_ARGS__);                                                 \
 	} while (0)
 
 static struct msub *find_sub(struct mclient *c, uint64_t id)
@@ -166,7 +168,8 @@ static void handle(struct mclient *c, MmnEnvelope *m)
 				s = find_sub(c, r->unsub);
 				for (int k = 0; k < c->nopen; k++)
 					if (c->open[k].sub == r->unsub)
-						violation("Status for sub %" PRIu64 " with an open pair (ev %" PRIu64 ")",
+						violation("Status for sub %" PRIu64
+							  " with an open pair (ev %" PRIu64 ")",
 							  r->unsub, c->open[k].ev);
 				if (s)
 					s->dead = true;
@@ -174,7 +177,8 @@ static void handle(struct mclient *c, MmnEnvelope *m)
 			c->reqs[i] = c->reqs[--c->nreqs];
 			return;
 		}
-		violation("reply to an unknown request %" PRIu64 " (%" PRIu64 ")", m->request_id, (uint64_t)0);
+		violation("reply to an unknown request %" PRIu64 " (%" PRIu64 ")", m->request_id,
+			  (uint64_t)0);
 		return;
 	case MMN__V1__ENVELOPE__BODY_INVALIDATE: {
 		Mmn__V1__Invalidate *iv = m->invalidate;
@@ -183,20 +187,24 @@ static void handle(struct mclient *c, MmnEnvelope *m)
 		invalidates++;
 		s = find_sub(c, iv->sub_id);
 		if (!s || s->dead) {
-			violation("Invalidate for unknown/dead sub %" PRIu64 " ev %" PRIu64, iv->sub_id, iv->event_id);
+			violation("Invalidate for unknown/dead sub %" PRIu64 " ev %" PRIu64, iv->sub_id,
+				  iv->event_id);
 			return;
 		}
 		if (iv->needs_ack && !s->blocking)
-			violation("needs_ack on non-blocking sub %" PRIu64 " ev %" PRIu64, s->id, iv->event_id);
+			violation("needs_ack on non-blocking sub %" PRIu64 " ev %" PRIu64, s->id,
+				  iv->event_id);
 		if (!iv->blockable && s->blocking)
-			violation("refused event reached blocking sub %" PRIu64 " ev %" PRIu64, s->id, iv->event_id);
+			violation("refused event reached blocking sub %" PRIu64 " ev %" PRIu64, s->id,
+				  iv->event_id);
 		if (iv->start < s->start || iv->end > s->end || iv->start >= iv->end)
 			violation("range not clipped to sub %" PRIu64 " ev %" PRIu64, s->id, iv->event_id);
 		if (!(iv->seq & 1))
 			violation("even seq in Invalidate sub %" PRIu64 " ev %" PRIu64, s->id, iv->event_id);
 		for (k = 0; k < c->nopen; k++)
 			if (c->open[k].sub == iv->sub_id && c->open[k].ev == iv->event_id)
-				violation("duplicate Invalidate sub %" PRIu64 " ev %" PRIu64, s->id, iv->event_id);
+				violation("duplicate Invalidate sub %" PRIu64 " ev %" PRIu64, s->id,
+					  iv->event_id);
 		if (c->nopen < MAXOPEN) {
 			struct openp *o = &c->open[c->nopen++];
 			uint64_t p = rnd() % 10;
@@ -219,14 +227,15 @@ static void handle(struct mclient *c, MmnEnvelope *m)
 		ends++;
 		s = find_sub(c, m->invalidate_end->sub_id);
 		if (!s || s->dead)
-			violation("End for unknown/dead sub %" PRIu64 " ev %" PRIu64, m->invalidate_end->sub_id,
-				  m->invalidate_end->event_id);
+			violation("End for unknown/dead sub %" PRIu64 " ev %" PRIu64,
+				  m->invalidate_end->sub_id, m->invalidate_end->event_id);
 		for (k = 0; k < c->nopen; k++)
-			if (c->open[k].sub == m->invalidate_end->sub_id && c->open[k].ev == m->invalidate_end->event_id)
+			if (c->open[k].sub == m->invalidate_end->sub_id &&
+			    c->open[k].ev == m->invalidate_end->event_id)
 				break;
 		if (k == c->nopen) {
-			violation("End without Invalidate sub %" PRIu64 " ev %" PRIu64, m->invalidate_end->sub_id,
-				  m->invalidate_end->event_id);
+			violation("End without Invalidate sub %" PRIu64 " ev %" PRIu64,
+				  m->invalidate_end->sub_id, m->invalidate_end->event_id);
 			return;
 		}
 		c->open[k] = c->open[--c->nopen];
@@ -234,7 +243,8 @@ static void handle(struct mclient *c, MmnEnvelope *m)
 	}
 	case MMN__V1__ENVELOPE__BODY_REVOKED:
 	case MMN__V1__ENVELOPE__BODY_RELEASE: {
-		uint64_t id = m->body_case == MMN__V1__ENVELOPE__BODY_REVOKED ? m->revoked->sub_id : m->release->sub_id;
+		uint64_t id = m->body_case == MMN__V1__ENVELOPE__BODY_REVOKED ? m->revoked->sub_id
+									      : m->release->sub_id;
 
 		if (m->body_case == MMN__V1__ENVELOPE__BODY_REVOKED)
 			revokes++;
@@ -242,7 +252,8 @@ static void handle(struct mclient *c, MmnEnvelope *m)
 			releases++;
 		s = find_sub(c, id);
 		if (!s || s->dead) {
-			violation("Revoked/Release for unknown/dead sub %" PRIu64 " (%" PRIu64 ")", id, (uint64_t)0);
+			violation("Revoked/Release for unknown/dead sub %" PRIu64 " (%" PRIu64 ")", id,
+				  (uint64_t)0);
 			return;
 		}
 		if (m->body_case == MMN__V1__ENVELOPE__BODY_REVOKED &&
@@ -250,12 +261,14 @@ static void handle(struct mclient *c, MmnEnvelope *m)
 			bool owed = false;
 
 			for (int k = 0; k < c->nopen; k++)
-				if (c->open[k].sub == id && c->open[k].ev == m->revoked->event_id && c->open[k].needs_ack)
+				if (c->open[k].sub == id && c->open[k].ev == m->revoked->event_id &&
+				    c->open[k].needs_ack)
 					owed = true;
 			/* An ack sent around the deadline may lose the race: only needs_ack is certain. */
 			if (!owed)
-				violation("Revoked{timeout} sub %" PRIu64 " ev %" PRIu64 " that needed no ack", id,
-					  m->revoked->event_id);
+				violation("Revoked{timeout} sub %" PRIu64 " ev %" PRIu64
+					  " that needed no ack",
+					  id, m->revoked->event_id);
 		}
 		close_pairs(c, id);
 		s->dead = true;
@@ -282,11 +295,13 @@ static void drain_clients(void)
 
 			if (n <= 0) {
 				if (n == 0)
-					violation("client %" PRIu64 " dropped by mmnd (%" PRIu64 ")", (uint64_t)i, (uint64_t)0);
+					violation("client %" PRIu64 " dropped by mmnd (%" PRIu64 ")",
+						  (uint64_t)i, (uint64_t)0);
 				break;
 			}
 			if (mmn__wire_decode(buf, (size_t)n, &m) < 0) {
-				violation("undecodable packet (%" PRIu64 ", %" PRIu64 ")", (uint64_t)n, (uint64_t)0);
+				violation("undecodable packet (%" PRIu64 ", %" PRIu64 ")", (uint64_t)n,
+					  (uint64_t)0);
 				continue;
 			}
 			handle(c, m);
@@ -438,7 +453,8 @@ static uint64_t ksub_mismatches(void)
 		for (int c = 0; c < NCLIENTS; c++) {
 			for (int k = 0; cl[c].up && k < cl[c].nsubs; k++) {
 				struct msub *s = &cl[c].subs[k];
-				uint64_t ps = s->start & ~UINT64_C(4095), pe = (s->end + 4095) & ~UINT64_C(4095);
+				uint64_t ps = s->start & ~UINT64_C(4095),
+					 pe = (s->end + 4095) & ~UINT64_C(4095);
 
 				if (s->dead || ps >= en[i] || pe <= st[i])
 					continue;
@@ -474,7 +490,21 @@ static uint64_t stuck;
 
 static void guard_cb(uv_timer_t *t)
 {
+	struct broker *b = h.b;
+
 	stuck++;
+	/* White-box diagnosis: what was left waiting, and was its timer armed? */
+	list_for_each(pos, &b->events)
+	{
+		struct event *e = list_entry(pos, struct event, link);
+
+		tap_diag("event %" PRIu64 ": acked %d needs_ack %d npending %u nrecips %u timer active %d due in %lld",
+			 e->id, e->acked, e->needs_ack, e->npending, e->nrecips, uv_is_active((uv_handle_t *)&e->timer),
+			 (long long)uv_timer_get_due_in(&e->timer));
+		for (uint32_t i = 0; i < e->nrecips; i++)
+			tap_diag("  recip sub %" PRIu64 " state %d deadline %" PRIu64 " now %" PRIu64, e->recips[i].sub_id,
+				 e->recips[i].state, e->recips[i].deadline, uv_now(&h.loop));
+	}
 }
 
 static void wait_deadline(void)
@@ -535,7 +565,8 @@ int main(void)
 		}
 	}
 	tap_ok(ksub_checks > 20 && ksub_bad == 0,
-	       "pairing: at %" PRIu64 " quiescent points the ksubs were exactly the coalesced live ranges", ksub_checks);
+	       "pairing: at %" PRIu64 " quiescent points the ksubs were exactly the coalesced live ranges",
+	       ksub_checks);
 	/* Everyone acks what it owes (policy 2 never does: deadlines). */
 	for (int i = 0; i < NCLIENTS; i++)
 		if (cl[i].up)
@@ -546,7 +577,8 @@ int main(void)
 		settle();
 	}
 	tap_is_int(stuck, 0, "pairing: an unacked event always had a deadline armed");
-	tap_is_int(mmn__broker_pending_events(h.b), 0, "pairing: every in-flight event acked at last (deadlines)");
+	tap_is_int(mmn__broker_pending_events(h.b), 0,
+		   "pairing: every in-flight event acked at last (deadlines)");
 	for (int i = 0; i < nevs; i++)
 		if (mmn__source_test_ack_count(h.src, evs[i].id) > 1)
 			acked_bad++;
@@ -560,14 +592,16 @@ int main(void)
 		if (!c->up)
 			continue;
 		if (c->nopen)
-			violation("client %" PRIu64 " left with %" PRIu64 " unpaired Invalidates", (uint64_t)i,
-				  (uint64_t)c->nopen);
+			violation("client %" PRIu64 " left with %" PRIu64 " unpaired Invalidates",
+				  (uint64_t)i, (uint64_t)c->nopen);
 		for (int k = 0; k < c->nsubs; k++)
 			if (!c->subs[k].dead && (tc_seq(&c->tc, c->subs[k].slot) & 1))
 				odd++;
 	}
-	tap_ok(violations == 0, "pairing: %" PRIu64 " violations in %" PRIu64 " Invalidates, %" PRIu64 " Ends, %" PRIu64
-	       " Revoked, %" PRIu64 " Release", violations, invalidates, ends, revokes, releases);
+	tap_ok(violations == 0,
+	       "pairing: %" PRIu64 " violations in %" PRIu64 " Invalidates, %" PRIu64 " Ends, %" PRIu64
+	       " Revoked, %" PRIu64 " Release",
+	       violations, invalidates, ends, revokes, releases);
 	tap_ok(invalidates > 400 && ends > 300 && revokes > 5 && releases > 0,
 	       "pairing: the run covered every closing message (%" PRIu64 " acks sent, %" PRIu64
 	       " events ended, %" PRIu64 " deadline waits)",

@@ -12,13 +12,13 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
-#define NOBODY 65534
+#define NOBODY	65534
 #define BODY(e) ((e) ? (int)(e)->body_case : -1)
 
 static void test_rule(void)
 {
-	struct peer_creds p = { .pid = 1, .uid = 1000, .gid = 1000 };
-	struct target_creds t = { { 1000, 1000, 1000, 1000 }, { 1000, 1000, 1000, 1000 }, true };
+	struct peer_creds p = {.pid = 1, .uid = 1000, .gid = 1000};
+	struct target_creds t = {{1000, 1000, 1000, 1000}, {1000, 1000, 1000, 1000}, true};
 
 	tap_is_int(mmn__policy_may_watch(&p, &t), 0, "rule: same uid/gid, dumpable: allowed");
 	t.dumpable = false;
@@ -49,7 +49,7 @@ static void test_proc(void)
  */
 static void child(const char *path, pid_t target, const uint8_t *token, int out)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	Mmn__V1__Hello hello = MMN__V1__HELLO__INIT;
 	Mmn__V1__Subscribe s = MMN__V1__SUBSCRIBE__INIT;
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT, *m;
@@ -136,7 +136,7 @@ static void test_share(void)
 	struct tclient t;
 	Mmn__V1__Share sh = MMN__V1__SHARE__INIT;
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT, *m;
-	uint8_t token[16] = { 0 }, wrong[16] = { 0 };
+	uint8_t token[16] = {0}, wrong[16] = {0};
 
 	if (geteuid() != 0) {
 		tap_ok(1, "# SKIP share: needs root to fork a client of another uid");

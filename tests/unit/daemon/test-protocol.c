@@ -21,7 +21,8 @@ static void expect_error(int fd, int err, bool dropped, const char *what)
 	bool ok = BODY(m) == MMN__V1__ENVELOPE__BODY_ERROR && m->error->error == err;
 
 	if (!ok)
-		tap_diag("  got body %d error %d", BODY(m), BODY(m) == MMN__V1__ENVELOPE__BODY_ERROR ? m->error->error : 0);
+		tap_diag("  got body %d error %d", BODY(m),
+			 BODY(m) == MMN__V1__ENVELOPE__BODY_ERROR ? m->error->error : 0);
 	mmn__wire_free(m);
 	if (dropped)
 		ok = ok && tc_eof(&h, fd);
@@ -44,8 +45,8 @@ static void send_raw(int fd, const void *buf, size_t len)
 
 static void test_malformed(void)
 {
-	static const uint8_t truncated[] = { 0x52, 0x05, 0x08, 0x01 };   /* hello, length 5, 2 bytes */
-	static const uint8_t unknown[] = { 0x08, 0x07, 0x98, 0x06, 0x01 }; /* request_id 7, field 99 */
+	static const uint8_t truncated[] = {0x52, 0x05, 0x08, 0x01};	 /* hello, length 5, 2 bytes */
+	static const uint8_t unknown[] = {0x08, 0x07, 0x98, 0x06, 0x01}; /* request_id 7, field 99 */
 	static uint8_t big[MMN_WIRE_MAX_MSG + 100];
 	int fd;
 
@@ -157,7 +158,7 @@ static void subscribe_err(struct tclient *c, int32_t pid, uint64_t start, uint64
 {
 	Mmn__V1__Subscribe s = MMN__V1__SUBSCRIBE__INIT;
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
-	uint8_t token[32] = { 0 };
+	uint8_t token[32] = {0};
 
 	s.pid = pid;
 	s.start = start;
@@ -186,7 +187,8 @@ static void test_subscribe_args(void)
 	subscribe_err(&c, 0, A, 4096, 0, 0, 0, -EINVAL, "Subscribe without a flag");
 	subscribe_err(&c, 0, A, 4096, B | NB, 0, 0, -EINVAL, "Subscribe with both flags");
 	subscribe_err(&c, 0, A, 4096, 8, 0, 0, -EINVAL, "Subscribe with an unknown flag");
-	subscribe_err(&c, 0, A, 4096, B, UINT64_C(1) << 40, 0, -EINVAL, "Subscribe with an unknown event bit");
+	subscribe_err(&c, 0, A, 4096, B, UINT64_C(1) << 40, 0, -EINVAL,
+		      "Subscribe with an unknown event bit");
 	subscribe_err(&c, 0, A, 4096, B, 0, 5, -EINVAL, "Subscribe with a malformed share token");
 	subscribe_err(&c, -5, A, 4096, B, 0, 0, -EINVAL, "Subscribe with a negative pid");
 	subscribe_err(&c, 0x3ffffff0, A, 4096, B, 0, 0, -ESRCH, "Subscribe to a process that does not exist");
@@ -217,7 +219,8 @@ static void test_subscribe_args(void)
 
 		tc_unsubscribe_send(&c, s);
 		m = tc_recv(&h, &c);
-		tap_ok(BODY(m) == MMN__V1__ENVELOPE__BODY_STATUS && m->status->error == 0, "Unsubscribe: Status 0");
+		tap_ok(BODY(m) == MMN__V1__ENVELOPE__BODY_STATUS && m->status->error == 0,
+		       "Unsubscribe: Status 0");
 		mmn__wire_free(m);
 		tc_unsubscribe_send(&c, s);
 		expect_error(c.fd, -ENOENT, false, "Unsubscribe twice");
@@ -256,7 +259,8 @@ static void test_limits(void)
 	fd = tc_connect_raw(&h);
 	expect_error(fd, -EUSERS, true, "max clients");
 	close(fd);
-	tap_ok(tc_subscribe(&h, &a, A, 4096, false, 0, NULL) && tc_subscribe(&h, &a, A + 8192, 4096, false, 0, NULL),
+	tap_ok(tc_subscribe(&h, &a, A, 4096, false, 0, NULL) &&
+		       tc_subscribe(&h, &a, A + 8192, 4096, false, 0, NULL),
 	       "max subs: two allowed");
 	subscribe_err(&a, 0, A + 0x10000, 4096, MMN__V1__SUB_FLAG__SUB_BLOCKING, 0, 0, -ENOSPC, "max subs");
 	tc_close(&a);
@@ -347,8 +351,8 @@ static void test_mutations(void)
 
 		mmn__admin_stats(h.b, &st);
 		tap_ok(r == 0 && st.protocol_errors > 10,
-		       "mutations: after %d connections (%llu dropped for bad messages) mmnd still serves", rounds,
-		       (unsigned long long)st.protocol_errors - 10);
+		       "mutations: after %d connections (%llu dropped for bad messages) mmnd still serves",
+		       rounds, (unsigned long long)st.protocol_errors - 10);
 		if (r == 0)
 			tc_close(&c);
 	}
