@@ -34,7 +34,7 @@ struct broker_options {
 };
 
 #define MMN_BROKER_DEFAULT_ACK_TIMEOUT_MS 1000
-#define MMN_BROKER_DEFAULT_ACK_CAP_MS	  5000
+#define MMN_BROKER_DEFAULT_ACK_CAP_MS	  1500 /* below mmn.ko's default max_ack_timeout_ms, 2000 */
 #define MMN_BROKER_DEFAULT_MAX_CLIENTS	  1024
 #define MMN_BROKER_DEFAULT_MAX_SUBS	  1024
 #define MMN_BROKER_DEFAULT_MAX_QUEUED	  1024

@@ -39,7 +39,8 @@ int mmn__pidfd_open(pid_t pid)
 /* The process @pidfd names has not exited (a zombie counts as alive: its pid is not reusable yet). */
 bool mmn__pidfd_alive(int pidfd, pid_t pid)
 {
-	if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0)
+	/* Signal 0 checks existence only: EPERM (a process of another uid, no CAP_KILL) is alive too. */
+	if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0 || errno == EPERM)
 		return true;
 	if (errno != ENOSYS)
 		return false;

@@ -70,7 +70,7 @@ unit=$dest$unitdir/mmnd.service
 for want in Type=notify BusName=org.mmn.Broker1 WatchdogSec= Restart=on-failure \
 	"ExecStart=$prefix/sbin/mmnd --bus=system" NoNewPrivileges=yes ProtectSystem=strict \
 	"RestrictAddressFamilies=AF_UNIX AF_NETLINK" SystemCallFilter=@system-service \
-	"CapabilityBoundingSet=CAP_NET_ADMIN CAP_SYS_ADMIN CAP_KILL"; do
+	"CapabilityBoundingSet=CAP_NET_ADMIN CAP_SYS_ADMIN CAP_IPC_LOCK"; do
 	if grep -q "^$want" "$unit"; then ok "mmnd.service has $want"; else not_ok "mmnd.service has $want"; fi
 done
 sock=$dest$unitdir/mmnd.socket

@@ -154,8 +154,11 @@ static void handle(struct mclient *c, MmnEnvelope *m)
 
 			if (r->rid != m->request_id)
 				continue;
-			if (m->body_case == MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY && !r->unsub &&
-			    c->nsubs < MAXSUBS) {
+			if (m->body_case == MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY && !r->unsub) {
+				if (c->nsubs == MAXSUBS) {
+					violation("model full");
+					return;
+				}
 				struct msub *n = &c->subs[c->nsubs++];
 
 				memset(n, 0, sizeof(*n));
@@ -337,7 +340,12 @@ static void op_subscribe(struct mclient *c)
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 	struct mreq *r;
 
-	if (c->nreqs >= 32 || c->nsubs >= MAXSUBS - 8)
+	int live = 0;
+
+	for (int i = 0; i < c->nsubs; i++)
+		live += !c->subs[i].dead;
+	/* The model keeps dead subs (to catch late messages): leave room for every request. */
+	if (c->nreqs >= 32 || live >= 48 || c->nsubs + c->nreqs >= MAXSUBS)
 		return;
 	r = &c->reqs[c->nreqs++];
 	memset(r, 0, sizeof(*r));
@@ -492,18 +500,27 @@ static void guard_cb(uv_timer_t *t)
 {
 	struct broker *b = h.b;
 
+	/*
+	 * UV_RUN_ONCE runs due timers before polling: if that settled the last
+	 * pending event the poll then waits for the next timer, this guard.
+	 * Only an event still unacked now is a missing deadline.
+	 */
+	if (!mmn__broker_pending_events(b))
+		return;
 	stuck++;
 	/* White-box diagnosis: what was left waiting, and was its timer armed? */
 	list_for_each(pos, &b->events)
 	{
 		struct event *e = list_entry(pos, struct event, link);
 
-		tap_diag("event %" PRIu64 ": acked %d needs_ack %d npending %u nrecips %u timer active %d due in %lld",
-			 e->id, e->acked, e->needs_ack, e->npending, e->nrecips, uv_is_active((uv_handle_t *)&e->timer),
-			 (long long)uv_timer_get_due_in(&e->timer));
+		tap_diag("event %" PRIu64
+			 ": acked %d needs_ack %d npending %u nrecips %u timer active %d due in %lld",
+			 e->id, e->acked, e->needs_ack, e->npending, e->nrecips,
+			 uv_is_active((uv_handle_t *)&e->timer), (long long)uv_timer_get_due_in(&e->timer));
 		for (uint32_t i = 0; i < e->nrecips; i++)
-			tap_diag("  recip sub %" PRIu64 " state %d deadline %" PRIu64 " now %" PRIu64, e->recips[i].sub_id,
-				 e->recips[i].state, e->recips[i].deadline, uv_now(&h.loop));
+			tap_diag("  recip sub %" PRIu64 " state %d deadline %" PRIu64 " now %" PRIu64,
+				 e->recips[i].sub_id, e->recips[i].state, e->recips[i].deadline,
+				 uv_now(&h.loop));
 	}
 }
 

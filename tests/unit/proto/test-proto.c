@@ -359,12 +359,14 @@ static void test_socket(void)
 
 static void test_seqpage(void)
 {
-	struct {
+	union {
 		struct mmn_seqpage h;
-		struct mmn_seqpage_slot s[2];
-	} p = { .h = { MMN_SEQPAGE_MAGIC, MMN_SEQPAGE_VERSION, 2, 0 }, .s = { { 3, 7 }, { 0, 0 } } };
-	uint64_t v = mmn_seqpage_load(&p.h.slots[0]);
+		uint8_t bytes[MMN_SEQPAGE_SIZE(2)];
+	} p = { .h = { MMN_SEQPAGE_MAGIC, MMN_SEQPAGE_VERSION, 2, 0 } };
+	uint64_t v;
 
+	p.h.slots[0] = (struct mmn_seqpage_slot){ .seq = 3, .gen = 7 };
+	v = mmn_seqpage_load(&p.h.slots[0]);
 	tap_is_int(MMN_SEQ_WORD(v), 3, "seq is the low half of the slot word");
 	tap_is_int(MMN_SEQ_GEN(v), 7, "gen is the high half");
 	tap_is_int(MMN_SEQPAGE_SIZE(2), 32, "MMN_SEQPAGE_SIZE(2)");
