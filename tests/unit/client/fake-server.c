@@ -137,7 +137,29 @@ static void on_packet(struct fake_server *fs)
 		break;
 	case MMN__V1__ENVELOPE__BODY_ATTACH_UFFD:
 		/* The first client's uffd is the one read (a real mmnd reads all of them). */
-		if (nfds == 1 && fs->uffd < 0) {
+		if (nfds == 1 && fs->uffd_holder > 0) {
+			/* a separate process holds it: this process's fork() must not inherit it */
+			struct msghdr msg = {0};
+			union {
+				struct cmsghdr align;
+				char buf[CMSG_SPACE(sizeof(int))];
+			} control = {0};
+			char byte = 'u';
+			struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+			struct cmsghdr *cmsg;
+
+			msg.msg_iov = &iov;
+			msg.msg_iovlen = 1;
+			msg.msg_control = control.buf;
+			msg.msg_controllen = sizeof(control.buf);
+			cmsg = CMSG_FIRSTHDR(&msg);
+			cmsg->cmsg_level = SOL_SOCKET;
+			cmsg->cmsg_type = SCM_RIGHTS;
+			cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cmsg), &fds[0], sizeof(int));
+			if (sendmsg(fs->uffd_holder, &msg, 0) != 1)
+				abort();
+		} else if (nfds == 1 && fs->uffd < 0) {
 			fs->uffd = fds[0];
 			nfds = 0;
 		}

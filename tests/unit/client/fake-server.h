@@ -35,7 +35,8 @@ struct fake_server {
 	bool reply_without_fd, needs_uffd;
 	bool uffd_paused; /* stop reading the client's uffd (a stuck mmnd): fs_pause_uffd() */
 	bool stopping;
-	unsigned loops; /* server loop iterations */
+	int uffd_holder; /* > 0: hand the client's uffd to this socket (a helper process) and keep none */
+	unsigned loops;	 /* server loop iterations */
 
 	int memfd;
 	struct mmn_seqpage *sp; /* read-write view of the current connection's page */

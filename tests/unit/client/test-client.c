@@ -6,14 +6,17 @@
  * and the uffd registration path.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -573,23 +576,28 @@ static void *forker_main(void *arg)
 	return NULL;
 }
 
-/* Until @tid sleeps in the kernel's userfaultfd wait (best effort: wchan may be hidden). */
+/*
+ * Until @tid sleeps in the kernel's userfaultfd wait (best effort: wchan may
+ * be hidden).  No malloc and no stdio here: glibc's fork() holds their locks
+ * while it waits.
+ */
 static bool wait_for_uffd_wait(pid_t tid)
 {
 	char path[64], buf[128];
 
 	snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", (int)tid);
 	for (int i = 0; i < 100000; i++) {
-		FILE *f = fopen(path, "re");
-		size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
 
-		if (f)
-			fclose(f);
+		if (fd >= 0)
+			close(fd);
+		if (n < 0)
+			return false;
 		buf[n] = 0;
 		if (strstr(buf, "userfaultfd"))
 			return true;
-		if (!f || !strcmp(buf, "0"))
-			sched_yield();
+		sched_yield();
 	}
 	return false;
 }
@@ -599,28 +607,29 @@ static bool wait_for_uffd_wait(pid_t tid)
  * fork event to be read), then mmnd dies: the library thread must release
  * the uffd so that fork() returns.
  */
-static void test_fork_stuck(struct fake_server *fs, struct mmn_client *c, char *buf, long ps)
+static void test_fork_stuck(struct fake_server *fs, struct mmn_client *c, char *buf, long ps, pid_t holder)
 {
 	struct rec rec = {0};
 	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_NONBLOCKING);
 	struct forker f = {.efd = eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE), .status = -1};
 	struct pollfd p = {.fd = f.efd, .events = POLLIN};
 	struct mmn_sub *s;
+	bool seen;
 	uint64_t v;
 	pthread_t t;
 
 	tap_require(mmn_start_thread(c) == 0);
 	tap_is_int(mmn_subscribe(c, 0, (uintptr_t)buf, 2 * ps, &o, &s), 0, "subscribe for the fork test");
-	fs_pause_uffd(fs);
 	pthread_create(&t, NULL, forker_main, &f);
 	poll(&p, 1, 5000);
 	tap_is_int(read(f.efd, &v, sizeof(v)), 8, "forker started");
-	if (wait_for_uffd_wait(f.tid))
-		tap_diag("fork() is waiting in the kernel for the fork event to be read");
-	else
-		tap_diag("could not see fork() waiting (wchan hidden?): the test may take the prepare path");
-	fs_kill(fs); /* mmnd dies while fork() waits for it */
+	seen = wait_for_uffd_wait(f.tid);
+	kill(holder, SIGKILL); /* mmnd dies while fork() waits for it */
+	waitpid(holder, NULL, 0);
+	fs_kill(fs);
 	tap_is_int(poll(&p, 1, 10000), 1, "fork() returned after mmnd died mid-fork");
+	tap_diag("%s", seen ? "fork() was seen waiting in the kernel for the fork event to be read"
+			    : "could not see fork() waiting (wchan hidden?): the prepare path may have run");
 	pthread_join(t, NULL);
 	tap_ok(WIFEXITED(f.status), "child ran");
 	close(f.efd);
@@ -677,14 +686,42 @@ static void test_uffd(void)
 	mmn_disconnect(c);
 	fs_stop(&fs);
 
-	tap_require(fs_start(&fs) == 0);
-	fs.needs_uffd = true;
-	tap_require(mmn_connect(fs.path, &c) == 0);
-	buf = mmap(NULL, 4 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	test_fork_stuck(&fs, c, buf, ps);
-	munmap(buf, 4 * ps);
-	mmn_disconnect(c);
-	fs_stop(&fs);
+	{
+		/*
+		 * The stuck "mmnd" must be another process: a uffd held by this
+		 * process's fake server would be inherited by the forking child.
+		 */
+		int sp[2];
+		pid_t holder;
+
+		tap_require(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sp) == 0);
+		holder = fork();
+		if (holder == 0) {
+			char b[CMSG_SPACE(sizeof(int))], byte;
+			struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+			struct msghdr msg = {.msg_iov = &iov,
+					     .msg_iovlen = 1,
+					     .msg_control = b,
+					     .msg_controllen = sizeof(b)};
+
+			close(sp[0]);
+			if (recvmsg(sp[1], &msg, 0) == 1)
+				pause(); /* hold the uffd, never read it, until killed */
+			_exit(0);
+		}
+		close(sp[1]);
+		tap_require(fs_start(&fs) == 0);
+		fs.needs_uffd = true;
+		fs.uffd_holder = sp[0];
+		tap_require(mmn_connect(fs.path, &c) == 0);
+		tap_ok(fs_wait(&fs, &fs.nattach, 1), "uffd handed to the holder process");
+		buf = mmap(NULL, 4 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		test_fork_stuck(&fs, c, buf, ps, holder);
+		munmap(buf, 4 * ps);
+		mmn_disconnect(c);
+		fs_stop(&fs);
+		close(sp[0]);
+	}
 }
 
 static void log_stderr(int prio, const char *msg, void *ud)

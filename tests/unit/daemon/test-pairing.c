@@ -7,8 +7,13 @@
  *   - every Invalidate is followed by exactly one InvalidateEnd, Revoked or
  *     Release for that subscription and event, and nothing is closed twice
  *     or without an Invalidate (seed 004);
- *   - needs_ack only for blocking subscriptions, refused (non-blockable)
- *     events never reach blocking ones, ranges are clipped to the sub;
+ *   - needs_ack only for blocking subscriptions, ranges are clipped to the
+ *     sub;
+ *   - a refused non-blockable (OOM) event reaches blocking subscriptions with
+ *     needs_ack, and their InvalidateEnd never comes before their ack (or
+ *     Revoked instead); a non-blockable event is never acked to the source;
+ *   - at quiescence no ksub is BLOCKING without a blocking sub, and while no
+ *     refused event happened since the last release every ksub with one is;
  *   - nothing arrives for a subscription after its Revoked/Release/Status;
  * and for the source: no event is acked twice, every event still in flight
  * is acked once its blocking clients acked or were evicted; at quiescence
@@ -58,6 +63,7 @@ struct openp {
 	uint64_t sub, ev;
 	bool owe; /* needs_ack and not acked yet */
 	bool needs_ack;
+	bool refused;
 	int policy; /* 0 ack now, 1 ack later, 2 never */
 };
 
@@ -77,6 +83,14 @@ struct mevent {
 	uint64_t start, end;
 	bool blockable;
 };
+
+/* Per event id (the test source counts from 1): was it refused? */
+#define MAXID 16384
+static bool refused_ev[MAXID];
+/* A refused event happened since the last release: ksubs may be reaped. */
+static bool dying;
+static int release_at = -1; /* step at which the dying target exits */
+static uint64_t refused_events, refused_blocking, nb_checked;
 
 static struct harness h;
 static struct mclient cl[NCLIENTS];
@@ -194,12 +208,21 @@ static void handle(struct mclient *c, MmnEnvelope *m)
 				  iv->event_id);
 			return;
 		}
+		bool refused = iv->event_id < MAXID && refused_ev[iv->event_id];
+
 		if (iv->needs_ack && !s->blocking)
 			violation("needs_ack on non-blocking sub %" PRIu64 " ev %" PRIu64, s->id,
 				  iv->event_id);
-		if (!iv->blockable && s->blocking)
-			violation("refused event reached blocking sub %" PRIu64 " ev %" PRIu64, s->id,
+		if (refused && iv->blockable)
+			violation("refused event said blockable sub %" PRIu64 " ev %" PRIu64, s->id,
 				  iv->event_id);
+		if (refused && s->blocking && !iv->needs_ack)
+			violation("refused event reached blocking sub %" PRIu64 " ev %" PRIu64 " without needs_ack",
+				  s->id, iv->event_id);
+		if (!iv->blockable && !refused && iv->needs_ack)
+			violation("needs_ack on a non-blockable event nobody refused sub %" PRIu64 " ev %" PRIu64,
+				  s->id, iv->event_id);
+		refused_blocking += refused && s->blocking;
 		if (iv->start < s->start || iv->end > s->end || iv->start >= iv->end)
 			violation("range not clipped to sub %" PRIu64 " ev %" PRIu64, s->id, iv->event_id);
 		if (!(iv->seq & 1))
@@ -216,6 +239,7 @@ static void handle(struct mclient *c, MmnEnvelope *m)
 			o->ev = iv->event_id;
 			o->owe = iv->needs_ack;
 			o->needs_ack = iv->needs_ack;
+			o->refused = refused;
 			o->policy = p < 6 ? 0 : p < 9 ? 1 : 2;
 			if (o->owe && o->policy == 0) {
 				send_ack(c, o->sub, o->ev);
@@ -240,6 +264,20 @@ static void handle(struct mclient *c, MmnEnvelope *m)
 			violation("End without Invalidate sub %" PRIu64 " ev %" PRIu64,
 				  m->invalidate_end->sub_id, m->invalidate_end->event_id);
 			return;
+		}
+		/*
+		 * The kernel did not go ahead with a refused event: a blocking
+		 * recipient is ended only after its ack (or it is Revoked),
+		 * unless it unsubscribed meanwhile.
+		 */
+		if (c->open[k].refused && c->open[k].owe) {
+			bool unsub = false;
+
+			for (int q = 0; q < c->nreqs; q++)
+				unsub |= c->reqs[q].unsub == c->open[k].sub;
+			if (!unsub)
+				violation("End of refused ev %" PRIu64 " before sub %" PRIu64 " acked",
+					  c->open[k].ev, c->open[k].sub);
 		}
 		c->open[k] = c->open[--c->nopen];
 		return;
@@ -392,18 +430,34 @@ static void op_unsubscribe(struct mclient *c)
 	}
 }
 
-static void op_invalidate(void)
+static void op_invalidate(int step)
 {
 	uint64_t start = A + (rnd() % 72) * 4096, end = start + 4096 * (1 + rnd() % 16);
-	bool blockable = rnd() % 5 != 0;
+	bool blockable = rnd() % 10 != 0;
 	uint32_t type = rnd() % 3; /* UNMAP, CLEAR, PROTECTION_VMA */
-	uint64_t id;
+	uint64_t id, st[256], en[256];
+	bool blk[256], refused = false;
+	size_t n;
 
 	if (nevs == MAXEV)
 		return;
+	/* As mmn.ko: non-blockable and a touched ksub BLOCKING means refused. */
+	n = mmn__source_test_ksubs(h.src, getpid(), st, en, blk, 256);
+	for (size_t i = 0; i < n && i < 256; i++)
+		if (!blockable && blk[i] && st[i] < end && en[i] > start)
+			refused = true;
 	id = mmn__source_test_invalidate(h.src, getpid(), start, end, type, blockable);
 	if (!id)
 		return;
+	if (id < MAXID)
+		refused_ev[id] = refused;
+	if (refused) {
+		refused_events++;
+		dying = true;
+		/* The OOM victim exits soon: RELEASE follows (issue 3). */
+		if (release_at < 0)
+			release_at = step + 5 + (int)(rnd() % 40);
+	}
 	evs[nevs].id = id;
 	evs[nevs].start = start;
 	evs[nevs].end = end;
@@ -421,6 +475,11 @@ static void op_end(void)
 	if (mmn__source_test_ack_count(h.src, evs[i].id) > 1)
 		violation("event %" PRIu64 " acked %" PRIu64 " times", evs[i].id,
 			  (uint64_t)mmn__source_test_ack_count(h.src, evs[i].id));
+	if (!evs[i].blockable) {
+		nb_checked++;
+		if (mmn__source_test_ack_count(h.src, evs[i].id))
+			violation("non-blockable event %" PRIu64 " acked to the source", evs[i].id);
+	}
 	mmn__source_test_end(h.src, evs[i].id);
 	evs[i] = evs[--nevs];
 	ended_events++;
@@ -441,7 +500,9 @@ static void op_late_acks(struct mclient *c)
 /*
  * At quiescence the source's ksubs are exactly the page-aligned connected
  * components of the live subscriptions (coalesced, split, shrunk), each
- * BLOCKING iff a blocking sub is in it.  Returns the number of mismatches.
+ * BLOCKING iff a blocking sub is in it; once a refused (OOM) event was
+ * handled, BLOCKING may stay clear until the release (reaped), but is never
+ * set without a blocking sub.  Returns the number of mismatches.
  */
 static uint64_t ksub_mismatches(void)
 {
@@ -473,7 +534,7 @@ static uint64_t ksub_mismatches(void)
 				any_blk |= s->blocking;
 			}
 		}
-		if (lo != st[i] || hi != en[i] || any_blk != blk[i])
+		if (lo != st[i] || hi != en[i] || (blk[i] && !any_blk) || (!dying && any_blk != blk[i]))
 			bad++;
 	}
 	return bad;
@@ -481,7 +542,8 @@ static uint64_t ksub_mismatches(void)
 
 static bool quiescent(void)
 {
-	if (nevs)
+	/* A refused event stays in flight past its END until its blocking recipients are done. */
+	if (nevs || !list_empty(&h.b->events))
 		return false;
 	for (int i = 0; i < NCLIENTS; i++)
 		if (cl[i].up && cl[i].nreqs)
@@ -559,7 +621,7 @@ int main(void)
 		} else if (r < 330) {
 			op_unsubscribe(c);
 		} else if (r < 600) {
-			op_invalidate();
+			op_invalidate(step);
 		} else if (r < 800) {
 			op_end();
 		} else if (r < 900) {
@@ -574,6 +636,13 @@ int main(void)
 			client_down(c);
 		} else {
 			mmn__source_test_release(h.src, getpid());
+			dying = false;
+			release_at = -1;
+		}
+		if (release_at >= 0 && step >= release_at) {
+			mmn__source_test_release(h.src, getpid());
+			dying = false;
+			release_at = -1;
 		}
 		settle();
 		if (quiescent()) {
@@ -624,6 +693,10 @@ int main(void)
 	       " events ended, %" PRIu64 " deadline waits)",
 	       acks_sent, ended_events, waits);
 	tap_is_int(odd, 0, "pairing: every live slot even at quiescence");
+	tap_ok(refused_events > 10 && refused_blocking > 10 && nb_checked > 20,
+	       "pairing: covered %" PRIu64 " refused events (%" PRIu64 " Invalidates to blocking subs), %" PRIu64
+	       " non-blockable events checked unacked",
+	       refused_events, refused_blocking, nb_checked);
 	for (int i = 0; i < NCLIENTS; i++)
 		if (cl[i].up)
 			client_down(&cl[i]);
