@@ -199,8 +199,8 @@ static struct mmn_client *client_alloc(void)
 
 static void client_free(struct mmn_client *c)
 {
-	int fds[] = {c->epfd,	c->sock,     c->wakefd,	  c->timerfd,  c->replyfd, c->stopfd,
-		     c->uffd,	c->sp_memfd, c->stash[0], c->stash[1], c->nullfd};
+	int fds[] = {c->epfd, c->sock,	   c->wakefd,	c->timerfd,  c->replyfd, c->stopfd,
+		     c->uffd, c->sp_memfd, c->stash[0], c->stash[1], c->nullfd};
 
 	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
 		if (fds[i] >= 0)

@@ -55,6 +55,7 @@ static const struct {
 	{EALREADY, "already done (subscription already removed, or thread already started)"},
 	{ECHILD, "client inherited across fork(): a child must connect on its own"},
 	{ENOTCONN, "not connected: the library is reconnecting to mmnd, try again"},
+	{EAGAIN, "try again (uffd source: a fork() was in flight)"},
 	{ECONNRESET, "connection to mmnd lost; the library reconnects by itself"},
 	{ECONNREFUSED, "mmnd is not running (connection refused)"},
 	{ENOENT, "mmnd socket not found (is mmnd running? is $MMN_SOCKET right?)"},

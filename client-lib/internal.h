@@ -16,7 +16,9 @@
  *                the seq fields marked "atomic"; never held while a user
  *                callback runs, never held across a blocking wait
  *   uffd_lock    the uffd descriptor and its stash (fork.c, uffd.c); held
- *                from fork's prepare to its parent/child handler
+ *                from fork's prepare to its parent/child handler; taken
+ *                inside c->lock only by mmn__uffd_close() after draining the
+ *                stash (so a fork waiting on a dead mmnd can finish)
  *   g_lock       (fork.c) the global client list; held across fork() and
  *                taken before every uffd_lock there (never inside c->lock)
  */
@@ -145,9 +147,9 @@ struct mmn_client {
 	pthread_mutex_t uffd_lock;
 	int uffd;
 	uint64_t uffd_features;
-	int stash[2];	   /* socketpair: holds the uffd in flight across fork() */
-	int nullfd;	   /* /dev/null, put at the uffd's number meanwhile */
-	bool stashed;	   /* the uffd is in the stash */
+	int stash[2];	    /* socketpair: holds the uffd in flight across fork() */
+	int nullfd;	    /* /dev/null, put at the uffd's number meanwhile */
+	bool stashed;	    /* the uffd is in the stash */
 	uint64_t stash_gen; /* conn_gen when stashed */
 
 	/* Requests. */

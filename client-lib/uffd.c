@@ -81,7 +81,8 @@ int mmn__uffd_open(struct mmn_client *c)
 		return r;
 	}
 	c->uffd_features = api.features;
-	if (c->stash[0] < 0 && socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, c->stash) < 0)
+	if (c->stash[0] < 0 &&
+	    socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, c->stash) < 0)
 		c->stash[0] = c->stash[1] = -1; /* fork() then relies on mmnd alone */
 	if (c->nullfd < 0)
 		c->nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -99,7 +100,9 @@ static int send_fd(int sock, int fd)
 	} control = {0};
 	char byte = 'u';
 	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = control.buf,
 			     .msg_controllen = sizeof(control.buf)};
 	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
 
@@ -118,7 +121,9 @@ static int recv_fd(int sock)
 	} control;
 	char byte;
 	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = control.buf,
 			     .msg_controllen = sizeof(control.buf)};
 	struct cmsghdr *cmsg;
 	int fd = -1;
@@ -200,11 +205,14 @@ int mmn__uffd_register(struct mmn_client *c, struct mmn_sub *s, bool strict)
 	/* msync() fails with ENOMEM on a hole; UFFDIO_REGISTER would skip it. */
 	if (strict && msync((void *)(uintptr_t)a, b - a, MS_ASYNC) < 0)
 		return errno == ENOMEM ? -ENOMEM : -errno;
-	pthread_mutex_lock(&c->uffd_lock);
+	/*
+	 * No uffd_lock: a fork() in flight may hold it while it waits for the
+	 * dispatching thread, which may wait for c->lock, held here.  The
+	 * number stays ours: during a fork /dev/null holds it (ENOTTY).
+	 */
 	r = ioctl(c->uffd, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
-	pthread_mutex_unlock(&c->uffd_lock);
-	if (r == -ENOTTY) /* mmnd died during a fork: /dev/null holds the number */
-		return -ENOTCONN;
+	if (r == -ENOTTY)
+		return -EAGAIN; /* a fork() is in flight (or mmnd died during one): try again */
 	if (r < 0) {
 		if (!strict && (r == -EINVAL || r == -ENOMEM))
 			return 0; /* nothing of it is mapped any more */
@@ -245,9 +253,8 @@ static void unregister_uncovered(struct mmn_client *c, const struct mmn_sub *sel
 
 void mmn__uffd_unregister(struct mmn_client *c, struct mmn_sub *s)
 {
-	pthread_mutex_lock(&c->uffd_lock);
+	/* No uffd_lock, see mmn__uffd_register(). */
 	if (c->uffd >= 0 && s->reg_start < s->reg_end)
 		unregister_uncovered(c, s, s->reg_start, s->reg_end, c->subs);
-	pthread_mutex_unlock(&c->uffd_lock);
 	s->reg_start = s->reg_end = 0;
 }

@@ -39,6 +39,12 @@
  * copy on the next dispatch, which releases such waits: dispatch promptly
  * when mmn_get_fd() is readable, or use mmn_start_thread().
  *
+ * With the uffd source fork() itself waits until mmnd has read the fork
+ * event.  The library keeps its uffd out of the child (atfork handlers) and,
+ * if mmnd dies meanwhile, releases it from the dispatching thread so that
+ * fork() returns: do not fork from your only dispatching thread, or use
+ * mmn_start_thread().
+ *
  * fork(): a child must not use its parent's connection.  In a child every call
  * on a client inherited from the parent returns -ECHILD (mmn_read_retry()
  * returns true); only mmn_disconnect() is allowed there, to free the memory.
@@ -194,7 +200,8 @@ MMN_EXPORT uint64_t mmn_capabilities(struct mmn_client *c);
  * this process), -ENOMEM (range not fully mapped), -EINVAL (memory type not
  * supported), -EBUSY (the range is already registered by another
  * userfaultfd, e.g. a second mmn_client of this process subscribed an
- * overlapping range: use one client per process); errors from mmnd
+ * overlapping range: use one client per process), -EAGAIN (a fork() was in
+ * flight on another thread: try again); errors from mmnd
  * (-EPERM, -ESRCH, -ENOSPC, ...).
  */
 MMN_EXPORT int mmn_subscribe(struct mmn_client *c, pid_t pid, uint64_t start, uint64_t length,
