@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <linux/userfaultfd.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
 #include <syslog.h>
@@ -420,6 +421,8 @@ int mmn__handle_hello_reply(struct mmn_client *c, const MmnEnvelope *env, int me
 		r = mmn__uffd_open(c);
 		if (r < 0)
 			return r;
+		if (!(c->uffd_features & UFFD_FEATURE_EVENT_FORK))
+			c->caps &= ~(1ull << MMN_EVENT_PROTECTION_PAGE);
 		fd = c->uffd;
 		a.features = c->uffd_features;
 		out.body_case = MMN__V1__ENVELOPE__BODY_ATTACH_UFFD;

@@ -71,14 +71,26 @@ int mmn__uffd_open(struct mmn_client *c)
 			 (unsigned long long)avail);
 		return -EOPNOTSUPP;
 	}
-	fd = uffd_create();
-	if (fd < 0)
-		return fd;
-	api = (struct uffdio_api){.api = UFFD_API, .features = UFFD_REQUIRED | (avail & UFFD_OPTIONAL)};
-	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+	/*
+	 * EVENT_FORK needs CAP_SYS_PTRACE (EPERM otherwise): an unprivileged
+	 * process goes on without fork events, on a new fd since a failed
+	 * UFFDIO_API leaves the fd unusable.  mmn_capabilities() then lacks
+	 * MMN_EVENT_PROTECTION_PAGE, the only event fork produces.
+	 */
+	uint64_t want = UFFD_REQUIRED | (avail & UFFD_OPTIONAL);
+
+	for (;;) {
+		fd = uffd_create();
+		if (fd < 0)
+			return fd;
+		api = (struct uffdio_api){.api = UFFD_API, .features = want};
+		if (ioctl(fd, UFFDIO_API, &api) == 0)
+			break;
 		r = -errno;
 		close(fd);
-		return r;
+		if (r != -EPERM || !(want & UFFD_FEATURE_EVENT_FORK))
+			return r;
+		want &= ~(uint64_t)UFFD_FEATURE_EVENT_FORK;
 	}
 	c->uffd_features = api.features;
 	if (c->stash[0] < 0 &&
