@@ -425,7 +425,19 @@ static void poll_cb(uv_poll_t *h, int status, int events)
 	struct broker *b = c->b;
 
 	if (status < 0) {
-		mmn__client_drop(c, status);
+		int soerr = 0;
+		socklen_t len = sizeof(soerr);
+
+		/*
+		 * libuv reports EPOLLERR/EPOLLHUP as UV_EBADF and stops the handle.
+		 * A peer that simply closed still has its last packets (an Ack,
+		 * say) and EOF queued: read them, so the drop is orderly.
+		 */
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0)
+			for (int i = 0; i < 64 && !c->dropping && !c->closed; i++)
+				read_packets(c);
+		if (!c->dropping && !c->closed)
+			mmn__client_drop(c, soerr ? -soerr : status);
 	} else {
 		if (events & UV_WRITABLE)
 			flush_queue(c);
