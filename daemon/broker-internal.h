@@ -158,7 +158,21 @@ struct ksub {
 	uint64_t start, end; /* page aligned, end exclusive */
 	struct list subs;
 	uint32_t nsubs, nblocking;
-	bool blocking; /* as last told to the source */
+	/*
+	 * BLOCKING as last told to the source: set while a blocking sub is on
+	 * it (nblocking > 0), unless reaped.
+	 */
+	bool blocking;
+	/*
+	 * A non-blockable invalidation the source refused listed this ksub
+	 * (only the OOM reaper issues those: the target is being OOM-killed)
+	 * and every blocking recipient has acked or been evicted, so BLOCKING
+	 * was cleared for the kernel's retry to succeed.  It is never set
+	 * again, whoever subscribes: RELEASE follows.  A ksub coalesced from
+	 * it stays reaped unless blocking subs of a live ksub join it (they
+	 * still hold mappings; the next retry asks them too).
+	 */
+	bool reaped;
 };
 
 struct target {
@@ -198,11 +212,21 @@ struct event {
 	uint32_t type;
 	bool blockable, needs_ack, refused;
 	bool acked;			 /* the source was acked (or need not be) */
+	/*
+	 * Refused events only: the source's END came while blocking recipients
+	 * still owed acks.  The kernel did not go ahead, so they still hold
+	 * mappings: the recipients that owed nothing were ended then, the
+	 * event stays in flight for the others (no InvalidateEnd, slots odd)
+	 * until they acked or were evicted and BLOCKING was cleared.
+	 */
+	bool end_seen;
 	uint64_t begin_ns;		 /* uv_hrtime() at START */
 	uint64_t range_start, range_end; /* the source's unclipped range, if it said */
 	uint32_t npending;
 	uint32_t nrecips, cap;
 	struct recip *recips;
+	uint32_t nksubs, kcap;
+	uint32_t *ksubs; /* refused events: the listed ksub ids, to clear BLOCKING */
 	uv_timer_t timer; /* earliest pending deadline; initialised once, pooled */
 	bool timer_inited;
 };
@@ -355,6 +379,8 @@ struct ksub *mmn__ksub_find(struct broker *b, uint32_t id);
 void mmn__ksub_release(struct ksub *k, bool released, uint32_t reason);
 /* The source lost events of @k: resynchronise its subs. */
 void mmn__ksub_resync(struct ksub *k);
+/* A refused (OOM) invalidation of @k is done with: clear BLOCKING for good (see struct ksub). */
+void mmn__ksub_reaped(struct ksub *k);
 struct sub *mmn__client_find_sub(struct client *c, uint64_t sub_id);
 
 /* fanout.c */

@@ -14,8 +14,17 @@
  * recipient is left owing, the source is acked.  Non-blocking recipients
  * never owe anything.
  *
- * A non-blockable invalidation the source refused is still told to the
- * non-blocking recipients, and paired like any other (seed 004).
+ * A non-blockable invalidation the source refused (the OOM reaper, kept
+ * back by a ksub's BLOCKING flag) is told to every recipient: non-blocking
+ * ones as usual, blocking ones with needs_ack and their normal deadline,
+ * since the victim is dying and they must drop their device mappings.  The
+ * source is never acked for it (nobody waits in the kernel).  Once every
+ * blocking recipient acked or was evicted, BLOCKING is cleared on the
+ * listed ksubs for good (struct ksub, reaped) so the reaper's retry
+ * succeeds.  The kernel does not wait, so its END usually comes first: the
+ * recipients that owe nothing get InvalidateEnd then, but the event stays
+ * in flight for the others (slots odd, InvalidateEnd held back) until that
+ * point, and is ended right after.  Pairing is as for any event.
  *
  * On END every recipient whose subscription still exists gets
  * InvalidateEnd; those whose subscription went were told Revoked or Release
@@ -65,7 +74,9 @@ static struct event *event_get(struct broker *b)
 	}
 	e->nrecips = 0;
 	e->npending = 0;
+	e->nksubs = 0;
 	e->acked = false;
+	e->end_seen = false;
 	e->t = NULL;
 	return e;
 }
@@ -93,6 +104,28 @@ static struct recip *recip_add(struct event *e)
 }
 
 /*
+ * Remember a ksub listed in a refused event.  Pooled like the recipients.
+ * If it cannot be remembered its BLOCKING stays set: the kernel's next
+ * retry is refused again and asks again (safe, only slower).
+ */
+static void ksub_note(struct event *e, uint32_t id)
+{
+	for (uint32_t i = 0; i < e->nksubs; i++)
+		if (e->ksubs[i] == id)
+			return;
+	if (e->nksubs == e->kcap) {
+		uint32_t cap = e->kcap ? e->kcap * 2 : 8;
+		uint32_t *v = realloc(e->ksubs, cap * sizeof(*v));
+
+		if (!v)
+			return;
+		e->ksubs = v;
+		e->kcap = cap;
+	}
+	e->ksubs[e->nksubs++] = id;
+}
+
+/*
  * Ack the source once, later, from broker_settle (never from inside an
  * iteration).  Events that need no ack pass through the queue too, for the
  * observer.
@@ -114,6 +147,29 @@ static void queue_direct_ack(struct broker *b, uint64_t event_id)
 		b->src->ops->ack(b->src, event_id);
 }
 
+static void event_end(struct broker *b, struct event *e);
+
+/*
+ * Every blocking recipient of refused event @e acked or was evicted: they
+ * dropped their mappings of the dying target, so let the kernel's retry
+ * through (no ack: the source does not wait for one), then end the event
+ * if its END came meanwhile.  Looks ksubs up by id and only calls the
+ * source: nothing here allocates.
+ */
+static void refused_done(struct broker *b, struct event *e)
+{
+	for (uint32_t i = 0; i < e->nksubs; i++) {
+		struct ksub *k = mmn__ksub_find(b, e->ksubs[i]);
+
+		/* Released meanwhile: the id may be another target's now. */
+		if (k && k->t == e->t)
+			mmn__ksub_reaped(k);
+	}
+	e->nksubs = 0;
+	if (e->end_seen)
+		event_end(b, e);
+}
+
 void mmn__fanout_flush_acks(struct broker *b)
 {
 	while (!list_empty(&b->ack_queue)) {
@@ -127,7 +183,8 @@ void mmn__fanout_flush_acks(struct broker *b)
 				.event = e->type,
 				.blockable = e->blockable,
 				.clients = e->nrecips,
-				.latency_us = e->needs_ack ? (uv_hrtime() - e->begin_ns) / 1000 : 0,
+				.latency_us =
+					e->needs_ack || e->refused ? (uv_hrtime() - e->begin_ns) / 1000 : 0,
 			};
 
 			inv.start = e->range_start;
@@ -140,6 +197,8 @@ void mmn__fanout_flush_acks(struct broker *b)
 		}
 		if (e->needs_ack && !b->source_lost)
 			b->src->ops->ack(b->src, id);
+		if (e->refused)
+			refused_done(b, e);
 	}
 }
 
@@ -197,8 +256,6 @@ static int gather_sub(struct itree_node *n, void *ud)
 	if (s->k != g->k || s->state != SUB_LIVE || !s->c || s->c->dropping)
 		return 0;
 	if (!(s->mask & (UINT64_C(1) << (g->e->type & 63))))
-		return 0;
-	if (g->e->refused && s->flags == MMN__V1__SUB_FLAG__SUB_BLOCKING)
 		return 0;
 	r = recip_add(g->e);
 	if (!r) {
@@ -283,6 +340,8 @@ static void fanout_start(struct broker *b, const struct source_event *ev)
 		if (e->t && k->t != e->t)
 			continue; /* one event is one mm: ignore a foreign ksub */
 		e->t = k->t;
+		if (e->refused)
+			ksub_note(e, k->id);
 		mmn__itree_query(&k->t->subs, g.start, g.end - 1, gather_sub, &g);
 	}
 	if (!e->t) {
@@ -307,7 +366,8 @@ static void fanout_start(struct broker *b, const struct source_event *ev)
 
 		if (s->inflight++ == 0)
 			mmn__seqpage_begin(s->c, s->slot);
-		if (e->needs_ack && s->flags == MMN__V1__SUB_FLAG__SUB_BLOCKING) {
+		/* Refused: the kernel does not wait, but the reaper's retry does. */
+		if ((e->needs_ack || e->refused) && s->flags == MMN__V1__SUB_FLAG__SUB_BLOCKING) {
 			r->state = RECIP_PENDING;
 			r->deadline = now + s->timeout_ms;
 			e->npending++;
@@ -325,39 +385,72 @@ static void fanout_start(struct broker *b, const struct source_event *ev)
 		queue_ack(e);
 }
 
+/* Send @r its InvalidateEnd (unless coalesced away) and move its slot on. */
+static void recip_end(struct event *e, struct recip *r)
+{
+	struct sub *s = r->sub;
+	Mmn__V1__InvalidateEnd end = MMN__V1__INVALIDATE_END__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	end.sub_id = r->sub_id;
+	end.event_id = e->id;
+	if (s->c) {
+		end.seq = --s->inflight == 0 ? mmn__seqpage_end(s->c, s->slot)
+					     : mmn__seqpage_value(s->c, s->slot);
+		env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE_END;
+		env.invalidate_end = &end;
+		/*
+		 * A coalesced Invalidate is paired by its resync pair; one the
+		 * client got (or has queued) is always paired.
+		 */
+		if (!r->suppressed)
+			mmn__client_send(s->c, &env);
+	} else if (s->inflight) {
+		s->inflight--;
+	}
+}
+
+/* The source's END for @event_id. */
 static void fanout_end(struct broker *b, uint64_t event_id)
 {
 	struct event *e = event_find(b, event_id);
-	struct target *t;
 
 	if (!e)
 		return;
+	if (e->refused && (e->npending || list_linked(&e->alink))) {
+		/*
+		 * Blocking recipients still hold mappings: the event stays in
+		 * flight for them until they are done (refused_done).  Whoever
+		 * owes nothing is ended now, non-blocking clients never wait.
+		 */
+		e->end_seen = true;
+		for (uint32_t i = 0; i < e->nrecips; i++) {
+			struct recip *r = &e->recips[i];
+
+			if (r->state != RECIP_NOTIFIED || !r->sub)
+				continue;
+			recip_end(e, r);
+			r->state = RECIP_CLOSED;
+			r->sub = NULL;
+		}
+		return;
+	}
+	event_end(b, e);
+}
+
+/* Pair every recipient's Invalidate, free @e, let its target quiesce. */
+static void event_end(struct broker *b, struct event *e)
+{
+	struct target *t;
+
 	for (uint32_t i = 0; i < e->nrecips; i++) {
 		struct recip *r = &e->recips[i];
-		struct sub *s = r->sub;
-		Mmn__V1__InvalidateEnd end = MMN__V1__INVALIDATE_END__INIT;
-		MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
-		if (r->state == RECIP_CLOSED || !s)
+		if (r->state == RECIP_CLOSED || !r->sub)
 			continue;
 		/* The kernel went ahead without the ack (its own timeout): nothing owed now. */
 		recip_settle(e, r);
-		end.sub_id = r->sub_id;
-		end.event_id = e->id;
-		if (s->c) {
-			end.seq = --s->inflight == 0 ? mmn__seqpage_end(s->c, s->slot)
-						     : mmn__seqpage_value(s->c, s->slot);
-			env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE_END;
-			env.invalidate_end = &end;
-			/*
-			 * A coalesced Invalidate is paired by its resync pair;
-			 * one the client got (or has queued) is always paired.
-			 */
-			if (!r->suppressed)
-				mmn__client_send(s->c, &env);
-		} else if (s->inflight) {
-			s->inflight--;
-		}
+		recip_end(e, r);
 	}
 	/* The source does not wait any more: an ack now would be stale. */
 	e->acked = true;
@@ -396,8 +489,6 @@ static void evict(struct event *e, struct recip *r)
 	mmn__sub_kill(s);
 }
 
-static void fanout_end(struct broker *b, uint64_t event_id);
-
 static void timer_cb(uv_timer_t *h)
 {
 	struct event *e = h->data;
@@ -412,7 +503,7 @@ static void timer_cb(uv_timer_t *h)
 		mmn__log(LOG_WARNING, NULL,
 			 "Event %" PRIu64 " of the %s source got no END within %u ms; ending it", e->id,
 			 b->src ? b->src->caps.name : "lost", b->opt.end_timeout_ms);
-		fanout_end(b, e->id);
+		event_end(b, e);
 		mmn__broker_settle(b);
 		return;
 	}
@@ -482,7 +573,7 @@ static void fanout_lost(struct broker *b, int err)
 		mmn__ksub_release(k, false, MMN__V1__REVOKE_REASON__REVOKE_SOURCE_GONE);
 	}
 	while (!list_empty(&b->events))
-		fanout_end(b, list_entry(b->events.next, struct event, link)->id);
+		event_end(b, list_entry(b->events.next, struct event, link));
 	if (b->has_obs && b->obs.source_changed)
 		b->obs.source_changed(b->obs.ud, "none");
 }
@@ -535,6 +626,7 @@ static void event_close_cb(uv_handle_t *h)
 	struct broker *b = e->b;
 
 	free(e->recips);
+	free(e->ksubs);
 	free(e);
 	mmn__broker_handle_closed(b);
 }

@@ -8,7 +8,9 @@
  * them with one covering their union (added first, so nothing is ever
  * unwatched).  When a sub leaves, a ksub the rest no longer spans is split
  * or shrunk the same way; it goes with its last sub.  Its BLOCKING flag is
- * set while any blocking sub is on it.
+ * set while any blocking sub is on it, until a refused non-blockable (OOM)
+ * invalidation of it was acked by its blocking subs: then it is cleared for
+ * good (reaped, see struct ksub).
  *
  * Deferral (seed 001): while an invalidation is in flight on a target its
  * index and ksubs do not change.  Subscribe and Unsubscribe received then
@@ -85,7 +87,7 @@ static void ksub_destroy(struct ksub *k)
 static void ksub_update_blocking(struct ksub *k)
 {
 	struct broker *b = k->t->b;
-	bool want = k->nblocking > 0;
+	bool want = k->nblocking > 0 && !k->reaped;
 
 	if (want == k->blocking || b->source_lost)
 		return;
@@ -182,7 +184,7 @@ static int ksub_attach(struct target *t, struct sub *s)
 	uint64_t ks = s->start & ~(MMN_PAGE_SIZE - 1);
 	uint64_t ke = (s->end + MMN_PAGE_SIZE - 1) & ~(MMN_PAGE_SIZE - 1);
 	struct collect col = {0};
-	bool blocking = sub_blocking(s);
+	bool blocking = sub_blocking(s), reaped = false;
 	struct ksub *k;
 	int r;
 
@@ -198,11 +200,17 @@ static int ksub_attach(struct target *t, struct sub *s)
 			ks = col.v[i]->start;
 		if (col.v[i]->end > ke)
 			ke = col.v[i]->end;
-		blocking |= col.v[i]->nblocking > 0;
+		/* The blocking subs of a reaped ksub no longer hold the kernel. */
+		if (col.v[i]->reaped)
+			reaped = true;
+		else
+			blocking |= col.v[i]->nblocking > 0;
 	}
+	reaped &= !blocking;
 	r = ksub_new(t, ks, ke, blocking, &k);
 	if (r < 0)
 		goto out;
+	k->reaped = reaped;
 	/* Move the subs of the ksubs it replaces, then drop those. */
 	for (size_t i = 0; i < col.n; i++) {
 		struct ksub *old = col.v[i];
@@ -284,9 +292,12 @@ static void ksub_shrink(struct ksub *k)
 	mmn__itree_query(&t->subs, k->start, k->end - 1, shrink_visit, &sh);
 	if (sh.err || !sh.n || (sh.n == 1 && sh.v[0].start == k->start && sh.v[0].end == k->end))
 		goto keep;
-	for (; made < sh.n; made++)
-		if (ksub_new(t, sh.v[made].start, sh.v[made].end, sh.v[made].blocking, &sh.v[made].k) < 0)
+	for (; made < sh.n; made++) {
+		if (ksub_new(t, sh.v[made].start, sh.v[made].end, sh.v[made].blocking && !k->reaped,
+			     &sh.v[made].k) < 0)
 			goto undo;
+		sh.v[made].k->reaped = k->reaped;
+	}
 	list_for_each_safe(pos, &k->subs)
 	{
 		struct sub *s = list_entry(pos, struct sub, klink);
@@ -630,4 +641,10 @@ void mmn__ksub_resync(struct ksub *k)
 	}
 	if (b->src->ops->ksub_resynced)
 		b->src->ops->ksub_resynced(b->src, k->id);
+}
+
+void mmn__ksub_reaped(struct ksub *k)
+{
+	k->reaped = true;
+	ksub_update_blocking(k);
 }

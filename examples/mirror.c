@@ -28,21 +28,26 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <linux/mempolicy.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <mmn/mmn.h>
 
-#define PFN_MASK ((1ull << 55) - 1)
-#define PRESENT	 (1ull << 63)
+#define PFN_MASK ((UINT64_C(1) << 55) - 1)
+#define PRESENT	 (UINT64_C(1) << 63)
+#define HOLE	 (UINT64_C(1) << 62) /* our marker: no VMA at this address (raw entry 0) */
+#define NEVENTS	 16
+#define NSTALE	 8 /* stale entries described with --verbose */
 
 static struct {
-	bool check, strict, migrate, workload_only;
+	bool check, strict, migrate, workload_only, verbose;
 	int duration;
 	pid_t pid;
 	uint64_t start, len;
@@ -54,18 +59,53 @@ static struct {
 
 static const char *const op_names[] = {"mmap", "munmap", "madvise", "mremap", "mprotect", "write"};
 
-static size_t ps;
-static uint64_t base; /* watched range */
-static unsigned npages;
-static uint64_t *dev; /* device page table: pagemap entry (PRESENT | pfn) or 0; locked memory */
-static pthread_mutex_t dev_lock = PTHREAD_MUTEX_INITIALIZER; /* the driver lock: callback vs commit */
-static int pagemap_fd;
-static struct mmn_sub *sub;
-static volatile int stop;
+static const char *const event_names[NEVENTS] = {
+	"unmap", "clear", "protection_vma", "protection_page", "soft_dirty", "release",
+	"migrate", "exclusive", "remove", "remap", "resync",
+};
 
-static struct {
+struct stats {
 	unsigned long ops, mirrored, retries, invalidations, dropped, resyncs, releases, checks, stale;
-} st;
+	unsigned long holes;	/* mismatches with no VMA at the address: judged later */
+	unsigned long migrated; /* pages move_pages() put on the other node */
+	unsigned long compactions;
+	unsigned long events[NEVENTS];
+};
+
+struct stale_note {
+	unsigned page;
+	uint64_t was, now, seq_commit, seq_check;
+};
+
+/*
+ * Everything the invalidate callback touches, and everything the driver
+ * touches while holding the driver lock, lives in this one mapping: locked,
+ * pre-faulted, and given its own memory policy so that NUMA balancing never
+ * turns its PTEs into hinting faults.  A fault there would need the mmap
+ * lock that the workload may hold while the kernel waits for our ack (the
+ * self-subscription rule of <mmn/mmn.h>).  The callback reaches it through
+ * userdata, never through a global in .bss.
+ */
+struct shared {
+	pthread_mutex_t lock; /* the driver lock: callback vs commit and check */
+	size_t ps;
+	uint64_t base; /* watched range */
+	unsigned npages;
+	volatile int stop;
+	struct stats st;
+	unsigned nnotes;
+	struct stale_note notes[NSTALE];
+	uint64_t *dev;	/* device page table: pagemap entry (PRESENT | pfn) or 0 */
+	uint64_t *cseq; /* read_begin value each dev entry was committed under */
+	uint64_t *tmp;	/* the driver's pagemap buffer */
+};
+
+static struct shared *sh;
+static size_t sh_len;
+static int pagemap_fd;
+static pid_t pagemap_pid;
+static struct mmn_sub *sub;
+static bool two_nodes;
 
 static int64_t now_ms(void)
 {
@@ -75,120 +115,222 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Pagemap entries of pages [i, i + n): PRESENT | pfn, or 0. */
+/* The shared block and its arrays: one locked mapping outside NUMA balancing. */
+static int shared_create(uint64_t base, unsigned npages, size_t ps)
+{
+	size_t head = (sizeof(struct shared) + 63) & ~(size_t)63;
+	size_t arr = (size_t)npages * sizeof(uint64_t);
+	char *m;
+
+	sh_len = (head + 3 * arr + ps - 1) & ~(ps - 1);
+	m = mmap(NULL, sh_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (m == MAP_FAILED)
+		return -errno;
+	/* MPOL_LOCAL has no MPOL_F_MOF: task_numa_work() skips the VMA.  ENOSYS without NUMA. */
+	if (syscall(SYS_mbind, m, sh_len, MPOL_LOCAL, NULL, 0UL, 0U) < 0 && errno != ENOSYS &&
+	    errno != EINVAL)
+		return -errno;
+	if (mlock(m, sh_len) < 0 && errno != EPERM && errno != ENOMEM)
+		return -errno;
+	memset(m, 0, sh_len);
+	sh = (struct shared *)m;
+	pthread_mutex_init(&sh->lock, NULL);
+	sh->ps = ps;
+	sh->base = base;
+	sh->npages = npages;
+	sh->dev = (uint64_t *)(m + head);
+	sh->cseq = (uint64_t *)(m + head + arr);
+	sh->tmp = (uint64_t *)(m + head + 2 * arr);
+	return 0;
+}
+
+/*
+ * Pagemap entries of pages [i, i + n): PRESENT | pfn; 0 for a page not
+ * present inside a VMA; HOLE where there is no VMA at all.  pagemap tells
+ * the two apart: every entry inside a VMA carries PM_SOFT_DIRTY (bit 55)
+ * while the VMA has VM_SOFTDIRTY, which every new mapping gets and nothing
+ * here clears; a hole reads as 0.
+ */
 static int read_pagemap(unsigned i, unsigned n, uint64_t *out)
 {
 	ssize_t want = (ssize_t)(n * sizeof(uint64_t));
-	ssize_t got = pread(pagemap_fd, out, (size_t)want, (off_t)((base / ps + i) * sizeof(uint64_t)));
+	ssize_t got = pread(pagemap_fd, out, (size_t)want,
+			    (off_t)((sh->base / sh->ps + i) * sizeof(uint64_t)));
 
 	if (got != want)
 		return -1;
 	for (unsigned k = 0; k < n; k++)
-		out[k] = out[k] & PRESENT ? PRESENT | (out[k] & PFN_MASK) : 0;
+		out[k] = out[k] & PRESENT ? PRESENT | (out[k] & PFN_MASK) : out[k] ? 0 : HOLE;
 	return 0;
 }
 
-/* The invalidate callback runs on the library's fault-free thread: locked memory only. */
+/*
+ * The invalidate callback runs on the library's fault-free thread and
+ * touches only the shared block (through @ud) and its own stack.
+ */
 static int on_invalidate(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 {
-	uint64_t a = r->start < base ? 0 : (r->start - base) / ps;
-	uint64_t b = (r->end - base + ps - 1) / ps;
+	struct shared *m = ud;
+	uint64_t a = r->start < m->base ? 0 : (r->start - m->base) / m->ps;
+	uint64_t b = r->end <= m->base ? 0 : (r->end - m->base + m->ps - 1) / m->ps;
 
-	if (b > npages)
-		b = npages;
-	pthread_mutex_lock(&dev_lock);
+	if (b > m->npages)
+		b = m->npages;
+	pthread_mutex_lock(&m->lock);
 	for (uint64_t i = a; i < b; i++) {
-		if (dev[i])
-			st.dropped++;
-		dev[i] = 0;
+		if (m->dev[i])
+			m->st.dropped++;
+		m->dev[i] = 0;
 	}
-	st.invalidations++;
+	m->st.invalidations++;
+	m->st.events[(unsigned)r->event < NEVENTS ? (unsigned)r->event : NEVENTS - 1]++;
 	if (r->event == MMN_EVENT_RESYNC)
-		st.resyncs++;
-	pthread_mutex_unlock(&dev_lock);
+		m->st.resyncs++;
+	pthread_mutex_unlock(&m->lock);
 	return 0; /* dropped before the ack: the library acks now */
 }
 
 static void on_release(struct mmn_sub *s, int reason, void *ud)
 {
-	pthread_mutex_lock(&dev_lock);
-	memset(dev, 0, npages * sizeof(*dev));
-	st.releases++;
-	pthread_mutex_unlock(&dev_lock);
-	stop = 1;
+	struct shared *m = ud;
+
+	pthread_mutex_lock(&m->lock);
+	memset(m->dev, 0, m->npages * sizeof(*m->dev));
+	m->st.releases++;
+	pthread_mutex_unlock(&m->lock);
+	m->stop = 1;
 }
 
 /* Mirror pages [i, i + n) the way a driver does: build, then commit unless collided. */
-static void mirror_pages(unsigned i, unsigned n, uint64_t *tmp)
+static void mirror_pages(unsigned i, unsigned n)
 {
-	for (int attempt = 0; attempt < 100 && !stop; attempt++) {
+	for (int attempt = 0; attempt < 100 && !sh->stop; attempt++) {
 		uint64_t seq = mmn_read_begin(sub);
 
-		if (read_pagemap(i, n, tmp) < 0)
+		if (read_pagemap(i, n, sh->tmp) < 0)
 			return;
-		pthread_mutex_lock(&dev_lock);
+		pthread_mutex_lock(&sh->lock);
 		if (mmn_read_retry(sub, seq)) {
-			pthread_mutex_unlock(&dev_lock);
-			st.retries++;
+			pthread_mutex_unlock(&sh->lock);
+			sh->st.retries++;
 			continue;
 		}
 		for (unsigned k = 0; k < n; k++)
-			if (tmp[k] && !dev[i + k]) {
-				dev[i + k] = tmp[k];
-				st.mirrored++;
+			if ((sh->tmp[k] & PRESENT) && !sh->dev[i + k]) {
+				sh->dev[i + k] = sh->tmp[k];
+				sh->cseq[i + k] = seq;
+				sh->st.mirrored++;
 			}
-		pthread_mutex_unlock(&dev_lock);
+		pthread_mutex_unlock(&sh->lock);
 		return;
 	}
 }
 
-/* One check of the whole table; stale entries are counted once and dropped. */
-static void check_once(uint64_t *snap)
+/*
+ * One check of the whole table; stale entries are counted once and dropped.
+ *
+ * A mirrored page whose address has no VMA any more is not judged yet:
+ * munmap() detaches the VMAs and downgrades the mmap lock before it zaps
+ * the page tables and calls the notifiers (6.1 mm/mmap.c
+ * do_mas_align_munmap), so pagemap shows a hole while the page is still
+ * mapped and its invalidation has not started.  Such an entry stays in the
+ * table: the invalidation drops it, or a later check (once the address is
+ * mapped again, which the workload does at once) finds it stale.
+ */
+static void check_once(void)
 {
 	uint64_t seq = mmn_read_begin(sub);
-	unsigned stale = 0;
+	uint64_t *snap = sh->tmp;
 
-	if (read_pagemap(0, npages, snap) < 0)
+	if (read_pagemap(0, sh->npages, snap) < 0)
 		return;
-	pthread_mutex_lock(&dev_lock);
+	pthread_mutex_lock(&sh->lock);
 	if (!mmn_read_retry(sub, seq)) {
-		for (unsigned i = 0; i < npages; i++)
-			if (dev[i] && dev[i] != snap[i]) {
-				dev[i] = 0;
-				stale++;
+		for (unsigned i = 0; i < sh->npages; i++) {
+			if (!sh->dev[i] || sh->dev[i] == snap[i])
+				continue;
+			if (snap[i] == HOLE) {
+				sh->st.holes++;
+				continue;
 			}
-		st.stale += stale;
+			if (sh->nnotes < NSTALE)
+				sh->notes[sh->nnotes++] = (struct stale_note){
+					.page = i,
+					.was = sh->dev[i],
+					.now = snap[i],
+					.seq_commit = sh->cseq[i],
+					.seq_check = seq,
+				};
+			sh->dev[i] = 0;
+			sh->st.stale++;
+		}
 	}
-	st.checks++;
-	pthread_mutex_unlock(&dev_lock);
+	sh->st.checks++;
+	pthread_mutex_unlock(&sh->lock);
 }
 
 static void *driver_main(void *arg)
 {
-	uint64_t *tmp = calloc(npages, sizeof(uint64_t));
 	unsigned r = opt.seed * 7919u;
 
-	while (!stop) {
-		unsigned n = 1 + rand_r(&r) % 16, i = rand_r(&r) % npages;
+	while (!sh->stop) {
+		unsigned n = 1 + rand_r(&r) % 16, i = rand_r(&r) % sh->npages;
 
-		if (i + n > npages)
-			n = npages - i;
-		mirror_pages(i, n, tmp);
+		if (i + n > sh->npages)
+			n = sh->npages - i;
+		mirror_pages(i, n);
 		if (opt.check && rand_r(&r) % 8 == 0)
-			check_once(tmp);
+			check_once();
 	}
-	free(tmp);
 	return NULL;
+}
+
+/*
+ * Page migration: with two NUMA nodes, move_pages() a random run of up to 16
+ * pages of the arena of @pid (0: ourselves) to the other node; otherwise ask
+ * for compaction (root only), which migrates whatever it likes.
+ */
+static void migrate_some(pid_t pid, unsigned *r)
+{
+	static int node;
+	void *pages[16];
+	int nodes[16], status[16];
+	unsigned n = 1 + rand_r(r) % 16, i = rand_r(r) % sh->npages;
+
+	if (!two_nodes) {
+		int fd = open("/proc/sys/vm/compact_memory", O_WRONLY | O_CLOEXEC);
+
+		if (fd >= 0) {
+			if (write(fd, "1", 1) == 1)
+				sh->st.compactions++;
+			close(fd);
+		}
+		return;
+	}
+	if (i + n > sh->npages)
+		n = sh->npages - i;
+	node ^= 1;
+	for (unsigned k = 0; k < n; k++) {
+		pages[k] = (void *)(uintptr_t)(sh->base + (uint64_t)(i + k) * sh->ps);
+		nodes[k] = node;
+		status[k] = -1;
+	}
+	if (syscall(SYS_move_pages, (int)pid, (unsigned long)n, pages, nodes, status, MPOL_MF_MOVE) < 0)
+		return;
+	for (unsigned k = 0; k < n; k++)
+		if (status[k] == node)
+			sh->st.migrated++;
 }
 
 /* Random page-table changes over [base, base + npages pages). */
 static void workload_op(unsigned *r, char *dst)
 {
-	unsigned n = 1 + rand_r(r) % 16, i = rand_r(r) % npages;
-	char *p = (char *)(uintptr_t)base;
+	size_t ps = sh->ps;
+	unsigned n = 1 + rand_r(r) % 16, i = rand_r(r) % sh->npages;
+	char *p = (char *)(uintptr_t)sh->base;
 
-	if (i + n > npages)
-		n = npages - i;
+	if (i + n > sh->npages)
+		n = sh->npages - i;
 	p += (size_t)i * ps;
 	unsigned op;
 
@@ -223,29 +365,35 @@ static void workload_op(unsigned *r, char *dst)
 			p[k * ps] = (char)rand_r(r);
 		break;
 	}
-	st.ops++;
+	sh->st.ops++;
 }
 
 static void *workload_main(void *arg)
 {
-	char *dst = mmap(NULL, 16 * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *dst = mmap(NULL, 16 * sh->ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	struct timespec pace = {.tv_nsec = 50 * 1000};
 	unsigned r = opt.seed;
 	int64_t last_migrate = now_ms();
 
-	while (!stop) {
+	while (!sh->stop) {
 		workload_op(&r, dst);
-		if (opt.migrate && now_ms() - last_migrate > 1000) {
-			int fd = open("/proc/sys/vm/compact_memory", O_WRONLY | O_CLOEXEC);
-
-			if (fd >= 0) {
-				if (write(fd, "1", 1) < 0) {
-					/* not root: no migration */
-				}
-				close(fd);
-			}
+		if (opt.migrate && now_ms() - last_migrate >= (two_nodes ? 50 : 1000)) {
+			migrate_some(0, &r);
 			last_migrate = now_ms();
 		}
+		nanosleep(&pace, NULL);
+	}
+	return NULL;
+}
+
+/* mirror --pid --migrate: move the target's pages between the nodes from here. */
+static void *migrator_main(void *arg)
+{
+	struct timespec pace = {.tv_nsec = 50 * 1000 * 1000};
+	unsigned r = opt.seed * 31u;
+
+	while (!sh->stop) {
+		migrate_some(opt.pid, &r);
 		nanosleep(&pace, NULL);
 	}
 	return NULL;
@@ -276,12 +424,17 @@ static int pick_range(pid_t pid)
 	return best ? 0 : -ENOENT;
 }
 
-static void usage(const char *argv0)
+static void usage(FILE *f, const char *argv0)
 {
-	fprintf(stderr,
+	fprintf(f,
 		"usage: %s [--check] [--duration S] [--strict] [--migrate] [--socket PATH]\n"
 		"          [--pid PID [--range ADDR:LEN]] [--workload-only] [--pages N] [--seed N]\n"
-		"          [--ops mmap,munmap,madvise,mremap,mprotect,write]\n",
+		"          [--ops mmap,munmap,madvise,mremap,mprotect,write] [--verbose]\n"
+		"\n"
+		"  --migrate   move pages between NUMA nodes (move_pages), or compact memory\n"
+		"              with a single node; with --pid the target's pages are moved\n"
+		"  --strict    exit 1 if a stale entry was seen\n"
+		"  --verbose   describe the first stale entries and the events by type\n",
 		argv0);
 }
 
@@ -299,12 +452,13 @@ static int parse(int argc, char **argv)
 		{"pages", required_argument, NULL, 'n'},
 		{"seed", required_argument, NULL, 'e'},
 		{"ops", required_argument, NULL, 'o'},
+		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	int o;
 
-	while ((o = getopt_long(argc, argv, "cd:Sms:p:r:wn:e:o:h", longopts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "cd:Sms:p:r:wn:e:o:vh", longopts, NULL)) != -1) {
 		switch (o) {
 		case 'c':
 			opt.check = true;
@@ -327,6 +481,9 @@ static int parse(int argc, char **argv)
 		case 'w':
 			opt.workload_only = true;
 			break;
+		case 'v':
+			opt.verbose = true;
+			break;
 		case 'n':
 			opt.pages = (unsigned)atoi(optarg);
 			break;
@@ -340,41 +497,77 @@ static int parse(int argc, char **argv)
 					if (!strcmp(t, op_names[k]))
 						opt.ops |= 1u << k;
 			if (!opt.ops) {
-				usage(argv[0]);
+				usage(stderr, argv[0]);
 				return -1;
 			}
 			break;
 		case 'r':
 			if (sscanf(optarg, "%" SCNx64 ":%" SCNx64, &opt.start, &opt.len) != 2) {
-				usage(argv[0]);
+				usage(stderr, argv[0]);
 				return -1;
 			}
 			break;
+		case 'h':
+			usage(stdout, argv[0]);
+			exit(0);
 		default:
-			usage(argv[0]);
+			usage(stderr, argv[0]);
 			return -1;
 		}
 	}
 	if (opt.duration <= 0 || opt.pages == 0 || opt.pid < 0) {
-		usage(argv[0]);
+		usage(stderr, argv[0]);
 		return -1;
 	}
 	return 0;
 }
 
+static void print_report(uint64_t caps)
+{
+	const struct stats *t = &sh->st;
+
+	printf("mirror: source=%s target=%s duration=%ds pages=%u ops=%lu mirrored=%lu retries=%lu "
+	       "invalidations=%lu dropped=%lu resyncs=%lu releases=%lu checks=%lu stale=%lu "
+	       "holes=%lu migrated=%lu compactions=%lu\n",
+	       caps & MMN_CAP_SELF_ONLY		 ? "uffd"
+	       : caps & MMN_CAP_ACKS_HOLD_KERNEL ? "kmod"
+						 : "other",
+	       opt.pid ? "pid" : "self", opt.duration, sh->npages, t->ops, t->mirrored, t->retries,
+	       t->invalidations, t->dropped, t->resyncs, t->releases, t->checks, t->stale, t->holes,
+	       t->migrated,
+	       t->compactions);
+	if (!opt.verbose)
+		return;
+	printf("mirror: events");
+	for (unsigned k = 0; k < NEVENTS; k++)
+		if (t->events[k])
+			printf(" %s=%lu", event_names[k] ? event_names[k] : "other", t->events[k]);
+	printf("\n");
+	for (unsigned k = 0; k < sh->nnotes; k++) {
+		const struct stale_note *n = &sh->notes[k];
+
+		printf("mirror: stale page %u (0x%" PRIx64 "): mirrored pfn 0x%" PRIx64
+		       " under seq 0x%" PRIx64 ", pagemap %s0x%" PRIx64 " at check seq 0x%" PRIx64 "\n",
+		       n->page, sh->base + (uint64_t)n->page * sh->ps, n->was & PFN_MASK, n->seq_commit,
+		       n->now ? "pfn " : "not present ", n->now & PFN_MASK, n->seq_check);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct mmn_sub_opts so = {.size = sizeof(so), .flags = MMN_SUB_BLOCKING};
-	pthread_t driver, workload;
+	pthread_t driver, workload, migrator;
 	struct mmn_client *c;
 	char path[64];
-	uint64_t caps;
+	uint64_t base, caps;
+	unsigned npages;
+	size_t ps;
 	int r;
 
 	if (parse(argc, argv) < 0)
 		return 1;
-	memset(&st, 0, sizeof(st)); /* resident before the fault-free callback touches it */
 	ps = (size_t)sysconf(_SC_PAGESIZE);
+	two_nodes = access("/sys/devices/system/node/node1", F_OK) == 0;
 	if (!opt.pid) {
 		void *a = mmap(NULL, opt.pages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
 			       0);
@@ -392,6 +585,11 @@ int main(int argc, char **argv)
 	}
 	base = opt.start & ~(uint64_t)(ps - 1);
 	npages = (unsigned)((opt.start + opt.len - base + ps - 1) / ps);
+	r = shared_create(base, npages, ps);
+	if (r < 0) {
+		fprintf(stderr, "Failed to set up the device table: %s\n", strerror(-r));
+		return 1;
+	}
 	if (opt.workload_only) {
 		pthread_t w;
 
@@ -400,20 +598,15 @@ int main(int argc, char **argv)
 		pthread_create(&w, NULL, workload_main, NULL);
 		for (int64_t end = now_ms() + opt.duration * 1000LL; now_ms() < end;)
 			sleep(1);
-		stop = 1;
+		sh->stop = 1;
 		pthread_join(w, NULL);
-		printf("workload: ops=%lu\n", st.ops);
+		printf("workload: ops=%lu migrated=%lu compactions=%lu\n", sh->st.ops, sh->st.migrated,
+		       sh->st.compactions);
 		return 0;
 	}
 
-	dev = mmap(NULL, npages * sizeof(*dev), PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (dev == MAP_FAILED ||
-	    (mlock(dev, npages * sizeof(*dev)) < 0 && errno != EPERM && errno != ENOMEM)) {
-		perror("device table");
-		return 1;
-	}
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", opt.pid ? (int)opt.pid : (int)getpid());
+	pagemap_pid = opt.pid ? opt.pid : getpid();
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pagemap_pid);
 	pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (pagemap_fd < 0) {
 		fprintf(stderr, "Failed to open %s: %m\n", path);
@@ -436,6 +629,7 @@ int main(int argc, char **argv)
 	}
 	so.invalidate = on_invalidate;
 	so.release = on_release;
+	so.userdata = sh;
 	r = mmn_subscribe(c, opt.pid, base, (uint64_t)npages * ps, &so, &sub);
 	if (r < 0) {
 		fprintf(stderr, "Failed to subscribe to pid %d [0x%" PRIx64 ", +0x%" PRIx64 "): %s\n",
@@ -445,23 +639,21 @@ int main(int argc, char **argv)
 	pthread_create(&driver, NULL, driver_main, NULL);
 	if (!opt.pid)
 		pthread_create(&workload, NULL, workload_main, NULL);
-	for (int64_t end = now_ms() + opt.duration * 1000LL; now_ms() < end && !stop;) {
+	else if (opt.migrate)
+		pthread_create(&migrator, NULL, migrator_main, NULL);
+	for (int64_t end = now_ms() + opt.duration * 1000LL; now_ms() < end && !sh->stop;) {
 		struct timespec t = {.tv_nsec = 100 * 1000 * 1000};
 
 		nanosleep(&t, NULL);
 	}
-	stop = 1;
+	sh->stop = 1;
 	pthread_join(driver, NULL);
 	if (!opt.pid)
 		pthread_join(workload, NULL);
+	else if (opt.migrate)
+		pthread_join(migrator, NULL);
 	mmn_unsubscribe(sub);
 	mmn_disconnect(c);
-	printf("mirror: source=%s target=%s duration=%ds pages=%u ops=%lu mirrored=%lu retries=%lu "
-	       "invalidations=%lu dropped=%lu resyncs=%lu releases=%lu checks=%lu stale=%lu\n",
-	       caps & MMN_CAP_SELF_ONLY		 ? "uffd"
-	       : caps & MMN_CAP_ACKS_HOLD_KERNEL ? "kmod"
-						 : "other",
-	       opt.pid ? "pid" : "self", opt.duration, npages, st.ops, st.mirrored, st.retries,
-	       st.invalidations, st.dropped, st.resyncs, st.releases, st.checks, st.stale);
-	return opt.strict && st.stale ? 1 : 0;
+	print_report(caps);
+	return opt.strict && sh->st.stale ? 1 : 0;
 }

@@ -1,0 +1,344 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * mmnd --source=kmod with a blocking libmmn client on an OOM victim, in the
+ * guest (issues 3 and 4): the OOM reaper's non-blockable invalidation is
+ * refused by mmn.ko while the client's subscription is BLOCKING; mmnd asks
+ * the client to drop its mappings (Invalidate{blockable=false,
+ * needs_ack=true}), and after its ack clears BLOCKING, so the reaper's
+ * retry succeeds: "oom_reaper: reaped process", never "unable to reap".
+ *
+ *   usage: test-mmnd-oom MMND
+ *
+ * The victim, alone in a cgroup with memory.max 48M, must outlive the OOM
+ * kill for the reaper to run (it waits 2 s for the victim to exit on its
+ * own), as in tests/guest/kmod/kmod-oom.c: a second thread of the victim
+ * sleeps in a held invalidation (madvise of a shared page, which the reaper
+ * skips), held by this client's second, blocking subscription until the end.
+ *
+ * Skips when not root, without the module, or without cgroup2 memory.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mmn/mmn.h>
+
+#include "tap.h"
+
+#define CG "/sys/fs/cgroup/mmn-mmnd-oom"
+#define R1 (8UL << 20)
+#define MS 1000000ull
+
+static long page;
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, s, strlen(s));
+	close(fd);
+	return n == (ssize_t)strlen(s) ? 0 : -EIO;
+}
+
+static int wait_readable(int fd, int ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	int r;
+
+	do
+		r = poll(&p, 1, ms);
+	while (r < 0 && errno == EINTR);
+	return r > 0;
+}
+
+/* ---- the victim ------------------------------------------------------------ */
+
+struct addrs {
+	uint64_t r1, r2;
+};
+
+static char *r2;
+
+static void *blocker(void *arg)
+{
+	(void)arg;
+	madvise(r2, (size_t)page, MADV_DONTNEED);
+	return NULL;
+}
+
+static void victim(int rfd, int wfd)
+{
+	struct addrs a;
+	char c, buf[32], *res, *big;
+	pthread_t th;
+	int mfd;
+
+	snprintf(buf, sizeof(buf), "%d", getpid());
+	if (write_file(CG "/cgroup.procs", buf))
+		_exit(10);
+	a.r1 = (uint64_t)(uintptr_t)mmap(NULL, R1, PROT_READ | PROT_WRITE,
+					 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	/* The shared page sits between two PROT_NONE pages: never next to r1, so never one ksub with it. */
+	res = mmap(NULL, 3 * (size_t)page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	mfd = memfd_create("mmn-mmnd-oom", 0);
+	if (res == MAP_FAILED || mfd < 0 || ftruncate(mfd, page))
+		_exit(11);
+	r2 = mmap(res + page, (size_t)page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_POPULATE,
+		  mfd, 0);
+	a.r2 = (uint64_t)(uintptr_t)r2;
+	if (a.r1 == (uint64_t)(uintptr_t)MAP_FAILED || r2 == MAP_FAILED)
+		_exit(12);
+	memset((void *)(uintptr_t)a.r1, 1, R1);
+	r2[0] = 1;
+	big = mmap(NULL, 256 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+		   0);
+	if (big == MAP_FAILED)
+		_exit(15);
+	if (write(wfd, &a, sizeof(a)) != sizeof(a) || read(rfd, &c, 1) != 1)
+		_exit(13);
+	pthread_create(&th, NULL, blocker, NULL);
+	if (read(rfd, &c, 1) != 1)
+		_exit(14);
+	/* page faults take mmap_lock for reading only: the OOM kill comes here */
+	memset(big, 2, 256 << 20);
+	_exit(16);
+}
+
+/* ---- the client -------------------------------------------------------------- */
+
+struct ctx {
+	int ev[2];		    /* callback -> test */
+	_Atomic bool hold;	    /* r2: keep the first invalidation (the blocker) */
+	_Atomic uint64_t held_id;   /* its event id */
+	_Atomic int refused_asks;   /* r1: blockable=false, needs_ack=true */
+	_Atomic int nonblock_tells; /* r1: blockable=false, needs_ack=false (the retry) */
+};
+
+static int on_r1(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	struct ctx *c = ud;
+
+	(void)s;
+	if (!r->blockable && r->needs_ack) {
+		atomic_fetch_add(&c->refused_asks, 1);
+		(void)!write(c->ev[1], "o", 1);
+	} else if (!r->blockable) {
+		atomic_fetch_add(&c->nonblock_tells, 1);
+		(void)!write(c->ev[1], "n", 1);
+	}
+	return 0; /* mappings dropped: the library acks what needs an ack */
+}
+
+static int on_r2(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	struct ctx *c = ud;
+
+	(void)s;
+	if (r->needs_ack && atomic_exchange(&c->hold, false)) {
+		atomic_store(&c->held_id, r->event_id);
+		(void)!write(c->ev[1], "h", 1);
+		return MMN_ACK_LATER;
+	}
+	return 0;
+}
+
+static bool klog_has(int fd, const char *needle)
+{
+	char buf[8192];
+	bool found = false;
+
+	for (;;) {
+		ssize_t r = read(fd, buf, sizeof(buf) - 1);
+
+		if (r < 0 && errno == EPIPE)
+			continue;
+		if (r <= 0)
+			break;
+		buf[r] = 0;
+		if (strstr(buf, needle))
+			found = true;
+	}
+	return found;
+}
+
+/* Wait for callback byte @want, at most @ms; 0 or -ETIMEDOUT. */
+static int ctx_wait(struct ctx *c, char want, int ms)
+{
+	uint64_t end = mono_ns() + (uint64_t)ms * MS;
+
+	for (;;) {
+		uint64_t now = mono_ns();
+		char x;
+
+		if (now >= end || !wait_readable(c->ev[0], (int)((end - now) / MS) + 1))
+			return -ETIMEDOUT;
+		while (read(c->ev[0], &x, 1) == 1)
+			if (x == want)
+				return 0;
+	}
+}
+
+static pid_t start_mmnd(const char *mmnd, const char *sock)
+{
+	char sockarg[300], buf[64] = {0};
+	int ready[2];
+	pid_t pid;
+
+	snprintf(sockarg, sizeof(sockarg), "--socket=%s", sock);
+	if (pipe(ready) < 0)
+		return -1;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		close(ready[0]);
+		if (dup2(ready[1], 3) < 0)
+			_exit(127);
+		dup2(2, 1); /* keep TAP on stdout clean */
+		/* The held blocker needs a long deadline: the reaper starts 2 s after the kill. */
+		execl(mmnd, mmnd, "--source=kmod", sockarg, "--bus=none", "--ready-fd=3", "--foreground",
+		      "--ack-timeout-ms=1000", "--ack-cap-ms=8000", "--log-level=info", (char *)NULL);
+		_exit(127);
+	}
+	close(ready[1]);
+	if (pid < 0 || !wait_readable(ready[0], 20000) || read(ready[0], buf, sizeof(buf) - 1) <= 0 ||
+	    !strstr(buf, "READY=1")) {
+		close(ready[0]);
+		if (pid > 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+		}
+		return -1;
+	}
+	close(ready[0]);
+	return pid;
+}
+
+int main(int argc, char **argv)
+{
+	char dir[] = "/tmp/mmn-oom-XXXXXX", sock[200], needle[64];
+	struct mmn_client *cl = NULL;
+	struct mmn_sub *s1 = NULL, *s2 = NULL;
+	struct ctx c = {0};
+	struct addrs a;
+	int to[2], from[2], kfd, st, r;
+	bool reaped = false;
+	pid_t mmnd, v;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s MMND\n", argv[0]);
+		return 2;
+	}
+	if (geteuid() != 0)
+		tap_skip_all("needs root (run in the guest: tests/guest/run-guest)");
+	if (access("/sys/module/mmn", F_OK))
+		tap_skip_all("mmn.ko is not loaded");
+	if (system("mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup") ||
+	    write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory") ||
+	    (mkdir(CG, 0755) && errno != EEXIST))
+		tap_skip_all("no cgroup2 memory controller");
+	signal(SIGPIPE, SIG_IGN);
+	page = sysconf(_SC_PAGESIZE);
+	tap_require(write_file(CG "/memory.max", "48M") == 0);
+	write_file(CG "/memory.swap.max", "0");
+	tap_require(write_file("/sys/module/mmn/parameters/max_ack_timeout_ms", "10000") == 0);
+	tap_require(mkdtemp(dir) != NULL);
+	snprintf(sock, sizeof(sock), "%s/mmnd.sock", dir);
+	tap_require(pipe2(c.ev, O_CLOEXEC | O_NONBLOCK) == 0);
+	kfd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	tap_require(kfd >= 0);
+	lseek(kfd, 0, SEEK_END);
+
+	mmnd = start_mmnd(argv[1], sock);
+	tap_require(mmnd > 0);
+	tap_require(mmn_connect(sock, &cl) == 0);
+	tap_ok(!!(mmn_capabilities(cl) & MMN_CAP_ACKS_HOLD_KERNEL), "mmnd runs the kmod source");
+	tap_require(mmn_start_thread(cl) == 0);
+
+	tap_require(pipe(to) == 0 && pipe(from) == 0);
+	fflush(stdout);
+	v = fork();
+	if (v == 0) {
+		close(to[1]);
+		close(from[0]);
+		victim(to[0], from[1]);
+	}
+	tap_require(v > 0);
+	close(to[0]);
+	close(from[1]);
+	tap_require(read(from[0], &a, sizeof(a)) == sizeof(a));
+	{
+		struct mmn_sub_opts o1 = {.size = sizeof(o1),
+					  .flags = MMN_SUB_BLOCKING,
+					  .ack_timeout_ms = 5000,
+					  .invalidate = on_r1,
+					  .userdata = &c};
+		struct mmn_sub_opts o2 = {.size = sizeof(o2),
+					  .flags = MMN_SUB_BLOCKING,
+					  .ack_timeout_ms = 8000,
+					  .invalidate = on_r2,
+					  .userdata = &c};
+
+		tap_is_int(mmn_subscribe(cl, v, a.r1, R1, &o1, &s1), 0,
+			   "blocking subscription on the victim's heap");
+		tap_is_int(mmn_subscribe(cl, v, a.r2, (uint64_t)page, &o2, &s2), 0,
+			   "blocking subscription on its shared page");
+	}
+	atomic_store(&c.hold, true);
+	tap_require(write(to[1], "g", 1) == 1);
+	tap_is_int(ctx_wait(&c, 'h', 5000), 0, "the victim's second thread waits in a held invalidation");
+	tap_require(write(to[1], "a", 1) == 1);
+
+	/* OOM kill; ~2 s later the reaper tries, non-blockable: refused, mmnd asks us. */
+	tap_is_int(ctx_wait(&c, 'o', 7000), 0,
+		   "the client is asked to drop its mappings (blockable=false, needs_ack)");
+	tap_is_int(ctx_wait(&c, 'n', 3000), 0,
+		   "the reaper's retry after the ack is not refused (blockable=false, no ack asked)");
+	snprintf(needle, sizeof(needle), "oom_reaper: reaped process %d", (int)v);
+	for (int i = 0; i < 50 && !reaped; i++) {
+		reaped = klog_has(kfd, needle);
+		if (!reaped)
+			wait_readable(kfd, 100); /* /dev/kmsg polls readable on new records */
+	}
+	tap_ok(reaped, "kernel log: \"%s\"", needle);
+	lseek(kfd, 0, SEEK_SET);
+	tap_ok(!klog_has(kfd, "unable to reap"), "no \"oom_reaper: unable to reap\"");
+	tap_ok(atomic_load(&c.refused_asks) >= 1, "%d refused invalidation(s) reached the blocking client",
+	       atomic_load(&c.refused_asks));
+
+	tap_is_int(mmn_ack(s2, atomic_load(&c.held_id)), 0, "ack the held invalidation");
+	r = (int)waitpid(v, &st, 0);
+	tap_ok(r == v && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the victim was OOM-killed");
+
+	mmn_disconnect(cl);
+	kill(mmnd, SIGTERM);
+	r = (int)waitpid(mmnd, &st, 0);
+	tap_ok(r == mmnd && WIFEXITED(st) && WEXITSTATUS(st) == 0, "mmnd exits cleanly (status 0x%x)", st);
+	write_file("/sys/module/mmn/parameters/max_ack_timeout_ms", "2000");
+	rmdir(CG);
+	unlink(sock);
+	rmdir(dir);
+	return tap_done();
+}
