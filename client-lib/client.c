@@ -118,11 +118,20 @@ void mmn__conn_lost(struct mmn_client *c, int err)
 		c->req_done = true;
 		mmn__kick(c->replyfd);
 	}
+	/*
+	 * No queue entry per sub (the queue must not grow here): mmn_dispatch()
+	 * ends the delivered invalidations of every flagged sub once the events
+	 * queued before the loss are delivered.
+	 */
 	for (struct mmn_sub *s = c->subs; s; s = s->next) {
 		s->resub_req = 0;
-		if (s->state == SUB_ACTIVE)
-			mmn__enqueue(c, QEV_LOST, s, NULL, 0);
+		if (s->state == SUB_ACTIVE) {
+			s->lost = true;
+			c->lost_pending = true;
+		}
 	}
+	if (c->lost_pending)
+		mmn__kick(c->wakefd);
 	if (c->initial) {
 		c->connect_err = err;
 		return;

@@ -74,6 +74,7 @@ struct mmn_sub {
 	uint64_t reg_start, reg_end; /* page-aligned range registered with the uffd, or 0, 0 */
 	uint64_t sub_id;
 	uint64_t resub_req; /* request id of the pending re-Subscribe, 0 = none */
+	bool lost;	    /* connection lost: mmn_dispatch() ends what was delivered (c->lost_pending) */
 	struct mmn_sub_opts opts;
 	unsigned refs; /* queued events and the running callback pin the memory */
 	struct outstanding out[MMN_MAX_OUTSTANDING];
@@ -85,7 +86,6 @@ enum qev_type {
 	QEV_INVALIDATE,
 	QEV_END,
 	QEV_RELEASE,	 /* reason */
-	QEV_LOST,	 /* connection lost: end every outstanding invalidation */
 	QEV_RESYNC,	 /* reconnected: RESYNC invalidate, attach, end */
 	QEV_RESYNC_FAIL, /* reconnected but could not resubscribe: RESYNC invalidate, release(reason) */
 };
@@ -154,7 +154,8 @@ struct mmn_client {
 
 	/* Requests. */
 	uint64_t next_req;
-	uint64_t req_id;	/* the user request waiting for its reply, 0 = none */
+	uint64_t req_id;	/* the user request waiting for its reply, 0 = none (or answered) */
+	struct mmn_sub *req_sub; /* its new sub: linked by the reply's handler, then NULL */
 	uint64_t abandoned_req; /* timed out: a late SubscribeReply is undone */
 	bool req_done;
 	struct {
@@ -173,6 +174,7 @@ struct mmn_client {
 	size_t qmap_len;
 
 	/* Dispatch (sub.c). */
+	bool lost_pending; /* some sub in c->subs has ->lost set */
 	bool dispatching;
 	pthread_t disp_thread;
 	struct mmn_sub *cb_sub; /* whose callback runs now on disp_thread */
@@ -219,6 +221,7 @@ void mmn__send_unsubscribe(struct mmn_client *c, uint64_t sub_id);
 /* sub.c */
 int mmn__send_subscribe(struct mmn_client *c, const struct mmn_sub *s, uint64_t req_id);
 void mmn__sub_attach(struct mmn_sub *s, uint64_t sub_id, uint32_t slot, uint32_t gen, bool publish);
+int mmn__sub_reply_link(struct mmn_client *c, const Mmn__V1__SubscribeReply *sr);
 void mmn__sub_put(struct mmn_sub *s);
 void mmn__free_subs(struct mmn_client *c);
 

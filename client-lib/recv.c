@@ -183,9 +183,13 @@ static int handle_reply(struct mmn_client *c, const MmnEnvelope *env)
 			c->rep.slot = sr->seq_slot;
 			c->rep.gen = sr->seq_gen;
 			c->rep.ack_timeout_ms = sr->ack_timeout_ms;
+			/* Before the next packet, which may be an Invalidate for it. */
+			if (c->req_sub)
+				c->rep.err = mmn__sub_reply_link(c, sr);
 		} else if (!err) {
 			c->rep.err = -EPROTO;
 		}
+		c->req_id = 0; /* answered: a connection loss from now on must not overwrite c->rep */
 		c->req_done = true;
 		mmn__kick(c->replyfd);
 		return 0;

@@ -59,6 +59,29 @@ static void link_sub(struct mmn_sub **head, struct mmn_sub *s)
 	*head = s;
 }
 
+/*
+ * The SubscribeReply to mmn_subscribe()'s request, c->req_sub, arrived (c->lock
+ * held, on whichever thread read it).  Link and attach the sub now, before
+ * the next packet is handled: it may be an Invalidate for it already, and an
+ * Invalidate for an unknown sub is dropped unacked.  The sub is pinned until
+ * mmn_subscribe() hands it out.  Returns 0 or what mmn_subscribe() reports.
+ */
+int mmn__sub_reply_link(struct mmn_client *c, const Mmn__V1__SubscribeReply *sr)
+{
+	struct mmn_sub *s = c->req_sub;
+
+	if (!mmn__seqpage_slot(c, sr->seq_slot)) {
+		mmn__send_unsubscribe(c, sr->sub_id);
+		return -EPROTO;
+	}
+	c->req_sub = NULL;
+	s->state = SUB_ACTIVE;
+	s->refs++;
+	link_sub(&c->subs, s);
+	mmn__sub_attach(s, sr->sub_id, sr->seq_slot, sr->seq_gen, true);
+	return 0;
+}
+
 static void unlink_sub(struct mmn_sub **head, struct mmn_sub *s)
 {
 	if (s->prev)
@@ -176,21 +199,27 @@ MMN_EXPORT int mmn_subscribe(struct mmn_client *c, pid_t pid, uint64_t start, ui
 	}
 	req = c->req_id = ++c->next_req;
 	c->req_done = false;
+	c->req_sub = s;
 	r = mmn__send_subscribe(c, s, req);
 	if (r >= 0)
 		r = mmn__wait_reply(c, req);
-	if (r >= 0 && !mmn__seqpage_slot(c, c->rep.slot)) {
-		mmn__send_unsubscribe(c, c->rep.sub_id);
-		r = -EPROTO;
-	}
-	if (r < 0) {
+	if (c->req_sub) {
+		/* No (valid) reply: never linked, nobody else saw it. */
+		c->req_sub = NULL;
 		if (c->state != CONN_DOWN)
 			mmn__uffd_unregister(c, s);
+		if (r >= 0)
+			r = -EPROTO;
 		goto out;
 	}
-	s->state = SUB_ACTIVE;
-	link_sub(&c->subs, s);
-	mmn__sub_attach(s, c->rep.sub_id, c->rep.slot, c->rep.gen, true);
+	/*
+	 * Linked by mmn__sub_reply_link(): live, whatever happened since (its
+	 * events may even have been delivered).  Drop the pin, unless a callback
+	 * unsubscribed it already: a pinned tombstone is never trimmed (freed at
+	 * disconnect), so the handle returned stays valid for -EALREADY.
+	 */
+	if (s->state != SUB_GONE)
+		s->refs--;
 	*out = s;
 	s = NULL;
 	r = 0;
@@ -229,6 +258,7 @@ MMN_EXPORT int mmn_unsubscribe(struct mmn_sub *s)
 	if (c->state != CONN_DOWN)
 		mmn__uffd_unregister(c, s);
 	s->state = SUB_GONE;
+	s->lost = false; /* its ends run here */
 	mmn__seq_kill(s);
 	nout = s->nout;
 	memcpy(out, s->out, sizeof(out[0]) * nout);
@@ -371,6 +401,35 @@ static int deliver_lost(struct mmn_client *c, struct mmn_sub *s)
 	return n;
 }
 
+/*
+ * End the delivered invalidations of every sub flagged by mmn__conn_lost().
+ * Runs when the queue is empty, so after every event queued before the loss
+ * and before the next connection's packets are read (RESYNC comes after).
+ */
+static int deliver_lost_subs(struct mmn_client *c)
+{
+	struct mmn_sub *s = c->subs;
+	int n = 0;
+
+	c->lost_pending = false;
+	while (s) {
+		int k;
+
+		if (!s->lost) {
+			s = s->next;
+			continue;
+		}
+		s->lost = false;
+		s->refs++; /* the callbacks run unlocked */
+		k = deliver_lost(c, s);
+		mmn__sub_put(s);
+		n += k;
+		/* After a callback the list may have changed: start over (flags are cleared). */
+		s = k ? c->subs : s->next;
+	}
+	return n;
+}
+
 static int deliver_resync(struct mmn_client *c, struct qev *e)
 {
 	struct mmn_sub *s = e->s;
@@ -404,8 +463,6 @@ static int deliver(struct mmn_client *c, struct qev *e)
 		return s->state == SUB_ACTIVE ? deliver_end(c, s, &e->r) : 0;
 	case QEV_RELEASE:
 		return deliver_release(c, s, e->reason);
-	case QEV_LOST:
-		return deliver_lost(c, s);
 	case QEV_RESYNC:
 	case QEV_RESYNC_FAIL:
 		return deliver_resync(c, e);
@@ -438,10 +495,14 @@ MMN_EXPORT int mmn_dispatch(struct mmn_client *c)
 			mmn__sub_put(e.s);
 			continue;
 		}
+		if (c->lost_pending) {
+			n += deliver_lost_subs(c);
+			continue;
+		}
 		if (mmn__pump(c, false) <= 0 && !c->qlen)
 			break;
 	}
-	if (c->qlen)
+	if (c->qlen || c->lost_pending)
 		mmn__kick(c->wakefd);
 	r = c->pending_error;
 	c->pending_error = 0;

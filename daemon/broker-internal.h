@@ -196,6 +196,12 @@ enum recip_state {
 struct recip {
 	struct sub *sub; /* NULL when closed */
 	uint64_t sub_id;
+	/*
+	 * The sub's client while the recipient is open.  Cleared together
+	 * with @sub whenever the recipient closes (mmn__fanout_close_sub,
+	 * before the client can be freed): a closed recipient never points at
+	 * a client, so a later client at the same address cannot match it.
+	 */
 	struct client *c;
 	uint64_t deadline;   /* loop time, ms */
 	uint64_t start, end; /* the event's range clipped to the sub */
@@ -224,7 +230,15 @@ struct event {
 	uint64_t range_start, range_end; /* the source's unclipped range, if it said */
 	uint32_t npending;
 	uint32_t nrecips, cap;
-	struct recip *recips;
+	struct recip *recips; /* pre-sized to broker->recip_reserve (mmn__fanout_reserve) */
+	/*
+	 * sub_id -> recipient index + 1 (0: empty), open addressing, hcap a
+	 * power of two at least twice cap; sized with recips.  Valid while
+	 * @hashed; the ack path scans @recips otherwise.
+	 */
+	uint32_t *rhash;
+	uint32_t hcap;
+	bool hashed;
 	uint32_t nksubs, kcap;
 	uint32_t *ksubs; /* refused events: the listed ksub ids, to clear BLOCKING */
 	uv_timer_t timer; /* earliest pending deadline; initialised once, pooled */
@@ -308,6 +322,12 @@ struct broker {
 	uint32_t nclients, ntargets;
 	uint64_t next_client_id, next_sub_id;
 	uint64_t nksubs;
+	/*
+	 * Every event's recipient array (pooled or in flight) holds at least
+	 * this many: one per subscription that exists, the most one event can
+	 * reach.  Grown before a sub is linked, so fan-out never allocates.
+	 */
+	uint32_t recip_reserve;
 	struct admin_stats stats;
 	struct admin_observer obs;
 	bool has_obs;
@@ -381,10 +401,24 @@ void mmn__ksub_release(struct ksub *k, bool released, uint32_t reason);
 void mmn__ksub_resync(struct ksub *k);
 /* A refused (OOM) invalidation of @k is done with: clear BLOCKING for good (see struct ksub). */
 void mmn__ksub_reaped(struct ksub *k);
+/* Send live sub @s an Invalidate{RESYNC} of its whole range and its InvalidateEnd (a pair). */
+void mmn__sub_resync(struct sub *s);
 struct sub *mmn__client_find_sub(struct client *c, uint64_t sub_id);
 
 /* fanout.c */
 void mmn__fanout_event(struct broker *b, const struct source_event *ev);
+/*
+ * Make every event's recipient array hold at least @n recipients (called
+ * before a subscription is linked, @n = subscriptions after it).  0 or
+ * -ENOMEM; on failure the sub must not be linked.
+ */
+int mmn__fanout_reserve(struct broker *b, uint32_t n);
+/*
+ * Test-only fault injection, 0 (off) by default: when non-zero, adding a
+ * recipient to an event that already has this many fails as if the
+ * allocation had, to exercise the fan-out's out-of-memory resync.
+ */
+extern uint32_t mmn__fanout_fault_recips;
 int mmn__fanout_ack(struct client *c, uint64_t sub_id, uint64_t event_id);
 /*
  * @s is going away (@keep_pairing false: its recipient entries close, the

@@ -30,8 +30,13 @@
  * InvalidateEnd; those whose subscription went were told Revoked or Release
  * instead, so each Invalidate is paired exactly once.
  *
- * Events and their recipient arrays are pooled: once warm, neither fan-out
- * nor the ack path allocates.
+ * Events and their recipient arrays are pooled, and every array is grown
+ * to hold one recipient per existing subscription before a subscription is
+ * linked (mmn__fanout_reserve): neither fan-out nor the ack path allocates.
+ * Should a recipient still not fit (a new event when memory is short), no
+ * overlapping subscription may be skipped: every sub of the listed ksubs is
+ * resynchronised instead (an Invalidate{RESYNC} and InvalidateEnd pair, as
+ * for a source's REVOKED) and the event is not kept.
  */
 #include "broker-internal.h"
 
@@ -52,7 +57,103 @@ static struct event *event_find(struct broker *b, uint64_t id)
 	return NULL;
 }
 
+uint32_t mmn__fanout_fault_recips;
+
 static void timer_cb(uv_timer_t *h);
+
+static uint32_t rhash_slot(const struct event *e, uint64_t sub_id)
+{
+	return (uint32_t)((sub_id * UINT64_C(0x9e3779b97f4a7c15)) >> 32) & (e->hcap - 1);
+}
+
+/* Index @e's recipients by sub_id (the first of equal ids wins, as a scan would). */
+static void rhash_build(struct event *e)
+{
+	e->hashed = e->hcap && e->nrecips <= e->hcap / 2;
+	if (!e->hashed)
+		return;
+	memset(e->rhash, 0, e->hcap * sizeof(*e->rhash));
+	for (uint32_t i = 0; i < e->nrecips; i++) {
+		uint32_t h = rhash_slot(e, e->recips[i].sub_id);
+
+		while (e->rhash[h] && e->recips[e->rhash[h] - 1].sub_id != e->recips[i].sub_id)
+			h = (h + 1) & (e->hcap - 1);
+		if (!e->rhash[h])
+			e->rhash[h] = i + 1;
+	}
+}
+
+static struct recip *rhash_find(struct event *e, uint64_t sub_id)
+{
+	if (!e->hashed) {
+		for (uint32_t i = 0; i < e->nrecips; i++)
+			if (e->recips[i].sub_id == sub_id)
+				return &e->recips[i];
+		return NULL;
+	}
+	for (uint32_t h = rhash_slot(e, sub_id); e->rhash[h]; h = (h + 1) & (e->hcap - 1))
+		if (e->recips[e->rhash[h] - 1].sub_id == sub_id)
+			return &e->recips[e->rhash[h] - 1];
+	return NULL;
+}
+
+/* Grow @e's recipient array to at least @n, and its index to match. */
+static int recips_grow(struct event *e, uint32_t n)
+{
+	struct recip *v;
+	uint32_t hcap = 16, *hv;
+
+	if (e->cap < n) {
+		v = reallocarray(e->recips, n, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		e->recips = v;
+		e->cap = n;
+	}
+	while (hcap / 2 < e->cap && hcap < UINT32_MAX / 2 + 1)
+		hcap *= 2;
+	if (e->hcap >= hcap)
+		return 0;
+	hv = calloc(hcap, sizeof(*hv));
+	if (!hv)
+		return -ENOMEM;
+	free(e->rhash);
+	e->rhash = hv;
+	e->hcap = hcap;
+	/* An event in flight keeps answering acks from the new index. */
+	rhash_build(e);
+	return 0;
+}
+
+int mmn__fanout_reserve(struct broker *b, uint32_t n)
+{
+	uint32_t cap;
+	int err;
+
+	if (n <= b->recip_reserve)
+		return 0;
+	/* Doubling: linking n subs one by one reallocates O(log n) times. */
+	cap = b->recip_reserve > UINT32_MAX / 2 ? UINT32_MAX : b->recip_reserve * 2;
+	if (cap < n)
+		cap = n;
+	if (cap < 16)
+		cap = 16;
+	/* Pooled and in-flight alike: nobody holds a recipient pointer between callbacks. */
+	list_for_each(pos, &b->event_pool)
+	{
+		err = recips_grow(list_entry(pos, struct event, link), cap);
+		if (err < 0)
+			return err;
+	}
+	list_for_each(pos, &b->events)
+	{
+		err = recips_grow(list_entry(pos, struct event, link), cap);
+		if (err < 0)
+			return err;
+	}
+	b->recip_reserve = cap;
+	return 0;
+}
 
 static struct event *event_get(struct broker *b)
 {
@@ -65,6 +166,12 @@ static struct event *event_get(struct broker *b)
 		e = calloc(1, sizeof(*e));
 		if (!e)
 			return NULL;
+		if (recips_grow(e, b->recip_reserve) < 0) {
+			free(e->recips);
+			free(e->rhash);
+			free(e);
+			return NULL;
+		}
 		e->b = b;
 		uv_timer_init(b->loop, &e->timer);
 		e->timer.data = e;
@@ -73,6 +180,7 @@ static struct event *event_get(struct broker *b)
 		list_init(&e->alink);
 	}
 	e->nrecips = 0;
+	e->hashed = false;
 	e->npending = 0;
 	e->nksubs = 0;
 	e->acked = false;
@@ -89,8 +197,11 @@ static void event_put(struct broker *b, struct event *e)
 	list_add_tail(&b->event_pool, &e->link);
 }
 
+/* Normally within the reserve; grows only if a reservation was missed. */
 static struct recip *recip_add(struct event *e)
 {
+	if (mmn__fanout_fault_recips && e->nrecips >= mmn__fanout_fault_recips)
+		return NULL;
 	if (e->nrecips == e->cap) {
 		uint32_t cap = e->cap ? e->cap * 2 : 16;
 		struct recip *v = realloc(e->recips, cap * sizeof(*v));
@@ -233,6 +344,7 @@ void mmn__fanout_close_sub(struct broker *b, struct sub *s, bool keep_pairing)
 			if (!keep_pairing) {
 				r->state = RECIP_CLOSED;
 				r->sub = NULL;
+				r->c = NULL; /* the client may be freed next (struct recip) */
 				if (s->inflight)
 					s->inflight--;
 			}
@@ -307,6 +419,30 @@ static void arm_timer(struct event *e)
 	uv_timer_start(&e->timer, timer_cb, min > now ? min - now : 0, 0);
 }
 
+/*
+ * No room to list the recipients of @ev: rather than skip any, resync every
+ * sub of its listed ksubs (their slots move on, each gets a pair), then let
+ * the source go ahead as if they had all acked.  A refused event is not
+ * acked and its BLOCKING stays: the reaper's retry asks again.
+ */
+static void fanout_nomem(struct broker *b, const struct source_event *ev)
+{
+	if (mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
+		mmn__log(LOG_WARNING, NULL,
+			 "Out of memory fanning out event %" PRIu64 "; resynchronising its subscriptions",
+			 ev->event_id);
+	for (size_t i = 0; i < ev->nsubs; i++) {
+		struct ksub *k = mmn__ksub_find(b, ev->subs[i].ksub_id);
+
+		if (!k)
+			continue;
+		list_for_each(pos, &k->subs)
+			mmn__sub_resync(list_entry(pos, struct sub, klink));
+	}
+	if (ev->needs_ack)
+		queue_direct_ack(b, ev->event_id);
+}
+
 static void fanout_start(struct broker *b, const struct source_event *ev)
 {
 	struct event *e;
@@ -319,8 +455,7 @@ static void fanout_start(struct broker *b, const struct source_event *ev)
 	}
 	e = event_get(b);
 	if (!e) {
-		if (ev->needs_ack)
-			queue_direct_ack(b, ev->event_id);
+		fanout_nomem(b, ev);
 		return;
 	}
 	e->id = ev->event_id;
@@ -343,6 +478,12 @@ static void fanout_start(struct broker *b, const struct source_event *ev)
 		if (e->refused)
 			ksub_note(e, k->id);
 		mmn__itree_query(&k->t->subs, g.start, g.end - 1, gather_sub, &g);
+		if (g.err < 0) {
+			/* Nothing was sent or begun yet: drop the event, resync them all. */
+			event_put(b, e);
+			fanout_nomem(b, ev);
+			return;
+		}
 	}
 	if (!e->t) {
 		/* Nothing of ours is touched (a ksub that just went away). */
@@ -351,6 +492,7 @@ static void fanout_start(struct broker *b, const struct source_event *ev)
 			queue_direct_ack(b, ev->event_id);
 		return;
 	}
+	rhash_build(e);
 	list_add_tail(&b->events, &e->link);
 	e->t->inflight++;
 	e->t->refs++;
@@ -432,6 +574,7 @@ static void fanout_end(struct broker *b, uint64_t event_id)
 			recip_end(e, r);
 			r->state = RECIP_CLOSED;
 			r->sub = NULL;
+			r->c = NULL;
 		}
 		return;
 	}
@@ -532,21 +675,19 @@ static void timer_cb(uv_timer_t *h)
 int mmn__fanout_ack(struct client *c, uint64_t sub_id, uint64_t event_id)
 {
 	struct event *e = event_find(c->b, event_id);
+	struct recip *r;
 
 	if (!e)
 		return -ENOENT;
-	for (uint32_t i = 0; i < e->nrecips; i++) {
-		struct recip *r = &e->recips[i];
-
-		if (r->sub_id != sub_id || r->c != c)
-			continue;
-		if (r->state == RECIP_PENDING) {
-			c->b->stats.blocking_acks++;
-			recip_settle(e, r);
-		}
-		return 0;
+	/* O(1): indexed by sub_id (struct event), no scan of every recipient. */
+	r = rhash_find(e, sub_id);
+	if (!r || r->c != c)
+		return -ENOENT;
+	if (r->state == RECIP_PENDING) {
+		c->b->stats.blocking_acks++;
+		recip_settle(e, r);
 	}
-	return -ENOENT;
+	return 0;
 }
 
 static void fanout_lost(struct broker *b, int err)
@@ -626,6 +767,7 @@ static void event_close_cb(uv_handle_t *h)
 	struct broker *b = e->b;
 
 	free(e->recips);
+	free(e->rhash);
 	free(e->ksubs);
 	free(e);
 	mmn__broker_handle_closed(b);

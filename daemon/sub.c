@@ -407,6 +407,13 @@ static void sub_create(struct target *t, struct client *c, uint64_t request_id, 
 	list_init(&s->klink);
 	list_init(&s->d.link);
 	s->d.kind = DEF_REMOVE;
+	/* Room for it in every event first: fan-out must not allocate. */
+	err = b->stats.subscriptions >= UINT32_MAX ? -ENOMEM
+						   : mmn__fanout_reserve(b, (uint32_t)b->stats.subscriptions + 1);
+	if (err < 0) {
+		mmn__seqpage_free(c, s->slot);
+		goto fail;
+	}
 	err = ksub_attach(t, s);
 	if (err < 0) {
 		mmn__seqpage_free(c, s->slot);
@@ -612,33 +619,35 @@ void mmn__ksub_release(struct ksub *k, bool released, uint32_t reason)
  * and its InvalidateEnd (a pair), its slot moves on, and the source is told
  * the consumers are resynchronised.
  */
+void mmn__sub_resync(struct sub *s)
+{
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+	Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;
+	Mmn__V1__InvalidateEnd end = MMN__V1__INVALIDATE_END__INIT;
+
+	if (!s->c || s->state != SUB_LIVE)
+		return;
+	inv.sub_id = s->id;
+	inv.start = s->start;
+	inv.end = s->end;
+	inv.event = MMN__V1__EVENT_TYPE__EVENT_RESYNC;
+	inv.seq = s->inflight ? mmn__seqpage_value(s->c, s->slot) : mmn__seqpage_begin(s->c, s->slot);
+	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE;
+	env.invalidate = &inv;
+	mmn__client_send(s->c, &env);
+	end.sub_id = s->id;
+	end.seq = s->inflight ? mmn__seqpage_value(s->c, s->slot) : mmn__seqpage_end(s->c, s->slot);
+	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE_END;
+	env.invalidate_end = &end;
+	mmn__client_send(s->c, &env);
+}
+
 void mmn__ksub_resync(struct ksub *k)
 {
 	struct broker *b = k->t->b;
 
 	list_for_each(pos, &k->subs)
-	{
-		struct sub *s = list_entry(pos, struct sub, klink);
-		MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
-		Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;
-		Mmn__V1__InvalidateEnd end = MMN__V1__INVALIDATE_END__INIT;
-
-		if (!s->c || s->state != SUB_LIVE)
-			continue;
-		inv.sub_id = s->id;
-		inv.start = s->start;
-		inv.end = s->end;
-		inv.event = MMN__V1__EVENT_TYPE__EVENT_RESYNC;
-		inv.seq = s->inflight ? mmn__seqpage_value(s->c, s->slot) : mmn__seqpage_begin(s->c, s->slot);
-		env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE;
-		env.invalidate = &inv;
-		mmn__client_send(s->c, &env);
-		end.sub_id = s->id;
-		end.seq = s->inflight ? mmn__seqpage_value(s->c, s->slot) : mmn__seqpage_end(s->c, s->slot);
-		env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE_END;
-		env.invalidate_end = &end;
-		mmn__client_send(s->c, &env);
-	}
+		mmn__sub_resync(list_entry(pos, struct sub, klink));
 	if (b->src->ops->ksub_resynced)
 		b->src->ops->ksub_resynced(b->src, k->id);
 }

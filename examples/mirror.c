@@ -13,10 +13,18 @@
  * Each one is counted once and dropped.  With mmn.ko the figure must be 0;
  * with the userfaultfd source it measures that source's blind spots
  * (events after the fact, no mprotect/COW/migration, new mappings unwatched).
+ * An entry whose address has no VMA at the moment of a check is judged at a
+ * later check (see check_once()); "holes" counts them and "holes_dropped"
+ * those their invalidation dropped afterwards.
  *
  *   mirror [--check] [--duration S] [--strict] [--migrate] [--socket PATH]
  *          [--pid PID [--range ADDR:LEN]] [--workload-only] [--pages N] [--seed N]
- *          [--ops mmap,munmap,madvise,mremap,mprotect,write]
+ *          [--ops mmap,munmap,madvise,mremap,mprotect,write] [--verbose]
+ *
+ * --migrate moves random runs of the arena's pages to the other NUMA node
+ * with move_pages() every 50 ms (with --pid, the target's pages, from a
+ * thread of mirror); with a single node it writes compact_memory once a
+ * second instead (root only).
  *
  * Without --pid it mirrors its own workload thread (random mmap, munmap,
  * madvise, mremap, mprotect and writes over an arena).  --pid mirrors
@@ -60,14 +68,15 @@ static struct {
 static const char *const op_names[] = {"mmap", "munmap", "madvise", "mremap", "mprotect", "write"};
 
 static const char *const event_names[NEVENTS] = {
-	"unmap", "clear", "protection_vma", "protection_page", "soft_dirty", "release",
-	"migrate", "exclusive", "remove", "remap", "resync",
+	"unmap",   "clear",	"protection_vma", "protection_page", "soft_dirty", "release",
+	"migrate", "exclusive", "remove",	  "remap",	     "resync",
 };
 
 struct stats {
 	unsigned long ops, mirrored, retries, invalidations, dropped, resyncs, releases, checks, stale;
-	unsigned long holes;	/* mismatches with no VMA at the address: judged later */
-	unsigned long migrated; /* pages move_pages() put on the other node */
+	unsigned long holes;	     /* entries found with no VMA at their address: judged later */
+	unsigned long holes_dropped; /* of those, dropped by their invalidation afterwards */
+	unsigned long migrated;	     /* pages move_pages() put on the other node */
 	unsigned long compactions;
 	unsigned long events[NEVENTS];
 };
@@ -79,12 +88,13 @@ struct stale_note {
 
 /*
  * Everything the invalidate callback touches, and everything the driver
- * touches while holding the driver lock, lives in this one mapping: locked,
- * pre-faulted, and given its own memory policy so that NUMA balancing never
- * turns its PTEs into hinting faults.  A fault there would need the mmap
- * lock that the workload may hold while the kernel waits for our ack (the
- * self-subscription rule of <mmn/mmn.h>).  The callback reaches it through
- * userdata, never through a global in .bss.
+ * touches while holding the driver lock (the driver thread's stack too),
+ * lives in locked, pre-faulted memory with its own memory policy, so that
+ * NUMA balancing never turns its PTEs into hinting faults (task_numa_work()
+ * skips a VMA whose policy lacks MPOL_F_MOF; mlock alone does not stop it).
+ * A fault there would need the mmap lock that the workload may hold while
+ * the kernel waits for our ack (the self-subscription rule of <mmn/mmn.h>).
+ * The callback reaches it through userdata, never through a global in .bss.
  */
 struct shared {
 	pthread_mutex_t lock; /* the driver lock: callback vs commit and check */
@@ -92,19 +102,20 @@ struct shared {
 	uint64_t base; /* watched range */
 	unsigned npages;
 	volatile int stop;
+	struct mmn_sub *sub;
 	struct stats st;
 	unsigned nnotes;
 	struct stale_note notes[NSTALE];
 	uint64_t *dev;	/* device page table: pagemap entry (PRESENT | pfn) or 0 */
 	uint64_t *cseq; /* read_begin value each dev entry was committed under */
 	uint64_t *tmp;	/* the driver's pagemap buffer */
+	uint8_t *hole;	/* the entry was seen over a hole and is not judged yet */
 };
 
 static struct shared *sh;
 static size_t sh_len;
 static int pagemap_fd;
 static pid_t pagemap_pid;
-static struct mmn_sub *sub;
 static bool two_nodes;
 
 static int64_t now_ms(void)
@@ -115,24 +126,52 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The shared block and its arrays: one locked mapping outside NUMA balancing. */
+/* Locked, pre-faulted anonymous memory outside NUMA balancing. */
+static void *pinned_alloc(size_t len)
+{
+	char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+
+	if (m == MAP_FAILED)
+		return NULL;
+	/* MPOL_LOCAL has no MPOL_F_MOF: task_numa_work() skips the VMA.  ENOSYS without NUMA. */
+	if ((syscall(SYS_mbind, m, len, MPOL_LOCAL, NULL, 0UL, 0U) < 0 && errno != ENOSYS) ||
+	    (mlock(m, len) < 0 && errno != EPERM && errno != ENOMEM)) {
+		munmap(m, len);
+		return NULL;
+	}
+	memset(m, 0, len);
+	return m;
+}
+
+/* A thread whose stack is pinned memory: it may hold the driver lock. */
+static int start_pinned_thread(pthread_t *t, void *(*fn)(void *))
+{
+	const size_t len = 256 * 1024;
+	pthread_attr_t a;
+	void *stack = pinned_alloc(len);
+	int r;
+
+	if (!stack)
+		return -errno;
+	pthread_attr_init(&a);
+	r = pthread_attr_setstack(&a, stack, len);
+	if (!r)
+		r = pthread_create(t, &a, fn, NULL);
+	pthread_attr_destroy(&a);
+	return -r;
+}
+
+/* The shared block and its arrays: one pinned mapping. */
 static int shared_create(uint64_t base, unsigned npages, size_t ps)
 {
 	size_t head = (sizeof(struct shared) + 63) & ~(size_t)63;
 	size_t arr = (size_t)npages * sizeof(uint64_t);
 	char *m;
 
-	sh_len = (head + 3 * arr + ps - 1) & ~(ps - 1);
-	m = mmap(NULL, sh_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (m == MAP_FAILED)
+	sh_len = (head + 3 * arr + npages + ps - 1) & ~(ps - 1);
+	m = pinned_alloc(sh_len);
+	if (!m)
 		return -errno;
-	/* MPOL_LOCAL has no MPOL_F_MOF: task_numa_work() skips the VMA.  ENOSYS without NUMA. */
-	if (syscall(SYS_mbind, m, sh_len, MPOL_LOCAL, NULL, 0UL, 0U) < 0 && errno != ENOSYS &&
-	    errno != EINVAL)
-		return -errno;
-	if (mlock(m, sh_len) < 0 && errno != EPERM && errno != ENOMEM)
-		return -errno;
-	memset(m, 0, sh_len);
 	sh = (struct shared *)m;
 	pthread_mutex_init(&sh->lock, NULL);
 	sh->ps = ps;
@@ -141,6 +180,7 @@ static int shared_create(uint64_t base, unsigned npages, size_t ps)
 	sh->dev = (uint64_t *)(m + head);
 	sh->cseq = (uint64_t *)(m + head + arr);
 	sh->tmp = (uint64_t *)(m + head + 2 * arr);
+	sh->hole = (uint8_t *)(m + head + 3 * arr);
 	return 0;
 }
 
@@ -154,8 +194,8 @@ static int shared_create(uint64_t base, unsigned npages, size_t ps)
 static int read_pagemap(unsigned i, unsigned n, uint64_t *out)
 {
 	ssize_t want = (ssize_t)(n * sizeof(uint64_t));
-	ssize_t got = pread(pagemap_fd, out, (size_t)want,
-			    (off_t)((sh->base / sh->ps + i) * sizeof(uint64_t)));
+	ssize_t got =
+		pread(pagemap_fd, out, (size_t)want, (off_t)((sh->base / sh->ps + i) * sizeof(uint64_t)));
 
 	if (got != want)
 		return -1;
@@ -180,7 +220,10 @@ static int on_invalidate(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 	for (uint64_t i = a; i < b; i++) {
 		if (m->dev[i])
 			m->st.dropped++;
+		if (m->hole[i])
+			m->st.holes_dropped++;
 		m->dev[i] = 0;
+		m->hole[i] = 0;
 	}
 	m->st.invalidations++;
 	m->st.events[(unsigned)r->event < NEVENTS ? (unsigned)r->event : NEVENTS - 1]++;
@@ -202,26 +245,26 @@ static void on_release(struct mmn_sub *s, int reason, void *ud)
 }
 
 /* Mirror pages [i, i + n) the way a driver does: build, then commit unless collided. */
-static void mirror_pages(unsigned i, unsigned n)
+static void mirror_pages(struct shared *m, unsigned i, unsigned n)
 {
-	for (int attempt = 0; attempt < 100 && !sh->stop; attempt++) {
-		uint64_t seq = mmn_read_begin(sub);
+	for (int attempt = 0; attempt < 100 && !m->stop; attempt++) {
+		uint64_t seq = mmn_read_begin(m->sub);
 
-		if (read_pagemap(i, n, sh->tmp) < 0)
+		if (read_pagemap(i, n, m->tmp) < 0)
 			return;
-		pthread_mutex_lock(&sh->lock);
-		if (mmn_read_retry(sub, seq)) {
-			pthread_mutex_unlock(&sh->lock);
-			sh->st.retries++;
+		pthread_mutex_lock(&m->lock);
+		if (mmn_read_retry(m->sub, seq)) {
+			pthread_mutex_unlock(&m->lock);
+			m->st.retries++;
 			continue;
 		}
 		for (unsigned k = 0; k < n; k++)
-			if ((sh->tmp[k] & PRESENT) && !sh->dev[i + k]) {
-				sh->dev[i + k] = sh->tmp[k];
-				sh->cseq[i + k] = seq;
-				sh->st.mirrored++;
+			if ((m->tmp[k] & PRESENT) && !m->dev[i + k]) {
+				m->dev[i + k] = m->tmp[k];
+				m->cseq[i + k] = seq;
+				m->st.mirrored++;
 			}
-		pthread_mutex_unlock(&sh->lock);
+		pthread_mutex_unlock(&m->lock);
 		return;
 	}
 }
@@ -237,50 +280,54 @@ static void mirror_pages(unsigned i, unsigned n)
  * table: the invalidation drops it, or a later check (once the address is
  * mapped again, which the workload does at once) finds it stale.
  */
-static void check_once(void)
+static void check_once(struct shared *m)
 {
-	uint64_t seq = mmn_read_begin(sub);
-	uint64_t *snap = sh->tmp;
+	uint64_t seq = mmn_read_begin(m->sub);
+	uint64_t *snap = m->tmp;
 
-	if (read_pagemap(0, sh->npages, snap) < 0)
+	if (read_pagemap(0, m->npages, snap) < 0)
 		return;
-	pthread_mutex_lock(&sh->lock);
-	if (!mmn_read_retry(sub, seq)) {
-		for (unsigned i = 0; i < sh->npages; i++) {
-			if (!sh->dev[i] || sh->dev[i] == snap[i])
+	pthread_mutex_lock(&m->lock);
+	if (!mmn_read_retry(m->sub, seq)) {
+		for (unsigned i = 0; i < m->npages; i++) {
+			if (!m->dev[i] || m->dev[i] == snap[i])
 				continue;
 			if (snap[i] == HOLE) {
-				sh->st.holes++;
+				if (!m->hole[i])
+					m->st.holes++;
+				m->hole[i] = 1;
 				continue;
 			}
-			if (sh->nnotes < NSTALE)
-				sh->notes[sh->nnotes++] = (struct stale_note){
+			m->hole[i] = 0;
+			if (m->nnotes < NSTALE)
+				m->notes[m->nnotes++] = (struct stale_note){
 					.page = i,
-					.was = sh->dev[i],
+					.was = m->dev[i],
 					.now = snap[i],
-					.seq_commit = sh->cseq[i],
+					.seq_commit = m->cseq[i],
 					.seq_check = seq,
 				};
-			sh->dev[i] = 0;
-			sh->st.stale++;
+			m->dev[i] = 0;
+			m->st.stale++;
 		}
 	}
-	sh->st.checks++;
-	pthread_mutex_unlock(&sh->lock);
+	m->st.checks++;
+	pthread_mutex_unlock(&m->lock);
 }
 
 static void *driver_main(void *arg)
 {
+	struct shared *m = sh; /* never the global under the lock: .bss is not pinned */
 	unsigned r = opt.seed * 7919u;
 
-	while (!sh->stop) {
-		unsigned n = 1 + rand_r(&r) % 16, i = rand_r(&r) % sh->npages;
+	while (!m->stop) {
+		unsigned n = 1 + rand_r(&r) % 16, i = rand_r(&r) % m->npages;
 
-		if (i + n > sh->npages)
-			n = sh->npages - i;
-		mirror_pages(i, n);
+		if (i + n > m->npages)
+			n = m->npages - i;
+		mirror_pages(m, i, n);
 		if (opt.check && rand_r(&r) % 8 == 0)
-			check_once();
+			check_once(m);
 	}
 	return NULL;
 }
@@ -441,20 +488,13 @@ static void usage(FILE *f, const char *argv0)
 static int parse(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"check", no_argument, NULL, 'c'},
-		{"duration", required_argument, NULL, 'd'},
-		{"strict", no_argument, NULL, 'S'},
-		{"migrate", no_argument, NULL, 'm'},
-		{"socket", required_argument, NULL, 's'},
-		{"pid", required_argument, NULL, 'p'},
-		{"range", required_argument, NULL, 'r'},
-		{"workload-only", no_argument, NULL, 'w'},
-		{"pages", required_argument, NULL, 'n'},
-		{"seed", required_argument, NULL, 'e'},
-		{"ops", required_argument, NULL, 'o'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+		{"check", no_argument, NULL, 'c'},	  {"duration", required_argument, NULL, 'd'},
+		{"strict", no_argument, NULL, 'S'},	  {"migrate", no_argument, NULL, 'm'},
+		{"socket", required_argument, NULL, 's'}, {"pid", required_argument, NULL, 'p'},
+		{"range", required_argument, NULL, 'r'},  {"workload-only", no_argument, NULL, 'w'},
+		{"pages", required_argument, NULL, 'n'},  {"seed", required_argument, NULL, 'e'},
+		{"ops", required_argument, NULL, 'o'},	  {"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},	  {0},
 	};
 	int o;
 
@@ -522,20 +562,19 @@ static int parse(int argc, char **argv)
 	return 0;
 }
 
-static void print_report(uint64_t caps)
+static void print_report(uint64_t caps, int64_t elapsed_ms)
 {
 	const struct stats *t = &sh->st;
 
 	printf("mirror: source=%s target=%s duration=%ds pages=%u ops=%lu mirrored=%lu retries=%lu "
 	       "invalidations=%lu dropped=%lu resyncs=%lu releases=%lu checks=%lu stale=%lu "
-	       "holes=%lu migrated=%lu compactions=%lu\n",
+	       "holes=%lu holes_dropped=%lu migrated=%lu compactions=%lu elapsed_ms=%" PRId64 "\n",
 	       caps & MMN_CAP_SELF_ONLY		 ? "uffd"
 	       : caps & MMN_CAP_ACKS_HOLD_KERNEL ? "kmod"
 						 : "other",
 	       opt.pid ? "pid" : "self", opt.duration, sh->npages, t->ops, t->mirrored, t->retries,
 	       t->invalidations, t->dropped, t->resyncs, t->releases, t->checks, t->stale, t->holes,
-	       t->migrated,
-	       t->compactions);
+	       t->holes_dropped, t->migrated, t->compactions, elapsed_ms);
 	if (!opt.verbose)
 		return;
 	printf("mirror: events");
@@ -560,6 +599,7 @@ int main(int argc, char **argv)
 	struct mmn_client *c;
 	char path[64];
 	uint64_t base, caps;
+	int64_t started, elapsed;
 	unsigned npages;
 	size_t ps;
 	int r;
@@ -630,13 +670,18 @@ int main(int argc, char **argv)
 	so.invalidate = on_invalidate;
 	so.release = on_release;
 	so.userdata = sh;
-	r = mmn_subscribe(c, opt.pid, base, (uint64_t)npages * ps, &so, &sub);
+	r = mmn_subscribe(c, opt.pid, base, (uint64_t)npages * ps, &so, &sh->sub);
 	if (r < 0) {
 		fprintf(stderr, "Failed to subscribe to pid %d [0x%" PRIx64 ", +0x%" PRIx64 "): %s\n",
 			(int)opt.pid, base, (uint64_t)npages * ps, mmn_strerror(r));
 		return 1;
 	}
-	pthread_create(&driver, NULL, driver_main, NULL);
+	started = now_ms();
+	r = start_pinned_thread(&driver, driver_main);
+	if (r < 0) {
+		fprintf(stderr, "Failed to start the driver thread: %s\n", strerror(-r));
+		return 1;
+	}
 	if (!opt.pid)
 		pthread_create(&workload, NULL, workload_main, NULL);
 	else if (opt.migrate)
@@ -646,14 +691,15 @@ int main(int argc, char **argv)
 
 		nanosleep(&t, NULL);
 	}
+	elapsed = now_ms() - started;
 	sh->stop = 1;
 	pthread_join(driver, NULL);
 	if (!opt.pid)
 		pthread_join(workload, NULL);
 	else if (opt.migrate)
 		pthread_join(migrator, NULL);
-	mmn_unsubscribe(sub);
+	mmn_unsubscribe(sh->sub);
 	mmn_disconnect(c);
-	print_report(caps);
+	print_report(caps, elapsed);
 	return opt.strict && sh->st.stale ? 1 : 0;
 }

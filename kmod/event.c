@@ -71,7 +71,7 @@ int mmn_ev_invalidate(const struct mmn_batch *b,
 	struct sk_buff *skb;
 	void *hdr;
 
-	skb = genlmsg_new(sz, MMN_GFP_ATOMIC);
+	skb = mmn_fail_alloc() ? NULL : genlmsg_new(sz, MMN_GFP_ATOMIC);
 	if (!skb)
 		return -ENOMEM;
 	hdr = genlmsg_put(skb, 0, 0, &mmn_genl_family, 0, MMN_CMD_INVALIDATE);
@@ -90,21 +90,52 @@ int mmn_ev_invalidate(const struct mmn_batch *b,
 	return unicast(skb);
 }
 
+#define ID_MSG_SIZE	(2 * nla_total_size(sizeof(u32)))
+
+/* Fill an skb of at least ID_MSG_SIZE: only skb_put, no allocation. */
+static int fill_id(struct sk_buff *skb, u8 cmd, u32 id, u32 reason)
+{
+	void *hdr;
+
+	hdr = genlmsg_put(skb, 0, 0, &mmn_genl_family, 0, cmd);
+	if (!hdr || nla_put_u32(skb, MMN_A_SUB_ID, id) ||
+	    (reason && nla_put_u32(skb, MMN_A_REASON, reason)))
+		return -EMSGSIZE;
+	genlmsg_end(skb, hdr);
+	return 0;
+}
+
 static int send_id(u8 cmd, u32 id, u32 reason, gfp_t gfp)
 {
 	struct sk_buff *skb;
-	void *hdr;
 
-	skb = genlmsg_new(2 * nla_total_size(sizeof(u32)), gfp);
+	skb = mmn_fail_alloc() ? NULL : genlmsg_new(ID_MSG_SIZE, gfp);
 	if (!skb)
 		return -ENOMEM;
-	hdr = genlmsg_put(skb, 0, 0, &mmn_genl_family, 0, cmd);
-	if (!hdr || nla_put_u32(skb, MMN_A_SUB_ID, id) ||
-	    (reason && nla_put_u32(skb, MMN_A_REASON, reason))) {
+	if (fill_id(skb, cmd, id, reason)) {
 		nlmsg_free(skb);
 		return -EMSGSIZE;
 	}
-	genlmsg_end(skb, hdr);
+	return unicast(skb);
+}
+
+struct sk_buff *mmn_ev_lost_alloc(gfp_t gfp)
+{
+	return genlmsg_new(ID_MSG_SIZE, gfp);
+}
+
+int mmn_ev_lost_fill(struct sk_buff *skb, u32 id)
+{
+	return fill_id(skb, MMN_CMD_REVOKED, id, MMN_REVOKE_DESYNC);
+}
+
+/*
+ * No allocation: netlink_unicast() only trims (best effort) and queues.  A
+ * full receive queue still fails (-EAGAIN), but then netlink_overrun()
+ * reports ENOBUFS on the daemon's socket, so the loss is visible anyway.
+ */
+int mmn_ev_send(struct sk_buff *skb)
+{
 	return unicast(skb);
 }
 

@@ -40,8 +40,19 @@ struct mmn_batch {
 int mmn_ev_invalidate(const struct mmn_batch *b,
 		      const struct mmu_notifier_range *range, u32 evflags,
 		      u32 pid);
+struct sk_buff;
+
 int mmn_ev_release(u32 id, gfp_t gfp);
 int mmn_ev_revoked(u32 id, u32 reason, gfp_t gfp);
 void mmn_ev_end_work(struct work_struct *work);
+/*
+ * The lost-event fallback: a REVOKED(DESYNC) built in process context
+ * (alloc, then fill once the id is known; fill cannot fail on an skb from
+ * alloc) and sent from the invalidate path with no allocation at all.
+ * mmn_ev_send() consumes the skb.
+ */
+struct sk_buff *mmn_ev_lost_alloc(gfp_t gfp);
+int mmn_ev_lost_fill(struct sk_buff *skb, u32 id);
+int mmn_ev_send(struct sk_buff *skb);
 
 #endif /* MMN_EVENT_H */

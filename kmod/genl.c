@@ -160,7 +160,18 @@ static int subscribe_doit(struct sk_buff *skb, struct genl_info *info)
 		return -EMSGSIZE;
 	}
 	genlmsg_end(msg, hdr);
-	return genlmsg_reply(msg, info);
+	ret = genlmsg_reply(msg, info);
+	if (ret) {
+		/*
+		 * The daemon will never learn the id (its receive queue is
+		 * full: -EAGAIN): do not leave an orphan that would keep
+		 * BLOCKING and refusing the OOM reaper.  Removed the way
+		 * UNSUBSCRIBE does it; the id may have been listed in events
+		 * already, which the daemon ignores as unknown.
+		 */
+		mmn_sub_unsubscribe(id);
+	}
+	return ret;
 }
 
 static int unsubscribe_doit(struct sk_buff *skb, struct genl_info *info)
@@ -318,6 +329,18 @@ static int netlink_notify(struct notifier_block *nb, unsigned long event,
 
 	if (event != NETLINK_URELEASE || n->protocol != NETLINK_GENERIC ||
 	    !net_eq(n->net, &init_net))
+		return NOTIFY_DONE;
+	/*
+	 * Every generic-netlink socket of init_net that closes comes here, any
+	 * user's: do not queue them all on mmn_ctl_mutex (held across
+	 * GFP_KERNEL allocations).  A lockless look is enough to skip a port
+	 * that is not the daemon's: the daemon's port cannot be released while
+	 * it binds, so if it is ours, bound and portid were published (under
+	 * the mutex, before its BIND returned) before this release; recheck
+	 * under the mutex.
+	 */
+	if (!READ_ONCE(mmn_daemon.bound) ||
+	    READ_ONCE(mmn_daemon.portid) != n->portid)
 		return NOTIFY_DONE;
 	mutex_lock(&mmn_ctl_mutex);
 	if (mmn_daemon.bound && mmn_daemon.portid == n->portid)

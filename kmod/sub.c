@@ -37,6 +37,13 @@
  * mm and, with mmn_wait_lock nested inside it, the only lock on the
  * invalidate path.  Nothing on that path sleeps or allocates with reclaim,
  * except the bounded wait of a blockable invalidation, taken with no lock.
+ *
+ * Lost events are never silent.  Every GFP_NOWAIT allocation on the
+ * invalidate path may fail; when an event (INVALIDATE, RELEASE) or its
+ * REVOKED cannot be allocated, the subscription's prebuilt REVOKED(DESYNC)
+ * (sub->lost, see sub.h) is sent instead, which needs no allocation.  Its
+ * only failure is a full receive queue, which the daemon sees as ENOBUFS.
+ * It is used once per DESYNC period; SET_FLAGS(RESYNCED) re-arms it.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -61,6 +68,13 @@
 
 /* id -> published subscription; changed under mmn_ctl_mutex. */
 static DEFINE_XARRAY_ALLOC1(mmn_subs);
+/*
+ * Cyclic cursor of mmn_subs (under mmn_ctl_mutex): ids are handed out in
+ * increasing order and wrap only after 2^32 - 1 of them, so an id is not
+ * reused right after its UNSUBSCRIBE and a late REVOKED/RELEASE or
+ * INVALIDATE_END for an old id cannot be taken for a new subscription.
+ */
+static u32 mmn_subs_next;
 /* Every group; under mmn_ctl_mutex. */
 static LIST_HEAD(mmn_groups);
 /* Subscriptions counted against max_subs (not yet DYING). */
@@ -242,7 +256,26 @@ static bool overlaps(const struct mmn_sub *s,
 	return s->start <= range->end - 1 && s->last >= range->start;
 }
 
-/* Mark the batch's subscriptions desynchronised and tell the daemon if we can. */
+/*
+ * An event for s could not be allocated (ret, -ENOMEM): send its prebuilt
+ * REVOKED(DESYNC) if it still has one.  No allocation here.  s->desync is
+ * already set.
+ */
+static void send_lost(struct mmn_group *g, struct mmn_sub *s, int ret)
+{
+	struct sk_buff *skb;
+
+	if (ret != -ENOMEM)
+		return;
+	spin_lock(&g->lock);
+	skb = s->lost;
+	s->lost = NULL;
+	spin_unlock(&g->lock);
+	if (skb)
+		mmn_ev_send(skb);
+}
+
+/* Mark the batch's subscriptions desynchronised and tell the daemon. */
 static void desync_batch(struct mmn_group *g, const struct mmn_batch *b,
 			 bool blocking_only, u32 reason)
 {
@@ -256,9 +289,13 @@ static void desync_batch(struct mmn_group *g, const struct mmn_batch *b,
 			s->desync = true;
 	}
 	spin_unlock(&g->lock);
-	for (i = 0; i < b->n; i++)
-		if (!blocking_only || (b->ent[i].sub->flags & MMN_SUB_F_BLOCKING))
-			mmn_ev_revoked(b->ent[i].id, reason, MMN_GFP_ATOMIC);
+	for (i = 0; i < b->n; i++) {
+		struct mmn_sub *s = b->ent[i].sub;
+
+		if (!blocking_only || (s->flags & MMN_SUB_F_BLOCKING))
+			send_lost(g, s, mmn_ev_revoked(b->ent[i].id, reason,
+						       MMN_GFP_ATOMIC));
+	}
 }
 
 /*
@@ -280,7 +317,8 @@ static bool report(struct mmn_sub *self, const struct mmu_notifier_range *range,
 	int ret;
 
 	cap = clamp_t(unsigned int, cap, 1, MMN_BATCH_MAX);
-	b = kmalloc(struct_size(b, ent, cap), MMN_GFP_ATOMIC);
+	b = mmn_fail_alloc() ? NULL :
+	    kmalloc(struct_size(b, ent, cap), MMN_GFP_ATOMIC);
 	if (!b) {
 		/* Nothing can be reported: the daemon must resynchronise. */
 		mmn_count(MMN_STATS_A_SEND_FAILS);
@@ -290,6 +328,8 @@ static bool report(struct mmn_sub *self, const struct mmu_notifier_range *range,
 		spin_unlock(&g->lock);
 		if (refused)
 			mmn_count(MMN_STATS_A_NONBLOCK_REFUSED);
+		send_lost(g, self, mmn_ev_revoked(self->id, MMN_REVOKE_DESYNC,
+						  MMN_GFP_ATOMIC));
 		return !refused;
 	}
 	INIT_WORK(&b->work, mmn_ev_end_work);
@@ -438,6 +478,7 @@ static bool release(struct mmn_group *g, struct mmn_sub *sub)
 		spin_lock(&g->lock);
 		sub->desync = true;
 		spin_unlock(&g->lock);
+		send_lost(g, sub, ret);
 	}
 	return true;
 }
@@ -529,6 +570,7 @@ static void unlink_sub(struct mmn_sub *sub)
 	spin_unlock(&g->lock);
 	group_put_locked(g);
 	mutex_unlock(&mmn_ctl_mutex);
+	nlmsg_free(sub->lost);
 	kfree(sub);
 	if (atomic_dec_and_test(&mmn_objs))
 		wake_up_all(&mmn_objs_wq);
@@ -635,6 +677,12 @@ int mmn_sub_create(u32 nr, unsigned long start, unsigned long len, u32 flags,
 	sub = kzalloc(sizeof(*sub), GFP_KERNEL_ACCOUNT);
 	if (!sub)
 		goto out_mm;
+	/* filled once the id is known; freed with sub on every path */
+	sub->lost = mmn_ev_lost_alloc(GFP_KERNEL_ACCOUNT);
+	if (!sub->lost) {
+		kfree(sub);
+		goto out_mm;
+	}
 	sub->pid = nr;
 	sub->start = start;
 	sub->last = end - 1;
@@ -689,9 +737,17 @@ int mmn_sub_create(u32 nr, unsigned long start, unsigned long len, u32 flags,
 		ret = -ENOTCONN;
 		goto out_kill;
 	}
-	ret = xa_alloc(&mmn_subs, &sub->id, sub, xa_limit_32b, GFP_KERNEL);
-	if (ret)
+	/* 1: the cursor wrapped, which is fine */
+	ret = xa_alloc_cyclic(&mmn_subs, &sub->id, sub, xa_limit_32b,
+			      &mmn_subs_next, GFP_KERNEL);
+	if (ret < 0)
 		goto out_kill;
+	/* before LIVE: nothing sends it earlier */
+	ret = mmn_ev_lost_fill(sub->lost, sub->id);
+	if (ret) {
+		xa_erase(&mmn_subs, sub->id);
+		goto out_kill;
+	}
 	spin_lock(&g->lock);
 	if (sub->state == MMN_SUB_RELEASED) {
 		spin_unlock(&g->lock);
@@ -713,6 +769,7 @@ out_kill:
 	return ret;
 out_unlock:
 	mutex_unlock(&mmn_ctl_mutex);
+	nlmsg_free(sub->lost);
 	kfree(sub);
 out_mm:
 	mmput_async(mm);
@@ -733,30 +790,55 @@ int mmn_sub_unsubscribe(u32 id)
 
 int mmn_sub_set_flags(u32 id, u32 flags, struct netlink_ext_ack *extack)
 {
+	struct sk_buff *lost = NULL;
 	struct mmn_sub *sub;
 	struct mmn_group *g;
+	int ret = 0;
 
 	if (flags & ~__MMN_SUB_F_ALL) {
 		NL_SET_ERR_MSG(extack, "unknown subscription flags");
 		return -EOPNOTSUPP;
 	}
+	if (flags & MMN_SUB_F_RESYNCED) {
+		/* a fresh fallback, in case the old one was used (see top) */
+		lost = mmn_ev_lost_alloc(GFP_KERNEL_ACCOUNT);
+		if (lost && mmn_ev_lost_fill(lost, id)) {
+			nlmsg_free(lost);
+			lost = NULL;
+		}
+	}
 	mutex_lock(&mmn_ctl_mutex);
 	sub = xa_load(&mmn_subs, id);
 	if (!sub) {
 		mutex_unlock(&mmn_ctl_mutex);
+		nlmsg_free(lost);
 		NL_SET_ERR_MSG(extack, "no such subscription");
 		return -ENOENT;
 	}
 	g = sub->group;
 	spin_lock(&g->lock);
-	if (flags & MMN_SUB_F_RESYNCED)
-		sub->desync = false;
+	if (flags & MMN_SUB_F_RESYNCED) {
+		if (!sub->lost)
+			swap(sub->lost, lost);
+		/*
+		 * Without a fallback a later loss could go unnoticed: stay
+		 * DESYNC.  The BLOCKING change still applies (clearing it is
+		 * what lets the OOM reaper go on).
+		 */
+		if (sub->lost)
+			sub->desync = false;
+		else
+			ret = -ENOMEM;
+	}
 	sub->flags = flags & MMN_SUB_F_BLOCKING;
 	if (!sub->flags)
 		waiters_recheck(g);
 	spin_unlock(&g->lock);
 	mutex_unlock(&mmn_ctl_mutex);
-	return 0;
+	nlmsg_free(lost);
+	if (ret)
+		NL_SET_ERR_MSG(extack, "flags set, but DESYNC kept (out of memory): retry RESYNCED");
+	return ret;
 }
 
 /* From the INVALIDATE_END worker: the batch's pointers are stale, use ids. */

@@ -26,7 +26,12 @@
  * here how many of their callbacks are still to come.
  */
 struct mmn_walk {
-	struct task_struct *task;		/* NULL: slot free */
+	/*
+	 * NULL: slot free.  May be a stale pointer after that task exited
+	 * (the slot of a walk cut short is only freed by a later callback of
+	 * the same thread on this mm): compared only, never dereferenced.
+	 */
+	struct task_struct *task;
 	const struct mmu_notifier_range *range;
 	unsigned long cur_seq;
 	unsigned long start, end;
@@ -80,6 +85,15 @@ struct mmn_sub {
 	bool armed;				/* known to be in the mm's interval tree */
 	u32 cover;				/* bit i: walks[i] already reported us */
 	/*
+	 * The lost-event fallback: a prebuilt REVOKED(DESYNC) for this id
+	 * (allocated at SUBSCRIBE, GFP_KERNEL_ACCOUNT), taken (set to NULL)
+	 * under group->lock by whoever sends it when the normal message
+	 * cannot be allocated, re-armed by SET_FLAGS(RESYNCED) in process
+	 * context, freed with the subscription.  NULL: already used; the
+	 * subscription is DESYNC and the daemon was told.
+	 */
+	struct sk_buff *lost;
+	/*
 	 * References: one for the subscription itself (dropped by the remove
 	 * work after DYING), one per queued INVALIDATE_END work.  The last put
 	 * calls mmu_interval_notifier_remove(), so it happens in a worker.
@@ -101,6 +115,7 @@ enum mmn_wait_result {
 };
 
 struct mmn_batch;
+struct sk_buff;
 
 struct mmn_waiter {
 	struct list_head node;

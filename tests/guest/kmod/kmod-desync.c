@@ -5,15 +5,57 @@
  * (SEND_FAILS), does not wait (the munmap returns at once, not at the
  * timeout), marks the subscription DESYNC (GET_SUBS), and the daemon clears
  * it with SET_FLAGS RESYNCED after resynchronising.
+ *
+ * Lost allocations (module test knob fail_event_alloc): when neither the
+ * event nor its REVOKED can be allocated on the invalidate path, the
+ * subscription's prebuilt REVOKED(DESYNC) still arrives, and SET_FLAGS
+ * RESYNCED re-arms it.
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "kt.h"
 #include "tap.h"
 
 #define P KT_PAGE
 #define MS 1000000LL
+
+#define FAIL_KNOB "/sys/module/mmn/parameters/fail_event_alloc"
+
+static long knob(void)
+{
+	FILE *f = fopen(FAIL_KNOB, "r");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+/* Fail the next 2 allocations (the batch, then the REVOKED), munmap c's page. */
+static void lose_one(struct drv *d, struct tgt *t, uint64_t addr, uint32_t c, int op,
+		     const char *what)
+{
+	struct tgt_res r;
+	struct drv_ev ev;
+	int n;
+
+	tap_ok(kt_write_file(FAIL_KNOB, "2") == 0, "%s: fail_event_alloc=2", what);
+	tap_ok(tgt_do(t, op, addr, op == T_BENCH ? 1 : KT_PAGE, 0, &r) == 0, "%s: munmap", what);
+	/* skip late REVOKEDs of A and B from the overrun above */
+	do
+		n = drv_next_cmd(d, MMN_CMD_REVOKED, &ev, 5000);
+	while (n == 1 && ev.sub_id != c);
+	tap_ok(n == 1, "%s: REVOKED arrived (%d)", what, n);
+	tap_ok(n == 1 && ev.sub_id == c, "%s: for the subscription", what);
+	tap_ok(n == 1 && ev.reason == MMN_REVOKE_DESYNC, "%s: reason DESYNC", what);
+	tap_ok(knob() == 0, "%s: both allocations failed, the prebuilt one was sent (knob %ld)",
+	       what, knob());
+}
 
 static uint32_t state_of(struct drv *d, uint32_t id)
 {
@@ -79,6 +121,54 @@ int main(void)
 	tap_is_int(kt_op(d, &t, T_BENCH, base + 2 * P, 1, 0, true, NULL, &r), 0,
 		   "next mmap+munmap on B");
 	tap_is_int(kt_stat(d, MMN_STATS_A_ACKS) - a0, 1, "it waited for and got its ACK");
+
+	/*
+	 * The SUBSCRIBE answer cannot be queued (buffer full): the module
+	 * must not keep a subscription whose id the daemon never learns.
+	 * Neither the answer nor the error ack can arrive; the driver gives
+	 * up after its 20 s timeout.
+	 */
+	uint32_t c, orphan = 0;
+
+	tap_is_int(drv_set_rcvbuf(d, 1), 0, "tiny receive buffer again");
+	tap_is_int(tgt_do(&t, T_BENCH, base, 200, 0, &r), 0, "200 munmaps on A, unread");
+	tap_ok(drv_subscribe(d, t.pid, base + P, P, MMN_SUB_F_BLOCKING, 0, &orphan) != 0,
+	       "SUBSCRIBE whose answer cannot be queued fails");
+	while (drv_next(d, &ev, 0) == 1 || drv_next(d, &ev, 0) == -ENOBUFS)
+		;
+	tap_require(drv_set_rcvbuf(d, 4 << 20) == 0);
+	{
+		struct drv_sub subs[8];
+		int n = drv_subs(d, subs, 8);
+
+		tap_is_int(n, 2, "no orphan subscription left (GET_SUBS lists A and B only)");
+		tap_is_int((int)kt_stat(d, MMN_STATS_A_SUBS), 2, "SUBS stat is 2");
+	}
+
+	/* allocation failures: the loss is still reported */
+
+	tap_is_int((int)knob(), 0, "fail_event_alloc is off by default");
+	tap_is_int(drv_subscribe(d, t.pid, base + 3 * P, P, MMN_SUB_F_BLOCKING, 3000, &c), 0,
+		   "BLOCKING subscription C");
+	f0 = kt_stat(d, MMN_STATS_A_SEND_FAILS);
+	lose_one(d, &t, base + 3 * P, c, T_MUNMAP, "first loss");
+	tap_ok(kt_stat(d, MMN_STATS_A_SEND_FAILS) > f0, "SEND_FAILS counted");
+	tap_ok(state_of(d, c) & MMN_SUB_ST_DESYNC, "C is DESYNC in GET_SUBS");
+	tap_is_int(drv_set_flags(d, c, MMN_SUB_F_BLOCKING | MMN_SUB_F_RESYNCED), 0,
+		   "SET_FLAGS BLOCKING|RESYNCED re-arms the fallback");
+	tap_is_int(state_of(d, c), MMN_SUB_ST_LIVE, "C LIVE again");
+	lose_one(d, &t, base + 3 * P, c, T_BENCH, "second loss");
+	tap_ok(state_of(d, c) & MMN_SUB_ST_DESYNC, "C is DESYNC again");
+	kt_write_file(FAIL_KNOB, "0");
+	tap_is_int(drv_unsubscribe(d, c), 0, "UNSUBSCRIBE C");
+	{
+		uint32_t e = 0;
+
+		tap_is_int(drv_subscribe(d, t.pid, base + 3 * P, P, 0, 0, &e), 0,
+			   "subscribe the same range again");
+		tap_ok(e > c, "a fresh id, not C's (%u after %u)", e, c);
+		drv_unsubscribe(d, e);
+	}
 	drv_unsubscribe(d, a);
 	drv_unsubscribe(d, b);
 	tgt_stop(&t);

@@ -31,6 +31,7 @@ def ok(cond, desc):
     n += 1
     if not cond:
         failed += 1
+    desc = " / ".join(str(desc).splitlines())  # one TAP line, even for multi-line output
     print(f"{'' if cond else 'not '}ok {n} - {desc}", flush=True)
     return cond
 

@@ -31,7 +31,7 @@ static void new_page(struct fake_server *fs)
 		munmap(fs->sp, MMN_SEQPAGE_SIZE(fs->nslots));
 	if (fs->memfd >= 0)
 		close(fs->memfd);
-	fs->nslots = 64;
+	fs->nslots = FS_MAX_SUBS;
 	len = MMN_SEQPAGE_SIZE(fs->nslots);
 	fs->memfd = memfd_create("fake-seqpage", MFD_CLOEXEC);
 	if (ftruncate(fs->memfd, (off_t)len) < 0)
@@ -84,6 +84,9 @@ static void reply_status(struct fake_server *fs, uint64_t req, int err)
 	fs_send(fs, &env);
 }
 
+static uint64_t send_invalidate(struct fake_server *fs, unsigned idx, uint64_t start, uint64_t end, int event,
+				bool needs_ack);
+
 static void on_subscribe(struct fake_server *fs, uint64_t req, const Mmn__V1__Subscribe *m)
 {
 	Mmn__V1__SubscribeReply r = MMN__V1__SUBSCRIBE_REPLY__INIT;
@@ -113,6 +116,9 @@ static void on_subscribe(struct fake_server *fs, uint64_t req, const Mmn__V1__Su
 	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY;
 	env.subscribe_reply = &r;
 	fs_send(fs, &env);
+	if (fs->inval_after_subscribe)
+		fs->burst_event = send_invalidate(fs, fs->nsubs - 1, s->start, s->start + s->length,
+						  MMN__V1__EVENT_TYPE__EVENT_UNMAP, true);
 }
 
 static void on_packet(struct fake_server *fs)
@@ -344,15 +350,14 @@ static void slot_bump(struct fake_server *fs, const struct fs_sub *s)
 	wake(&slot->seq);
 }
 
-uint64_t fs_invalidate(struct fake_server *fs, unsigned idx, uint64_t start, uint64_t end, int event,
-		       bool needs_ack)
+/* fs->mu held. */
+static uint64_t send_invalidate(struct fake_server *fs, unsigned idx, uint64_t start, uint64_t end, int event,
+				bool needs_ack)
 {
 	Mmn__V1__Invalidate m = MMN__V1__INVALIDATE__INIT;
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
-	struct fs_sub *s;
+	struct fs_sub *s = &fs->subs[idx];
 
-	pthread_mutex_lock(&fs->mu);
-	s = &fs->subs[idx];
 	slot_bump(fs, s);
 	m.sub_id = s->id;
 	m.event_id = ++fs->next_event;
@@ -365,8 +370,18 @@ uint64_t fs_invalidate(struct fake_server *fs, unsigned idx, uint64_t start, uin
 	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE;
 	env.invalidate = &m;
 	fs_send(fs, &env);
-	pthread_mutex_unlock(&fs->mu);
 	return m.event_id;
+}
+
+uint64_t fs_invalidate(struct fake_server *fs, unsigned idx, uint64_t start, uint64_t end, int event,
+		       bool needs_ack)
+{
+	uint64_t ev;
+
+	pthread_mutex_lock(&fs->mu);
+	ev = send_invalidate(fs, idx, start, end, event, needs_ack);
+	pthread_mutex_unlock(&fs->mu);
+	return ev;
 }
 
 void fs_end(struct fake_server *fs, unsigned idx, uint64_t event_id)

@@ -15,7 +15,7 @@
 #include "seqpage.h"
 #include "wire.h"
 
-#define FS_MAX_SUBS 64
+#define FS_MAX_SUBS 512
 
 struct fs_sub {
 	uint64_t id, start, length, event_mask;
@@ -37,6 +37,12 @@ struct fake_server {
 	bool stopping;
 	int uffd_holder; /* > 0: hand the client's uffd to this socket (a helper process) and keep none */
 	unsigned loops;	 /* server loop iterations */
+	/*
+	 * Right after a SubscribeReply, send an Invalidate{needs_ack} for the new
+	 * sub in the same burst (before reading anything else); burst_event is its id.
+	 */
+	bool inval_after_subscribe;
+	uint64_t burst_event;
 
 	int memfd;
 	struct mmn_seqpage *sp; /* read-write view of the current connection's page */

@@ -507,6 +507,106 @@ static void test_reconnect(struct fake_server *fs)
 	mmn_disconnect(c);
 }
 
+/*
+ * mmnd answers a Subscribe and at once invalidates the new range (it was
+ * munmapped right away): the library thread may read both packets in one go,
+ * before mmn_subscribe() runs again.  The Invalidate must reach the callback
+ * and be acked, else the kernel waits for the deadline and mmnd evicts the sub.
+ * The race is not forced, so repeat it.
+ */
+static void test_subscribe_burst(struct fake_server *fs)
+{
+	struct mmn_client *c;
+	unsigned acks, i;
+	bool ok = true;
+
+	tap_require(mmn_connect(fs->path, &c) == 0);
+	tap_require(mmn_start_thread(c) == 0);
+	pthread_mutex_lock(&fs->mu);
+	fs->inval_after_subscribe = true;
+	acks = fs->nacks;
+	pthread_mutex_unlock(&fs->mu);
+	for (i = 0; i < 32 && ok; i++) {
+		struct rec rec = {0};
+		struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_BLOCKING);
+		uint64_t ev, acked;
+		struct mmn_sub *s;
+
+		if (mmn_subscribe(c, 0, 0xa0000 + i * 0x1000, 0x1000, &o, &s) < 0) {
+			ok = false;
+			tap_diag("iteration %u: subscribe failed", i);
+			break;
+		}
+		ok = fs_wait(fs, &fs->nacks, acks + 1);
+		pthread_mutex_lock(&fs->mu);
+		ev = fs->burst_event;
+		acked = fs->last_ack_event;
+		pthread_mutex_unlock(&fs->mu);
+		acks++;
+		/* The ack is sent after the callback returned, on the same thread. */
+		if (!ok || acked != ev || __atomic_load_n(&rec.inval, __ATOMIC_SEQ_CST) != 1) {
+			tap_diag("iteration %u: ack %s (event %llu, acked %llu), %u invalidate callbacks", i,
+				 ok ? "seen" : "missing", (unsigned long long)ev, (unsigned long long)acked,
+				 rec.inval);
+			ok = false;
+		}
+		mmn_unsubscribe(s);
+		if (rec.ends != 1) {
+			tap_diag("iteration %u: %u ends for one invalidate", i, rec.ends);
+			ok = false;
+		}
+	}
+	tap_ok(ok, "SubscribeReply + Invalidate in one burst: callback ran, ack sent, end paired (%u runs)", i);
+	pthread_mutex_lock(&fs->mu);
+	fs->inval_after_subscribe = false;
+	pthread_mutex_unlock(&fs->mu);
+	mmn_disconnect(c);
+}
+
+/*
+ * mmnd dies with an invalidation outstanding on more subs than the event
+ * queue holds at first: every one gets exactly one end (the pairing), then
+ * a RESYNC and its end after the reconnection.
+ */
+#define NLOST 400
+
+static void test_lost_many(struct fake_server *fs)
+{
+	static struct mmn_sub *subs[NLOST];
+	struct rec rec = {0};
+	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_NONBLOCKING);
+	struct mmn_client *c;
+	unsigned n = 0, hellos;
+
+	tap_require(mmn_connect(fs->path, &c) == 0);
+	for (n = 0; n < NLOST; n++)
+		if (mmn_subscribe(c, 0, 0x1000000 + (uint64_t)n * 0x1000, 0x1000, &o, &subs[n]) < 0)
+			break;
+	tap_is_int(n, NLOST, "subscribed " "400" " subs");
+	for (unsigned i = 0; i < n; i++)
+		fs_invalidate(fs, i, 0x1000000 + (uint64_t)i * 0x1000, 0x1001000 + (uint64_t)i * 0x1000,
+			      MMN_EVENT_CLEAR, false);
+	pump_until(c, &rec.inval, n);
+	tap_is_int(rec.inval, n, "one invalidate per sub delivered");
+	pthread_mutex_lock(&fs->mu);
+	hellos = fs->nhello;
+	pthread_mutex_unlock(&fs->mu);
+	fs_kill(fs);
+	tap_is_int(pump_until_err(c), -ECONNRESET, "connection loss reported");
+	pump_until(c, &rec.ends, n);
+	tap_is_int(rec.ends, n, "connection loss: every outstanding invalidation ended once");
+	tap_is_int(rec.resyncs, 0, "no RESYNC before those ends");
+	pump_until(c, &rec.ends, 2 * n);
+	tap_ok(fs_wait(fs, &fs->nhello, hellos + 1), "reconnected");
+	tap_is_int(rec.resyncs, n, "one RESYNC per sub");
+	tap_is_int(rec.inval, 2 * n, "no other invalidation");
+	tap_is_int(rec.ends, 2 * n, "every RESYNC ended, no extra end");
+	for (unsigned i = 0; i < n; i++)
+		mmn_unsubscribe(subs[i]);
+	tap_is_int(rec.ends, 2 * n, "unsubscribe: nothing left to end");
+	mmn_disconnect(c);
+}
+
 static void test_bad_hello(struct fake_server *fs)
 {
 	struct mmn_client *c = NULL;
@@ -751,6 +851,8 @@ int main(void)
 	test_readers(&fs, c);
 	mmn_disconnect(c);
 	test_reconnect(&fs);
+	test_subscribe_burst(&fs);
+	test_lost_many(&fs);
 	test_bad_hello(&fs);
 	fs_stop(&fs);
 	test_uffd();

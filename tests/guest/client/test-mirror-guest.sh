@@ -1,0 +1,195 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Issue 5 acceptance, inside the QEMU guest with mmn.ko loaded and two NUMA
+# nodes (run-guest --numa --module mmn.ko): examples/mirror --check keeps
+# verifying that no entry of its "device page table" is stale while a
+# workload does random mmap/munmap/madvise/mremap/mprotect/writes and its
+# pages are moved between the nodes (move_pages), for 30 s:
+#   1. mirror's own workload thread;
+#   2. another process (mirror --workload-only) watched by mirror --pid.
+# Each run must report stale=0 AND show that something happened (checks,
+# invalidations, migrated pages): a run where nothing happened fails.  TAP,
+# with the figures as diagnostics.
+#
+# Automatic NUMA balancing: run 1 has it off, run 2 on (the kernel's default
+# with two nodes), and run 3 repeats run 1 with it on.  With it on, a thread
+# of a self-subscribed process can take a NUMA hinting fault on locked
+# memory (mlock does not stop task_numa_work) while the workload holds the
+# mmap lock waiting for that process's own ack: libmmn's dispatch thread did
+# (stack: lock_mm_and_find_vma <- do_user_addr_fault while the workload sat
+# in mmn_invalidate <- unmap_vmas), missed the deadline and was evicted.
+# Until libmmn keeps its thread's memory out of NUMA balancing, run 3's
+# "never released or evicted" is a TODO (an unexpected pass fails the test,
+# so the marker must go when it is fixed); its stale count stays strict, and
+# while the eviction cuts it short its activity figures are skipped.
+#
+#   test-mirror-guest.sh MMND MIRROR [DURATION_S]
+set -u
+mmnd=$1 mirror=$2 duration=${3:-30}
+# Lower bounds for "something happened" in one run (measured under TCG:
+# thousands of each in 12 s; see tests/guest/client/meson.build).
+min_checks=100 min_invalidations=100 min_migrated=10
+n=0
+failed=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+not_ok() { n=$((n + 1)); failed=1; echo "not ok $n - $*"; }
+skip_all() { echo "1..0 # SKIP $*"; exit 0; }
+bail() { echo "Bail out! $*"; cleanup; exit 1; }
+finish() {
+	cleanup
+	echo "1..$n"
+	exit $failed
+}
+
+tmp=$(mktemp -d) || bail "mktemp failed"
+mmnd_pid= work_pid=
+cleanup() {
+	[ -n "$work_pid" ] && kill "$work_pid" 2>/dev/null && wait "$work_pid" 2>/dev/null
+	[ -n "$mmnd_pid" ] && kill "$mmnd_pid" 2>/dev/null && wait "$mmnd_pid" 2>/dev/null
+	rm -rf "$tmp"
+}
+
+[ "$(id -u)" = 0 ] || skip_all "needs root (pagemap frame numbers, move_pages of another process)"
+[ -d /sys/module/mmn ] || skip_all "mmn.ko is not loaded (run under run-guest --module)"
+[ -d /sys/devices/system/node/node1 ] || skip_all "one NUMA node: no page migration between nodes (run-guest --numa)"
+echo "# kernel $(uname -r), $(nproc) CPUs, numa_balancing=$(cat /proc/sys/kernel/numa_balancing)," \
+	"THP $(sed 's/.*\[\(.*\)\].*/\1/' /sys/kernel/mm/transparent_hugepage/enabled)"
+
+# field NAME LINE: the value of NAME=value in LINE (empty when absent).
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
+# judge DESC OUTPUT_FILE STATUS [RELEASE_TODO]: the assertions on one mirror report.
+judge() {
+	local desc=$1 out=$2 status=$3 todo=${4:-} line v cut
+	sed 's/^/# /' "$out"
+	line=$(grep '^mirror: source=' "$out" | tail -n 1)
+	if [ -z "$line" ]; then
+		not_ok "$desc: mirror printed its report (exit $status)"
+		return
+	fi
+	[ "$status" = 0 ] && ok "$desc: mirror --strict exits 0" || not_ok "$desc: mirror --strict exits 0 (got $status)"
+	v=$(field elapsed_ms "$line")
+	echo "# $desc: mirror ran ${v:-?} ms (asked for $duration s)"
+	v=$(field source "$line")
+	[ "$v" = kmod ] && ok "$desc: source is kmod" || not_ok "$desc: source is kmod (got '$v')"
+	v=$(field stale "$line")
+	[ "$v" = 0 ] && ok "$desc: zero stale entries" || not_ok "$desc: zero stale entries (got '$v')"
+	v=$(field releases "$line")
+	cut=
+	if [ -n "$todo" ]; then
+		[ "$v" = 0 ] || cut="run cut short by the eviction (TODO above)"
+		# TAP TODO: an expected failure; a pass is reported as unexpected.
+		[ "$v" = 0 ] && echo "ok $((n += 1)) - $desc: never released or evicted # TODO $todo" ||
+			echo "not ok $((n += 1)) - $desc: never released or evicted (releases=$v) # TODO $todo"
+	else
+		[ "$v" = 0 ] && ok "$desc: never released or evicted" ||
+			not_ok "$desc: never released or evicted (releases=$v)"
+	fi
+	if [ -n "$cut" ]; then
+		# The figures of a truncated run say nothing about the check's reach.
+		for what in checks invalidations dropped holes migrated; do
+			echo "ok $((n += 1)) - $desc: $what # SKIP $cut"
+		done
+		echo "# $desc: figures: $line"
+		return
+	fi
+	v=$(field checks "$line")
+	[ "${v:-0}" -ge $min_checks ] && ok "$desc: $v checks (>= $min_checks)" ||
+		not_ok "$desc: at least $min_checks checks (got '$v')"
+	v=$(field invalidations "$line")
+	[ "${v:-0}" -ge $min_invalidations ] && ok "$desc: $v invalidations (>= $min_invalidations)" ||
+		not_ok "$desc: at least $min_invalidations invalidations (got '$v')"
+	v=$(field dropped "$line")
+	[ "${v:-0}" -gt 0 ] && ok "$desc: invalidations dropped $v mirrored entries" ||
+		not_ok "$desc: invalidations dropped mirrored entries (got '$v')"
+	# An entry seen over a hole (munmap removed the VMA, its invalidation
+	# had not started yet) is judged later; each must then be dropped by
+	# its invalidation: at most one workload op (16 pages) may still be
+	# pending when the run stops.
+	local holes dropped
+	holes=$(field holes "$line") dropped=$(field holes_dropped "$line")
+	[ -n "$holes" ] && [ -n "$dropped" ] && [ $((holes - dropped)) -le 16 ] &&
+		ok "$desc: $dropped of $holes entries seen over a munmap hole were then invalidated" ||
+		not_ok "$desc: entries seen over a munmap hole were then invalidated (holes=$holes dropped=$dropped)"
+	v=$(field migrated "$line")
+	[ "${v:-0}" -ge $min_migrated ] && ok "$desc: $v pages migrated between nodes (>= $min_migrated)" ||
+		not_ok "$desc: at least $min_migrated pages migrated between nodes (got '$v')"
+	echo "# $desc: figures: $line"
+}
+
+# --- mmnd with the kmod source; readiness through a FIFO, never a sleep ---
+mkfifo "$tmp/ready" || bail "mkfifo failed"
+"$mmnd" --source=kmod --bus=none --socket="$tmp/mmnd.sock" --ready-fd=3 3>"$tmp/ready" 2>"$tmp/mmnd.log" &
+mmnd_pid=$!
+# The read returns at READY=1, or at EOF if mmnd exits first; -t bounds a hang.
+if read -r -t 60 ready <"$tmp/ready" && [ "$ready" = READY=1 ]; then
+	ok "mmnd --source=kmod is ready"
+else
+	not_ok "mmnd --source=kmod is ready"
+	sed 's/^/# mmnd: /' "$tmp/mmnd.log"
+	finish
+fi
+
+nb_default=$(cat /proc/sys/kernel/numa_balancing)
+numa_balancing() {
+	echo "$1" >/proc/sys/kernel/numa_balancing && [ "$(cat /proc/sys/kernel/numa_balancing)" = "$1" ]
+}
+# self DESC [RELEASE_TODO]: mirror's own workload.
+self() {
+	local out="$tmp/$1.out" status v
+	"$mirror" --socket "$tmp/mmnd.sock" --check --strict --migrate --verbose --duration "$duration" \
+		>"$out" 2>&1
+	status=$?
+	judge "$1" "$out" $status "${2:-}"
+	v=$(field ops "$(grep '^mirror: source=' "$out")")
+	[ "${v:-0}" -gt 0 ] && ok "$1: the workload did $v operations" ||
+		not_ok "$1: the workload did operations (got '$v')"
+}
+
+# --- 1: mirror's own workload, NUMA balancing off ---
+numa_balancing 0 && ok "NUMA balancing off" || not_ok "NUMA balancing off"
+self "self"
+numa_balancing 1 && ok "NUMA balancing on" || not_ok "NUMA balancing on"
+
+# --- 2: another process, by --pid, NUMA balancing on ---
+mkfifo "$tmp/work" || bail "mkfifo failed"
+"$mirror" --workload-only --migrate --seed 3 --duration $((duration + 30)) >"$tmp/work" 2>&1 &
+work_pid=$!
+exec 4<"$tmp/work"
+# The workload prints "arena ADDR:LEN" before it starts; the read waits for it.
+if read -r -t 60 word arena <&4 && [ "$word" = arena ]; then
+	ok "workload pid $work_pid prints its arena $arena"
+else
+	not_ok "workload prints its arena (got '${word:-} ${arena:-}')"
+	finish
+fi
+cat <&4 >"$tmp/work.out" &
+cat_pid=$!
+"$mirror" --socket "$tmp/mmnd.sock" --pid "$work_pid" --range "$arena" --check --strict --migrate --verbose \
+	--duration "$duration" >"$tmp/pid.out" 2>&1
+judge "pid" "$tmp/pid.out" $?
+kill "$work_pid"
+wait "$work_pid"
+work_status=$? work_pid=
+wait "$cat_pid"
+exec 4<&-
+sed 's/^/# /' "$tmp/work.out"
+# SIGTERM ends the workload early: it is expected to die of it (143).
+v=$(sed -n 's/^workload: ops=\([0-9]*\).*/\1/p' "$tmp/work.out")
+if [ -n "$v" ]; then
+	[ "$v" -gt 0 ] && ok "pid: the workload did $v operations" || not_ok "pid: the workload did operations"
+else
+	[ "$work_status" = 143 ] && ok "pid: the workload ran until stopped (status $work_status)" ||
+		not_ok "pid: the workload ran until stopped (status $work_status)"
+fi
+
+# --- 3: mirror's own workload, NUMA balancing on ---
+self "self-numa-balancing" "libmmn's dispatch thread takes NUMA hinting faults (see the top of this script)"
+numa_balancing "$nb_default" || not_ok "NUMA balancing restored to $nb_default"
+
+# --- mmnd stops cleanly ---
+kill -TERM "$mmnd_pid"
+wait "$mmnd_pid"
+status=$? mmnd_pid=
+[ $status = 0 ] && ok "mmnd exits 0 on SIGTERM" || not_ok "mmnd exits 0 on SIGTERM (got $status)"
+grep -E '^<[0-4]>' "$tmp/mmnd.log" | sed 's/^/# mmnd: /'
+finish
