@@ -134,7 +134,7 @@ int main(void)
 	tap_is_int(tgt_do(&t, T_BENCH, base, 200, 0, &r), 0, "200 munmaps on A, unread");
 	tap_ok(drv_subscribe(d, t.pid, base + P, P, MMN_SUB_F_BLOCKING, 0, &orphan) != 0,
 	       "SUBSCRIBE whose answer cannot be queued fails");
-	while (drv_next(d, &ev, 0) == 1 || drv_next(d, &ev, 0) == -ENOBUFS)
+	for (k = drv_next(d, &ev, 0); k == 1 || k == -ENOBUFS; k = drv_next(d, &ev, 0))
 		;
 	tap_require(drv_set_rcvbuf(d, 4 << 20) == 0);
 	{

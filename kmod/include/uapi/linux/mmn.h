@@ -80,6 +80,19 @@
  * - Module parameters (/sys/module/mmn/parameters): max_ack_timeout_ms
  *   (1..10000, default 2000), default_ack_timeout_ms (used when neither BIND
  *   nor SUBSCRIBE gives TIMEOUT_MS, default 1000), max_subs (default 4096).
+ *   fail_event_alloc (root only, default 0) is a test knob: the next N
+ *   message allocations of the invalidate path fail.
+ * - Subscription ids are allocated cyclically: an id is not reused until
+ *   the 32-bit space wrapped, so a late message for an old id never names a
+ *   newer subscription.
+ * - An event lost because memory was short is never silent: the
+ *   subscription becomes DESYNC and a REVOKED(DESYNC) is sent from a
+ *   message preallocated per subscription (once per DESYNC period;
+ *   SET_FLAGS RESYNCED re-arms it and answers -ENOMEM, DESYNC kept but
+ *   BLOCKING applied, if it cannot).  When the receive queue is full
+ *   instead, the socket reports ENOBUFS; GET_SUBS shows what is DESYNC.
+ * - If the SUBSCRIBE answer cannot be queued (receive queue full), the
+ *   subscription is removed again before the error is returned.
  */
 #ifndef _UAPI_LINUX_MMN_H
 #define _UAPI_LINUX_MMN_H
