@@ -154,9 +154,9 @@ struct mmn_client {
 
 	/* Requests. */
 	uint64_t next_req;
-	uint64_t req_id;	/* the user request waiting for its reply, 0 = none (or answered) */
+	uint64_t req_id;	 /* the user request waiting for its reply, 0 = none (or answered) */
 	struct mmn_sub *req_sub; /* its new sub: linked by the reply's handler, then NULL */
-	uint64_t abandoned_req; /* timed out: a late SubscribeReply is undone */
+	uint64_t abandoned_req;	 /* timed out: a late SubscribeReply is undone */
 	bool req_done;
 	struct {
 		int err;

@@ -191,7 +191,9 @@ MMN_EXPORT uint64_t mmn_capabilities(struct mmn_client *c);
 
 /**
  * mmn_subscribe() - watch [start, start + length) of process @pid (0 = self).
- * Waits for mmnd's reply (at most 5 s).
+ * Waits for mmnd's reply (at most 5 s).  The subscription is live from that
+ * reply on: with another thread dispatching (mmn_start_thread()), callbacks
+ * for it may run, with the new handle, before mmn_subscribe() returns.
  * Return: 0; -EINVAL (bad argument, length 0, flags not exactly one of
  * BLOCKING/NONBLOCKING, unknown event bits, no invalidate callback);
  * -EOVERFLOW (range wraps or passes the end of the user address space);
