@@ -200,16 +200,110 @@ void mmn__uffd_close(struct mmn_client *c)
 		s->reg_start = s->reg_end = 0;
 }
 
+/* One ioctl over [a, b): UFFDIO_REGISTER (write-protect mode) or UFFDIO_UNREGISTER. */
+static int range_ioctl(int uffd, bool reg, uint64_t a, uint64_t b)
+{
+	struct uffdio_register r = {.range = {.start = a, .len = b - a}, .mode = UFFDIO_REGISTER_MODE_WP};
+
+	if (reg)
+		return ioctl(uffd, UFFDIO_REGISTER, &r) < 0 ? -errno : 0;
+	return ioctl(uffd, UFFDIO_UNREGISTER, &r.range) < 0 ? -errno : 0;
+}
+
+static uint64_t parse_hex(const char **p)
+{
+	uint64_t v = 0;
+
+	for (;; (*p)++) {
+		char ch = **p;
+
+		if (ch >= '0' && ch <= '9')
+			v = v << 4 | (uint64_t)(ch - '0');
+		else if (ch >= 'a' && ch <= 'f')
+			v = v << 4 | (uint64_t)(ch - 'a' + 10);
+		else
+			return v;
+	}
+}
+
 /*
- * @strict: the whole range must be mapped (a new subscription).  Otherwise
- * (re-registering after a reconnection) holes are fine: what was unmapped
- * meanwhile is simply not watched, and RESYNC tells the caller.
+ * The ioctl over [a, b) one VMA at a time (from /proc/self/maps), skipping
+ * the VMAs it fails on.  The kernel checks every VMA of a range before it
+ * changes any, so one VMA that cannot be (un)registered fails the whole range:
+ * after munmap() the holes of a subscription get reused by other mappings,
+ * such as another mmn_client's read-only sequence page (-EPERM: no
+ * VM_MAYWRITE), a buffer registered with that client's own uffd (-EBUSY) or
+ * a file mapping (-EINVAL).  Those are not ours to watch: skip them, and a
+ * VMA that changed between the read and the ioctl (-EINVAL, -ENOMEM) too.
+ * No allocation: the dispatch thread may run this.  Returns 0, -ENOTTY (a
+ * fork() is in flight) or the error of opening /proc/self/maps.
+ */
+static int range_ioctl_by_vma(int uffd, bool reg, uint64_t a, uint64_t b)
+{
+	char buf[4096];
+	size_t len = 0;
+	bool eof = false, skip = false; /* skip: the rest of a line longer than buf */
+	int fd, r = 0;
+
+	fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	while (r == 0) {
+		char *nl = memchr(buf, '\n', len);
+		const char *p = buf;
+		uint64_t vs, ve;
+
+		if (!nl && len < sizeof(buf)) {
+			ssize_t n;
+
+			if (eof)
+				break;
+			n = read(fd, buf + len, sizeof(buf) - len);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				eof = true;
+			else
+				len += (size_t)n;
+			continue;
+		}
+		/* A line, or the start of one longer than buf (a path of nearly PATH_MAX). */
+		vs = parse_hex(&p);
+		ve = *p == '-' ? (p++, parse_hex(&p)) : 0;
+		if (nl) {
+			len -= (size_t)(nl + 1 - buf);
+			memmove(buf, nl + 1, len);
+		} else {
+			len = 0;
+		}
+		if (skip) {
+			skip = !nl;
+			continue;
+		}
+		skip = !nl;
+		if (vs >= b)
+			break; /* sorted by address */
+		if (ve <= a || vs >= ve)
+			continue;
+		r = range_ioctl(uffd, reg, vs > a ? vs : a, ve < b ? ve : b);
+		if (r == -EPERM || r == -EBUSY || r == -EINVAL || r == -ENOMEM)
+			r = 0;
+	}
+	close(fd);
+	return r;
+}
+
+/*
+ * @strict: the whole range must be mapped and registrable (a new
+ * subscription).  Otherwise (re-registering after a reconnection) holes are
+ * fine: what was unmapped meanwhile is simply not watched, and RESYNC tells
+ * the caller; what other mappings took a hole's place meanwhile is skipped
+ * when it cannot be registered (range_ioctl_by_vma).
  */
 int mmn__uffd_register(struct mmn_client *c, struct mmn_sub *s, bool strict)
 {
 	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
 	uint64_t a = s->start & ~(ps - 1), b = (s->end + ps - 1) & ~(ps - 1);
-	struct uffdio_register reg = {.range = {.start = a, .len = b - a}, .mode = UFFDIO_REGISTER_MODE_WP};
 	int r;
 
 	if (c->uffd < 0)
@@ -222,14 +316,24 @@ int mmn__uffd_register(struct mmn_client *c, struct mmn_sub *s, bool strict)
 	 * dispatching thread, which may wait for c->lock, held here.  The
 	 * number stays ours: during a fork /dev/null holds it (ENOTTY).
 	 */
-	r = ioctl(c->uffd, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
+	r = range_ioctl(c->uffd, true, a, b);
+	if (!strict && (r == -EPERM || r == -EBUSY || r == -EINVAL || r == -ENOMEM)) {
+		int whole = r;
+
+		r = range_ioctl_by_vma(c->uffd, true, a, b);
+		if (r < 0 && r != -ENOTTY) {
+			mmn__log(LOG_WARNING, "mmn: re-registering 0x%llx-0x%llx VMA by VMA: %s",
+				 (unsigned long long)a, (unsigned long long)b, mmn_strerror(r));
+			if (whole == -EINVAL || whole == -ENOMEM)
+				r = 0; /* as before: taken as nothing of it mapped any more */
+			else
+				r = whole;
+		}
+	}
 	if (r == -ENOTTY)
 		return -EAGAIN; /* a fork() is in flight (or mmnd died during one): try again */
-	if (r < 0) {
-		if (!strict && (r == -EINVAL || r == -ENOMEM))
-			return 0; /* nothing of it is mapped any more */
+	if (r < 0)
 		return r;
-	}
 	s->reg_start = a;
 	s->reg_end = b;
 	return 0;
@@ -237,11 +341,13 @@ int mmn__uffd_register(struct mmn_client *c, struct mmn_sub *s, bool strict)
 
 static void unregister(int uffd, uint64_t a, uint64_t b)
 {
-	struct uffdio_range r = {.start = a, .len = b - a};
-
-	/* Failure only means the range is gone already. */
-	if (a < b)
-		ioctl(uffd, UFFDIO_UNREGISTER, &r);
+	/*
+	 * -EINVAL: a VMA of the range is not ours (another uffd's, or one that
+	 * cannot be registered): unregister the rest VMA by VMA.  Other
+	 * failures only mean the range is gone already.
+	 */
+	if (a < b && range_ioctl(uffd, false, a, b) == -EINVAL)
+		range_ioctl_by_vma(uffd, false, a, b);
 }
 
 /*

@@ -166,6 +166,22 @@ static bool has_inval(const struct rec *rec, unsigned from, uint64_t a, uint64_t
 	return false;
 }
 
+/*
+ * Dispatch until the invalidation [a, b) @ev arrived (5 s at most).  Not an
+ * end count: after a restart the subscription's holes may hold other
+ * mappings (the second client's), whose changes are invalidations too.
+ */
+static void dispatch_until_inval(struct mmn_client *c, const struct rec *rec, unsigned from, uint64_t a,
+				 uint64_t b, enum mmn_event ev)
+{
+	for (int i = 0; i < 500 && !has_inval(rec, from, a, b, ev); i++) {
+		struct pollfd p = {.fd = mmn_get_fd(c), .events = POLLIN};
+
+		poll(&p, 1, 10);
+		mmn_dispatch(c);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct rec rec = {0};
@@ -268,7 +284,7 @@ int main(int argc, char **argv)
 	tap_ok(has_inval(&rec, 0, b + 2 * ps, b + 62 * ps, MMN_EVENT_RESYNC),
 	       "RESYNC covers the whole subscription");
 	dispatch_until(c, &rec.nend, ends + 1);
-	tap_is_int(rec.nend, ends + 1, "RESYNC followed by its end");
+	tap_ok(rec.nend > ends && rec.end[ends].event == MMN_EVENT_RESYNC, "RESYNC followed by its end");
 	{
 		uint64_t seq = mmn_read_begin(s);
 
@@ -276,7 +292,7 @@ int main(int argc, char **argv)
 	}
 	from = rec.ninval;
 	munmap(buf + 20 * ps, 4 * ps);
-	dispatch_until(c, &rec.nend, ends + 2);
+	dispatch_until_inval(c, &rec, from, b + 20 * ps, b + 24 * ps, MMN_EVENT_UNMAP);
 	tap_ok(has_inval(&rec, from, b + 20 * ps, b + 24 * ps, MMN_EVENT_UNMAP),
 	       "subscription back: UNMAP from the restarted mmnd");
 	tap_ok(!has_inval(&rec, from, b + 2 * ps, b + 8 * ps, MMN_EVENT_UNMAP),
