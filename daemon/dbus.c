@@ -231,6 +231,31 @@ struct walk {
 	int r;
 };
 
+/* Reply to @m with an array of @sig whose elements the walk @fill appends. */
+static int reply_array(struct bus *bus, sd_bus_message *m, const char *sig,
+		       void (*fill)(struct bus *, struct walk *, uint64_t, pid_t), uint64_t client_id, pid_t pid)
+{
+	sd_bus_message *reply = NULL;
+	struct walk w;
+	int r;
+
+	r = sd_bus_message_new_method_return(m, &reply);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_open_container(reply, 'a', sig);
+	if (r >= 0) {
+		w = (struct walk){reply, 0};
+		fill(bus, &w, client_id, pid);
+		r = w.r;
+	}
+	if (r >= 0)
+		r = sd_bus_message_close_container(reply);
+	if (r >= 0)
+		r = sd_bus_send(NULL, reply, NULL);
+	sd_bus_message_unref(reply);
+	return r;
+}
+
 static void list_client_cb(const struct admin_client *c, void *ud)
 {
 	struct walk *w = ud;
@@ -239,34 +264,20 @@ static void list_client_cb(const struct admin_client *c, void *ud)
 		w->r = append_client(w->reply, c);
 }
 
+static void walk_clients(struct bus *bus, struct walk *w, uint64_t client_id, pid_t pid)
+{
+	mmn__admin_foreach_client(bus->broker, list_client_cb, w);
+}
+
 static int method_list_clients(sd_bus_message *m, void *ud, sd_bus_error *error)
 {
 	struct bus *bus = ud;
-	sd_bus_message *reply = NULL;
-	struct walk w;
 	int r;
 
 	r = check_access(bus, m, false, error);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_new_method_return(m, &reply);
-	if (r < 0)
-		return r;
-	r = sd_bus_message_open_container(reply, 'a', "(tuussuut)");
-	if (r < 0)
-		goto out;
-	w = (struct walk){reply, 0};
-	mmn__admin_foreach_client(bus->broker, list_client_cb, &w);
-	r = w.r;
-	if (r < 0)
-		goto out;
-	r = sd_bus_message_close_container(reply);
-	if (r < 0)
-		goto out;
-	r = sd_bus_send(NULL, reply, NULL);
-out:
-	sd_bus_message_unref(reply);
-	return r;
+	return reply_array(bus, m, "(tuussuut)", walk_clients, 0, 0);
 }
 
 static void list_sub_cb(const struct admin_sub *s, void *ud)
@@ -279,13 +290,16 @@ static void list_sub_cb(const struct admin_sub *s, void *ud)
 					     s->event_mask, s->seq, s->ksub_id);
 }
 
+static void walk_subs(struct bus *bus, struct walk *w, uint64_t client_id, pid_t pid)
+{
+	mmn__admin_foreach_sub(bus->broker, client_id, pid, list_sub_cb, w);
+}
+
 static int method_list_subscriptions(sd_bus_message *m, void *ud, sd_bus_error *error)
 {
 	struct bus *bus = ud;
-	sd_bus_message *reply = NULL;
 	uint64_t client_id;
 	uint32_t pid;
-	struct walk w;
 	int r;
 
 	r = sd_bus_message_read(m, "tu", &client_id, &pid);
@@ -296,24 +310,7 @@ static int method_list_subscriptions(sd_bus_message *m, void *ud, sd_bus_error *
 	r = check_access(bus, m, false, error);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_new_method_return(m, &reply);
-	if (r < 0)
-		return r;
-	r = sd_bus_message_open_container(reply, 'a', "(ttuttuttu)");
-	if (r < 0)
-		goto out;
-	w = (struct walk){reply, 0};
-	mmn__admin_foreach_sub(bus->broker, client_id, (pid_t)pid, list_sub_cb, &w);
-	r = w.r;
-	if (r < 0)
-		goto out;
-	r = sd_bus_message_close_container(reply);
-	if (r < 0)
-		goto out;
-	r = sd_bus_send(NULL, reply, NULL);
-out:
-	sd_bus_message_unref(reply);
-	return r;
+	return reply_array(bus, m, "(ttuttuttu)", walk_subs, client_id, (pid_t)pid);
 }
 
 static int method_get_stats(sd_bus_message *m, void *ud, sd_bus_error *error)

@@ -6,6 +6,34 @@
 
 #include "mmnctl.h"
 
+/* Start a listing: a JSON array, or the pager.  True when a table header is wanted. */
+static bool list_begin(struct json *j)
+{
+	if (arg_json != JSON_OFF) {
+		ctl_json_begin(j);
+		json_begin_array(j);
+		return false;
+	}
+	ctl_pager_open();
+	return arg_legend;
+}
+
+/* End a listing of @n @noun(s); @r is the result of reading the reply. */
+static int list_end(struct json *j, unsigned int n, const char *noun, int r)
+{
+	if (arg_json != JSON_OFF) {
+		json_end_array(j);
+		json_finish(j);
+	} else if (arg_legend) {
+		printf("\n%u %s%s listed.\n", n, noun, n == 1 ? "" : "s");
+	}
+	if (r < 0) {
+		fprintf(stderr, "mmnctl: failed to parse the %s list: %s\n", noun, strerror(-r));
+		return -1;
+	}
+	return 0;
+}
+
 int verb_clients(sd_bus *bus, int argc, char **argv)
 {
 	sd_bus_message *reply = NULL;
@@ -19,15 +47,9 @@ int verb_clients(sd_bus *bus, int argc, char **argv)
 	if (ctl_call(bus, "ListClients", &reply, "list clients", NULL) < 0)
 		return -1;
 	r = sd_bus_message_enter_container(reply, 'a', "(tuussuut)");
-	if (arg_json != JSON_OFF) {
-		ctl_json_begin(&j);
-		json_begin_array(&j);
-	} else {
-		ctl_pager_open();
-		if (arg_legend)
-			printf("%-6s %-8s %-6s %-8s %-12s %5s %7s %9s\n", "ID", "PID", "UID", "MODE", "NAME",
-			       "SUBS", "PENDING", "EVICTIONS");
-	}
+	if (list_begin(&j))
+		printf("%-6s %-8s %-6s %-8s %-12s %5s %7s %9s\n", "ID", "PID", "UID", "MODE", "NAME",
+		       "SUBS", "PENDING", "EVICTIONS");
 	while (r >= 0 && (r = sd_bus_message_read(reply, "(tuussuut)", &id, &pid, &uid, &name, &mode, &subs,
 						  &pending, &evictions)) > 0) {
 		n++;
@@ -57,17 +79,7 @@ int verb_clients(sd_bus *bus, int argc, char **argv)
 		json_end_object(&j);
 	}
 	sd_bus_message_unref(reply);
-	if (arg_json != JSON_OFF) {
-		json_end_array(&j);
-		json_finish(&j);
-	} else if (arg_legend) {
-		printf("\n%u client%s listed.\n", n, n == 1 ? "" : "s");
-	}
-	if (r < 0) {
-		fprintf(stderr, "mmnctl: failed to parse the client list: %s\n", strerror(-r));
-		return -1;
-	}
-	return 0;
+	return list_end(&j, n, "client", r);
 }
 
 /* subscriptions */
@@ -96,15 +108,9 @@ int verb_subscriptions(sd_bus *bus, int argc, char **argv)
 	if (ctl_call(bus, "ListSubscriptions", &reply, "list subscriptions", "tu", arg_client, arg_pid) < 0)
 		return -1;
 	r = sd_bus_message_enter_container(reply, 'a', "(ttuttuttu)");
-	if (arg_json != JSON_OFF) {
-		ctl_json_begin(&j);
-		json_begin_array(&j);
-	} else {
-		ctl_pager_open();
-		if (arg_legend)
-			printf("%-6s %-6s %-8s %-18s %-18s %-11s %-10s %-8s %s\n", "ID", "CLIENT", "PID",
-			       "START", "END", "MODE", "EVENTS", "SEQ", "KSUB");
-	}
+	if (list_begin(&j))
+		printf("%-6s %-6s %-8s %-18s %-18s %-11s %-10s %-8s %s\n", "ID", "CLIENT", "PID",
+		       "START", "END", "MODE", "EVENTS", "SEQ", "KSUB");
 	while (r >= 0 && (r = sd_bus_message_read(reply, "(ttuttuttu)", &id, &client, &pid, &start, &end,
 						  &flags, &mask, &seq, &ksub)) > 0) {
 		n++;
@@ -138,15 +144,5 @@ int verb_subscriptions(sd_bus *bus, int argc, char **argv)
 		json_end_object(&j);
 	}
 	sd_bus_message_unref(reply);
-	if (arg_json != JSON_OFF) {
-		json_end_array(&j);
-		json_finish(&j);
-	} else if (arg_legend) {
-		printf("\n%u subscription%s listed.\n", n, n == 1 ? "" : "s");
-	}
-	if (r < 0) {
-		fprintf(stderr, "mmnctl: failed to parse the subscription list: %s\n", strerror(-r));
-		return -1;
-	}
-	return 0;
+	return list_end(&j, n, "subscription", r);
 }
