@@ -23,6 +23,8 @@ struct admin_stats {
 	uint64_t nonblock_refusals;  /* non-blockable invalidations refused */
 	uint64_t queue_overflows;    /* non-blocking queues coalesced */
 	uint64_t protocol_errors;    /* clients dropped for bad messages */
+	uint64_t implied_ends;       /* events ended by a later END of their target (fanout.c) */
+	uint64_t end_timeouts;       /* events ended by the last-resort END timer: a lost END */
 };
 
 struct admin_defaults {

@@ -28,7 +28,10 @@
  *
  * On END every recipient whose subscription still exists gets
  * InvalidateEnd; those whose subscription went were told Revoked or Release
- * instead, so each Invalidate is paired exactly once.
+ * instead, so each Invalidate is paired exactly once.  An END also ends the
+ * earlier events of its target when the source says that it may
+ * (end_earlier); a missing END is otherwise ended by a counted last-resort
+ * timer (timer_cb).
  *
  * Events and their recipient arrays are pooled, and every array is grown
  * to hold one recipient per existing subscription before a subscription is
@@ -552,13 +555,13 @@ static void recip_end(struct event *e, struct recip *r)
 	}
 }
 
-/* The source's END for @event_id. */
-static void fanout_end(struct broker *b, uint64_t event_id)
+/*
+ * The source's END for @e: pair every recipient's Invalidate now; or, for a
+ * refused event whose blocking recipients still hold mappings, end those
+ * that owe nothing and keep it in flight for the others.
+ */
+static void end_one(struct broker *b, struct event *e)
 {
-	struct event *e = event_find(b, event_id);
-
-	if (!e)
-		return;
 	if (e->refused && (e->npending || list_linked(&e->alink))) {
 		/*
 		 * Blocking recipients still hold mappings: the event stays in
@@ -579,6 +582,54 @@ static void fanout_end(struct broker *b, uint64_t event_id)
 		return;
 	}
 	event_end(b, e);
+}
+
+/*
+ * A lost END is found at the next END of the same target, for a source
+ * whose ENDs say so (caps.end_covers_earlier: mmn.ko).  The module sends
+ * the END of event E once mmu_interval_read_begin() returned, i.e. once the
+ * invalidation period of the mm that contained E is over; an earlier event
+ * of that mm (lower id: the module takes ids inside the invalidate callback)
+ * either ended before E began or ran in that same period.  So every earlier
+ * event of the target that is still open is over in the kernel: its END is
+ * late (the module's workers may send ENDs in another order) or was lost on
+ * our side (a datagram we could not read or keep: see source-kmod.c).  It
+ * is ended now, as its END would have; a late END then finds nothing.
+ * A target is one process, whose mm changes only at exec: the RELEASE of
+ * every ksub of the old mm closes their recipients first.  Ends oldest
+ * first; a refused event that keeps blocking recipients is only marked
+ * (end_seen), as its END would have, so the loop ends.
+ */
+static void end_earlier(struct broker *b, struct event *e)
+{
+	if (!b->src || !b->src->caps.end_covers_earlier)
+		return;
+	for (;;) {
+		struct event *o = NULL;
+
+		list_for_each(pos, &b->events)
+		{
+			struct event *x = list_entry(pos, struct event, link);
+
+			if (x != e && x->t == e->t && x->id < e->id && !x->end_seen && (!o || x->id < o->id))
+				o = x;
+		}
+		if (!o)
+			return;
+		b->stats.implied_ends++;
+		end_one(b, o);
+	}
+}
+
+/* The source's END for @event_id. */
+static void fanout_end(struct broker *b, uint64_t event_id)
+{
+	struct event *e = event_find(b, event_id);
+
+	if (!e)
+		return;
+	end_earlier(b, e);
+	end_one(b, e);
 }
 
 /* Pair every recipient's Invalidate, free @e, let its target quiesce. */
@@ -639,10 +690,15 @@ static void timer_cb(uv_timer_t *h)
 	uint64_t now = uv_now(b->loop);
 
 	/*
-	 * Acked, but the source never said END: a source bug must not leave
-	 * the target's deferred subscribe/unsubscribe waiting forever.
+	 * Acked, but the source never said END.  The last resort, counted
+	 * (end_timeouts): mmn.ko retries an END until it is queued, so only a
+	 * loss on mmnd's side (an unreadable datagram, a backlog entry that
+	 * could not be allocated) with no later END of the same target (which
+	 * ends it at once: end_earlier) or a source bug comes here; it must
+	 * not leave the target's deferred subscribe/unsubscribe waiting forever.
 	 */
 	if (e->acked && !e->npending) {
+		b->stats.end_timeouts++;
 		mmn__log(LOG_WARNING, NULL,
 			 "Event %" PRIu64 " of the %s source got no END within %u ms; ending it", e->id,
 			 b->src ? b->src->caps.name : "lost", b->opt.end_timeout_ms);

@@ -36,6 +36,12 @@
  * events; libuv reports the socket's EPOLLERR as UV_EBADF) revokes every
  * ksub with reason DESYNC; the broker resynchronises its clients and calls
  * ksub_resynced.  A malformed or truncated message counts as an overrun.
+ * An overrun never loses an INVALIDATE_END of a delivered INVALIDATE: the
+ * module retries that one until it is queued (it closes an event, which
+ * nothing else can do).  Only a loss on our side (a truncated or unreadable
+ * datagram, a backlog entry that could not be allocated) can take an END
+ * away; the broker then ends the event at the next END of the same target
+ * (see fanout.c), or at its counted last-resort timer.
  * Socket errors and the family's disappearance are SOURCE_LOST: nlctrl's
  * CTRL_CMD_DELFAMILY on its "notify" group (the module was unloaded) or,
  * since a congested netlink socket drops everything until its queue is
@@ -843,9 +849,16 @@ static void event_message(struct kmod_source *ks, struct nlmsghdr *nlh, uint64_t
 		}
 		break;
 	case SOURCE_INVALIDATE_END:
+		/*
+		 * Always passed on, even when none of the listed ksubs is held
+		 * or live any more: the broker pairs by event id, and the event
+		 * may still be in flight there although its ksubs went (a
+		 * RELEASE of the exiting target read before the END, a ksub
+		 * revoked or deleted meanwhile).  Dropping the END would leave
+		 * the event open until the broker's last-resort END timer.  An
+		 * END of an event the broker does not know is ignored there.
+		 */
 		ev.nsubs = filter_live(ks, ks->subs, ev.nsubs, rx);
-		if (ev.nsubs == 0)
-			return;
 		break;
 	case SOURCE_RELEASE:
 	case SOURCE_REVOKED:
@@ -1293,6 +1306,7 @@ int mmn__source_kmod_new(uv_loop_t *loop, source_event_fn emit, void *userdata, 
 		.events_before_change = true,
 		.needs_uffd = false,
 		.other_processes = true,
+		.end_covers_earlier = true,
 	};
 	ks->base.loop = loop;
 	ks->base.emit = emit;

@@ -85,6 +85,12 @@ struct source_caps {
 	bool events_before_change; /* INVALIDATE precedes the page-table change */
 	bool needs_uffd;           /* clients must AttachUffd */
 	bool other_processes;      /* can watch processes other than the client */
+	/*
+	 * The END of an event implies that every earlier event (lower id) of
+	 * the same target is over too, so the broker may end those that are
+	 * still open (their END was lost on the way).  mmn.ko: see fanout.c.
+	 */
+	bool end_covers_earlier;
 };
 
 /* The address space a ksub watches. */

@@ -170,23 +170,55 @@ static int send_end(const struct mmn_batch *b)
 	return unicast(skb);
 }
 
+/* Longest pause between two tries of an INVALIDATE_END (ms). */
+#define MMN_END_RETRY_MAX_MS	100
+
 /*
  * INVALIDATE_END: mmu_interval_read_begin() sleeps until no invalidation of
  * the anchor's mm is in progress any more, i.e. the range is quiescent; then
  * the daemon may publish an even sequence.  The anchor reference keeps the
  * notifier inserted (and its mm_struct grabbed) until we are done.
+ *
+ * Every delivered INVALIDATE gets its INVALIDATE_END while the daemon is
+ * bound: nothing else can close the event on the daemon's side (a REVOKED
+ * resynchronises a subscription but cannot tell that the range is
+ * quiescent).  So a send that fails for a reason that passes (-EAGAIN: the
+ * daemon's receive queue is full or congested, which netlink also reports
+ * to it as ENOBUFS; -ENOMEM) is retried from this work with a growing
+ * pause, until it is queued or the daemon is gone (-ENOTCONN, or
+ * -ECONNREFUSED: its port closed and the unbind follows).  A congested
+ * socket accepts again once the daemon has emptied its queue, which it does
+ * on ENOBUFS.  The anchor stays pinned meanwhile: an UNSUBSCRIBE of it only
+ * completes its removal later.  Any other error cannot be retried (it
+ * would not pass): the subscriptions are marked DESYNC and the daemon is
+ * told with REVOKED, as before.
  */
 void mmn_ev_end_work(struct work_struct *work)
 {
-	struct mmn_batch *b = container_of(work, struct mmn_batch, work);
+	struct mmn_batch *b = container_of(to_delayed_work(work),
+					   struct mmn_batch, work);
 	int ret;
 
 	if (b->send_end) {
-		mmu_interval_read_begin(&b->anchor->notifier);
+		if (!b->quiesced) {
+			mmu_interval_read_begin(&b->anchor->notifier);
+			b->quiesced = true;
+		}
 		ret = send_end(b);
+		if (ret == -EAGAIN || ret == -ENOMEM) {
+			unsigned int ms = b->retries < 7 ? 1U << b->retries :
+				MMN_END_RETRY_MAX_MS;
+
+			if (!b->retries++)
+				mmn_count(MMN_STATS_A_SEND_FAILS);
+			queue_delayed_work(mmn_wq, &b->work,
+					   msecs_to_jiffies(min_t(unsigned int, ms,
+								  MMN_END_RETRY_MAX_MS)));
+			return;
+		}
 		if (!ret) {
 			mmn_count(MMN_STATS_A_ENDS);
-		} else if (ret != -ENOTCONN) {
+		} else if (ret != -ENOTCONN && ret != -ECONNREFUSED) {
 			mmn_count(MMN_STATS_A_SEND_FAILS);
 			mmn_sub_desync_batch(b);
 		}

@@ -23,13 +23,16 @@ struct mmn_batch_ent {
  * The subscriptions one invalidation reports.  Allocated GFP_NOWAIT in the
  * callback; after a successful INVALIDATE it becomes the INVALIDATE_END work
  * item and owns a reference on anchor, the subscription whose notifier
- * mmu_interval_read_begin() sleeps on.
+ * mmu_interval_read_begin() sleeps on.  Only that work touches it then
+ * (one work item at a time: a retry is the same item queued again).
  */
 struct mmn_batch {
-	struct work_struct work;
+	struct delayed_work work;
 	struct mmn_sub *anchor;
 	u64 seq;
 	bool send_end;		/* the INVALIDATE was delivered */
+	bool quiesced;		/* mmu_interval_read_begin() returned */
+	unsigned int retries;	/* failed INVALIDATE_END sends so far */
 	unsigned int n, cap;
 	struct mmn_batch_ent ent[];
 };

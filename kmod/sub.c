@@ -332,7 +332,9 @@ static bool report(struct mmn_sub *self, const struct mmu_notifier_range *range,
 						  MMN_GFP_ATOMIC));
 		return !refused;
 	}
-	INIT_WORK(&b->work, mmn_ev_end_work);
+	INIT_DELAYED_WORK(&b->work, mmn_ev_end_work);
+	b->quiesced = false;
+	b->retries = 0;
 	b->cap = cap;
 	b->n = 0;
 
@@ -450,10 +452,10 @@ static bool report(struct mmn_sub *self, const struct mmu_notifier_range *range,
 	/*
 	 * Always hand the batch to the worker: it owns the anchor reference,
 	 * whose last put must not happen in this callback.  It sends
-	 * INVALIDATE_END only for a delivered INVALIDATE.
+	 * INVALIDATE_END only for a delivered INVALIDATE, and always does.
 	 */
 	b->send_end = !ret;
-	queue_work(mmn_wq, &b->work);
+	queue_delayed_work(mmn_wq, &b->work, 0);
 	return !refused;
 }
 

@@ -597,6 +597,87 @@ static void wait_deadline(void)
 	uv_run(&h.loop, UV_RUN_NOWAIT);
 }
 
+/*
+ * A lost END, for a source whose END says that every earlier event of its
+ * target is over (caps.end_covers_earlier, as mmn.ko): two events of one
+ * target, only the later one's END comes.  That END ends both at once (not
+ * the last-resort timer), each Invalidate is paired exactly once, in order,
+ * and the first event's late END finds nothing.  Without the flag the first
+ * event stays in flight (other sources: ENDs may come in any order).
+ */
+static size_t in_flight(void)
+{
+	size_t n = 0;
+
+	list_for_each(pos, &h.b->events)
+		n++;
+	return n;
+}
+
+static void lost_end_case(void)
+{
+	struct tclient c;
+	uint32_t slot = 0;
+	uint64_t sub, e1, e2, implied0 = h.b->stats.implied_ends, timeouts0 = h.b->stats.end_timeouts;
+	uint64_t inv = 0, other = 0, endv[2] = {0, 0}, order_ok = 1, last = 0;
+
+	h_require(tc_hello(&h, &c) == 0);
+	sub = tc_subscribe(&h, &c, A, 16 * 4096, false, 0, &slot);
+	h_require(sub != 0);
+
+	/* without the flag: an END only ends its own event */
+	h.src->caps.end_covers_earlier = false;
+	e1 = mmn__source_test_invalidate(h.src, getpid(), A, A + 4096, 0, true);
+	e2 = mmn__source_test_invalidate(h.src, getpid(), A + 4096, A + 8192, 0, true);
+	h_require(e1 && e2 && e1 < e2);
+	h_pump(&h, 5);
+	mmn__source_test_end(h.src, e2);
+	h_pump(&h, 5);
+	tap_is_int(in_flight(), 1, "lost END: without end_covers_earlier the first event stays");
+	mmn__source_test_end(h.src, e1);
+	h_pump(&h, 5);
+	while (!tc_quiet(&h, &c))
+		mmn__wire_free(tc_recv(&h, &c));
+
+	h.src->caps.end_covers_earlier = true;
+	e1 = mmn__source_test_invalidate(h.src, getpid(), A, A + 4096, 0, true);
+	e2 = mmn__source_test_invalidate(h.src, getpid(), A + 4096, A + 8192, 0, true);
+	h_require(e1 && e2 && e1 < e2);
+	h_pump(&h, 5);
+	tap_is_int(in_flight(), 2, "lost END: two events of one target in flight");
+	mmn__source_test_end(h.src, e2); /* e1's END was lost */
+	h_pump(&h, 5);
+	tap_is_int(in_flight(), 0, "lost END: the later END ended both at once");
+	tap_is_int(h.b->stats.implied_ends - implied0, 1, "lost END: counted once (implied_ends)");
+	tap_is_int(h.b->stats.end_timeouts - timeouts0, 0, "lost END: not by the END timer");
+	mmn__source_test_end(h.src, e1); /* late after all: finds nothing */
+	h_pump(&h, 5);
+	while (!tc_quiet(&h, &c)) {
+		MmnEnvelope *m = tc_recv(&h, &c);
+
+		if (!m)
+			break;
+		if (m->body_case == MMN__V1__ENVELOPE__BODY_INVALIDATE)
+			inv++;
+		else if (m->body_case == MMN__V1__ENVELOPE__BODY_INVALIDATE_END &&
+			 (m->invalidate_end->event_id == e1 || m->invalidate_end->event_id == e2)) {
+			endv[m->invalidate_end->event_id == e2]++;
+			order_ok &= m->invalidate_end->event_id > last;
+			last = m->invalidate_end->event_id;
+		} else
+			other++;
+		mmn__wire_free(m);
+	}
+	tap_ok(inv == 2 && endv[0] == 1 && endv[1] == 1 && other == 0 && order_ok,
+	       "lost END: 2 Invalidates, one InvalidateEnd each, oldest first (%" PRIu64 ", %" PRIu64 ", %" PRIu64
+	       ", other %" PRIu64 ")",
+	       inv, endv[0], endv[1], other);
+	tap_is_int(tc_seq(&c, slot) & 1, 0, "lost END: the slot is even again");
+	h.src->caps.end_covers_earlier = false;
+	tc_close(&c);
+	h_pump(&h, 5);
+}
+
 int main(void)
 {
 	struct broker_options o;
@@ -702,6 +783,7 @@ int main(void)
 			client_down(&cl[i]);
 	h_pump(&h, 5);
 	tap_is_int(mmn__source_test_nksubs(h.src), 0, "pairing: no ksub left after every client left");
+	lost_end_case();
 	tap_is_int(h_fini(&h), 0, "pairing: loop closes clean");
 	return tap_done();
 }
