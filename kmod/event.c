@@ -171,7 +171,7 @@ static int send_end(const struct mmn_batch *b)
 }
 
 /* Longest pause between two tries of an INVALIDATE_END (ms). */
-#define MMN_END_RETRY_MAX_MS	100
+#define MMN_END_RETRY_MAX_MS	100U
 
 /*
  * INVALIDATE_END: mmu_interval_read_begin() sleeps until no invalidation of
@@ -206,14 +206,14 @@ void mmn_ev_end_work(struct work_struct *work)
 		}
 		ret = send_end(b);
 		if (ret == -EAGAIN || ret == -ENOMEM) {
-			unsigned int ms = b->retries < 7 ? 1U << b->retries :
-				MMN_END_RETRY_MAX_MS;
+			/* 1, 2, 4 ... 64, then 100 ms */
+			unsigned int ms = min(1U << min(b->retries, 7U),
+					      MMN_END_RETRY_MAX_MS);
 
 			if (!b->retries++)
 				mmn_count(MMN_STATS_A_SEND_FAILS);
 			queue_delayed_work(mmn_wq, &b->work,
-					   msecs_to_jiffies(min_t(unsigned int, ms,
-								  MMN_END_RETRY_MAX_MS)));
+					   msecs_to_jiffies(ms));
 			return;
 		}
 		if (!ret) {
