@@ -10,7 +10,9 @@
  * (sent after a deliberate delay) and INVALIDATE carries the clipped range,
  * UNMAP, needs_ack; INVALIDATE_END pairs with it; a non-blocking ksub never
  * waits; SET_FLAGS turns waiting on; a late ack is -ENOENT; target exit is
- * RELEASE; destroy while the kernel waits releases munmap at once and a new
+ * RELEASE; an INVALIDATE_END whose ksubs were all deleted meanwhile (the
+ * broker does that at a RELEASE, with the event still in flight) is still
+ * passed on; destroy while the kernel waits releases munmap at once and a new
  * source can bind again; an unread flood overruns the socket and the ksub is
  * revoked (DESYNC), events flow again after ksub_resynced; rmmod while bound
  * is SOURCE_LOST(-ENODEV), and then the constructor says -ENOENT.
@@ -164,6 +166,7 @@ struct bk {
 	/* what to do on INVALIDATE */
 	uint64_t ack_delay_ms;  /* 0: ack at once */
 	bool destroy_on_inv;
+	bool no_ack;            /* leave needs_ack events unacked */
 	uint64_t t_ack;
 	int ack_ret;
 	bool reported, timed_out;
@@ -190,8 +193,8 @@ static void emit(const struct source_event *ev, void *ud)
 		B.inv_sub = ev->nsubs ? ev->subs[0] : (struct source_event_sub){ 0 };
 		if (!ev->needs_ack)
 			break;
-		if (B.destroy_on_inv)
-			break; /* the test destroys from outside the callback */
+		if (B.destroy_on_inv || B.no_ack)
+			break; /* the test acts from outside the callback */
 		if (B.ack_delay_ms)
 			uv_timer_start(&B.ack_timer, on_ack_timer, B.ack_delay_ms, 0);
 		else
@@ -353,6 +356,42 @@ static void test_blocking(void)
 	target_end(&t);
 }
 
+/*
+ * The broker deletes a ksub while its event is in flight (RELEASE of an
+ * exiting target, or a revoked source): the END must still come, or the
+ * broker's event would stay open until its last-resort timer.  Here the
+ * deletion (UNSUBSCRIBE) is what releases the kernel's wait, so the END
+ * always follows it.
+ */
+static void test_end_after_del(void)
+{
+	struct source_target st;
+	struct target t;
+	uint32_t id = 0;
+	bool ended;
+	int r;
+
+	tap_require(target_spawn(&t) == 0);
+	st = (struct source_target){ .pid = t.pid, .pidfd = -1, .uffd = -1 };
+	r = B.s->ops->ksub_add(B.s, &st, t.addr, t.len, true, 3000, &id);
+	tap_is_int(r, 0, "SUBSCRIBE a blocking ksub (END after its deletion)");
+	B.ninv = B.nend = 0;
+	B.end_id = 0;
+	B.no_ack = true;
+	if (write(t.cmd, "u", 1) != 1)
+		tap_diag("write: %s", strerror(errno));
+	tap_ok(run_until(NULL, &B.ninv, 1, 5000) && B.inv.needs_ack, "INVALIDATE, the kernel waits");
+	tap_is_int(B.s->ops->ksub_del(B.s, id), 0, "the ksub is deleted with its event in flight");
+	ended = run_until(NULL, &B.nend, 1, 5000);
+	tap_ok(ended && B.end_id == B.inv.event_id, "its INVALIDATE_END is still passed on (event %llu, END %llu)",
+	       (unsigned long long)B.inv.event_id, (unsigned long long)B.end_id);
+	tap_ok(read_full(t.rep, t.times, sizeof(t.times)) == 0 && t.times[1] - t.times[0] < 2500 * MS,
+	       "the deletion released the munmap (%llu us)", (unsigned long long)(t.times[1] - t.times[0]) / 1000);
+	B.no_ack = false;
+	B.s->ops->ack(B.s, B.inv.event_id); /* forget it: the kernel no longer waits (-ENOENT comes back) */
+	target_end(&t);
+}
+
 static void test_bad_subscribe(void)
 {
 	struct source_target st = { .pid = getpid(), .pidfd = -1, .uffd = -1 };
@@ -505,6 +544,7 @@ int main(void)
 	test_bind();
 	test_bad_subscribe();
 	test_blocking();
+	test_end_after_del();
 	test_destroy_releases();
 	test_overrun(); /* the module keeps sending the flood's ENDs for a while */
 	test_rmmod();   /* last: the module is gone afterwards */
