@@ -22,12 +22,23 @@
  *              munmap returns meanwhile.
  *   death      a second mmnd is SIGKILLed while munmap waits for its ack:
  *              munmap returns at once (the module sees the socket close).
+ *   lost END   a third mmnd is stopped (SIGSTOP) while the kernel waits for
+ *              a silent blocking client; a flood of another target's events
+ *              congests mmnd's netlink queue before that wait ends, so the
+ *              module's INVALIDATE_END meets a full queue; mmnd continues
+ *              (SIGCONT), resynchronises after the overrun, and the event
+ *              must still end at once for a non-blocking observer of the
+ *              same range (its read_begin returns), not after mmnd's 60 s
+ *              last-resort END timer.  Skipped if the flood cannot congest
+ *              the queue in time.
  *
  * Exits 77 when not root or the module's family does not resolve.
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -58,6 +69,22 @@ static uint64_t mono_ns(void)
 static int module_loaded(void)
 {
 	return access("/sys/module/mmn", F_OK) == 0;
+}
+
+/* Write a module parameter; 0 or -errno. */
+static int kt_param(const char *name, const char *val)
+{
+	char path[128];
+	int fd, r = 0;
+
+	snprintf(path, sizeof(path), "/sys/module/mmn/parameters/%s", name);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, val, strlen(val)) < 0)
+		r = -errno;
+	close(fd);
+	return r;
 }
 
 /* Wait until @fd is readable, at most @ms; 1 readable, 0 timeout. */
@@ -193,6 +220,8 @@ static int on_invalidate(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 	}
 	if (write(c->ev[1], "i", 1) != 1)
 		return 0;
+	if (r->event == MMN_EVENT_UNMAP)
+		(void)!write(c->ev[1], "u", 1);
 	if (c->hold_callback) {
 		char x;
 
@@ -394,7 +423,14 @@ out:
 
 /* ---- mmnd ------------------------------------------------------------------ */
 
+static pid_t start_mmnd_ms(const char *mmnd, const char *sock, const char *timeout, const char *cap);
+
 static pid_t start_mmnd(const char *mmnd, const char *sock)
+{
+	return start_mmnd_ms(mmnd, sock, "--ack-timeout-ms=1000", "--ack-cap-ms=1500");
+}
+
+static pid_t start_mmnd_ms(const char *mmnd, const char *sock, const char *timeout, const char *cap)
 {
 	char sockarg[300];
 	int ready[2];
@@ -412,7 +448,7 @@ static pid_t start_mmnd(const char *mmnd, const char *sock)
 			_exit(127);
 		dup2(2, 1); /* keep TAP on stdout clean */
 		execl(mmnd, mmnd, "--source=kmod", sockarg, "--bus=none", "--ready-fd=3", "--foreground",
-		      "--ack-timeout-ms=1000", "--ack-cap-ms=1500", "--log-level=info", (char *)NULL);
+		      timeout, cap, "--log-level=info", (char *)NULL);
 		_exit(127);
 	}
 	close(ready[1]);
@@ -427,6 +463,240 @@ static pid_t start_mmnd(const char *mmnd, const char *sock)
 	}
 	close(ready[0]);
 	return pid;
+}
+
+/* ---- lost END: mmnd's queue congested between INVALIDATE and END ---------- */
+
+/*
+ * A flood target: FLOOD_PAGES pages, every other one subscribed (separate
+ * ksubs, so each INVALIDATE lists FLOOD_PAGES / 2 of them: big messages fill
+ * mmnd's queue sooner); on 'f', 500 mmap+munmap cycles of the whole range,
+ * then it reports.
+ */
+#define FLOOD_PAGES 128
+
+static void flood_main(int cmd, int rep)
+{
+	size_t len = FLOOD_PAGES * (size_t)sysconf(_SC_PAGESIZE);
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t a = (uint64_t)(uintptr_t)p;
+	char c;
+
+	if (p == MAP_FAILED || write(rep, &a, sizeof(a)) != sizeof(a))
+		_exit(2);
+	while (read_full(cmd, &c, 1) == 0 && c == 'f') {
+		for (int i = 0; i < 500; i++) {
+			if (mmap(p, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
+			    MAP_FAILED)
+				_exit(3);
+			munmap(p, len);
+		}
+		if (write(rep, "d", 1) != 1)
+			_exit(4);
+	}
+	_exit(0);
+}
+
+static int flood_spawn(struct target *t)
+{
+	int cmd[2], rep[2];
+
+	if (pipe2(cmd, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0)
+		return -errno;
+	fflush(stdout);
+	t->pid = fork();
+	if (t->pid < 0)
+		return -errno;
+	if (t->pid == 0) {
+		close(cmd[1]);
+		close(rep[0]);
+		flood_main(cmd[0], rep[1]);
+	}
+	close(cmd[0]);
+	close(rep[1]);
+	t->cmd = cmd[1];
+	t->rep = rep[0];
+	t->len = FLOOD_PAGES * (uint64_t)sysconf(_SC_PAGESIZE);
+	if (!wait_readable(t->rep, 5000) || read_full(t->rep, &t->addr, sizeof(t->addr)) < 0)
+		return -EIO;
+	return 0;
+}
+
+/* Subscribe @cl to every other page of flood target @f; 0 or a negative error. */
+static int flood_subscribe(struct mmn_client *cl, struct target *f, struct ctx *c, struct mmn_sub **subs)
+{
+	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
+	struct mmn_sub_opts o = {
+		.size = sizeof(o),
+		.flags = MMN_SUB_NONBLOCKING,
+		.invalidate = on_invalidate,
+		.release = on_release,
+		.userdata = c,
+	};
+
+	for (int i = 0; i < FLOOD_PAGES / 2; i++) {
+		int r = mmn_subscribe(cl, f->pid, f->addr + 2 * (uint64_t)i * ps, ps, &o, &subs[i]);
+
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* Rmem and Drops of @pid's generic-netlink socket (/proc/net/netlink); -1 if none. */
+static int nl_queue_of(pid_t pid, long long *rmem, long long *drops)
+{
+	char path[64], line[512], link[64];
+	FILE *f = fopen("/proc/net/netlink", "r");
+	int found = -1;
+
+	if (!f)
+		return -1;
+	while (found < 0 && fgets(line, sizeof(line), f)) {
+		unsigned long long dr, ino;
+		unsigned int eth, port, groups, wmem, dump, locks;
+		int rm;
+
+		/* the first column is a kernel pointer, maybe hidden: skipped */
+		if (sscanf(line, "%*s %u %u %x %d %u %u %u %llu %llu", &eth, &port, &groups, &rm, &wmem, &dump,
+			   &locks, &dr, &ino) != 9 || eth != 16)
+			continue;
+		snprintf(link, sizeof(link), "socket:[%llu]", ino);
+		for (int fd = 0; fd < 64 && found < 0; fd++) {
+			char got[64];
+			ssize_t n;
+
+			snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+			n = readlink(path, got, sizeof(got) - 1);
+			if (n <= 0)
+				continue;
+			got[n] = '\0';
+			if (!strcmp(got, link)) {
+				*rmem = rm;
+				*drops = (long long)dr;
+				found = 0;
+			}
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* Wait, bounded, until @pid's socket satisfies rmem > @rmem_gt or drops > @drops_gt. */
+static bool nl_wait(pid_t pid, long long rmem_gt, long long drops_gt, int ms)
+{
+	uint64_t end = mono_ns() + (uint64_t)ms * MS;
+	struct timespec tick = { 0, 5 * (long)MS };
+	long long rm, dr;
+
+	do {
+		if (nl_queue_of(pid, &rm, &dr) == 0 && (rm > rmem_gt || dr > drops_gt))
+			return true;
+		nanosleep(&tick, NULL); /* polling a counter: nothing to wait on */
+	} while (mono_ns() < end);
+	return false;
+}
+
+struct reader {
+	struct mmn_sub *s;
+	int done[2];
+};
+
+static void *read_begin_thread(void *arg)
+{
+	struct reader *r = arg;
+
+	mmn_read_begin(r->s); /* waits while an invalidation of the sub is in flight */
+	(void)!write(r->done[1], "q", 1);
+	return NULL;
+}
+
+/* Flood @f until mmnd's queue dropped a message; false if not within @ms. */
+static bool congest(struct target *f, pid_t mmnd, long long drops0, int ms)
+{
+	uint64_t start = mono_ns(), end = start + (uint64_t)ms * MS;
+	long long rm = -1, dr = -1;
+	int rounds = 0;
+	char x;
+
+	while (mono_ns() < end) {
+		if (write(f->cmd, "f", 1) != 1 || !wait_readable(f->rep, 10000) || read(f->rep, &x, 1) != 1)
+			return false;
+		rounds++;
+		if (nl_queue_of(mmnd, &rm, &dr) == 0 && dr > drops0)
+			break;
+	}
+	tap_diag("lost END: %d flood rounds in %llu ms, mmnd's queue %lld bytes, %lld drops", rounds,
+		 (unsigned long long)((mono_ns() - start) / MS), rm, dr);
+	return dr > drops0;
+}
+
+static void test_lost_end(const char *mmnd_path, const char *sock)
+{
+	struct ctx cb, co, cf;
+	struct target t, f;
+	struct mmn_client *cl = NULL;
+	struct mmn_sub *sb = NULL, *so = NULL, *sf[FLOOD_PAGES / 2] = { 0 };
+	struct reader rd = { 0 };
+	pthread_t th;
+	bool joined = true;
+	long long rm0, dr0, rm, dr;
+	uint64_t times[2];
+	pid_t mmnd;
+
+	tap_require(kt_param("max_ack_timeout_ms", "10000") == 0);
+	mmnd = start_mmnd_ms(mmnd_path, sock, "--ack-timeout-ms=10000", "--ack-cap-ms=10000");
+	tap_require(mmnd > 0);
+	tap_require(mmn_connect(sock, &cl) == 0);
+	tap_require(mmn_start_thread(cl) == 0);
+	ctx_init(&cb);
+	ctx_init(&co);
+	ctx_init(&cf);
+	atomic_store(&cb.ack_later, true);
+	tap_require(target_spawn(&t) == 0);
+	tap_require(flood_spawn(&f) == 0);
+	sb = subscribe(cl, &t, &cb, MMN_SUB_BLOCKING, 10000);
+	so = subscribe(cl, &t, &co, MMN_SUB_NONBLOCKING, 0);
+	tap_require(sb && so && flood_subscribe(cl, &f, &cf, sf) == 0);
+	tap_require(nl_queue_of(mmnd, &rm0, &dr0) == 0);
+
+	kill(mmnd, SIGSTOP);
+	target_munmap(&t);
+	tap_ok(nl_wait(mmnd, rm0, dr0, 5000), "lost END: the INVALIDATE is queued for the stopped mmnd");
+	if (!congest(&f, mmnd, dr0, 8000) || wait_readable(t.rep, 0)) {
+		kill(mmnd, SIGCONT);
+		printf("ok %d # SKIP lost END: the flood did not congest mmnd's queue while the kernel waited\n",
+		       ++tap_n);
+		goto out;
+	}
+	tap_is_int(target_times(&t, 15000, times), 0, "lost END: munmap returned at the kernel's timeout");
+	tap_require(nl_queue_of(mmnd, &rm, &dr) == 0);
+	tap_ok(nl_wait(mmnd, LLONG_MAX, dr, 5000), "lost END: the INVALIDATE_END met the congested queue");
+	kill(mmnd, SIGCONT);
+
+	tap_is_int(ctx_wait(&co, 'u', 20000), 0, "lost END: mmnd resumed and passed the munmap on");
+	rd.s = so;
+	tap_require(pipe2(rd.done, O_CLOEXEC) == 0);
+	tap_require(pthread_create(&th, NULL, read_begin_thread, &rd) == 0);
+	joined = wait_readable(rd.done[0], 15000);
+	tap_ok(joined, "lost END: the event ended well before mmnd's 60 s END timer");
+	if (joined)
+		pthread_join(th, NULL);
+	else
+		pthread_detach(th); /* ends when mmnd's timer does */
+out:
+	if (joined) {
+		mmn_unsubscribe(sb);
+		mmn_unsubscribe(so);
+		for (int i = 0; i < FLOOD_PAGES / 2; i++)
+			mmn_unsubscribe(sf[i]);
+		mmn_disconnect(cl);
+	}
+	kill(mmnd, SIGKILL);
+	waitpid(mmnd, NULL, 0);
+	kt_param("max_ack_timeout_ms", "2000");
+	target_end(&t);
+	target_end(&f);
 }
 
 int main(int argc, char **argv)
@@ -473,6 +743,8 @@ int main(int argc, char **argv)
 	tap_require(mmn_start_thread(cl) == 0);
 	test_daemon_death(cl, mmnd);
 	mmn_disconnect(cl);
+
+	test_lost_end(argv[1], sock);
 
 	unlink(sock);
 	rmdir(dir);
