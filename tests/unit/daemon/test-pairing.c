@@ -17,7 +17,10 @@
  *   - nothing arrives for a subscription after its Revoked/Release/Status;
  * and for the source: no event is acked twice, every event still in flight
  * is acked once its blocking clients acked or were evicted; at quiescence
- * every sequence slot is even.  Deterministic seed; no sleeps.
+ * every sequence slot is even.  Deterministic seed; no sleeps.  Then one
+ * fixed case: a lost END is ended at the next END of its target when the
+ * source says that it may (end_covers_earlier, as mmn.ko), not by the END
+ * timer.
  */
 #include "harness.h"
 
