@@ -303,6 +303,11 @@ ok(st is not None and st["default_ack_timeout_msec"] == 250 and st["max_queued_e
 rc, out, err = mmnctl("set-default", f"ack-timeout-ms={10**6}")
 ok(rc == 1 and "range" in err, f"set-default out of range: exit 1 ({err.strip()})")
 ok(mmnctl("set-default", "bogus=1")[0] == 2, "set-default unknown key: exit 2")
+rc, out, err = mmnctl("set-default", f"max-queued={2**30}")
+ok(rc == 1 and "MaxQueuedEvents" in err and "1048576" in err,
+   f"set-default max-queued=2^30: refused naming the key and its range ({err.strip()})")
+st = mmnctl_json("status")
+ok(st is not None and st["max_queued_events"] == 64, "a refused max-queued changes nothing")
 
 # Another uid.
 if os.geteuid() == 0:
