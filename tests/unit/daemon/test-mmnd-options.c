@@ -37,6 +37,7 @@ struct run {
 	pid_t pid;
 	bool ready;  /* it wrote READY=1: still running */
 	int status;  /* exit code once exited */
+	int errfd;   /* its stderr while ready, else -1 */
 	char err[4096];
 };
 
@@ -86,8 +87,10 @@ static void start(struct run *r, const char *a1, const char *a2)
 	close(rp[1]);
 	close(ep[1]);
 	pf = (struct pollfd){.fd = rp[0], .events = POLLIN};
+	r->errfd = -1;
 	if (poll(&pf, 1, 10000) > 0 && read(rp[0], buf, sizeof(buf) - 1) > 0 && strstr(buf, "READY=1")) {
 		r->ready = true;
+		r->errfd = dup(ep[0]);
 	} else {
 		int st;
 
@@ -108,10 +111,18 @@ static void stop(struct run *r)
 	kill(r->pid, SIGTERM);
 	waitpid(r->pid, &st, 0);
 	r->ready = false;
+	slurp(r->errfd, r->err, sizeof(r->err));
+	close(r->errfd);
+	r->errfd = -1;
 }
 
-/* Connect and Hello: true on a HelloReply. */
-static bool hello_ok(const char *path)
+/*
+ * Connect and Hello: true on a HelloReply.  @leave_unread: close as soon as
+ * the reply is there, without reading it (mmnd then sees ECONNRESET).
+ * @garbage: after the reply, send an undecodable packet and wait for the
+ * Error (mmnd drops the client for it) before closing.
+ */
+static bool hello_ex(const char *path, bool leave_unread, bool garbage)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	Mmn__V1__Hello hello = MMN__V1__HELLO__INIT;
@@ -134,14 +145,28 @@ static bool hello_ok(const char *path)
 	mmn__wire_send(fd, &env, NULL, 0, 0);
 	pf = (struct pollfd){.fd = fd, .events = POLLIN};
 	poll(&pf, 1, 10000);
+	if (leave_unread) {
+		close(fd);
+		return pf.revents & POLLIN;
+	}
 	n = mmn__wire_recv(fd, pkt, sizeof(pkt), &memfd, 1, &nfds);
 	ok = n > 0 && mmn__wire_decode(pkt, (size_t)n, &rep) == 0 &&
 	     rep->body_case == MMN__V1__ENVELOPE__BODY_HELLO_REPLY;
 	mmn__wire_free(rep);
 	if (nfds)
 		close(memfd);
+	if (ok && garbage) {
+		static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff};
+
+		ok = send(fd, junk, sizeof(junk), 0) == (ssize_t)sizeof(junk) && poll(&pf, 1, 10000) == 1;
+	}
 	close(fd);
 	return ok;
+}
+
+static bool hello_ok(const char *path)
+{
+	return hello_ex(path, false, false);
 }
 
 static void write_file(const char *path, const char *content, mode_t mode)
@@ -266,6 +291,36 @@ static void test_ranges(void)
 	stop(&r);
 }
 
+/* A client closing its end is a plain disconnect in the log; a real error keeps its reason. */
+static void test_hangup_log(void)
+{
+	char path[128], arg[160];
+	struct run r;
+
+	snprintf(path, sizeof(path), "%s/log.sock", dir);
+	snprintf(arg, sizeof(arg), "--socket=%s", path);
+	start(&r, arg, "--log-level=debug");
+	req(r.ready);
+	tap_ok(hello_ok(path), "hangup: a client reads its HelloReply and closes");
+	tap_ok(hello_ex(path, true, false), "hangup: a client closes with the HelloReply unread");
+	tap_ok(hello_ex(path, false, true), "hangup: a client sends garbage after Hello");
+	stop(&r);
+	{
+		int n = 0;
+
+		for (const char *p = r.err; (p = strstr(p, "disconnected")); p++)
+			n++;
+		tap_ok(n >= 2, "hangup: both logged as disconnected (%d)", n);
+	}
+	tap_ok(!strstr(r.err, "Connection reset by peer") && !strstr(r.err, "Broken pipe"),
+	       "hangup: no \"Connection reset by peer\" or \"Broken pipe\" in the log");
+	tap_ok(strstr(r.err, "<7>Client") != NULL && strstr(r.err, "<6>Client") != NULL,
+	       "hangup: disconnects at debug level, attaches at info");
+	tap_ok(strstr(r.err, "detached: Bad message") != NULL, "hangup: a real error still says why (Bad message)");
+	if (!strstr(r.err, "disconnected"))
+		tap_diag("  stderr: %s", r.err);
+}
+
 int main(void)
 {
 	mmnd = getenv("MMND");
@@ -275,6 +330,7 @@ int main(void)
 	req(mkdtemp(dir) != NULL);
 	test_socket_path();
 	test_ranges();
+	test_hangup_log();
 	rmdir(dir);
 	return tap_done();
 }
