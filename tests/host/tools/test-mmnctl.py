@@ -308,6 +308,12 @@ ok(rc == 1 and "MaxQueuedEvents" in err and "1048576" in err,
    f"set-default max-queued=2^30: refused naming the key and its range ({err.strip()})")
 st = mmnctl_json("status")
 ok(st is not None and st["max_queued_events"] == 64, "a refused max-queued changes nothing")
+ok(st is not None and st.get("max_clients_per_uid") == 128 and st.get("hello_timeout_msec") == 5000,
+   "status shows the per-uid limits and the Hello timeout")
+rc, out, err = mmnctl("set-default", "max-clients-per-uid=16", "hello-timeout-ms=2000")
+st = mmnctl_json("status")
+ok(rc == 0 and st is not None and st["max_clients_per_uid"] == 16 and st["hello_timeout_msec"] == 2000,
+   f"set-default max-clients-per-uid and hello-timeout-ms ({err.strip()})")
 
 # Another uid.
 if os.geteuid() == 0:
