@@ -273,9 +273,9 @@ struct uid_acct {
 };
 
 struct client {
-	struct list link; /* broker->clients, or broker->reap once dropped */
-	struct list hlink; /* broker->unhello until Hello (FIFO by accept time), else empty */
-	uint64_t accepted_at; /* loop time */
+	struct list link;      /* broker->clients, or broker->reap once dropped */
+	struct list hlink;     /* broker->unhello until Hello (FIFO by accept time), else empty */
+	uint64_t accepted_at;  /* loop time */
 	struct uid_acct *acct; /* never NULL once accepted */
 	bool limited;	       /* the per-uid limits apply (not root or mmnd's uid) */
 	struct broker *b;

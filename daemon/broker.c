@@ -65,7 +65,8 @@ int mmn__broker_options_explain(const struct broker_options *o, const char **why
 		uint32_t v = *(const uint32_t *)((const char *)o + option_ranges[i].off);
 
 		if (mmn__option_check_u32(v, 1, option_ranges[i].max) < 0) {
-			snprintf(msg, sizeof(msg), "%s is out of range: it must be between 1 and %" PRIu32 ", not %" PRIu32,
+			snprintf(msg, sizeof(msg),
+				 "%s is out of range: it must be between 1 and %" PRIu32 ", not %" PRIu32,
 				 option_ranges[i].name, option_ranges[i].max, v);
 			*why = msg;
 			return -EINVAL;

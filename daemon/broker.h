@@ -43,13 +43,13 @@ struct broker_options {
 	bool limit_privileged;
 };
 
-#define MMN_BROKER_DEFAULT_ACK_TIMEOUT_MS 1000
-#define MMN_BROKER_DEFAULT_ACK_CAP_MS	  1500 /* below mmn.ko's default max_ack_timeout_ms, 2000 */
-#define MMN_BROKER_DEFAULT_MAX_CLIENTS	  1024
-#define MMN_BROKER_DEFAULT_MAX_SUBS	  1024
-#define MMN_BROKER_DEFAULT_MAX_QUEUED	  1024
-#define MMN_BROKER_DEFAULT_MAX_TARGETS	  4096
-#define MMN_BROKER_DEFAULT_END_TIMEOUT_MS 60000
+#define MMN_BROKER_DEFAULT_ACK_TIMEOUT_MS      1000
+#define MMN_BROKER_DEFAULT_ACK_CAP_MS	       1500 /* below mmn.ko's default max_ack_timeout_ms, 2000 */
+#define MMN_BROKER_DEFAULT_MAX_CLIENTS	       1024
+#define MMN_BROKER_DEFAULT_MAX_SUBS	       1024
+#define MMN_BROKER_DEFAULT_MAX_QUEUED	       1024
+#define MMN_BROKER_DEFAULT_MAX_TARGETS	       4096
+#define MMN_BROKER_DEFAULT_END_TIMEOUT_MS      60000
 #define MMN_BROKER_DEFAULT_MAX_CLIENTS_PER_UID 128
 #define MMN_BROKER_DEFAULT_MAX_SUBS_PER_UID    8192
 #define MMN_BROKER_DEFAULT_HELLO_TIMEOUT_MS    5000
@@ -58,14 +58,14 @@ struct broker_options {
  * Ranges accepted by options and by mmn__admin_set_defaults() (the minimum
  * is 1 for every numeric option; see options.h for the parser).
  */
-#define MMN_BROKER_MAX_ACK_CAP_MS	   600000
-#define MMN_BROKER_MAX_SUBS_LIMIT	   65536
-#define MMN_BROKER_MAX_CLIENTS_LIMIT	   65536
-#define MMN_BROKER_MAX_QUEUED_LIMIT	   (UINT32_C(1) << 20)
-#define MMN_BROKER_MAX_TARGETS_LIMIT	   1048576
-#define MMN_BROKER_MAX_END_TIMEOUT_MS	   3600000
-#define MMN_BROKER_MAX_SUBS_PER_UID_LIMIT  (UINT32_C(1) << 24)
-#define MMN_BROKER_MAX_HELLO_TIMEOUT_MS	   600000
+#define MMN_BROKER_MAX_ACK_CAP_MS	  600000
+#define MMN_BROKER_MAX_SUBS_LIMIT	  65536
+#define MMN_BROKER_MAX_CLIENTS_LIMIT	  65536
+#define MMN_BROKER_MAX_QUEUED_LIMIT	  (UINT32_C(1) << 20)
+#define MMN_BROKER_MAX_TARGETS_LIMIT	  1048576
+#define MMN_BROKER_MAX_END_TIMEOUT_MS	  3600000
+#define MMN_BROKER_MAX_SUBS_PER_UID_LIMIT (UINT32_C(1) << 24)
+#define MMN_BROKER_MAX_HELLO_TIMEOUT_MS	  600000
 
 void mmn__broker_options_default(struct broker_options *o);
 /* 0 or -EINVAL. */

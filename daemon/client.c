@@ -232,8 +232,9 @@ static void hello_timer_cb(uv_timer_t *h)
 			break;
 		snprintf(msg, sizeof(msg), "no Hello within %" PRIu32 " ms", b->opt.hello_timeout_ms);
 		if (mmn__ratelimit_ok(&b->rl_client, now))
-			mmn__log(LOG_DEBUG, NULL, "Connection %" PRIu64 " (pid %d, uid %u) sent %s; closing it",
-				 c->id, (int)c->pid, (unsigned)c->uid, msg);
+			mmn__log(LOG_DEBUG, NULL,
+				 "Connection %" PRIu64 " (pid %d, uid %u) sent %s; closing it", c->id,
+				 (int)c->pid, (unsigned)c->uid, msg);
 		mmn__client_send_error(c, 0, -ETIMEDOUT, msg);
 		mmn__client_drop(c, -ETIMEDOUT); /* unlinks it from unhello */
 	}

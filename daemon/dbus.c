@@ -169,10 +169,12 @@ static const struct default_key {
 	{"MaxSubscriptionsPerClient", offsetof(struct admin_defaults, max_subs_per_client),
 	 MMN_BROKER_MAX_SUBS_LIMIT},
 	{"MaxQueuedEvents", offsetof(struct admin_defaults, max_queued_events), MMN_BROKER_MAX_QUEUED_LIMIT},
-	{"MaxClientsPerUid", offsetof(struct admin_defaults, max_clients_per_uid), MMN_BROKER_MAX_CLIENTS_LIMIT},
+	{"MaxClientsPerUid", offsetof(struct admin_defaults, max_clients_per_uid),
+	 MMN_BROKER_MAX_CLIENTS_LIMIT},
 	{"MaxSubscriptionsPerUid", offsetof(struct admin_defaults, max_subs_per_uid),
 	 MMN_BROKER_MAX_SUBS_PER_UID_LIMIT},
-	{"HelloTimeoutMSec", offsetof(struct admin_defaults, hello_timeout_ms), MMN_BROKER_MAX_HELLO_TIMEOUT_MS},
+	{"HelloTimeoutMSec", offsetof(struct admin_defaults, hello_timeout_ms),
+	 MMN_BROKER_MAX_HELLO_TIMEOUT_MS},
 };
 
 /* Properties. */
@@ -439,10 +441,11 @@ static int method_set_defaults(sd_bus_message *m, void *ud, sd_bus_error *error)
 		return r;
 	r = mmn__admin_set_defaults(bus->broker, &d);
 	if (r == -EINVAL)
-		return sd_bus_error_setf(error, BUS_ERROR_INVALID_VALUE,
-					 d.ack_timeout_ms > d.ack_cap_ms
-						 ? "DefaultAckTimeoutMSec must not exceed AckCapMSec; nothing was changed"
-						 : "A value is out of range; nothing was changed");
+		return sd_bus_error_setf(
+			error, BUS_ERROR_INVALID_VALUE,
+			d.ack_timeout_ms > d.ack_cap_ms
+				? "DefaultAckTimeoutMSec must not exceed AckCapMSec; nothing was changed"
+				: "A value is out of range; nothing was changed");
 	if (r < 0)
 		return sd_bus_error_set_errnof(error, -r, "Failed to set defaults: %s", strerror(-r));
 	r = emit_defaults_changed(bus);

@@ -81,9 +81,10 @@ static void help(void)
 	       MMN_DEFAULT_SOCKET, MMN_BROKER_DEFAULT_ACK_TIMEOUT_MS, MMN_BROKER_DEFAULT_ACK_CAP_MS,
 	       MMN_BROKER_MAX_ACK_CAP_MS, MMN_BROKER_DEFAULT_MAX_CLIENTS, MMN_BROKER_MAX_CLIENTS_LIMIT,
 	       MMN_BROKER_DEFAULT_MAX_SUBS, MMN_BROKER_MAX_SUBS_LIMIT, MMN_BROKER_DEFAULT_MAX_QUEUED,
-	       MMN_BROKER_MAX_QUEUED_LIMIT, MMN_BROKER_DEFAULT_MAX_CLIENTS_PER_UID, MMN_BROKER_MAX_CLIENTS_LIMIT,
-	       MMN_BROKER_DEFAULT_MAX_SUBS_PER_UID, MMN_BROKER_MAX_SUBS_PER_UID_LIMIT,
-	       MMN_BROKER_DEFAULT_HELLO_TIMEOUT_MS, MMN_BROKER_MAX_HELLO_TIMEOUT_MS);
+	       MMN_BROKER_MAX_QUEUED_LIMIT, MMN_BROKER_DEFAULT_MAX_CLIENTS_PER_UID,
+	       MMN_BROKER_MAX_CLIENTS_LIMIT, MMN_BROKER_DEFAULT_MAX_SUBS_PER_UID,
+	       MMN_BROKER_MAX_SUBS_PER_UID_LIMIT, MMN_BROKER_DEFAULT_HELLO_TIMEOUT_MS,
+	       MMN_BROKER_MAX_HELLO_TIMEOUT_MS);
 }
 
 /* The numeric options: where each goes and its range (the broker's, see broker.h). */
@@ -103,7 +104,8 @@ static const struct num_opt num_opts[] = {
 	 MMN_BROKER_MAX_CLIENTS_LIMIT},
 	{"max-subs-per-uid", offsetof(struct broker_options, max_subs_per_uid), 1,
 	 MMN_BROKER_MAX_SUBS_PER_UID_LIMIT},
-	{"hello-timeout-ms", offsetof(struct broker_options, hello_timeout_ms), 1, MMN_BROKER_MAX_HELLO_TIMEOUT_MS},
+	{"hello-timeout-ms", offsetof(struct broker_options, hello_timeout_ms), 1,
+	 MMN_BROKER_MAX_HELLO_TIMEOUT_MS},
 };
 
 #define N_NUM_OPTS (sizeof(num_opts) / sizeof(num_opts[0]))
@@ -115,7 +117,8 @@ static int parse_num_opt(const struct num_opt *n, const char *arg, struct broker
 	int r = mmn__option_parse_u32(arg, n->min, n->max, field);
 
 	if (r < 0) {
-		fprintf(stderr, "mmnd: --%s is out of range or not a number: it must be an integer between %" PRIu32
+		fprintf(stderr,
+			"mmnd: --%s is out of range or not a number: it must be an integer between %" PRIu32
 			" and %" PRIu32 ", not '%s'\n",
 			n->name, n->min, n->max, arg);
 		return -1;
@@ -448,6 +451,27 @@ static void log_listen_error(const char *path, int r)
 		mmn__log(LOG_ERR, NULL, "Failed to listen on %s: %s", path, strerror(-r));
 }
 
+/* Serving: tell systemd, the log and --ready-fd. */
+static void announce_ready(struct mmnd *m, uint32_t ready_fd)
+{
+	static const char msg[] = "READY=1\n";
+	const char *name;
+	uint64_t mask;
+	bool holds;
+	char status[160];
+
+	mmn__admin_source(m->broker, &name, &mask, &holds);
+	snprintf(status, sizeof(status), "READY=1\nSTATUS=Serving, source %s%s", name,
+		 holds ? "" : " (acks do not hold the kernel)");
+	notify(status);
+	mmn__log(LOG_INFO, MMN_MSGID_STARTED, "mmnd %s serving with the %s source", MMN_VERSION, name);
+	if (ready_fd == UINT32_MAX)
+		return;
+	if (write((int)ready_fd, msg, sizeof(msg) - 1) < 0)
+		mmn__log(LOG_WARNING, NULL, "Failed to write to --ready-fd, ignoring: %s", strerror(errno));
+	close((int)ready_fd);
+}
+
 int main(int argc, char **argv)
 {
 	struct args a;
@@ -503,28 +527,7 @@ int main(int argc, char **argv)
 	watchdog_start(&m);
 	status_start(&m);
 
-	{
-		const char *name;
-		uint64_t mask;
-		bool holds;
-		char status[160];
-
-		mmn__admin_source(m.broker, &name, &mask, &holds);
-		snprintf(status, sizeof(status), "READY=1\nSTATUS=Serving, source %s%s", name,
-			 holds ? "" : " (acks do not hold the kernel)");
-		notify(status);
-		mmn__log(LOG_INFO, MMN_MSGID_STARTED, "mmnd %s serving with the %s source", MMN_VERSION,
-			 name);
-	}
-	if (a.ready_fd != UINT32_MAX) {
-		static const char msg[] = "READY=1\n";
-
-		if (write((int)a.ready_fd, msg, sizeof(msg) - 1) < 0)
-			mmn__log(LOG_WARNING, NULL, "Failed to write to --ready-fd, ignoring: %s",
-				 strerror(errno));
-		close((int)a.ready_fd);
-	}
-
+	announce_ready(&m, a.ready_fd);
 	uv_run(&m.loop, UV_RUN_DEFAULT);
 	r = uv_loop_close(&m.loop);
 	if (r < 0)

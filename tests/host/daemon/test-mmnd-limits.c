@@ -42,8 +42,14 @@ static char path[128];
 static pid_t start_mmnd(const char *a1, const char *a2)
 {
 	char sockarg[160];
-	char *argv[] = {(char *)"mmnd", (char *)"--source=test", (char *)"--bus=none", (char *)"--ready-fd=3",
-			sockarg, (char *)a1, (char *)a2, NULL};
+	char *argv[] = {(char *)"mmnd",
+			(char *)"--source=test",
+			(char *)"--bus=none",
+			(char *)"--ready-fd=3",
+			sockarg,
+			(char *)a1,
+			(char *)a2,
+			NULL};
 	char buf[16] = "";
 	struct pollfd pf;
 	int p[2];
@@ -164,7 +170,9 @@ static int subscribe(int fd, uint64_t start)
 	env.subscribe = &s;
 	if (mmn__wire_send(fd, &env, NULL, 0, 0) < 0)
 		return -EIO;
-	return recv_body(fd, &err, NULL, 0) == MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY ? 0 : err ? err : -EPROTO;
+	return recv_body(fd, &err, NULL, 0) == MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY ? 0
+	       : err								       ? err
+										       : -EPROTO;
 }
 
 /* A child as @uid: runs @fn, which writes its results to @out; it exits once @hold closes. */
@@ -274,7 +282,9 @@ static void one_sub(int out)
 static void test_connections(void)
 {
 	struct child a, b, root_b;
-	pid_t m = start_mmnd("--max-clients-per-uid=" "3", "--hello-timeout-ms=600000");
+	pid_t m = start_mmnd("--max-clients-per-uid="
+			     "3",
+			     "--hello-timeout-ms=600000");
 
 	spawn_as(&a, UID_A, flood);
 	tap_is_int(result(&a), CAP, "uid 65534: 3 idle connections (its cap) accepted");

@@ -35,9 +35,9 @@ static char dir[] = "/tmp/mmnd-opt-XXXXXX";
 
 struct run {
 	pid_t pid;
-	bool ready;  /* it wrote READY=1: still running */
-	int status;  /* exit code once exited */
-	int errfd;   /* its stderr while ready, else -1 */
+	bool ready; /* it wrote READY=1: still running */
+	int status; /* exit code once exited */
+	int errfd;  /* its stderr while ready, else -1 */
 	char err[4096];
 };
 
@@ -63,7 +63,8 @@ static void slurp(int fd, char *buf, size_t cap)
 /* Start mmnd --source=test --bus=none --ready-fd=3 ARGS...; wait until ready or exited. */
 static void start(struct run *r, const char *a1, const char *a2)
 {
-	char *argv[8] = {(char *)"mmnd", (char *)"--source=test", (char *)"--bus=none", (char *)"--ready-fd=3"};
+	char *argv[8] = {(char *)"mmnd", (char *)"--source=test", (char *)"--bus=none",
+			 (char *)"--ready-fd=3"};
 	int rp[2], ep[2], n = 4;
 	char buf[16] = "";
 	struct pollfd pf;
@@ -225,7 +226,8 @@ static void test_socket_path(void)
 	start(&r, arg, NULL);
 	expect_refused(&r, "exists and is not a socket", "symlink to a file");
 	tap_ok(lstat(path, &st) == 0 && S_ISLNK(st.st_mode), "symlink to a file: the symlink stays");
-	tap_ok(file_is(target, "the target\n", 0600), "symlink to a file: its target's content and mode untouched");
+	tap_ok(file_is(target, "the target\n", 0600),
+	       "symlink to a file: its target's content and mode untouched");
 	unlink(path);
 	unlink(target);
 
@@ -255,7 +257,8 @@ static void test_socket_path(void)
 	tap_ok(r.ready, "stale socket: replaced, mmnd serves");
 	tap_ok(hello_ok(path), "stale socket: a client gets its HelloReply");
 	req(lstat(path, &st) == 0);
-	tap_ok((st.st_mode & 0777) == 0666, "stale socket: the new one is mode 0666 (%o)", (unsigned)(st.st_mode & 0777));
+	tap_ok((st.st_mode & 0777) == 0666, "stale socket: the new one is mode 0666 (%o)",
+	       (unsigned)(st.st_mode & 0777));
 	stop(&r);
 	tap_ok(access(path, F_OK) < 0 && errno == ENOENT, "stale socket: removed again at exit");
 }
@@ -316,7 +319,8 @@ static void test_hangup_log(void)
 	       "hangup: no \"Connection reset by peer\" or \"Broken pipe\" in the log");
 	tap_ok(strstr(r.err, "<7>Client") != NULL && strstr(r.err, "<6>Client") != NULL,
 	       "hangup: disconnects at debug level, attaches at info");
-	tap_ok(strstr(r.err, "detached: Bad message") != NULL, "hangup: a real error still says why (Bad message)");
+	tap_ok(strstr(r.err, "detached: Bad message") != NULL,
+	       "hangup: a real error still says why (Bad message)");
 	if (!strstr(r.err, "disconnected"))
 		tap_diag("  stderr: %s", r.err);
 }

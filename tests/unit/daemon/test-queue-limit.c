@@ -65,8 +65,8 @@ static void slow_reader(uint32_t max_queued, const char *what)
 	tap_ok(paired && n_inv == n_end && n_inv > 0, "%s: %llu Invalidates read, each paired", what,
 	       (unsigned long long)n_inv);
 	if (max_queued >= 4096)
-		tap_ok(n_inv == 2000, "%s: below the limit nothing is coalesced: %llu of 2000 delivered", what,
-		       (unsigned long long)n_inv);
+		tap_ok(n_inv == 2000, "%s: below the limit nothing is coalesced: %llu of 2000 delivered",
+		       what, (unsigned long long)n_inv);
 	else
 		tap_ok(n_inv < 2000, "%s: past the limit events were coalesced (%llu of 2000 sent)", what,
 		       (unsigned long long)n_inv);

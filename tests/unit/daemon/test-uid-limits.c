@@ -41,7 +41,8 @@ static void test_connections(void)
 		fds[i] = tc_connect_raw(&h);
 	tap_ok(mmn__broker_nclients(h.b) == 3, "per uid: 3 idle connections accepted (the cap)");
 	over = tc_connect_raw(&h);
-	tap_ok(got_error_eof(&h, over, -EUSERS, "uid"), "per uid: the 4th gets Error -EUSERS naming the uid, EOF");
+	tap_ok(got_error_eof(&h, over, -EUSERS, "uid"),
+	       "per uid: the 4th gets Error -EUSERS naming the uid, EOF");
 	close(over);
 	tap_ok(mmn__broker_nclients(h.b) == 3, "per uid: the refused one was never a client");
 	close(fds[0]);
@@ -165,8 +166,7 @@ static void test_hello_deadline(void)
 	tap_ok(mmn__broker_nclients(h.b) == 1, "hello deadline: only the idle one was dropped");
 	tap_ok(recv(good.fd, &b, 1, MSG_DONTWAIT | MSG_PEEK) < 0 && errno == EAGAIN,
 	       "hello deadline: the client that said Hello is untouched");
-	tap_ok(tc_subscribe(&h, &good, A, 0x1000, false, 0, NULL) != 0,
-	       "hello deadline: and keeps working");
+	tap_ok(tc_subscribe(&h, &good, A, 0x1000, false, 0, NULL) != 0, "hello deadline: and keeps working");
 	close(idle);
 	tc_close(&good);
 	tap_ok(h_fini(&h) == 0, "hello deadline: loop closes clean");
