@@ -230,6 +230,10 @@ static void hello_timer_cb(uv_timer_t *h)
 
 		if (c->accepted_at + b->opt.hello_timeout_ms > now)
 			break;
+		/* A Hello that arrived in this loop iteration still counts (timers run before I/O). */
+		mmn__client_read_now(c);
+		if (b->unhello.next != &c->hlink)
+			continue; /* said Hello, or was dropped: off the list */
 		snprintf(msg, sizeof(msg), "no Hello within %" PRIu32 " ms", b->opt.hello_timeout_ms);
 		if (mmn__ratelimit_ok(&b->rl_client, now))
 			mmn__log(LOG_DEBUG, NULL,
