@@ -22,6 +22,9 @@ void mmn__admin_get_defaults(struct broker *b, struct admin_defaults *out)
 	out->max_clients = b->opt.max_clients;
 	out->max_subs_per_client = b->opt.max_subs;
 	out->max_queued_events = b->opt.max_queued;
+	out->max_clients_per_uid = b->opt.max_clients_per_uid;
+	out->max_subs_per_uid = b->opt.max_subs_per_uid;
+	out->hello_timeout_ms = b->opt.hello_timeout_ms;
 }
 
 /* New values apply to new subscriptions and connections; existing ones keep theirs. */
@@ -34,9 +37,14 @@ int mmn__admin_set_defaults(struct broker *b, const struct admin_defaults *d)
 	o.max_clients = d->max_clients;
 	o.max_subs = d->max_subs_per_client;
 	o.max_queued = d->max_queued_events;
+	o.max_clients_per_uid = d->max_clients_per_uid;
+	o.max_subs_per_uid = d->max_subs_per_uid;
+	o.hello_timeout_ms = d->hello_timeout_ms;
 	if (mmn__broker_options_check(&o) < 0)
 		return -EINVAL;
 	b->opt = o;
+	/* Deadlines run from each connection's accept time with the new timeout. */
+	mmn__client_hello_rearm(b);
 	return 0;
 }
 

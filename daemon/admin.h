@@ -33,6 +33,9 @@ struct admin_defaults {
 	uint32_t max_clients;
 	uint32_t max_subs_per_client;
 	uint32_t max_queued_events;  /* per non-blocking client before coalescing */
+	uint32_t max_clients_per_uid; /* connections of one uid (root and mmnd's uid exempt) */
+	uint32_t max_subs_per_uid;   /* subscriptions of one uid */
+	uint32_t hello_timeout_ms;   /* a connection without Hello is closed after this */
 };
 
 struct admin_client {
@@ -78,7 +81,11 @@ struct admin_observer {
 
 void mmn__admin_stats(struct broker *b, struct admin_stats *out);
 void mmn__admin_get_defaults(struct broker *b, struct admin_defaults *out);
-/* -EINVAL when a value is out of range (nothing is changed then). */
+/*
+ * -EINVAL when a value is out of range (nothing is changed then).  The
+ * ranges are broker.h's MMN_BROKER_MAX_* (minimum 1); callers check each
+ * value with options.h first to name the culprit.
+ */
 int mmn__admin_set_defaults(struct broker *b, const struct admin_defaults *d);
 void mmn__admin_source(struct broker *b, const char **name, uint64_t *event_mask, bool *acks_hold_kernel);
 void mmn__admin_foreach_client(struct broker *b, void (*fn)(const struct admin_client *, void *), void *ud);

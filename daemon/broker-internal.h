@@ -8,6 +8,9 @@
  *   client  owns its subscriptions (client->subs), its sequence page and
  *           its share tokens.  A dropped client is unlinked at once and its
  *           memory freed in the uv_close callback of its poll handle.
+ *   uid_acct  per-uid connection and subscription counts; in broker->uhash
+ *           while a connection of that uid exists (created at accept,
+ *           freed when its last client is destroyed).  Clients point at it.
  *   target  one watched process (pid + pidfd).  Refcounted by its subs,
  *           ksubs, deferred requests and in-flight events; freed at 0.
  *   ksub    one source subscription; owned by its target; lives while it
@@ -261,8 +264,20 @@ struct outmsg {
 	uint8_t data[];
 };
 
+/* Per-uid accounting (see the lifetime rules at the top). */
+struct uid_acct {
+	struct uid_acct *next; /* broker->uhash chain */
+	uid_t uid;
+	uint32_t nclients; /* connections, with or without Hello */
+	uint32_t nsubs;	   /* live subscriptions plus deferred Subscribes of its clients */
+};
+
 struct client {
-	struct list link; /* broker->clients, or broker->reap once dropped */
+	struct list link;      /* broker->clients, or broker->reap once dropped */
+	struct list hlink;     /* broker->unhello until Hello (FIFO by accept time), else empty */
+	uint64_t accepted_at;  /* loop time */
+	struct uid_acct *acct; /* never NULL once accepted */
+	bool limited;	       /* the per-uid limits apply (not root or mmnd's uid) */
 	struct broker *b;
 	uv_poll_t poll;
 	int fd;
@@ -302,10 +317,13 @@ struct listener {
 	struct broker *b;
 	uv_poll_t poll;
 	int fd;
-	char *path; /* unlinked at free when we created it */
+	char *path; /* unlinked at free when we created it (and it is still that socket) */
+	dev_t dev;  /* @path's file as bound */
+	ino_t ino;
 };
 
 #define KHASH_SIZE 1024
+#define UHASH_SIZE 256
 
 struct broker {
 	uv_loop_t *loop;
@@ -319,6 +337,14 @@ struct broker {
 	struct list event_pool;
 	struct list ack_queue;
 	struct ksub *khash[KHASH_SIZE];
+	struct uid_acct *uhash[UHASH_SIZE];
+	/*
+	 * Connections still owing Hello, oldest first: every deadline is
+	 * accepted_at + opt.hello_timeout_ms, so the head expires first and
+	 * one timer (armed for the head while the list is not empty) serves all.
+	 */
+	struct list unhello;
+	uv_timer_t hello_timer;
 	uint32_t nclients, ntargets;
 	uint64_t next_client_id, next_sub_id;
 	uint64_t nksubs;
@@ -346,7 +372,22 @@ void mmn__broker_handle_closed(struct broker *b);
 uint64_t mmn__broker_now(struct broker *b);
 
 /* client.c / rpc.c */
+/* Take connection @fd (refused with Error when a limit is reached, see broker.h). */
 int mmn__client_accept(struct broker *b, int fd);
+/* @c completed Hello: its deadline is off. */
+void mmn__client_hello_done(struct client *c);
+/* Arm broker->hello_timer for the oldest connection owing Hello (after hello_timeout_ms changed). */
+void mmn__client_hello_rearm(struct broker *b);
+/* 0, or -EDQUOT when @c's uid holds its max_subs_per_uid subscriptions (*msg says so). */
+int mmn__client_uid_may_subscribe(const struct client *c, const char **msg);
+
+/* A subscription of @c was created (+1) or went (-1), live or deferred: per-uid count. */
+static inline void mmn__client_uid_subs(struct client *c, int delta)
+{
+	if (c->acct)
+		c->acct->nsubs += (uint32_t)delta;
+}
+
 /* Send @env (request_id set by the caller).  Queues when the socket is full. */
 int mmn__client_send(struct client *c, MmnEnvelope *env);
 int mmn__client_send_error(struct client *c, uint64_t request_id, int err, const char *msg);

@@ -5,8 +5,11 @@
  * broker-internal.h for object lifetimes.
  */
 #include "broker-internal.h"
+#include "options.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -18,27 +21,69 @@
 
 void mmn__broker_options_default(struct broker_options *o)
 {
-	o->ack_timeout_ms = MMN_BROKER_DEFAULT_ACK_TIMEOUT_MS;
-	o->ack_cap_ms = MMN_BROKER_DEFAULT_ACK_CAP_MS;
-	o->max_clients = MMN_BROKER_DEFAULT_MAX_CLIENTS;
-	o->max_subs = MMN_BROKER_DEFAULT_MAX_SUBS;
-	o->max_queued = MMN_BROKER_DEFAULT_MAX_QUEUED;
-	o->max_targets = MMN_BROKER_DEFAULT_MAX_TARGETS;
-	o->end_timeout_ms = MMN_BROKER_DEFAULT_END_TIMEOUT_MS;
+	*o = (struct broker_options){
+		.ack_timeout_ms = MMN_BROKER_DEFAULT_ACK_TIMEOUT_MS,
+		.ack_cap_ms = MMN_BROKER_DEFAULT_ACK_CAP_MS,
+		.max_clients = MMN_BROKER_DEFAULT_MAX_CLIENTS,
+		.max_subs = MMN_BROKER_DEFAULT_MAX_SUBS,
+		.max_queued = MMN_BROKER_DEFAULT_MAX_QUEUED,
+		.max_targets = MMN_BROKER_DEFAULT_MAX_TARGETS,
+		.end_timeout_ms = MMN_BROKER_DEFAULT_END_TIMEOUT_MS,
+		.max_clients_per_uid = MMN_BROKER_DEFAULT_MAX_CLIENTS_PER_UID,
+		.max_subs_per_uid = MMN_BROKER_DEFAULT_MAX_SUBS_PER_UID,
+		.hello_timeout_ms = MMN_BROKER_DEFAULT_HELLO_TIMEOUT_MS,
+	};
+}
+
+/* Every numeric option, its command-line name and range (minimum 1). */
+static const struct {
+	const char *name;
+	size_t off;
+	uint32_t max;
+} option_ranges[] = {
+	{"ack-cap-ms", offsetof(struct broker_options, ack_cap_ms), MMN_BROKER_MAX_ACK_CAP_MS},
+	{"ack-timeout-ms", offsetof(struct broker_options, ack_timeout_ms), MMN_BROKER_MAX_ACK_CAP_MS},
+	{"max-clients", offsetof(struct broker_options, max_clients), MMN_BROKER_MAX_CLIENTS_LIMIT},
+	{"max-subs", offsetof(struct broker_options, max_subs), MMN_BROKER_MAX_SUBS_LIMIT},
+	{"max-queued", offsetof(struct broker_options, max_queued), MMN_BROKER_MAX_QUEUED_LIMIT},
+	{"max-targets", offsetof(struct broker_options, max_targets), MMN_BROKER_MAX_TARGETS_LIMIT},
+	{"end-timeout-ms", offsetof(struct broker_options, end_timeout_ms), MMN_BROKER_MAX_END_TIMEOUT_MS},
+	{"max-clients-per-uid", offsetof(struct broker_options, max_clients_per_uid),
+	 MMN_BROKER_MAX_CLIENTS_LIMIT},
+	{"max-subs-per-uid", offsetof(struct broker_options, max_subs_per_uid),
+	 MMN_BROKER_MAX_SUBS_PER_UID_LIMIT},
+	{"hello-timeout-ms", offsetof(struct broker_options, hello_timeout_ms),
+	 MMN_BROKER_MAX_HELLO_TIMEOUT_MS},
+};
+
+int mmn__broker_options_explain(const struct broker_options *o, const char **why)
+{
+	/* One loop thread: a static buffer for the message is enough. */
+	static char msg[128];
+
+	for (size_t i = 0; i < sizeof(option_ranges) / sizeof(option_ranges[0]); i++) {
+		uint32_t v = *(const uint32_t *)((const char *)o + option_ranges[i].off);
+
+		if (mmn__option_check_u32(v, 1, option_ranges[i].max) < 0) {
+			snprintf(msg, sizeof(msg),
+				 "%s is out of range: it must be between 1 and %" PRIu32 ", not %" PRIu32,
+				 option_ranges[i].name, option_ranges[i].max, v);
+			*why = msg;
+			return -EINVAL;
+		}
+	}
+	if (o->ack_timeout_ms > o->ack_cap_ms) {
+		*why = "ack-timeout-ms must not exceed ack-cap-ms";
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int mmn__broker_options_check(const struct broker_options *o)
 {
-	if (!o->ack_cap_ms || o->ack_cap_ms > MMN_BROKER_MAX_ACK_CAP_MS)
-		return -EINVAL;
-	if (!o->ack_timeout_ms || o->ack_timeout_ms > o->ack_cap_ms)
-		return -EINVAL;
-	if (!o->max_clients || !o->max_subs || o->max_subs > MMN_BROKER_MAX_SUBS_LIMIT)
-		return -EINVAL;
-	/* max_targets and end_timeout_ms: 0 means the default (fields added later). */
-	if (!o->max_queued)
-		return -EINVAL;
-	return 0;
+	const char *why;
+
+	return mmn__broker_options_explain(o, &why);
 }
 
 uint64_t mmn__broker_now(struct broker *b)
@@ -69,6 +114,11 @@ static void source_emit(const struct source_event *ev, void *userdata)
 	mmn__broker_settle(b);
 }
 
+static void hello_timer_close_cb(uv_handle_t *h)
+{
+	mmn__broker_handle_closed(h->data);
+}
+
 static void free_now(struct broker *b)
 {
 	free(b);
@@ -85,7 +135,13 @@ int mmn__broker_new(uv_loop_t *loop, struct source *src, const struct broker_opt
 	struct broker *b;
 	int r;
 
-	if (o && mmn__broker_options_check(o) < 0) {
+	struct broker_options def;
+
+	if (!o) {
+		mmn__broker_options_default(&def);
+		o = &def;
+	}
+	if (mmn__broker_options_check(o) < 0) {
 		src->ops->destroy(src);
 		return -EINVAL;
 	}
@@ -96,14 +152,7 @@ int mmn__broker_new(uv_loop_t *loop, struct source *src, const struct broker_opt
 	}
 	b->loop = loop;
 	b->src = src;
-	if (o)
-		b->opt = *o;
-	else
-		mmn__broker_options_default(&b->opt);
-	if (!b->opt.max_targets)
-		b->opt.max_targets = MMN_BROKER_DEFAULT_MAX_TARGETS;
-	if (!b->opt.end_timeout_ms)
-		b->opt.end_timeout_ms = MMN_BROKER_DEFAULT_END_TIMEOUT_MS;
+	b->opt = *o;
 	list_init(&b->listeners);
 	list_init(&b->clients);
 	list_init(&b->reap);
@@ -111,6 +160,7 @@ int mmn__broker_new(uv_loop_t *loop, struct source *src, const struct broker_opt
 	list_init(&b->events);
 	list_init(&b->event_pool);
 	list_init(&b->ack_queue);
+	list_init(&b->unhello);
 	b->rl_client = (struct ratelimit)RATELIMIT_INIT(10000, 20);
 	src->emit = source_emit;
 	src->userdata = b;
@@ -120,6 +170,9 @@ int mmn__broker_new(uv_loop_t *loop, struct source *src, const struct broker_opt
 		free(b);
 		return r;
 	}
+	uv_timer_init(loop, &b->hello_timer);
+	b->hello_timer.data = b;
+	b->handles++;
 	*out = b;
 	return 0;
 }
@@ -139,18 +192,7 @@ static void listener_cb(uv_poll_t *h, int status, int events)
 					 strerror(errno));
 			break;
 		}
-		if (b->draining || b->nclients >= b->opt.max_clients) {
-			Mmn__V1__Error e = MMN__V1__ERROR__INIT;
-			MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
-
-			e.error = b->draining ? -ESHUTDOWN : -EUSERS;
-			e.message = (char *)(b->draining ? "mmnd is stopping" : "too many clients");
-			env.body_case = MMN__V1__ENVELOPE__BODY_ERROR;
-			env.error = &e;
-			mmn__wire_send(fd, &env, NULL, 0, 1);
-			close(fd);
-			continue;
-		}
+		/* Limits (global and per uid) are checked there, with the peer's credentials. */
 		mmn__client_accept(b, fd);
 	}
 	mmn__broker_settle(b);
@@ -179,31 +221,98 @@ int mmn__broker_listen_fd(struct broker *b, int fd)
 	return uv_poll_start(&l->poll, UV_READABLE, listener_cb);
 }
 
+/*
+ * Make room for a socket at @path: either nothing is there, or a stale
+ * socket nobody listens on (connect() refused), which is removed.  Anything
+ * else is left alone: a file, directory or symlink (-ENOTSOCK; lstat()
+ * never follows a symlink), or a socket something listens on (-EADDRINUSE).
+ * unlink() itself never follows a symlink either, so even if the name is
+ * swapped between the check and the unlink (only someone who may write
+ * the directory can), what goes is a name, never the file it points to.
+ */
+static int clear_stale_socket(const struct sockaddr_un *sa, const char *path)
+{
+	struct stat st, again;
+	int fd, r;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -ENOTSOCK;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0 ? 0 : -errno;
+	close(fd);
+	if (r == -ENOENT)
+		return 0; /* gone meanwhile */
+	if (r == 0 || r == -EAGAIN || r == -EPROTOTYPE || r == -EINPROGRESS)
+		return -EADDRINUSE; /* accepted, backlog full, or a listener of another type */
+	if (r != -ECONNREFUSED)
+		return r;
+	if (lstat(path, &again) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(again.st_mode) || again.st_ino != st.st_ino || again.st_dev != st.st_dev)
+		return -EADDRINUSE; /* replaced meanwhile: not the stale socket we probed */
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+/*
+ * Bind @fd to @sa with mode 0666 (access is decided per request from the
+ * peer's credentials).  The mode is set on the socket before bind(), which
+ * creates the file with it (less the umask, cleared meanwhile: mmnd is
+ * single-threaded here): nothing is ever changed by path afterwards, so a
+ * name swapped for a symlink after bind() cannot redirect a chmod.
+ */
+static int bind_socket(int fd, const struct sockaddr_un *sa)
+{
+	mode_t old;
+	int r;
+
+	if (fchmod(fd, 0666) < 0)
+		return -errno;
+	old = umask(0);
+	r = bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0 ? -errno : 0;
+	umask(old);
+	return r;
+}
+
 int mmn__broker_listen_path(struct broker *b, const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct listener *l;
+	struct stat st;
 	int fd, r;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(sa.sun_path, path);
+	r = clear_stale_socket(&sa, path);
+	if (r < 0)
+		return r;
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0) {
+	r = bind_socket(fd, &sa);
+	if (r == 0 && lstat(path, &st) < 0)
 		r = -errno;
+	if (r == 0 && listen(fd, 128) < 0)
+		r = -errno;
+	if (r < 0) {
 		close(fd);
 		return r;
 	}
-	/* Access is decided per request from the peer's credentials. */
-	chmod(path, 0666);
 	r = mmn__broker_listen_fd(b, fd);
-	if (r < 0)
+	if (r < 0) {
+		unlink(path);
 		return r;
+	}
 	l = list_entry(b->listeners.prev, struct listener, link);
 	l->path = strdup(path);
+	l->dev = st.st_dev;
+	l->ino = st.st_ino;
 	return 0;
 }
 
@@ -239,6 +348,7 @@ void mmn__broker_drain(struct broker *b)
 	if (b->draining)
 		return;
 	b->draining = true;
+	uv_timer_stop(&b->hello_timer);
 	list_for_each(pos, &b->listeners)
 	{
 		struct listener *l = list_entry(pos, struct listener, link);
@@ -272,12 +382,18 @@ void mmn__broker_free(struct broker *b)
 
 		list_del(&l->link);
 		if (l->path) {
-			unlink(l->path);
+			struct stat st;
+
+			/* Only the socket we bound: never a file put there since. */
+			if (lstat(l->path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == l->dev &&
+			    st.st_ino == l->ino)
+				unlink(l->path);
 			free(l->path);
 			l->path = NULL;
 		}
 		uv_close((uv_handle_t *)&l->poll, listener_close_cb);
 	}
+	uv_close((uv_handle_t *)&b->hello_timer, hello_timer_close_cb);
 	/* Remaining events belong to no client now; their targets go with them. */
 	mmn__fanout_free_pool(b);
 	while (!list_empty(&b->targets)) {

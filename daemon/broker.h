@@ -31,23 +31,47 @@ struct broker_options {
 	uint32_t max_targets; /* distinct target processes (0: default) */
 	uint32_t
 		end_timeout_ms; /* an acked event without the source's END is ended after this (0: default) */
+	/*
+	 * Per-uid limits, so one user cannot take every slot.  Root and
+	 * mmnd's own uid are exempt unless @limit_privileged (tests).  A
+	 * limited uid never holds more than max_clients - 1 connections,
+	 * whatever max_clients_per_uid says: another uid can always connect.
+	 */
+	uint32_t max_clients_per_uid; /* connections, with or without Hello */
+	uint32_t max_subs_per_uid;    /* subscriptions (live and deferred) of all its connections */
+	uint32_t hello_timeout_ms;    /* a connection without Hello after this is closed */
+	bool limit_privileged;
 };
 
-#define MMN_BROKER_DEFAULT_ACK_TIMEOUT_MS 1000
-#define MMN_BROKER_DEFAULT_ACK_CAP_MS	  1500 /* below mmn.ko's default max_ack_timeout_ms, 2000 */
-#define MMN_BROKER_DEFAULT_MAX_CLIENTS	  1024
-#define MMN_BROKER_DEFAULT_MAX_SUBS	  1024
-#define MMN_BROKER_DEFAULT_MAX_QUEUED	  1024
-#define MMN_BROKER_DEFAULT_MAX_TARGETS	  4096
-#define MMN_BROKER_DEFAULT_END_TIMEOUT_MS 60000
+#define MMN_BROKER_DEFAULT_ACK_TIMEOUT_MS      1000
+#define MMN_BROKER_DEFAULT_ACK_CAP_MS	       1500 /* below mmn.ko's default max_ack_timeout_ms, 2000 */
+#define MMN_BROKER_DEFAULT_MAX_CLIENTS	       1024
+#define MMN_BROKER_DEFAULT_MAX_SUBS	       1024
+#define MMN_BROKER_DEFAULT_MAX_QUEUED	       1024
+#define MMN_BROKER_DEFAULT_MAX_TARGETS	       4096
+#define MMN_BROKER_DEFAULT_END_TIMEOUT_MS      60000
+#define MMN_BROKER_DEFAULT_MAX_CLIENTS_PER_UID 128
+#define MMN_BROKER_DEFAULT_MAX_SUBS_PER_UID    8192
+#define MMN_BROKER_DEFAULT_HELLO_TIMEOUT_MS    5000
 
-/* Limits accepted by options and by mmn__admin_set_defaults(). */
-#define MMN_BROKER_MAX_ACK_CAP_MS 600000
-#define MMN_BROKER_MAX_SUBS_LIMIT 65536
+/*
+ * Ranges accepted by options and by mmn__admin_set_defaults() (the minimum
+ * is 1 for every numeric option; see options.h for the parser).
+ */
+#define MMN_BROKER_MAX_ACK_CAP_MS	  600000
+#define MMN_BROKER_MAX_SUBS_LIMIT	  65536
+#define MMN_BROKER_MAX_CLIENTS_LIMIT	  65536
+#define MMN_BROKER_MAX_QUEUED_LIMIT	  (UINT32_C(1) << 20)
+#define MMN_BROKER_MAX_TARGETS_LIMIT	  1048576
+#define MMN_BROKER_MAX_END_TIMEOUT_MS	  3600000
+#define MMN_BROKER_MAX_SUBS_PER_UID_LIMIT (UINT32_C(1) << 24)
+#define MMN_BROKER_MAX_HELLO_TIMEOUT_MS	  600000
 
 void mmn__broker_options_default(struct broker_options *o);
 /* 0 or -EINVAL. */
 int mmn__broker_options_check(const struct broker_options *o);
+/* The same; on -EINVAL *@why names the option and its range. */
+int mmn__broker_options_explain(const struct broker_options *o, const char **why);
 
 /*
  * Create a broker on @loop serving events of @src (ownership passes to the
@@ -57,7 +81,12 @@ int mmn__broker_new(uv_loop_t *loop, struct source *src, const struct broker_opt
 
 /* Serve clients on a listening SOCK_SEQPACKET socket (ownership passes). */
 int mmn__broker_listen_fd(struct broker *b, int fd);
-/* Create, bind and listen on @path (an existing socket file is replaced). */
+/*
+ * Create, bind and listen on @path.  Only a stale socket there (one nobody
+ * listens on) is replaced: -ENOTSOCK when @path exists and is not a socket
+ * (a symlink included; nothing is removed or changed), -EADDRINUSE when
+ * something listens on it.
+ */
 int mmn__broker_listen_path(struct broker *b, const char *path);
 
 /* uv_run(loop, UV_RUN_DEFAULT) until drained. */

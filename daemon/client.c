@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -60,10 +61,99 @@ static void set_poll(struct client *c, int events)
 	uv_poll_start(&c->poll, events, poll_cb);
 }
 
+/* Refuse a connection: Error{@err, @msg}, then close (no client object exists). */
+static void refuse(int fd, int err, const char *msg)
+{
+	Mmn__V1__Error e = MMN__V1__ERROR__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	e.error = err;
+	e.message = (char *)msg;
+	env.body_case = MMN__V1__ENVELOPE__BODY_ERROR;
+	env.error = &e;
+	mmn__wire_send(fd, &env, NULL, 0, 1);
+	close(fd);
+}
+
+static struct uid_acct **uid_slot(struct broker *b, uid_t uid)
+{
+	struct uid_acct **pp = &b->uhash[(uint32_t)uid % UHASH_SIZE];
+
+	while (*pp && (*pp)->uid != uid)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* Root and mmnd's own uid are trusted with any number of connections (see broker.h). */
+static bool uid_limited(const struct broker *b, uid_t uid)
+{
+	return b->opt.limit_privileged || (uid != 0 && uid != geteuid());
+}
+
+/* Connections @uid may hold: its own cap, never every slot (another uid can connect). */
+static uint32_t uid_conn_cap(const struct broker *b)
+{
+	uint32_t cap = b->opt.max_clients_per_uid;
+
+	if (b->opt.max_clients > 1 && cap > b->opt.max_clients - 1)
+		cap = b->opt.max_clients - 1;
+	return cap;
+}
+
+/*
+ * The limits, checked with the peer's credentials before anything is
+ * allocated for it: 0 and the uid's account (created if new), or the
+ * connection was refused (Error sent, @fd closed) and a negative errno.
+ */
+static int admit(struct broker *b, int fd, const struct ucred *cred, bool limited, struct uid_acct **out)
+{
+	struct uid_acct **pp = uid_slot(b, cred->uid);
+	char msg[96];
+
+	if (b->draining) {
+		refuse(fd, -ESHUTDOWN, "mmnd is stopping");
+		return -ESHUTDOWN;
+	}
+	if (b->nclients >= b->opt.max_clients) {
+		refuse(fd, -EUSERS, "too many clients");
+		return -EUSERS;
+	}
+	if (limited && *pp && (*pp)->nclients >= uid_conn_cap(b)) {
+		snprintf(msg, sizeof(msg), "too many connections from uid %u (at most %" PRIu32 ")",
+			 (unsigned)cred->uid, uid_conn_cap(b));
+		if (mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
+			mmn__log(LOG_NOTICE, NULL, "Refused a connection of pid %d: %s", (int)cred->pid, msg);
+		refuse(fd, -EUSERS, msg);
+		return -EUSERS;
+	}
+	if (!*pp) {
+		*pp = calloc(1, sizeof(**pp));
+		if (!*pp) {
+			refuse(fd, -ENOMEM, "out of memory");
+			return -ENOMEM;
+		}
+		(*pp)->uid = cred->uid;
+	}
+	*out = *pp;
+	return 0;
+}
+
+static void uid_release(struct broker *b, struct uid_acct *a)
+{
+	struct uid_acct **pp;
+
+	if (--a->nclients)
+		return;
+	pp = uid_slot(b, a->uid);
+	*pp = a->next;
+	free(a);
+}
+
 int mmn__client_accept(struct broker *b, int fd)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
+	struct uid_acct *acct;
 	struct client *c;
 	int pidfd = -1, r;
 
@@ -72,19 +162,24 @@ int mmn__client_accept(struct broker *b, int fd)
 		close(fd);
 		return r;
 	}
+	r = admit(b, fd, &cred, uid_limited(b, cred.uid), &acct);
+	if (r < 0)
+		return r;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		if (!acct->nclients) {
+			acct->nclients = 1;
+			uid_release(b, acct);
+		}
+		refuse(fd, -ENOMEM, "out of memory");
+		return -ENOMEM;
+	}
 	len = sizeof(pidfd);
 	/* The peer's pidfd from the socket (6.5+) cannot name a recycled pid. */
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0) {
 		pidfd = mmn__pidfd_open(cred.pid);
 		if (pidfd < 0)
 			pidfd = -1;
-	}
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		if (pidfd >= 0)
-			close(pidfd);
-		close(fd);
-		return -ENOMEM;
 	}
 	c->b = b;
 	c->fd = fd;
@@ -93,26 +188,89 @@ int mmn__client_accept(struct broker *b, int fd)
 	c->gid = cred.gid;
 	c->pidfd = pidfd;
 	c->memfd = -1;
-	c->id = ++b->next_client_id;
+	c->acct = acct;
+	c->limited = uid_limited(b, cred.uid);
+	acct->nclients++;
 	list_init(&c->subs);
 	list_init(&c->pending);
 	list_init(&c->shares);
 	list_init(&c->outq);
+	list_init(&c->hlink);
 	r = uv_poll_init(b->loop, &c->poll, fd);
 	if (r < 0) {
 		if (pidfd >= 0)
 			close(pidfd);
+		uid_release(b, acct);
 		close(fd);
 		free(c);
 		return r;
 	}
+	c->id = ++b->next_client_id;
 	c->poll.data = c;
 	b->handles++;
 	list_add_tail(&b->clients, &c->link);
 	b->nclients++;
 	b->stats.clients++;
+	c->accepted_at = uv_now(b->loop);
+	list_add_tail(&b->unhello, &c->hlink);
+	if (b->unhello.next == &c->hlink)
+		mmn__client_hello_rearm(b);
 	set_poll(c, UV_READABLE | UV_DISCONNECT);
 	return 0;
+}
+
+static void hello_timer_cb(uv_timer_t *h)
+{
+	struct broker *b = h->data;
+	uint64_t now = uv_now(b->loop);
+	char msg[64];
+
+	while (!list_empty(&b->unhello)) {
+		struct client *c = list_entry(b->unhello.next, struct client, hlink);
+
+		if (c->accepted_at + b->opt.hello_timeout_ms > now)
+			break;
+		/* A Hello that arrived in this loop iteration still counts (timers run before I/O). */
+		mmn__client_read_now(c);
+		if (b->unhello.next != &c->hlink)
+			continue; /* said Hello, or was dropped: off the list */
+		snprintf(msg, sizeof(msg), "no Hello within %" PRIu32 " ms", b->opt.hello_timeout_ms);
+		if (mmn__ratelimit_ok(&b->rl_client, now))
+			mmn__log(LOG_DEBUG, NULL,
+				 "Connection %" PRIu64 " (pid %d, uid %u) sent %s; closing it", c->id,
+				 (int)c->pid, (unsigned)c->uid, msg);
+		mmn__client_send_error(c, 0, -ETIMEDOUT, msg);
+		mmn__client_drop(c, -ETIMEDOUT); /* unlinks it from unhello */
+	}
+	mmn__client_hello_rearm(b);
+	mmn__broker_settle(b);
+}
+
+void mmn__client_hello_rearm(struct broker *b)
+{
+	uint64_t now = uv_now(b->loop), due;
+	struct client *c;
+
+	if (list_empty(&b->unhello) || b->draining) {
+		uv_timer_stop(&b->hello_timer);
+		return;
+	}
+	c = list_entry(b->unhello.next, struct client, hlink);
+	due = c->accepted_at + b->opt.hello_timeout_ms;
+	uv_timer_start(&b->hello_timer, hello_timer_cb, due > now ? due - now : 0, 0);
+}
+
+void mmn__client_hello_done(struct client *c)
+{
+	list_del(&c->hlink);
+}
+
+int mmn__client_uid_may_subscribe(const struct client *c, const char **msg)
+{
+	if (!c->limited || c->acct->nsubs < c->b->opt.max_subs_per_uid)
+		return 0;
+	*msg = "too many subscriptions for this uid (max-subs-per-uid)";
+	return -EDQUOT;
 }
 
 static int send_raw(struct client *c, const uint8_t *buf, size_t len)
@@ -131,7 +289,8 @@ static int queue_packet(struct client *c, const uint8_t *buf, size_t len, uint64
 {
 	struct outmsg *m;
 
-	if (c->nqueued >= 4 * c->b->opt.max_queued) {
+	/* 64-bit: four times any uint32_t limit cannot wrap. */
+	if ((uint64_t)c->nqueued >= 4 * (uint64_t)c->b->opt.max_queued) {
 		mmn__client_drop(c, -ENOBUFS);
 		return -ENOBUFS;
 	}
@@ -282,6 +441,7 @@ void mmn__client_drop(struct client *c, int error)
 		return;
 	c->dropping = true;
 	c->drop_error = error;
+	list_del(&c->hlink);
 	if (!c->closed)
 		uv_poll_stop(&c->poll);
 	list_del(&c->link);
@@ -296,6 +456,25 @@ static void close_cb(uv_handle_t *h)
 	close(c->fd);
 	free(c);
 	mmn__broker_handle_closed(b);
+}
+
+/*
+ * A peer that closed its end is a plain disconnect, whether we then read
+ * EOF (0), found our last packets unread (ECONNRESET) or wrote into the
+ * closed socket (EPIPE): debug level.  Anything else says why it was dropped.
+ */
+static void log_detach(struct client *c)
+{
+	struct broker *b = c->b;
+	int e = c->drop_error;
+	bool hangup = e == 0 || e == -EPIPE || e == -ECONNRESET;
+
+	if (hangup && mmn__log_get_level() >= LOG_DEBUG && mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
+		mmn__log(LOG_DEBUG, MMN_MSGID_CLIENT_DETACH, "Client %" PRIu64 " (pid %d, %s) disconnected",
+			 c->id, (int)c->pid, c->name[0] ? c->name : "unnamed");
+	else if (!hangup && mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
+		mmn__log(LOG_INFO, MMN_MSGID_CLIENT_DETACH, "Client %" PRIu64 " (pid %d, %s) detached: %s",
+			 c->id, (int)c->pid, c->name[0] ? c->name : "unnamed", strerror(-e));
 }
 
 static void client_destroy(struct client *c)
@@ -321,12 +500,10 @@ static void client_destroy(struct client *c)
 	c->pidfd = -1;
 	b->nclients--;
 	b->stats.clients--;
+	uid_release(b, c->acct);
+	c->acct = NULL;
 	if (c->hello) {
-		if (mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
-			mmn__log(LOG_INFO, MMN_MSGID_CLIENT_DETACH,
-				 "Client %" PRIu64 " (pid %d, %s) detached%s%s", c->id, (int)c->pid,
-				 c->name[0] ? c->name : "unnamed", c->drop_error ? ": " : "",
-				 c->drop_error ? strerror(-c->drop_error) : "");
+		log_detach(c);
 		if (b->has_obs && b->obs.client_disconnected)
 			b->obs.client_disconnected(b->obs.ud, c->id);
 	}

@@ -23,8 +23,10 @@
 #include <systemd/sd-daemon.h>
 
 #include "admin.h"
+#include "broker.h"
 #include "bus-uv.h"
 #include "log.h"
+#include "options.h"
 
 #ifndef MMN_VERSION
 #define MMN_VERSION "unknown"
@@ -155,13 +157,24 @@ static const struct key_off stat_keys[] = {
 	{"ProtocolErrors", offsetof(struct admin_stats, protocol_errors)},
 };
 
-/* SetDefaults keys and default property names. */
-static const struct key_off default_keys[] = {
-	{"DefaultAckTimeoutMSec", offsetof(struct admin_defaults, ack_timeout_ms)},
-	{"AckCapMSec", offsetof(struct admin_defaults, ack_cap_ms)},
-	{"MaxClients", offsetof(struct admin_defaults, max_clients)},
-	{"MaxSubscriptionsPerClient", offsetof(struct admin_defaults, max_subs_per_client)},
-	{"MaxQueuedEvents", offsetof(struct admin_defaults, max_queued_events)},
+/* SetDefaults keys and default property names, each with its range (minimum 1). */
+static const struct default_key {
+	const char *key;
+	size_t off;
+	uint32_t max;
+} default_keys[] = {
+	{"DefaultAckTimeoutMSec", offsetof(struct admin_defaults, ack_timeout_ms), MMN_BROKER_MAX_ACK_CAP_MS},
+	{"AckCapMSec", offsetof(struct admin_defaults, ack_cap_ms), MMN_BROKER_MAX_ACK_CAP_MS},
+	{"MaxClients", offsetof(struct admin_defaults, max_clients), MMN_BROKER_MAX_CLIENTS_LIMIT},
+	{"MaxSubscriptionsPerClient", offsetof(struct admin_defaults, max_subs_per_client),
+	 MMN_BROKER_MAX_SUBS_LIMIT},
+	{"MaxQueuedEvents", offsetof(struct admin_defaults, max_queued_events), MMN_BROKER_MAX_QUEUED_LIMIT},
+	{"MaxClientsPerUid", offsetof(struct admin_defaults, max_clients_per_uid),
+	 MMN_BROKER_MAX_CLIENTS_LIMIT},
+	{"MaxSubscriptionsPerUid", offsetof(struct admin_defaults, max_subs_per_uid),
+	 MMN_BROKER_MAX_SUBS_PER_UID_LIMIT},
+	{"HelloTimeoutMSec", offsetof(struct admin_defaults, hello_timeout_ms),
+	 MMN_BROKER_MAX_HELLO_TIMEOUT_MS},
 };
 
 /* Properties. */
@@ -372,7 +385,8 @@ static int emit_defaults_changed(struct bus *bus)
 {
 	return sd_bus_emit_properties_changed(bus->uv.sd, BUS_PATH, BUS_IFACE, "DefaultAckTimeoutMSec",
 					      "AckCapMSec", "MaxClients", "MaxSubscriptionsPerClient",
-					      "MaxQueuedEvents", NULL);
+					      "MaxQueuedEvents", "MaxClientsPerUid", "MaxSubscriptionsPerUid",
+					      "HelloTimeoutMSec", NULL);
 }
 
 /* Parse a{sv} into @d (pre-filled with the current values). */
@@ -397,6 +411,11 @@ static int read_defaults(sd_bus_message *m, struct admin_defaults *d, sd_bus_err
 		if (r < 0)
 			return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
 						 "Setting \"%s\" must be a variant of type u", key);
+		if (mmn__option_check_u32(v, 1, default_keys[i].max) < 0)
+			return sd_bus_error_setf(error, BUS_ERROR_INVALID_VALUE,
+						 "%s is out of range: it must be between 1 and %" PRIu32
+						 ", not %" PRIu32 "; nothing was changed",
+						 key, default_keys[i].max, v);
 		*(uint32_t *)((char *)d + default_keys[i].off) = v;
 		r = sd_bus_message_exit_container(m);
 		if (r < 0)
@@ -422,8 +441,11 @@ static int method_set_defaults(sd_bus_message *m, void *ud, sd_bus_error *error)
 		return r;
 	r = mmn__admin_set_defaults(bus->broker, &d);
 	if (r == -EINVAL)
-		return sd_bus_error_setf(error, BUS_ERROR_INVALID_VALUE,
-					 "A value is out of range; nothing was changed");
+		return sd_bus_error_setf(
+			error, BUS_ERROR_INVALID_VALUE,
+			d.ack_timeout_ms > d.ack_cap_ms
+				? "DefaultAckTimeoutMSec must not exceed AckCapMSec; nothing was changed"
+				: "A value is out of range; nothing was changed");
 	if (r < 0)
 		return sd_bus_error_set_errnof(error, -r, "Failed to set defaults: %s", strerror(-r));
 	r = emit_defaults_changed(bus);
@@ -472,6 +494,9 @@ static const sd_bus_vtable manager_vtable[] = {
 	DEFAULT_PROP("MaxClients"),
 	DEFAULT_PROP("MaxSubscriptionsPerClient"),
 	DEFAULT_PROP("MaxQueuedEvents"),
+	DEFAULT_PROP("MaxClientsPerUid"),
+	DEFAULT_PROP("MaxSubscriptionsPerUid"),
+	DEFAULT_PROP("HelloTimeoutMSec"),
 	SD_BUS_METHOD_WITH_NAMES("ListClients", NULL, , "a(tuussuut)", SD_BUS_PARAM(clients),
 				 method_list_clients, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_NAMES("ListSubscriptions", "tu", SD_BUS_PARAM(client_id) SD_BUS_PARAM(pid),

@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,7 @@
 #include "admin.h"
 #include "broker.h"
 #include "log.h"
+#include "options.h"
 #include "source.h"
 #include "wire.h"
 
@@ -55,34 +58,71 @@ static void help(void)
 	       "  --source=auto|kmod|uffd|test  event source (default auto: kmod when mmn.ko is\n"
 	       "                                 loaded, else userfaultfd)\n"
 	       "  --socket=PATH                 listen on PATH (default: socket activation, else\n"
-	       "                                 %s)\n"
+	       "                                 %s); only a stale socket there is replaced\n"
 	       "  --bus=none|system|session|ADDRESS\n"
 	       "                                D-Bus admin API (default: system when started by\n"
 	       "                                 systemd, i.e. $NOTIFY_SOCKET is set, else none)\n"
-	       "  --ack-timeout-ms=N            default ack deadline (%u)\n"
-	       "  --ack-cap-ms=N                no deadline exceeds this (%u)\n"
-	       "  --max-clients=N               (%u)\n"
-	       "  --max-subs=N                  subscriptions per client (%u)\n"
-	       "  --max-queued=N                queued messages per client before coalescing (%u)\n"
+	       "  --ack-timeout-ms=N            default ack deadline (%u; 1..ack cap)\n"
+	       "  --ack-cap-ms=N                no deadline exceeds this (%u; 1..%u)\n"
+	       "  --max-clients=N               connections in all (%u; 1..%u)\n"
+	       "  --max-subs=N                  subscriptions per client (%u; 1..%u)\n"
+	       "  --max-queued=N                queued messages per client before coalescing\n"
+	       "                                 (%u; 1..%u)\n"
+	       "  --max-clients-per-uid=N       connections of one uid, at most max-clients - 1;\n"
+	       "                                 root and mmnd's own uid are exempt (%u; 1..%u)\n"
+	       "  --max-subs-per-uid=N          subscriptions of one uid (%u; 1..%u)\n"
+	       "  --hello-timeout-ms=N          close connections without Hello after N ms\n"
+	       "                                 (%u; 1..%u)\n"
 	       "  --ready-fd=FD                 write \"READY=1\\n\" to FD when serving, then close it\n"
 	       "  --log-level=err|warning|info|debug\n"
 	       "  --foreground                  accepted for compatibility; mmnd never forks\n"
 	       "  --version, --help\n\n"
 	       "See mmnd(8).\n",
 	       MMN_DEFAULT_SOCKET, MMN_BROKER_DEFAULT_ACK_TIMEOUT_MS, MMN_BROKER_DEFAULT_ACK_CAP_MS,
-	       MMN_BROKER_DEFAULT_MAX_CLIENTS, MMN_BROKER_DEFAULT_MAX_SUBS, MMN_BROKER_DEFAULT_MAX_QUEUED);
+	       MMN_BROKER_MAX_ACK_CAP_MS, MMN_BROKER_DEFAULT_MAX_CLIENTS, MMN_BROKER_MAX_CLIENTS_LIMIT,
+	       MMN_BROKER_DEFAULT_MAX_SUBS, MMN_BROKER_MAX_SUBS_LIMIT, MMN_BROKER_DEFAULT_MAX_QUEUED,
+	       MMN_BROKER_MAX_QUEUED_LIMIT, MMN_BROKER_DEFAULT_MAX_CLIENTS_PER_UID,
+	       MMN_BROKER_MAX_CLIENTS_LIMIT, MMN_BROKER_DEFAULT_MAX_SUBS_PER_UID,
+	       MMN_BROKER_MAX_SUBS_PER_UID_LIMIT, MMN_BROKER_DEFAULT_HELLO_TIMEOUT_MS,
+	       MMN_BROKER_MAX_HELLO_TIMEOUT_MS);
 }
 
-static int parse_u32(const char *s, uint32_t *out)
-{
-	char *end;
-	unsigned long v;
+/* The numeric options: where each goes and its range (the broker's, see broker.h). */
+struct num_opt {
+	const char *name;
+	size_t off; /* in struct broker_options */
+	uint32_t min, max;
+};
 
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || end == s || v > UINT32_MAX || s[0] == '-')
-		return -EINVAL;
-	*out = (uint32_t)v;
+static const struct num_opt num_opts[] = {
+	{"ack-timeout-ms", offsetof(struct broker_options, ack_timeout_ms), 1, MMN_BROKER_MAX_ACK_CAP_MS},
+	{"ack-cap-ms", offsetof(struct broker_options, ack_cap_ms), 1, MMN_BROKER_MAX_ACK_CAP_MS},
+	{"max-clients", offsetof(struct broker_options, max_clients), 1, MMN_BROKER_MAX_CLIENTS_LIMIT},
+	{"max-subs", offsetof(struct broker_options, max_subs), 1, MMN_BROKER_MAX_SUBS_LIMIT},
+	{"max-queued", offsetof(struct broker_options, max_queued), 1, MMN_BROKER_MAX_QUEUED_LIMIT},
+	{"max-clients-per-uid", offsetof(struct broker_options, max_clients_per_uid), 1,
+	 MMN_BROKER_MAX_CLIENTS_LIMIT},
+	{"max-subs-per-uid", offsetof(struct broker_options, max_subs_per_uid), 1,
+	 MMN_BROKER_MAX_SUBS_PER_UID_LIMIT},
+	{"hello-timeout-ms", offsetof(struct broker_options, hello_timeout_ms), 1,
+	 MMN_BROKER_MAX_HELLO_TIMEOUT_MS},
+};
+
+#define N_NUM_OPTS (sizeof(num_opts) / sizeof(num_opts[0]))
+
+/* Parse --NAME=@arg into @o; prints why not and returns -1. */
+static int parse_num_opt(const struct num_opt *n, const char *arg, struct broker_options *o)
+{
+	uint32_t *field = (uint32_t *)((char *)o + n->off);
+	int r = mmn__option_parse_u32(arg, n->min, n->max, field);
+
+	if (r < 0) {
+		fprintf(stderr,
+			"mmnd: --%s is out of range or not a number: it must be an integer between %" PRIu32
+			" and %" PRIu32 ", not '%s'\n",
+			n->name, n->min, n->max, arg);
+		return -1;
+	}
 	return 0;
 }
 
@@ -106,6 +146,41 @@ static int open_source(uv_loop_t *loop, const char *name, struct source **out)
 		 "events after the fact, acks do not hold the kernel",
 		 strerror(-r));
 	return mmn__source_uffd_new(loop, NULL, NULL, out);
+}
+
+#define MMN_RUN_DIR "/run/mmn"
+
+/*
+ * The default socket's directory: created if missing, and only used when it
+ * is a real directory (lstat: a symlink is refused, never followed) owned by
+ * mmnd's uid and writable by nobody else, so no one else can put or swap
+ * names in it.  0 or a negative errno (logged).
+ */
+static int ensure_run_dir(const char *dir)
+{
+	struct stat st;
+	int r;
+
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		r = -errno;
+		mmn__log(LOG_ERR, NULL, "Failed to create %s: %s", dir, strerror(-r));
+		return r;
+	}
+	if (lstat(dir, &st) < 0) {
+		r = -errno;
+		mmn__log(LOG_ERR, NULL, "Failed to check %s: %s", dir, strerror(-r));
+		return r;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		mmn__log(LOG_ERR, NULL, "%s exists and is not a directory (a symlink is not accepted)", dir);
+		return -ENOTDIR;
+	}
+	if (st.st_uid != geteuid() || (st.st_mode & 022)) {
+		mmn__log(LOG_ERR, NULL, "%s must be owned by uid %u and writable by nobody else", dir,
+			 (unsigned)geteuid());
+		return -EPERM;
+	}
+	return 0;
 }
 
 static int listen_sockets(struct broker *b, const char *path)
@@ -133,7 +208,9 @@ static int listen_sockets(struct broker *b, const char *path)
 #endif
 	if (n > 0)
 		return 0;
-	mkdir("/run/mmn", 0755);
+	r = ensure_run_dir(MMN_RUN_DIR);
+	if (r < 0)
+		return r;
 	return mmn__broker_listen_path(b, MMN_DEFAULT_SOCKET);
 }
 
@@ -242,114 +319,169 @@ static int parse_bus(const char *s, enum bus_kind *kind, const char **address)
 	return 0;
 }
 
-int main(int argc, char **argv)
-{
-	enum {
-		O_SOURCE = 256,
-		O_SOCKET,
-		O_BUS,
-		O_ACK_TIMEOUT,
-		O_ACK_CAP,
-		O_MAX_CLIENTS,
-		O_MAX_SUBS,
-		O_MAX_QUEUED,
-		O_READY_FD,
-		O_LOG_LEVEL,
-		O_FOREGROUND,
-		O_VERSION
-	};
-	static const struct option opts[] = {{"source", required_argument, NULL, O_SOURCE},
-					     {"socket", required_argument, NULL, O_SOCKET},
-					     {"bus", required_argument, NULL, O_BUS},
-					     {"ack-timeout-ms", required_argument, NULL, O_ACK_TIMEOUT},
-					     {"ack-cap-ms", required_argument, NULL, O_ACK_CAP},
-					     {"max-clients", required_argument, NULL, O_MAX_CLIENTS},
-					     {"max-subs", required_argument, NULL, O_MAX_SUBS},
-					     {"max-queued", required_argument, NULL, O_MAX_QUEUED},
-					     {"ready-fd", required_argument, NULL, O_READY_FD},
-					     {"log-level", required_argument, NULL, O_LOG_LEVEL},
-					     {"foreground", no_argument, NULL, O_FOREGROUND},
-					     {"version", no_argument, NULL, O_VERSION},
-					     {"help", no_argument, NULL, 'h'},
-					     {}};
-	const char *source_name = "auto", *socket_path = NULL, *bus_arg = NULL, *bus_address = NULL;
-	enum bus_kind bus_kind = BUS_NONE;
+struct args {
+	const char *source_name, *socket_path, *bus_arg, *bus_address;
+	enum bus_kind bus_kind;
 	struct broker_options o;
-	struct source *src = NULL;
-	struct mmnd m = {0};
-	uint32_t ready_fd = UINT32_MAX;
+	uint32_t ready_fd;
+};
+
+enum {
+	O_SOURCE = 256,
+	O_SOCKET,
+	O_BUS,
+	O_READY_FD,
+	O_LOG_LEVEL,
+	O_FOREGROUND,
+	O_VERSION,
+	O_NUM = 512, /* + index in num_opts */
+};
+
+static const struct option long_opts[] = {
+	{"source", required_argument, NULL, O_SOURCE},
+	{"socket", required_argument, NULL, O_SOCKET},
+	{"bus", required_argument, NULL, O_BUS},
+	{"ack-timeout-ms", required_argument, NULL, O_NUM + 0},
+	{"ack-cap-ms", required_argument, NULL, O_NUM + 1},
+	{"max-clients", required_argument, NULL, O_NUM + 2},
+	{"max-subs", required_argument, NULL, O_NUM + 3},
+	{"max-queued", required_argument, NULL, O_NUM + 4},
+	{"max-clients-per-uid", required_argument, NULL, O_NUM + 5},
+	{"max-subs-per-uid", required_argument, NULL, O_NUM + 6},
+	{"hello-timeout-ms", required_argument, NULL, O_NUM + 7},
+	{"ready-fd", required_argument, NULL, O_READY_FD},
+	{"log-level", required_argument, NULL, O_LOG_LEVEL},
+	{"foreground", no_argument, NULL, O_FOREGROUND},
+	{"version", no_argument, NULL, O_VERSION},
+	{"help", no_argument, NULL, 'h'},
+	{},
+};
+
+/* One option; -1: exit 1 (said why), 1: exit 0, 0: go on. */
+static int parse_one(int c, struct args *a)
+{
+	int r;
+
+	if (c >= O_NUM && c < O_NUM + (int)N_NUM_OPTS)
+		return parse_num_opt(&num_opts[c - O_NUM], optarg, &a->o);
+	switch (c) {
+	case O_SOURCE:
+		a->source_name = optarg;
+		return 0;
+	case O_SOCKET:
+		a->socket_path = optarg;
+		return 0;
+	case O_BUS:
+		a->bus_arg = optarg;
+		return 0;
+	case O_READY_FD:
+		if (mmn__option_parse_u32(optarg, 0, INT32_MAX, &a->ready_fd) < 0) {
+			fprintf(stderr, "mmnd: --ready-fd must be a descriptor number, not '%s'\n", optarg);
+			return -1;
+		}
+		return 0;
+	case O_LOG_LEVEL:
+		r = mmn__log_parse_level(optarg);
+		if (r < 0) {
+			fprintf(stderr, "mmnd: --log-level must be err, warning, info or debug, not '%s'\n",
+				optarg);
+			return -1;
+		}
+		mmn__log_set_level(r);
+		return 0;
+	case O_FOREGROUND:
+		return 0;
+	case O_VERSION:
+		printf("mmnd %s (protocol %d)\n", MMN_VERSION, MMN_PROTO_VERSION);
+		return 1;
+	case 'h':
+		help();
+		return 1;
+	default:
+		fprintf(stderr, "Try 'mmnd --help'.\n");
+		return -1;
+	}
+}
+
+/* The command line into @a; -1: exit 1 (said why), 1: exit 0, 0: go on. */
+static int parse_args(int argc, char **argv, struct args *a)
+{
+	bool timeout_given = false;
+	const char *why;
 	int c, r;
 
-	mmn__broker_options_default(&o);
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
-		r = 0;
-		switch (c) {
-		case O_SOURCE:
-			source_name = optarg;
-			break;
-		case O_SOCKET:
-			socket_path = optarg;
-			break;
-		case O_BUS:
-			bus_arg = optarg;
-			break;
-		case O_ACK_TIMEOUT:
-			r = parse_u32(optarg, &o.ack_timeout_ms);
-			break;
-		case O_ACK_CAP:
-			r = parse_u32(optarg, &o.ack_cap_ms);
-			break;
-		case O_MAX_CLIENTS:
-			r = parse_u32(optarg, &o.max_clients);
-			break;
-		case O_MAX_SUBS:
-			r = parse_u32(optarg, &o.max_subs);
-			break;
-		case O_MAX_QUEUED:
-			r = parse_u32(optarg, &o.max_queued);
-			break;
-		case O_READY_FD:
-			r = parse_u32(optarg, &ready_fd);
-			break;
-		case O_LOG_LEVEL:
-			r = mmn__log_parse_level(optarg);
-			if (r >= 0)
-				mmn__log_set_level(r);
-			break;
-		case O_FOREGROUND:
-			break;
-		case O_VERSION:
-			printf("mmnd %s (protocol %d)\n", MMN_VERSION, MMN_PROTO_VERSION);
-			return 0;
-		case 'h':
-			help();
-			return 0;
-		default:
-			fprintf(stderr, "Try 'mmnd --help'.\n");
-			return 1;
-		}
-		if (r < 0) {
-			fprintf(stderr, "mmnd: bad value for --%s: %s\n", opts[c - O_SOURCE].name, optarg);
-			return 1;
-		}
+	*a = (struct args){.source_name = "auto", .ready_fd = UINT32_MAX};
+	mmn__broker_options_default(&a->o);
+	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) >= 0) {
+		timeout_given = timeout_given || c == O_NUM + 0;
+		r = parse_one(c, a);
+		if (r != 0)
+			return r;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "mmnd: unexpected argument '%s'\n", argv[optind]);
-		return 1;
+		return -1;
 	}
-	if (o.ack_timeout_ms > o.ack_cap_ms && o.ack_cap_ms)
-		o.ack_timeout_ms = o.ack_cap_ms;
-	if (mmn__broker_options_check(&o) < 0) {
-		fprintf(stderr, "mmnd: inconsistent limits (ack timeout 1..cap, cap 1..%u, max-subs 1..%u)\n",
-			MMN_BROKER_MAX_ACK_CAP_MS, MMN_BROKER_MAX_SUBS_LIMIT);
-		return 1;
+	/* A lower cap alone lowers the default deadline with it. */
+	if (!timeout_given && a->o.ack_timeout_ms > a->o.ack_cap_ms)
+		a->o.ack_timeout_ms = a->o.ack_cap_ms;
+	if (mmn__broker_options_explain(&a->o, &why) < 0) {
+		fprintf(stderr, "mmnd: %s\n", why);
+		return -1;
 	}
-	if (!bus_arg)
-		bus_arg = getenv("NOTIFY_SOCKET") ? "system" : "none";
-	if (parse_bus(bus_arg, &bus_kind, &bus_address) < 0) {
-		fprintf(stderr, "mmnd: bad --bus value '%s'\n", bus_arg);
-		return 1;
+	if (!a->bus_arg)
+		a->bus_arg = getenv("NOTIFY_SOCKET") ? "system" : "none";
+	if (parse_bus(a->bus_arg, &a->bus_kind, &a->bus_address) < 0) {
+		fprintf(stderr, "mmnd: bad --bus value '%s'\n", a->bus_arg);
+		return -1;
 	}
+	return 0;
+}
+
+/* Why listening failed, in words for the two refusals of broker.h. */
+static void log_listen_error(const char *path, int r)
+{
+	if (!path)
+		path = MMN_DEFAULT_SOCKET;
+	if (r == -ENOTSOCK)
+		mmn__log(LOG_ERR, NULL, "%s exists and is not a socket; refusing to replace it", path);
+	else if (r == -EADDRINUSE)
+		mmn__log(LOG_ERR, NULL, "Another mmnd listens on %s", path);
+	else
+		mmn__log(LOG_ERR, NULL, "Failed to listen on %s: %s", path, strerror(-r));
+}
+
+/* Serving: tell systemd, the log and --ready-fd. */
+static void announce_ready(struct mmnd *m, uint32_t ready_fd)
+{
+	static const char msg[] = "READY=1\n";
+	const char *name;
+	uint64_t mask;
+	bool holds;
+	char status[160];
+
+	mmn__admin_source(m->broker, &name, &mask, &holds);
+	snprintf(status, sizeof(status), "READY=1\nSTATUS=Serving, source %s%s", name,
+		 holds ? "" : " (acks do not hold the kernel)");
+	notify(status);
+	mmn__log(LOG_INFO, MMN_MSGID_STARTED, "mmnd %s serving with the %s source", MMN_VERSION, name);
+	if (ready_fd == UINT32_MAX)
+		return;
+	if (write((int)ready_fd, msg, sizeof(msg) - 1) < 0)
+		mmn__log(LOG_WARNING, NULL, "Failed to write to --ready-fd, ignoring: %s", strerror(errno));
+	close((int)ready_fd);
+}
+
+int main(int argc, char **argv)
+{
+	struct args a;
+	struct source *src = NULL;
+	struct mmnd m = {0};
+	int r;
+
+	r = parse_args(argc, argv, &a);
+	if (r != 0)
+		return r < 0 ? 1 : 0;
 
 	signal(SIGPIPE, SIG_IGN);
 	/* The ack path must not wait for memory while the kernel reclaims. */
@@ -361,27 +493,26 @@ int main(int argc, char **argv)
 		mmn__log(LOG_ERR, NULL, "Failed to create the event loop: %s", uv_strerror(r));
 		return 1;
 	}
-	r = open_source(&m.loop, source_name, &src);
+	r = open_source(&m.loop, a.source_name, &src);
 	if (r < 0) {
 		mmn__log(LOG_ERR, MMN_MSGID_SOURCE_MISSING, "Failed to open the %s event source: %s",
-			 source_name, strerror(-r));
+			 a.source_name, strerror(-r));
 		goto fail_loop;
 	}
-	r = mmn__broker_new(&m.loop, src, &o, &m.broker);
+	r = mmn__broker_new(&m.loop, src, &a.o, &m.broker);
 	if (r < 0) {
 		mmn__log(LOG_ERR, NULL, "Failed to start the broker: %s", strerror(-r));
 		goto fail_loop;
 	}
-	r = listen_sockets(m.broker, socket_path);
+	r = listen_sockets(m.broker, a.socket_path);
 	if (r < 0) {
-		mmn__log(LOG_ERR, NULL, "Failed to listen on %s: %s",
-			 socket_path ? socket_path : "the socket", strerror(-r));
+		log_listen_error(a.socket_path, r);
 		goto fail;
 	}
-	if (bus_kind != BUS_NONE) {
-		r = mmn__bus_open(&m.loop, m.broker, bus_kind, bus_address, &m.bus);
+	if (a.bus_kind != BUS_NONE) {
+		r = mmn__bus_open(&m.loop, m.broker, a.bus_kind, a.bus_address, &m.bus);
 		if (r < 0) {
-			mmn__log(LOG_ERR, NULL, "Failed to open the D-Bus API on %s: %s", bus_arg,
+			mmn__log(LOG_ERR, NULL, "Failed to open the D-Bus API on %s: %s", a.bus_arg,
 				 strerror(-r));
 			goto fail;
 		}
@@ -396,28 +527,7 @@ int main(int argc, char **argv)
 	watchdog_start(&m);
 	status_start(&m);
 
-	{
-		const char *name;
-		uint64_t mask;
-		bool holds;
-		char status[160];
-
-		mmn__admin_source(m.broker, &name, &mask, &holds);
-		snprintf(status, sizeof(status), "READY=1\nSTATUS=Serving, source %s%s", name,
-			 holds ? "" : " (acks do not hold the kernel)");
-		notify(status);
-		mmn__log(LOG_INFO, MMN_MSGID_STARTED, "mmnd %s serving with the %s source", MMN_VERSION,
-			 name);
-	}
-	if (ready_fd != UINT32_MAX) {
-		static const char msg[] = "READY=1\n";
-
-		if (write((int)ready_fd, msg, sizeof(msg) - 1) < 0)
-			mmn__log(LOG_WARNING, NULL, "Failed to write to --ready-fd, ignoring: %s",
-				 strerror(errno));
-		close((int)ready_fd);
-	}
-
+	announce_ready(&m, a.ready_fd);
 	uv_run(&m.loop, UV_RUN_DEFAULT);
 	r = uv_loop_close(&m.loop);
 	if (r < 0)

@@ -71,6 +71,7 @@ static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello
 		return;
 	}
 	c->hello = true;
+	mmn__client_hello_done(c);
 	if (mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
 		mmn__log(LOG_INFO, MMN_MSGID_CLIENT_ATTACH,
 			 "Client %" PRIu64 " (pid %d, uid %u, %s) attached", c->id, (int)c->pid,
@@ -133,6 +134,17 @@ static void do_share(struct client *c, uint64_t request_id, const Mmn__V1__Share
 	uint8_t token[16];
 	int r;
 
+	/*
+	 * A token lets another process watch this one; a source that watches
+	 * only each client's own memory (uffd: HelloReply says needs_uffd,
+	 * which libmmn reports as MMN_CAP_SELF_ONLY) could never honour it.
+	 */
+	if (!c->b->src->caps.other_processes) {
+		mmn__client_send_error(c, request_id, -EOPNOTSUPP,
+				       "this source watches only each client's own memory: a share token "
+				       "could never be used");
+		return;
+	}
 	r = mmn__share_create(c, s, token);
 	if (r < 0) {
 		mmn__client_send_error(c, request_id, r, "cannot share this range");

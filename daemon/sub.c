@@ -352,6 +352,7 @@ static void sub_detach_client(struct sub *s)
 	mmn__seqpage_free(c, s->slot);
 	list_del(&s->clink);
 	c->nsubs--;
+	mmn__client_uid_subs(c, -1);
 	s->c = NULL;
 	if (s->unsub_reply) {
 		Mmn__V1__Status st = MMN__V1__STATUS__INIT;
@@ -425,6 +426,7 @@ static void sub_create(struct target *t, struct client *c, uint64_t request_id, 
 	s->indexed = true;
 	list_add_tail(&c->subs, &s->clink);
 	c->nsubs++;
+	mmn__client_uid_subs(c, 1);
 	b->stats.subscriptions++;
 	reply_subscribed(c, request_id, s);
 	return;
@@ -456,6 +458,9 @@ int mmn__sub_request(struct client *c, uint64_t request_id, const Mmn__V1__Subsc
 	list_for_each(pos, &c->pending) npending++;
 	if (c->nsubs + npending >= b->opt.max_subs || c->nsubs + npending >= c->nslots)
 		return mmn__client_send_error(c, request_id, -ENOSPC, "too many subscriptions");
+	err = mmn__client_uid_may_subscribe(c, &msg);
+	if (err < 0)
+		return mmn__client_send_error(c, request_id, err, msg);
 	if (r.pid != 0 && r.pid != c->pid && !b->src->caps.other_processes)
 		return mmn__client_send_error(c, request_id, -EOPNOTSUPP,
 					      "this source watches only the client itself");
@@ -484,6 +489,7 @@ int mmn__sub_request(struct client *c, uint64_t request_id, const Mmn__V1__Subsc
 	p->request_id = request_id;
 	p->req = r;
 	list_add_tail(&c->pending, &p->clink);
+	mmn__client_uid_subs(c, 1);
 	mmn__target_defer(t, &p->d);
 	return 0;
 }
@@ -491,6 +497,7 @@ int mmn__sub_request(struct client *c, uint64_t request_id, const Mmn__V1__Subsc
 void mmn__pending_sub_cancel(struct pending_sub *p)
 {
 	list_del(&p->clink);
+	mmn__client_uid_subs(p->c, -1);
 	p->c = NULL;
 }
 
@@ -545,6 +552,7 @@ void mmn__sub_apply_deferred(struct target *t, struct deferred *d)
 
 		if (p->c) {
 			list_del(&p->clink);
+			mmn__client_uid_subs(p->c, -1);
 			sub_create(t, p->c, p->request_id, &p->req);
 		} else {
 			mmn__target_put(t);

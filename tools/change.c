@@ -28,6 +28,9 @@ static const struct {
 	{"max-clients", "MaxClients"},
 	{"max-subs", "MaxSubscriptionsPerClient"},
 	{"max-queued", "MaxQueuedEvents"},
+	{"max-clients-per-uid", "MaxClientsPerUid"},
+	{"max-subs-per-uid", "MaxSubscriptionsPerUid"},
+	{"hello-timeout-ms", "HelloTimeoutMSec"},
 };
 
 static const char *default_property(const char *key, size_t len)
@@ -58,7 +61,8 @@ int verb_set_default(sd_bus *bus, int argc, char **argv)
 			sd_bus_message_unref(m);
 			return ctl_usage_error(
 				"invalid setting \"%s\" (KEY=VALUE with KEY one of ack-timeout-ms, "
-				"ack-cap-ms, max-clients, max-subs, max-queued)",
+				"ack-cap-ms, max-clients, max-subs, max-queued, max-clients-per-uid, "
+				"max-subs-per-uid, hello-timeout-ms)",
 				argv[i]);
 		}
 		r = sd_bus_message_append(m, "{sv}", prop, "u", (uint32_t)v);

@@ -36,6 +36,9 @@ static struct prop props[] = {
 	{.name = "MaxClients", .type = 'u'},
 	{.name = "MaxSubscriptionsPerClient", .type = 'u'},
 	{.name = "MaxQueuedEvents", .type = 'u'},
+	{.name = "MaxClientsPerUid", .type = 'u'},
+	{.name = "MaxSubscriptionsPerUid", .type = 'u'},
+	{.name = "HelloTimeoutMSec", .type = 'u'},
 };
 
 #define N_PROPS (sizeof(props) / sizeof(props[0]))
@@ -200,6 +203,12 @@ static void status_human(void)
 	printf(LABEL "%" PRIu64 " ms (cap %" PRIu64 " ms)\n", "Ack timeout", P("DefaultAckTimeoutMSec"),
 	       P("AckCapMSec"));
 	printf(LABEL "%" PRIu64 "\n", "Queued events max", P("MaxQueuedEvents"));
+	/* Absent from an older mmnd: nothing to show then. */
+	if (find_prop("MaxClientsPerUid")->present)
+		printf(LABEL "%" PRIu64 " clients, %" PRIu64 " subscriptions (root exempt)\n", "Per-uid max",
+		       P("MaxClientsPerUid"), P("MaxSubscriptionsPerUid"));
+	if (find_prop("HelloTimeoutMSec")->present)
+		printf(LABEL "%" PRIu64 " ms\n", "Hello timeout", P("HelloTimeoutMSec"));
 }
 
 int verb_status(sd_bus *bus, int argc, char **argv)

@@ -41,7 +41,7 @@ static struct {
 	struct admin_observer obs;
 	bool have_obs;
 } fake = {
-	.defaults = {1000, 5000, 1024, 1024, 1024},
+	.defaults = {1000, 5000, 1024, 1024, 1024, 128, 8192, 5000},
 	.source = "test",
 };
 

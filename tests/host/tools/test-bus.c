@@ -408,6 +408,30 @@ static void test_defaults(void)
 	       "a timeout above the cap: org.mmn.Broker1.Error.InvalidValue");
 	sd_bus_error_free(&e);
 	tap_is_int(get_u("DefaultAckTimeoutMSec"), 50, "a refused change changes nothing");
+	{
+		static const struct {
+			const char *key;
+			uint32_t v;
+			const char *max;
+		} bad[] = {
+			{"MaxQueuedEvents", UINT32_C(1) << 30, "1048576"},
+			{"MaxQueuedEvents", 0, "1048576"},
+			{"MaxClients", UINT32_MAX, "65536"},
+			{"AckCapMSec", 0, "600000"},
+		};
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			r = set_defaults(&e, bad[i].key, "u", bad[i].v);
+			tap_ok(r < 0 && sd_bus_error_has_name(&e, "org.mmn.Broker1.Error.InvalidValue") &&
+				       e.message && strstr(e.message, bad[i].key) && strstr(e.message, bad[i].max),
+			       "%s=%u: InvalidValue naming the key and its range (%s)", bad[i].key,
+			       (unsigned)bad[i].v, e.message ? e.message : "no message");
+			sd_bus_error_free(&e);
+		}
+		tap_require(fake_cmd("") == 0);
+		tap_is_str(effects, "", "out-of-range values never reached the broker");
+		tap_is_int(get_u("MaxQueuedEvents"), 1024, "MaxQueuedEvents unchanged");
+	}
 
 	r = sd_bus_call_method(bus, BUS_NAME, BUS_PATH, BUS_IFACE, "Reload", &e, NULL, NULL);
 	tap_ok(r >= 0, "Reload succeeds");

@@ -303,6 +303,17 @@ ok(st is not None and st["default_ack_timeout_msec"] == 250 and st["max_queued_e
 rc, out, err = mmnctl("set-default", f"ack-timeout-ms={10**6}")
 ok(rc == 1 and "range" in err, f"set-default out of range: exit 1 ({err.strip()})")
 ok(mmnctl("set-default", "bogus=1")[0] == 2, "set-default unknown key: exit 2")
+rc, out, err = mmnctl("set-default", f"max-queued={2**30}")
+ok(rc == 1 and "MaxQueuedEvents" in err and "1048576" in err,
+   f"set-default max-queued=2^30: refused naming the key and its range ({err.strip()})")
+st = mmnctl_json("status")
+ok(st is not None and st["max_queued_events"] == 64, "a refused max-queued changes nothing")
+ok(st is not None and st.get("max_clients_per_uid") == 128 and st.get("hello_timeout_msec") == 5000,
+   "status shows the per-uid limits and the Hello timeout")
+rc, out, err = mmnctl("set-default", "max-clients-per-uid=16", "hello-timeout-ms=2000")
+st = mmnctl_json("status")
+ok(rc == 0 and st is not None and st["max_clients_per_uid"] == 16 and st["hello_timeout_msec"] == 2000,
+   f"set-default max-clients-per-uid and hello-timeout-ms ({err.strip()})")
 
 # Another uid.
 if os.geteuid() == 0:
