@@ -79,6 +79,29 @@ int fd_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+/*
+ * The parent's ends of the pipes of every live child, closed in each new
+ * child: otherwise a later child would hold an earlier child's command pipe
+ * open and that child would never see EOF.  Single-threaded use.
+ */
+static int parent_fds[64];
+static unsigned nparent_fds;
+
+static void fds_add(int fd)
+{
+	if (nparent_fds < sizeof(parent_fds) / sizeof(parent_fds[0]))
+		parent_fds[nparent_fds++] = fd;
+}
+
+static void fds_del(int fd)
+{
+	for (unsigned i = 0; i < nparent_fds; i++)
+		if (parent_fds[i] == fd) {
+			parent_fds[i] = parent_fds[--nparent_fds];
+			return;
+		}
+}
+
 int child_spawn(struct child *c, int (*fn)(void *arg, int rep, int cmd), void *arg)
 {
 	int rep[2], cmd[2];
@@ -105,6 +128,8 @@ int child_spawn(struct child *c, int (*fn)(void *arg, int rep, int cmd), void *a
 		return e;
 	}
 	if (c->pid == 0) {
+		for (unsigned i = 0; i < nparent_fds; i++)
+			close(parent_fds[i]);
 		close(rep[0]);
 		close(cmd[1]);
 		_exit(fn(arg, rep[1], cmd[0]));
@@ -113,6 +138,8 @@ int child_spawn(struct child *c, int (*fn)(void *arg, int rep, int cmd), void *a
 	close(cmd[0]);
 	c->rep = rep[0];
 	c->cmd = cmd[1];
+	fds_add(c->rep);
+	fds_add(c->cmd);
 	c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
 	return 0;
 }
@@ -150,12 +177,25 @@ int child_wait(struct child *c, int ms)
 	return ret;
 }
 
+void child_close_cmd(struct child *c)
+{
+	if (c->cmd >= 0) {
+		fds_del(c->cmd);
+		close(c->cmd);
+		c->cmd = -1;
+	}
+}
+
 void child_close(struct child *c)
 {
-	if (c->rep >= 0)
+	if (c->rep >= 0) {
+		fds_del(c->rep);
 		close(c->rep);
-	if (c->cmd >= 0)
+	}
+	if (c->cmd >= 0) {
+		fds_del(c->cmd);
 		close(c->cmd);
+	}
 	if (c->pidfd >= 0)
 		close(c->pidfd);
 	c->rep = c->cmd = c->pidfd = -1;

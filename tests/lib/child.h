@@ -32,7 +32,9 @@ int fd_write_all(int fd, const void *buf, size_t len);
  * One forked child running fn(arg, rep, cmd): rep is the write end of a pipe
  * the parent reads as c->rep, cmd the read end of a pipe the parent writes
  * as c->cmd (EOF tells the child to finish).  fn's return value is the
- * child's exit status.  stdout is flushed before the fork.
+ * child's exit status.  stdout is flushed before the fork.  The new child
+ * does not inherit the parent's pipe ends of the other live children.
+ * To end the command pipe early, use child_close_cmd(), not close().
  */
 struct child {
 	pid_t pid;
@@ -52,6 +54,9 @@ int child_wait(struct child *c, int ms);
 
 /* SIGKILLs the child if it still runs, reaps it, closes the pipes. */
 void child_kill(struct child *c);
+
+/* Closes c->cmd: the child sees EOF. */
+void child_close_cmd(struct child *c);
 
 /* Closes the parent's ends of the pipes and the pidfd (after child_wait succeeded). */
 void child_close(struct child *c);

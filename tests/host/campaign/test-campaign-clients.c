@@ -343,8 +343,7 @@ int main(int argc, char **argv)
 	tap_ok(rss1 > 0 && rss1 <= rss0 + RSS_TOLERANCE_KB, "mmnd's RSS %ld KiB, within %d KiB of the baseline %ld KiB",
 	       rss1, RSS_TOLERANCE_KB, rss0);
 
-	close(h.cmd); /* EOF: the healthy client reports */
-	h.cmd = -1;
+	child_close_cmd(&h); /* EOF: the healthy client reports */
 	tap_require(fd_read_deadline(h.rep, &hv, sizeof(hv), mono_ms() + 10000) == 0);
 	tap_diag("healthy client: %u cycles, slowest munmap %llu us", hv.iters, (unsigned long long)hv.max_munmap_us);
 	tap_ok(hv.iters > 0 && hv.slow_munmaps == 0, "no munmap of the healthy client took over %d ms (%u did)",

@@ -346,8 +346,7 @@ static bool round_run(struct mmnd_run *m, struct child *cl, uint32_t round, uint
 static void stop_clients(struct child *cl, int n, bool check)
 {
 	for (int i = 0; i < n; i++) {
-		close(cl[i].cmd); /* EOF: finish */
-		cl[i].cmd = -1;
+		child_close_cmd(&cl[i]); /* EOF: finish */
 	}
 	for (int i = 0; i < n; i++) {
 		int st = child_wait(&cl[i], check ? 10000 : 1000);
