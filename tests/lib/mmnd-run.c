@@ -151,3 +151,18 @@ bool mmnd_run_uffd_available(void)
 	close(fd);
 	return true;
 }
+
+pid_t mmnd_run_uffd(const char *mmnd, const char *sock)
+{
+	struct mmnd_run m = {.exe = mmnd};
+	int r;
+
+	snprintf(m.sock, sizeof(m.sock), "%s", sock);
+	r = mmnd_run_start(&m, NULL, 20000);
+	if (r < 0) {
+		printf("# mmnd did not get ready: %s\n", strerror(-r));
+		fflush(stdout);
+		return -1;
+	}
+	return m.pid;
+}
