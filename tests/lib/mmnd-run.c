@@ -107,7 +107,8 @@ int mmnd_run_start(struct mmnd_run *m, const char *const *extra_args, int timeou
 	if (r == 0 && strcmp(buf, "READY=1\n") != 0)
 		r = -EIO;
 	if (r < 0) {
-		fprintf(stderr, "mmnd-run: %s did not get ready (%s; read '%s')\n", m->exe, strerror(-r), buf);
+		fprintf(stderr, "mmnd-run: %s did not get ready (%s; read '%s')\n", m->exe, strerror(-r),
+			buf);
 		kill(m->pid, SIGKILL);
 		waitpid(m->pid, NULL, 0);
 		m->pid = 0;

@@ -59,8 +59,8 @@ static int target_main(void *arg, int rep, int cmd)
 	char c;
 
 	for (int i = 0; i < 2; i++) {
-		p[i] = mmap(NULL, range_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1,
-			    0);
+		p[i] = mmap(NULL, range_len, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 		if (p[i] == MAP_FAILED)
 			return 2;
 		memset(p[i], 0x5a, range_len);
@@ -109,8 +109,11 @@ static void send_msg(const struct msg *m)
 /* Library thread: report, and let the library ack (return 0). */
 static int on_inval(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 {
-	struct msg m = {.kind = 'i', .range = (uint8_t)(uintptr_t)ud, .needs_ack = r->needs_ack,
-			.start = r->start, .end = r->end};
+	struct msg m = {.kind = 'i',
+			.range = (uint8_t)(uintptr_t)ud,
+			.needs_ack = r->needs_ack,
+			.start = r->start,
+			.end = r->end};
 
 	send_msg(&m);
 	return 0;
@@ -126,8 +129,11 @@ static void on_release(struct mmn_sub *s, int reason, void *ud)
 static int client_main(void *arg, int rep, int cmd)
 {
 	const struct client_cfg *cfg = arg;
-	struct mmn_sub_opts o = {.size = sizeof(o), .flags = cfg->flags, .ack_timeout_ms = cfg->deadline_ms,
-				 .invalidate = on_inval, .release = on_release};
+	struct mmn_sub_opts o = {.size = sizeof(o),
+				 .flags = cfg->flags,
+				 .ack_timeout_ms = cfg->deadline_ms,
+				 .invalidate = on_inval,
+				 .release = on_release};
 	struct msg m = {.kind = 'S'};
 	struct mmn_client *c;
 	struct mmn_sub *s;
@@ -199,8 +205,8 @@ static long target_munmap(struct child *t, int i, int ms)
 	struct times tm;
 	char c = (char)('0' + i);
 
-	if (fd_write_all(t->cmd, &c, 1) < 0 || fd_read_deadline(t->rep, &tm, sizeof(tm), mono_ms() + ms) < 0 ||
-	    tm.ret != 0)
+	if (fd_write_all(t->cmd, &c, 1) < 0 ||
+	    fd_read_deadline(t->rep, &tm, sizeof(tm), mono_ms() + ms) < 0 || tm.ret != 0)
 		return -1;
 	return (long)((tm.t1 - tm.t0) / 1000000);
 }
@@ -220,11 +226,11 @@ static void phase_r1(struct child *t, struct seen *cl)
 	tap_require(stop_and_wait(cl[0].ch.pid));
 	tap_ok(1, "A (blocking, %d ms deadline) is stopped", A_DEADLINE_MS);
 	took = target_munmap(t, 0, A_DEADLINE_MS + MARGIN_MS + EVENT_MS);
-	tap_ok(took >= A_DEADLINE_MS - 50, "munmap of R1 waited for the stopped A: %ld ms, deadline %d ms", took,
-	       A_DEADLINE_MS);
+	tap_ok(took >= A_DEADLINE_MS - 50, "munmap of R1 waited for the stopped A: %ld ms, deadline %d ms",
+	       took, A_DEADLINE_MS);
 	tap_ok(took >= 0 && took <= A_DEADLINE_MS + MARGIN_MS,
-	       "... and returned at most %d ms after A's deadline (mmnd evicted A; B's deadline is %d ms)", MARGIN_MS,
-	       B_DEADLINE_MS);
+	       "... and returned at most %d ms after A's deadline (mmnd evicted A; B's deadline is %d ms)",
+	       MARGIN_MS, B_DEADLINE_MS);
 	tap_ok(wait_msg(&cl[1], 'i', 0, EVENT_MS), "B received R1's invalidation");
 	tap_ok(cl[1].needs_ack[0] == 1 && cl[1].range_ok, "... blocking (needs an ack), exactly R1");
 	tap_ok(wait_msg(&cl[2], 'i', 0, EVENT_MS), "C received R1's invalidation");
@@ -236,7 +242,8 @@ static void phase_r2(struct child *t, struct seen *cl)
 	long took = target_munmap(t, 1, B_DEADLINE_MS + EVENT_MS);
 
 	tap_ok(took >= 0 && took < B_DEADLINE_MS - MARGIN_MS,
-	       "munmap of R2 (B and C subscribed) took %ld ms, well before B's %d ms deadline: B's ack was accepted",
+	       "munmap of R2 (B and C subscribed) took %ld ms, well before B's %d ms deadline: B's ack was "
+	       "accepted",
 	       took, B_DEADLINE_MS);
 	tap_ok(wait_msg(&cl[1], 'i', 1, EVENT_MS) && cl[1].needs_ack[1] == 1 && cl[1].range_ok,
 	       "B received R2's invalidation, blocking");
@@ -281,7 +288,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 3; i++) {
 		cl[i].range_ok = true;
 		tap_require(child_spawn(&cl[i].ch, client_main, (void *)&cfg[i]) == 0);
-		if (!tap_ok(wait_msg(&cl[i], 'S', -1, EVENT_MS), "client %s connected and subscribed", cfg[i].name))
+		if (!tap_ok(wait_msg(&cl[i], 'S', -1, EVENT_MS), "client %s connected and subscribed",
+			    cfg[i].name))
 			goto out;
 	}
 	phase_r1(&t, cl);
@@ -295,8 +303,8 @@ int main(int argc, char **argv)
 			tap_diag("  wait status 0x%x (%s)", st, st < 0 ? strerror(-st) : "");
 		drain(&cl[i]);
 	}
-	tap_ok(cl[1].released == 0 && cl[2].released == 0, "B and C were never released (%d, %d)", cl[1].released,
-	       cl[2].released);
+	tap_ok(cl[1].released == 0 && cl[2].released == 0, "B and C were never released (%d, %d)",
+	       cl[1].released, cl[2].released);
 	tap_ok(cl[0].inval[1] == 0 && cl[0].released == 1, "A saw nothing of R2 and was released once");
 out:
 	for (int i = 0; i < 3; i++)

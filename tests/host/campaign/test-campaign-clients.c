@@ -52,16 +52,16 @@
 #define PAGES		   8
 #define WARMUP		   20
 #define MUNMAP_DEADLINE_MS 1000
-#define EVENT_MS	   5000	       /* the healthy client's UNMAP callback must come within this */
-#define STEP_MS		   5000	       /* a victim must reach the aimed-at step within this */
+#define EVENT_MS	   5000 /* the healthy client's UNMAP callback must come within this */
+#define STEP_MS		   5000 /* a victim must reach the aimed-at step within this */
 #define RSS_TOLERANCE_KB   1024 /* malloc may keep some freed memory */
 #define SETTLE_PROBES	   50
 #define READY_MS	   20000
 
 /* The victim's steps, in order; also the letters on its pipe. */
 static const char steps[] = "CcSsEA";
-static const char *const step_names[] = {"in mmn_connect", "connected", "in mmn_subscribe", "subscribed",
-					 "in the event loop", "in mmn_ack"};
+static const char *const step_names[] = {"in mmn_connect", "connected",		"in mmn_subscribe",
+					 "subscribed",	   "in the event loop", "in mmn_ack"};
 #define NSTEPS 6
 
 static const char *sock;
@@ -210,7 +210,8 @@ static int probe_main(void *arg, int rep, int cmd)
 	struct mmn_client *c;
 	struct mmn_sub *s;
 
-	if (p == MAP_FAILED || mmn_connect(sock, &c) < 0 || mmn_subscribe(c, 0, (uintptr_t)p, len, &o, &s) < 0)
+	if (p == MAP_FAILED || mmn_connect(sock, &c) < 0 ||
+	    mmn_subscribe(c, 0, (uintptr_t)p, len, &o, &s) < 0)
 		return 1;
 	mmn_disconnect(c);
 	return 0;
@@ -335,26 +336,32 @@ int main(int argc, char **argv)
 	for (int i = 0; i < kills && ok; i++)
 		victim_run(&rng, hist, &ok);
 	tap_ok(ok, "%d victims SIGKILLed, each at its random point", kills);
-	tap_diag("killed: %d %s, %d %s, %d %s, %d %s, %d %s, %d %s, %d before connecting", hist[1], step_names[0],
-		 hist[2], step_names[1], hist[3], step_names[2], hist[4], step_names[3], hist[5], step_names[4],
-		 hist[6], step_names[5], hist[0]);
+	tap_diag("killed: %d %s, %d %s, %d %s, %d %s, %d %s, %d %s, %d before connecting", hist[1],
+		 step_names[0], hist[2], step_names[1], hist[3], step_names[2], hist[4], step_names[3],
+		 hist[5], step_names[4], hist[6], step_names[5], hist[0]);
 	tap_ok(m.pid > 0 && waitpid(m.pid, &st, WNOHANG) == 0, "mmnd survived");
 
 	settle(m.pid, fd0, &fd1, &rss1);
 	tap_ok(fd1 >= 0 && fd1 <= fd0, "mmnd's descriptors back to the baseline: %d, baseline %d", fd1, fd0);
 	if (check_rss)
 		tap_ok(rss1 > 0 && rss1 <= rss0 + RSS_TOLERANCE_KB,
-		       "mmnd's RSS %ld KiB, within %d KiB of the baseline %ld KiB", rss1, RSS_TOLERANCE_KB, rss0);
+		       "mmnd's RSS %ld KiB, within %d KiB of the baseline %ld KiB", rss1, RSS_TOLERANCE_KB,
+		       rss0);
 	else
-		tap_ok(1, "mmnd's RSS %ld KiB, baseline %ld KiB # SKIP sanitizer build (quarantined frees)", rss1, rss0);
+		tap_ok(1, "mmnd's RSS %ld KiB, baseline %ld KiB # SKIP sanitizer build (quarantined frees)",
+		       rss1, rss0);
 
 	child_close_cmd(&h); /* EOF: the healthy client reports */
 	tap_require(fd_read_deadline(h.rep, &hv, sizeof(hv), mono_ms() + 10000) == 0);
-	tap_diag("healthy client: %u cycles, slowest munmap %llu us", hv.iters, (unsigned long long)hv.max_munmap_us);
-	tap_ok(hv.iters > 0 && hv.slow_munmaps == 0, "no munmap of the healthy client took over %d ms (%u did)",
-	       MUNMAP_DEADLINE_MS, hv.slow_munmaps);
-	tap_ok(hv.missed_events == 0 && hv.sub_errors == 0, "the healthy client got every UNMAP (%u missed, %u "
-	       "subscribe errors)", hv.missed_events, hv.sub_errors);
+	tap_diag("healthy client: %u cycles, slowest munmap %llu us", hv.iters,
+		 (unsigned long long)hv.max_munmap_us);
+	tap_ok(hv.iters > 0 && hv.slow_munmaps == 0,
+	       "no munmap of the healthy client took over %d ms (%u did)", MUNMAP_DEADLINE_MS,
+	       hv.slow_munmaps);
+	tap_ok(hv.missed_events == 0 && hv.sub_errors == 0,
+	       "the healthy client got every UNMAP (%u missed, %u "
+	       "subscribe errors)",
+	       hv.missed_events, hv.sub_errors);
 	tap_ok(child_wait(&h, 10000) == 0, "the healthy client exits cleanly");
 	child_kill(&h);
 	tap_ok(mmnd_run_kill(&m, SIGTERM, 10000) == 0, "mmnd exits cleanly on SIGTERM");

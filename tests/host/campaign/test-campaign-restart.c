@@ -44,22 +44,27 @@
 #include "prng.h"
 #include "tap.h"
 
-#define NCLIENTS      3
-#define STABLE	      2  /* subscriptions a client keeps all along */
-#define STABLE_PAGES  8
-#define CHURN_PAGES   4
-#define KILL_MAX_US   20000 /* the kill lands 0..20 ms after every client is live */
-#define ROUND_MS      10000 /* a client must resync within this after the restart */
-#define READY_MS      20000
+#define NCLIENTS     3
+#define STABLE	     2 /* subscriptions a client keeps all along */
+#define STABLE_PAGES 8
+#define CHURN_PAGES  4
+#define KILL_MAX_US  20000 /* the kill lands 0..20 ms after every client is live */
+#define ROUND_MS     10000 /* a client must resync within this after the restart */
+#define READY_MS     20000
 
 enum op { OP_IDLE, OP_MADVISE, OP_MMAP, OP_SUBSCRIBE, OP_MREMAP, OP_MUNMAP, OP_UNSUBSCRIBE, OP_NR };
-static const char *const op_names[OP_NR] = {"idle (polling its command pipe)", "madvise", "mmap",
-					    "mmn_subscribe", "mremap", "munmap", "mmn_unsubscribe"};
+static const char *const op_names[OP_NR] = {"idle (polling its command pipe)",
+					    "madvise",
+					    "mmap",
+					    "mmn_subscribe",
+					    "mremap",
+					    "munmap",
+					    "mmn_unsubscribe"};
 
 /* Per client, in a MAP_SHARED page: written by the client, read by the parent. */
 struct cstate {
-	_Atomic int op;		 /* enum op the main thread is in */
-	_Atomic uint64_t op_ms;	 /* mono_ms() when it entered it */
+	_Atomic int op;		/* enum op the main thread is in */
+	_Atomic uint64_t op_ms; /* mono_ms() when it entered it */
 	_Atomic unsigned resyncs[STABLE];
 	_Atomic unsigned invals[STABLE];    /* non-RESYNC invalidations */
 	_Atomic unsigned at_resync[STABLE]; /* invals[] when the last RESYNC came */
@@ -146,8 +151,8 @@ static int client_setup(struct client *cl, int idx)
 /* Subscribe a fresh mapping, shrink it, move it, unmap it, unsubscribe. */
 static void client_churn(struct client *cl)
 {
-	struct mmn_sub_opts o = {.size = sizeof(o), .flags = MMN_SUB_NONBLOCKING, .invalidate = on_churn,
-				 .userdata = cl->st};
+	struct mmn_sub_opts o = {
+		.size = sizeof(o), .flags = MMN_SUB_NONBLOCKING, .invalidate = on_churn, .userdata = cl->st};
 	size_t len = CHURN_PAGES * cl->ps, half = len / 2;
 	struct mmn_sub *s = NULL;
 	char *p, *dst, *moved;
@@ -292,18 +297,21 @@ static bool collect(struct child *cl, uint32_t round)
 		int r = fd_read_deadline(cl[i].rep, &rp, sizeof(rp), deadline);
 
 		if (r == -ETIMEDOUT) {
-			tap_diag("client %d HUNG: no resync report for round %u within %d ms of the restart "
-				 "(a client syscall on its subscribed memory never returned after mmnd died?)",
-				 i, round, ROUND_MS);
+			tap_diag(
+				"client %d HUNG: no resync report for round %u within %d ms of the restart "
+				"(a client syscall on its subscribed memory never returned after mmnd died?)",
+				i, round, ROUND_MS);
 			describe(i, mono_ms());
 			ok = false;
 		} else if (r < 0) {
-			tap_diag("client %d died or closed its pipe in round %u (%s)", i, round, strerror(-r));
+			tap_diag("client %d died or closed its pipe in round %u (%s)", i, round,
+				 strerror(-r));
 			ok = false;
 		} else if (rp.status != 0 || rp.round != round) {
 			if (rp.status <= -500)
-				tap_diag("client %d, round %u: a stable subscription was released (reason %d)", i,
-					 rp.round, -rp.status - 1000);
+				tap_diag(
+					"client %d, round %u: a stable subscription was released (reason %d)",
+					i, rp.round, -rp.status - 1000);
 			else
 				tap_diag("client %d, round %u: %s", i, rp.round, strerror(-rp.status));
 			ok = false;
@@ -336,8 +344,8 @@ static bool round_run(struct mmnd_run *m, struct child *cl, uint32_t round, uint
 			return false;
 		}
 	if (!collect(cl, round)) {
-		tap_diag("round %u failed; the kill came %llu us after every client was live (seed %llu)", round,
-			 (unsigned long long)us, (unsigned long long)seed);
+		tap_diag("round %u failed; the kill came %llu us after every client was live (seed %llu)",
+			 round, (unsigned long long)us, (unsigned long long)seed);
 		return false;
 	}
 	return true;
@@ -352,7 +360,8 @@ static void stop_clients(struct child *cl, int n, bool check)
 		int st = child_wait(&cl[i], check ? 10000 : 1000);
 
 		if (check && !tap_ok(st == 0, "client %d disconnects and exits cleanly", i)) {
-			tap_diag("  wait status %d (%s)", st, st == -ETIMEDOUT ? "still running: hung" : "exited badly");
+			tap_diag("  wait status %d (%s)", st,
+				 st == -ETIMEDOUT ? "still running: hung" : "exited badly");
 			describe(i, mono_ms());
 		}
 		child_kill(&cl[i]);
@@ -378,7 +387,8 @@ int main(int argc, char **argv)
 	tap_diag("seed %llu (replay with MMN_TEST_SEED=%llu), %u rounds", (unsigned long long)seed,
 		 (unsigned long long)seed, rounds);
 	mmnd_args = args;
-	states = mmap(NULL, NCLIENTS * sizeof(*states), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	states = mmap(NULL, NCLIENTS * sizeof(*states), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+		      -1, 0);
 	tap_require(states != MAP_FAILED);
 	memset(states, 0, NCLIENTS * sizeof(*states));
 	tap_require(mmnd_run_init(&m, argv[1]) == 0);
@@ -387,14 +397,17 @@ int main(int argc, char **argv)
 	for (; n < NCLIENTS; n++)
 		if (child_spawn(&cl[n], client_main, (void *)(intptr_t)n) < 0)
 			break;
-	if (tap_ok(n == NCLIENTS && collect(cl, 0), "%d clients connected, subscribed, and see invalidations", n)) {
+	if (tap_ok(n == NCLIENTS && collect(cl, 0), "%d clients connected, subscribed, and see invalidations",
+		   n)) {
 		while (done < rounds && round_run(&m, cl, done + 1, &rng))
 			done++;
-		tap_ok(done == rounds, "%u/%u SIGKILL+restart rounds: every client resynced (RESYNC on each stable "
-		       "subscription, then new invalidations) within %d ms", done, rounds, ROUND_MS);
+		tap_ok(done == rounds,
+		       "%u/%u SIGKILL+restart rounds: every client resynced (RESYNC on each stable "
+		       "subscription, then new invalidations) within %d ms",
+		       done, rounds, ROUND_MS);
 	}
-	tap_diag("%u kills in %llu ms; seed %llu", done + (done < rounds), (unsigned long long)(mono_ms() - t0),
-		 (unsigned long long)seed);
+	tap_diag("%u kills in %llu ms; seed %llu", done + (done < rounds),
+		 (unsigned long long)(mono_ms() - t0), (unsigned long long)seed);
 	stop_clients(cl, n, done == rounds);
 	tap_ok(mmnd_run_kill(&m, SIGTERM, 10000) == 0, "the last mmnd exits cleanly on SIGTERM");
 	mmnd_run_fini(&m);
