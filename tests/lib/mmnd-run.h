@@ -18,8 +18,13 @@
 #ifndef MMN_TESTS_MMND_RUN_H
 #define MMN_TESTS_MMND_RUN_H
 
+/* Also what callers of mmnd_run_uffd() use around it (pipe2 flags, printf). */
+#include <fcntl.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 struct mmnd_run {
 	const char *exe; /* the mmnd binary */
