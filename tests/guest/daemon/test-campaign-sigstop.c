@@ -4,19 +4,22 @@
  *
  *   usage: test-campaign-sigstop MMND
  *
- * mmnd runs with the kmod source.  A target process maps two ranges R1 and
- * R2.  Three clients, each a forked process dispatching on the library
- * thread, subscribe to them:
- *   A  blocking, ack deadline A_DEADLINE_MS, R1 only: gets SIGSTOPped
- *   B  blocking, ack deadline B_DEADLINE_MS, R1 and R2: acks at once
- *   C  non-blocking, R1 and R2
+ * mmnd runs with the kmod source.  A target process maps three ranges R1,
+ * R2, R3.  Three clients, each a forked process dispatching on the library
+ * thread, subscribe to R1 and R2:
+ *   A  gets SIGSTOPped: R1 blocking with ack deadline A_DEADLINE_MS, R2
+ *      non-blocking
+ *   B  blocking, ack deadline B_DEADLINE_MS: acks at once
+ *   C  non-blocking
  * With A stopped, the target munmaps R1: the munmap must return at about
  * A's deadline (not before it, and at most MARGIN_MS after it: mmnd evicts A
  * and lets the kernel go), while B and C receive their invalidations.  Then
  * the target munmaps R2: it must return well before B's deadline, which only
  * B's accepted ack allows.  After SIGCONT, A must learn that it was evicted
- * (release TIMEOUT); B and C must never be released.  Every wait is on a
- * pipe or waitpid with a deadline.
+ * (release TIMEOUT) and get R2's invalidation; its connection must survive
+ * the eviction of one subscription: no RESYNC or release of R2, and a new
+ * Subscribe (R3) after the late ack of R1's event works.  B and C must never
+ * be released.  Every wait is on a pipe or waitpid with a deadline.
  *
  * Skips when not root or mmn.ko is not loaded (run by tests/guest/run-guest).
  */
@@ -50,15 +53,15 @@ struct times {
 	int ret;
 };
 
-static uint64_t range_addr[2], range_len;
+static uint64_t range_addr[3], range_len;
 
-/* Maps R1 and R2, reports their addresses; on command '0' or '1' munmaps one and reports times. */
+/* Maps R1..R3, reports their addresses; on command '0' or '1' munmaps one and reports times. */
 static int target_main(void *arg, int rep, int cmd)
 {
-	char *p[2];
+	char *p[3];
 	char c;
 
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		p[i] = mmap(NULL, range_len, PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 		if (p[i] == MAP_FAILED)
@@ -84,8 +87,10 @@ static int target_main(void *arg, int rep, int cmd)
 
 /* What a client tells the parent. */
 struct msg {
-	char kind; /* 'S' subscribed (reason: error), 'i' invalidation, 'r' released */
+	char kind; /* 'S' subscribed (reason: error), 'i' invalidation, 'r' released,
+		      'p' answer to a probe (reason: mmn_subscribe's result) */
 	uint8_t range;
+	uint8_t event; /* enum mmn_event */
 	uint8_t needs_ack;
 	int32_t reason;
 	uint64_t start, end;
@@ -93,8 +98,8 @@ struct msg {
 
 struct client_cfg {
 	const char *name;
-	uint32_t flags, deadline_ms;
-	int nranges; /* R1, or R1 and R2 */
+	uint32_t flags[2]; /* R1, R2 */
+	uint32_t deadline_ms;
 };
 
 static const char *sock;
@@ -112,6 +117,7 @@ static int on_inval(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 	struct msg m = {.kind = 'i',
 			.range = (uint8_t)(uintptr_t)ud,
 			.needs_ack = r->needs_ack,
+			.event = (uint8_t)r->event,
 			.start = r->start,
 			.end = r->end};
 
@@ -126,11 +132,15 @@ static void on_release(struct mmn_sub *s, int reason, void *ud)
 	send_msg(&m);
 }
 
+static void log_stderr(int prio, const char *msg, void *ud)
+{
+	fprintf(stderr, "client %s: <%d> %s\n", (const char *)ud, prio, msg);
+}
+
 static int client_main(void *arg, int rep, int cmd)
 {
 	const struct client_cfg *cfg = arg;
 	struct mmn_sub_opts o = {.size = sizeof(o),
-				 .flags = cfg->flags,
 				 .ack_timeout_ms = cfg->deadline_ms,
 				 .invalidate = on_inval,
 				 .release = on_release};
@@ -140,18 +150,29 @@ static int client_main(void *arg, int rep, int cmd)
 	char x;
 
 	client_rep = rep;
+	mmn_set_log_fn(log_stderr, 6, (void *)cfg->name);
 	m.reason = mmn_connect(sock, &c);
 	if (m.reason == 0)
 		m.reason = mmn_start_thread(c);
-	for (int i = 0; m.reason == 0 && i < cfg->nranges; i++) {
+	for (int i = 0; m.reason == 0 && i < 2; i++) {
+		o.flags = cfg->flags[i];
+		o.ack_timeout_ms = o.flags == MMN_SUB_BLOCKING ? cfg->deadline_ms : 0;
 		o.userdata = (void *)(uintptr_t)i;
 		m.reason = mmn_subscribe(c, target_pid, range_addr[i], range_len, &o, &s);
 	}
 	send_msg(&m);
 	if (m.reason < 0)
 		return 1;
-	while (read(cmd, &x, 1) > 0) /* until the parent closes the pipe */
-		;
+	while (read(cmd, &x, 1) > 0) { /* until the parent closes the pipe */
+		/* 'p': a Subscribe round trip (R3, non-blocking) */
+		struct msg p = {.kind = 'p', .range = 2};
+
+		o.flags = MMN_SUB_NONBLOCKING;
+		o.ack_timeout_ms = 0;
+		o.userdata = (void *)(uintptr_t)2;
+		p.reason = mmn_subscribe(c, target_pid, range_addr[2], range_len, &o, &s);
+		send_msg(&p);
+	}
 	mmn_disconnect(c);
 	return 0;
 }
@@ -162,6 +183,8 @@ struct seen {
 	struct child ch;
 	int inval[2];	  /* invalidations received per range */
 	int needs_ack[2]; /* ... of which asked for an ack */
+	int resync[2];	  /* ... of which were RESYNC (the library reconnected) */
+	int probe;	  /* the probe's result */
 	int released;	  /* release() calls */
 	int reason;	  /* the last release reason */
 	bool range_ok;	  /* every invalidation covered exactly its range */
@@ -176,7 +199,9 @@ static bool wait_msg(struct seen *cl, char kind, int range, int ms)
 	for (;;) {
 		if (fd_read_deadline(cl->ch.rep, &m, sizeof(m), deadline) < 0)
 			return false;
-		if (m.kind == 'i' && m.range < 2) {
+		if (m.kind == 'i' && m.range < 2 && m.event == MMN_EVENT_RESYNC) {
+			cl->resync[m.range]++;
+		} else if (m.kind == 'i' && m.range < 2) {
 			cl->inval[m.range]++;
 			cl->needs_ack[m.range] += m.needs_ack;
 			if (m.start != range_addr[m.range] || m.end != range_addr[m.range] + range_len)
@@ -184,6 +209,8 @@ static bool wait_msg(struct seen *cl, char kind, int range, int ms)
 		} else if (m.kind == 'r') {
 			cl->released++;
 			cl->reason = m.reason;
+		} else if (m.kind == 'p') {
+			cl->probe = m.reason;
 		}
 		if (m.kind == kind && (range < 0 || m.range == range))
 			return true;
@@ -254,8 +281,22 @@ static void phase_r2(struct child *t, struct seen *cl)
 static void phase_cont(struct seen *cl)
 {
 	tap_require(kill(cl[0].ch.pid, SIGCONT) == 0);
-	tap_ok(wait_msg(&cl[0], 'r', -1, EVENT_MS), "after SIGCONT, A is told its subscription was revoked");
+	tap_ok(wait_msg(&cl[0], 'r', 0, EVENT_MS),
+	       "after SIGCONT, A is told its R1 subscription was revoked");
 	tap_is_int(cl[0].reason, MMN_RELEASE_TIMEOUT, "... for missing its ack deadline (Revoked{timeout})");
+	tap_ok(cl[0].inval[1] == 1 || wait_msg(&cl[0], 'i', 1, EVENT_MS), "A received R2's invalidation");
+	tap_ok(cl[0].needs_ack[1] == 0 && cl[0].range_ok, "... non-blocking, exactly R2");
+	/*
+	 * A's library acked R1's event when its callback returned, before the
+	 * release callback ran: a Subscribe now is a round trip after that late ack.
+	 */
+	tap_require(fd_write_all(cl[0].ch.cmd, "p", 1) == 0);
+	tap_ok(wait_msg(&cl[0], 'p', -1, EVENT_MS), "A answers a probe");
+	tap_is_int(cl[0].probe, 0,
+		   "A's connection survives the eviction: a Subscribe after the late ack works");
+	tap_ok(cl[0].resync[1] == 0 && cl[0].released == 1,
+	       "... and its R2 subscription was neither resynced (%d) nor released (%d releases in all)",
+	       cl[0].resync[1], cl[0].released);
 }
 
 int main(int argc, char **argv)
@@ -263,9 +304,9 @@ int main(int argc, char **argv)
 	static const char *const args[] = {"--source=kmod", "--ack-timeout-ms=2000", "--ack-cap-ms=3000",
 					   "--log-level=info", NULL};
 	static const struct client_cfg cfg[3] = {
-		{"A", MMN_SUB_BLOCKING, A_DEADLINE_MS, 1},
-		{"B", MMN_SUB_BLOCKING, B_DEADLINE_MS, 2},
-		{"C", MMN_SUB_NONBLOCKING, 0, 2},
+		{"A", {MMN_SUB_BLOCKING, MMN_SUB_NONBLOCKING}, A_DEADLINE_MS},
+		{"B", {MMN_SUB_BLOCKING, MMN_SUB_BLOCKING}, B_DEADLINE_MS},
+		{"C", {MMN_SUB_NONBLOCKING, MMN_SUB_NONBLOCKING}, 0},
 	};
 	struct seen cl[3] = {0};
 	struct mmnd_run m;
@@ -305,7 +346,8 @@ int main(int argc, char **argv)
 	}
 	tap_ok(cl[1].released == 0 && cl[2].released == 0, "B and C were never released (%d, %d)",
 	       cl[1].released, cl[2].released);
-	tap_ok(cl[0].inval[1] == 0 && cl[0].released == 1, "A saw nothing of R2 and was released once");
+	tap_ok(cl[1].resync[0] + cl[1].resync[1] + cl[2].resync[0] + cl[2].resync[1] == 0,
+	       "B and C never lost their connection (no RESYNC)");
 out:
 	for (int i = 0; i < 3; i++)
 		child_kill(&cl[i].ch);
