@@ -183,8 +183,14 @@ void mmn__rpc_dispatch(struct client *c, const MmnEnvelope *env, int *fds, size_
 		do_share(c, rid, env->share);
 		break;
 	case MMN__V1__ENVELOPE__BODY_ACK:
-		if (mmn__fanout_ack(c, env->ack->sub_id, env->ack->event_id) < 0)
-			mmn__client_send_error(c, rid, -ENOENT, "no such invalidation outstanding");
+		/*
+		 * An Ack has no reply.  One that names no outstanding event is
+		 * late, not wrong: the event ended meanwhile (the client was
+		 * evicted at its deadline, stopped, or the event was ended by a
+		 * later one), and mmn_ack() promises 0 then.  Answering with an
+		 * Error would make the client drop its whole connection.
+		 */
+		mmn__fanout_ack(c, env->ack->sub_id, env->ack->event_id);
 		break;
 	default:
 		mmn__client_protocol_error(c, rid, -EPROTO, "message not accepted by mmnd");
