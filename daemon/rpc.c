@@ -103,7 +103,7 @@ static void reply_status(struct client *c, uint64_t request_id, int err)
 static void do_attach_uffd(struct client *c, uint64_t request_id, int *fds, size_t nfds)
 {
 	struct broker *b = c->b;
-	struct source_target st = {.pid = c->pid, .pidfd = c->pidfd};
+	struct source_target st = {.pid = c->pid, .pidfd = c->pidfd, .conn = c->id};
 	int r;
 
 	if (!b->src->caps.needs_uffd || !b->src->ops->attach_uffd) {
@@ -116,6 +116,10 @@ static void do_attach_uffd(struct client *c, uint64_t request_id, int *fds, size
 	}
 	if (b->source_lost) {
 		mmn__client_send_error(c, request_id, -ENODEV, "the event source is gone");
+		return;
+	}
+	if (c->uffd_attached) {
+		mmn__client_send_error(c, request_id, -EALREADY, "a userfaultfd is attached already");
 		return;
 	}
 	st.uffd = fds[0];
