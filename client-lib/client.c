@@ -81,8 +81,18 @@ static int conn_open(struct mmn_client *c)
 	env.hello = &hello;
 	c->state = CONN_HELLO;
 	r = mmn__send(c, &env, NULL, 0);
-	if (r < 0)
+	if (r < 0) {
+		/*
+		 * EPIPE, ECONNRESET: mmnd may have refused us (Error{-EUSERS},
+		 * -ESHUTDOWN) and closed; its reason is still queued: read it
+		 * (mmn__pump drops the connection with it) before giving up.
+		 */
+		while (c->state == CONN_HELLO && mmn__pump(c, true) > 0)
+			;
 		mmn__conn_lost(c, r);
+		if (c->initial && c->connect_err)
+			r = c->connect_err;
+	}
 	return r;
 }
 

@@ -12,7 +12,6 @@
  * new invalidations are delivered again.
  *   test-mmnd-death MMND
  */
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -28,6 +27,7 @@
 
 #include "lib/mmnd-run.h"
 #include "mmn/mmn.h"
+#include "lib/uffd-count.h"
 #include "tap.h"
 
 #define OP_TIMEOUT_MS 5000
@@ -158,30 +158,6 @@ static bool run_op(struct op *o, const char *what)
 	close(o->efd);
 	tap_ok(o->result == 0, "%s returned after mmnd died (%d)", what, o->result);
 	return true;
-}
-
-/* Descriptors of this process that are userfaultfds. */
-static int count_uffds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		char path[300], target[64];
-		ssize_t len;
-
-		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
-		len = readlink(path, target, sizeof(target) - 1);
-		if (len < 0)
-			continue;
-		target[len] = '\0';
-		n += strcmp(target, "anon_inode:[userfaultfd]") == 0;
-	}
-	closedir(d);
-	return n;
 }
 
 static char dir[] = "/tmp/mmn-death-XXXXXX";
