@@ -6,11 +6,17 @@
  * How it works.  libmmn creates a userfaultfd in the client process
  * (UFFD_USER_MODE_ONLY, so no privilege is needed), enables the
  * non-cooperative events UNMAP, REMOVE, REMAP and, when the client may
- * (CAP_SYS_PTRACE), FORK, registers every subscribed range in
+ * (CAP_SYS_PTRACE), FORK, hands the fd to mmnd (AttachUffd, SCM_RIGHTS) and
+ * closes its own: mmnd holds the only descriptor, so when mmnd dies the
+ * kernel releases the uffd and no client thread waits for a dead reader.
+ * The broker passes it to ops->attach_uffd() with the connection's id; from
+ * then on this file owns it.  For each subscription the broker has it
+ * register the range (ops->uffd_register, before SubscribeReply; strictly for
+ * a new subscription, leniently for a re-subscription after a restart) in
  * UFFDIO_REGISTER_MODE_WP without ever write-protecting anything (so no page
- * fault is ever delivered), and hands the fd to mmnd (AttachUffd,
- * SCM_RIGHTS).  The broker passes it to ops->attach_uffd(); from then on this
- * file owns it, polls it on the loop and turns each uffd_msg into one
+ * fault is ever delivered), and unregister it (ops->uffd_unregister) where
+ * no other subscription of the connection covers it.  This file polls the
+ * uffd on the loop and turns each uffd_msg into one
  * SOURCE_INVALIDATE immediately followed by its SOURCE_INVALIDATE_END, both
  * listing every ksub of that target the event overlaps, clipped to it:
  *
@@ -53,8 +59,9 @@
  *
  * Lifetimes.  A target (one per process with an attached uffd, looked up by
  * pid) lives from its first attach_uffd until its last detach_uffd AND the
- * deletion of its last ksub.  Its uffds (one per connection of the process)
- * and a dup of the broker's pidfd (to report SOURCE_RELEASE
+ * deletion of its last ksub.  Its uffds (one per connection of the process,
+ * found by connection id, each with the ranges registered for it) and a dup
+ * of the broker's pidfd (to report SOURCE_RELEASE
  * when the process exits: exit_mmap sends no uffd event) are each watched by
  * a uv_poll_t in a separately allocated `struct watch` that its close
  * callback frees, so closing a watch never has to wait for the loop.  The
@@ -996,22 +1003,22 @@ static int range_ioctl(int fd, bool reg, uint64_t a, uint64_t b)
 	return ioctl(fd, UFFDIO_UNREGISTER, &r.range) < 0 ? -errno : 0;
 }
 
+/* Is @r what a VMA that is not ours to watch (or a hole) answers? */
+static bool foreign(int r)
+{
+	return r == -EPERM || r == -EBUSY || r == -EINVAL || r == -ENOMEM;
+}
+
 /*
- * The ioctl over every part of [a, b) it works on.  The kernel checks every
- * VMA of a range before it changes any, so one VMA that cannot be
- * (un)registered fails the whole range: after munmap() the holes of a
- * subscription get reused by other mappings, such as another mmn_client's
- * read-only sequence page (-EPERM: no VM_MAYWRITE), a buffer registered with
- * another connection's uffd (-EBUSY), a file mapping (-EINVAL).  Those are
- * not ours to watch.  mmnd cannot read the client's /proc/PID/maps (it may
- * lack CAP_SYS_PTRACE over it), so the range is halved until the parts
- * either work or are one page, which is skipped.  A range that is one hole
- * fails with -EINVAL as well, and costs about two ioctls per page of it;
- * -ENOMEM (nothing mapped at or after @a, or the process exited) ends a
- * part at once.  Each ioctl uses one unit of *@budget: 0, or -E2BIG when the
- * budget ran out first, or an unexpected error.
+ * Where the client's /proc/PID/maps cannot be read (mmnd without
+ * CAP_SYS_PTRACE over it): halve [a, b) until the parts either work or are
+ * one page, which is skipped.  A hole fails like a foreign VMA (-EINVAL) and
+ * costs about two ioctls per page of it; -ENOMEM (nothing mapped at or after
+ * @a, or the process exited) ends a part at once.  Each ioctl uses one unit
+ * of *@budget: 0, or -E2BIG when the budget ran out first, or an unexpected
+ * error.
  */
-static int range_ioctl_lenient(int fd, bool reg, uint64_t a, uint64_t b, uint64_t page, unsigned *budget)
+static int range_ioctl_bisect(int fd, bool reg, uint64_t a, uint64_t b, uint64_t page, unsigned *budget)
 {
 	uint64_t mid;
 	int r;
@@ -1022,17 +1029,128 @@ static int range_ioctl_lenient(int fd, bool reg, uint64_t a, uint64_t b, uint64_
 	r = range_ioctl(fd, reg, a, b);
 	if (r == 0 || r == -ENOMEM)
 		return 0;
-	if (r != -EPERM && r != -EBUSY && r != -EINVAL)
+	if (!foreign(r))
 		return r;
 	if (b - a <= page)
 		return 0;
 	mid = a + (b - a) / page / 2 * page;
-	r = range_ioctl_lenient(fd, reg, a, mid, page, budget);
-	return r < 0 ? r : range_ioctl_lenient(fd, reg, mid, b, page, budget);
+	r = range_ioctl_bisect(fd, reg, a, mid, page, budget);
+	return r < 0 ? r : range_ioctl_bisect(fd, reg, mid, b, page, budget);
 }
 
-/* Bounds on the ioctls of one lenient (un)registration (see range_ioctl_lenient). */
-#define REGISTER_BUDGET	  (1U << 17)
+static uint64_t parse_hex(const char **p)
+{
+	uint64_t v = 0;
+
+	for (;; (*p)++) {
+		char ch = **p;
+
+		if (ch >= '0' && ch <= '9')
+			v = v << 4 | (uint64_t)(ch - '0');
+		else if (ch >= 'a' && ch <= 'f')
+			v = v << 4 | (uint64_t)(ch - 'a' + 10);
+		else
+			return v;
+	}
+}
+
+/*
+ * The ioctl over [a, b) one VMA at a time, from /proc/@pid/maps, skipping
+ * the VMAs it fails on (also those that changed between the read and the
+ * ioctl).  The maps only guide the cuts: the ioctls act on the uffd's own mm
+ * whatever process the pid names by then.  Returns 0, or the error of
+ * opening the maps (-EACCES without the right to read them).
+ */
+static int range_ioctl_by_maps(int fd, pid_t pid, bool reg, uint64_t a, uint64_t b)
+{
+	char buf[4096], path[32];
+	size_t len = 0;
+	bool eof = false, skip = false; /* skip: the rest of a line longer than buf */
+	int mfd, r = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	mfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (mfd < 0)
+		return -errno;
+	while (r == 0) {
+		char *nl = memchr(buf, '\n', len);
+		const char *p = buf;
+		uint64_t vs, ve;
+
+		if (!nl && len < sizeof(buf)) {
+			ssize_t n;
+
+			if (eof)
+				break;
+			n = read(mfd, buf + len, sizeof(buf) - len);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				eof = true;
+			else
+				len += (size_t)n;
+			continue;
+		}
+		/* A line, or the start of one longer than buf (a path of nearly PATH_MAX). */
+		vs = parse_hex(&p);
+		ve = *p == '-' ? (p++, parse_hex(&p)) : 0;
+		if (nl) {
+			len -= (size_t)(nl + 1 - buf);
+			memmove(buf, nl + 1, len);
+		} else {
+			len = 0;
+		}
+		if (skip) {
+			skip = !nl;
+			continue;
+		}
+		skip = !nl;
+		if (vs >= b)
+			break; /* sorted by address */
+		if (ve <= a || vs >= ve)
+			continue;
+		r = range_ioctl(fd, reg, vs > a ? vs : a, ve < b ? ve : b);
+		if (foreign(r))
+			r = 0;
+	}
+	close(mfd);
+	return r;
+}
+
+bool mmn__source_uffd_no_maps;
+
+/*
+ * The ioctl over every part of [a, b) it works on.  The kernel checks every
+ * VMA of a range before it changes any, so one VMA that cannot be
+ * (un)registered fails the whole range: after munmap() the holes of a
+ * subscription get reused by other mappings, such as another mmn_client's
+ * read-only sequence page (-EPERM: no VM_MAYWRITE), a buffer registered with
+ * another connection's uffd (-EBUSY), a file mapping (-EINVAL).  Those are
+ * not ours to watch: skipped, VMA by VMA where mmnd may read the client's
+ * maps, by bisection otherwise (bounded by *@budget).  Where
+ * UFFDIO_UNREGISTER does not check whose a VMA is (Linux 6.1 does not),
+ * unregistering a hole that another connection's registration took over
+ * releases that one too: such kernels offer no way to tell them apart.
+ */
+static int range_ioctl_lenient(int fd, pid_t pid, bool reg, uint64_t a, uint64_t b, unsigned *budget)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	int r = range_ioctl(fd, reg, a, b);
+
+	if (r == 0 || r == -ENOMEM || !foreign(r))
+		return r == -ENOMEM ? 0 : r;
+	if (!mmn__source_uffd_no_maps && range_ioctl_by_maps(fd, pid, reg, a, b) == 0)
+		return 0;
+	return range_ioctl_bisect(fd, reg, a, b, page, budget);
+}
+
+/*
+ * Bounds on the ioctls of one bisection (a few microseconds each, on mmnd's
+ * loop): a re-subscription needing more fails (-E2BIG) rather than leave
+ * parts unwatched; an unregistration leaves the rest registered until the
+ * connection closes (its events are read and match no ksub).
+ */
+#define REGISTER_BUDGET	  (1U << 14)
 #define UNREGISTER_BUDGET 256U
 
 static struct watch *conn_watch(struct uffd_source *s, pid_t pid, uint64_t conn)
@@ -1082,7 +1200,7 @@ static int uffd_register(struct source *src, pid_t pid, uint64_t conn, uint64_t 
 	if (strict)
 		r = range_ioctl(w->fd, true, start, end);
 	else
-		r = range_ioctl_lenient(w->fd, true, start, end, (uint64_t)sysconf(_SC_PAGESIZE), &budget);
+		r = range_ioctl_lenient(w->fd, pid, true, start, end, &budget);
 	if (r < 0 && strict)
 		return r; /* the kernel changed nothing: undoing could touch another uffd's (-EBUSY) */
 	w->regs[w->nregs++] = (struct reg){start, end};
@@ -1097,7 +1215,8 @@ static int uffd_register(struct source *src, pid_t pid, uint64_t conn, uint64_t 
  * Best effort: what fails stays registered until the connection closes (its
  * events are read and match no ksub).
  */
-static void unregister_uncovered(struct watch *w, uint64_t a, uint64_t b, size_t from, unsigned *budget)
+static void unregister_uncovered(struct watch *w, pid_t pid, uint64_t a, uint64_t b, size_t from,
+				 unsigned *budget)
 {
 	for (size_t i = from; i < w->nregs; i++) {
 		const struct reg *o = &w->regs[i];
@@ -1105,12 +1224,12 @@ static void unregister_uncovered(struct watch *w, uint64_t a, uint64_t b, size_t
 		if (o->end <= a || o->start >= b)
 			continue;
 		if (o->start > a)
-			unregister_uncovered(w, a, o->start, i + 1, budget);
+			unregister_uncovered(w, pid, a, o->start, i + 1, budget);
 		if (o->end < b)
-			unregister_uncovered(w, o->end, b, i + 1, budget);
+			unregister_uncovered(w, pid, o->end, b, i + 1, budget);
 		return;
 	}
-	range_ioctl_lenient(w->fd, false, a, b, (uint64_t)sysconf(_SC_PAGESIZE), budget);
+	range_ioctl_lenient(w->fd, pid, false, a, b, budget);
 }
 
 static void uffd_unregister(struct source *src, pid_t pid, uint64_t conn, uint64_t start, uint64_t end)
@@ -1123,7 +1242,7 @@ static void uffd_unregister(struct source *src, pid_t pid, uint64_t conn, uint64
 	for (size_t i = 0; i < w->nregs; i++) {
 		if (w->regs[i].start == start && w->regs[i].end == end) {
 			w->regs[i] = w->regs[--w->nregs];
-			unregister_uncovered(w, start, end, 0, &budget);
+			unregister_uncovered(w, pid, start, end, 0, &budget);
 			return;
 		}
 	}

@@ -159,6 +159,13 @@ int mmn__source_uffd_new(uv_loop_t *loop, source_event_fn emit, void *userdata, 
 int mmn__source_test_new(uv_loop_t *loop, source_event_fn emit, void *userdata, struct source **out);
 
 /*
+ * Test-only, false by default: when true the uffd source never reads a
+ * client's /proc/PID/maps, as when mmnd may not, and registers leniently by
+ * bisection alone.
+ */
+extern bool mmn__source_uffd_no_maps;
+
+/*
  * Test source controls: inject an event as if the kernel sent it (ksub ids
  * are the ones ksub_add returned), and read back what the broker did.
  */

@@ -35,15 +35,9 @@
  *
  * userfaultfd source (no module): the process's munmap/madvise/mremap/fork
  * of a subscribed range wait until mmnd has read the event from the
- * userfaultfd the library handed it.  When mmnd dies the library closes its
- * copy on the next dispatch, which releases such waits: dispatch promptly
- * when mmn_get_fd() is readable, or use mmn_start_thread().
- *
- * With the uffd source fork() itself waits until mmnd has read the fork
- * event.  The library keeps its uffd out of the child (atfork handlers) and,
- * if mmnd dies meanwhile, releases it from the dispatching thread so that
- * fork() returns: do not fork from your only dispatching thread, or use
- * mmn_start_thread().
+ * userfaultfd the library handed it.  The library keeps no descriptor of it
+ * (mmnd registers the ranges), so when mmnd dies the userfaultfd is released
+ * and such waits end at once, whether or not anything dispatches.
  *
  * fork(): a child must not use its parent's connection.  In a child every call
  * on a client inherited from the parent returns -ECHILD (mmn_read_retry()
