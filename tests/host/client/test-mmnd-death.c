@@ -162,22 +162,93 @@ static bool run_op(struct op *o, const char *what)
 
 static char dir[] = "/tmp/mmn-death-XXXXXX";
 static char sock[128];
+static long ps;
+
+/* The two clients: c1 single-threaded (mmn_dispatch), c2 on the library thread. */
+struct clients {
+	struct rec r1, r2;
+	struct mmn_client *c1, *c2;
+	struct mmn_sub *s1, *s2;
+	char *b1, *b2; /* 32 pages each, subscribed whole */
+};
+
+static void subscribe_both(struct clients *k)
+{
+	struct mmn_sub_opts o = {.size = sizeof(o),
+				 .flags = MMN_SUB_BLOCKING,
+				 .invalidate = on_inval,
+				 .invalidate_end = on_end,
+				 .release = on_release};
+	struct mmn_sub *tmp;
+
+	k->b1 = mmap(NULL, 32 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	k->b2 = mmap(NULL, 32 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	tap_require(k->b1 != MAP_FAILED && k->b2 != MAP_FAILED);
+	memset(k->b1, 1, 32 * ps);
+	memset(k->b2, 1, 32 * ps);
+	tap_require(mmn_connect(sock, &k->c1) == 0);
+	tap_require(mmn_connect(sock, &k->c2) == 0);
+	tap_is_int(mmn_start_thread(k->c2), 0, "second client: library thread");
+	tap_is_int(count_uffds(), 0, "the library keeps no descriptor of its userfaultfds (mmnd holds them)");
+	o.userdata = &k->r1;
+	tap_is_int(mmn_subscribe(k->c1, 0, (uintptr_t)k->b1, 32 * ps, &o, &k->s1), 0,
+		   "mmn_dispatch client subscribed");
+	o.userdata = &k->r2;
+	tap_is_int(mmn_subscribe(k->c2, 0, (uintptr_t)k->b2, 32 * ps, &o, &k->s2), 0,
+		   "library thread client subscribed");
+	tap_is_int(mmn_subscribe(k->c2, 0, (uintptr_t)k->b1 + ps, ps, &o, &tmp), -EBUSY,
+		   "another client's range -> -EBUSY (one userfaultfd per range)");
+	munmap(k->b1, ps);
+	tap_ok(dispatch_until(k->c1, &k->r1.nend, 1) && k->r1.last_start == (uintptr_t)k->b1 &&
+		       k->r1.last_end == (uintptr_t)k->b1 + ps,
+	       "UNMAP delivered before mmnd dies");
+}
+
+/* mmnd is dead and nobody dispatches c1: only the release of the uffd lets these return. */
+static void ops_after_death(struct clients *k)
+{
+	run_op(&(struct op){.kind = 0, .addr = k->b1 + 2 * ps, .len = 2 * ps},
+	       "madvise(DONTNEED), mmn_dispatch client");
+	run_op(&(struct op){.kind = 1, .addr = k->b1 + 4 * ps, .len = 2 * ps}, "munmap, mmn_dispatch client");
+	run_op(&(struct op){.kind = 0, .addr = k->b2 + 2 * ps, .len = 2 * ps},
+	       "madvise(DONTNEED), library thread client");
+	run_op(&(struct op){.kind = 1, .addr = k->b2 + 4 * ps, .len = 2 * ps}, "munmap, library thread client");
+	run_op(&(struct op){.kind = 2}, "fork()");
+}
+
+/* mmnd is back: both clients reconnected; RESYNC, then new events. */
+static void after_restart(struct clients *k, unsigned ends)
+{
+	unsigned n;
+
+	tap_ok(dispatch_until(k->c1, &k->r1.nresync, 1), "mmn_dispatch client: RESYNC after the restart");
+	tap_ok(dispatch_until(k->c1, &k->r1.nend, ends + 1) && k->r1.nrelease == 0,
+	       "RESYNC ended, the subscription lives");
+	tap_ok(thread_until(&k->r2, &k->r2.nresync, 1), "library thread client: RESYNC after the restart");
+	tap_is_int(count_uffds(), 0, "still no userfaultfd descriptor in the client");
+	n = k->r1.nend;
+	munmap(k->b1 + 8 * ps, ps);
+	tap_ok(dispatch_until(k->c1, &k->r1.nend, n + 1) && k->r1.last_start == (uintptr_t)k->b1 + 8 * ps &&
+		       k->r1.last_end == (uintptr_t)k->b1 + 9 * ps,
+	       "mmn_dispatch client: UNMAP delivered by the new mmnd");
+	n = __atomic_load_n(&k->r2.nend, __ATOMIC_ACQUIRE);
+	madvise(k->b2 + 8 * ps, ps, MADV_DONTNEED);
+	tap_ok(thread_until(&k->r2, &k->r2.nend, n + 1) && k->r2.last_start == (uintptr_t)k->b2 + 8 * ps &&
+		       k->r2.last_end == (uintptr_t)k->b2 + 9 * ps,
+	       "library thread client: REMOVE delivered by the new mmnd");
+	tap_is_int(k->r1.nrelease + k->r2.nrelease, 0, "no subscription was released");
+	tap_is_int(mmn_unsubscribe(k->s2), 0, "unsubscribe (library thread client)");
+	tap_is_int(mmn_unsubscribe(k->s1), 0, "unsubscribe (mmn_dispatch client)");
+	mmn_disconnect(k->c2);
+	mmn_disconnect(k->c1);
+	munmap(k->b1, 32 * ps);
+	munmap(k->b2, 32 * ps);
+}
 
 int main(int argc, char **argv)
 {
-	struct rec r1 = {.efd = -1}, r2 = {.efd = -1};
-	struct mmn_sub_opts o1 = {.size = sizeof(o1),
-				  .flags = MMN_SUB_BLOCKING,
-				  .invalidate = on_inval,
-				  .invalidate_end = on_end,
-				  .release = on_release,
-				  .userdata = &r1};
-	struct mmn_sub_opts o2 = o1;
-	long ps = sysconf(_SC_PAGESIZE);
-	struct mmn_client *c1, *c2;
-	struct mmn_sub *s1, *s2;
-	unsigned n;
-	char *b1, *b2;
+	struct clients k = {.r1 = {.efd = -1}, .r2 = {.efd = -1}};
+	unsigned ends;
 	pid_t pid;
 	int fd;
 
@@ -192,78 +263,29 @@ int main(int argc, char **argv)
 	}
 	close(fd);
 	signal(SIGPIPE, SIG_IGN);
-	o2.userdata = &r2;
-	r2.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ps = sysconf(_SC_PAGESIZE);
+	k.r2.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	tap_require(mkdtemp(dir) != NULL);
 	snprintf(sock, sizeof(sock), "%s/mmnd.sock", dir);
 	pid = mmnd_run_uffd(argv[1], sock);
 	tap_require(pid > 0);
-
-	b1 = mmap(NULL, 32 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	b2 = mmap(NULL, 32 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	tap_require(b1 != MAP_FAILED && b2 != MAP_FAILED);
-	memset(b1, 1, 32 * ps);
-	memset(b2, 1, 32 * ps);
-
-	/* c1: single-threaded, mmn_dispatch(); c2: the library thread. */
-	tap_require(mmn_connect(sock, &c1) == 0);
-	tap_require(mmn_connect(sock, &c2) == 0);
-	tap_is_int(mmn_start_thread(c2), 0, "second client: library thread");
-	tap_is_int(count_uffds(), 0, "the library keeps no descriptor of its userfaultfds (mmnd holds them)");
-	tap_is_int(mmn_subscribe(c1, 0, (uintptr_t)b1, 32 * ps, &o1, &s1), 0, "mmn_dispatch client subscribed");
-	tap_is_int(mmn_subscribe(c2, 0, (uintptr_t)b2, 32 * ps, &o2, &s2), 0, "library thread client subscribed");
-	{
-		struct mmn_sub *tmp;
-
-		tap_is_int(mmn_subscribe(c2, 0, (uintptr_t)b1 + ps, ps, &o2, &tmp), -EBUSY,
-			   "another client's range -> -EBUSY (one userfaultfd per range)");
-	}
-	munmap(b1, ps);
-	tap_ok(dispatch_until(c1, &r1.nend, 1) && r1.last_start == (uintptr_t)b1 &&
-		       r1.last_end == (uintptr_t)b1 + ps,
-	       "UNMAP delivered before mmnd dies");
+	subscribe_both(&k);
 
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-
-	/* Nobody dispatches c1 now: only the release of the uffd lets these return. */
-	run_op(&(struct op){.kind = 0, .addr = b1 + 2 * ps, .len = 2 * ps}, "madvise(DONTNEED), mmn_dispatch client");
-	run_op(&(struct op){.kind = 1, .addr = b1 + 4 * ps, .len = 2 * ps}, "munmap, mmn_dispatch client");
-	run_op(&(struct op){.kind = 0, .addr = b2 + 2 * ps, .len = 2 * ps}, "madvise(DONTNEED), library thread client");
-	run_op(&(struct op){.kind = 1, .addr = b2 + 4 * ps, .len = 2 * ps}, "munmap, library thread client");
-	run_op(&(struct op){.kind = 2}, "fork()");
+	ops_after_death(&k);
 
 	/* mmnd comes back: both reconnect and re-subscribe (over the holes: lenient). */
-	n = r1.nend;
+	ends = k.r1.nend;
 	unlink(sock);
 	pid = mmnd_run_uffd(argv[1], sock);
 	tap_require(pid > 0);
-	tap_ok(dispatch_until(c1, &r1.nresync, 1), "mmn_dispatch client: RESYNC after the restart");
-	tap_ok(dispatch_until(c1, &r1.nend, n + 1) && r1.nrelease == 0, "RESYNC ended, the subscription lives");
-	tap_ok(thread_until(&r2, &r2.nresync, 1), "library thread client: RESYNC after the restart");
-	tap_is_int(count_uffds(), 0, "still no userfaultfd descriptor in the client");
+	after_restart(&k, ends);
 
-	n = r1.nend;
-	munmap(b1 + 8 * ps, ps);
-	tap_ok(dispatch_until(c1, &r1.nend, n + 1) && r1.last_start == (uintptr_t)b1 + 8 * ps &&
-		       r1.last_end == (uintptr_t)b1 + 9 * ps,
-	       "mmn_dispatch client: UNMAP delivered by the new mmnd");
-	n = __atomic_load_n(&r2.nend, __ATOMIC_ACQUIRE);
-	madvise(b2 + 8 * ps, ps, MADV_DONTNEED);
-	tap_ok(thread_until(&r2, &r2.nend, n + 1) && r2.last_start == (uintptr_t)b2 + 8 * ps &&
-		       r2.last_end == (uintptr_t)b2 + 9 * ps,
-	       "library thread client: REMOVE delivered by the new mmnd");
-	tap_is_int(r1.nrelease + r2.nrelease, 0, "no subscription was released");
-
-	tap_is_int(mmn_unsubscribe(s2), 0, "unsubscribe (library thread client)");
-	tap_is_int(mmn_unsubscribe(s1), 0, "unsubscribe (mmn_dispatch client)");
-	mmn_disconnect(c2);
-	mmn_disconnect(c1);
-	munmap(b1, 32 * ps);
-	munmap(b2, 32 * ps);
 	kill(pid, SIGTERM);
 	waitpid(pid, NULL, 0);
 	unlink(sock);
 	rmdir(dir);
+	close(k.r2.efd);
 	return tap_done();
 }
