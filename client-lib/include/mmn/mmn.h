@@ -137,10 +137,11 @@ struct mmn_sub_opts {
  *
  * Performs the Hello handshake (waits at most 5 s), maps the shared sequence
  * page and, when the daemon's source needs it (uffd), creates this process's
- * userfaultfd and hands it to mmnd.
+ * userfaultfd and hands it to mmnd (keeping no descriptor of it).
  * Return: 0, or -EINVAL, -ENOENT/-ECONNREFUSED (no daemon), -ETIMEDOUT,
  * -EPROTONOSUPPORT (no common protocol version), -EBADMSG/-EPROTO (bad reply),
- * -EPERM (mmnd refused), -ENOMEM, -EOPNOTSUPP (userfaultfd unavailable).
+ * the errno mmnd refused the connection with (-EUSERS: too many clients,
+ * -ESHUTDOWN: stopping, -EPERM), -ENOMEM, -EOPNOTSUPP (userfaultfd unavailable).
  */
 MMN_EXPORT int mmn_connect(const char *socket_path, struct mmn_client **out);
 
