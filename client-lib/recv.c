@@ -329,7 +329,8 @@ int mmn__pump(struct mmn_client *c, bool may_grow)
 		 * is reported, once, before the packets still queued, such as
 		 * the Error mmnd refused us with: read that, it says why.
 		 */
-		ssize_t again = mmn__wire_recv(c->sock, c->rbuf, sizeof(c->rbuf), fds, MMN_WIRE_MAX_FDS, &nfds);
+		ssize_t again =
+			mmn__wire_recv(c->sock, c->rbuf, sizeof(c->rbuf), fds, MMN_WIRE_MAX_FDS, &nfds);
 
 		if (again > 0)
 			n = again;

@@ -118,4 +118,3 @@ int mmn__uffd_check_mapped(uint64_t start, uint64_t end)
 		return errno == ENOMEM ? -ENOMEM : -errno;
 	return 0;
 }
-

@@ -212,7 +212,8 @@ static void ops_after_death(struct clients *k)
 	run_op(&(struct op){.kind = 1, .addr = k->b1 + 4 * ps, .len = 2 * ps}, "munmap, mmn_dispatch client");
 	run_op(&(struct op){.kind = 0, .addr = k->b2 + 2 * ps, .len = 2 * ps},
 	       "madvise(DONTNEED), library thread client");
-	run_op(&(struct op){.kind = 1, .addr = k->b2 + 4 * ps, .len = 2 * ps}, "munmap, library thread client");
+	run_op(&(struct op){.kind = 1, .addr = k->b2 + 4 * ps, .len = 2 * ps},
+	       "munmap, library thread client");
 	run_op(&(struct op){.kind = 2}, "fork()");
 }
 

@@ -563,8 +563,8 @@ int main(void)
 		two.conn = 2;
 		tap_require(fd2 >= 0);
 		tap_is_int(src->ops->attach_uffd(src, &two, fd2), 0, "a second uffd for the same pid");
-		tap_is_int(src->ops->uffd_register(src, getpid(), 3, a2, a2 + 4 * (uint64_t)P, true), -ENOTCONN,
-			   "uffd_register for a connection without a uffd -> -ENOTCONN");
+		tap_is_int(src->ops->uffd_register(src, getpid(), 3, a2, a2 + 4 * (uint64_t)P, true),
+			   -ENOTCONN, "uffd_register for a connection without a uffd -> -ENOTCONN");
 		tap_is_int(src->ops->uffd_register(src, getpid(), 2, A(30), A(34), true), -EBUSY,
 			   "uffd_register (strict) over the first uffd's range -> -EBUSY");
 		tap_is_int(src->ops->uffd_register(src, getpid(), 2, a2, a2 + 4 * (uint64_t)P - 1, true), 0,
@@ -586,8 +586,9 @@ int main(void)
 		n0 = nrecs;
 		r = (struct range){(r2 - base) / P + 1, 1, 0};
 		tap_ok(run_op(do_munmap, &r), "munmap [45,46) returned");
-		check_pair(n0, "still registered through the overlapping one", MMN__V1__EVENT_TYPE__EVENT_UNMAP,
-			   a2 + P, a2 + 2 * P, (struct want_sub[]){{g, a2 + P, a2 + 2 * P}}, 1, 1);
+		check_pair(n0, "still registered through the overlapping one",
+			   MMN__V1__EVENT_TYPE__EVENT_UNMAP, a2 + P, a2 + 2 * P,
+			   (struct want_sub[]){{g, a2 + P, a2 + 2 * P}}, 1, 1);
 		/*
 		 * Lenient: [40,48) has holes now (40, 45, 47) and foreign memory in
 		 * the others: 44 mapped again and registered with the first uffd
@@ -598,13 +599,14 @@ int main(void)
 			char path[64];
 			int mfd = memfd_create("ro", MFD_CLOEXEC), ro;
 
-			tap_require(mmap(r2, P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
-					 0) == r2);
+			tap_require(mmap(r2, P, PROT_READ | PROT_WRITE,
+					 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == r2);
 			tap_require(uffd_client_register(ctl, a2, (uint64_t)P) == 0);
 			snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
 			ro = open(path, O_RDONLY | O_CLOEXEC);
 			tap_require(mfd >= 0 && ro >= 0 && ftruncate(mfd, P) == 0);
-			tap_require(mmap(r2 + 3 * P, P, PROT_READ, MAP_SHARED | MAP_FIXED, ro, 0) == r2 + 3 * P);
+			tap_require(mmap(r2 + 3 * P, P, PROT_READ, MAP_SHARED | MAP_FIXED, ro, 0) ==
+				    r2 + 3 * P);
 			close(ro);
 			close(mfd);
 		}
@@ -618,23 +620,23 @@ int main(void)
 		n0 = nrecs;
 		r = (struct range){41, 1, 0};
 		tap_ok(run_op(do_munmap, &r), "munmap [41,42) returned");
-		check_pair(n0, "lenient registration by bisection", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(41), A(42),
-			   (struct want_sub[]){{f, A(41), A(42)}}, 1, 1);
+		check_pair(n0, "lenient registration by bisection", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(41),
+			   A(42), (struct want_sub[]){{f, A(41), A(42)}}, 1, 1);
 		src->ops->uffd_unregister(src, getpid(), 2, A(40), A(48));
 		n0 = nrecs;
 		r = (struct range){43, 1, 0};
 		tap_ok(run_op(do_munmap, &r), "munmap [43,44) returned");
 		tap_is_int(nrecs, n0, "unregistered (lenient) past the foreign pages: no event");
-		tap_ok(mmap(base + 43 * P, P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
-			    0) == base + 43 * P,
+		tap_ok(mmap(base + 43 * P, P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+			    -1, 0) == base + 43 * P,
 		       "page 43 mapped again");
 		tap_is_int(src->ops->uffd_register(src, getpid(), 2, A(40), A(48), false), 0,
 			   "uffd_register (lenient, VMA by VMA from the maps) over holes and foreign memory");
 		n0 = nrecs;
 		r = (struct range){43, 1, 0};
 		tap_ok(run_op(do_munmap, &r), "munmap [43,44) returned");
-		check_pair(n0, "lenient registration by the maps", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(43), A(44),
-			   (struct want_sub[]){{f, A(43), A(44)}}, 1, 1);
+		check_pair(n0, "lenient registration by the maps", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(43),
+			   A(44), (struct want_sub[]){{f, A(43), A(44)}}, 1, 1);
 
 		/* That connection goes: mmnd closes its uffd, the only descriptor of it. */
 		src->ops->detach_uffd(src, getpid(), 2);

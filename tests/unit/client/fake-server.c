@@ -230,7 +230,8 @@ static void on_packet(struct fake_server *fs)
 				continue;
 			fs->subs[i].active = false;
 			if (fs->needs_uffd)
-				uffd_ioctl(fs, false, fs->subs[i].start, fs->subs[i].start + fs->subs[i].length);
+				uffd_ioctl(fs, false, fs->subs[i].start,
+					   fs->subs[i].start + fs->subs[i].length);
 		}
 		fs->nunsub++;
 		reply_status(fs, env->request_id, 0);
