@@ -433,6 +433,12 @@ int mmn__handle_hello_reply(struct mmn_client *c, const MmnEnvelope *env, int me
 	c->default_ack_timeout_ms = h->default_ack_timeout_ms;
 	c->client_id = h->client_id;
 	snprintf(c->source, sizeof(c->source), "%s", h->source ? h->source : "");
+	if (c->needs_uffd && !h->registers_uffd) {
+		/* An mmnd from before registration moved into it: it would watch nothing. */
+		mmn__log(LOG_ERR,
+			 "mmn: mmnd does not register userfaultfd ranges (restart it after the upgrade)");
+		return -EPROTONOSUPPORT;
+	}
 	if (c->needs_uffd) {
 		int fd = mmn__uffd_open(c);
 

@@ -54,6 +54,7 @@ static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello
 	rep.acks_hold_kernel = caps->acks_hold_kernel;
 	rep.events_before_change = caps->events_before_change;
 	rep.needs_uffd = caps->needs_uffd;
+	rep.registers_uffd = caps->needs_uffd && b->src->ops->uffd_register;
 	rep.max_message_size = MMN_WIRE_MAX_MSG;
 	rep.default_ack_timeout_ms = b->opt.ack_timeout_ms;
 	rep.max_ack_timeout_ms = b->opt.ack_cap_ms;

@@ -13,6 +13,7 @@
  *   test-mmnd-death MMND
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -217,6 +218,25 @@ static void ops_after_death(struct clients *k)
 	run_op(&(struct op){.kind = 2}, "fork()");
 }
 
+/*
+ * Memory that cannot be registered (a read-only shared mapping: no
+ * VM_MAYWRITE) takes the place of page 4 of c1's range meanwhile: the
+ * re-subscription after the restart skips it rather than fail.
+ */
+static void foreign_in_hole(struct clients *k)
+{
+	char path[64];
+	int mfd = memfd_create("ro", MFD_CLOEXEC), ro;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
+	ro = open(path, O_RDONLY | O_CLOEXEC);
+	tap_require(mfd >= 0 && ro >= 0 && ftruncate(mfd, ps) == 0);
+	tap_ok(mmap(k->b1 + 4 * ps, ps, PROT_READ, MAP_SHARED | MAP_FIXED, ro, 0) == k->b1 + 4 * ps,
+	       "a read-only shared mapping in the hole of c1's range");
+	close(ro);
+	close(mfd);
+}
+
 /* mmnd is back: both clients reconnected; RESYNC, then new events. */
 static void after_restart(struct clients *k, unsigned ends)
 {
@@ -275,6 +295,7 @@ int main(int argc, char **argv)
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	ops_after_death(&k);
+	foreign_in_hole(&k);
 
 	/* mmnd comes back: both reconnect and re-subscribe (over the holes: lenient). */
 	ends = k.r1.nend;

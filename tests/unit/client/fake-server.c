@@ -64,6 +64,7 @@ static void reply_hello(struct fake_server *fs, uint64_t req)
 	h.acks_hold_kernel = !fs->needs_uffd;
 	h.events_before_change = !fs->needs_uffd;
 	h.needs_uffd = fs->needs_uffd;
+	h.registers_uffd = fs->needs_uffd && !fs->old_uffd;
 	h.seqpage_slots = fs->nslots;
 	h.default_ack_timeout_ms = 1000;
 	env.request_id = req;

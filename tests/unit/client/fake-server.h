@@ -45,7 +45,8 @@ struct fake_server {
 	int uffd_holder;
 	int refuse;		 /* non-zero: answer a connection with Error{refuse} and close it */
 	bool refuse_after_hello; /* with refuse: first wait until the Hello is queued, leave it unread */
-	unsigned loops;		 /* server loop iterations */
+	bool old_uffd;	/* with needs_uffd: an mmnd that does not register ranges (registers_uffd false) */
+	unsigned loops; /* server loop iterations */
 	/*
 	 * Right after a SubscribeReply, send an Invalidate{needs_ack} for the new
 	 * sub in the same burst (before reading anything else); burst_event is its id.

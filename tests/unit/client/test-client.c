@@ -773,13 +773,22 @@ static void test_uffd(void)
 	struct fake_server fs;
 	struct rec rec = {0};
 	struct mmn_sub_opts o = opts_for(&rec, MMN_SUB_NONBLOCKING);
-	struct mmn_client *c;
+	struct mmn_client *c, *c2 = NULL;
 	struct mmn_sub *s;
 	long ps = sysconf(_SC_PAGESIZE);
+	unsigned n;
 	char *buf;
 
 	tap_require(fs_start(&fs) == 0);
 	fs.needs_uffd = true;
+	pthread_mutex_lock(&fs.mu);
+	fs.old_uffd = true;
+	pthread_mutex_unlock(&fs.mu);
+	tap_is_int(mmn_connect(fs.path, &c2), -EPROTONOSUPPORT,
+		   "uffd source of an mmnd that does not register ranges -> -EPROTONOSUPPORT");
+	pthread_mutex_lock(&fs.mu);
+	fs.old_uffd = false;
+	pthread_mutex_unlock(&fs.mu);
 	if (mmn_connect(fs.path, &c) == -EOPNOTSUPP) {
 		tap_diag("userfaultfd unavailable: uffd tests skipped");
 		fs_stop(&fs);
@@ -805,7 +814,10 @@ static void test_uffd(void)
 	tap_is_u64(fs.last_unmap_end, (uintptr_t)buf + 7 * ps, "UNMAP end");
 	madvise(buf, ps, MADV_DONTNEED);
 	tap_ok(fs_wait(&fs, &fs.uffd_removes, 1), "server's uffd got REMOVE");
+	n = fs.nunsub;
 	tap_is_int(mmn_unsubscribe(s), 0, "unsubscribe");
+	/* The server (mmnd) unregisters when it handles the Unsubscribe. */
+	tap_ok(fs_wait(&fs, &fs.nunsub, n + 1), "server handled the Unsubscribe");
 	madvise(buf + ps, ps, MADV_DONTNEED); /* unregistered: no event, and no wait for one */
 	munmap(buf, 16 * ps);
 	tap_is_int(fs.uffd_removes, 1, "no event after unsubscribe");
