@@ -990,9 +990,12 @@ static void uffd_detach(struct source *src, pid_t pid, uint64_t conn)
  * "struct mm_struct *mm = ctx->mm;" and take that mm's mmap lock.  So mmnd
  * registers the client's ranges with the client's uffd without any
  * privilege over the client, and the client need not keep a descriptor of
- * it.  The mmap lock is only taken briefly: every wait for an event to be
- * read happens after the client dropped it.  Write-protect mode, never
- * write-protected: events only, no page fault is ever delivered.
+ * it.  That gives a client nothing it could not do itself: whoever holds a
+ * uffd may register in its mm.  Every wait of the client for an event to be
+ * read happens after it dropped its mmap lock, so taking that lock here
+ * cannot deadlock with it (it blocks the loop while the client holds it).
+ * Write-protect mode, never write-protected: events only, no page fault is
+ * ever delivered.
  */
 static int range_ioctl(int fd, bool reg, uint64_t a, uint64_t b)
 {
