@@ -81,8 +81,18 @@ static int conn_open(struct mmn_client *c)
 	env.hello = &hello;
 	c->state = CONN_HELLO;
 	r = mmn__send(c, &env, NULL, 0);
-	if (r < 0)
+	if (r < 0) {
+		/*
+		 * EPIPE, ECONNRESET: mmnd may have refused us (Error{-EUSERS},
+		 * -ESHUTDOWN) and closed; its reason is still queued: read it
+		 * (mmn__pump drops the connection with it) before giving up.
+		 */
+		while (c->state == CONN_HELLO && mmn__pump(c, true) > 0)
+			;
 		mmn__conn_lost(c, r);
+		if (c->initial && c->connect_err)
+			r = c->connect_err;
+	}
 	return r;
 }
 
@@ -110,7 +120,6 @@ void mmn__conn_lost(struct mmn_client *c, int err)
 		close(fd);
 	}
 	c->conn_gen++;
-	mmn__uffd_close(c);
 	mmn__seqpage_detach(c);
 	c->state = CONN_DOWN;
 	if (c->req_id) {
@@ -198,8 +207,7 @@ static struct mmn_client *client_alloc(void)
 		mmn__log(LOG_DEBUG, "mmn: mlock of client state failed: %m");
 	c->map_len = len;
 	c->epfd = c->sock = c->wakefd = c->timerfd = c->replyfd = c->stopfd = -1;
-	c->uffd = c->sp_memfd = c->stash[0] = c->stash[1] = c->nullfd = -1;
-	pthread_mutex_init(&c->uffd_lock, NULL);
+	c->sp_memfd = -1;
 	c->backoff_ms = MMN_BACKOFF_MIN_MS;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->req_lock, NULL);
@@ -209,8 +217,7 @@ static struct mmn_client *client_alloc(void)
 
 static void client_free(struct mmn_client *c)
 {
-	int fds[] = {c->epfd, c->sock,	   c->wakefd,	c->timerfd,  c->replyfd, c->stopfd,
-		     c->uffd, c->sp_memfd, c->stash[0], c->stash[1], c->nullfd};
+	int fds[] = {c->epfd, c->sock, c->wakefd, c->timerfd, c->replyfd, c->stopfd, c->sp_memfd};
 
 	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
 		if (fds[i] >= 0)
@@ -221,7 +228,6 @@ static void client_free(struct mmn_client *c)
 		munmap(c->q, c->qmap_len);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->req_lock);
-	pthread_mutex_destroy(&c->uffd_lock);
 	pthread_cond_destroy(&c->cb_cond);
 	munmap(c, c->map_len);
 }
@@ -361,7 +367,10 @@ MMN_EXPORT uint64_t mmn_capabilities(struct mmn_client *c)
 	return caps;
 }
 
-/* Re-register (uffd), re-Subscribe every live sub after a reconnection. */
+/*
+ * Re-Subscribe every live sub after a reconnection (with the uffd source,
+ * mmnd registers them leniently with the new uffd: resubscribe).
+ */
 static void resubscribe(struct mmn_client *c)
 {
 	const struct mmn_range whole = {.event = MMN_EVENT_RESYNC};
@@ -375,11 +384,11 @@ static void resubscribe(struct mmn_client *c)
 			continue;
 		r.start = s->start;
 		r.end = s->end;
-		if (c->needs_uffd)
-			err = s->pid ? -EOPNOTSUPP : mmn__uffd_register(c, s, false);
+		if (c->needs_uffd && s->pid)
+			err = -EOPNOTSUPP;
 		if (!err) {
 			s->resub_req = ++c->next_req;
-			err = mmn__send_subscribe(c, s, s->resub_req);
+			err = mmn__send_subscribe(c, s, s->resub_req, true);
 			if (err < 0)
 				return; /* mmn__pump drops the connection on the next read */
 			pending = true;
@@ -424,19 +433,25 @@ int mmn__handle_hello_reply(struct mmn_client *c, const MmnEnvelope *env, int me
 	c->default_ack_timeout_ms = h->default_ack_timeout_ms;
 	c->client_id = h->client_id;
 	snprintf(c->source, sizeof(c->source), "%s", h->source ? h->source : "");
+	if (c->needs_uffd && !h->registers_uffd) {
+		/* An mmnd from before registration moved into it: it would watch nothing. */
+		mmn__log(LOG_ERR,
+			 "mmn: mmnd does not register userfaultfd ranges (restart it after the upgrade)");
+		return -EPROTONOSUPPORT;
+	}
 	if (c->needs_uffd) {
-		int fd;
+		int fd = mmn__uffd_open(c);
 
-		r = mmn__uffd_open(c);
-		if (r < 0)
-			return r;
+		if (fd < 0)
+			return fd;
 		if (!(c->uffd_features & UFFD_FEATURE_EVENT_FORK))
 			c->caps &= ~(1ull << MMN_EVENT_PROTECTION_PAGE);
-		fd = c->uffd;
 		a.features = c->uffd_features;
 		out.body_case = MMN__V1__ENVELOPE__BODY_ATTACH_UFFD;
 		out.attach_uffd = &a;
 		r = mmn__send(c, &out, &fd, 1);
+		/* mmnd holds the only descriptor from now on (see uffd.c). */
+		close(fd);
 		if (r < 0)
 			return r;
 	}

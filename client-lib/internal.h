@@ -5,7 +5,7 @@
  *   recv.c    reading and decoding mmnd's packets, the event queue
  *   sub.c     subscribe/unsubscribe/ack, callback delivery, mmn_dispatch
  *   seq.c     the sequence page and mmn_read_begin/retry
- *   uffd.c    the userfaultfd of the uffd source
+ *   uffd.c    the userfaultfd of the uffd source (created here, owned by mmnd)
  *   thread.c  the fault-free dispatch thread
  *   fork.c    fork handling (atfork handlers, the list of clients)
  *   error.c   mmn_strerror, the log sink
@@ -15,12 +15,8 @@
  *   c->lock      everything in struct mmn_client and struct mmn_sub except
  *                the seq fields marked "atomic"; never held while a user
  *                callback runs, never held across a blocking wait
- *   uffd_lock    the uffd descriptor and its stash (fork.c, uffd.c); held
- *                from fork's prepare to its parent/child handler; taken
- *                inside c->lock only by mmn__uffd_close() after draining the
- *                stash (so a fork waiting on a dead mmnd can finish)
- *   g_lock       (fork.c) the global client list; held across fork() and
- *                taken before every uffd_lock there (never inside c->lock)
+ *   g_lock       (fork.c) the global client list; held across fork(),
+ *                never inside c->lock
  */
 #ifndef MMN_CLIENT_INTERNAL_H
 #define MMN_CLIENT_INTERNAL_H
@@ -70,8 +66,7 @@ struct mmn_sub {
 	/* Under c->lock. */
 	enum sub_state state;
 	pid_t pid;
-	uint64_t start, end;	     /* [start, end) as subscribed */
-	uint64_t reg_start, reg_end; /* page-aligned range registered with the uffd, or 0, 0 */
+	uint64_t start, end; /* [start, end) as subscribed */
 	uint64_t sub_id;
 	uint64_t resub_req; /* request id of the pending re-Subscribe, 0 = none */
 	bool lost;	    /* connection lost: mmn_dispatch() ends what was delivered (c->lost_pending) */
@@ -143,14 +138,8 @@ struct mmn_client {
 	} retired[16]; /* regions readers may still touch: unmapped at disconnect */
 	unsigned nretired;
 
-	/* uffd source (uffd.c); uffd and the stash under uffd_lock. */
-	pthread_mutex_t uffd_lock;
-	int uffd;
+	/* uffd source (uffd.c): what the last uffd handed to mmnd enabled. */
 	uint64_t uffd_features;
-	int stash[2];	    /* socketpair: holds the uffd in flight across fork() */
-	int nullfd;	    /* /dev/null, put at the uffd's number meanwhile */
-	bool stashed;	    /* the uffd is in the stash */
-	uint64_t stash_gen; /* conn_gen when stashed */
 
 	/* Requests. */
 	uint64_t next_req;
@@ -219,7 +208,7 @@ int mmn__handle_hello_reply(struct mmn_client *c, const MmnEnvelope *env, int me
 void mmn__send_unsubscribe(struct mmn_client *c, uint64_t sub_id);
 
 /* sub.c */
-int mmn__send_subscribe(struct mmn_client *c, const struct mmn_sub *s, uint64_t req_id);
+int mmn__send_subscribe(struct mmn_client *c, const struct mmn_sub *s, uint64_t req_id, bool resubscribe);
 void mmn__sub_attach(struct mmn_sub *s, uint64_t sub_id, uint32_t slot, uint32_t gen, bool publish);
 int mmn__sub_reply_link(struct mmn_client *c, const Mmn__V1__SubscribeReply *sr);
 void mmn__sub_put(struct mmn_sub *s);
@@ -236,11 +225,7 @@ const struct mmn_seqpage_slot *mmn__seqpage_slot(struct mmn_client *c, uint32_t 
 
 /* uffd.c */
 int mmn__uffd_open(struct mmn_client *c);
-void mmn__uffd_close(struct mmn_client *c);
-int mmn__uffd_register(struct mmn_client *c, struct mmn_sub *s, bool strict);
-void mmn__uffd_unregister(struct mmn_client *c, struct mmn_sub *s);
-void mmn__uffd_stash(struct mmn_client *c, bool drop);
-void mmn__uffd_unstash(struct mmn_client *c);
+int mmn__uffd_check_mapped(uint64_t start, uint64_t end);
 
 /* thread.c */
 void mmn__thread_stop(struct mmn_client *c);

@@ -171,8 +171,11 @@ static int handle_reply(struct mmn_client *c, const MmnEnvelope *env)
 	if (err > 0 || err < -4095)
 		return -EPROTO;
 	if (c->state == CONN_HELLO) {
-		/* Only the Hello is outstanding: an error here is mmnd refusing us. */
-		if (env->request_id != c->hello_req || !err)
+		/*
+		 * Only the Hello is outstanding: an error here is mmnd refusing
+		 * us, in reply to it or (request_id 0) right at accept.
+		 */
+		if ((env->request_id != c->hello_req && env->request_id) || !err)
 			return -EPROTO;
 		return err;
 	}
@@ -320,6 +323,18 @@ int mmn__pump(struct mmn_client *c, bool may_grow)
 	if (!may_grow && c->qlen + 4 > c->qcap)
 		return 0;
 	n = mmn__wire_recv(c->sock, c->rbuf, sizeof(c->rbuf), fds, MMN_WIRE_MAX_FDS, &nfds);
+	if (n < 0 && n != -EAGAIN && n != -EINTR && c->state == CONN_HELLO) {
+		/*
+		 * A socket error (ECONNRESET: mmnd closed with our Hello unread)
+		 * is reported, once, before the packets still queued, such as
+		 * the Error mmnd refused us with: read that, it says why.
+		 */
+		ssize_t again =
+			mmn__wire_recv(c->sock, c->rbuf, sizeof(c->rbuf), fds, MMN_WIRE_MAX_FDS, &nfds);
+
+		if (again > 0)
+			n = again;
+	}
 	if (n == -EAGAIN || n == -EINTR)
 		return 0;
 	if (n <= 0) {

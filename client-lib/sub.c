@@ -23,7 +23,7 @@ MMN_EXPORT void *mmn_sub_userdata(struct mmn_sub *s)
 	return s ? s->opts.userdata : NULL;
 }
 
-int mmn__send_subscribe(struct mmn_client *c, const struct mmn_sub *s, uint64_t req_id)
+int mmn__send_subscribe(struct mmn_client *c, const struct mmn_sub *s, uint64_t req_id, bool resubscribe)
 {
 	Mmn__V1__Subscribe m = MMN__V1__SUBSCRIBE__INIT;
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
@@ -34,6 +34,7 @@ int mmn__send_subscribe(struct mmn_client *c, const struct mmn_sub *s, uint64_t 
 	m.flags = s->opts.flags;
 	m.event_mask = s->opts.event_mask;
 	m.ack_timeout_ms = s->opts.ack_timeout_ms;
+	m.resubscribe = resubscribe;
 	env.request_id = req_id;
 	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE;
 	env.subscribe = &m;
@@ -193,21 +194,19 @@ MMN_EXPORT int mmn_subscribe(struct mmn_client *c, pid_t pid, uint64_t start, ui
 			goto out;
 		}
 		s->pid = 0;
-		r = mmn__uffd_register(c, s, true);
+		r = mmn__uffd_check_mapped(s->start, s->end);
 		if (r < 0)
 			goto out;
 	}
 	req = c->req_id = ++c->next_req;
 	c->req_done = false;
 	c->req_sub = s;
-	r = mmn__send_subscribe(c, s, req);
+	r = mmn__send_subscribe(c, s, req, false);
 	if (r >= 0)
 		r = mmn__wait_reply(c, req);
 	if (c->req_sub) {
 		/* No (valid) reply: never linked, nobody else saw it. */
 		c->req_sub = NULL;
-		if (c->state != CONN_DOWN)
-			mmn__uffd_unregister(c, s);
 		if (r >= 0)
 			r = -EPROTO;
 		goto out;
@@ -255,8 +254,6 @@ MMN_EXPORT int mmn_unsubscribe(struct mmn_sub *s)
 	}
 	if (s->state == SUB_ACTIVE && !s->resub_req && c->state != CONN_DOWN && c->state != CONN_HELLO)
 		mmn__send_unsubscribe(c, s->sub_id);
-	if (c->state != CONN_DOWN)
-		mmn__uffd_unregister(c, s);
 	s->state = SUB_GONE;
 	s->lost = false; /* its ends run here */
 	mmn__seq_kill(s);

@@ -121,6 +121,7 @@ struct sub_req {
 	uint32_t flags;
 	uint64_t mask;
 	uint32_t timeout_ms; /* effective */
+	bool resubscribe;    /* uffd source: register leniently (Subscribe.resubscribe) */
 };
 
 struct pending_sub {

@@ -487,7 +487,7 @@ static void client_destroy(struct client *c)
 		mmn__sub_kill(list_entry(c->subs.next, struct sub, clink));
 	mmn__share_free_all(c);
 	if (c->uffd_attached && b->src->ops->detach_uffd && !b->source_lost)
-		b->src->ops->detach_uffd(b->src, c->pid);
+		b->src->ops->detach_uffd(b->src, c->pid, c->id);
 	while (!list_empty(&c->outq)) {
 		struct outmsg *m = list_entry(c->outq.next, struct outmsg, link);
 

@@ -54,6 +54,7 @@ static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello
 	rep.acks_hold_kernel = caps->acks_hold_kernel;
 	rep.events_before_change = caps->events_before_change;
 	rep.needs_uffd = caps->needs_uffd;
+	rep.registers_uffd = caps->needs_uffd && b->src->ops->uffd_register;
 	rep.max_message_size = MMN_WIRE_MAX_MSG;
 	rep.default_ack_timeout_ms = b->opt.ack_timeout_ms;
 	rep.max_ack_timeout_ms = b->opt.ack_cap_ms;
@@ -104,7 +105,7 @@ static void reply_status(struct client *c, uint64_t request_id, int err)
 static void do_attach_uffd(struct client *c, uint64_t request_id, int *fds, size_t nfds)
 {
 	struct broker *b = c->b;
-	struct source_target st = {.pid = c->pid, .pidfd = c->pidfd};
+	struct source_target st = {.pid = c->pid, .pidfd = c->pidfd, .conn = c->id};
 	int r;
 
 	if (!b->src->caps.needs_uffd || !b->src->ops->attach_uffd) {
@@ -117,6 +118,10 @@ static void do_attach_uffd(struct client *c, uint64_t request_id, int *fds, size
 	}
 	if (b->source_lost) {
 		mmn__client_send_error(c, request_id, -ENODEV, "the event source is gone");
+		return;
+	}
+	if (c->uffd_attached) {
+		mmn__client_send_error(c, request_id, -EALREADY, "a userfaultfd is attached already");
 		return;
 	}
 	st.uffd = fds[0];

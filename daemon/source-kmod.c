@@ -1128,7 +1128,7 @@ static int kmod_attach_uffd(struct source *s, const struct source_target *t, int
 	return -EOPNOTSUPP;
 }
 
-static void kmod_detach_uffd(struct source *s, pid_t pid)
+static void kmod_detach_uffd(struct source *s, pid_t pid, uint64_t conn)
 {
 }
 

@@ -6,11 +6,17 @@
  * How it works.  libmmn creates a userfaultfd in the client process
  * (UFFD_USER_MODE_ONLY, so no privilege is needed), enables the
  * non-cooperative events UNMAP, REMOVE, REMAP and, when the client may
- * (CAP_SYS_PTRACE), FORK, registers every subscribed range in
+ * (CAP_SYS_PTRACE), FORK, hands the fd to mmnd (AttachUffd, SCM_RIGHTS) and
+ * closes its own: mmnd holds the only descriptor, so when mmnd dies the
+ * kernel releases the uffd and no client thread waits for a dead reader.
+ * The broker passes it to ops->attach_uffd() with the connection's id; from
+ * then on this file owns it.  For each subscription the broker has it
+ * register the range (ops->uffd_register, before SubscribeReply; strictly for
+ * a new subscription, leniently for a re-subscription after a restart) in
  * UFFDIO_REGISTER_MODE_WP without ever write-protecting anything (so no page
- * fault is ever delivered), and hands the fd to mmnd (AttachUffd,
- * SCM_RIGHTS).  The broker passes it to ops->attach_uffd(); from then on this
- * file owns it, polls it on the loop and turns each uffd_msg into one
+ * fault is ever delivered), and unregister it (ops->uffd_unregister) where
+ * no other subscription of the connection covers it.  This file polls the
+ * uffd on the loop and turns each uffd_msg into one
  * SOURCE_INVALIDATE immediately followed by its SOURCE_INVALIDATE_END, both
  * listing every ksub of that target the event overlaps, clipped to it:
  *
@@ -53,8 +59,9 @@
  *
  * Lifetimes.  A target (one per process with an attached uffd, looked up by
  * pid) lives from its first attach_uffd until its last detach_uffd AND the
- * deletion of its last ksub.  Its uffds (one per connection of the process)
- * and a dup of the broker's pidfd (to report SOURCE_RELEASE
+ * deletion of its last ksub.  Its uffds (one per connection of the process,
+ * found by connection id, each with the ranges registered for it) and a dup
+ * of the broker's pidfd (to report SOURCE_RELEASE
  * when the process exits: exit_mmap sends no uffd event) are each watched by
  * a uv_poll_t in a separately allocated `struct watch` that its close
  * callback frees, so closing a watch never has to wait for the loop.  The
@@ -67,7 +74,6 @@
  * (target->busy) so that detach_uffd/ksub_del inside the callback cannot free
  * it under us; the ksubs listed are copied to a scratch array first.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -76,7 +82,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "index.h"
@@ -104,11 +109,22 @@
 struct uffd_source;
 struct target;
 
-/* One polled fd.  Freed by its close callback; @t is cleared when detached. */
+/* A range registered with a uffd by uffd_register, page aligned, end exclusive. */
+struct reg {
+	uint64_t start, end;
+};
+
+/*
+ * One polled fd: a uffd or a pidfd.  Freed (with @regs) by its close
+ * callback; @t is cleared when detached.
+ */
 struct watch {
 	uv_poll_t poll;
 	int fd;
 	struct target *t;
+	uint64_t conn;	  /* a uffd: the client connection that attached it */
+	struct reg *regs; /* a uffd: one entry per successful uffd_register, a multiset */
+	size_t nregs, capregs;
 };
 
 struct ksub {
@@ -132,7 +148,6 @@ struct target {
 	pid_t pid;
 	bool linked;	      /* attached: found by pid; false once detached */
 	bool dead;	      /* exited, or every uffd failed: nothing more will be reported */
-	bool prune;	      /* look again for uffds the process no longer holds */
 	bool fork_events;     /* some client enabled UFFD_FEATURE_EVENT_FORK */
 	unsigned attached;    /* attach_uffd calls not yet matched by a detach_uffd */
 	struct watch **uffds; /* every uffd of this process mmnd holds and reads */
@@ -172,7 +187,10 @@ static struct uffd_source *to_uffd(struct source *s)
 
 static void watch_free_cb(uv_handle_t *h)
 {
-	free(h->data);
+	struct watch *w = h->data;
+
+	free(w->regs);
+	free(w);
 }
 
 static int watch_open(struct uffd_source *s, struct target *t, int fd, uv_poll_cb cb, struct watch **out)
@@ -255,69 +273,6 @@ static void uffds_close_watch(struct target *t, struct watch *w)
 			return;
 		}
 	}
-}
-
-/*
- * Several connections of one process each attach a uffd, but detach_uffd()
- * names only the pid.  libmmn keeps its uffd open for as long as its
- * connection lives and closes it when the connection goes, so a uffd that
- * the process no longer holds belongs to a departed connection: close those,
- * when that is unambiguous (no more of them than departed connections).  The
- * process's descriptors are compared by inode: every userfaultfd has its own
- * anonymous inode (anon_inode_getfd_secure, Linux 5.12+).  When /proc cannot
- * tell, the extra uffds stay open (and read) until the last connection of
- * the process detaches.
- */
-static bool is_watch_fd(const struct target *t, int fd)
-{
-	for (size_t i = 0; i < t->nuffds; i++)
-		if (t->uffds[i]->fd == fd)
-			return true;
-	return false;
-}
-
-static void prune_unheld(struct target *t)
-{
-	struct stat *mine;
-	bool *held;
-	size_t i, unheld = 0;
-	char path[32];
-	struct dirent *e;
-	DIR *d;
-
-	t->prune = false;
-	if (t->nuffds <= t->attached)
-		return;
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)t->pid);
-	d = opendir(path);
-	if (!d)
-		return;
-	mine = calloc(t->nuffds, sizeof(*mine));
-	held = calloc(t->nuffds, sizeof(*held));
-	for (i = 0; mine && held && i < t->nuffds; i++)
-		if (fstat(t->uffds[i]->fd, &mine[i]) < 0)
-			held[i] = true; /* unknown: keep it */
-	while (mine && held && (e = readdir(d))) {
-		struct stat st;
-
-		if (e->d_name[0] == '.' || fstatat(dirfd(d), e->d_name, &st, 0) < 0)
-			continue;
-		if (t->pid == getpid() && is_watch_fd(t, atoi(e->d_name)))
-			continue; /* mmnd's own copies (only when a test is its own client) */
-		for (i = 0; i < t->nuffds; i++)
-			if (st.st_ino == mine[i].st_ino && st.st_dev == mine[i].st_dev)
-				held[i] = true;
-	}
-	closedir(d);
-	for (i = 0; mine && held && i < t->nuffds; i++)
-		unheld += !held[i];
-	if (unheld && unheld <= t->nuffds - t->attached) {
-		for (i = t->nuffds; i-- > 0;)
-			if (!held[i])
-				uffds_close(t, i); /* moves the last, already examined, into i */
-	}
-	free(mine);
-	free(held);
 }
 
 static struct target *target_find(struct uffd_source *s, pid_t pid)
@@ -541,8 +496,6 @@ static void defer_cb(uv_idle_t *h)
 		enum close_reason why = t->pending;
 
 		t->busy++; /* keeps t, and so t->next, in the list */
-		if (t->prune)
-			prune_unheld(t);
 		if (why != CLOSE_NONE) {
 			t->pending = CLOSE_NONE;
 			if (why == CLOSE_REVOKED && target_exited(t))
@@ -756,7 +709,7 @@ static void pidfd_cb(uv_poll_t *h, int status, int events)
 
 /* ---- ops ---- */
 
-static void uffd_detach(struct source *src, pid_t pid);
+static void target_unlink(struct target *t);
 
 static int uffd_start(struct source *src)
 {
@@ -947,8 +900,8 @@ static int uffd_attach(struct source *src, const struct source_target *st, int f
 	t = target_find(s, st->pid);
 	if (t && t->dead) {
 		/* That process exited (or its uffds failed) and was not detached yet: start over. */
-		t->attached = 1;
-		uffd_detach(src, st->pid);
+		t->attached = 0;
+		target_unlink(t);
 	}
 	/* O_NONBLOCK is a file flag: it makes userfaultfd_read() return -EAGAIN. */
 	fl = fcntl(fd, F_GETFL);
@@ -966,6 +919,7 @@ static int uffd_attach(struct source *src, const struct source_target *st, int f
 	if (r < 0)
 		goto err_target;
 	fd = -1;
+	w->conn = st->conn;
 	r = uffds_add(t, w);
 	if (r < 0)
 		goto err_watch;
@@ -987,32 +941,15 @@ err:
 }
 
 /*
- * A connection of process @pid is gone.  When it was the last, every uffd of
- * the process is closed (the kernel unregisters its ranges and wakes any
- * thread still waiting for an event to be read), and ksubs the broker still
- * keeps (other subscribers, through a share token) can no longer be
- * reported: they are closed with REVOKED{source gone}, or RELEASE when the
- * process exited, from the next loop iteration rather than from inside the
- * broker's call.  Otherwise only the uffds the process no longer holds are
- * closed (prune_unheld), now and once more from the next iteration.
+ * The last connection of @t's process is gone (or the process died and a new
+ * connection starts over): every uffd of the process is closed (the kernel
+ * unregisters its ranges and wakes any thread still waiting for an event to
+ * be read), and ksubs the broker still keeps can no longer be reported: they
+ * are closed with REVOKED{source gone}, or RELEASE when the process exited,
+ * from the next loop iteration rather than from inside the broker's call.
  */
-static void uffd_detach(struct source *src, pid_t pid)
+static void target_unlink(struct target *t)
 {
-	struct uffd_source *s = to_uffd(src);
-	struct target *t = target_find(s, pid);
-
-	if (!t)
-		return;
-	if (t->attached)
-		t->attached--;
-	if (t->attached) {
-		prune_unheld(t);
-		if (t->nuffds > t->attached) {
-			t->prune = true;
-			uv_idle_start(&s->defer, defer_cb);
-		}
-		return;
-	}
 	t->linked = false;
 	uffds_close_all(t);
 	if (t->nksubs && !t->dead)
@@ -1020,6 +957,298 @@ static void uffd_detach(struct source *src, pid_t pid)
 	else
 		watch_close(&t->pidfd);
 	target_maybe_free(t);
+}
+
+/*
+ * Connection @conn of process @pid is gone: close its uffd.  mmnd holds the
+ * only descriptor of it, so this releases the registrations made for that
+ * connection, and a process blocked on one of its events (munmap, madvise,
+ * fork) goes on.
+ */
+static void uffd_detach(struct source *src, pid_t pid, uint64_t conn)
+{
+	struct uffd_source *s = to_uffd(src);
+	struct target *t = target_find(s, pid);
+
+	if (!t)
+		return;
+	for (size_t i = t->nuffds; i-- > 0;)
+		if (t->uffds[i]->conn == conn)
+			uffds_close(t, i); /* moves the last, already examined, into i */
+	if (t->attached)
+		t->attached--;
+	if (!t->attached)
+		target_unlink(t);
+}
+
+/* ---- registration (UFFDIO_REGISTER on behalf of the client) ---- */
+
+/*
+ * UFFDIO_REGISTER and UFFDIO_UNREGISTER act on the address space the uffd
+ * was created in (ctx->mm), not on the caller's: fs/userfaultfd.c's
+ * userfaultfd_register() and userfaultfd_unregister() start with
+ * "struct mm_struct *mm = ctx->mm;" and take that mm's mmap lock.  So mmnd
+ * registers the client's ranges with the client's uffd without any
+ * privilege over the client, and the client need not keep a descriptor of
+ * it.  That gives a client nothing it could not do itself: whoever holds a
+ * uffd may register in its mm.  Every wait of the client for an event to be
+ * read happens after it dropped its mmap lock, so taking that lock here
+ * cannot deadlock with it (it blocks the loop while the client holds it).
+ * Write-protect mode, never write-protected: events only, no page fault is
+ * ever delivered.
+ */
+static int range_ioctl(int fd, bool reg, uint64_t a, uint64_t b)
+{
+	struct uffdio_register r = {.range = {.start = a, .len = b - a}, .mode = UFFDIO_REGISTER_MODE_WP};
+
+	if (reg)
+		return ioctl(fd, UFFDIO_REGISTER, &r) < 0 ? -errno : 0;
+	return ioctl(fd, UFFDIO_UNREGISTER, &r.range) < 0 ? -errno : 0;
+}
+
+/* Is @r what a VMA that is not ours to watch (or a hole) answers? */
+static bool foreign(int r)
+{
+	return r == -EPERM || r == -EBUSY || r == -EINVAL || r == -ENOMEM;
+}
+
+/*
+ * Where the client's /proc/PID/maps cannot be read (mmnd without
+ * CAP_SYS_PTRACE over it): halve [a, b) until the parts either work or are
+ * one page, which is skipped.  A hole fails like a foreign VMA (-EINVAL) and
+ * costs about two ioctls per page of it; -ENOMEM (nothing mapped at or after
+ * @a, or the process exited) ends a part at once.  Each ioctl uses one unit
+ * of *@budget: 0, or -E2BIG when the budget ran out first, or an unexpected
+ * error.
+ */
+static int range_ioctl_bisect(int fd, bool reg, uint64_t a, uint64_t b, uint64_t page, unsigned *budget)
+{
+	uint64_t mid;
+	int r;
+
+	if (!*budget)
+		return -E2BIG;
+	(*budget)--;
+	r = range_ioctl(fd, reg, a, b);
+	if (r == 0 || r == -ENOMEM)
+		return 0;
+	if (!foreign(r))
+		return r;
+	if (b - a <= page)
+		return 0;
+	mid = a + (b - a) / page / 2 * page;
+	r = range_ioctl_bisect(fd, reg, a, mid, page, budget);
+	return r < 0 ? r : range_ioctl_bisect(fd, reg, mid, b, page, budget);
+}
+
+static uint64_t parse_hex(const char **p)
+{
+	uint64_t v = 0;
+
+	for (;; (*p)++) {
+		char ch = **p;
+
+		if (ch >= '0' && ch <= '9')
+			v = v << 4 | (uint64_t)(ch - '0');
+		else if (ch >= 'a' && ch <= 'f')
+			v = v << 4 | (uint64_t)(ch - 'a' + 10);
+		else
+			return v;
+	}
+}
+
+/*
+ * The ioctl over [a, b) one VMA at a time, from /proc/@pid/maps, skipping
+ * the VMAs it fails on (also those that changed between the read and the
+ * ioctl).  The maps only guide the cuts: the ioctls act on the uffd's own mm
+ * whatever process the pid names by then.  Returns 0, or the error of
+ * opening the maps (-EACCES without the right to read them).
+ */
+static int range_ioctl_by_maps(int fd, pid_t pid, bool reg, uint64_t a, uint64_t b)
+{
+	char buf[4096], path[32];
+	size_t len = 0;
+	bool eof = false, skip = false; /* skip: the rest of a line longer than buf */
+	int mfd, r = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	mfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (mfd < 0)
+		return -errno;
+	while (r == 0) {
+		char *nl = memchr(buf, '\n', len);
+		const char *p = buf;
+		uint64_t vs, ve;
+
+		if (!nl && len < sizeof(buf)) {
+			ssize_t n;
+
+			if (eof)
+				break;
+			n = read(mfd, buf + len, sizeof(buf) - len);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				eof = true;
+			else
+				len += (size_t)n;
+			continue;
+		}
+		/* A line, or the start of one longer than buf (a path of nearly PATH_MAX). */
+		vs = parse_hex(&p);
+		ve = *p == '-' ? (p++, parse_hex(&p)) : 0;
+		if (nl) {
+			len -= (size_t)(nl + 1 - buf);
+			memmove(buf, nl + 1, len);
+		} else {
+			len = 0;
+		}
+		if (skip) {
+			skip = !nl;
+			continue;
+		}
+		skip = !nl;
+		if (vs >= b)
+			break; /* sorted by address */
+		if (ve <= a || vs >= ve)
+			continue;
+		r = range_ioctl(fd, reg, vs > a ? vs : a, ve < b ? ve : b);
+		if (foreign(r))
+			r = 0;
+	}
+	close(mfd);
+	return r;
+}
+
+bool mmn__source_uffd_no_maps;
+
+/*
+ * The ioctl over every part of [a, b) it works on.  The kernel checks every
+ * VMA of a range before it changes any, so one VMA that cannot be
+ * (un)registered fails the whole range: after munmap() the holes of a
+ * subscription get reused by other mappings, such as another mmn_client's
+ * read-only sequence page (-EPERM: no VM_MAYWRITE), a buffer registered with
+ * another connection's uffd (-EBUSY), a file mapping (-EINVAL).  Those are
+ * not ours to watch: skipped, VMA by VMA where mmnd may read the client's
+ * maps, by bisection otherwise (bounded by *@budget).  Where
+ * UFFDIO_UNREGISTER does not check whose a VMA is (Linux 6.1 does not),
+ * unregistering a hole that another connection's registration took over
+ * releases that one too: such kernels offer no way to tell them apart.
+ */
+static int range_ioctl_lenient(int fd, pid_t pid, bool reg, uint64_t a, uint64_t b, unsigned *budget)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	int r = range_ioctl(fd, reg, a, b);
+
+	if (r == 0 || r == -ENOMEM || !foreign(r))
+		return r == -ENOMEM ? 0 : r;
+	if (!mmn__source_uffd_no_maps && range_ioctl_by_maps(fd, pid, reg, a, b) == 0)
+		return 0;
+	return range_ioctl_bisect(fd, reg, a, b, page, budget);
+}
+
+/*
+ * Bounds on the ioctls of one bisection (a few microseconds each, on mmnd's
+ * loop): a re-subscription needing more fails (-E2BIG) rather than leave
+ * parts unwatched; an unregistration leaves the rest registered until the
+ * connection closes (its events are read and match no ksub).
+ */
+#define REGISTER_BUDGET	  (1U << 14)
+#define UNREGISTER_BUDGET 256U
+
+static struct watch *conn_watch(struct uffd_source *s, pid_t pid, uint64_t conn)
+{
+	struct target *t = target_find(s, pid);
+
+	for (size_t i = 0; t && i < t->nuffds; i++)
+		if (t->uffds[i]->conn == conn)
+			return t->uffds[i];
+	return NULL;
+}
+
+static int page_round(uint64_t *start, uint64_t *end)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+
+	if (*start >= *end || *end > USER_ADDR_LIMIT)
+		return -EINVAL;
+	*start &= ~(page - 1);
+	*end = (*end + page - 1) & ~(page - 1);
+	return 0;
+}
+
+static void uffd_unregister(struct source *src, pid_t pid, uint64_t conn, uint64_t start, uint64_t end);
+
+static int uffd_register(struct source *src, pid_t pid, uint64_t conn, uint64_t start, uint64_t end,
+			 bool strict)
+{
+	struct watch *w = conn_watch(to_uffd(src), pid, conn);
+	unsigned budget = REGISTER_BUDGET;
+	int r;
+
+	if (!w)
+		return -ENOTCONN;
+	r = page_round(&start, &end);
+	if (r < 0)
+		return r;
+	if (w->nregs == w->capregs) {
+		size_t cap = w->capregs ? w->capregs * 2 : 8;
+		struct reg *p = realloc(w->regs, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		w->regs = p;
+		w->capregs = cap;
+	}
+	if (strict)
+		r = range_ioctl(w->fd, true, start, end);
+	else
+		r = range_ioctl_lenient(w->fd, pid, true, start, end, &budget);
+	if (r < 0 && strict)
+		return r; /* the kernel changed nothing: undoing could touch another uffd's (-EBUSY) */
+	w->regs[w->nregs++] = (struct reg){start, end};
+	if (r < 0) /* undo what the lenient pass did before it gave up */
+		uffd_unregister(src, pid, conn, start, end);
+	return r;
+}
+
+/*
+ * Unregister [a, b) of @w except where a registration of @w from index
+ * @from on covers it; those before @from are known not to overlap [a, b).
+ * Best effort: what fails stays registered until the connection closes (its
+ * events are read and match no ksub).
+ */
+static void unregister_uncovered(struct watch *w, pid_t pid, uint64_t a, uint64_t b, size_t from,
+				 unsigned *budget)
+{
+	for (size_t i = from; i < w->nregs; i++) {
+		const struct reg *o = &w->regs[i];
+
+		if (o->end <= a || o->start >= b)
+			continue;
+		if (o->start > a)
+			unregister_uncovered(w, pid, a, o->start, i + 1, budget);
+		if (o->end < b)
+			unregister_uncovered(w, pid, o->end, b, i + 1, budget);
+		return;
+	}
+	range_ioctl_lenient(w->fd, pid, false, a, b, budget);
+}
+
+static void uffd_unregister(struct source *src, pid_t pid, uint64_t conn, uint64_t start, uint64_t end)
+{
+	struct watch *w = conn_watch(to_uffd(src), pid, conn);
+	unsigned budget = UNREGISTER_BUDGET;
+
+	if (!w || page_round(&start, &end) < 0)
+		return;
+	for (size_t i = 0; i < w->nregs; i++) {
+		if (w->regs[i].start == start && w->regs[i].end == end) {
+			w->regs[i] = w->regs[--w->nregs];
+			unregister_uncovered(w, pid, start, end, 0, &budget);
+			return;
+		}
+	}
 }
 
 static void source_free_cb(uv_handle_t *h)
@@ -1063,6 +1292,8 @@ static const struct source_ops uffd_ops = {
 	.ack = uffd_ack,
 	.attach_uffd = uffd_attach,
 	.detach_uffd = uffd_detach,
+	.uffd_register = uffd_register,
+	.uffd_unregister = uffd_unregister,
 	.destroy = uffd_destroy,
 };
 

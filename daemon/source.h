@@ -98,6 +98,7 @@ struct source_target {
 	pid_t pid;
 	int pidfd;      /* owned by the broker; valid while any ksub on it lives */
 	int uffd;       /* uffd source: the client's userfaultfd, else -1 */
+	uint64_t conn;  /* uffd source: the id of the client connection attaching it */
 };
 
 struct source_ops {
@@ -117,10 +118,31 @@ struct source_ops {
 	int (*ksub_resynced)(struct source *s, uint32_t ksub_id);
 	/* Let the kernel proceed with @event_id.  -ENOENT if nobody waits (late). */
 	int (*ack)(struct source *s, uint64_t event_id);
-	/* uffd source: take ownership of @fd, a userfaultfd of process @t->pid. */
+	/*
+	 * uffd source: take ownership of @fd, a userfaultfd created by process
+	 * @t->pid, for its connection @t->conn.  mmnd then holds the only
+	 * descriptor of it: the client closes its own after sending it.
+	 */
 	int (*attach_uffd)(struct source *s, const struct source_target *t, int fd);
-	/* uffd source: the client's connection is gone, close its uffd. */
-	void (*detach_uffd)(struct source *s, pid_t pid);
+	/* uffd source: connection @conn of @pid is gone, close its uffd. */
+	void (*detach_uffd)(struct source *s, pid_t pid, uint64_t conn);
+	/*
+	 * uffd source (NULL elsewhere): register [start, end) of @pid, rounded
+	 * out to pages, with the uffd of its connection @conn, before the
+	 * subscription is confirmed.  @strict (a new subscription): the whole
+	 * range or an error (-EBUSY: another uffd, such as another connection
+	 * of the process, has part of it; -EINVAL, -EPERM: memory that cannot
+	 * be watched).  Otherwise (a re-subscription after mmnd restarted)
+	 * holes and what cannot be registered are skipped.  -ENOTCONN: no uffd
+	 * attached for @conn.
+	 */
+	int (*uffd_register)(struct source *s, pid_t pid, uint64_t conn, uint64_t start, uint64_t end,
+			     bool strict);
+	/*
+	 * uffd source: undo one successful uffd_register of the same range;
+	 * what another registration of @conn still covers stays registered.
+	 */
+	void (*uffd_unregister)(struct source *s, pid_t pid, uint64_t conn, uint64_t start, uint64_t end);
 	/* Stop, close every handle, free.  Pending waits in the kernel are released. */
 	void (*destroy)(struct source *s);
 };
@@ -141,6 +163,13 @@ struct source {
 int mmn__source_kmod_new(uv_loop_t *loop, source_event_fn emit, void *userdata, struct source **out);
 int mmn__source_uffd_new(uv_loop_t *loop, source_event_fn emit, void *userdata, struct source **out);
 int mmn__source_test_new(uv_loop_t *loop, source_event_fn emit, void *userdata, struct source **out);
+
+/*
+ * Test-only, false by default: when true the uffd source never reads a
+ * client's /proc/PID/maps, as when mmnd may not, and registers leniently by
+ * bisection alone.
+ */
+extern bool mmn__source_uffd_no_maps;
 
 /*
  * Test source controls: inject an event as if the kernel sent it (ksub ids

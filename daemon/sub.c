@@ -342,6 +342,29 @@ static void sub_finalize(struct sub *s)
 	mmn__target_put(t);
 }
 
+/*
+ * uffd source: the client's range is registered with its connection's uffd
+ * by mmnd (the client keeps no descriptor of it) before SubscribeReply, and
+ * unregistered when the sub leaves the client (where no other sub of the
+ * connection covers it).  A dropped client's uffd is closed instead.
+ */
+static int sub_uffd_register(struct client *c, const struct target *t, const struct sub_req *r)
+{
+	const struct source_ops *ops = c->b->src->ops;
+
+	if (!ops->uffd_register || t->pid != c->pid)
+		return 0;
+	return ops->uffd_register(c->b->src, c->pid, c->id, r->start, r->end, !r->resubscribe);
+}
+
+static void sub_uffd_unregister(struct client *c, const struct sub *s)
+{
+	struct broker *b = c->b;
+
+	if (b->src->ops->uffd_unregister && s->t->pid == c->pid && !c->dropping && !b->source_lost)
+		b->src->ops->uffd_unregister(b->src, c->pid, c->id, s->start, s->end);
+}
+
 /* Detach @s from its client: free its slot, unlink, answer a pending Unsubscribe. */
 static void sub_detach_client(struct sub *s)
 {
@@ -349,6 +372,7 @@ static void sub_detach_client(struct sub *s)
 
 	if (!c)
 		return;
+	sub_uffd_unregister(c, s);
 	mmn__seqpage_free(c, s->slot);
 	list_del(&s->clink);
 	c->nsubs--;
@@ -415,8 +439,14 @@ static void sub_create(struct target *t, struct client *c, uint64_t request_id, 
 		mmn__seqpage_free(c, s->slot);
 		goto fail;
 	}
+	err = sub_uffd_register(c, t, r);
+	if (err < 0) {
+		mmn__seqpage_free(c, s->slot);
+		goto fail;
+	}
 	err = ksub_attach(t, s);
 	if (err < 0) {
+		sub_uffd_unregister(c, s);
 		mmn__seqpage_free(c, s->slot);
 		goto fail;
 	}
@@ -455,6 +485,7 @@ int mmn__sub_request(struct client *c, uint64_t request_id, const Mmn__V1__Subsc
 	err = mmn__policy_check_subscribe(b, req, &r, &msg);
 	if (err < 0)
 		return mmn__client_send_error(c, request_id, err, msg);
+	r.resubscribe = req->resubscribe;
 	list_for_each(pos, &c->pending) npending++;
 	if (c->nsubs + npending >= b->opt.max_subs || c->nsubs + npending >= c->nslots)
 		return mmn__client_send_error(c, request_id, -ENOSPC, "too many subscriptions");

@@ -35,15 +35,9 @@
  *
  * userfaultfd source (no module): the process's munmap/madvise/mremap/fork
  * of a subscribed range wait until mmnd has read the event from the
- * userfaultfd the library handed it.  When mmnd dies the library closes its
- * copy on the next dispatch, which releases such waits: dispatch promptly
- * when mmn_get_fd() is readable, or use mmn_start_thread().
- *
- * With the uffd source fork() itself waits until mmnd has read the fork
- * event.  The library keeps its uffd out of the child (atfork handlers) and,
- * if mmnd dies meanwhile, releases it from the dispatching thread so that
- * fork() returns: do not fork from your only dispatching thread, or use
- * mmn_start_thread().
+ * userfaultfd the library handed it.  The library keeps no descriptor of it
+ * (mmnd registers the ranges), so when mmnd dies the userfaultfd is released
+ * and such waits end at once, whether or not anything dispatches.
  *
  * fork(): a child must not use its parent's connection.  In a child every call
  * on a client inherited from the parent returns -ECHILD (mmn_read_retry()
@@ -143,10 +137,11 @@ struct mmn_sub_opts {
  *
  * Performs the Hello handshake (waits at most 5 s), maps the shared sequence
  * page and, when the daemon's source needs it (uffd), creates this process's
- * userfaultfd and hands it to mmnd.
+ * userfaultfd and hands it to mmnd (keeping no descriptor of it).
  * Return: 0, or -EINVAL, -ENOENT/-ECONNREFUSED (no daemon), -ETIMEDOUT,
  * -EPROTONOSUPPORT (no common protocol version), -EBADMSG/-EPROTO (bad reply),
- * -EPERM (mmnd refused), -ENOMEM, -EOPNOTSUPP (userfaultfd unavailable).
+ * the errno mmnd refused the connection with (-EUSERS: too many clients,
+ * -ESHUTDOWN: stopping, -EPERM), -ENOMEM, -EOPNOTSUPP (userfaultfd unavailable).
  */
 MMN_EXPORT int mmn_connect(const char *socket_path, struct mmn_client **out);
 

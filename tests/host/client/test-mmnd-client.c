@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "mmn/mmn.h"
+#include "lib/mmnd-run.h"
 #include "tap.h"
 
 #define MAX_EV 64
@@ -100,32 +101,9 @@ static bool thr_wait(const unsigned *counter, unsigned n)
 static char dir[] = "/tmp/mmn-host-XXXXXX";
 static char sock[128];
 
-/* Start mmnd and wait for READY=1 on a pipe. */
 static pid_t start_mmnd(const char *mmnd)
 {
-	char arg_sock[160], buf[16] = {0};
-	int p[2];
-	pid_t pid;
-	ssize_t n;
-
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -1;
-	snprintf(arg_sock, sizeof(arg_sock), "--socket=%s", sock);
-	pid = fork();
-	if (pid == 0) {
-		dup2(p[1], 3);
-		execl(mmnd, mmnd, "--source=uffd", "--bus=none", arg_sock, "--ready-fd=3",
-		      "--log-level=warning", (char *)NULL);
-		_exit(127);
-	}
-	close(p[1]);
-	n = read(p[0], buf, sizeof(buf) - 1);
-	close(p[0]);
-	if (n <= 0 || strcmp(buf, "READY=1\n") != 0) {
-		tap_diag("mmnd did not get ready (read %zd: '%s')", n, buf);
-		return -1;
-	}
-	return pid;
+	return mmnd_run_uffd(mmnd, sock);
 }
 
 static int dispatch_until(struct mmn_client *c, const unsigned *counter, unsigned n)
@@ -261,8 +239,8 @@ int main(int argc, char **argv)
 	{
 		/*
 		 * With the uffd's fork event, fork() waits until mmnd reads it: with
-		 * mmnd dead it must not hang (the library drops or stashes its uffd
-		 * around fork).  A hang here is a meson timeout.
+		 * mmnd dead it must not hang (the library keeps no descriptor of its
+		 * uffd, so mmnd's death released it).  A hang here is a meson timeout.
 		 */
 		pid_t k = fork();
 		int status = -1;

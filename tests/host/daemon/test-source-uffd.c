@@ -348,7 +348,7 @@ static void test_other_process(void)
 	tap_is_int(src->ops->ksub_add(src, &st, addr, (uint64_t)P, false, 0, &id), -ESRCH,
 		   "other process: ksub_add after its exit -> -ESRCH");
 	tap_is_int(src->ops->ksub_del(src, id), 0, "other process: ksub_del after RELEASE");
-	src->ops->detach_uffd(src, pid);
+	src->ops->detach_uffd(src, pid, 0);
 	uv_run(&loop, UV_RUN_NOWAIT);
 	tap_is_int(nrecs, n0 + 1, "other process: nothing more after detach");
 
@@ -549,28 +549,99 @@ int main(void)
 		   (struct want_sub[]){{e, A(22), A(24)}, {f, A(22), A(24)}}, 2, 1);
 	tap_is_int(src->ops->ksub_del(src, f), -ENOENT, "the reentrantly deleted ksub is gone");
 
-	/* A second connection of the same process attaches its own uffd for another range. */
+	/*
+	 * A second connection of the same process attaches its own uffd for
+	 * another range; mmnd registers for it (the library keeps no copy).
+	 */
 	{
 		char *r2 = base + 44 * P; /* mapped, not registered yet */
 		uint64_t f2, a2 = (uint64_t)(uintptr_t)r2;
-		int fd2 = uffd_client_open(&f2), copy2;
+		struct source_target two = self;
+		int fd2 = uffd_client_open(&f2);
 		uint32_t g;
 
-		tap_require(fd2 >= 0 && uffd_client_register(fd2, a2, 4 * (uint64_t)P) == 0);
-		copy2 = dup(fd2); /* what that connection's library keeps while connected */
-		tap_is_int(src->ops->attach_uffd(src, &self, fd2), 0, "a second uffd for the same pid");
-		tap_require(src->ops->ksub_add(src, &self, a2, 2 * (uint64_t)P, true, 0, &g) == 0);
+		two.conn = 2;
+		tap_require(fd2 >= 0);
+		tap_is_int(src->ops->attach_uffd(src, &two, fd2), 0, "a second uffd for the same pid");
+		tap_is_int(src->ops->uffd_register(src, getpid(), 3, a2, a2 + 4 * (uint64_t)P, true),
+			   -ENOTCONN, "uffd_register for a connection without a uffd -> -ENOTCONN");
+		tap_is_int(src->ops->uffd_register(src, getpid(), 2, A(30), A(34), true), -EBUSY,
+			   "uffd_register (strict) over the first uffd's range -> -EBUSY");
+		tap_is_int(src->ops->uffd_register(src, getpid(), 2, a2, a2 + 4 * (uint64_t)P - 1, true), 0,
+			   "uffd_register (strict) of its own range");
+		tap_is_int(src->ops->uffd_register(src, getpid(), 2, a2, a2 + 2 * (uint64_t)P, true), 0,
+			   "an overlapping registration");
+		tap_require(src->ops->ksub_add(src, &two, a2, 2 * (uint64_t)P, true, 0, &g) == 0);
 		n0 = nrecs;
 		r = (struct range){(r2 - base) / P, 1, 0};
 		tap_ok(run_op(do_munmap, &r), "munmap in the second uffd's range returned");
 		check_pair(n0, "second uffd", MMN__V1__EVENT_TYPE__EVENT_UNMAP, a2, a2 + P,
 			   (struct want_sub[]){{g, a2, a2 + P}}, 1, 1);
-
-		/* That connection goes: its library closed its copy; mmnd closes the one nobody holds. */
-		close(copy2);
-		src->ops->detach_uffd(src, getpid());
+		/* Undo the wide one: the narrow one still covers [44,46). */
+		src->ops->uffd_unregister(src, getpid(), 2, a2, a2 + 4 * (uint64_t)P - 1);
+		n0 = nrecs;
+		r = (struct range){(r2 - base) / P + 3, 1, 0};
+		tap_ok(run_op(do_munmap, &r), "munmap [47,48) returned");
+		tap_is_int(nrecs, n0, "unregistered where no other registration covers it: no event");
 		n0 = nrecs;
 		r = (struct range){(r2 - base) / P + 1, 1, 0};
+		tap_ok(run_op(do_munmap, &r), "munmap [45,46) returned");
+		check_pair(n0, "still registered through the overlapping one",
+			   MMN__V1__EVENT_TYPE__EVENT_UNMAP, a2 + P, a2 + 2 * P,
+			   (struct want_sub[]){{g, a2 + P, a2 + 2 * P}}, 1, 1);
+		/*
+		 * Lenient: [40,48) has holes now (40, 45, 47) and foreign memory in
+		 * the others: 44 mapped again and registered with the first uffd
+		 * (-EBUSY), 47 a read-only shared file mapping (-EPERM).  What is
+		 * ours to watch is registered, the rest skipped.
+		 */
+		{
+			char path[64];
+			int mfd = memfd_create("ro", MFD_CLOEXEC), ro;
+
+			tap_require(mmap(r2, P, PROT_READ | PROT_WRITE,
+					 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == r2);
+			tap_require(uffd_client_register(ctl, a2, (uint64_t)P) == 0);
+			snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
+			ro = open(path, O_RDONLY | O_CLOEXEC);
+			tap_require(mfd >= 0 && ro >= 0 && ftruncate(mfd, P) == 0);
+			tap_require(mmap(r2 + 3 * P, P, PROT_READ, MAP_SHARED | MAP_FIXED, ro, 0) ==
+				    r2 + 3 * P);
+			close(ro);
+			close(mfd);
+		}
+		tap_is_int(src->ops->uffd_register(src, getpid(), 2, A(40), A(48), true), -EBUSY,
+			   "uffd_register (strict) over another uffd's page -> -EBUSY");
+		mmn__source_uffd_no_maps = true; /* as when mmnd may not read the client's maps */
+		tap_is_int(src->ops->uffd_register(src, getpid(), 2, A(40), A(48), false), 0,
+			   "uffd_register (lenient, by bisection) over holes and foreign memory");
+		mmn__source_uffd_no_maps = false;
+		tap_require(src->ops->ksub_add(src, &two, A(40), 8 * (uint64_t)P, true, 0, &f) == 0);
+		n0 = nrecs;
+		r = (struct range){41, 1, 0};
+		tap_ok(run_op(do_munmap, &r), "munmap [41,42) returned");
+		check_pair(n0, "lenient registration by bisection", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(41),
+			   A(42), (struct want_sub[]){{f, A(41), A(42)}}, 1, 1);
+		src->ops->uffd_unregister(src, getpid(), 2, A(40), A(48));
+		n0 = nrecs;
+		r = (struct range){43, 1, 0};
+		tap_ok(run_op(do_munmap, &r), "munmap [43,44) returned");
+		tap_is_int(nrecs, n0, "unregistered (lenient) past the foreign pages: no event");
+		tap_ok(mmap(base + 43 * P, P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+			    -1, 0) == base + 43 * P,
+		       "page 43 mapped again");
+		tap_is_int(src->ops->uffd_register(src, getpid(), 2, A(40), A(48), false), 0,
+			   "uffd_register (lenient, VMA by VMA from the maps) over holes and foreign memory");
+		n0 = nrecs;
+		r = (struct range){43, 1, 0};
+		tap_ok(run_op(do_munmap, &r), "munmap [43,44) returned");
+		check_pair(n0, "lenient registration by the maps", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(43),
+			   A(44), (struct want_sub[]){{f, A(43), A(44)}}, 1, 1);
+
+		/* That connection goes: mmnd closes its uffd, the only descriptor of it. */
+		src->ops->detach_uffd(src, getpid(), 2);
+		n0 = nrecs;
+		r = (struct range){42, 1, 0};
 		tap_ok(run_op(do_munmap, &r), "munmap after that connection detached returned");
 		tap_is_int(nrecs, n0, "its uffd was closed (the range is unregistered): no event");
 		n0 = nrecs;
@@ -579,7 +650,11 @@ int main(void)
 		check_pair(n0, "first uffd still read", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(3), A(4),
 			   (struct want_sub[]){{a, A(3), A(4)}}, 1, 1);
 		tap_is_int(src->ops->ksub_del(src, g), 0, "ksub_del of the second range");
+		tap_is_int(src->ops->ksub_del(src, f), 0, "ksub_del of the lenient range");
 		munmap(r2 + 2 * P, 2 * P); /* unregistered now: no wait */
+		munmap(base + 40 * P, 4 * P);
+		r = (struct range){44, 1, 0};
+		tap_ok(run_op(do_munmap, &r), "munmap of the first uffd's page 44 returned");
 	}
 
 	/* The other ops. */
@@ -592,7 +667,7 @@ int main(void)
 	/* Detach with ksubs left: each gets REVOKED{source gone}, from the next loop iteration. */
 	close(ctl);
 	n0 = nrecs;
-	src->ops->detach_uffd(src, getpid());
+	src->ops->detach_uffd(src, getpid(), 0);
 	tap_is_int(nrecs, n0, "detach_uffd emits nothing from inside the call");
 	uv_run(&loop, UV_RUN_NOWAIT);
 	tap_is_int(nrecs - n0, 3, "detach_uffd: one REVOKED per remaining ksub");

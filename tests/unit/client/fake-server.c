@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -63,6 +64,7 @@ static void reply_hello(struct fake_server *fs, uint64_t req)
 	h.acks_hold_kernel = !fs->needs_uffd;
 	h.events_before_change = !fs->needs_uffd;
 	h.needs_uffd = fs->needs_uffd;
+	h.registers_uffd = fs->needs_uffd && !fs->old_uffd;
 	h.seqpage_slots = fs->nslots;
 	h.default_ack_timeout_ms = 1000;
 	env.request_id = req;
@@ -87,6 +89,61 @@ static void reply_status(struct fake_server *fs, uint64_t req, int err)
 static uint64_t send_invalidate(struct fake_server *fs, unsigned idx, uint64_t start, uint64_t end, int event,
 				bool needs_ack);
 
+static void reply_error(struct fake_server *fs, uint64_t req, int err)
+{
+	Mmn__V1__Error e = MMN__V1__ERROR__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	e.error = err;
+	env.request_id = req;
+	env.body_case = MMN__V1__ENVELOPE__BODY_ERROR;
+	env.error = &e;
+	fs_send(fs, &env);
+}
+
+/* What mmnd does for the uffd source: (un)register the page-rounded range with the client's uffd. */
+static int uffd_ioctl(struct fake_server *fs, bool reg, uint64_t start, uint64_t end)
+{
+	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
+	struct uffdio_register r = {.mode = UFFDIO_REGISTER_MODE_WP};
+	int fd = fs->uffd >= 0 ? fs->uffd : fs->held_uffd;
+
+	r.range.start = start & ~(ps - 1);
+	r.range.len = ((end + ps - 1) & ~(ps - 1)) - r.range.start;
+	if (fd < 0)
+		return -ENOTCONN;
+	if (reg)
+		return ioctl(fd, UFFDIO_REGISTER, &r) < 0 ? -errno : 0;
+	return ioctl(fd, UFFDIO_UNREGISTER, &r.range) < 0 ? -errno : 0;
+}
+
+/* Give the held uffd to the helper process: this process keeps no descriptor of it. */
+static void hand_over(struct fake_server *fs)
+{
+	struct msghdr msg = {0};
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control = {0};
+	char byte = 'u';
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	struct cmsghdr *cmsg;
+
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = control.buf;
+	msg.msg_controllen = sizeof(control.buf);
+	cmsg = CMSG_FIRSTHDR(&msg);
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &fs->held_uffd, sizeof(int));
+	if (sendmsg(fs->uffd_holder, &msg, 0) != 1)
+		abort();
+	close(fs->held_uffd);
+	fs->held_uffd = -1;
+}
+
 static void on_subscribe(struct fake_server *fs, uint64_t req, const Mmn__V1__Subscribe *m)
 {
 	Mmn__V1__SubscribeReply r = MMN__V1__SUBSCRIBE_REPLY__INIT;
@@ -96,6 +153,18 @@ static void on_subscribe(struct fake_server *fs, uint64_t req, const Mmn__V1__Su
 	if (fs->nsubs == FS_MAX_SUBS) {
 		reply_status(fs, req, -ENOSPC);
 		return;
+	}
+	fs->nsubscribe++;
+	fs->nresubscribe += m->resubscribe;
+	if (fs->needs_uffd) {
+		int err = uffd_ioctl(fs, true, m->start, m->start + m->length);
+
+		if (err < 0 && !m->resubscribe) {
+			reply_error(fs, req, err);
+			return;
+		}
+		if (fs->held_uffd >= 0 && fs->uffd_holder > 0)
+			hand_over(fs);
 	}
 	s = &fs->subs[fs->nsubs];
 	s->id = ++fs->next_sub_id;
@@ -143,28 +212,10 @@ static void on_packet(struct fake_server *fs)
 		break;
 	case MMN__V1__ENVELOPE__BODY_ATTACH_UFFD:
 		/* The first client's uffd is the one read (a real mmnd reads all of them). */
-		if (nfds == 1 && fs->uffd_holder > 0) {
-			/* a separate process holds it: this process's fork() must not inherit it */
-			struct msghdr msg = {0};
-			union {
-				struct cmsghdr align;
-				char buf[CMSG_SPACE(sizeof(int))];
-			} control = {0};
-			char byte = 'u';
-			struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-			struct cmsghdr *cmsg;
-
-			msg.msg_iov = &iov;
-			msg.msg_iovlen = 1;
-			msg.msg_control = control.buf;
-			msg.msg_controllen = sizeof(control.buf);
-			cmsg = CMSG_FIRSTHDR(&msg);
-			cmsg->cmsg_level = SOL_SOCKET;
-			cmsg->cmsg_type = SCM_RIGHTS;
-			cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(cmsg), &fds[0], sizeof(int));
-			if (sendmsg(fs->uffd_holder, &msg, 0) != 1)
-				abort();
+		if (nfds == 1 && fs->uffd_holder > 0 && fs->held_uffd < 0) {
+			/* a separate process will hold it: this process's fork() must not inherit it */
+			fs->held_uffd = fds[0];
+			nfds = 0;
 		} else if (nfds == 1 && fs->uffd < 0) {
 			fs->uffd = fds[0];
 			nfds = 0;
@@ -175,9 +226,14 @@ static void on_packet(struct fake_server *fs)
 		on_subscribe(fs, env->request_id, env->subscribe);
 		break;
 	case MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE:
-		for (unsigned i = 0; i < fs->nsubs; i++)
-			if (fs->subs[i].id == env->unsubscribe->sub_id)
-				fs->subs[i].active = false;
+		for (unsigned i = 0; i < fs->nsubs; i++) {
+			if (fs->subs[i].id != env->unsubscribe->sub_id)
+				continue;
+			fs->subs[i].active = false;
+			if (fs->needs_uffd)
+				uffd_ioctl(fs, false, fs->subs[i].start,
+					   fs->subs[i].start + fs->subs[i].length);
+		}
 		fs->nunsub++;
 		reply_status(fs, env->request_id, 0);
 		break;
@@ -218,6 +274,26 @@ static void on_uffd(struct fake_server *fs)
 	}
 }
 
+/* A full (or stopping) mmnd: Error{fs->refuse}, request_id 0, then close. */
+static void refuse(struct fake_server *fs, int fd)
+{
+	Mmn__V1__Error e = MMN__V1__ERROR__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	if (fs->refuse_after_hello) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+
+		poll(&p, 1, 5000); /* the Hello is queued: closing now resets the client's socket */
+	}
+	e.error = fs->refuse;
+	e.message = (char *)"refused";
+	env.body_case = MMN__V1__ENVELOPE__BODY_ERROR;
+	env.error = &e;
+	mmn__wire_send(fd, &env, NULL, 0, 0);
+	close(fd);
+	fs->nconn++;
+}
+
 static void *fs_main(void *arg)
 {
 	struct fake_server *fs = arg;
@@ -247,7 +323,9 @@ static void *fs_main(void *arg)
 		if (p[1].revents & POLLIN) {
 			int fd = accept4(fs->lfd, NULL, NULL, SOCK_CLOEXEC);
 
-			if (fd >= 0) {
+			if (fd >= 0 && fs->refuse) {
+				refuse(fs, fd);
+			} else if (fd >= 0) {
 				if (fs->conn >= 0)
 					close(fs->conn);
 				fs->conn = fd;
@@ -269,7 +347,7 @@ int fs_start(struct fake_server *fs)
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
 	memset(fs, 0, sizeof(*fs));
-	fs->conn = fs->uffd = fs->memfd = -1;
+	fs->conn = fs->uffd = fs->memfd = fs->held_uffd = -1;
 	fs->reply_version = MMN_PROTO_VERSION;
 	strcpy(fs->dir, "/tmp/mmn-fake-XXXXXX");
 	if (!mkdtemp(fs->dir))
@@ -319,6 +397,8 @@ void fs_stop(struct fake_server *fs)
 		close(fs->conn);
 	if (fs->uffd >= 0)
 		close(fs->uffd);
+	if (fs->held_uffd >= 0)
+		close(fs->held_uffd);
 	if (fs->sp)
 		munmap(fs->sp, MMN_SEQPAGE_SIZE(fs->nslots));
 	if (fs->memfd >= 0)

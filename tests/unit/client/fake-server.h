@@ -3,7 +3,10 @@
  * A scripted stand-in for mmnd, speaking proto/wire.h on a real listening
  * SOCK_SEQPACKET socket from a thread of the test process.  It answers
  * Hello/Subscribe/Unsubscribe/Ack/AttachUffd by itself; the test drives
- * invalidations, connection loss and malformed input.
+ * invalidations, connection loss and malformed input.  With needs_uffd it
+ * registers each subscribed range with the client's uffd (strictly, unless
+ * the Subscribe says resubscribe) and unregisters it on Unsubscribe, as
+ * mmnd does (without mmnd's overlap bookkeeping).
  */
 #ifndef MMN_TEST_FAKE_SERVER_H
 #define MMN_TEST_FAKE_SERVER_H
@@ -35,8 +38,15 @@ struct fake_server {
 	bool reply_without_fd, needs_uffd;
 	bool uffd_paused; /* stop reading the client's uffd (a stuck mmnd): fs_pause_uffd() */
 	bool stopping;
-	int uffd_holder; /* > 0: hand the client's uffd to this socket (a helper process) and keep none */
-	unsigned loops;	 /* server loop iterations */
+	/*
+	 * > 0: once the first Subscribe registered its range, hand the client's
+	 * uffd to this socket (a helper process) and keep none.
+	 */
+	int uffd_holder;
+	int refuse;		 /* non-zero: answer a connection with Error{refuse} and close it */
+	bool refuse_after_hello; /* with refuse: first wait until the Hello is queued, leave it unread */
+	bool old_uffd;	/* with needs_uffd: an mmnd that does not register ranges (registers_uffd false) */
+	unsigned loops; /* server loop iterations */
 	/*
 	 * Right after a SubscribeReply, send an Invalidate{needs_ack} for the new
 	 * sub in the same burst (before reading anything else); burst_event is its id.
@@ -54,6 +64,8 @@ struct fake_server {
 	unsigned nconn, nhello, nunsub, nacks, nattach;
 	uint64_t last_ack_sub, last_ack_event;
 	int uffd;
+	int held_uffd; /* for uffd_holder: registered with, not read, until handed over */
+	unsigned nsubscribe, nresubscribe;
 	unsigned uffd_unmaps, uffd_removes, uffd_remaps;
 	uint64_t last_unmap_start, last_unmap_end;
 };
