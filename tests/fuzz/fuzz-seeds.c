@@ -155,6 +155,25 @@ static void wire_rpc_seeds(void)
 	seed_env(&s, 0, &e);
 	seed_write(&s, "wire-rpc", "subscribe-blocking-ack");
 
+	/* With the source's events (fuzz-wire-rpc.c's flags 16..128). */
+	seed_begin(&s, 1 | 16 | 32);
+	e = ENV(subscribe, SUBSCRIBE, &blk);
+	seed_env(&s, 2, &e);
+	for (uint64_t id = 1; id <= 3; id++) {
+		ack.event_id = id;
+		e = ENV(ack, ACK, &ack);
+		seed_env(&s, 0, &e);
+	}
+	seed_write(&s, "wire-rpc", "events-blocking-acks");
+	ack.event_id = 1;
+
+	seed_begin(&s, 1 | 16 | 64 | 128);
+	e = ENV(subscribe, SUBSCRIBE, &sub);
+	seed_env(&s, 2, &e);
+	e = ENV(subscribe, SUBSCRIBE, &blk);
+	seed_env(&s, 3, &e);
+	seed_write(&s, "wire-rpc", "events-ended-release");
+
 	sub.pid = 1;
 	sub.share_token.data = token;
 	sub.share_token.len = sizeof(token);

@@ -8,7 +8,8 @@
  * Input: byte 0 is a set of flags, then up to 16 packets, each a 2-byte
  * big-endian length and that many bytes (a truncated last one is sent as
  * it is).  Every input gets a fresh connection that sends the packets as
- * they are, then closes.  Afterwards a well-behaved client must still get
+ * they are, then closes; the flags can also make the test source emit
+ * events for this process around the packets.  Afterwards a well-behaved client must still get
  * its HelloReply and a SubscribeReply, and the connection count must be
  * back where it was; abort() otherwise.
  */
@@ -22,11 +23,16 @@ enum {
 	F_FD = 1 << 1,		/* an eventfd rides along with every packet */
 	F_NO_PUMP = 1 << 2,	/* send everything before mmnd runs */
 	F_HALF_CLOSE = 1 << 3,	/* shutdown(SHUT_WR) instead of waiting for replies */
+	F_EVENT = 1 << 4,	/* the source invalidates REGION..REGION_END after every packet */
+	F_BLOCKABLE = 1 << 5,	/* ... blockable (blocking subscribers must ack) */
+	F_END = 1 << 6,		/* ... and ends it at once (else after the last packet) */
+	F_RELEASE = 1 << 7,	/* the target "exits" before the connection closes */
 };
 
 #define MAX_PACKETS 16
 #define MAX_PACKET  (MMN_WIRE_MAX_MSG + 64) /* a little over: the truncation path */
 #define REGION	    0x200000ull
+#define REGION_END  0x400000ull
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -104,6 +110,8 @@ static void check_healthy(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct admin_stats before, after;
+	uint64_t open_ev[MAX_PACKETS];
+	size_t nopen = 0;
 	uint8_t flags;
 	int fd;
 
@@ -132,7 +140,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size -= n;
 		if (!(flags & F_NO_PUMP))
 			h_pump(&h, 2);
+		if (flags & F_EVENT) {
+			uint64_t ev = mmn__source_test_invalidate(h.src, getpid(), REGION - 0x1000, REGION_END, 0,
+								  flags & F_BLOCKABLE);
+
+			h_pump(&h, 2);
+			if (ev && (flags & F_END))
+				mmn__source_test_end(h.src, ev);
+			else if (ev)
+				open_ev[nopen++] = ev;
+		}
 	}
+	/* As the kernel does: every invalidation ends (a pending one defers Subscribes). */
+	for (size_t i = 0; i < nopen; i++)
+		mmn__source_test_end(h.src, open_ev[i]);
+	if (flags & F_RELEASE)
+		mmn__source_test_release(h.src, getpid());
 	if (flags & F_HALF_CLOSE)
 		shutdown(fd, SHUT_WR);
 	h_pump(&h, 4);
