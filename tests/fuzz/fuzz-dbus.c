@@ -17,9 +17,11 @@
  *            as a length byte and bytes, arrays as a count byte, variants
  *            as a length byte and a signature)
  *
- * Inputs that sd-bus refuses to marshal are skipped.  Every call must get
- * a reply, the connection must survive, and a normal GetStats afterwards
- * must succeed; abort() otherwise.
+ * Two protocol clients with a subscription each are connected, so the
+ * listing and eviction methods have something to work on; an evicted one
+ * is replaced.  Inputs that sd-bus refuses to marshal are skipped.  Every
+ * call must get a reply, the connection must survive, and a normal
+ * GetStats afterwards must succeed; abort() otherwise.
  */
 #include "../../daemon/dbus.c"
 
@@ -31,6 +33,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 static struct harness h;
 static sd_bus *srv, *cli;
 static struct bus *fbus;
+static struct tclient clients[2];
 
 static const char *const members[] = {
 	"ListClients", "ListSubscriptions", "GetStats", "EvictClient", "SetDefaults", "Reload",
@@ -250,6 +253,26 @@ static void check_healthy(void)
 		abort();
 }
 
+/* Both protocol clients connected and subscribed; replaced when one was evicted. */
+static void ensure_clients(void)
+{
+	struct admin_stats st;
+
+	mmn__admin_stats(h.b, &st);
+	if (st.clients == 2)
+		return;
+	for (int i = 0; i < 2; i++) {
+		tc_close(&clients[i]);
+		h_pump(&h, 4);
+	}
+	for (int i = 0; i < 2; i++) {
+		if (tc_hello(&h, &clients[i]) != 0)
+			abort();
+		if (!tc_subscribe(&h, &clients[i], 0x200000 + (uint64_t)i * 0x10000, 0x4000, i == 1, 0, NULL))
+			abort();
+	}
+}
+
 static sd_bus *new_end(int fd, bool server)
 {
 	sd_id128_t id;
@@ -287,6 +310,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	obs.ud = fbus;
 	mmn__admin_set_observer(h.b, &obs);
+	clients[0].fd = clients[1].fd = -1;
+	ensure_clients();
 	check_healthy();
 	return 0;
 }
@@ -332,5 +357,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		call_and_wait(m);
 	sd_bus_message_unref(m);
 	check_healthy();
+	ensure_clients();
 	return 0;
 }

@@ -490,6 +490,13 @@ static void dbus_seeds(void)
 	write_file("dbus", "evict-unknown", d.b, d.n);
 	d_begin(&d, EVICT, 0, API, "");
 	write_file("dbus", "evict-no-argument", d.b, d.n);
+	d_begin(&d, EVICT, 0, API, "t");
+	d_u64(&d, 1);
+	write_file("dbus", "evict-first-client", d.b, d.n);
+	d_begin(&d, LIST_SUBS, 0, API, "tu");
+	d_u64(&d, 2);
+	d_u32(&d, 0);
+	write_file("dbus", "list-subscriptions-of-client", d.b, d.n);
 	d_begin(&d, SET_DEFAULTS, 0, API, "a{sv}");
 	d.b[d.n++] = 2;
 	d_str(&d, "MaxClients");
