@@ -11,6 +11,10 @@
  * mmn_dispatch().  A client whose connection was dropped (as it must be
  * for protocol violations) is replaced before the next input.
  *
+ * With F_HANDSHAKE the packets instead answer a new client's Hello (the
+ * HelloReply path, the sequence page it maps) on a second socket whose
+ * scripted mmnd then hangs up; mmn_connect() must fail or succeed cleanly.
+ *
  * Input: byte 0 is a set of flags, then up to 16 packets, each a 2-byte
  * big-endian length and that many bytes.
  */
@@ -33,6 +37,7 @@ enum {
 	F_ACK_LATER = 1 << 1, /* invalidate callbacks return MMN_ACK_LATER */
 	F_UNSUB = 1 << 2,     /* release callbacks unsubscribe */
 	F_DISPATCH_EACH = 1 << 3, /* dispatch after every packet */
+	F_HANDSHAKE = 1 << 4,	  /* the packets answer a new client's Hello */
 };
 
 #define SUB_ID	    7
@@ -48,6 +53,14 @@ static int listen_fd = -1;
 static pthread_mutex_t srv_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t srv_cond = PTHREAD_COND_INITIALIZER; /* with srv_lock: srv_fd changed */
 static int srv_fd = -1; /* under srv_lock: the latest connection, once its Subscribe was answered */
+
+/* The handshake socket: the script is set by the fuzzing thread before it connects. */
+static char hs_path[108];
+static int hs_listen = -1;
+static pthread_mutex_t hs_lock = PTHREAD_MUTEX_INITIALIZER;
+static const uint8_t *hs_data; /* under hs_lock */
+static size_t hs_size;
+static bool hs_fd;
 
 static struct mmn_client *client;
 static struct mmn_sub *sub;
@@ -138,18 +151,54 @@ static void *server(void *arg)
 	}
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+static void send_packets(int fd, const uint8_t *data, size_t size, bool with_fd, bool dispatch_each);
+
+/* Answers each Hello on the handshake socket with the current script, then hangs up. */
+static void *hs_server(void *arg)
+{
+	for (;;) {
+		int fd = accept4(hs_listen, NULL, NULL, SOCK_CLOEXEC);
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		uint8_t buf[MMN_WIRE_MAX_MSG];
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			return NULL;
+		}
+		if (poll(&p, 1, 5000) == 1 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0) {
+			pthread_mutex_lock(&hs_lock);
+			send_packets(fd, hs_data, hs_size, hs_fd, false);
+			pthread_mutex_unlock(&hs_lock);
+		}
+		close(fd);
+	}
+}
+
+static int listen_on(char *path, const char *what)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd;
+
+	snprintf(path, 108, "/tmp/mmn-fuzz-%s-%d.sock", what, (int)getpid());
+	strcpy(sa.sun_path, path);
+	unlink(path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0)
+		abort();
+	return fd;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
 	pthread_t t;
 
-	snprintf(sock_path, sizeof(sock_path), "/tmp/mmn-fuzz-client-%d.sock", (int)getpid());
-	strcpy(sa.sun_path, sock_path);
-	unlink(sock_path);
-	listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(listen_fd, 8) < 0)
-		abort();
+	listen_fd = listen_on(sock_path, "client");
+	hs_listen = listen_on(hs_path, "handshake");
 	if (pthread_create(&t, NULL, server, NULL) != 0)
+		abort();
+	pthread_detach(t);
+	if (pthread_create(&t, NULL, hs_server, NULL) != 0)
 		abort();
 	pthread_detach(t);
 	return 0;
@@ -244,20 +293,26 @@ static void drain(int fd)
 			close(fds[i]);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* A new client's Hello answered by the packets; it must fail or work, nothing else. */
+static void handshake(const uint8_t *data, size_t size)
 {
-	static int fd = -1;
+	struct mmn_client *c = NULL;
+	int r;
 
-	if (size < 1)
-		return 0;
-	if (!client || client->state != CONN_CONNECTED || !sub || sub->state != SUB_ACTIVE) {
-		if (fd >= 0)
-			close(fd);
-		fd = fresh_client();
-	}
-	flags = data[0];
-	data++;
-	size--;
+	pthread_mutex_lock(&hs_lock);
+	hs_data = data;
+	hs_size = size;
+	hs_fd = flags & F_FD;
+	pthread_mutex_unlock(&hs_lock);
+	r = mmn_connect(hs_path, &c);
+	if (r == 0)
+		mmn_disconnect(c);
+	else if (c || r > 0)
+		abort();
+}
+
+static void send_packets(int fd, const uint8_t *data, size_t size, bool with_fd, bool dispatch_each)
+{
 	for (int i = 0; i < MAX_PACKETS && size > 0; i++) {
 		size_t n = size >= 2 ? (size_t)data[0] << 8 | data[1] : 0;
 
@@ -267,12 +322,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			n = size;
 		if (n > MAX_PACKET)
 			n = MAX_PACKET;
-		send_packet(fd, data, n, flags & F_FD);
+		send_packet(fd, data, n, with_fd);
 		data += n;
 		size -= n;
-		if (flags & F_DISPATCH_EACH)
+		if (dispatch_each)
 			dispatch();
 	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static int fd = -1;
+
+	if (size < 1)
+		return 0;
+	flags = data[0];
+	if (flags & F_HANDSHAKE) {
+		handshake(data + 1, size - 1);
+		return 0;
+	}
+	if (!client || client->state != CONN_CONNECTED || !sub || sub->state != SUB_ACTIVE) {
+		if (fd >= 0)
+			close(fd);
+		fd = fresh_client();
+	}
+	send_packets(fd, data + 1, size - 1, flags & F_FD, flags & F_DISPATCH_EACH);
 	dispatch();
 	drain(fd);
 	return 0;

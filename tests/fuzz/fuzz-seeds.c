@@ -339,6 +339,37 @@ static void client_recv_seeds(void)
 	seed_raw(&s, "", 0);
 	seed_raw(&s, "\x08\x01\x92\x01\x02\x08\x07", 7);
 	seed_write(&s, "client-recv", "empty-and-garbage");
+
+	/* Answers to a new client's Hello (flag 16; 1: a sequence page rides along). */
+	hr.source = (char *)"test";
+	hr.event_mask = 0x3f;
+	hr.max_message_size = MMN_WIRE_MAX_MSG;
+	hr.default_ack_timeout_ms = 1000;
+	hr.client_id = 3;
+	seed_begin(&s, 16 | 1);
+	e = ENV(hello_reply, HELLO_REPLY, &hr);
+	seed_env(&s, 1, &e);
+	seed_write(&s, "client-recv", "handshake-hello-reply");
+	seed_begin(&s, 16);
+	e = ENV(hello_reply, HELLO_REPLY, &hr);
+	seed_env(&s, 1, &e);
+	seed_write(&s, "client-recv", "handshake-hello-reply-no-page");
+	hr.seqpage_slots = 1u << 21;
+	seed_begin(&s, 16 | 1);
+	e = ENV(hello_reply, HELLO_REPLY, &hr);
+	seed_env(&s, 1, &e);
+	seed_write(&s, "client-recv", "handshake-too-many-slots");
+	hr.seqpage_slots = 8;
+	hr.needs_uffd = true;
+	seed_begin(&s, 16 | 1);
+	e = ENV(hello_reply, HELLO_REPLY, &hr);
+	seed_env(&s, 1, &e);
+	seed_write(&s, "client-recv", "handshake-needs-uffd");
+	hr.needs_uffd = false;
+	seed_begin(&s, 16);
+	e = ENV(error, ERROR, &err);
+	seed_env(&s, 1, &e);
+	seed_write(&s, "client-recv", "handshake-refused");
 }
 
 /* kmod-event: a subscription-room byte, then the genl payload. */
