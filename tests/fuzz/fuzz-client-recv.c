@@ -58,7 +58,7 @@ static int srv_fd = -1; /* under srv_lock: the latest connection, once its Subsc
 static char hs_path[108];
 static int hs_listen = -1;
 static pthread_mutex_t hs_lock = PTHREAD_MUTEX_INITIALIZER;
-static const uint8_t *hs_data; /* under hs_lock */
+static const uint8_t *hs_data; /* under hs_lock; valid until the next input */
 static size_t hs_size;
 static bool hs_fd;
 
@@ -167,9 +167,21 @@ static void *hs_server(void *arg)
 			return NULL;
 		}
 		if (poll(&p, 1, 5000) == 1 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0) {
+			uint8_t *script;
+			size_t len;
+			bool with_fd;
+
+			/* A copy: the client may give up before all is sent, and the input is gone then. */
 			pthread_mutex_lock(&hs_lock);
-			send_packets(fd, hs_data, hs_size, hs_fd, false);
+			len = hs_size;
+			with_fd = hs_fd;
+			script = malloc(len ? len : 1);
+			if (script && len)
+				memcpy(script, hs_data, len);
 			pthread_mutex_unlock(&hs_lock);
+			if (script)
+				send_packets(fd, script, len, with_fd, false);
+			free(script);
 		}
 		close(fd);
 	}
@@ -305,6 +317,10 @@ static void handshake(const uint8_t *data, size_t size)
 	hs_fd = flags & F_FD;
 	pthread_mutex_unlock(&hs_lock);
 	r = mmn_connect(hs_path, &c);
+	pthread_mutex_lock(&hs_lock);
+	hs_data = NULL;
+	hs_size = 0;
+	pthread_mutex_unlock(&hs_lock);
 	if (r == 0)
 		mmn_disconnect(c);
 	else if (c || r > 0)
