@@ -395,7 +395,7 @@ int main(int argc, char **argv)
 	struct tally t = {0};
 	sd_bus_error e = SD_BUS_ERROR_NULL;
 	sd_bus *b;
-	int r, status;
+	int r, status = 0;
 	pid_t child;
 
 	if (argc != 2) {
