@@ -201,12 +201,20 @@ static int listen_on(char *path, const char *what)
 	return fd;
 }
 
+/* libFuzzer ends with exit(): leave no socket behind. */
+static void remove_sockets(void)
+{
+	unlink(sock_path);
+	unlink(hs_path);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	pthread_t t;
 
 	listen_fd = listen_on(sock_path, "client");
 	hs_listen = listen_on(hs_path, "handshake");
+	atexit(remove_sockets);
 	if (pthread_create(&t, NULL, server, NULL) != 0)
 		abort();
 	pthread_detach(t);

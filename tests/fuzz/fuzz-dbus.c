@@ -287,6 +287,13 @@ static sd_bus *new_end(int fd, bool server)
 	return b;
 }
 
+/* libFuzzer ends with exit(): leave no socket behind. */
+static void remove_socket(void)
+{
+	unlink(h.path);
+	rmdir(h.dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct admin_observer obs = observer_template;
@@ -294,6 +301,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	mmn__log_set_level(LOG_EMERG);
 	h_init(&h, NULL);
+	atexit(remove_socket);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
 		abort();
 	srv = new_end(sv[0], true);

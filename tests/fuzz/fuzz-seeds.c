@@ -85,18 +85,21 @@ static void seed_write(struct seed *s, const char *target, const char *name)
 		e_;                                                                                          \
 	})
 
+/* wire-rpc: the messages, shared by both halves of the seeds. */
+static Mmn__V1__Hello hello = MMN__V1__HELLO__INIT, bad = MMN__V1__HELLO__INIT;
+static Mmn__V1__Subscribe sub = MMN__V1__SUBSCRIBE__INIT, blk = MMN__V1__SUBSCRIBE__INIT;
+static Mmn__V1__Unsubscribe uns = MMN__V1__UNSUBSCRIBE__INIT;
+static Mmn__V1__Share share = MMN__V1__SHARE__INIT;
+static Mmn__V1__Ack ack = MMN__V1__ACK__INIT;
+static Mmn__V1__AttachUffd au = MMN__V1__ATTACH_UFFD__INIT;
+static Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;
+static uint8_t token[16] = {1, 2, 3};
+
 static void wire_rpc_seeds(void)
 {
-	Mmn__V1__Hello hello = MMN__V1__HELLO__INIT, bad = MMN__V1__HELLO__INIT;
-	Mmn__V1__Subscribe sub = MMN__V1__SUBSCRIBE__INIT, blk = MMN__V1__SUBSCRIBE__INIT;
-	Mmn__V1__Unsubscribe uns = MMN__V1__UNSUBSCRIBE__INIT;
-	Mmn__V1__Share share = MMN__V1__SHARE__INIT;
-	Mmn__V1__Ack ack = MMN__V1__ACK__INIT;
-	Mmn__V1__AttachUffd au = MMN__V1__ATTACH_UFFD__INIT;
-	Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;
-	uint8_t token[16] = {1, 2, 3};
 	MmnEnvelope e;
 	struct seed s;
+
 
 	hello.version_min = hello.version_max = 1;
 	hello.client_name = (char *)"seed";
@@ -174,6 +177,13 @@ static void wire_rpc_seeds(void)
 	seed_env(&s, 3, &e);
 	seed_write(&s, "wire-rpc", "events-ended-release");
 
+}
+
+static void wire_rpc_seeds_more(void)
+{
+	MmnEnvelope e;
+	struct seed s;
+
 	sub.pid = 1;
 	sub.share_token.data = token;
 	sub.share_token.len = sizeof(token);
@@ -225,27 +235,29 @@ static void wire_rpc_seeds(void)
 	seed_write(&s, "wire-rpc", "empty-and-garbage");
 }
 
-/* Packets "from mmnd" to a client with sub 7 live (fuzz-client-recv.c). */
+/* client-recv: packets "from mmnd" to a client with sub 7 live (fuzz-client-recv.c); shared by both halves. */
+static Mmn__V1__Invalidate cinv = MMN__V1__INVALIDATE__INIT;
+static Mmn__V1__InvalidateEnd end = MMN__V1__INVALIDATE_END__INIT;
+static Mmn__V1__Release rel = MMN__V1__RELEASE__INIT;
+static Mmn__V1__Revoked rev = MMN__V1__REVOKED__INIT;
+static Mmn__V1__Status st = MMN__V1__STATUS__INIT;
+static Mmn__V1__Error err = MMN__V1__ERROR__INIT;
+static Mmn__V1__SubscribeReply sr = MMN__V1__SUBSCRIBE_REPLY__INIT;
+static Mmn__V1__HelloReply hr = MMN__V1__HELLO_REPLY__INIT;
+
 static void client_recv_seeds(void)
 {
-	Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;
-	Mmn__V1__InvalidateEnd end = MMN__V1__INVALIDATE_END__INIT;
-	Mmn__V1__Release rel = MMN__V1__RELEASE__INIT;
-	Mmn__V1__Revoked rev = MMN__V1__REVOKED__INIT;
-	Mmn__V1__Status st = MMN__V1__STATUS__INIT;
-	Mmn__V1__Error err = MMN__V1__ERROR__INIT;
-	Mmn__V1__SubscribeReply sr = MMN__V1__SUBSCRIBE_REPLY__INIT;
-	Mmn__V1__HelloReply hr = MMN__V1__HELLO_REPLY__INIT;
 	MmnEnvelope e;
 	struct seed s;
 
-	inv.sub_id = 7;
-	inv.event_id = 1;
-	inv.start = 0;
-	inv.end = UINT64_MAX;
-	inv.blockable = true;
-	inv.needs_ack = true;
-	inv.seq = 3;
+
+	cinv.sub_id = 7;
+	cinv.event_id = 1;
+	cinv.start = 0;
+	cinv.end = UINT64_MAX;
+	cinv.blockable = true;
+	cinv.needs_ack = true;
+	cinv.seq = 3;
 	end.sub_id = 7;
 	end.event_id = 1;
 	end.seq = 4;
@@ -262,7 +274,7 @@ static void client_recv_seeds(void)
 	hr.seqpage_slots = 8;
 
 	seed_begin(&s, 0);
-	e = ENV(invalidate, INVALIDATE, &inv);
+	e = ENV(invalidate, INVALIDATE, &cinv);
 	seed_env(&s, 0, &e);
 	e = ENV(invalidate_end, INVALIDATE_END, &end);
 	seed_env(&s, 0, &e);
@@ -270,28 +282,28 @@ static void client_recv_seeds(void)
 
 	seed_begin(&s, 2);
 	for (int i = 0; i < 12; i++) {
-		inv.event_id = 10 + (uint64_t)i;
-		e = ENV(invalidate, INVALIDATE, &inv);
+		cinv.event_id = 10 + (uint64_t)i;
+		e = ENV(invalidate, INVALIDATE, &cinv);
 		seed_env(&s, 0, &e);
 	}
 	seed_write(&s, "client-recv", "invalidates-ack-later");
-	inv.event_id = 1;
+	cinv.event_id = 1;
 
-	inv.start = 8192;
-	inv.end = 4096;
+	cinv.start = 8192;
+	cinv.end = 4096;
 	seed_begin(&s, 8);
-	e = ENV(invalidate, INVALIDATE, &inv);
+	e = ENV(invalidate, INVALIDATE, &cinv);
 	seed_env(&s, 0, &e);
 	seed_write(&s, "client-recv", "invalidate-empty-range");
-	inv.start = 0;
-	inv.end = UINT64_MAX;
+	cinv.start = 0;
+	cinv.end = UINT64_MAX;
 
-	inv.event = 99;
+	cinv.event = 99;
 	seed_begin(&s, 0);
-	e = ENV(invalidate, INVALIDATE, &inv);
+	e = ENV(invalidate, INVALIDATE, &cinv);
 	seed_env(&s, 0, &e);
 	seed_write(&s, "client-recv", "invalidate-unknown-event");
-	inv.event = 0;
+	cinv.event = 0;
 
 	seed_begin(&s, 0);
 	e = ENV(invalidate_end, INVALIDATE_END, &end);
@@ -299,11 +311,18 @@ static void client_recv_seeds(void)
 	seed_write(&s, "client-recv", "end-without-invalidate");
 
 	seed_begin(&s, 4);
-	e = ENV(invalidate, INVALIDATE, &inv);
+	e = ENV(invalidate, INVALIDATE, &cinv);
 	seed_env(&s, 0, &e);
 	e = ENV(release, RELEASE, &rel);
 	seed_env(&s, 0, &e);
 	seed_write(&s, "client-recv", "release-unsubscribe");
+
+}
+
+static void client_recv_seeds_more(void)
+{
+	MmnEnvelope e;
+	struct seed s;
 
 	seed_begin(&s, 0);
 	e = ENV(revoked, REVOKED, &rev);
@@ -497,12 +516,13 @@ static void d_u64(struct dseed *d, uint64_t v)
 	d_put(d, &v, 8);
 }
 
+enum { LIST_CLIENTS, LIST_SUBS, GET_STATS, EVICT, SET_DEFAULTS, RELOAD, GET, SET, GET_ALL, INTROSPECT };
+enum { API, NO_IFACE, PROPS, INTRO };
+
+/* The API's methods. */
 static void dbus_seeds(void)
 {
 	struct dseed d;
-
-	enum { LIST_CLIENTS, LIST_SUBS, GET_STATS, EVICT, SET_DEFAULTS, RELOAD, GET, SET, GET_ALL, INTROSPECT };
-	enum { API, NO_IFACE, PROPS, INTRO };
 
 	d_begin(&d, LIST_CLIENTS, 0, API, "");
 	write_file("dbus", "list-clients", d.b, d.n);
@@ -565,6 +585,13 @@ static void dbus_seeds(void)
 	write_file("dbus", "set-defaults-wrong-signature", d.b, d.n);
 	d_begin(&d, RELOAD, 0, API, "");
 	write_file("dbus", "reload", d.b, d.n);
+}
+
+/* Properties, introspection and calls that miss the API. */
+static void dbus_seeds_more(void)
+{
+	struct dseed d;
+
 	d_begin(&d, GET, 0, PROPS, "ss");
 	d_str(&d, "org.mmn.Broker1.Manager");
 	d_str(&d, "Version");
@@ -602,8 +629,11 @@ int main(int argc, char **argv)
 	}
 	root = argv[1];
 	wire_rpc_seeds();
+	wire_rpc_seeds_more();
 	client_recv_seeds();
+	client_recv_seeds_more();
 	kmod_event_seeds();
 	dbus_seeds();
+	dbus_seeds_more();
 	return 0;
 }

@@ -39,6 +39,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 static struct harness h;
 
+/* libFuzzer ends with exit(): leave no socket behind. */
+static void remove_socket(void)
+{
+	unlink(h.path);
+	rmdir(h.dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct broker_options o;
@@ -47,6 +54,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	mmn__broker_options_default(&o);
 	o.max_subs = 64;
 	h_init(&h, &o);
+	atexit(remove_socket);
 	return 0;
 }
 
