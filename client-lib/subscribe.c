@@ -150,17 +150,25 @@ MMN_EXPORT int mmn_subscribe(struct mmn_client *c, pid_t pid, uint64_t start, ui
 	return r;
 }
 
+/* The client of the handle @s, for the calls that take a handle: 0, -EINVAL or -ECHILD. */
+static int sub_client(struct mmn_sub *s, struct mmn_client **c)
+{
+	if (!s)
+		return -EINVAL;
+	*c = s->c;
+	return mmn__forked(*c) ? -ECHILD : 0;
+}
+
 MMN_EXPORT int mmn_unsubscribe(struct mmn_sub *s)
 {
 	struct outstanding out[MMN_MAX_OUTSTANDING];
 	struct mmn_client *c;
 	unsigned nout;
+	int r;
 
-	if (!s)
-		return -EINVAL;
-	c = s->c;
-	if (mmn__forked(c))
-		return -ECHILD;
+	r = sub_client(s, &c);
+	if (r < 0)
+		return r;
 	pthread_mutex_lock(&c->lock);
 	if (s->state == HANDLE_GONE) {
 		pthread_mutex_unlock(&c->lock);
@@ -200,11 +208,9 @@ MMN_EXPORT int mmn_ack(struct mmn_sub *s, uint64_t event_id)
 	struct mmn_client *c;
 	int r;
 
-	if (!s)
-		return -EINVAL;
-	c = s->c;
-	if (mmn__forked(c))
-		return -ECHILD;
+	r = sub_client(s, &c);
+	if (r < 0)
+		return r;
 	pthread_mutex_lock(&c->lock);
 	if (s->state == HANDLE_GONE)
 		r = -EALREADY;
