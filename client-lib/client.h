@@ -1,26 +1,30 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * struct mmn_client, the state of one connection to mmnd, and the map of
- * client-lib/.  Each file calls only into the layers below it; a lower layer
- * reports upward through return values or through c->conn_ops, which the
- * top layer sets (the arrow is "calls"):
+ * client-lib/.  Each file calls only files of the layers below it (and, in
+ * the top layer, client.c calls thread.c, whose loop calls dispatch.c).  A
+ * lower layer reports upward through return values, or through
+ * c->conn_ops, which the top layer sets:
  *
- *   public API   client.c (connect, disconnect)   subscribe.c (subscribe,
- *                thread.c (library thread) -> dispatch.c (mmn_dispatch,
- *                callbacks)                        unsubscribe, ack)
- *        |
- *   session      session.c: what each packet of mmnd means (HelloReply,
- *                replies, events), waiting for a reply, connection loss;
- *                installed as c->conn_ops
- *        |
- *   nouns        sub.c (subscription handles, their messages)
- *                queue.c (events queued for mmn_dispatch)
- *        |
- *   connection   conn.c: socket, Hello, backoff, reading and decoding one
- *                packet (handed up through c->conn_ops)
- *        |
- *   base         seq.c (sequence page)  uffd.c (userfaultfd)  fork.c
- *                (client list, fork)  error.c (log, mmn_strerror)
+ *   public API  client.c     mmn_connect, mmn_disconnect, mmn_get_fd, ...
+ *               subscribe.c  mmn_subscribe, mmn_unsubscribe, mmn_ack
+ *               thread.c     mmn_start_thread: the library's thread
+ *               dispatch.c   mmn_dispatch: reads packets, runs the callbacks
+ *                   |
+ *   session     session.c    what each packet of mmnd means (HelloReply,
+ *                            replies, events), waiting for a reply, what a
+ *                            lost connection ends; it is c->conn_ops
+ *                   |
+ *   nouns       sub.c        subscription handles and their messages
+ *               queue.c      events waiting for mmn_dispatch
+ *                   |
+ *   connection  conn.c       socket, Hello, backoff, reading and decoding
+ *                            one packet, handed up through c->conn_ops
+ *                   |
+ *   base        seq.c        the sequence page, mmn_read_begin/retry
+ *               uffd.c       the userfaultfd of the uffd source
+ *               fork.c       the list of clients, fork() handling
+ *               error.c      the log sink, mmn_strerror
  *
  * Locks, always taken in this order:
  *   c->req_lock  one request (Subscribe) waits for its reply at a time
