@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "error.h"
+#include "mmn/mmn.h"
+#include "util.h"
 
 /* Set once by the host, read on any thread: plain atomic pointer loads. */
 static mmn_log_fn g_log_fn;

@@ -14,9 +14,11 @@
  * g_lock guards the client list; it is held from the prepare handler to the
  * parent/child handler, so the child sees a consistent list.
  */
+#include <pthread.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "client.h"
+#include "fork.h"
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;

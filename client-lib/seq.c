@@ -23,7 +23,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "client.h"
+#include "error.h"
+#include "fork.h"
+#include "mmn/mmn.h"
+#include "seq.h"
+#include "sub.h"
+#include "util.h"
 
 static long futex(const uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
 {
@@ -101,7 +107,7 @@ static void wake_epoch(struct mmn_sub *s)
 	futex(&s->epoch, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 }
 
-void mmn__seq_detach_sub(struct mmn_sub *s)
+static void detach_sub(struct mmn_sub *s)
 {
 	uint32_t e = __atomic_load_n(&s->epoch, __ATOMIC_RELAXED);
 
@@ -126,7 +132,7 @@ void mmn__seq_kill(struct mmn_sub *s)
 	const struct mmn_seqpage_slot *slot = __atomic_load_n(&s->slot, __ATOMIC_RELAXED);
 
 	__atomic_store_n(&s->dead, 1, __ATOMIC_RELEASE);
-	mmn__seq_detach_sub(s);
+	detach_sub(s);
 	if (slot)
 		futex(&slot->seq, FUTEX_WAKE, INT_MAX, NULL);
 }
@@ -136,7 +142,7 @@ void mmn__seqpage_detach(struct mmn_client *c)
 	const struct mmn_seqpage *old;
 
 	for (struct mmn_sub *s = c->subs; s; s = s->next)
-		mmn__seq_detach_sub(s);
+		detach_sub(s);
 	if (c->sp_addr && mmap(c->sp_addr, c->sp_len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
 			       0) == MAP_FAILED)
 		mmn__log(LOG_ERR, "mmn: replacing the sequence page failed: %m");

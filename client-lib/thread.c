@@ -21,7 +21,12 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "client.h"
+#include "error.h"
+#include "eventfd.h"
+#include "fork.h"
+#include "mmn/mmn.h"
+#include "thread.h"
 
 #define STACK_SIZE (256 * 1024)
 
@@ -131,7 +136,7 @@ out:
 void mmn__thread_stop(struct mmn_client *c)
 {
 	if (c->thread_started) {
-		mmn__kick(c->stopfd);
+		mmn__eventfd_signal(c->stopfd);
 		pthread_join(c->thread, NULL);
 		c->thread_started = false;
 	}

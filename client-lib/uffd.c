@@ -28,7 +28,9 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "client.h"
+#include "error.h"
+#include "uffd.h"
 
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * libFuzzer target: libmmn's receive path (client-lib/recv.c and what it
- * calls: replies, Invalidate/InvalidateEnd/Release/Revoked handling, the
- * event queue, callback delivery in sub.c) for packets "from mmnd".
+ * libFuzzer target: libmmn's receive path (client-lib/conn.c reading and
+ * decoding, session.c handling replies, Invalidate/InvalidateEnd/Release/
+ * Revoked, the event queue, callback delivery in dispatch.c) for packets
+ * "from mmnd".
  *
  * A scripted mmnd on a helper thread answers the handshake of a real
  * client (HelloReply with a sequence page, no userfaultfd) and one
@@ -30,7 +31,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+/* By path: the daemon's folder, also on the include path, may have headers of the same names. */
+#include "../../client-lib/client.h"
+#include "../../client-lib/sub.h"
+#include "mmn/mmn.h"
+#include "seqpage.h"
+#include "wire.h"
 
 enum {
 	F_FD = 1 << 0,	      /* a memfd rides along with every packet */
@@ -365,7 +371,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		handshake(data + 1, size - 1);
 		return 0;
 	}
-	if (!client || client->state != CONN_CONNECTED || !sub || sub->state != SUB_ACTIVE) {
+	if (!client || client->state != CONN_CONNECTED || !sub || sub->state != HANDLE_ACTIVE) {
 		if (fd >= 0)
 			close(fd);
 		fd = fresh_client();

@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * struct mmn_client, the state of one connection to mmnd, and the map of
+ * client-lib/.  Each file calls only files of the layers below it (and, in
+ * the top layer, client.c calls thread.c, whose loop calls dispatch.c).  A
+ * lower layer reports upward through return values, or through
+ * c->conn_ops, which the top layer sets:
+ *
+ *   public API  client.c     mmn_connect, mmn_disconnect, mmn_get_fd, ...
+ *               subscribe.c  mmn_subscribe, mmn_unsubscribe, mmn_ack
+ *               thread.c     mmn_start_thread: the library's thread
+ *               dispatch.c   mmn_dispatch: reads packets, runs the callbacks
+ *                   |
+ *   session     session.c    what each packet of mmnd means (HelloReply,
+ *                            replies, events), waiting for a reply, what a
+ *                            lost connection ends; it is c->conn_ops
+ *                   |
+ *   nouns       sub.c        subscription handles and their messages
+ *               queue.c      events waiting for mmn_dispatch
+ *                   |
+ *   connection  conn.c       socket, Hello, backoff, reading and decoding
+ *                            one packet, handed up through c->conn_ops
+ *                   |
+ *   base        seq.c        the sequence page, mmn_read_begin/retry
+ *               uffd.c       the userfaultfd of the uffd source
+ *               fork.c       the list of clients, fork() handling
+ *               error.c      the log sink, mmn_strerror
+ *
+ * Locks, always taken in this order:
+ *   c->req_lock  one request (Subscribe) waits for its reply at a time
+ *   c->lock      everything in struct mmn_client and struct mmn_sub except
+ *                the seq fields marked "atomic"; never held while a user
+ *                callback runs, never held across a blocking wait
+ *   g_lock       (fork.c) the global client list; held across fork(),
+ *                never inside c->lock
+ */
+#ifndef MMN_CLIENT_CLIENT_H
+#define MMN_CLIENT_CLIENT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wire.h"
+
+#define MMN_REQ_TIMEOUT_MS 5000
+#define MMN_BACKOFF_MIN_MS 20
+#define MMN_BACKOFF_MAX_MS 1000
+
+struct conn_ops;
+struct mmn_sub;
+struct qev;
+
+enum conn_state {
+	CONN_DOWN,  /* no socket; c->timerfd drives the next attempt */
+	CONN_HELLO, /* Hello sent */
+	CONN_RESUB, /* HelloReply handled, re-Subscribes in flight */
+	CONN_CONNECTED,
+};
+
+struct mmn_client {
+	pthread_mutex_t lock;
+	pthread_mutex_t req_lock;
+	pthread_cond_t cb_cond; /* with lock: a callback returned (cb_sub changed) */
+	unsigned fork_gen;	/* g_fork_gen when created; a child sees a different value */
+	struct mmn_client *gnext, *gprev;
+
+	char path[108];
+	int epfd;    /* what mmn_get_fd() returns: sock, wakefd, timerfd */
+	int sock;    /* -1 while CONN_DOWN */
+	int wakefd;  /* eventfd: queued events are due */
+	int timerfd; /* reconnection backoff */
+	int replyfd; /* eventfd: the pending request got its reply */
+	enum conn_state state;
+	const struct conn_ops *conn_ops; /* set once by mmn_connect(): what the packets mean */
+	bool initial; /* inside mmn_connect(): failures are returned, not retried */
+	int connect_err;
+	unsigned backoff_ms;
+	uint64_t conn_gen; /* bumped on every connection loss */
+	int pending_error; /* reported once by mmn_dispatch() */
+	uint64_t hello_req;
+
+	/* From HelloReply. */
+	uint64_t caps;
+	bool needs_uffd;
+	uint32_t default_ack_timeout_ms;
+	uint64_t client_id;
+	char source[16];
+
+	/* Sequence page (seq.c). */
+	void *sp_addr; /* reserved, page-rounded region; a placeholder while down */
+	size_t sp_len;
+	int sp_memfd; /* kept to wake futex waiters after the region is replaced */
+	uint32_t nslots;
+	struct {
+		void *addr;
+		size_t len;
+	} retired[16]; /* regions readers may still touch: unmapped at disconnect */
+	unsigned nretired;
+
+	/* uffd source (uffd.c): what the last uffd handed to mmnd enabled. */
+	uint64_t uffd_features;
+
+	/* Requests. */
+	uint64_t next_req;
+	uint64_t req_id;	 /* the user request waiting for its reply, 0 = none (or answered) */
+	struct mmn_sub *req_sub; /* its new sub: linked by the reply's handler, then NULL */
+	uint64_t abandoned_req;	 /* timed out: a late SubscribeReply is undone */
+	bool req_done;
+	struct {
+		int err;
+		uint64_t sub_id;
+		uint32_t slot, gen, ack_timeout_ms;
+	} rep;
+
+	struct mmn_sub *subs; /* live and dead subscriptions */
+	struct mmn_sub *tombs, *tombs_tail;
+	unsigned ntombs;
+
+	/* Event queue (queue.c): a ring, grown only outside delivery. */
+	struct qev *q;
+	size_t qcap, qhead, qlen;
+	size_t qmap_len;
+
+	/* Dispatch (dispatch.c). */
+	bool lost_pending; /* some sub in c->subs has ->lost set */
+	bool dispatching;
+	pthread_t disp_thread;
+	struct mmn_sub *cb_sub; /* whose callback runs now on disp_thread */
+
+	/* Library thread (thread.c). */
+	bool thread_started;
+	pthread_t thread;
+	int stopfd;
+	void *stack;
+	size_t stack_len;
+
+	/* Receive buffers: part of this mlocked, pre-faulted allocation. */
+	size_t map_len;
+	size_t arena_used;
+	uint8_t rbuf[MMN_WIRE_MAX_MSG];
+	uint8_t arena[32768] __attribute__((aligned(16)));
+};
+
+#endif

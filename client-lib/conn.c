@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The connection to mmnd: opening the socket and sending Hello, sending,
+ * reading and decoding one packet into the client's pre-faulted arena (no
+ * malloc on the dispatch path), dropping the connection and reconnecting
+ * with backoff.  All under c->lock.  The meaning of the packets lives in
+ * session.c, reached only through c->conn_ops.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "conn.h"
+#include "error.h"
+#include "fork.h"
+#include "mmn/mmn.h"
+
+int mmn__conn_send(struct mmn_client *c, const MmnEnvelope *env, const int *fds, size_t nfds)
+{
+	int r;
+
+	if (c->sock < 0)
+		return -ENOTCONN;
+	r = mmn__wire_send(c->sock, env, fds, nfds, 0);
+	if (r < 0)
+		mmn__log(LOG_DEBUG, "mmn: sending %s failed: %s", mmn__wire_body_name(env), mmn_strerror(r));
+	return r;
+}
+
+static void arm_timer(struct mmn_client *c, unsigned ms)
+{
+	struct itimerspec its = {0};
+
+	its.it_value.tv_sec = ms / 1000;
+	its.it_value.tv_nsec = (long)(ms % 1000) * 1000000L + 1;
+	timerfd_settime(c->timerfd, 0, &its, NULL);
+}
+
+/* A connected, blocking (bounded) socket in c->epfd, or a negative errno. */
+static int socket_open(struct mmn_client *c)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct epoll_event ev = {.events = EPOLLIN};
+	struct timeval tv = {.tv_sec = 2};
+	int fd, r;
+
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	memcpy(sa.sun_path, c->path, sizeof(c->path));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = -errno;
+		close(fd);
+		return r == -EAGAIN ? -ECONNREFUSED : r;
+	}
+	/* Sends block (bounded): an ack must not be dropped because the queue is full. */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	ev.data.fd = fd;
+	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+int mmn__conn_open(struct mmn_client *c)
+{
+	Mmn__V1__Hello hello = MMN__V1__HELLO__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+	int fd, r;
+
+	fd = socket_open(c);
+	if (fd < 0)
+		return fd;
+	mmn__global_set_fd(&c->sock, fd);
+
+	hello.version_min = MMN_PROTO_VERSION;
+	hello.version_max = MMN_PROTO_VERSION;
+	hello.client_name = (char *)"libmmn";
+	env.request_id = c->hello_req = ++c->next_req;
+	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO;
+	env.hello = &hello;
+	c->state = CONN_HELLO;
+	r = mmn__conn_send(c, &env, NULL, 0);
+	if (r < 0) {
+		/*
+		 * EPIPE, ECONNRESET: mmnd may have refused us (Error{-EUSERS},
+		 * -ESHUTDOWN) and closed; its reason is still queued: read it
+		 * (mmn__conn_read_packet drops the connection with it) before
+		 * giving up.
+		 */
+		while (c->state == CONN_HELLO && mmn__conn_read_packet(c) > 0)
+			;
+		mmn__conn_lost(c, r);
+		if (c->initial && c->connect_err)
+			r = c->connect_err;
+	}
+	return r;
+}
+
+void mmn__conn_set_connected(struct mmn_client *c)
+{
+	c->state = CONN_CONNECTED;
+	c->backoff_ms = MMN_BACKOFF_MIN_MS;
+}
+
+/*
+ * The connection is gone (EOF, error, malformed input).  The layer above
+ * (c->conn_ops->lost) detaches readers and ends what was delivered; here the
+ * socket goes and, outside mmn_connect(), the backoff timer is armed.
+ */
+void mmn__conn_lost(struct mmn_client *c, int err)
+{
+	if (c->state == CONN_DOWN)
+		return;
+	mmn__log(LOG_INFO, "mmn: connection to %s lost: %s", c->path, mmn_strerror(err));
+	if (c->sock >= 0) {
+		int fd = c->sock;
+
+		epoll_ctl(c->epfd, EPOLL_CTL_DEL, fd, NULL);
+		mmn__global_set_fd(&c->sock, -1);
+		close(fd);
+	}
+	c->conn_gen++;
+	c->state = CONN_DOWN;
+	c->conn_ops->lost(c, err);
+	if (c->initial) {
+		c->connect_err = err;
+		return;
+	}
+	c->pending_error = err;
+	arm_timer(c, c->backoff_ms);
+}
+
+void mmn__conn_timer(struct mmn_client *c)
+{
+	uint64_t n;
+	int r;
+
+	if (read(c->timerfd, &n, sizeof(n)) != sizeof(n) || c->state != CONN_DOWN)
+		return;
+	r = mmn__conn_open(c);
+	if (r < 0) {
+		mmn__log(LOG_DEBUG, "mmn: reconnecting to %s: %s", c->path, mmn_strerror(r));
+		c->backoff_ms *= 2;
+		if (c->backoff_ms > MMN_BACKOFF_MAX_MS)
+			c->backoff_ms = MMN_BACKOFF_MAX_MS;
+		c->state = CONN_DOWN;
+		arm_timer(c, c->backoff_ms);
+	}
+}
+
+/* protobuf-c allocator over c->arena: a bump allocator reset after every packet. */
+static void *arena_alloc(void *data, size_t size)
+{
+	struct mmn_client *c = data;
+	size_t at = (c->arena_used + 15) & ~(size_t)15;
+
+	if (size > sizeof(c->arena) || at > sizeof(c->arena) - size)
+		return NULL;
+	c->arena_used = at + size;
+	return c->arena + at;
+}
+
+static void arena_free(void *data, void *ptr)
+{
+}
+
+static bool body_known(const MmnEnvelope *env)
+{
+	return env->body_case >= MMN__V1__ENVELOPE__BODY_HELLO &&
+	       env->body_case <= MMN__V1__ENVELOPE__BODY_ERROR;
+}
+
+/* Receive one packet into c->rbuf: its length, 0 at EOF, or a negative errno. */
+static ssize_t recv_packet(struct mmn_client *c, int *fds, size_t *nfds)
+{
+	ssize_t n = mmn__wire_recv(c->sock, c->rbuf, sizeof(c->rbuf), fds, MMN_WIRE_MAX_FDS, nfds);
+
+	if (n < 0 && n != -EAGAIN && n != -EINTR && c->state == CONN_HELLO) {
+		/*
+		 * A socket error (ECONNRESET: mmnd closed with our Hello unread)
+		 * is reported, once, before the packets still queued, such as
+		 * the Error mmnd refused us with: read that, it says why.
+		 */
+		ssize_t again = mmn__wire_recv(c->sock, c->rbuf, sizeof(c->rbuf), fds, MMN_WIRE_MAX_FDS, nfds);
+
+		if (again > 0)
+			n = again;
+	}
+	return n;
+}
+
+int mmn__conn_read_packet(struct mmn_client *c)
+{
+	ProtobufCAllocator alloc = {.alloc = arena_alloc, .free = arena_free, .allocator_data = c};
+	int fds[MMN_WIRE_MAX_FDS];
+	size_t nfds = 0;
+	MmnEnvelope *env;
+	ssize_t n;
+	int r;
+
+	if (c->sock < 0 || c->state == CONN_DOWN)
+		return 0;
+	n = recv_packet(c, fds, &nfds);
+	if (n == -EAGAIN || n == -EINTR)
+		return 0;
+	if (n <= 0) {
+		r = n == 0 ? -ECONNRESET : (int)n;
+		goto lost;
+	}
+	c->arena_used = 0;
+	env = mmn__v1__envelope__unpack(&alloc, (size_t)n, c->rbuf);
+	if (!env) {
+		r = -EBADMSG;
+	} else if (!body_known(env)) {
+		r = -EPROTO;
+	} else {
+		r = c->conn_ops->packet(c, env, fds, nfds);
+		if (env->body_case == MMN__V1__ENVELOPE__BODY_HELLO_REPLY)
+			nfds = 0; /* the memfd was consumed */
+	}
+	for (size_t i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (r >= 0)
+		return 1;
+lost:
+	mmn__log(LOG_WARNING, "mmn: dropping the connection: %s", mmn_strerror(r));
+	mmn__conn_lost(c, r);
+	return r;
+}

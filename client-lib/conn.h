@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The connection to mmnd (conn.c): the socket, the Hello, reconnection with
+ * backoff, and reading one packet at a time.  All under c->lock.  What the
+ * packets mean is not known here: each decoded packet, and the loss of the
+ * connection, is handed to c->conn_ops, set by the layer above.
+ */
+#ifndef MMN_CLIENT_CONN_H
+#define MMN_CLIENT_CONN_H
+
+#include <stddef.h>
+
+#include "wire.h"
+
+struct mmn_client;
+
+struct conn_ops {
+	/*
+	 * One decoded packet with the descriptors it carried.  Returns >= 0, or
+	 * a negative errno to drop the connection.  The memfd of a HelloReply
+	 * (@fds[0]) is the callee's, whatever it returns; other descriptors are
+	 * closed by the caller.
+	 */
+	int (*packet)(struct mmn_client *c, const MmnEnvelope *env, int *fds, size_t nfds);
+	/* The connection is gone (c->state is CONN_DOWN already), for @err. */
+	void (*lost)(struct mmn_client *c, int err);
+};
+
+/* Open the socket and send Hello (c->state becomes CONN_HELLO); never blocks. */
+int mmn__conn_open(struct mmn_client *c);
+/* HelloReply handled and nothing pending: CONN_CONNECTED, backoff reset. */
+void mmn__conn_set_connected(struct mmn_client *c);
+int mmn__conn_send(struct mmn_client *c, const MmnEnvelope *env, const int *fds, size_t nfds);
+/*
+ * Read and hand up one packet.  Returns 1 when one was handled, 0 when
+ * nothing is queued or there is no connection, < 0 when the connection was
+ * dropped because of it (mmn__conn_lost() already ran).
+ */
+int mmn__conn_read_packet(struct mmn_client *c);
+/* Drop the connection (EOF, error, malformed input) and arm the backoff timer. */
+void mmn__conn_lost(struct mmn_client *c, int err);
+/* c->timerfd is readable: reconnect if it is time, never blocking. */
+void mmn__conn_timer(struct mmn_client *c);
+
+#endif

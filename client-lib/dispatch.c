@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * mmn_dispatch: reads mmnd's packets (without growing the queue) and
+ * delivers the queued events to the callbacks.  Callbacks run with no lock
+ * held; c->cb_sub names the sub whose callback runs, so mmn_unsubscribe()
+ * on another thread waits for it (no callback after unsubscribe returns).
+ */
+#include <errno.h>
+
+#include "client.h"
+#include "conn.h"
+#include "eventfd.h"
+#include "fork.h"
+#include "mmn/mmn.h"
+#include "queue.h"
+#include "seq.h"
+#include "sub.h"
+
+static struct outstanding *find_out(struct mmn_sub *s, uint64_t event_id)
+{
+	for (unsigned i = 0; i < s->nout; i++)
+		if (s->out[i].event_id == event_id)
+			return &s->out[i];
+	return NULL;
+}
+
+static void drop_out(struct mmn_sub *s, struct outstanding *o)
+{
+	*o = s->out[--s->nout];
+}
+
+/* Run one callback with c->lock released; @s stays pinned by the queue entry. */
+#define CALLBACK(c, s, call)                                                                                 \
+	do {                                                                                                 \
+		(c)->cb_sub = (s);                                                                           \
+		pthread_mutex_unlock(&(c)->lock);                                                            \
+		call;                                                                                        \
+		pthread_mutex_lock(&(c)->lock);                                                              \
+		(c)->cb_sub = NULL;                                                                          \
+		pthread_cond_broadcast(&(c)->cb_cond);                                                       \
+	} while (0)
+
+static int deliver_invalidate(struct mmn_client *c, struct mmn_sub *s, struct mmn_range *r)
+{
+	uint64_t gen = c->conn_gen;
+	int ret = 0;
+
+	if (s->nout < MMN_MAX_OUTSTANDING) {
+		s->out[s->nout].event_id = r->event_id;
+		s->out[s->nout].r = *r;
+		s->nout++;
+	}
+	CALLBACK(c, s, ret = s->opts.invalidate(s, r, s->opts.userdata));
+	if (r->needs_ack && ret != MMN_ACK_LATER && s->state == HANDLE_ACTIVE && gen == c->conn_gen)
+		mmn__sub_send_ack(c, s, r->event_id);
+	return 1;
+}
+
+static int deliver_end(struct mmn_client *c, struct mmn_sub *s, struct mmn_range *r)
+{
+	struct outstanding *o = find_out(s, r->event_id);
+	struct mmn_range end;
+
+	if (o) {
+		end = o->r;
+		drop_out(s, o);
+	} else {
+		end = (struct mmn_range){.start = s->start, .end = s->end, .event_id = r->event_id};
+	}
+	end.seq = r->seq;
+	if (!s->opts.invalidate_end)
+		return 0;
+	CALLBACK(c, s, s->opts.invalidate_end(s, &end, s->opts.userdata));
+	return 1;
+}
+
+static int deliver_release(struct mmn_client *c, struct mmn_sub *s, int reason)
+{
+	s->nout = 0; /* release closes every pairing */
+	if (!s->opts.release)
+		return 0;
+	CALLBACK(c, s, s->opts.release(s, reason, s->opts.userdata));
+	return 1;
+}
+
+static int deliver_lost(struct mmn_client *c, struct mmn_sub *s)
+{
+	int n = 0;
+
+	while (s->nout && s->state != HANDLE_GONE) {
+		struct mmn_range end = s->out[s->nout - 1].r;
+
+		s->nout--;
+		end.seq = 0;
+		if (s->opts.invalidate_end) {
+			CALLBACK(c, s, s->opts.invalidate_end(s, &end, s->opts.userdata));
+			n++;
+		}
+	}
+	return n;
+}
+
+/*
+ * End the delivered invalidations of every sub flagged when the connection
+ * was lost (session.c).  Runs when the queue is empty, so after every event
+ * queued before the loss and before the next connection's packets are read
+ * (RESYNC comes after).
+ */
+static int deliver_lost_subs(struct mmn_client *c)
+{
+	struct mmn_sub *s = c->subs;
+	int n = 0;
+
+	c->lost_pending = false;
+	while (s) {
+		int k;
+
+		if (!s->lost) {
+			s = s->next;
+			continue;
+		}
+		s->lost = false;
+		s->refs++; /* the callbacks run unlocked */
+		k = deliver_lost(c, s);
+		mmn__sub_put(s);
+		n += k;
+		/* After a callback the list may have changed: start over (flags are cleared). */
+		s = k ? c->subs : s->next;
+	}
+	return n;
+}
+
+static int deliver_resync(struct mmn_client *c, struct qev *e)
+{
+	struct mmn_sub *s = e->s;
+	int n = 1;
+
+	e->r.event_id = 0;
+	CALLBACK(c, s, s->opts.invalidate(s, &e->r, s->opts.userdata));
+	if (s->state == HANDLE_GONE)
+		return n;
+	if (e->type == QEV_RESYNC_FAIL)
+		return n + deliver_release(c, s, e->reason);
+	if (s->state == HANDLE_ACTIVE && !s->resub_req)
+		mmn__seq_publish(s);
+	if (s->opts.invalidate_end) {
+		CALLBACK(c, s, s->opts.invalidate_end(s, &e->r, s->opts.userdata));
+		n++;
+	}
+	return n;
+}
+
+static int deliver(struct mmn_client *c, struct qev *e)
+{
+	struct mmn_sub *s = e->s;
+
+	if (s->state == HANDLE_GONE)
+		return 0;
+	switch (e->type) {
+	case QEV_INVALIDATE:
+		return s->state == HANDLE_ACTIVE ? deliver_invalidate(c, s, &e->r) : 0;
+	case QEV_END:
+		return s->state == HANDLE_ACTIVE ? deliver_end(c, s, &e->r) : 0;
+	case QEV_RELEASE:
+		return deliver_release(c, s, e->reason);
+	case QEV_RESYNC:
+	case QEV_RESYNC_FAIL:
+		return deliver_resync(c, e);
+	}
+	return 0;
+}
+
+/* Deliver and read, at most @budget steps; returns the number of callbacks run. */
+static int dispatch_locked(struct mmn_client *c, int budget)
+{
+	struct qev e;
+	int n = 0;
+
+	while (budget-- > 0) {
+		if (mmn__dequeue(c, &e)) {
+			n += deliver(c, &e);
+			mmn__sub_put(e.s);
+			continue;
+		}
+		if (c->lost_pending) {
+			n += deliver_lost_subs(c);
+			continue;
+		}
+		/* Never grow the queue on the dispatch path: deliver first. */
+		if ((!mmn__queue_has_room(c) || mmn__conn_read_packet(c) <= 0) && !c->qlen)
+			break;
+	}
+	return n;
+}
+
+MMN_EXPORT int mmn_dispatch(struct mmn_client *c)
+{
+	int n, r;
+
+	if (!c)
+		return -EINVAL;
+	if (mmn__forked(c))
+		return -ECHILD;
+	pthread_mutex_lock(&c->lock);
+	if (c->dispatching) {
+		pthread_mutex_unlock(&c->lock);
+		return -EBUSY;
+	}
+	c->dispatching = true;
+	c->disp_thread = pthread_self();
+	mmn__eventfd_clear(c->wakefd);
+	if (c->state == CONN_DOWN)
+		mmn__conn_timer(c);
+	n = dispatch_locked(c, 64);
+	if (c->qlen || c->lost_pending)
+		mmn__eventfd_signal(c->wakefd);
+	r = c->pending_error;
+	c->pending_error = 0;
+	c->dispatching = false;
+	pthread_mutex_unlock(&c->lock);
+	return r ? r : n;
+}

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The event queue between reading mmnd's packets and delivering them to the
+ * callbacks: a ring of struct qev, under c->lock.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <syslog.h>
+
+#include "client.h"
+#include "error.h"
+#include "eventfd.h"
+#include "queue.h"
+#include "sub.h"
+
+/* Ring growth: only on threads that may allocate (see the header). */
+int mmn__queue_grow(struct mmn_client *c)
+{
+	size_t cap = c->qcap ? c->qcap * 2 : 256;
+	size_t len = (cap * sizeof(struct qev) + 4095) & ~(size_t)4095;
+	struct qev *q;
+
+	q = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (q == MAP_FAILED)
+		return -ENOMEM;
+	mlock(q, len);
+	for (size_t i = 0; i < c->qlen; i++)
+		q[i] = c->q[(c->qhead + i) % c->qcap];
+	if (c->q)
+		munmap(c->q, c->qmap_len);
+	c->q = q;
+	c->qcap = len / sizeof(struct qev);
+	c->qmap_len = len;
+	c->qhead = 0;
+	return 0;
+}
+
+/* The dispatch path reads a packet only while this holds: it never grows the ring. */
+bool mmn__queue_has_room(const struct mmn_client *c)
+{
+	return c->qlen + 4 <= c->qcap;
+}
+
+int mmn__enqueue(struct mmn_client *c, enum qev_type type, struct mmn_sub *s, const struct mmn_range *r,
+		 int reason)
+{
+	struct qev *e;
+
+	if (c->qlen == c->qcap && mmn__queue_grow(c) < 0) {
+		mmn__log(LOG_ERR, "mmn: event queue full, dropping the connection");
+		return -ENOMEM;
+	}
+	e = &c->q[(c->qhead + c->qlen) % c->qcap];
+	memset(e, 0, sizeof(*e));
+	e->type = type;
+	e->s = s;
+	e->reason = reason;
+	if (r)
+		e->r = *r;
+	s->refs++;
+	c->qlen++;
+	mmn__eventfd_signal(c->wakefd);
+	return 0;
+}
+
+bool mmn__dequeue(struct mmn_client *c, struct qev *out)
+{
+	if (!c->qlen)
+		return false;
+	*out = c->q[c->qhead];
+	c->qhead = (c->qhead + 1) % c->qcap;
+	c->qlen--;
+	return true;
+}

@@ -1,0 +1,373 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The meaning of mmnd's packets (all under c->lock): HelloReply maps the
+ * sequence page, hands over the userfaultfd and resubscribes; replies answer
+ * the pending request or a re-Subscribe; events are queued for delivery on
+ * the dispatching thread.  conn.c hands each packet here through
+ * mmn__session_ops, and the loss of the connection too.
+ */
+#include <errno.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <stdio.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "conn.h"
+#include "error.h"
+#include "eventfd.h"
+#include "queue.h"
+#include "seq.h"
+#include "session.h"
+#include "sub.h"
+#include "uffd.h"
+#include "util.h"
+
+/*
+ * Re-Subscribe every live sub after a reconnection (with the uffd source,
+ * mmnd registers them leniently with the new uffd: resubscribe).
+ */
+static void resubscribe(struct mmn_client *c)
+{
+	const struct mmn_range whole = {.event = MMN_EVENT_RESYNC};
+	bool pending = false;
+
+	for (struct mmn_sub *s = c->subs; s; s = s->next) {
+		struct mmn_range r = whole;
+		int err = 0;
+
+		if (s->state != HANDLE_ACTIVE)
+			continue;
+		r.start = s->start;
+		r.end = s->end;
+		if (c->needs_uffd && s->pid)
+			err = -EOPNOTSUPP;
+		if (!err) {
+			s->resub_req = ++c->next_req;
+			err = mmn__sub_send_subscribe(c, s, s->resub_req, true);
+			if (err < 0)
+				return; /* the next read drops the connection */
+			pending = true;
+			continue;
+		}
+		s->state = HANDLE_DEAD;
+		mmn__seq_kill(s);
+		mmn__enqueue(c, QEV_RESYNC_FAIL, s, &r, err);
+	}
+	if (!pending)
+		mmn__conn_set_connected(c);
+	else
+		c->state = CONN_RESUB;
+}
+
+/* The uffd source: a new userfaultfd for this connection, handed to mmnd. */
+static int attach_uffd(struct mmn_client *c)
+{
+	Mmn__V1__AttachUffd a = MMN__V1__ATTACH_UFFD__INIT;
+	MmnEnvelope out = MMN__V1__ENVELOPE__INIT;
+	int fd = mmn__uffd_open(c), r;
+
+	if (fd < 0)
+		return fd;
+	if (!(c->uffd_features & UFFD_FEATURE_EVENT_FORK))
+		c->caps &= ~(1ull << MMN_EVENT_PROTECTION_PAGE);
+	a.features = c->uffd_features;
+	out.body_case = MMN__V1__ENVELOPE__BODY_ATTACH_UFFD;
+	out.attach_uffd = &a;
+	r = mmn__conn_send(c, &out, &fd, 1);
+	/* mmnd holds the only descriptor from now on (see uffd.c). */
+	close(fd);
+	return r;
+}
+
+static int handle_hello_reply(struct mmn_client *c, const Mmn__V1__HelloReply *h, int memfd)
+{
+	int r;
+
+	if (h->version != MMN_PROTO_VERSION) {
+		close(memfd);
+		return -EPROTONOSUPPORT;
+	}
+	r = mmn__seqpage_map(c, memfd, h->seqpage_slots);
+	if (r < 0) {
+		if (c->sp_memfd != memfd)
+			close(memfd);
+		return r;
+	}
+	c->caps = h->event_mask & ((1ull << (MMN_EVENT_RESYNC + 1)) - 1);
+	if (h->acks_hold_kernel)
+		c->caps |= MMN_CAP_ACKS_HOLD_KERNEL;
+	if (h->events_before_change)
+		c->caps |= MMN_CAP_EVENTS_BEFORE_CHANGE;
+	if (h->needs_uffd)
+		c->caps |= MMN_CAP_SELF_ONLY;
+	c->caps |= 1ull << MMN_EVENT_RESYNC; /* the library's own */
+	c->needs_uffd = h->needs_uffd;
+	c->default_ack_timeout_ms = h->default_ack_timeout_ms;
+	c->client_id = h->client_id;
+	snprintf(c->source, sizeof(c->source), "%s", h->source ? h->source : "");
+	if (c->needs_uffd && !h->registers_uffd) {
+		/* An mmnd from before registration moved into it: it would watch nothing. */
+		mmn__log(LOG_ERR,
+			 "mmn: mmnd does not register userfaultfd ranges (restart it after the upgrade)");
+		return -EPROTONOSUPPORT;
+	}
+	if (c->needs_uffd) {
+		r = attach_uffd(c);
+		if (r < 0)
+			return r;
+	}
+	resubscribe(c);
+	return 0;
+}
+
+/* Reply to a re-Subscribe after reconnecting: RESYNC, then normal life. */
+static void resub_done(struct mmn_client *c, struct mmn_sub *s, int err, const Mmn__V1__SubscribeReply *rep)
+{
+	const struct mmn_range r = {.start = s->start, .end = s->end, .event = MMN_EVENT_RESYNC};
+	bool last;
+
+	s->resub_req = 0;
+	if (!err && !mmn__seqpage_slot(c, rep->seq_slot))
+		err = -EPROTO;
+	if (err) {
+		s->state = HANDLE_DEAD;
+		mmn__seq_kill(s);
+		mmn__enqueue(c, QEV_RESYNC_FAIL, s, &r, err);
+	} else {
+		mmn__sub_attach(s, rep->sub_id, rep->seq_slot, rep->seq_gen, false);
+		mmn__enqueue(c, QEV_RESYNC, s, &r, 0);
+	}
+	last = true;
+	for (struct mmn_sub *o = c->subs; o; o = o->next)
+		if (o->resub_req)
+			last = false;
+	if (last && c->state == CONN_RESUB)
+		mmn__conn_set_connected(c);
+}
+
+/* The reply to the user request c->req_id: stored in c->rep for its waiter. */
+static void answer_request(struct mmn_client *c, int err, const Mmn__V1__SubscribeReply *sr)
+{
+	c->rep.err = err;
+	if (sr) {
+		c->rep.sub_id = sr->sub_id;
+		c->rep.slot = sr->seq_slot;
+		c->rep.gen = sr->seq_gen;
+		c->rep.ack_timeout_ms = sr->ack_timeout_ms;
+		/* Before the next packet, which may be an Invalidate for it. */
+		if (c->req_sub)
+			c->rep.err = mmn__sub_reply_link(c, sr);
+	} else if (!err) {
+		c->rep.err = -EPROTO;
+	}
+	c->req_id = 0; /* answered: a connection loss from now on must not overwrite c->rep */
+	c->req_done = true;
+	mmn__eventfd_signal(c->replyfd);
+}
+
+/* The reply to a re-Subscribe (@s->resub_req). */
+static void answer_resubscribe(struct mmn_client *c, struct mmn_sub *s, int err,
+			       const Mmn__V1__SubscribeReply *sr)
+{
+	if (s->state == HANDLE_GONE) {
+		/* Removed while the re-Subscribe was in flight. */
+		s->resub_req = 0;
+		if (sr)
+			mmn__sub_send_unsubscribe(c, sr->sub_id);
+		return;
+	}
+	if (!sr && !err)
+		err = -EPROTO;
+	resub_done(c, s, err, sr);
+}
+
+/* SubscribeReply, Status or Error naming a request. */
+static int handle_reply(struct mmn_client *c, const MmnEnvelope *env)
+{
+	const Mmn__V1__SubscribeReply *sr = NULL;
+	struct mmn_sub *s;
+	int err = 0;
+
+	if (env->body_case == MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY)
+		sr = env->subscribe_reply;
+	else if (env->body_case == MMN__V1__ENVELOPE__BODY_STATUS)
+		err = env->status->error;
+	else
+		err = env->error->error;
+	if (err > 0 || err < -4095)
+		return -EPROTO;
+	if (c->state == CONN_HELLO) {
+		/*
+		 * Only the Hello is outstanding: an error here is mmnd refusing
+		 * us, in reply to it or (request_id 0) right at accept.
+		 */
+		if ((env->request_id != c->hello_req && env->request_id) || !err)
+			return -EPROTO;
+		return err;
+	}
+	if (env->request_id && env->request_id == c->req_id) {
+		answer_request(c, err, sr);
+		return 0;
+	}
+	s = env->request_id ? mmn__sub_by_resub_req(c, env->request_id) : NULL;
+	if (s) {
+		answer_resubscribe(c, s, err, sr);
+		return 0;
+	}
+	if (sr && env->request_id == c->abandoned_req)
+		mmn__sub_send_unsubscribe(c, sr->sub_id);
+	if (env->body_case == MMN__V1__ENVELOPE__BODY_ERROR && !env->request_id) {
+		mmn__log(LOG_WARNING, "mmn: mmnd reported an error: %s (%s)", mmn_strerror(err),
+			 env->error->message ? env->error->message : "");
+		return err ? err : -EPROTO;
+	}
+	return 0;
+}
+
+static int handle_invalidate(struct mmn_client *c, const Mmn__V1__Invalidate *m)
+{
+	struct mmn_sub *s = mmn__sub_by_id(c, m->sub_id);
+	struct mmn_range r = {0};
+
+	if (m->start >= m->end || (unsigned)m->event > MMN_EVENT_RESYNC)
+		return -EPROTO;
+	if (!s)
+		return 0; /* removed meanwhile: Unsubscribe counts as the ack */
+	r.start = m->start < s->start ? s->start : m->start;
+	r.end = m->end > s->end ? s->end : m->end;
+	if (r.start >= r.end)
+		return -EPROTO;
+	r.event = (enum mmn_event)m->event;
+	r.blockable = m->blockable;
+	r.seq = m->seq;
+	r.event_id = m->event_id;
+	r.needs_ack = m->needs_ack;
+	return mmn__enqueue(c, QEV_INVALIDATE, s, &r, 0);
+}
+
+static int handle_end(struct mmn_client *c, const Mmn__V1__InvalidateEnd *m)
+{
+	struct mmn_sub *s = mmn__sub_by_id(c, m->sub_id);
+	struct mmn_range r = {0};
+
+	if (!s)
+		return 0;
+	r.event_id = m->event_id;
+	r.seq = m->seq;
+	return mmn__enqueue(c, QEV_END, s, &r, 0);
+}
+
+static int handle_release(struct mmn_client *c, uint64_t sub_id, int reason)
+{
+	struct mmn_sub *s = mmn__sub_by_id(c, sub_id);
+
+	if (!s)
+		return 0;
+	s->state = HANDLE_DEAD;
+	mmn__seq_kill(s);
+	return mmn__enqueue(c, QEV_RELEASE, s, NULL, reason);
+}
+
+static int session_packet(struct mmn_client *c, const MmnEnvelope *env, int *fds, size_t nfds)
+{
+	switch (env->body_case) {
+	case MMN__V1__ENVELOPE__BODY_HELLO_REPLY:
+		if (c->state != CONN_HELLO || env->request_id != c->hello_req || nfds != 1)
+			return -EPROTO;
+		return handle_hello_reply(c, env->hello_reply, fds[0]);
+	case MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY:
+	case MMN__V1__ENVELOPE__BODY_STATUS:
+	case MMN__V1__ENVELOPE__BODY_ERROR:
+		return handle_reply(c, env);
+	default:
+		break;
+	}
+	if (c->state == CONN_HELLO)
+		return -EPROTO;
+	switch (env->body_case) {
+	case MMN__V1__ENVELOPE__BODY_INVALIDATE:
+		return handle_invalidate(c, env->invalidate);
+	case MMN__V1__ENVELOPE__BODY_INVALIDATE_END:
+		return handle_end(c, env->invalidate_end);
+	case MMN__V1__ENVELOPE__BODY_RELEASE:
+		return handle_release(c, env->release->sub_id, MMN_RELEASE_TARGET_GONE);
+	case MMN__V1__ENVELOPE__BODY_REVOKED:
+		return handle_release(c, env->revoked->sub_id,
+				      env->revoked->reason ? (int)env->revoked->reason : MMN_RELEASE_ADMIN);
+	default:
+		return -EPROTO; /* a request body from the server */
+	}
+}
+
+/*
+ * The connection is gone.  Readers see a collision from now on; the pending
+ * request fails; every delivered invalidation gets its end; the
+ * subscriptions are resubscribed after reconnecting.
+ */
+static void session_lost(struct mmn_client *c, int err)
+{
+	mmn__seqpage_detach(c);
+	if (c->req_id) {
+		c->rep.err = err;
+		c->req_done = true;
+		mmn__eventfd_signal(c->replyfd);
+	}
+	/*
+	 * No queue entry per sub (the queue must not grow here): mmn_dispatch()
+	 * ends the delivered invalidations of every flagged sub once the events
+	 * queued before the loss are delivered.
+	 */
+	for (struct mmn_sub *s = c->subs; s; s = s->next) {
+		s->resub_req = 0;
+		if (s->state == HANDLE_ACTIVE) {
+			s->lost = true;
+			c->lost_pending = true;
+		}
+	}
+	if (c->lost_pending)
+		mmn__eventfd_signal(c->wakefd);
+}
+
+const struct conn_ops mmn__session_ops = {
+	.packet = session_packet,
+	.lost = session_lost,
+};
+
+/*
+ * Another thread dispatching meanwhile may read the reply: it stores it in
+ * c->rep and signals c->replyfd, which this poll also watches.
+ */
+int mmn__session_wait_reply(struct mmn_client *c, uint64_t req_id)
+{
+	int64_t deadline = mmn__now_ms() + MMN_REQ_TIMEOUT_MS;
+	int r = 0;
+
+	while (!c->req_done) {
+		struct pollfd p[2] = {{.fd = c->sock, .events = POLLIN},
+				      {.fd = c->replyfd, .events = POLLIN}};
+		int64_t left;
+
+		while (!c->req_done && mmn__conn_read_packet(c) > 0)
+			;
+		if (c->req_done)
+			break;
+		left = deadline - mmn__now_ms();
+		if (left <= 0 || c->state == CONN_DOWN) {
+			r = c->state == CONN_DOWN ? -ECONNRESET : -ETIMEDOUT;
+			c->abandoned_req = req_id;
+			break;
+		}
+		pthread_mutex_unlock(&c->lock);
+		poll(p, 2, (int)left);
+		pthread_mutex_lock(&c->lock);
+		mmn__eventfd_clear(c->replyfd);
+	}
+	c->req_id = 0;
+	if (c->req_done) {
+		c->req_done = false;
+		r = c->rep.err;
+	}
+	return r;
+}

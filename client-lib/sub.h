@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * struct mmn_sub, the handle mmn_subscribe() returns, and what sub.c does
+ * with it: the lists of c (live/dead subs, tombstones), the pins, and the
+ * messages about one subscription.  All under c->lock.
+ */
+#ifndef MMN_CLIENT_SUB_H
+#define MMN_CLIENT_SUB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mmn/mmn.h"
+#include "wire.h"
+
+#define MMN_MAX_OUTSTANDING 32 /* invalidations of one sub delivered, not yet ended */
+#define MMN_TOMBSTONES	    64 /* removed handles kept to detect a second unsubscribe */
+
+struct mmn_client;
+struct mmn_seqpage_slot;
+
+/* What a handle stands for (mmnd's own subscriptions have their own states). */
+enum handle_state {
+	HANDLE_ACTIVE, /* known to mmnd (or being resubscribed) */
+	HANDLE_DEAD,   /* released/revoked by mmnd; waits for mmn_unsubscribe() */
+	HANDLE_GONE,   /* unsubscribed: a tombstone */
+};
+
+/* An invalidation delivered to the callback whose end is not delivered yet. */
+struct outstanding {
+	uint64_t event_id;
+	struct mmn_range r;
+};
+
+struct mmn_sub {
+	struct mmn_client *c;
+
+	/*
+	 * Read by mmn_read_begin/retry on any thread without a lock (atomic
+	 * builtins), written under c->lock.  epoch is a futex word: odd while
+	 * the sub is detached from a sequence slot (reconnecting, RESYNC in
+	 * flight, dead); slot/gen are valid while it is even.
+	 */
+	uint32_t epoch;
+	uint32_t gen;
+	int dead;
+	const struct mmn_seqpage_slot *slot;
+
+	/* Under c->lock. */
+	enum handle_state state;
+	pid_t pid;
+	uint64_t start, end; /* [start, end) as subscribed */
+	uint64_t sub_id;
+	uint64_t resub_req; /* request id of the pending re-Subscribe, 0 = none */
+	bool lost;	    /* connection lost: mmn_dispatch() ends what was delivered (c->lost_pending) */
+	struct mmn_sub_opts opts;
+	unsigned refs; /* queued events and the running callback pin the memory */
+	struct outstanding out[MMN_MAX_OUTSTANDING];
+	unsigned nout;
+	struct mmn_sub *next, *prev; /* c->subs (live and dead), or c->tombs */
+};
+
+/* The active sub mmnd knows as @sub_id on this connection, or NULL. */
+struct mmn_sub *mmn__sub_by_id(struct mmn_client *c, uint64_t sub_id);
+/* The sub whose re-Subscribe has request id @req, or NULL. */
+struct mmn_sub *mmn__sub_by_resub_req(struct mmn_client *c, uint64_t req);
+/* Take mmnd's slot for @s; @publish: readers may use it now (else at the RESYNC end). */
+void mmn__sub_attach(struct mmn_sub *s, uint64_t sub_id, uint32_t slot, uint32_t gen, bool publish);
+/* Link c->req_sub, answered by @sr: 0, or the error mmn_subscribe() reports. */
+int mmn__sub_reply_link(struct mmn_client *c, const Mmn__V1__SubscribeReply *sr);
+/* Take @s off c->subs (mmn_unsubscribe()). */
+void mmn__sub_unlink(struct mmn_client *c, struct mmn_sub *s);
+/* Keep the removed @s as a tombstone, dropping the pin mmn_unsubscribe() took. */
+void mmn__sub_bury(struct mmn_client *c, struct mmn_sub *s);
+/* Drop a pin: a tombstone without pins may be freed. */
+void mmn__sub_put(struct mmn_sub *s);
+/* mmn_disconnect(): free every sub and tombstone. */
+void mmn__free_subs(struct mmn_client *c);
+
+int mmn__sub_send_subscribe(struct mmn_client *c, const struct mmn_sub *s, uint64_t req_id, bool resubscribe);
+void mmn__sub_send_unsubscribe(struct mmn_client *c, uint64_t sub_id);
+/* Ack @event_id of @s; 0 without sending when that connection is gone. */
+int mmn__sub_send_ack(struct mmn_client *c, struct mmn_sub *s, uint64_t event_id);
+
+#endif
