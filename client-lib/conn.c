@@ -226,11 +226,10 @@ int mmn__conn_read_packet(struct mmn_client *c)
 		r = -EPROTO;
 	} else {
 		r = c->conn_ops->packet(c, env, fds, nfds);
-		if (env->body_case == MMN__V1__ENVELOPE__BODY_HELLO_REPLY)
-			nfds = 0; /* the memfd was consumed */
 	}
 	for (size_t i = 0; i < nfds; i++)
-		close(fds[i]);
+		if (fds[i] >= 0)
+			close(fds[i]);
 	if (r >= 0)
 		return 1;
 lost:

@@ -17,9 +17,10 @@ struct mmn_client;
 struct conn_ops {
 	/*
 	 * One decoded packet with the descriptors it carried.  Returns >= 0, or
-	 * a negative errno to drop the connection.  The memfd of a HelloReply
-	 * (@fds[0]) is the callee's, whatever it returns; other descriptors are
-	 * closed by the caller.
+	 * a negative errno to drop the connection.  The callee takes a
+	 * descriptor it keeps (the memfd of an accepted HelloReply) by setting
+	 * its slot to -1; the caller closes every other one, whatever the
+	 * callee returns.
 	 */
 	int (*packet)(struct mmn_client *c, const MmnEnvelope *env, int *fds, size_t nfds);
 	/* The connection is gone (c->state is CONN_DOWN already), for @err. */

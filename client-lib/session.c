@@ -270,13 +270,27 @@ static int handle_release(struct mmn_client *c, uint64_t sub_id, int reason)
 	return mmn__enqueue(c, QEV_RELEASE, s, NULL, reason);
 }
 
+/*
+ * A HelloReply is accepted only as the answer to our Hello, with exactly one
+ * descriptor: its memfd, taken from @fds then (the caller closes the rest, and
+ * everything of a rejected packet).
+ */
+static int hello_reply_packet(struct mmn_client *c, const MmnEnvelope *env, int *fds, size_t nfds)
+{
+	int memfd;
+
+	if (c->state != CONN_HELLO || env->request_id != c->hello_req || nfds != 1)
+		return -EPROTO;
+	memfd = fds[0];
+	fds[0] = -1;
+	return handle_hello_reply(c, env->hello_reply, memfd);
+}
+
 static int session_packet(struct mmn_client *c, const MmnEnvelope *env, int *fds, size_t nfds)
 {
 	switch (env->body_case) {
 	case MMN__V1__ENVELOPE__BODY_HELLO_REPLY:
-		if (c->state != CONN_HELLO || env->request_id != c->hello_req || nfds != 1)
-			return -EPROTO;
-		return handle_hello_reply(c, env->hello_reply, fds[0]);
+		return hello_reply_packet(c, env, fds, nfds);
 	case MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY:
 	case MMN__V1__ENVELOPE__BODY_STATUS:
 	case MMN__V1__ENVELOPE__BODY_ERROR:

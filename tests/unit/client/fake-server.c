@@ -70,7 +70,11 @@ static void reply_hello(struct fake_server *fs, uint64_t req)
 	env.request_id = req;
 	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO_REPLY;
 	env.hello_reply = &h;
-	mmn__wire_send(fs->conn, &env, &fs->memfd, fs->reply_without_fd ? 0 : 1, 0);
+	{
+		const int fds[2] = {fs->memfd, fs->memfd};
+
+		mmn__wire_send(fs->conn, &env, fds, fs->reply_without_fd ? 0 : fs->reply_extra_fd ? 2 : 1, 0);
+	}
 	fs->nhello++;
 }
 

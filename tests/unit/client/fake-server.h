@@ -36,6 +36,7 @@ struct fake_server {
 	/* Configuration, set before the client connects. */
 	uint32_t reply_version;
 	bool reply_without_fd, needs_uffd;
+	bool reply_extra_fd; /* HelloReply carries the memfd twice (two descriptors) */
 	bool uffd_paused; /* stop reading the client's uffd (a stuck mmnd): fs_pause_uffd() */
 	bool stopping;
 	/*

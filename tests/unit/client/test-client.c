@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "fake-server.h"
+#include "lib/procstat.h"
 #include "mmn/mmn.h"
 #include "tap.h"
 
@@ -622,6 +623,15 @@ static void test_bad_hello(struct fake_server *fs)
 	fs->reply_without_fd = true;
 	tap_is_int(mmn_connect(fs->path, &c), -EPROTO, "HelloReply without the seqpage fd -> -EPROTO");
 	fs->reply_without_fd = false;
+	{
+		/* A rejected HelloReply leaves none of its descriptors behind. */
+		int before = procstat_fds(getpid());
+
+		fs->reply_extra_fd = true;
+		tap_is_int(mmn_connect(fs->path, &c), -EPROTO, "HelloReply with two descriptors -> -EPROTO");
+		fs->reply_extra_fd = false;
+		tap_is_int(procstat_fds(getpid()), before, "both descriptors of the rejected HelloReply closed");
+	}
 	setenv("MMN_SOCKET", fs->path, 1);
 	tap_is_int(mmn_connect(NULL, &c), 0, "connect via $MMN_SOCKET");
 	unsetenv("MMN_SOCKET");
