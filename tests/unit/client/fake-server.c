@@ -71,9 +71,9 @@ static void reply_hello(struct fake_server *fs, uint64_t req)
 	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO_REPLY;
 	env.hello_reply = &h;
 	{
-		const int fds[2] = {fs->memfd, fs->memfd};
+		const int fds[2] = {fs->memfd, fs->reply_extra_fd};
 
-		mmn__wire_send(fs->conn, &env, fds, fs->reply_without_fd ? 0 : fs->reply_extra_fd ? 2 : 1, 0);
+		mmn__wire_send(fs->conn, &env, fds, fs->reply_without_fd ? 0 : fs->reply_extra_fd >= 0 ? 2 : 1, 0);
 	}
 	fs->nhello++;
 }
@@ -353,6 +353,7 @@ int fs_start(struct fake_server *fs)
 	memset(fs, 0, sizeof(*fs));
 	fs->conn = fs->uffd = fs->memfd = fs->held_uffd = -1;
 	fs->reply_version = MMN_PROTO_VERSION;
+	fs->reply_extra_fd = -1;
 	strcpy(fs->dir, "/tmp/mmn-fake-XXXXXX");
 	if (!mkdtemp(fs->dir))
 		return -errno;

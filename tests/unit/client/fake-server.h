@@ -36,7 +36,7 @@ struct fake_server {
 	/* Configuration, set before the client connects. */
 	uint32_t reply_version;
 	bool reply_without_fd, needs_uffd;
-	bool reply_extra_fd; /* HelloReply carries the memfd twice (two descriptors) */
+	int reply_extra_fd; /* >= 0: HelloReply carries it as a second descriptor */
 	bool uffd_paused; /* stop reading the client's uffd (a stuck mmnd): fs_pause_uffd() */
 	bool stopping;
 	/*
