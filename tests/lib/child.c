@@ -63,6 +63,22 @@ int fd_read_deadline(int fd, void *buf, size_t len, uint64_t deadline_ms)
 	return 0;
 }
 
+int fd_read_full(int fd, void *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, (char *)buf + got, len - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
 int fd_write_all(int fd, const void *buf, size_t len)
 {
 	size_t done = 0;

@@ -25,6 +25,9 @@ bool fd_wait_readable(int fd, int ms);
  */
 int fd_read_deadline(int fd, void *buf, size_t len, uint64_t deadline_ms);
 
+/* Reads exactly @len bytes, blocking (EINTR-safe); 0, or -1 on EOF or an error. */
+int fd_read_full(int fd, void *buf, size_t len);
+
 /* Writes all of @buf (EINTR-safe); 0 or -errno. */
 int fd_write_all(int fd, const void *buf, size_t len);
 

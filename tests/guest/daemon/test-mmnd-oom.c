@@ -35,6 +35,9 @@
 
 #include <mmn/mmn.h>
 
+#include "child.h"
+#include "klog.h"
+#include "mmnd-run.h"
 #include "tap.h"
 
 #define CG "/sys/fs/cgroup/mmn-mmnd-oom"
@@ -42,14 +45,6 @@
 #define MS 1000000ull
 
 static long page;
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static int write_file(const char *path, const char *s)
 {
@@ -61,17 +56,6 @@ static int write_file(const char *path, const char *s)
 	n = write(fd, s, strlen(s));
 	close(fd);
 	return n == (ssize_t)strlen(s) ? 0 : -EIO;
-}
-
-static int wait_readable(int fd, int ms)
-{
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-	int r;
-
-	do
-		r = poll(&p, 1, ms);
-	while (r < 0 && errno == EINTR);
-	return r > 0;
 }
 
 /* ---- the victim ------------------------------------------------------------ */
@@ -165,25 +149,6 @@ static int on_r2(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 	return 0;
 }
 
-static bool klog_has(int fd, const char *needle)
-{
-	char buf[8192];
-	bool found = false;
-
-	for (;;) {
-		ssize_t r = read(fd, buf, sizeof(buf) - 1);
-
-		if (r < 0 && errno == EPIPE)
-			continue;
-		if (r <= 0)
-			break;
-		buf[r] = 0;
-		if (strstr(buf, needle))
-			found = true;
-	}
-	return found;
-}
-
 /* Wait for callback byte @want, at most @ms; 0 or -ETIMEDOUT. */
 static int ctx_wait(struct ctx *c, char want, int ms)
 {
@@ -193,7 +158,7 @@ static int ctx_wait(struct ctx *c, char want, int ms)
 		uint64_t now = mono_ns();
 		char x;
 
-		if (now >= end || !wait_readable(c->ev[0], (int)((end - now) / MS) + 1))
+		if (now >= end || !fd_wait_readable(c->ev[0], (int)((end - now) / MS) + 1))
 			return -ETIMEDOUT;
 		while (read(c->ev[0], &x, 1) == 1)
 			if (x == want)
@@ -203,37 +168,14 @@ static int ctx_wait(struct ctx *c, char want, int ms)
 
 static pid_t start_mmnd(const char *mmnd, const char *sock)
 {
-	char sockarg[300], buf[64] = {0};
-	int ready[2];
-	pid_t pid;
+	/* The held blocker needs a long deadline: the reaper starts 2 s after the kill. */
+	const char *args[] = {"--source=kmod", "--ack-timeout-ms=1000", "--ack-cap-ms=8000",
+			      "--log-level=info", NULL};
+	struct mmnd_run m = {.exe = mmnd};
 
-	snprintf(sockarg, sizeof(sockarg), "--socket=%s", sock);
-	if (pipe(ready) < 0)
+	if (snprintf(m.sock, sizeof(m.sock), "%s", sock) >= (int)sizeof(m.sock))
 		return -1;
-	fflush(stdout);
-	pid = fork();
-	if (pid == 0) {
-		close(ready[0]);
-		if (dup2(ready[1], 3) < 0)
-			_exit(127);
-		dup2(2, 1); /* keep TAP on stdout clean */
-		/* The held blocker needs a long deadline: the reaper starts 2 s after the kill. */
-		execl(mmnd, mmnd, "--source=kmod", sockarg, "--bus=none", "--ready-fd=3", "--foreground",
-		      "--ack-timeout-ms=1000", "--ack-cap-ms=8000", "--log-level=info", (char *)NULL);
-		_exit(127);
-	}
-	close(ready[1]);
-	if (pid < 0 || !wait_readable(ready[0], 20000) || read(ready[0], buf, sizeof(buf) - 1) <= 0 ||
-	    !strstr(buf, "READY=1")) {
-		close(ready[0]);
-		if (pid > 0) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-		}
-		return -1;
-	}
-	close(ready[0]);
-	return pid;
+	return mmnd_run_start(&m, args, 20000) == 0 ? m.pid : -1;
 }
 
 int main(int argc, char **argv)
@@ -320,7 +262,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 50 && !reaped; i++) {
 		reaped = klog_has(kfd, needle);
 		if (!reaped)
-			wait_readable(kfd, 100); /* /dev/kmsg polls readable on new records */
+			fd_wait_readable(kfd, 100); /* /dev/kmsg polls readable on new records */
 	}
 	tap_ok(reaped, "kernel log: \"%s\"", needle);
 	lseek(kfd, 0, SEEK_SET);
