@@ -39,13 +39,15 @@ static bool has_opt(const char *const *args, const char *prefix)
 /* In the child: fd 3 is the ready pipe, stdout goes to stderr. */
 static void exec_mmnd(const struct mmnd_run *m, const char *const *extra, int ready)
 {
-	const char *argv[MAX_ARGS + 8];
+	const char *argv[2 * MAX_ARGS + 8];
 	char sockopt[160];
 	int i = 0;
 
 	if (dup2(ready, 3) < 0 || dup2(2, 1) < 0)
 		_exit(127);
 	snprintf(sockopt, sizeof(sockopt), "--socket=%s", m->sock);
+	for (int k = 0; m->wrapper && m->wrapper[k] && k < MAX_ARGS; k++)
+		argv[i++] = m->wrapper[k];
 	argv[i++] = m->exe;
 	argv[i++] = sockopt;
 	argv[i++] = "--bus=none";
@@ -58,7 +60,7 @@ static void exec_mmnd(const struct mmnd_run *m, const char *const *extra, int re
 	for (int k = 0; extra && extra[k] && k < MAX_ARGS; k++)
 		argv[i++] = extra[k];
 	argv[i] = NULL;
-	execv(m->exe, (char *const *)argv);
+	execv(argv[0], (char *const *)argv);
 	_exit(127);
 }
 

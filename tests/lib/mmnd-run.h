@@ -12,6 +12,7 @@
  *
  * mmnd always gets --socket=<m.sock> --bus=none --ready-fd=3 --foreground
  * and, unless @extra_args names them, --source=uffd --log-level=warning.
+ * Set m.wrapper after mmnd_run_init() to run mmnd under another program.
  * Its stdout goes to stderr so that a TAP stream on stdout stays clean.
  * Single-threaded use: one struct per daemon, owned by the caller.
  */
@@ -28,6 +29,8 @@
 
 struct mmnd_run {
 	const char *exe; /* the mmnd binary */
+	/* argv run in front of mmnd (e.g. valgrind and its options), NULL-terminated; or NULL */
+	const char *const *wrapper;
 	pid_t pid;	 /* running daemon, or 0 */
 	char dir[64];	 /* private temp dir holding the socket */
 	char sock[128];	 /* dir/mmnd.sock */

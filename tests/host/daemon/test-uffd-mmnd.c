@@ -36,6 +36,8 @@
 
 #include <mmn/mmn.h>
 
+#include "mmnd-run.h"
+#include "procstat.h"
 #include "tap.h"
 #include "uffd-client.h"
 #include "wire.h"
@@ -54,89 +56,25 @@ static long P;
 
 static pid_t start_mmnd(void)
 {
-	char ready[32], sockopt[160], buf[16] = {0};
-	struct pollfd p;
-	int pfd[2];
-	ssize_t n;
-	pid_t pid;
+	const char *const vg[] = {valgrind_path,
+				  "--error-exitcode=99",
+				  "--leak-check=full",
+				  "--show-leak-kinds=definite,indirect",
+				  "--errors-for-leak-kinds=definite,indirect",
+				  "--quiet",
+				  NULL};
+	struct mmnd_run m = {.exe = mmnd_path, .wrapper = valgrind_path ? vg : NULL};
 
-	tap_require(pipe2(pfd, O_CLOEXEC) == 0);
-	pid = fork();
-	if (pid == 0) {
-		const char *argv[16];
-		int i = 0;
-
-		dup2(pfd[1], 3); /* dup2 clears O_CLOEXEC */
-		snprintf(ready, sizeof(ready), "--ready-fd=3");
-		snprintf(sockopt, sizeof(sockopt), "--socket=%s", sock_path);
-		if (valgrind_path) {
-			argv[i++] = valgrind_path;
-			argv[i++] = "--error-exitcode=99";
-			argv[i++] = "--leak-check=full";
-			argv[i++] = "--show-leak-kinds=definite,indirect";
-			argv[i++] = "--errors-for-leak-kinds=definite,indirect";
-			argv[i++] = "--quiet";
-		}
-		argv[i++] = mmnd_path;
-		argv[i++] = "--source=uffd";
-		argv[i++] = sockopt;
-		argv[i++] = "--bus=none";
-		argv[i++] = ready;
-		argv[i++] = "--log-level=warning";
-		argv[i] = NULL;
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	tap_require(pid > 0);
-	close(pfd[1]);
-	p = (struct pollfd){pfd[0], POLLIN, 0};
-	tap_require(poll(&p, 1, valgrind_path ? 6 * WAIT_MS : WAIT_MS) == 1);
-	n = read(pfd[0], buf, sizeof(buf) - 1);
-	close(pfd[0]);
-	if (!tap_is_str(n > 0 ? buf : "", "READY=1\n", "mmnd --source=uffd reported ready on --ready-fd")) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
+	tap_require(snprintf(m.sock, sizeof(m.sock), "%s", sock_path) < (int)sizeof(m.sock));
+	if (!tap_ok(mmnd_run_start(&m, NULL, valgrind_path ? 6 * WAIT_MS : WAIT_MS) == 0,
+		    "mmnd --source=uffd reported ready on --ready-fd"))
 		exit(1);
-	}
-	return pid;
+	return m.pid;
 }
 
 static bool mmnd_alive(void)
 {
 	return waitpid(mmnd_pid, NULL, WNOHANG) == 0;
-}
-
-static int count_fds(pid_t pid)
-{
-	char path[64];
-	int n = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "ls /proc/%d/fd", (int)pid);
-	f = popen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(path, sizeof(path), f))
-		n++;
-	pclose(f);
-	return n;
-}
-
-static long rss_kb(pid_t pid)
-{
-	char path[64], line[128];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
 }
 
 /* ---- raw protocol (victims and the probe do without libmmn) ---- */
@@ -580,7 +518,7 @@ static int settled_fds(int probe, int want)
 	for (int i = 0; i < 200; i++) {
 		if (!raw_ping(probe))
 			return -1;
-		n = count_fds(mmnd_pid);
+		n = procstat_fds(mmnd_pid);
 		if (n == want)
 			break;
 	}
@@ -599,11 +537,11 @@ static void test_churn(void)
 	tap_ok(churn(warm), "warm-up: %d clients x %d subscriptions connect and disconnect %d times", NCHURN,
 	       NCHURN_SUBS, warm);
 	fds0 = settled_fds(probe, -1);
-	rss0 = rss_kb(mmnd_pid);
+	rss0 = procstat_rss_kb(mmnd_pid);
 	tap_ok(churn(more), "%d clients x %d subscriptions connect and disconnect %d more times", NCHURN,
 	       NCHURN_SUBS, more);
 	fds1 = settled_fds(probe, fds0);
-	rss1 = rss_kb(mmnd_pid);
+	rss1 = procstat_rss_kb(mmnd_pid);
 	tap_is_int(fds1, fds0, "mmnd's fd count is back to baseline");
 	if (!valgrind_path && !getenv("MMN_TEST_SANITIZED")) /* ASan's quarantine holds freed memory */
 		tap_ok(rss1 <= rss0 + 2048,
