@@ -25,6 +25,7 @@
 #
 #   test-mirror-guest.sh MMND MIRROR [DURATION_S]
 set -u
+. "$(dirname "$0")/../../lib/mmnd-run.sh"
 mmnd=$1 mirror=$2 duration=${3:-30}
 # Lower bounds for "something happened" in one run (measured under TCG:
 # thousands of each in 12 s; see tests/guest/client/meson.build).
@@ -117,11 +118,7 @@ judge() {
 }
 
 # --- mmnd with the kmod source; readiness through a FIFO, never a sleep ---
-mkfifo "$tmp/ready" || bail "mkfifo failed"
-"$mmnd" --source=kmod --bus=none --socket="$tmp/mmnd.sock" --ready-fd=3 3>"$tmp/ready" 2>"$tmp/mmnd.log" &
-mmnd_pid=$!
-# The read returns at READY=1, or at EOF if mmnd exits first; -t bounds a hang.
-if read -r -t 60 ready <"$tmp/ready" && [ "$ready" = READY=1 ]; then
+if mmnd_run_start "$tmp" 60 "$mmnd" --source=kmod; then
 	ok "mmnd --source=kmod is ready"
 else
 	not_ok "mmnd --source=kmod is ready"
