@@ -43,6 +43,12 @@ static void exec_mmnd(const struct mmnd_run *m, const char *const *extra, int re
 	char sockopt[160];
 	int i = 0;
 
+	if (m->log) {
+		int lfd = open(m->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+		if (lfd < 0 || dup2(lfd, 2) < 0)
+			_exit(127);
+	}
 	if (dup2(ready, 3) < 0 || dup2(2, 1) < 0)
 		_exit(127);
 	snprintf(sockopt, sizeof(sockopt), "--socket=%s", m->sock);
@@ -50,7 +56,8 @@ static void exec_mmnd(const struct mmnd_run *m, const char *const *extra, int re
 		argv[i++] = m->wrapper[k];
 	argv[i++] = m->exe;
 	argv[i++] = sockopt;
-	argv[i++] = "--bus=none";
+	if (!has_opt(extra, "--bus"))
+		argv[i++] = "--bus=none";
 	argv[i++] = "--ready-fd=3";
 	argv[i++] = "--foreground";
 	if (!has_opt(extra, "--source"))
