@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * A target process for tests of mmnd and its sources: a forked child that
- * maps memory, writes the mapping's address (uint64_t) on its report pipe,
- * then obeys one-byte commands on its command pipe.  The test's @body
- * decides what the commands do; the helper does the fork, the pipes and
- * the bounded wait for the address.
+ * maps anonymous memory, writes the mapping's address (uint64_t) on its
+ * report pipe, then obeys one-byte commands on its command pipe.  The
+ * test's @body decides what the commands do; the helper does the fork, the
+ * mapping, the pipes and the bounded wait for the address.
  *
- *   static void body(int cmd, int rep) { ...mmap, write address, loop... _exit(0); }
+ *   static void body(int cmd, int rep, char *p, size_t len) { ...loop on cmd... }
  *   struct target t;
- *   target_spawn(&t, body, len);   t.addr, t.len are set
+ *   target_spawn(&t, len, TARGET_FILL, body);   t.addr, t.len are set
  *   write(t.cmd, "u", 1); ... read(t.rep, ...)
  *   target_end(&t);                closes the pipes, SIGKILLs and reaps it
  *
@@ -28,12 +28,17 @@ struct target {
 	uint64_t times[2]; /* for the test: e.g. CLOCK_MONOTONIC around a munmap */
 };
 
+/* @flags of target_spawn(): the mapping is populated and every byte is 0x5a. */
+#define TARGET_FILL 1
+
 /*
- * Forks a child running body(cmd, rep) (it must not return) and waits at
- * most 5 s for the address it writes.  @len is what the test records in
- * t->len (the body maps it).  0, -EIO (no address) or -errno.
+ * Forks a child that maps @len bytes (read/write, private, anonymous), reports
+ * the address and runs body(cmd, rep, p, len); the child exits (0) when body
+ * returns, 2 when the mapping fails, 3 when the report does.  Waits at most
+ * 5 s for the address.  0, -EIO (no address) or -errno.
  */
-int target_spawn(struct target *t, void (*body)(int cmd, int rep), uint64_t len);
+int target_spawn(struct target *t, uint64_t len, int flags,
+		 void (*body)(int cmd, int rep, char *p, size_t len));
 
 /* Closes the pipes, SIGKILLs the child and reaps it. */
 void target_end(struct target *t);

@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-or-later
-# Issue 5 acceptance, inside the QEMU guest with mmn.ko loaded and two NUMA
+# The end-to-end check of libmmn with the module, inside the QEMU guest with mmn.ko loaded and two NUMA
 # nodes (run-guest --numa --module mmn.ko): examples/mirror --check keeps
 # verifying that no entry of its "device page table" is stale while a
 # workload does random mmap/munmap/madvise/mremap/mprotect/writes and its

@@ -48,18 +48,11 @@
 
 /* ---- target ------------------------------------------------------------------ */
 
-static void target_main(int cmd, int rep)
+static void target_main(int cmd, int rep, char *p, size_t len)
 {
-	size_t len = PAGES * (size_t)sysconf(_SC_PAGESIZE);
-	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	uint64_t a = (uint64_t)(uintptr_t)p, t[2];
+	uint64_t t[2];
 	char c;
 
-	if (p == MAP_FAILED)
-		_exit(2);
-	memset(p, 0x5a, len);
-	if (write(rep, &a, sizeof(a)) != sizeof(a))
-		_exit(3);
 	while (fd_read_full(cmd, &c, 1) == 0) {
 		if (c == 'u') { /* munmap the upper half: the event is clipped to it */
 			t[0] = mono_ns();
@@ -236,7 +229,7 @@ static void test_bind(void)
 	r = mmn__source_kmod_new(&B.loop, emit, NULL, &B.s);
 	tap_require(r == 0);
 	after = count_fds(old, NULL, &cloexec);
-	tap_ok(after > before && cloexec, "the source's netlink socket is close-on-exec (P10)");
+	tap_ok(after > before && cloexec, "the source's netlink socket is close-on-exec");
 	tap_is_str(B.s->caps.name, "kmod", "caps.name");
 	r = mmn__source_kmod_new(&B.loop, emit, NULL, &second);
 	tap_is_int(r, -EBUSY, "a second daemon cannot bind: -EBUSY");
@@ -251,7 +244,7 @@ static void test_blocking(void)
 	struct source_target st;
 	int r;
 
-	tap_require(target_spawn(&t, target_main, PAGES * (uint64_t)sysconf(_SC_PAGESIZE)) == 0);
+	tap_require(target_spawn(&t, PAGES * (uint64_t)sysconf(_SC_PAGESIZE), TARGET_FILL, target_main) == 0);
 	st = (struct source_target){ .pid = t.pid, .pidfd = -1, .uffd = -1 };
 	r = B.s->ops->ksub_add(B.s, &st, t.addr, t.len, true, 3000, &id);
 	tap_is_int(r, 0, "SUBSCRIBE a blocking ksub");
@@ -311,7 +304,7 @@ static void test_end_after_del(void)
 	bool ended;
 	int r;
 
-	tap_require(target_spawn(&t, target_main, PAGES * (uint64_t)sysconf(_SC_PAGESIZE)) == 0);
+	tap_require(target_spawn(&t, PAGES * (uint64_t)sysconf(_SC_PAGESIZE), TARGET_FILL, target_main) == 0);
 	st = (struct source_target){ .pid = t.pid, .pidfd = -1, .uffd = -1 };
 	r = B.s->ops->ksub_add(B.s, &st, t.addr, t.len, true, 3000, &id);
 	tap_is_int(r, 0, "SUBSCRIBE a blocking ksub (END after its deletion)");
@@ -357,7 +350,7 @@ static void test_overrun(void)
 	uint32_t id = 0;
 	int r;
 
-	tap_require(target_spawn(&t, target_main, PAGES * (uint64_t)sysconf(_SC_PAGESIZE)) == 0);
+	tap_require(target_spawn(&t, PAGES * (uint64_t)sysconf(_SC_PAGESIZE), TARGET_FILL, target_main) == 0);
 	st = (struct source_target){ .pid = t.pid, .pidfd = -1, .uffd = -1 };
 	r = B.s->ops->ksub_add(B.s, &st, t.addr, t.len, false, 0, &id);
 	tap_is_int(r, 0, "SUBSCRIBE a non-blocking ksub");
@@ -394,7 +387,7 @@ static void test_destroy_releases(void)
 	uint64_t t0;
 	int r;
 
-	tap_require(target_spawn(&t, target_main, PAGES * (uint64_t)sysconf(_SC_PAGESIZE)) == 0);
+	tap_require(target_spawn(&t, PAGES * (uint64_t)sysconf(_SC_PAGESIZE), TARGET_FILL, target_main) == 0);
 	st = (struct source_target){ .pid = t.pid, .pidfd = -1, .uffd = -1 };
 	r = B.s->ops->ksub_add(B.s, &st, t.addr, t.len, true, 3000, &id);
 	tap_is_int(r, 0, "SUBSCRIBE another blocking ksub");

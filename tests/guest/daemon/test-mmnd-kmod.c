@@ -84,18 +84,12 @@ static int kt_param(const char *name, const char *val)
 
 /* ---- the target process ---------------------------------------------------- */
 
-static void target_main(int cmd, int rep)
+/* On 'u': munmap the whole range, report {t_before, t_after}. */
+static void target_main(int cmd, int rep, char *p, size_t len)
 {
-	size_t len = PAGES * (size_t)sysconf(_SC_PAGESIZE);
-	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	uint64_t a = (uint64_t)(uintptr_t)p, t[2];
+	uint64_t t[2];
 	char c;
 
-	if (p == MAP_FAILED)
-		_exit(2);
-	memset(p, 0x5a, len);
-	if (write(rep, &a, sizeof(a)) != sizeof(a))
-		_exit(3);
 	if (fd_read_full(cmd, &c, 1) < 0 || c != 'u')
 		_exit(0);
 	t[0] = mono_ns();
@@ -183,18 +177,7 @@ static void ctx_fini(struct ctx *c)
 /* Wait for callback byte @want, skipping others; 0 or -ETIMEDOUT. */
 static int ctx_wait(struct ctx *c, char want, int ms)
 {
-	uint64_t end = mono_ns() + (uint64_t)ms * MS;
-
-	for (;;) {
-		uint64_t now = mono_ns();
-		char x;
-
-		if (now >= end || !fd_wait_readable(c->ev[0], (int)((end - now) / MS) + 1))
-			return -ETIMEDOUT;
-		while (read(c->ev[0], &x, 1) == 1)
-			if (x == want)
-				return 0;
-	}
+	return fd_wait_byte(c->ev[0], want, ms);
 }
 
 static struct mmn_sub *subscribe(struct mmn_client *cl, struct target *t, struct ctx *c, uint32_t flags,
@@ -228,7 +211,7 @@ static void test_blocking(struct mmn_client *cl)
 
 	ctx_init(&c);
 	atomic_store(&c.ack_later, true);
-	tap_require(target_spawn(&t, target_main, PAGES * (uint64_t)sysconf(_SC_PAGESIZE)) == 0);
+	tap_require(target_spawn(&t, PAGES * (uint64_t)sysconf(_SC_PAGESIZE), TARGET_FILL, target_main) == 0);
 	s = subscribe(cl, &t, &c, MMN_SUB_BLOCKING, 3000);
 	if (!s)
 		goto out;
@@ -267,7 +250,7 @@ static void test_silent(struct mmn_client *cl)
 
 	ctx_init(&c);
 	atomic_store(&c.ack_later, true);
-	tap_require(target_spawn(&t, target_main, PAGES * (uint64_t)sysconf(_SC_PAGESIZE)) == 0);
+	tap_require(target_spawn(&t, PAGES * (uint64_t)sysconf(_SC_PAGESIZE), TARGET_FILL, target_main) == 0);
 	s = subscribe(cl, &t, &c, MMN_SUB_BLOCKING, (uint32_t)(deadline / MS));
 	if (!s)
 		goto out;
@@ -295,7 +278,7 @@ static void test_nonblocking(struct mmn_client *cl)
 
 	ctx_init(&c);
 	c.hold_callback = true;
-	tap_require(target_spawn(&t, target_main, PAGES * (uint64_t)sysconf(_SC_PAGESIZE)) == 0);
+	tap_require(target_spawn(&t, PAGES * (uint64_t)sysconf(_SC_PAGESIZE), TARGET_FILL, target_main) == 0);
 	s = subscribe(cl, &t, &c, MMN_SUB_NONBLOCKING, 0);
 	if (!s)
 		goto out;
@@ -328,7 +311,7 @@ static void test_daemon_death(struct mmn_client *cl, pid_t mmnd)
 
 	ctx_init(&c);
 	atomic_store(&c.ack_later, true);
-	tap_require(target_spawn(&t, target_main, PAGES * (uint64_t)sysconf(_SC_PAGESIZE)) == 0);
+	tap_require(target_spawn(&t, PAGES * (uint64_t)sysconf(_SC_PAGESIZE), TARGET_FILL, target_main) == 0);
 	s = subscribe(cl, &t, &c, MMN_SUB_BLOCKING, 1500);
 	if (!s)
 		goto out;
@@ -375,15 +358,10 @@ static pid_t start_mmnd_ms(const char *mmnd, const char *sock, const char *timeo
  */
 #define FLOOD_PAGES 128
 
-static void flood_main(int cmd, int rep)
+static void flood_main(int cmd, int rep, char *p, size_t len)
 {
-	size_t len = FLOOD_PAGES * (size_t)sysconf(_SC_PAGESIZE);
-	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uint64_t a = (uint64_t)(uintptr_t)p;
 	char c;
 
-	if (p == MAP_FAILED || write(rep, &a, sizeof(a)) != sizeof(a))
-		_exit(2);
 	while (fd_read_full(cmd, &c, 1) == 0 && c == 'f') {
 		for (int i = 0; i < 500; i++) {
 			if (mmap(p, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
@@ -528,8 +506,8 @@ static void test_lost_end(const char *mmnd_path, const char *sock)
 	ctx_init(&co);
 	ctx_init(&cf);
 	atomic_store(&cb.ack_later, true);
-	tap_require(target_spawn(&t, target_main, PAGES * (uint64_t)sysconf(_SC_PAGESIZE)) == 0);
-	tap_require(target_spawn(&f, flood_main, FLOOD_PAGES * (uint64_t)sysconf(_SC_PAGESIZE)) == 0);
+	tap_require(target_spawn(&t, PAGES * (uint64_t)sysconf(_SC_PAGESIZE), TARGET_FILL, target_main) == 0);
+	tap_require(target_spawn(&f, FLOOD_PAGES * (uint64_t)sysconf(_SC_PAGESIZE), 0, flood_main) == 0);
 	sb = subscribe(cl, &t, &cb, MMN_SUB_BLOCKING, 10000);
 	so = subscribe(cl, &t, &co, MMN_SUB_NONBLOCKING, 0);
 	tap_require(sb && so && flood_subscribe(cl, &f, &cf, sf) == 0);

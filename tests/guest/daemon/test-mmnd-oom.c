@@ -152,18 +152,7 @@ static int on_r2(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 /* Wait for callback byte @want, at most @ms; 0 or -ETIMEDOUT. */
 static int ctx_wait(struct ctx *c, char want, int ms)
 {
-	uint64_t end = mono_ns() + (uint64_t)ms * MS;
-
-	for (;;) {
-		uint64_t now = mono_ns();
-		char x;
-
-		if (now >= end || !fd_wait_readable(c->ev[0], (int)((end - now) / MS) + 1))
-			return -ETIMEDOUT;
-		while (read(c->ev[0], &x, 1) == 1)
-			if (x == want)
-				return 0;
-	}
+	return fd_wait_byte(c->ev[0], want, ms);
 }
 
 static pid_t start_mmnd(const char *mmnd, const char *sock)
