@@ -53,6 +53,7 @@
 #include <mmn/mmn.h>
 
 #include "child.h"
+#include "knob.h"
 #include "mmnd-run.h"
 #include "tap.h"
 #include "target.h"
@@ -70,16 +71,9 @@ static int module_loaded(void)
 static int kt_param(const char *name, const char *val)
 {
 	char path[128];
-	int fd, r = 0;
 
 	snprintf(path, sizeof(path), "/sys/module/mmn/parameters/%s", name);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, val, strlen(val)) < 0)
-		r = -errno;
-	close(fd);
-	return r;
+	return knob_write(path, val);
 }
 
 /* ---- the target process ---------------------------------------------------- */

@@ -37,6 +37,7 @@
 
 #include "child.h"
 #include "klog.h"
+#include "knob.h"
 #include "mmnd-run.h"
 #include "tap.h"
 
@@ -45,18 +46,6 @@
 #define MS 1000000ull
 
 static long page;
-
-static int write_file(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = write(fd, s, strlen(s));
-	close(fd);
-	return n == (ssize_t)strlen(s) ? 0 : -EIO;
-}
 
 /* ---- the victim ------------------------------------------------------------ */
 
@@ -81,7 +70,7 @@ static void victim(int rfd, int wfd)
 	int mfd;
 
 	snprintf(buf, sizeof(buf), "%d", getpid());
-	if (write_file(CG "/cgroup.procs", buf))
+	if (knob_write(CG "/cgroup.procs", buf))
 		_exit(10);
 	a.r1 = (uint64_t)(uintptr_t)mmap(NULL, R1, PROT_READ | PROT_WRITE,
 					 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
@@ -187,14 +176,14 @@ int main(int argc, char **argv)
 	if (access("/sys/module/mmn", F_OK))
 		tap_skip_all("mmn.ko is not loaded");
 	if (system("mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup") ||
-	    write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory") ||
+	    knob_write("/sys/fs/cgroup/cgroup.subtree_control", "+memory") ||
 	    (mkdir(CG, 0755) && errno != EEXIST))
 		tap_skip_all("no cgroup2 memory controller");
 	signal(SIGPIPE, SIG_IGN);
 	page = sysconf(_SC_PAGESIZE);
-	tap_require(write_file(CG "/memory.max", "48M") == 0);
-	write_file(CG "/memory.swap.max", "0");
-	tap_require(write_file("/sys/module/mmn/parameters/max_ack_timeout_ms", "10000") == 0);
+	tap_require(knob_write(CG "/memory.max", "48M") == 0);
+	knob_write(CG "/memory.swap.max", "0");
+	tap_require(knob_write("/sys/module/mmn/parameters/max_ack_timeout_ms", "10000") == 0);
 	tap_require(mkdtemp(dir) != NULL);
 	snprintf(sock, sizeof(sock), "%s/mmnd.sock", dir);
 	tap_require(pipe2(c.ev, O_CLOEXEC | O_NONBLOCK) == 0);
@@ -267,7 +256,7 @@ int main(int argc, char **argv)
 	kill(mmnd, SIGTERM);
 	r = (int)waitpid(mmnd, &st, 0);
 	tap_ok(r == mmnd && WIFEXITED(st) && WEXITSTATUS(st) == 0, "mmnd exits cleanly (status 0x%x)", st);
-	write_file("/sys/module/mmn/parameters/max_ack_timeout_ms", "2000");
+	knob_write("/sys/module/mmn/parameters/max_ack_timeout_ms", "2000");
 	rmdir(CG);
 	unlink(sock);
 	rmdir(dir);
