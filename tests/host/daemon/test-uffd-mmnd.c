@@ -291,13 +291,71 @@ static size_t sub_recs(int sub, size_t from, size_t *idx, size_t max)
 	return n;
 }
 
+/* A fork: the uffd source reports it as PROTECTION_PAGE over the whole subscription. */
+static void fork_step(struct mmn_client *c)
+{
+	size_t n0, idx[16], k;
+	pid_t pid;
+
+	n0 = nrecs;
+	pid = fork();
+	if (pid == 0)
+		_exit(0);
+	tap_require(pid > 0);
+	waitpid(pid, NULL, 0);
+	/* S and S2 overlap: one kernel subscription [2,50), clipped back to each. */
+	tap_ok(wait_recs(c, n0 + 4), "fork: callbacks ran");
+	k = sub_recs(0, n0, idx, 16);
+	tap_ok(k >= 2, "fork: S got a pair");
+	if (k >= 2)
+		check_pair(idx[0], "fork -> PROTECTION_PAGE over all of S", 0,
+			   MMN_EVENT_PROTECTION_PAGE, A(2), A(40));
+}
+
+/* The barrier, then exactly what each subscription saw over the whole test. */
+static void barrier_step(struct mmn_client *c, bool fork_reported)
+{
+	size_t n0, idx[16], k;
+
+	/* A barrier both see: anything spurious for either would have arrived before it. */
+	n0 = nrecs;
+	tap_is_int(munmap(base + 35 * P, P), 0, "munmap page 35 (in S and S2)");
+	tap_ok(wait_recs(c, n0 + 4), "barrier: callbacks ran");
+	k = sub_recs(1, 0, idx, 16);
+	if (fork_reported) {
+		tap_ok(k == 4 && recs[idx[0]].kind == 'I' &&
+			       recs[idx[0]].event == MMN_EVENT_PROTECTION_PAGE &&
+			       recs[idx[0]].start == A(30) && recs[idx[0]].end == A(50) &&
+			       recs[idx[1]].kind == 'E',
+		       "S2 saw exactly: fork PROTECTION_PAGE [30,50) ...");
+		if (k == 4)
+			check_pair(idx[2], "... and the barrier UNMAP [35,36)", 1, MMN_EVENT_UNMAP, A(35),
+				   A(36));
+	} else {
+		tap_is_int(k, 2, "S2 saw exactly the barrier");
+		if (k == 2)
+			check_pair(idx[0], "S2: barrier UNMAP [35,36)", 1, MMN_EVENT_UNMAP, A(35), A(36));
+	}
+	k = sub_recs(0, 0, idx, 16);
+	{
+		/* S: munmap, madvise, mremap (+ its unmap of the old range), marker, [fork], barrier. */
+		size_t want = 2 * (4 + (fork_reported ? 1 : 0) + 1);
+
+		tap_is_int(k, want + 2, "S saw exactly its events");
+		check_pair(idx[k - 2], "S: barrier UNMAP [35,36)", 0, MMN_EVENT_UNMAP, A(35), A(36));
+	}
+	for (size_t i = 0; i < nrecs; i++)
+		if (recs[i].kind == 'R')
+			tap_ok(0, "no release expected (sub %d)", recs[i].sub);
+}
+
 static void test_events(struct mmn_client *c, bool fork_reported)
 {
 	struct mmn_sub_opts o = {
 		.size = sizeof(o), .invalidate = on_inv, .invalidate_end = on_end, .release = on_release};
 	struct mmn_sub *s, *s2;
 	uint64_t caps = mmn_capabilities(c);
-	size_t n0, idx[16], k;
+	size_t n0;
 	void *dest;
 
 	tap_is_u64(caps & ((1ull << MMN_EVENT_RESYNC) - 1),
@@ -340,54 +398,10 @@ static void test_events(struct mmn_client *c, bool fork_reported)
 	check_pair(n0 + 2, "mremap -> then UNMAP of the old range", 0, MMN_EVENT_UNMAP, A(12), A(13));
 	check_pair(n0 + 4, "marker", 0, MMN_EVENT_UNMAP, A(14), A(15));
 
-	if (fork_reported) {
-		pid_t pid;
+	if (fork_reported)
+		fork_step(c);
 
-		n0 = nrecs;
-		pid = fork();
-		if (pid == 0)
-			_exit(0);
-		tap_require(pid > 0);
-		waitpid(pid, NULL, 0);
-		/* S and S2 overlap: one kernel subscription [2,50), clipped back to each. */
-		tap_ok(wait_recs(c, n0 + 4), "fork: callbacks ran");
-		k = sub_recs(0, n0, idx, 16);
-		tap_ok(k >= 2, "fork: S got a pair");
-		if (k >= 2)
-			check_pair(idx[0], "fork -> PROTECTION_PAGE over all of S", 0,
-				   MMN_EVENT_PROTECTION_PAGE, A(2), A(40));
-	}
-
-	/* A barrier both see: anything spurious for either would have arrived before it. */
-	n0 = nrecs;
-	tap_is_int(munmap(base + 35 * P, P), 0, "munmap page 35 (in S and S2)");
-	tap_ok(wait_recs(c, n0 + 4), "barrier: callbacks ran");
-	k = sub_recs(1, 0, idx, 16);
-	if (fork_reported) {
-		tap_ok(k == 4 && recs[idx[0]].kind == 'I' &&
-			       recs[idx[0]].event == MMN_EVENT_PROTECTION_PAGE &&
-			       recs[idx[0]].start == A(30) && recs[idx[0]].end == A(50) &&
-			       recs[idx[1]].kind == 'E',
-		       "S2 saw exactly: fork PROTECTION_PAGE [30,50) ...");
-		if (k == 4)
-			check_pair(idx[2], "... and the barrier UNMAP [35,36)", 1, MMN_EVENT_UNMAP, A(35),
-				   A(36));
-	} else {
-		tap_is_int(k, 2, "S2 saw exactly the barrier");
-		if (k == 2)
-			check_pair(idx[0], "S2: barrier UNMAP [35,36)", 1, MMN_EVENT_UNMAP, A(35), A(36));
-	}
-	k = sub_recs(0, 0, idx, 16);
-	{
-		/* S: munmap, madvise, mremap (+ its unmap of the old range), marker, [fork], barrier. */
-		size_t want = 2 * (4 + (fork_reported ? 1 : 0) + 1);
-
-		tap_is_int(k, want + 2, "S saw exactly its events");
-		check_pair(idx[k - 2], "S: barrier UNMAP [35,36)", 0, MMN_EVENT_UNMAP, A(35), A(36));
-	}
-	for (size_t i = 0; i < nrecs; i++)
-		if (recs[i].kind == 'R')
-			tap_ok(0, "no release expected (sub %d)", recs[i].sub);
+	barrier_step(c, fork_reported);
 
 	munmap(dest, P);
 }
