@@ -156,21 +156,9 @@ static pid_t start_mmnd(const char *mmnd, const char *sock)
 	return mmnd_run_start(&m, args, 20000) == 0 ? m.pid : -1;
 }
 
-int main(int argc, char **argv)
+/* Root, the module and a memory cgroup CG capped at 48M without swap; else skips. */
+static void setup_cgroup(void)
 {
-	char dir[] = "/tmp/mmn-oom-XXXXXX", sock[200], needle[64];
-	struct mmn_client *cl = NULL;
-	struct mmn_sub *s1 = NULL, *s2 = NULL;
-	struct ctx c = {0};
-	struct addrs a;
-	int to[2], from[2], kfd, st, r;
-	bool reaped = false;
-	pid_t mmnd, v;
-
-	if (argc < 2) {
-		fprintf(stderr, "usage: %s MMND\n", argv[0]);
-		return 2;
-	}
 	if (geteuid() != 0)
 		tap_skip_all("needs root (run in the guest: tests/guest/run-guest)");
 	if (access("/sys/module/mmn", F_OK))
@@ -184,6 +172,83 @@ int main(int argc, char **argv)
 	tap_require(knob_write(CG "/memory.max", "48M") == 0);
 	knob_write(CG "/memory.swap.max", "0");
 	tap_require(knob_write("/sys/module/mmn/parameters/max_ack_timeout_ms", "10000") == 0);
+}
+
+/* Forks the victim; @to and @from are the test's ends of its pipes, @a its addresses. */
+static pid_t spawn_victim(int *to, int *from, struct addrs *a)
+{
+	int t[2], f[2];
+	pid_t v;
+
+	tap_require(pipe(t) == 0 && pipe(f) == 0);
+	fflush(stdout);
+	v = fork();
+	if (v == 0) {
+		close(t[1]);
+		close(f[0]);
+		victim(t[0], f[1]);
+	}
+	tap_require(v > 0);
+	close(t[0]);
+	close(f[1]);
+	tap_require(read(f[0], a, sizeof(*a)) == sizeof(*a));
+	*to = t[1];
+	*from = f[0];
+	return v;
+}
+
+/* Blocking subscriptions on the victim's heap (@s1) and on its shared page (@s2). */
+static void subscribe_victim(struct mmn_client *cl, pid_t v, const struct addrs *a, struct ctx *c,
+			     struct mmn_sub **s1, struct mmn_sub **s2)
+{
+	struct mmn_sub_opts o1 = {.size = sizeof(o1),
+				  .flags = MMN_SUB_BLOCKING,
+				  .ack_timeout_ms = 5000,
+				  .invalidate = on_r1,
+				  .userdata = c};
+	struct mmn_sub_opts o2 = {.size = sizeof(o2),
+				  .flags = MMN_SUB_BLOCKING,
+				  .ack_timeout_ms = 8000,
+				  .invalidate = on_r2,
+				  .userdata = c};
+
+	tap_is_int(mmn_subscribe(cl, v, a->r1, R1, &o1, s1), 0, "blocking subscription on the victim's heap");
+	tap_is_int(mmn_subscribe(cl, v, a->r2, (uint64_t)page, &o2, s2), 0,
+		   "blocking subscription on its shared page");
+}
+
+/* The kernel log (@kfd, from the test's start) says the reaper reaped @v, and never failed. */
+static void check_reaped(int kfd, pid_t v)
+{
+	char needle[64];
+	bool reaped = false;
+
+	snprintf(needle, sizeof(needle), "oom_reaper: reaped process %d", (int)v);
+	for (int i = 0; i < 50 && !reaped; i++) {
+		reaped = klog_has(kfd, needle);
+		if (!reaped)
+			fd_wait_readable(kfd, 100); /* /dev/kmsg polls readable on new records */
+	}
+	tap_ok(reaped, "kernel log: \"%s\"", needle);
+	lseek(kfd, 0, SEEK_SET);
+	tap_ok(!klog_has(kfd, "unable to reap"), "no \"oom_reaper: unable to reap\"");
+}
+
+int main(int argc, char **argv)
+{
+	char dir[] = "/tmp/mmn-oom-XXXXXX", sock[200];
+	struct mmn_client *cl = NULL;
+	struct mmn_sub *s1 = NULL, *s2 = NULL;
+	struct ctx c = {0};
+	struct addrs a;
+	int to, from, kfd, st, r;
+	pid_t mmnd, v;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s MMND\n", argv[0]);
+		return 2;
+	}
+	setup_cgroup();
 	tap_require(mkdtemp(dir) != NULL);
 	snprintf(sock, sizeof(sock), "%s/mmnd.sock", dir);
 	tap_require(pipe2(c.ev, O_CLOEXEC | O_NONBLOCK) == 0);
@@ -197,54 +262,19 @@ int main(int argc, char **argv)
 	tap_ok(!!(mmn_capabilities(cl) & MMN_CAP_ACKS_HOLD_KERNEL), "mmnd runs the kmod source");
 	tap_require(mmn_start_thread(cl) == 0);
 
-	tap_require(pipe(to) == 0 && pipe(from) == 0);
-	fflush(stdout);
-	v = fork();
-	if (v == 0) {
-		close(to[1]);
-		close(from[0]);
-		victim(to[0], from[1]);
-	}
-	tap_require(v > 0);
-	close(to[0]);
-	close(from[1]);
-	tap_require(read(from[0], &a, sizeof(a)) == sizeof(a));
-	{
-		struct mmn_sub_opts o1 = {.size = sizeof(o1),
-					  .flags = MMN_SUB_BLOCKING,
-					  .ack_timeout_ms = 5000,
-					  .invalidate = on_r1,
-					  .userdata = &c};
-		struct mmn_sub_opts o2 = {.size = sizeof(o2),
-					  .flags = MMN_SUB_BLOCKING,
-					  .ack_timeout_ms = 8000,
-					  .invalidate = on_r2,
-					  .userdata = &c};
-
-		tap_is_int(mmn_subscribe(cl, v, a.r1, R1, &o1, &s1), 0,
-			   "blocking subscription on the victim's heap");
-		tap_is_int(mmn_subscribe(cl, v, a.r2, (uint64_t)page, &o2, &s2), 0,
-			   "blocking subscription on its shared page");
-	}
+	v = spawn_victim(&to, &from, &a);
+	subscribe_victim(cl, v, &a, &c, &s1, &s2);
 	atomic_store(&c.hold, true);
-	tap_require(write(to[1], "g", 1) == 1);
+	tap_require(write(to, "g", 1) == 1);
 	tap_is_int(ctx_wait(&c, 'h', 5000), 0, "the victim's second thread waits in a held invalidation");
-	tap_require(write(to[1], "a", 1) == 1);
+	tap_require(write(to, "a", 1) == 1);
 
 	/* OOM kill; ~2 s later the reaper tries, non-blockable: refused, mmnd asks us. */
 	tap_is_int(ctx_wait(&c, 'o', 7000), 0,
 		   "the client is asked to drop its mappings (blockable=false, needs_ack)");
 	tap_is_int(ctx_wait(&c, 'n', 3000), 0,
 		   "the reaper's retry after the ack is not refused (blockable=false, no ack asked)");
-	snprintf(needle, sizeof(needle), "oom_reaper: reaped process %d", (int)v);
-	for (int i = 0; i < 50 && !reaped; i++) {
-		reaped = klog_has(kfd, needle);
-		if (!reaped)
-			fd_wait_readable(kfd, 100); /* /dev/kmsg polls readable on new records */
-	}
-	tap_ok(reaped, "kernel log: \"%s\"", needle);
-	lseek(kfd, 0, SEEK_SET);
-	tap_ok(!klog_has(kfd, "unable to reap"), "no \"oom_reaper: unable to reap\"");
+	check_reaped(kfd, v);
 	tap_ok(atomic_load(&c.refused_asks) >= 1, "%d refused invalidation(s) reached the blocking client",
 	       atomic_load(&c.refused_asks));
 
