@@ -85,6 +85,10 @@ static void seed_write(struct seed *s, const char *target, const char *name)
 		e_;                                                                                          \
 	})
 
+/*
+ * Requests "from a client" to mmnd (fuzz-wire-rpc.c).  Over 80 lines on
+ * purpose: a flat list of seeds, one short block each, read top to bottom.
+ */
 static void wire_rpc_seeds(void)
 {
 	Mmn__V1__Hello hello = MMN__V1__HELLO__INIT, bad = MMN__V1__HELLO__INIT;
@@ -225,7 +229,10 @@ static void wire_rpc_seeds(void)
 	seed_write(&s, "wire-rpc", "empty-and-garbage");
 }
 
-/* Packets "from mmnd" to a client with sub 7 live (fuzz-client-recv.c). */
+/*
+ * Packets "from mmnd" to a client with sub 7 live (fuzz-client-recv.c).
+ * Over 80 lines on purpose: a flat list of seeds, one short block each.
+ */
 static void client_recv_seeds(void)
 {
 	Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;
@@ -497,6 +504,7 @@ static void d_u64(struct dseed *d, uint64_t v)
 	d_put(d, &v, 8);
 }
 
+/* D-Bus calls to mmnd (fuzz-dbus.c); over 80 lines on purpose: a flat list of seeds. */
 static void dbus_seeds(void)
 {
 	struct dseed d;

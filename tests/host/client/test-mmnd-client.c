@@ -159,6 +159,11 @@ static void dispatch_until_inval(struct mmn_client *c, const struct rec *rec, un
 	}
 }
 
+/*
+ * Over 80 lines on purpose: one story told in order (subscribe, events, a
+ * second client, mmnd killed and restarted, RESYNC, events again), each step
+ * asserting on the state the previous ones left in rec, c, s and the buffers.
+ */
 int main(int argc, char **argv)
 {
 	struct rec rec = {0};

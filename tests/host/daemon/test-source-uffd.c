@@ -345,6 +345,12 @@ static void test_other_process(void)
 	close(sv[0]);
 }
 
+/*
+ * Over 80 lines on purpose: one source instance driven through its whole
+ * life in order (caps, refusals, ksubs, each kind of event, fork, EMFILE,
+ * detach, destroy), each step asserting on the ksubs and records the
+ * previous ones left; the cross-process steps are functions above.
+ */
 int main(void)
 {
 	struct source_target self = {.pid = getpid(), .uffd = -1};
