@@ -396,6 +396,22 @@ static void reap_all(pid_t *pids, int n)
 	}
 }
 
+/* Forks @n client processes; each closes the listening socket and reports on @rep_w. */
+static void spawn_clients(pid_t *pids, int n, bool blocking, int lfd, int rep_r, int rep_w)
+{
+	fflush(stdout);
+	for (int i = 0; i < n; i++) {
+		pids[i] = fork();
+		if (pids[i] < 0)
+			die("fork", errno);
+		if (pids[i] == 0) {
+			close(lfd);
+			close(rep_r);
+			client_main(getppid(), blocking, rep_w);
+		}
+	}
+}
+
 /*
  * One scenario: @n client processes, blocking (@rounds round trips, the
  * samples in @ns) or non-blocking (@total events; the time in *@elapsed_ns).
@@ -415,17 +431,7 @@ static int scenario(int n, bool blocking, int rounds, uint64_t *ns, uint64_t tot
 		die("listen", errno);
 	if (pipe2(rep, O_CLOEXEC) < 0)
 		die("pipe", errno);
-	fflush(stdout);
-	for (int i = 0; i < n; i++) {
-		pids[i] = fork();
-		if (pids[i] < 0)
-			die("fork", errno);
-		if (pids[i] == 0) {
-			close(lfd);
-			close(rep[0]);
-			client_main(getppid(), blocking, rep[1]);
-		}
-	}
+	spawn_clients(pids, n, blocking, lfd, rep[0], rep[1]);
 	close(rep[1]);
 
 	bn.nclients = n;

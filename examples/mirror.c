@@ -592,12 +592,76 @@ static void print_report(uint64_t caps, int64_t elapsed_ms)
 	}
 }
 
+/* The range to mirror: our own new mapping, or one of --pid's; sets *@base, *@npages. */
+static int setup_arena(size_t ps, uint64_t *base, unsigned *npages)
+{
+	int r;
+
+	if (!opt.pid) {
+		void *a = mmap(NULL, opt.pages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+			       0);
+
+		if (a == MAP_FAILED) {
+			perror("mmap");
+			return -1;
+		}
+		memset(a, 1, opt.pages * ps);
+		opt.start = (uintptr_t)a;
+		opt.len = opt.pages * ps;
+	} else if (!opt.len && pick_range(opt.pid) < 0) {
+		fprintf(stderr, "No private writable mapping found in pid %d\n", (int)opt.pid);
+		return -1;
+	}
+	*base = opt.start & ~(uint64_t)(ps - 1);
+	*npages = (unsigned)((opt.start + opt.len - *base + ps - 1) / ps);
+	r = shared_create(*base, *npages, ps);
+	if (r < 0) {
+		fprintf(stderr, "Failed to set up the device table: %s\n", strerror(-r));
+		return -1;
+	}
+	return 0;
+}
+
+/* --workload-only: print the arena, run the workload for --duration, report. */
+static int workload_only(uint64_t base, unsigned npages, size_t ps)
+{
+	pthread_t w;
+
+	printf("arena %" PRIx64 ":%" PRIx64 "\n", base, (uint64_t)npages * ps);
+	fflush(stdout);
+	pthread_create(&w, NULL, workload_main, NULL);
+	for (int64_t end = now_ms() + opt.duration * 1000LL; now_ms() < end;)
+		sleep(1);
+	sh->stop = 1;
+	pthread_join(w, NULL);
+	printf("workload: ops=%lu migrated=%lu compactions=%lu\n", sh->st.ops, sh->st.migrated,
+	       sh->st.compactions);
+	return 0;
+}
+
+/* The watched process's /proc/PID/pagemap, for --check; 0 or -1. */
+static int open_pagemap(void)
+{
+	char path[64];
+
+	pagemap_pid = opt.pid ? opt.pid : getpid();
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pagemap_pid);
+	pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (pagemap_fd < 0) {
+		fprintf(stderr, "Failed to open %s: %m\n", path);
+		return -1;
+	}
+	if (geteuid() != 0)
+		fprintf(stderr,
+			"warning: not root, pagemap hides frame numbers: --check sees presence only\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct mmn_sub_opts so = {.size = sizeof(so), .flags = MMN_SUB_BLOCKING};
 	pthread_t driver, workload, migrator;
 	struct mmn_client *c;
-	char path[64];
 	uint64_t base, caps;
 	int64_t started, elapsed;
 	unsigned npages;
@@ -608,53 +672,12 @@ int main(int argc, char **argv)
 		return 1;
 	ps = (size_t)sysconf(_SC_PAGESIZE);
 	two_nodes = access("/sys/devices/system/node/node1", F_OK) == 0;
-	if (!opt.pid) {
-		void *a = mmap(NULL, opt.pages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-			       0);
-
-		if (a == MAP_FAILED) {
-			perror("mmap");
-			return 1;
-		}
-		memset(a, 1, opt.pages * ps);
-		opt.start = (uintptr_t)a;
-		opt.len = opt.pages * ps;
-	} else if (!opt.len && pick_range(opt.pid) < 0) {
-		fprintf(stderr, "No private writable mapping found in pid %d\n", (int)opt.pid);
+	if (setup_arena(ps, &base, &npages) < 0)
 		return 1;
-	}
-	base = opt.start & ~(uint64_t)(ps - 1);
-	npages = (unsigned)((opt.start + opt.len - base + ps - 1) / ps);
-	r = shared_create(base, npages, ps);
-	if (r < 0) {
-		fprintf(stderr, "Failed to set up the device table: %s\n", strerror(-r));
+	if (opt.workload_only)
+		return workload_only(base, npages, ps);
+	if (open_pagemap() < 0)
 		return 1;
-	}
-	if (opt.workload_only) {
-		pthread_t w;
-
-		printf("arena %" PRIx64 ":%" PRIx64 "\n", base, (uint64_t)npages * ps);
-		fflush(stdout);
-		pthread_create(&w, NULL, workload_main, NULL);
-		for (int64_t end = now_ms() + opt.duration * 1000LL; now_ms() < end;)
-			sleep(1);
-		sh->stop = 1;
-		pthread_join(w, NULL);
-		printf("workload: ops=%lu migrated=%lu compactions=%lu\n", sh->st.ops, sh->st.migrated,
-		       sh->st.compactions);
-		return 0;
-	}
-
-	pagemap_pid = opt.pid ? opt.pid : getpid();
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pagemap_pid);
-	pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (pagemap_fd < 0) {
-		fprintf(stderr, "Failed to open %s: %m\n", path);
-		return 1;
-	}
-	if (geteuid() != 0)
-		fprintf(stderr,
-			"warning: not root, pagemap hides frame numbers: --check sees presence only\n");
 
 	r = mmn_connect(opt.socket, &c);
 	if (r < 0) {

@@ -151,37 +151,29 @@ static bool expect(const char *base, uint64_t a, uint64_t b, uint64_t events_ok,
 	return false;
 }
 
-int main(int argc, char **argv)
+/* --blocking, --socket, --timeout-ms; -1 after --help (exit 0) or a bad option (exit 1). */
+static int parse_args(int argc, char **argv, uint32_t *flags, const char **socket_path, int *timeout_ms)
 {
 	static const struct option longopts[] = {
 		{"blocking", no_argument, NULL, 'b'},	  {"nonblocking", no_argument, NULL, 'n'},
 		{"socket", required_argument, NULL, 's'}, {"timeout-ms", required_argument, NULL, 't'},
 		{"help", no_argument, NULL, 'h'},	  {0},
 	};
-	uint32_t flags = MMN_SUB_NONBLOCKING;
-	const char *socket_path = NULL;
-	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
-	int timeout_ms = 5000, opt, r, failed = 0;
-	struct mmn_client *c;
-	struct mmn_sub *s;
-	struct mmn_sub_opts o = {.size = sizeof(o)};
-	uint64_t caps, ok_remove, ok_remap;
-	char *buf, *dst;
-	unsigned from;
+	int opt;
 
 	while ((opt = getopt_long(argc, argv, "bns:t:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'b':
-			flags = MMN_SUB_BLOCKING;
+			*flags = MMN_SUB_BLOCKING;
 			break;
 		case 'n':
-			flags = MMN_SUB_NONBLOCKING;
+			*flags = MMN_SUB_NONBLOCKING;
 			break;
 		case 's':
-			socket_path = optarg;
+			*socket_path = optarg;
 			break;
 		case 't':
-			timeout_ms = atoi(optarg);
+			*timeout_ms = atoi(optarg);
 			break;
 		default:
 			fprintf(stderr,
@@ -190,6 +182,66 @@ int main(int argc, char **argv)
 			return opt == 'h' ? 0 : 1;
 		}
 	}
+	return -1;
+}
+
+/* Three changes to @buf, each checked against the events it must cause; how many went missing. */
+static int three_changes(char *buf, char *dst, size_t ps, int timeout_ms)
+{
+	uint64_t ok_remove, ok_remap;
+	int failed = 0;
+	unsigned from;
+
+	from = __atomic_load_n(&nevents, __ATOMIC_ACQUIRE);
+	printf("munmap(buf + 8 pages, 4 pages)\n");
+	fflush(stdout);
+	munmap(buf + 8 * ps, 4 * ps);
+	if (!expect(buf, (uintptr_t)buf + 8 * ps, (uintptr_t)buf + 12 * ps, 1ull << MMN_EVENT_UNMAP, from,
+		    timeout_ms)) {
+		printf("  MISSING: UNMAP of exactly [+0x%zx, +0x%zx)\n", 8 * ps, 12 * ps);
+		failed++;
+	}
+
+	from = __atomic_load_n(&nevents, __ATOMIC_ACQUIRE);
+	ok_remove = 1ull << MMN_EVENT_REMOVE | 1ull << MMN_EVENT_CLEAR | 1ull << MMN_EVENT_UNMAP;
+	printf("madvise(buf + 16 pages, 4 pages, MADV_DONTNEED)\n");
+	fflush(stdout);
+	madvise(buf + 16 * ps, 4 * ps, MADV_DONTNEED);
+	if (!expect(buf, (uintptr_t)buf + 16 * ps, (uintptr_t)buf + 20 * ps, ok_remove, from, timeout_ms)) {
+		printf("  MISSING: REMOVE/CLEAR of exactly [+0x%zx, +0x%zx)\n", 16 * ps, 20 * ps);
+		failed++;
+	}
+
+	from = __atomic_load_n(&nevents, __ATOMIC_ACQUIRE);
+	ok_remap = 1ull << MMN_EVENT_REMAP | 1ull << MMN_EVENT_UNMAP;
+	printf("mremap(buf + 32 pages, 8 pages -> elsewhere)\n");
+	fflush(stdout);
+	if (mremap(buf + 32 * ps, 8 * ps, 8 * ps, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == MAP_FAILED) {
+		perror("mremap");
+		failed++;
+	} else if (!expect(buf, (uintptr_t)buf + 32 * ps, (uintptr_t)buf + 40 * ps, ok_remap, from,
+			   timeout_ms)) {
+		printf("  MISSING: REMAP/UNMAP of exactly [+0x%zx, +0x%zx)\n", 32 * ps, 40 * ps);
+		failed++;
+	}
+	return failed;
+}
+
+int main(int argc, char **argv)
+{
+	uint32_t flags = MMN_SUB_NONBLOCKING;
+	const char *socket_path = NULL;
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	int timeout_ms = 5000, r, failed;
+	struct mmn_client *c;
+	struct mmn_sub *s;
+	struct mmn_sub_opts o = {.size = sizeof(o)};
+	uint64_t caps;
+	char *buf, *dst;
+
+	r = parse_args(argc, argv, &flags, &socket_path, &timeout_ms);
+	if (r >= 0)
+		return r;
 	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	r = mmn_connect(socket_path, &c);
 	if (r < 0) {
@@ -229,38 +281,7 @@ int main(int argc, char **argv)
 	       (int)getpid());
 	fflush(stdout);
 
-	from = __atomic_load_n(&nevents, __ATOMIC_ACQUIRE);
-	printf("munmap(buf + 8 pages, 4 pages)\n");
-	fflush(stdout);
-	munmap(buf + 8 * ps, 4 * ps);
-	if (!expect(buf, (uintptr_t)buf + 8 * ps, (uintptr_t)buf + 12 * ps, 1ull << MMN_EVENT_UNMAP, from,
-		    timeout_ms)) {
-		printf("  MISSING: UNMAP of exactly [+0x%zx, +0x%zx)\n", 8 * ps, 12 * ps);
-		failed++;
-	}
-
-	from = __atomic_load_n(&nevents, __ATOMIC_ACQUIRE);
-	ok_remove = 1ull << MMN_EVENT_REMOVE | 1ull << MMN_EVENT_CLEAR | 1ull << MMN_EVENT_UNMAP;
-	printf("madvise(buf + 16 pages, 4 pages, MADV_DONTNEED)\n");
-	fflush(stdout);
-	madvise(buf + 16 * ps, 4 * ps, MADV_DONTNEED);
-	if (!expect(buf, (uintptr_t)buf + 16 * ps, (uintptr_t)buf + 20 * ps, ok_remove, from, timeout_ms)) {
-		printf("  MISSING: REMOVE/CLEAR of exactly [+0x%zx, +0x%zx)\n", 16 * ps, 20 * ps);
-		failed++;
-	}
-
-	from = __atomic_load_n(&nevents, __ATOMIC_ACQUIRE);
-	ok_remap = 1ull << MMN_EVENT_REMAP | 1ull << MMN_EVENT_UNMAP;
-	printf("mremap(buf + 32 pages, 8 pages -> elsewhere)\n");
-	fflush(stdout);
-	if (mremap(buf + 32 * ps, 8 * ps, 8 * ps, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == MAP_FAILED) {
-		perror("mremap");
-		failed++;
-	} else if (!expect(buf, (uintptr_t)buf + 32 * ps, (uintptr_t)buf + 40 * ps, ok_remap, from,
-			   timeout_ms)) {
-		printf("  MISSING: REMAP/UNMAP of exactly [+0x%zx, +0x%zx)\n", 32 * ps, 40 * ps);
-		failed++;
-	}
+	failed = three_changes(buf, dst, ps, timeout_ms);
 
 	r = mmn_unsubscribe(s);
 	if (r < 0)

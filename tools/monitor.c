@@ -15,91 +15,113 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
-static void monitor_print(sd_bus_message *m)
+/* The arguments of one of mmnd's signals (zero where the signal has none). */
+struct signal_args {
+	uint64_t id, start, end, latency, suppressed;
+	uint32_t pid, uid, event, clients;
+	const char *s;
+	int blockable;
+};
+
+/* Reads @m's arguments by its member; false for a signal monitor does not show. */
+static bool monitor_read(sd_bus_message *m, const char *member, struct signal_args *a)
 {
-	const char *member = sd_bus_message_get_member(m);
-	uint64_t id = 0, start = 0, end = 0, latency = 0, suppressed = 0;
-	uint32_t pid = 0, uid = 0, event = 0, clients = 0;
-	const char *s = "";
-	int blockable = 0;
+	*a = (struct signal_args){.s = ""};
+	if (strcmp(member, "ClientConnected") == 0)
+		(void)sd_bus_message_read(m, "tuus", &a->id, &a->pid, &a->uid, &a->s);
+	else if (strcmp(member, "ClientDisconnected") == 0)
+		(void)sd_bus_message_read(m, "t", &a->id);
+	else if (strcmp(member, "ClientEvicted") == 0)
+		(void)sd_bus_message_read(m, "ts", &a->id, &a->s);
+	else if (strcmp(member, "SourceChanged") == 0)
+		(void)sd_bus_message_read(m, "s", &a->s);
+	else if (strcmp(member, "InvalidationSampled") == 0)
+		(void)sd_bus_message_read(m, "uttubutt", &a->pid, &a->start, &a->end, &a->event, &a->blockable,
+					  &a->clients, &a->latency, &a->suppressed);
+	else
+		return false;
+	return true;
+}
+
+/* One compact document per line (JSON Lines), whatever --json says. */
+static void monitor_json(const char *member, const struct signal_args *a)
+{
 	struct json j;
 
-	if (strcmp(member, "ClientConnected") == 0)
-		(void)sd_bus_message_read(m, "tuus", &id, &pid, &uid, &s);
-	else if (strcmp(member, "ClientDisconnected") == 0)
-		(void)sd_bus_message_read(m, "t", &id);
-	else if (strcmp(member, "ClientEvicted") == 0)
-		(void)sd_bus_message_read(m, "ts", &id, &s);
-	else if (strcmp(member, "SourceChanged") == 0)
-		(void)sd_bus_message_read(m, "s", &s);
-	else if (strcmp(member, "InvalidationSampled") == 0)
-		(void)sd_bus_message_read(m, "uttubutt", &pid, &start, &end, &event, &blockable, &clients,
-					  &latency, &suppressed);
-	else
-		return;
-
-	if (arg_json != JSON_OFF) {
-		/* One compact document per line (JSON Lines), whatever --json says. */
-		json_init(&j, stdout, false);
-		json_begin_object(&j);
-		json_key(&j, "signal");
-		json_string(&j, member);
-		if (strcmp(member, "SourceChanged") == 0) {
-			json_key(&j, "source");
-			json_string(&j, s);
-		} else if (strcmp(member, "InvalidationSampled") == 0) {
+	json_init(&j, stdout, false);
+	json_begin_object(&j);
+	json_key(&j, "signal");
+	json_string(&j, member);
+	if (strcmp(member, "SourceChanged") == 0) {
+		json_key(&j, "source");
+		json_string(&j, a->s);
+	} else if (strcmp(member, "InvalidationSampled") == 0) {
+		json_key(&j, "pid");
+		json_u64(&j, a->pid);
+		json_key(&j, "start");
+		json_u64(&j, a->start);
+		json_key(&j, "end");
+		json_u64(&j, a->end);
+		json_key(&j, "event");
+		json_u64(&j, a->event);
+		json_key(&j, "blockable");
+		json_bool(&j, a->blockable);
+		json_key(&j, "clients");
+		json_u64(&j, a->clients);
+		json_key(&j, "latency_usec");
+		json_u64(&j, a->latency);
+		json_key(&j, "suppressed");
+		json_u64(&j, a->suppressed);
+	} else {
+		json_key(&j, "client_id");
+		json_u64(&j, a->id);
+		if (strcmp(member, "ClientConnected") == 0) {
 			json_key(&j, "pid");
-			json_u64(&j, pid);
-			json_key(&j, "start");
-			json_u64(&j, start);
-			json_key(&j, "end");
-			json_u64(&j, end);
-			json_key(&j, "event");
-			json_u64(&j, event);
-			json_key(&j, "blockable");
-			json_bool(&j, blockable);
-			json_key(&j, "clients");
-			json_u64(&j, clients);
-			json_key(&j, "latency_usec");
-			json_u64(&j, latency);
-			json_key(&j, "suppressed");
-			json_u64(&j, suppressed);
-		} else {
-			json_key(&j, "client_id");
-			json_u64(&j, id);
-			if (strcmp(member, "ClientConnected") == 0) {
-				json_key(&j, "pid");
-				json_u64(&j, pid);
-				json_key(&j, "uid");
-				json_u64(&j, uid);
-				json_key(&j, "name");
-				json_string(&j, s);
-			} else if (strcmp(member, "ClientEvicted") == 0) {
-				json_key(&j, "reason");
-				json_string(&j, s);
-			}
+			json_u64(&j, a->pid);
+			json_key(&j, "uid");
+			json_u64(&j, a->uid);
+			json_key(&j, "name");
+			json_string(&j, a->s);
+		} else if (strcmp(member, "ClientEvicted") == 0) {
+			json_key(&j, "reason");
+			json_string(&j, a->s);
 		}
-		json_end_object(&j);
-		json_finish(&j);
-		return;
 	}
+	json_end_object(&j);
+	json_finish(&j);
+}
 
+static void monitor_text(const char *member, const struct signal_args *a)
+{
 	if (strcmp(member, "ClientConnected") == 0)
-		printf("client %" PRIu64 " connected: pid %" PRIu32 " uid %" PRIu32 " \"%s\"\n", id, pid, uid,
-		       s);
+		printf("client %" PRIu64 " connected: pid %" PRIu32 " uid %" PRIu32 " \"%s\"\n", a->id, a->pid,
+		       a->uid, a->s);
 	else if (strcmp(member, "ClientDisconnected") == 0)
-		printf("client %" PRIu64 " disconnected\n", id);
+		printf("client %" PRIu64 " disconnected\n", a->id);
 	else if (strcmp(member, "ClientEvicted") == 0)
-		printf("client %" PRIu64 " evicted: %s\n", id, s);
+		printf("client %" PRIu64 " evicted: %s\n", a->id, a->s);
 	else if (strcmp(member, "SourceChanged") == 0)
-		printf("source changed: %s\n", s);
+		printf("source changed: %s\n", a->s);
 	else
 		printf("invalidation pid %" PRIu32 " 0x%" PRIx64 "-0x%" PRIx64 " %s%s, %" PRIu32
 		       " client%s, %" PRIu64 " us%s\n",
-		       pid, start, end, event < n_event_names ? event_names[event] : "?",
-		       blockable ? " blockable" : "", clients, clients == 1 ? "" : "s", latency,
-		       suppressed ? " (earlier samples suppressed)" : "");
+		       a->pid, a->start, a->end, a->event < n_event_names ? event_names[a->event] : "?",
+		       a->blockable ? " blockable" : "", a->clients, a->clients == 1 ? "" : "s", a->latency,
+		       a->suppressed ? " (earlier samples suppressed)" : "");
 	fflush(stdout);
+}
+
+static void monitor_print(sd_bus_message *m)
+{
+	const char *member = sd_bus_message_get_member(m);
+	struct signal_args a;
+
+	if (!monitor_read(m, member, &a))
+		return;
+	if (arg_json != JSON_OFF)
+		monitor_json(member, &a);
+	else
+		monitor_text(member, &a);
 }
 
 int verb_monitor(sd_bus *bus, int argc, char **argv)

@@ -63,6 +63,38 @@ int fd_read_deadline(int fd, void *buf, size_t len, uint64_t deadline_ms)
 	return 0;
 }
 
+int fd_wait_byte(int fd, char want, int ms)
+{
+	uint64_t end = mono_ms() + (uint64_t)ms;
+
+	for (;;) {
+		uint64_t now = mono_ms();
+		char x;
+
+		if (now >= end || !fd_wait_readable(fd, (int)(end - now) + 1))
+			return -ETIMEDOUT;
+		while (read(fd, &x, 1) == 1)
+			if (x == want)
+				return 0;
+	}
+}
+
+int fd_read_full(int fd, void *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, (char *)buf + got, len - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
 int fd_write_all(int fd, const void *buf, size_t len)
 {
 	size_t done = 0;

@@ -25,6 +25,15 @@ bool fd_wait_readable(int fd, int ms);
  */
 int fd_read_deadline(int fd, void *buf, size_t len, uint64_t deadline_ms);
 
+/*
+ * Reads bytes from @fd (O_NONBLOCK) until one is @want, skipping others, for
+ * at most @ms: 0 when it came, -ETIMEDOUT when not.
+ */
+int fd_wait_byte(int fd, char want, int ms);
+
+/* Reads exactly @len bytes, blocking (EINTR-safe); 0, or -1 on EOF or an error. */
+int fd_read_full(int fd, void *buf, size_t len);
+
 /* Writes all of @buf (EINTR-safe); 0 or -errno. */
 int fd_write_all(int fd, const void *buf, size_t len);
 

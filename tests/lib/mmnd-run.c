@@ -39,16 +39,25 @@ static bool has_opt(const char *const *args, const char *prefix)
 /* In the child: fd 3 is the ready pipe, stdout goes to stderr. */
 static void exec_mmnd(const struct mmnd_run *m, const char *const *extra, int ready)
 {
-	const char *argv[MAX_ARGS + 8];
+	const char *argv[2 * MAX_ARGS + 8];
 	char sockopt[160];
 	int i = 0;
 
+	if (m->log) {
+		int lfd = open(m->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+		if (lfd < 0 || dup2(lfd, 2) < 0)
+			_exit(127);
+	}
 	if (dup2(ready, 3) < 0 || dup2(2, 1) < 0)
 		_exit(127);
 	snprintf(sockopt, sizeof(sockopt), "--socket=%s", m->sock);
+	for (int k = 0; m->wrapper && m->wrapper[k] && k < MAX_ARGS; k++)
+		argv[i++] = m->wrapper[k];
 	argv[i++] = m->exe;
 	argv[i++] = sockopt;
-	argv[i++] = "--bus=none";
+	if (!has_opt(extra, "--bus"))
+		argv[i++] = "--bus=none";
 	argv[i++] = "--ready-fd=3";
 	argv[i++] = "--foreground";
 	if (!has_opt(extra, "--source"))
@@ -58,7 +67,7 @@ static void exec_mmnd(const struct mmnd_run *m, const char *const *extra, int re
 	for (int k = 0; extra && extra[k] && k < MAX_ARGS; k++)
 		argv[i++] = extra[k];
 	argv[i] = NULL;
-	execv(m->exe, (char *const *)argv);
+	execv(argv[0], (char *const *)argv);
 	_exit(127);
 }
 

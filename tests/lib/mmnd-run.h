@@ -10,9 +10,12 @@
  *   mmnd_run_start(&m, extra_args, 20000);   again, same socket path
  *   mmnd_run_fini(&m);                       stops it if running, removes the dir
  *
- * mmnd always gets --socket=<m.sock> --bus=none --ready-fd=3 --foreground
- * and, unless @extra_args names them, --source=uffd --log-level=warning.
- * Its stdout goes to stderr so that a TAP stream on stdout stays clean.
+ * mmnd always gets --socket=<m.sock> --ready-fd=3 --foreground and, unless
+ * @extra_args names them, --bus=none --source=uffd --log-level=warning.
+ * Its stdout goes to stderr so that a TAP stream on stdout stays clean, or
+ * both to m.log when set.  Set m.wrapper to run mmnd under another program
+ * (valgrind).  mmnd_run_init() is optional: a caller with its own socket
+ * path sets m.exe and m.sock itself.
  * Single-threaded use: one struct per daemon, owned by the caller.
  */
 #ifndef MMN_TESTS_MMND_RUN_H
@@ -28,6 +31,9 @@
 
 struct mmnd_run {
 	const char *exe; /* the mmnd binary */
+	/* argv run in front of mmnd (e.g. valgrind and its options), NULL-terminated; or NULL */
+	const char *const *wrapper;
+	const char *log; /* file for mmnd's stdout and stderr, or NULL: the test's stderr */
 	pid_t pid;	 /* running daemon, or 0 */
 	char dir[64];	 /* private temp dir holding the socket */
 	char sock[128];	 /* dir/mmnd.sock */

@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-or-later
-# Issue 5 acceptance, inside the QEMU guest with mmn.ko loaded and two NUMA
+# The end-to-end check of libmmn with the module, inside the QEMU guest with mmn.ko loaded and two NUMA
 # nodes (run-guest --numa --module mmn.ko): examples/mirror --check keeps
 # verifying that no entry of its "device page table" is stale while a
 # workload does random mmap/munmap/madvise/mremap/mprotect/writes and its
@@ -25,6 +25,7 @@
 #
 #   test-mirror-guest.sh MMND MIRROR [DURATION_S]
 set -u
+. "$(dirname "$0")/../../lib/mmnd-run.sh"
 mmnd=$1 mirror=$2 duration=${3:-30}
 # Lower bounds for "something happened" in one run (measured under TCG:
 # thousands of each in 12 s; see tests/guest/client/meson.build).
@@ -117,11 +118,7 @@ judge() {
 }
 
 # --- mmnd with the kmod source; readiness through a FIFO, never a sleep ---
-mkfifo "$tmp/ready" || bail "mkfifo failed"
-"$mmnd" --source=kmod --bus=none --socket="$tmp/mmnd.sock" --ready-fd=3 3>"$tmp/ready" 2>"$tmp/mmnd.log" &
-mmnd_pid=$!
-# The read returns at READY=1, or at EOF if mmnd exits first; -t bounds a hang.
-if read -r -t 60 ready <"$tmp/ready" && [ "$ready" = READY=1 ]; then
+if mmnd_run_start "$tmp" 60 "$mmnd" --source=kmod; then
 	ok "mmnd --source=kmod is ready"
 else
 	not_ok "mmnd --source=kmod is ready"

@@ -52,18 +52,14 @@
 
 #include <mmn/mmn.h>
 
+#include "child.h"
+#include "knob.h"
+#include "mmnd-run.h"
 #include "tap.h"
+#include "target.h"
 
 #define PAGES 16
 #define MS 1000000ull
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* <linux/mmn.h> and <mmn/mmn.h> both name enum mmn_event: ask sysfs instead. */
 static int module_loaded(void)
@@ -75,68 +71,20 @@ static int module_loaded(void)
 static int kt_param(const char *name, const char *val)
 {
 	char path[128];
-	int fd, r = 0;
 
 	snprintf(path, sizeof(path), "/sys/module/mmn/parameters/%s", name);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, val, strlen(val)) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
-
-/* Wait until @fd is readable, at most @ms; 1 readable, 0 timeout. */
-static int wait_readable(int fd, int ms)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	int r;
-
-	do
-		r = poll(&p, 1, ms);
-	while (r < 0 && errno == EINTR);
-	return r > 0;
-}
-
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = read(fd, (char *)buf + got, len - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		got += (size_t)n;
-	}
-	return 0;
+	return knob_write(path, val);
 }
 
 /* ---- the target process ---------------------------------------------------- */
 
-struct target {
-	pid_t pid;
-	int cmd;  /* write: 'u' = munmap now */
-	int rep;  /* read: the address, then {t_before, t_after} of munmap */
-	uint64_t addr, len;
-};
-
-static void target_main(int cmd, int rep)
+/* On 'u': munmap the whole range, report {t_before, t_after}. */
+static void target_main(int cmd, int rep, char *p, size_t len)
 {
-	size_t len = PAGES * (size_t)sysconf(_SC_PAGESIZE);
-	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	uint64_t a = (uint64_t)(uintptr_t)p, t[2];
+	uint64_t t[2];
 	char c;
 
-	if (p == MAP_FAILED)
-		_exit(2);
-	memset(p, 0x5a, len);
-	if (write(rep, &a, sizeof(a)) != sizeof(a))
-		_exit(3);
-	if (read_full(cmd, &c, 1) < 0 || c != 'u')
+	if (fd_read_full(cmd, &c, 1) < 0 || c != 'u')
 		_exit(0);
 	t[0] = mono_ns();
 	munmap(p, len);
@@ -148,31 +96,6 @@ static void target_main(int cmd, int rep)
 	_exit(0);
 }
 
-static int target_spawn(struct target *t)
-{
-	int cmd[2], rep[2];
-
-	if (pipe2(cmd, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0)
-		return -errno;
-	fflush(stdout);
-	t->pid = fork();
-	if (t->pid < 0)
-		return -errno;
-	if (t->pid == 0) {
-		close(cmd[1]);
-		close(rep[0]);
-		target_main(cmd[0], rep[1]);
-	}
-	close(cmd[0]);
-	close(rep[1]);
-	t->cmd = cmd[1];
-	t->rep = rep[0];
-	t->len = PAGES * (uint64_t)sysconf(_SC_PAGESIZE);
-	if (!wait_readable(t->rep, 5000) || read_full(t->rep, &t->addr, sizeof(t->addr)) < 0)
-		return -EIO;
-	return 0;
-}
-
 static void target_munmap(struct target *t)
 {
 	if (write(t->cmd, "u", 1) != 1)
@@ -182,19 +105,9 @@ static void target_munmap(struct target *t)
 /* Read the target's munmap timestamps, waiting at most @ms. */
 static int target_times(struct target *t, int ms, uint64_t times[2])
 {
-	if (!wait_readable(t->rep, ms))
+	if (!fd_wait_readable(t->rep, ms))
 		return -ETIMEDOUT;
-	return read_full(t->rep, times, 2 * sizeof(uint64_t)) < 0 ? -EIO : 0;
-}
-
-static void target_end(struct target *t)
-{
-	int st;
-
-	close(t->cmd);
-	close(t->rep);
-	kill(t->pid, SIGKILL);
-	waitpid(t->pid, &st, 0);
+	return fd_read_full(t->rep, times, 2 * sizeof(uint64_t)) < 0 ? -EIO : 0;
 }
 
 /* ---- the client's callbacks --------------------------------------------------- */
@@ -225,7 +138,7 @@ static int on_invalidate(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 	if (c->hold_callback) {
 		char x;
 
-		if (wait_readable(c->hold[0], 10000))
+		if (fd_wait_readable(c->hold[0], 10000))
 			(void)!read(c->hold[0], &x, 1);
 	}
 	return atomic_load(&c->ack_later) ? MMN_ACK_LATER : 0;
@@ -258,18 +171,7 @@ static void ctx_fini(struct ctx *c)
 /* Wait for callback byte @want, skipping others; 0 or -ETIMEDOUT. */
 static int ctx_wait(struct ctx *c, char want, int ms)
 {
-	uint64_t end = mono_ns() + (uint64_t)ms * MS;
-
-	for (;;) {
-		uint64_t now = mono_ns();
-		char x;
-
-		if (now >= end || !wait_readable(c->ev[0], (int)((end - now) / MS) + 1))
-			return -ETIMEDOUT;
-		while (read(c->ev[0], &x, 1) == 1)
-			if (x == want)
-				return 0;
-	}
+	return fd_wait_byte(c->ev[0], want, ms);
 }
 
 static struct mmn_sub *subscribe(struct mmn_client *cl, struct target *t, struct ctx *c, uint32_t flags,
@@ -303,7 +205,7 @@ static void test_blocking(struct mmn_client *cl)
 
 	ctx_init(&c);
 	atomic_store(&c.ack_later, true);
-	tap_require(target_spawn(&t) == 0);
+	tap_require(target_spawn(&t, PAGES * (uint64_t)sysconf(_SC_PAGESIZE), TARGET_FILL, target_main) == 0);
 	s = subscribe(cl, &t, &c, MMN_SUB_BLOCKING, 3000);
 	if (!s)
 		goto out;
@@ -312,12 +214,12 @@ static void test_blocking(struct mmn_client *cl)
 	tap_ok(c.first.event == MMN_EVENT_UNMAP && c.first.needs_ack && c.first.blockable,
 	       "blocking: UNMAP, blockable, needs an ack");
 	tap_ok(c.first.start == t.addr && c.first.end == t.addr + t.len, "blocking: the whole subscribed range");
-	tap_ok(!wait_readable(t.rep, 0), "blocking: munmap has not returned before the ack");
+	tap_ok(!fd_wait_readable(t.rep, 0), "blocking: munmap has not returned before the ack");
 
 	/* The behaviour under test: the client takes its time before acking. */
 	struct timespec d = { 0, (long)delay };
 	nanosleep(&d, NULL);
-	tap_ok(!wait_readable(t.rep, 0), "blocking: munmap still waits after %llu ms", (unsigned long long)(delay / MS));
+	tap_ok(!fd_wait_readable(t.rep, 0), "blocking: munmap still waits after %llu ms", (unsigned long long)(delay / MS));
 	t_ack = mono_ns();
 	tap_is_int(mmn_ack(s, atomic_load(&c.event_id)), 0, "blocking: ack sent");
 	tap_is_int(target_times(&t, 5000, times), 0, "blocking: munmap returned after the ack");
@@ -342,7 +244,7 @@ static void test_silent(struct mmn_client *cl)
 
 	ctx_init(&c);
 	atomic_store(&c.ack_later, true);
-	tap_require(target_spawn(&t) == 0);
+	tap_require(target_spawn(&t, PAGES * (uint64_t)sysconf(_SC_PAGESIZE), TARGET_FILL, target_main) == 0);
 	s = subscribe(cl, &t, &c, MMN_SUB_BLOCKING, (uint32_t)(deadline / MS));
 	if (!s)
 		goto out;
@@ -370,7 +272,7 @@ static void test_nonblocking(struct mmn_client *cl)
 
 	ctx_init(&c);
 	c.hold_callback = true;
-	tap_require(target_spawn(&t) == 0);
+	tap_require(target_spawn(&t, PAGES * (uint64_t)sysconf(_SC_PAGESIZE), TARGET_FILL, target_main) == 0);
 	s = subscribe(cl, &t, &c, MMN_SUB_NONBLOCKING, 0);
 	if (!s)
 		goto out;
@@ -403,13 +305,13 @@ static void test_daemon_death(struct mmn_client *cl, pid_t mmnd)
 
 	ctx_init(&c);
 	atomic_store(&c.ack_later, true);
-	tap_require(target_spawn(&t) == 0);
+	tap_require(target_spawn(&t, PAGES * (uint64_t)sysconf(_SC_PAGESIZE), TARGET_FILL, target_main) == 0);
 	s = subscribe(cl, &t, &c, MMN_SUB_BLOCKING, 1500);
 	if (!s)
 		goto out;
 	target_munmap(&t);
 	tap_is_int(ctx_wait(&c, 'i', 5000), 0, "daemon death: the invalidation reaches the client");
-	tap_ok(!wait_readable(t.rep, 0), "daemon death: munmap waits");
+	tap_ok(!fd_wait_readable(t.rep, 0), "daemon death: munmap waits");
 	t_kill = mono_ns();
 	kill(mmnd, SIGKILL);
 	waitpid(mmnd, &st, 0);
@@ -432,37 +334,12 @@ static pid_t start_mmnd(const char *mmnd, const char *sock)
 
 static pid_t start_mmnd_ms(const char *mmnd, const char *sock, const char *timeout, const char *cap)
 {
-	char sockarg[300];
-	int ready[2];
-	char buf[64] = { 0 };
-	pid_t pid;
+	const char *args[] = { "--source=kmod", timeout, cap, "--log-level=info", NULL };
+	struct mmnd_run m = { .exe = mmnd };
 
-	snprintf(sockarg, sizeof(sockarg), "--socket=%s", sock);
-	if (pipe(ready) < 0)
+	if (snprintf(m.sock, sizeof(m.sock), "%s", sock) >= (int)sizeof(m.sock))
 		return -1;
-	fflush(stdout);
-	pid = fork();
-	if (pid == 0) {
-		close(ready[0]);
-		if (dup2(ready[1], 3) < 0)
-			_exit(127);
-		dup2(2, 1); /* keep TAP on stdout clean */
-		execl(mmnd, mmnd, "--source=kmod", sockarg, "--bus=none", "--ready-fd=3", "--foreground",
-		      timeout, cap, "--log-level=info", (char *)NULL);
-		_exit(127);
-	}
-	close(ready[1]);
-	if (pid < 0 || !wait_readable(ready[0], 20000) || read(ready[0], buf, sizeof(buf) - 1) <= 0 ||
-	    !strstr(buf, "READY=1")) {
-		close(ready[0]);
-		if (pid > 0) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-		}
-		return -1;
-	}
-	close(ready[0]);
-	return pid;
+	return mmnd_run_start(&m, args, 20000) == 0 ? m.pid : -1;
 }
 
 /* ---- lost END: mmnd's queue congested between INVALIDATE and END ---------- */
@@ -475,16 +352,11 @@ static pid_t start_mmnd_ms(const char *mmnd, const char *sock, const char *timeo
  */
 #define FLOOD_PAGES 128
 
-static void flood_main(int cmd, int rep)
+static void flood_main(int cmd, int rep, char *p, size_t len)
 {
-	size_t len = FLOOD_PAGES * (size_t)sysconf(_SC_PAGESIZE);
-	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uint64_t a = (uint64_t)(uintptr_t)p;
 	char c;
 
-	if (p == MAP_FAILED || write(rep, &a, sizeof(a)) != sizeof(a))
-		_exit(2);
-	while (read_full(cmd, &c, 1) == 0 && c == 'f') {
+	while (fd_read_full(cmd, &c, 1) == 0 && c == 'f') {
 		for (int i = 0; i < 500; i++) {
 			if (mmap(p, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
 			    MAP_FAILED)
@@ -495,31 +367,6 @@ static void flood_main(int cmd, int rep)
 			_exit(4);
 	}
 	_exit(0);
-}
-
-static int flood_spawn(struct target *t)
-{
-	int cmd[2], rep[2];
-
-	if (pipe2(cmd, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0)
-		return -errno;
-	fflush(stdout);
-	t->pid = fork();
-	if (t->pid < 0)
-		return -errno;
-	if (t->pid == 0) {
-		close(cmd[1]);
-		close(rep[0]);
-		flood_main(cmd[0], rep[1]);
-	}
-	close(cmd[0]);
-	close(rep[1]);
-	t->cmd = cmd[1];
-	t->rep = rep[0];
-	t->len = FLOOD_PAGES * (uint64_t)sysconf(_SC_PAGESIZE);
-	if (!wait_readable(t->rep, 5000) || read_full(t->rep, &t->addr, sizeof(t->addr)) < 0)
-		return -EIO;
-	return 0;
 }
 
 /* Subscribe @cl to every other page of flood target @f; 0 or a negative error. */
@@ -620,7 +467,7 @@ static bool congest(struct target *f, pid_t mmnd, long long drops0, int ms)
 	char x;
 
 	while (mono_ns() < end) {
-		if (write(f->cmd, "f", 1) != 1 || !wait_readable(f->rep, 10000) || read(f->rep, &x, 1) != 1)
+		if (write(f->cmd, "f", 1) != 1 || !fd_wait_readable(f->rep, 10000) || read(f->rep, &x, 1) != 1)
 			return false;
 		rounds++;
 		if (nl_queue_of(mmnd, &rm, &dr) == 0 && dr > drops0)
@@ -653,8 +500,8 @@ static void test_lost_end(const char *mmnd_path, const char *sock)
 	ctx_init(&co);
 	ctx_init(&cf);
 	atomic_store(&cb.ack_later, true);
-	tap_require(target_spawn(&t) == 0);
-	tap_require(flood_spawn(&f) == 0);
+	tap_require(target_spawn(&t, PAGES * (uint64_t)sysconf(_SC_PAGESIZE), TARGET_FILL, target_main) == 0);
+	tap_require(target_spawn(&f, FLOOD_PAGES * (uint64_t)sysconf(_SC_PAGESIZE), 0, flood_main) == 0);
 	sb = subscribe(cl, &t, &cb, MMN_SUB_BLOCKING, 10000);
 	so = subscribe(cl, &t, &co, MMN_SUB_NONBLOCKING, 0);
 	tap_require(sb && so && flood_subscribe(cl, &f, &cf, sf) == 0);
@@ -663,7 +510,7 @@ static void test_lost_end(const char *mmnd_path, const char *sock)
 	kill(mmnd, SIGSTOP);
 	target_munmap(&t);
 	tap_ok(nl_wait(mmnd, rm0, dr0, 5000), "lost END: the INVALIDATE is queued for the stopped mmnd");
-	if (!congest(&f, mmnd, dr0, 8000) || wait_readable(t.rep, 0)) {
+	if (!congest(&f, mmnd, dr0, 8000) || fd_wait_readable(t.rep, 0)) {
 		kill(mmnd, SIGCONT);
 		printf("ok %d # SKIP lost END: the flood did not congest mmnd's queue while the kernel waited\n",
 		       ++tap_n);
@@ -679,7 +526,7 @@ static void test_lost_end(const char *mmnd_path, const char *sock)
 	rd.s = so;
 	tap_require(pipe2(rd.done, O_CLOEXEC) == 0);
 	tap_require(pthread_create(&th, NULL, read_begin_thread, &rd) == 0);
-	joined = wait_readable(rd.done[0], 15000);
+	joined = fd_wait_readable(rd.done[0], 15000);
 	tap_ok(joined, "lost END: the event ended well before mmnd's 60 s END timer");
 	if (joined)
 		pthread_join(th, NULL);

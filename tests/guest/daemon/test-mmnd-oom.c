@@ -35,6 +35,10 @@
 
 #include <mmn/mmn.h>
 
+#include "child.h"
+#include "klog.h"
+#include "knob.h"
+#include "mmnd-run.h"
 #include "tap.h"
 
 #define CG "/sys/fs/cgroup/mmn-mmnd-oom"
@@ -42,37 +46,6 @@
 #define MS 1000000ull
 
 static long page;
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int write_file(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = write(fd, s, strlen(s));
-	close(fd);
-	return n == (ssize_t)strlen(s) ? 0 : -EIO;
-}
-
-static int wait_readable(int fd, int ms)
-{
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-	int r;
-
-	do
-		r = poll(&p, 1, ms);
-	while (r < 0 && errno == EINTR);
-	return r > 0;
-}
 
 /* ---- the victim ------------------------------------------------------------ */
 
@@ -97,7 +70,7 @@ static void victim(int rfd, int wfd)
 	int mfd;
 
 	snprintf(buf, sizeof(buf), "%d", getpid());
-	if (write_file(CG "/cgroup.procs", buf))
+	if (knob_write(CG "/cgroup.procs", buf))
 		_exit(10);
 	a.r1 = (uint64_t)(uintptr_t)mmap(NULL, R1, PROT_READ | PROT_WRITE,
 					 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
@@ -165,105 +138,117 @@ static int on_r2(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 	return 0;
 }
 
-static bool klog_has(int fd, const char *needle)
-{
-	char buf[8192];
-	bool found = false;
-
-	for (;;) {
-		ssize_t r = read(fd, buf, sizeof(buf) - 1);
-
-		if (r < 0 && errno == EPIPE)
-			continue;
-		if (r <= 0)
-			break;
-		buf[r] = 0;
-		if (strstr(buf, needle))
-			found = true;
-	}
-	return found;
-}
-
 /* Wait for callback byte @want, at most @ms; 0 or -ETIMEDOUT. */
 static int ctx_wait(struct ctx *c, char want, int ms)
 {
-	uint64_t end = mono_ns() + (uint64_t)ms * MS;
-
-	for (;;) {
-		uint64_t now = mono_ns();
-		char x;
-
-		if (now >= end || !wait_readable(c->ev[0], (int)((end - now) / MS) + 1))
-			return -ETIMEDOUT;
-		while (read(c->ev[0], &x, 1) == 1)
-			if (x == want)
-				return 0;
-	}
+	return fd_wait_byte(c->ev[0], want, ms);
 }
 
 static pid_t start_mmnd(const char *mmnd, const char *sock)
 {
-	char sockarg[300], buf[64] = {0};
-	int ready[2];
-	pid_t pid;
+	/* The held blocker needs a long deadline: the reaper starts 2 s after the kill. */
+	const char *args[] = {"--source=kmod", "--ack-timeout-ms=1000", "--ack-cap-ms=8000",
+			      "--log-level=info", NULL};
+	struct mmnd_run m = {.exe = mmnd};
 
-	snprintf(sockarg, sizeof(sockarg), "--socket=%s", sock);
-	if (pipe(ready) < 0)
+	if (snprintf(m.sock, sizeof(m.sock), "%s", sock) >= (int)sizeof(m.sock))
 		return -1;
+	return mmnd_run_start(&m, args, 20000) == 0 ? m.pid : -1;
+}
+
+/* Root, the module and a memory cgroup CG capped at 48M without swap; else skips. */
+static void setup_cgroup(void)
+{
+	if (geteuid() != 0)
+		tap_skip_all("needs root (run in the guest: tests/guest/run-guest)");
+	if (access("/sys/module/mmn", F_OK))
+		tap_skip_all("mmn.ko is not loaded");
+	if (system("mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup") ||
+	    knob_write("/sys/fs/cgroup/cgroup.subtree_control", "+memory") ||
+	    (mkdir(CG, 0755) && errno != EEXIST))
+		tap_skip_all("no cgroup2 memory controller");
+	signal(SIGPIPE, SIG_IGN);
+	page = sysconf(_SC_PAGESIZE);
+	tap_require(knob_write(CG "/memory.max", "48M") == 0);
+	knob_write(CG "/memory.swap.max", "0");
+	tap_require(knob_write("/sys/module/mmn/parameters/max_ack_timeout_ms", "10000") == 0);
+}
+
+/* Forks the victim; @to and @from are the test's ends of its pipes, @a its addresses. */
+static pid_t spawn_victim(int *to, int *from, struct addrs *a)
+{
+	int t[2], f[2];
+	pid_t v;
+
+	tap_require(pipe(t) == 0 && pipe(f) == 0);
 	fflush(stdout);
-	pid = fork();
-	if (pid == 0) {
-		close(ready[0]);
-		if (dup2(ready[1], 3) < 0)
-			_exit(127);
-		dup2(2, 1); /* keep TAP on stdout clean */
-		/* The held blocker needs a long deadline: the reaper starts 2 s after the kill. */
-		execl(mmnd, mmnd, "--source=kmod", sockarg, "--bus=none", "--ready-fd=3", "--foreground",
-		      "--ack-timeout-ms=1000", "--ack-cap-ms=8000", "--log-level=info", (char *)NULL);
-		_exit(127);
+	v = fork();
+	if (v == 0) {
+		close(t[1]);
+		close(f[0]);
+		victim(t[0], f[1]);
 	}
-	close(ready[1]);
-	if (pid < 0 || !wait_readable(ready[0], 20000) || read(ready[0], buf, sizeof(buf) - 1) <= 0 ||
-	    !strstr(buf, "READY=1")) {
-		close(ready[0]);
-		if (pid > 0) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-		}
-		return -1;
+	tap_require(v > 0);
+	close(t[0]);
+	close(f[1]);
+	tap_require(read(f[0], a, sizeof(*a)) == sizeof(*a));
+	*to = t[1];
+	*from = f[0];
+	return v;
+}
+
+/* Blocking subscriptions on the victim's heap (@s1) and on its shared page (@s2). */
+static void subscribe_victim(struct mmn_client *cl, pid_t v, const struct addrs *a, struct ctx *c,
+			     struct mmn_sub **s1, struct mmn_sub **s2)
+{
+	struct mmn_sub_opts o1 = {.size = sizeof(o1),
+				  .flags = MMN_SUB_BLOCKING,
+				  .ack_timeout_ms = 5000,
+				  .invalidate = on_r1,
+				  .userdata = c};
+	struct mmn_sub_opts o2 = {.size = sizeof(o2),
+				  .flags = MMN_SUB_BLOCKING,
+				  .ack_timeout_ms = 8000,
+				  .invalidate = on_r2,
+				  .userdata = c};
+
+	tap_is_int(mmn_subscribe(cl, v, a->r1, R1, &o1, s1), 0, "blocking subscription on the victim's heap");
+	tap_is_int(mmn_subscribe(cl, v, a->r2, (uint64_t)page, &o2, s2), 0,
+		   "blocking subscription on its shared page");
+}
+
+/* The kernel log (@kfd, from the test's start) says the reaper reaped @v, and never failed. */
+static void check_reaped(int kfd, pid_t v)
+{
+	char needle[64];
+	bool reaped = false;
+
+	snprintf(needle, sizeof(needle), "oom_reaper: reaped process %d", (int)v);
+	for (int i = 0; i < 50 && !reaped; i++) {
+		reaped = klog_has(kfd, needle);
+		if (!reaped)
+			fd_wait_readable(kfd, 100); /* /dev/kmsg polls readable on new records */
 	}
-	close(ready[0]);
-	return pid;
+	tap_ok(reaped, "kernel log: \"%s\"", needle);
+	lseek(kfd, 0, SEEK_SET);
+	tap_ok(!klog_has(kfd, "unable to reap"), "no \"oom_reaper: unable to reap\"");
 }
 
 int main(int argc, char **argv)
 {
-	char dir[] = "/tmp/mmn-oom-XXXXXX", sock[200], needle[64];
+	char dir[] = "/tmp/mmn-oom-XXXXXX", sock[200];
 	struct mmn_client *cl = NULL;
 	struct mmn_sub *s1 = NULL, *s2 = NULL;
 	struct ctx c = {0};
 	struct addrs a;
-	int to[2], from[2], kfd, st, r;
-	bool reaped = false;
+	int to, from, kfd, st, r;
 	pid_t mmnd, v;
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: %s MMND\n", argv[0]);
 		return 2;
 	}
-	if (geteuid() != 0)
-		tap_skip_all("needs root (run in the guest: tests/guest/run-guest)");
-	if (access("/sys/module/mmn", F_OK))
-		tap_skip_all("mmn.ko is not loaded");
-	if (system("mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup") ||
-	    write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory") ||
-	    (mkdir(CG, 0755) && errno != EEXIST))
-		tap_skip_all("no cgroup2 memory controller");
-	signal(SIGPIPE, SIG_IGN);
-	page = sysconf(_SC_PAGESIZE);
-	tap_require(write_file(CG "/memory.max", "48M") == 0);
-	write_file(CG "/memory.swap.max", "0");
-	tap_require(write_file("/sys/module/mmn/parameters/max_ack_timeout_ms", "10000") == 0);
+	setup_cgroup();
 	tap_require(mkdtemp(dir) != NULL);
 	snprintf(sock, sizeof(sock), "%s/mmnd.sock", dir);
 	tap_require(pipe2(c.ev, O_CLOEXEC | O_NONBLOCK) == 0);
@@ -277,54 +262,19 @@ int main(int argc, char **argv)
 	tap_ok(!!(mmn_capabilities(cl) & MMN_CAP_ACKS_HOLD_KERNEL), "mmnd runs the kmod source");
 	tap_require(mmn_start_thread(cl) == 0);
 
-	tap_require(pipe(to) == 0 && pipe(from) == 0);
-	fflush(stdout);
-	v = fork();
-	if (v == 0) {
-		close(to[1]);
-		close(from[0]);
-		victim(to[0], from[1]);
-	}
-	tap_require(v > 0);
-	close(to[0]);
-	close(from[1]);
-	tap_require(read(from[0], &a, sizeof(a)) == sizeof(a));
-	{
-		struct mmn_sub_opts o1 = {.size = sizeof(o1),
-					  .flags = MMN_SUB_BLOCKING,
-					  .ack_timeout_ms = 5000,
-					  .invalidate = on_r1,
-					  .userdata = &c};
-		struct mmn_sub_opts o2 = {.size = sizeof(o2),
-					  .flags = MMN_SUB_BLOCKING,
-					  .ack_timeout_ms = 8000,
-					  .invalidate = on_r2,
-					  .userdata = &c};
-
-		tap_is_int(mmn_subscribe(cl, v, a.r1, R1, &o1, &s1), 0,
-			   "blocking subscription on the victim's heap");
-		tap_is_int(mmn_subscribe(cl, v, a.r2, (uint64_t)page, &o2, &s2), 0,
-			   "blocking subscription on its shared page");
-	}
+	v = spawn_victim(&to, &from, &a);
+	subscribe_victim(cl, v, &a, &c, &s1, &s2);
 	atomic_store(&c.hold, true);
-	tap_require(write(to[1], "g", 1) == 1);
+	tap_require(write(to, "g", 1) == 1);
 	tap_is_int(ctx_wait(&c, 'h', 5000), 0, "the victim's second thread waits in a held invalidation");
-	tap_require(write(to[1], "a", 1) == 1);
+	tap_require(write(to, "a", 1) == 1);
 
 	/* OOM kill; ~2 s later the reaper tries, non-blockable: refused, mmnd asks us. */
 	tap_is_int(ctx_wait(&c, 'o', 7000), 0,
 		   "the client is asked to drop its mappings (blockable=false, needs_ack)");
 	tap_is_int(ctx_wait(&c, 'n', 3000), 0,
 		   "the reaper's retry after the ack is not refused (blockable=false, no ack asked)");
-	snprintf(needle, sizeof(needle), "oom_reaper: reaped process %d", (int)v);
-	for (int i = 0; i < 50 && !reaped; i++) {
-		reaped = klog_has(kfd, needle);
-		if (!reaped)
-			wait_readable(kfd, 100); /* /dev/kmsg polls readable on new records */
-	}
-	tap_ok(reaped, "kernel log: \"%s\"", needle);
-	lseek(kfd, 0, SEEK_SET);
-	tap_ok(!klog_has(kfd, "unable to reap"), "no \"oom_reaper: unable to reap\"");
+	check_reaped(kfd, v);
 	tap_ok(atomic_load(&c.refused_asks) >= 1, "%d refused invalidation(s) reached the blocking client",
 	       atomic_load(&c.refused_asks));
 
@@ -336,7 +286,7 @@ int main(int argc, char **argv)
 	kill(mmnd, SIGTERM);
 	r = (int)waitpid(mmnd, &st, 0);
 	tap_ok(r == mmnd && WIFEXITED(st) && WEXITSTATUS(st) == 0, "mmnd exits cleanly (status 0x%x)", st);
-	write_file("/sys/module/mmn/parameters/max_ack_timeout_ms", "2000");
+	knob_write("/sys/module/mmn/parameters/max_ack_timeout_ms", "2000");
 	rmdir(CG);
 	unlink(sock);
 	rmdir(dir);

@@ -4,14 +4,13 @@
 # prints measures the uffd source's blind spots (the module's must be 0).
 #   mirror-check.sh MMND MIRROR [SECONDS]
 set -uo pipefail
+. "$(dirname "$0")/../../lib/mmnd-run.sh"
 mmnd=$1 mirror=$2 secs=${3:-5}
 tmp=$(mktemp -d /tmp/mmn-mirror.XXXXXX)
-pid=
-trap '[ -n "$pid" ] && kill -TERM $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
-mkfifo "$tmp/ready"
-"$mmnd" --source=uffd --bus=none --socket="$tmp/mmnd.sock" --ready-fd=3 --log-level=warning 3>"$tmp/ready" &
-pid=$!
-if ! read -r -t 10 line <"$tmp/ready"; then
+mmnd_pid=
+trap '[ -n "$mmnd_pid" ] && kill -TERM $mmnd_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+if ! mmnd_run_start "$tmp" 10 "$mmnd" --source=uffd --log-level=warning; then
+	cat "$tmp/mmnd.log" >&2
 	# meson's TAP runner wants exit 0 with a skip plan
 	echo "1..0 # SKIP mmnd (uffd source) did not start"
 	exit 0

@@ -4,20 +4,21 @@
 # on without UFFD_FEATURE_EVENT_FORK, which needs CAP_SYS_PTRACE.
 # usage: unprivileged.sh MMND WATCH
 set -u
+. "$(dirname "$0")/../../lib/mmnd-run.sh"
 mmnd=$1 watch=$2
 echo "1..3"
 if [ "$(id -u)" -ne 0 ]; then
 	echo "ok 1 # SKIP needs root to drop to nobody"; echo "ok 2 # SKIP"; echo "ok 3 # SKIP"; exit 0
 fi
 d=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$d"' EXIT
+mmnd_pid=
+trap '[ -n "$mmnd_pid" ] && kill "$mmnd_pid" 2>/dev/null; wait "$mmnd_pid" 2>/dev/null; rm -rf "$d"' EXIT
 chmod 755 "$d"
-mkfifo "$d/ready"
-"$mmnd" --source=uffd --bus=none --socket="$d/mmnd.sock" --ready-fd=3 3>"$d/ready" 2>"$d/mmnd.log" &
-pid=$!
-# Blocks until mmnd writes READY=1 and closes the pipe (or dies: EOF).
-read -r line <"$d/ready"
-if [ "$line" = "READY=1" ]; then echo "ok 1 - mmnd ready"; else echo "not ok 1 - mmnd ready ($line)"; cat "$d/mmnd.log"; exit 1; fi
+if mmnd_run_start "$d" 20 "$mmnd" --source=uffd; then
+	echo "ok 1 - mmnd ready"
+else
+	echo "not ok 1 - mmnd ready ($mmnd_ready_line)"; cat "$d/mmnd.log"; exit 1
+fi
 chmod 666 "$d/mmnd.sock"
 out=$(MMN_SOCKET="$d/mmnd.sock" setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all "$watch" 2>&1)
 rc=$?

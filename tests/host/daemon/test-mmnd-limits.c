@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "mmnd-run.h"
 #include "tap.h"
 #include "wire.h"
 
@@ -41,35 +42,12 @@ static char path[128];
 
 static pid_t start_mmnd(const char *a1, const char *a2)
 {
-	char sockarg[160];
-	char *argv[] = {(char *)"mmnd",
-			(char *)"--source=test",
-			(char *)"--bus=none",
-			(char *)"--ready-fd=3",
-			sockarg,
-			(char *)a1,
-			(char *)a2,
-			NULL};
-	char buf[16] = "";
-	struct pollfd pf;
-	int p[2];
-	pid_t pid;
+	const char *args[] = {"--source=test", "--log-level=info", a1, a2, NULL};
+	struct mmnd_run m = {.exe = mmnd};
 
-	snprintf(sockarg, sizeof(sockarg), "--socket=%s", path);
-	req(pipe(p) == 0);
-	fflush(stdout);
-	pid = fork();
-	req(pid >= 0);
-	if (pid == 0) {
-		dup2(p[1], 3);
-		execv(mmnd, argv);
-		_exit(127);
-	}
-	close(p[1]);
-	pf = (struct pollfd){.fd = p[0], .events = POLLIN};
-	req(poll(&pf, 1, 10000) > 0 && read(p[0], buf, sizeof(buf) - 1) > 0 && strstr(buf, "READY=1"));
-	close(p[0]);
-	return pid;
+	snprintf(m.sock, sizeof(m.sock), "%s", path);
+	req(mmnd_run_start(&m, args, 10000) == 0);
+	return m.pid;
 }
 
 static void stop_mmnd(pid_t pid)

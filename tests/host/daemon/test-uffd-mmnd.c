@@ -36,6 +36,8 @@
 
 #include <mmn/mmn.h>
 
+#include "mmnd-run.h"
+#include "procstat.h"
 #include "tap.h"
 #include "uffd-client.h"
 #include "wire.h"
@@ -54,89 +56,25 @@ static long P;
 
 static pid_t start_mmnd(void)
 {
-	char ready[32], sockopt[160], buf[16] = {0};
-	struct pollfd p;
-	int pfd[2];
-	ssize_t n;
-	pid_t pid;
+	const char *const vg[] = {valgrind_path,
+				  "--error-exitcode=99",
+				  "--leak-check=full",
+				  "--show-leak-kinds=definite,indirect",
+				  "--errors-for-leak-kinds=definite,indirect",
+				  "--quiet",
+				  NULL};
+	struct mmnd_run m = {.exe = mmnd_path, .wrapper = valgrind_path ? vg : NULL};
 
-	tap_require(pipe2(pfd, O_CLOEXEC) == 0);
-	pid = fork();
-	if (pid == 0) {
-		const char *argv[16];
-		int i = 0;
-
-		dup2(pfd[1], 3); /* dup2 clears O_CLOEXEC */
-		snprintf(ready, sizeof(ready), "--ready-fd=3");
-		snprintf(sockopt, sizeof(sockopt), "--socket=%s", sock_path);
-		if (valgrind_path) {
-			argv[i++] = valgrind_path;
-			argv[i++] = "--error-exitcode=99";
-			argv[i++] = "--leak-check=full";
-			argv[i++] = "--show-leak-kinds=definite,indirect";
-			argv[i++] = "--errors-for-leak-kinds=definite,indirect";
-			argv[i++] = "--quiet";
-		}
-		argv[i++] = mmnd_path;
-		argv[i++] = "--source=uffd";
-		argv[i++] = sockopt;
-		argv[i++] = "--bus=none";
-		argv[i++] = ready;
-		argv[i++] = "--log-level=warning";
-		argv[i] = NULL;
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	tap_require(pid > 0);
-	close(pfd[1]);
-	p = (struct pollfd){pfd[0], POLLIN, 0};
-	tap_require(poll(&p, 1, valgrind_path ? 6 * WAIT_MS : WAIT_MS) == 1);
-	n = read(pfd[0], buf, sizeof(buf) - 1);
-	close(pfd[0]);
-	if (!tap_is_str(n > 0 ? buf : "", "READY=1\n", "mmnd --source=uffd reported ready on --ready-fd")) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
+	tap_require(snprintf(m.sock, sizeof(m.sock), "%s", sock_path) < (int)sizeof(m.sock));
+	if (!tap_ok(mmnd_run_start(&m, NULL, valgrind_path ? 6 * WAIT_MS : WAIT_MS) == 0,
+		    "mmnd --source=uffd reported ready on --ready-fd"))
 		exit(1);
-	}
-	return pid;
+	return m.pid;
 }
 
 static bool mmnd_alive(void)
 {
 	return waitpid(mmnd_pid, NULL, WNOHANG) == 0;
-}
-
-static int count_fds(pid_t pid)
-{
-	char path[64];
-	int n = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "ls /proc/%d/fd", (int)pid);
-	f = popen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(path, sizeof(path), f))
-		n++;
-	pclose(f);
-	return n;
-}
-
-static long rss_kb(pid_t pid)
-{
-	char path[64], line[128];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
 }
 
 /* ---- raw protocol (victims and the probe do without libmmn) ---- */
@@ -353,13 +291,71 @@ static size_t sub_recs(int sub, size_t from, size_t *idx, size_t max)
 	return n;
 }
 
+/* A fork: the uffd source reports it as PROTECTION_PAGE over the whole subscription. */
+static void fork_step(struct mmn_client *c)
+{
+	size_t n0, idx[16], k;
+	pid_t pid;
+
+	n0 = nrecs;
+	pid = fork();
+	if (pid == 0)
+		_exit(0);
+	tap_require(pid > 0);
+	waitpid(pid, NULL, 0);
+	/* S and S2 overlap: one kernel subscription [2,50), clipped back to each. */
+	tap_ok(wait_recs(c, n0 + 4), "fork: callbacks ran");
+	k = sub_recs(0, n0, idx, 16);
+	tap_ok(k >= 2, "fork: S got a pair");
+	if (k >= 2)
+		check_pair(idx[0], "fork -> PROTECTION_PAGE over all of S", 0,
+			   MMN_EVENT_PROTECTION_PAGE, A(2), A(40));
+}
+
+/* The barrier, then exactly what each subscription saw over the whole test. */
+static void barrier_step(struct mmn_client *c, bool fork_reported)
+{
+	size_t n0, idx[16], k;
+
+	/* A barrier both see: anything spurious for either would have arrived before it. */
+	n0 = nrecs;
+	tap_is_int(munmap(base + 35 * P, P), 0, "munmap page 35 (in S and S2)");
+	tap_ok(wait_recs(c, n0 + 4), "barrier: callbacks ran");
+	k = sub_recs(1, 0, idx, 16);
+	if (fork_reported) {
+		tap_ok(k == 4 && recs[idx[0]].kind == 'I' &&
+			       recs[idx[0]].event == MMN_EVENT_PROTECTION_PAGE &&
+			       recs[idx[0]].start == A(30) && recs[idx[0]].end == A(50) &&
+			       recs[idx[1]].kind == 'E',
+		       "S2 saw exactly: fork PROTECTION_PAGE [30,50) ...");
+		if (k == 4)
+			check_pair(idx[2], "... and the barrier UNMAP [35,36)", 1, MMN_EVENT_UNMAP, A(35),
+				   A(36));
+	} else {
+		tap_is_int(k, 2, "S2 saw exactly the barrier");
+		if (k == 2)
+			check_pair(idx[0], "S2: barrier UNMAP [35,36)", 1, MMN_EVENT_UNMAP, A(35), A(36));
+	}
+	k = sub_recs(0, 0, idx, 16);
+	{
+		/* S: munmap, madvise, mremap (+ its unmap of the old range), marker, [fork], barrier. */
+		size_t want = 2 * (4 + (fork_reported ? 1 : 0) + 1);
+
+		tap_is_int(k, want + 2, "S saw exactly its events");
+		check_pair(idx[k - 2], "S: barrier UNMAP [35,36)", 0, MMN_EVENT_UNMAP, A(35), A(36));
+	}
+	for (size_t i = 0; i < nrecs; i++)
+		if (recs[i].kind == 'R')
+			tap_ok(0, "no release expected (sub %d)", recs[i].sub);
+}
+
 static void test_events(struct mmn_client *c, bool fork_reported)
 {
 	struct mmn_sub_opts o = {
 		.size = sizeof(o), .invalidate = on_inv, .invalidate_end = on_end, .release = on_release};
 	struct mmn_sub *s, *s2;
 	uint64_t caps = mmn_capabilities(c);
-	size_t n0, idx[16], k;
+	size_t n0;
 	void *dest;
 
 	tap_is_u64(caps & ((1ull << MMN_EVENT_RESYNC) - 1),
@@ -402,54 +398,10 @@ static void test_events(struct mmn_client *c, bool fork_reported)
 	check_pair(n0 + 2, "mremap -> then UNMAP of the old range", 0, MMN_EVENT_UNMAP, A(12), A(13));
 	check_pair(n0 + 4, "marker", 0, MMN_EVENT_UNMAP, A(14), A(15));
 
-	if (fork_reported) {
-		pid_t pid;
+	if (fork_reported)
+		fork_step(c);
 
-		n0 = nrecs;
-		pid = fork();
-		if (pid == 0)
-			_exit(0);
-		tap_require(pid > 0);
-		waitpid(pid, NULL, 0);
-		/* S and S2 overlap: one kernel subscription [2,50), clipped back to each. */
-		tap_ok(wait_recs(c, n0 + 4), "fork: callbacks ran");
-		k = sub_recs(0, n0, idx, 16);
-		tap_ok(k >= 2, "fork: S got a pair");
-		if (k >= 2)
-			check_pair(idx[0], "fork -> PROTECTION_PAGE over all of S", 0,
-				   MMN_EVENT_PROTECTION_PAGE, A(2), A(40));
-	}
-
-	/* A barrier both see: anything spurious for either would have arrived before it. */
-	n0 = nrecs;
-	tap_is_int(munmap(base + 35 * P, P), 0, "munmap page 35 (in S and S2)");
-	tap_ok(wait_recs(c, n0 + 4), "barrier: callbacks ran");
-	k = sub_recs(1, 0, idx, 16);
-	if (fork_reported) {
-		tap_ok(k == 4 && recs[idx[0]].kind == 'I' &&
-			       recs[idx[0]].event == MMN_EVENT_PROTECTION_PAGE &&
-			       recs[idx[0]].start == A(30) && recs[idx[0]].end == A(50) &&
-			       recs[idx[1]].kind == 'E',
-		       "S2 saw exactly: fork PROTECTION_PAGE [30,50) ...");
-		if (k == 4)
-			check_pair(idx[2], "... and the barrier UNMAP [35,36)", 1, MMN_EVENT_UNMAP, A(35),
-				   A(36));
-	} else {
-		tap_is_int(k, 2, "S2 saw exactly the barrier");
-		if (k == 2)
-			check_pair(idx[0], "S2: barrier UNMAP [35,36)", 1, MMN_EVENT_UNMAP, A(35), A(36));
-	}
-	k = sub_recs(0, 0, idx, 16);
-	{
-		/* S: munmap, madvise, mremap (+ its unmap of the old range), marker, [fork], barrier. */
-		size_t want = 2 * (4 + (fork_reported ? 1 : 0) + 1);
-
-		tap_is_int(k, want + 2, "S saw exactly its events");
-		check_pair(idx[k - 2], "S: barrier UNMAP [35,36)", 0, MMN_EVENT_UNMAP, A(35), A(36));
-	}
-	for (size_t i = 0; i < nrecs; i++)
-		if (recs[i].kind == 'R')
-			tap_ok(0, "no release expected (sub %d)", recs[i].sub);
+	barrier_step(c, fork_reported);
 
 	munmap(dest, P);
 }
@@ -580,7 +532,7 @@ static int settled_fds(int probe, int want)
 	for (int i = 0; i < 200; i++) {
 		if (!raw_ping(probe))
 			return -1;
-		n = count_fds(mmnd_pid);
+		n = procstat_fds(mmnd_pid);
 		if (n == want)
 			break;
 	}
@@ -599,11 +551,11 @@ static void test_churn(void)
 	tap_ok(churn(warm), "warm-up: %d clients x %d subscriptions connect and disconnect %d times", NCHURN,
 	       NCHURN_SUBS, warm);
 	fds0 = settled_fds(probe, -1);
-	rss0 = rss_kb(mmnd_pid);
+	rss0 = procstat_rss_kb(mmnd_pid);
 	tap_ok(churn(more), "%d clients x %d subscriptions connect and disconnect %d more times", NCHURN,
 	       NCHURN_SUBS, more);
 	fds1 = settled_fds(probe, fds0);
-	rss1 = rss_kb(mmnd_pid);
+	rss1 = procstat_rss_kb(mmnd_pid);
 	tap_is_int(fds1, fds0, "mmnd's fd count is back to baseline");
 	if (!valgrind_path && !getenv("MMN_TEST_SANITIZED")) /* ASan's quarantine holds freed memory */
 		tap_ok(rss1 <= rss0 + 2048,

@@ -20,6 +20,7 @@
 #include <systemd/sd-bus.h>
 
 #include "mmn/mmn.h"
+#include "mmnd-run.h"
 #include "tap.h"
 #include "bus-harness.h"
 
@@ -304,36 +305,18 @@ static int nobody_child(void)
 
 static int start_mmnd(const char *exe)
 {
-	char a_sock[160], a_bus[300], log[96];
-	int fds[2];
-	char line[64];
+	char a_bus[300], log[96];
+	const char *args[] = {"--source=test", a_bus, "--log-level=warning", NULL};
+	struct mmnd_run m = {.exe = exe, .log = log};
+	int r;
 
 	snprintf(sock_path, sizeof(sock_path), "%s/mmnd.sock", pb.dir);
+	snprintf(m.sock, sizeof(m.sock), "%s", sock_path);
 	snprintf(log, sizeof(log), "%s/mmnd.log", pb.dir);
-	if (pipe2(fds, O_CLOEXEC) < 0)
-		return -errno;
-	mmnd_pid = fork();
-	if (mmnd_pid < 0)
-		return -errno;
-	if (mmnd_pid == 0) {
-		int lfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-
-		if (lfd >= 0)
-			dup2(lfd, STDERR_FILENO);
-		dup2(fds[1], 3);
-		snprintf(a_sock, sizeof(a_sock), "--socket=%s", sock_path);
-		snprintf(a_bus, sizeof(a_bus), "--bus=%s", pb.address);
-		execl(exe, exe, "--source=test", a_sock, a_bus, "--ready-fd=3", "--log-level=warning",
-		      (char *)NULL);
-		_exit(127);
-	}
-	close(fds[1]);
-	if (read_line_fd(fds[0], line, sizeof(line)) < 0 || strcmp(line, "READY=1") != 0) {
-		close(fds[0]);
-		return -EIO;
-	}
-	close(fds[0]);
-	return 0;
+	snprintf(a_bus, sizeof(a_bus), "--bus=%s", pb.address);
+	r = mmnd_run_start(&m, args, 20000);
+	mmnd_pid = m.pid;
+	return r;
 }
 
 static bool mmnd_alive(void)
@@ -402,12 +385,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: test-bus-malformed MMND\n");
 		return 2;
 	}
-	r = private_bus_start(&pb, NULL);
-	if (r == -ENOENT) {
-		printf("1..0 # SKIP dbus-daemon is not installed\n");
-		return 0;
-	}
-	tap_require(r == 0);
+	private_bus_start_tap(&pb);
 	tap_require(start_mmnd(argv[1]) == 0);
 	b = connect_bus();
 	tap_require(b);

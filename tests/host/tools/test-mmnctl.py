@@ -10,73 +10,18 @@ the client.  TAP.
 """
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../lib"))
+from tap import TIMEOUT, Lines, bail, dbus_daemon, diag, done, ok, procs, readline, scratch, skip_all  # noqa: E402
 
 MMND, MMNCTL, CLIENT = sys.argv[1:4]
 ADMIN_GID = 4242
 NOBODY = 65534
-TIMEOUT = 20  # seconds; only ever reached when something is broken
-
-n = 0
-failed = 0
-
-
-def ok(cond, desc):
-    global n, failed
-    n += 1
-    if not cond:
-        failed += 1
-    desc = " / ".join(str(desc).splitlines())  # one TAP line, even for multi-line output
-    print(f"{'' if cond else 'not '}ok {n} - {desc}", flush=True)
-    return cond
-
-
-def diag(msg):
-    for line in str(msg).splitlines():
-        print(f"# {line}", flush=True)
-
-
-def bail(msg):
-    print(f"Bail out! {msg}", flush=True)
-    cleanup()
-    sys.exit(1)
-
-
-class Lines:
-    """Lines from a pipe without Python's buffering, so select() tells the truth."""
-
-    def __init__(self, f):
-        self.fd = f if isinstance(f, int) else f.fileno()
-        self.buf = b""
-
-    def readline(self, timeout=TIMEOUT):
-        """One line; None on EOF or when nothing comes in time."""
-        while b"\n" not in self.buf:
-            r, _, _ = select.select([self.fd], [], [], timeout)
-            if not r:
-                return None
-            chunk = os.read(self.fd, 4096)
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line.decode()
-
-
-_lines = {}
-
-
-def readline(f, timeout=TIMEOUT):
-    key = f if isinstance(f, int) else f.fileno()
-    if key not in _lines:
-        _lines[key] = Lines(key)
-    return _lines[key].readline(timeout)
-
 
 def wait_line(f, pred, timeout=TIMEOUT):
     """Lines until one satisfies pred; returns it, or None."""
@@ -91,17 +36,7 @@ def wait_line(f, pred, timeout=TIMEOUT):
             return line
 
 
-tmp = tempfile.mkdtemp(prefix="mmn-ctl-")
-os.chmod(tmp, 0o755)
-procs = []
-
-
-def cleanup():
-    for p in reversed(procs):
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    shutil.rmtree(tmp, ignore_errors=True)
+tmp = scratch("mmn-ctl-")
 
 
 def start_bus():
@@ -112,14 +47,7 @@ def start_bus():
 <policy context="default"><allow user="*"/><allow send_destination="*" eavesdrop="true"/>
 <allow eavesdrop="true"/><allow own="*"/></policy></busconfig>
 """)
-    r, w = os.pipe()
-    p = subprocess.Popen(["dbus-daemon", "--nofork", "--nopidfile", f"--config-file={conf}",
-                          f"--print-address={w}"], pass_fds=[w], stderr=subprocess.DEVNULL)
-    procs.append(p)
-    os.close(w)
-    address = Lines(r).readline()
-    os.close(r)
-    return address
+    return dbus_daemon(conf)
 
 
 def start_mmnd(source):
@@ -180,9 +108,7 @@ def start_client(mode, pages):
 
 
 if shutil.which("dbus-daemon") is None:
-    # meson (1.0) counts a TAP test exiting 77 as an error: exit 0.
-    print("1..0 # SKIP dbus-daemon is not installed")
-    sys.exit(0)
+    skip_all("dbus-daemon is not installed")
 
 ADDRESS = start_bus()
 if not ADDRESS:
@@ -351,6 +277,4 @@ ok(rc == 1 and "mmnd is not running" in err, "after mmnd stopped: not running")
 monitor.send_signal(signal.SIGINT)
 ok(monitor.wait(timeout=TIMEOUT) == 0, "monitor ends on SIGINT, exit 0")
 
-cleanup()
-print(f"1..{n}")
-sys.exit(1 if failed else 0)
+done()

@@ -11,33 +11,17 @@ fake-broker accepts gid 65534 for reads.  TAP; needs root.
     test-policy.py FAKE-BROKER POLICY MMNCTL
 """
 import os
-import select
 import shutil
 import subprocess
 import sys
-import tempfile
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../lib"))
+from tap import TIMEOUT, bail, dbus_daemon, done, ok, procs, readline, scratch, skip_all  # noqa: E402
 
 FAKE, POLICY, MMNCTL = sys.argv[1:4]
-TIMEOUT = 20
 NOBODY, NOGROUP = 65534, 65534
 DAEMON_UID, DAEMON_GID = 1, 1  # Debian's "daemon": in neither group
-
-n = 0
-failed = 0
-
-
-def ok(cond, desc):
-    global n, failed
-    n += 1
-    failed += 0 if cond else 1
-    print(f"{'' if cond else 'not '}ok {n} - {desc}", flush=True)
-
-
-def skip_all(why):
-    # meson (1.0) counts a TAP test exiting 77 as an error: exit 0.
-    print(f"1..0 # SKIP {why}")
-    sys.exit(0)
-
 
 if os.geteuid() != 0:
     skip_all("needs root to run callers as other uids")
@@ -52,31 +36,7 @@ try:
 except KeyError:
     skip_all("no nobody, nogroup or daemon user")
 
-tmp = tempfile.mkdtemp(prefix="mmn-policy-")
-os.chmod(tmp, 0o755)
-procs = []
-
-
-def cleanup():
-    for p in reversed(procs):
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
-def readline(fd):
-    buf = b""
-    while not buf.endswith(b"\n"):
-        r, _, _ = select.select([fd], [], [], TIMEOUT)
-        if not r:
-            return None
-        c = os.read(fd, 1)
-        if not c:
-            return None
-        buf += c
-    return buf.decode().strip()
-
+tmp = scratch("mmn-policy-")
 
 with open(POLICY) as f:
     policy = f.read().replace('group="mmn"', 'group="nogroup"')
@@ -109,16 +69,9 @@ with open(os.path.join(tmp, "bus.conf"), "w") as f:
 </busconfig>
 """)
 
-r, w = os.pipe()
-procs.append(subprocess.Popen(["dbus-daemon", "--nofork", "--nopidfile", f"--config-file={tmp}/bus.conf",
-                               f"--print-address={w}"], pass_fds=[w], stderr=subprocess.DEVNULL))
-os.close(w)
-address = readline(r)
-os.close(r)
+address = dbus_daemon(f"{tmp}/bus.conf")
 if not address:
-    cleanup()
-    print("Bail out! dbus-daemon did not start")
-    sys.exit(1)
+    bail("dbus-daemon did not start")
 
 
 def start_fake(uid=None):
@@ -199,6 +152,4 @@ ok(rc == 0 and "org.mmn.Broker1.Manager" in out, "other user: Introspect allowed
 fake.stdin.write(b"quit\n")
 fake.stdin.flush()
 ok(fake.wait(timeout=TIMEOUT) == 0, "fake-broker exits cleanly")
-cleanup()
-print(f"1..{n}")
-sys.exit(1 if failed else 0)
+done()

@@ -37,59 +37,23 @@
 #include <linux/mmn.h>
 #include <uv.h>
 
+#include "child.h"
 #include "genl-kmod.h"
 #include "source.h"
 #include "tap.h"
+#include "target.h"
 
 #define PAGES 16
 #define MS 1000000ull
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = read(fd, (char *)buf + got, len - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		got += (size_t)n;
-	}
-	return 0;
-}
-
 /* ---- target ------------------------------------------------------------------ */
 
-struct target {
-	pid_t pid;
-	int cmd, rep;
-	uint64_t addr, len;
-	uint64_t times[2];
-};
-
-static void target_main(int cmd, int rep)
+static void target_main(int cmd, int rep, char *p, size_t len)
 {
-	size_t len = PAGES * (size_t)sysconf(_SC_PAGESIZE);
-	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	uint64_t a = (uint64_t)(uintptr_t)p, t[2];
+	uint64_t t[2];
 	char c;
 
-	if (p == MAP_FAILED)
-		_exit(2);
-	memset(p, 0x5a, len);
-	if (write(rep, &a, sizeof(a)) != sizeof(a))
-		_exit(3);
-	while (read_full(cmd, &c, 1) == 0) {
+	while (fd_read_full(cmd, &c, 1) == 0) {
 		if (c == 'u') { /* munmap the upper half: the event is clipped to it */
 			t[0] = mono_ns();
 			munmap(p + len / 2, len / 2);
@@ -117,37 +81,6 @@ static void target_main(int cmd, int rep)
 		}
 	}
 	_exit(0);
-}
-
-static int target_spawn(struct target *t)
-{
-	int cmd[2], rep[2];
-
-	if (pipe2(cmd, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0)
-		return -errno;
-	fflush(stdout);
-	t->pid = fork();
-	if (t->pid < 0)
-		return -errno;
-	if (t->pid == 0) {
-		close(cmd[1]);
-		close(rep[0]);
-		target_main(cmd[0], rep[1]);
-	}
-	close(cmd[0]);
-	close(rep[1]);
-	t->cmd = cmd[1];
-	t->rep = rep[0];
-	t->len = PAGES * (uint64_t)sysconf(_SC_PAGESIZE);
-	return read_full(t->rep, &t->addr, sizeof(t->addr)) < 0 ? -EIO : 0;
-}
-
-static void target_end(struct target *t)
-{
-	close(t->cmd);
-	close(t->rep);
-	kill(t->pid, SIGKILL);
-	waitpid(t->pid, NULL, 0);
 }
 
 /* ---- the broker's part ------------------------------------------------------- */
@@ -256,7 +189,7 @@ static bool munmap_and_wait(struct target *t, char cmd, int ms)
 
 	uv_close((uv_handle_t *)&B.rep_poll, NULL);
 	uv_run(&B.loop, UV_RUN_NOWAIT);
-	return ok && read_full(t->rep, t->times, sizeof(t->times)) == 0;
+	return ok && fd_read_full(t->rep, t->times, sizeof(t->times)) == 0;
 }
 
 /* Count open fds; *@all_cloexec: every fd not in @old (NULL: none) is close-on-exec. */
@@ -296,7 +229,7 @@ static void test_bind(void)
 	r = mmn__source_kmod_new(&B.loop, emit, NULL, &B.s);
 	tap_require(r == 0);
 	after = count_fds(old, NULL, &cloexec);
-	tap_ok(after > before && cloexec, "the source's netlink socket is close-on-exec (P10)");
+	tap_ok(after > before && cloexec, "the source's netlink socket is close-on-exec");
 	tap_is_str(B.s->caps.name, "kmod", "caps.name");
 	r = mmn__source_kmod_new(&B.loop, emit, NULL, &second);
 	tap_is_int(r, -EBUSY, "a second daemon cannot bind: -EBUSY");
@@ -311,7 +244,7 @@ static void test_blocking(void)
 	struct source_target st;
 	int r;
 
-	tap_require(target_spawn(&t) == 0);
+	tap_require(target_spawn(&t, PAGES * (uint64_t)sysconf(_SC_PAGESIZE), TARGET_FILL, target_main) == 0);
 	st = (struct source_target){ .pid = t.pid, .pidfd = -1, .uffd = -1 };
 	r = B.s->ops->ksub_add(B.s, &st, t.addr, t.len, true, 3000, &id);
 	tap_is_int(r, 0, "SUBSCRIBE a blocking ksub");
@@ -371,7 +304,7 @@ static void test_end_after_del(void)
 	bool ended;
 	int r;
 
-	tap_require(target_spawn(&t) == 0);
+	tap_require(target_spawn(&t, PAGES * (uint64_t)sysconf(_SC_PAGESIZE), TARGET_FILL, target_main) == 0);
 	st = (struct source_target){ .pid = t.pid, .pidfd = -1, .uffd = -1 };
 	r = B.s->ops->ksub_add(B.s, &st, t.addr, t.len, true, 3000, &id);
 	tap_is_int(r, 0, "SUBSCRIBE a blocking ksub (END after its deletion)");
@@ -385,7 +318,7 @@ static void test_end_after_del(void)
 	ended = run_until(NULL, &B.nend, 1, 5000);
 	tap_ok(ended && B.end_id == B.inv.event_id, "its INVALIDATE_END is still passed on (event %llu, END %llu)",
 	       (unsigned long long)B.inv.event_id, (unsigned long long)B.end_id);
-	tap_ok(read_full(t.rep, t.times, sizeof(t.times)) == 0 && t.times[1] - t.times[0] < 2500 * MS,
+	tap_ok(fd_read_full(t.rep, t.times, sizeof(t.times)) == 0 && t.times[1] - t.times[0] < 2500 * MS,
 	       "the deletion released the munmap (%llu us)", (unsigned long long)(t.times[1] - t.times[0]) / 1000);
 	B.no_ack = false;
 	B.s->ops->ack(B.s, B.inv.event_id); /* forget it: the kernel no longer waits (-ENOENT comes back) */
@@ -417,13 +350,13 @@ static void test_overrun(void)
 	uint32_t id = 0;
 	int r;
 
-	tap_require(target_spawn(&t) == 0);
+	tap_require(target_spawn(&t, PAGES * (uint64_t)sysconf(_SC_PAGESIZE), TARGET_FILL, target_main) == 0);
 	st = (struct source_target){ .pid = t.pid, .pidfd = -1, .uffd = -1 };
 	r = B.s->ops->ksub_add(B.s, &st, t.addr, t.len, false, 0, &id);
 	tap_is_int(r, 0, "SUBSCRIBE a non-blocking ksub");
 	mmn__source_kmod_stats(B.s, &ks0);
 	/* the loop does not run while the target floods: the socket fills up */
-	if (write(t.cmd, "f", 1) != 1 || read_full(t.rep, t.times, sizeof(t.times)) < 0)
+	if (write(t.cmd, "f", 1) != 1 || fd_read_full(t.rep, t.times, sizeof(t.times)) < 0)
 		tap_diag("flood failed");
 	B.nrevoked = 0;
 	B.resync_on_revoke = true;
@@ -454,7 +387,7 @@ static void test_destroy_releases(void)
 	uint64_t t0;
 	int r;
 
-	tap_require(target_spawn(&t) == 0);
+	tap_require(target_spawn(&t, PAGES * (uint64_t)sysconf(_SC_PAGESIZE), TARGET_FILL, target_main) == 0);
 	st = (struct source_target){ .pid = t.pid, .pidfd = -1, .uffd = -1 };
 	r = B.s->ops->ksub_add(B.s, &st, t.addr, t.len, true, 3000, &id);
 	tap_is_int(r, 0, "SUBSCRIBE another blocking ksub");
@@ -477,7 +410,7 @@ static void test_destroy_releases(void)
 	t0 = mono_ns();
 	B.s->ops->destroy(B.s);
 	B.s = NULL;
-	tap_ok(read_full(t.rep, t.times, sizeof(t.times)) == 0, "munmap returned after destroy");
+	tap_ok(fd_read_full(t.rep, t.times, sizeof(t.times)) == 0, "munmap returned after destroy");
 	tap_ok(t.times[1] - t0 < 1000 * MS, "... %llu us after destroy, not at the 3 s timeout",
 	       (unsigned long long)(t.times[1] > t0 ? t.times[1] - t0 : 0) / 1000);
 	uv_run(&B.loop, UV_RUN_NOWAIT);

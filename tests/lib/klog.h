@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The kernel log (/dev/kmsg) in tests: does it hold a message? */
+#ifndef MMN_TESTS_KLOG_H
+#define MMN_TESTS_KLOG_H
+
+#include <stdbool.h>
+
+/*
+ * Reads the records of @fd (an O_NONBLOCK /dev/kmsg descriptor) from its
+ * position to the end and tells whether one contains @needle.  Records
+ * overwritten before they were read (EPIPE) are skipped.
+ */
+bool klog_has(int fd, const char *needle);
+
+#endif
