@@ -10,6 +10,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/lockdep.h>
 #include <linux/mm.h>
 #include <linux/mmu_notifier.h>
 #include <linux/overflow.h>
@@ -174,7 +175,7 @@ int mmn_sub_set_flags(u32 id, u32 flags, struct netlink_ext_ack *extack)
 		return -EOPNOTSUPP;
 	}
 	if (flags & MMN_SUB_F_RESYNCED) {
-		/* a fresh fallback, in case the old one was used (see top) */
+		/* a fresh fallback, in case the old one was used (see walk.c) */
 		lost = mmn_ev_lost_alloc(GFP_KERNEL_ACCOUNT);
 		if (lost && mmn_ev_lost_fill(lost, id)) {
 			nlmsg_free(lost);
