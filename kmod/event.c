@@ -11,13 +11,23 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/mmu_notifier.h>
-#include <linux/slab.h>
 #include <net/genetlink.h>
 
+#include "batch.h"
 #include "core.h"
 #include "event.h"
-#include "genl.h"
-#include "sub.h"
+
+/*
+ * Set by mmn_ev_init() before the family is registered, never changed
+ * after: the control plane (genl.c) owns the family and its requests, this
+ * file only needs its name and id to build messages.
+ */
+static const struct genl_family *mmn_family;
+
+void mmn_ev_init(const struct genl_family *family)
+{
+	mmn_family = family;
+}
 
 static int unicast(struct sk_buff *skb)
 {
@@ -74,7 +84,7 @@ int mmn_ev_invalidate(const struct mmn_batch *b,
 	skb = mmn_fail_alloc() ? NULL : genlmsg_new(sz, MMN_GFP_ATOMIC);
 	if (!skb)
 		return -ENOMEM;
-	hdr = genlmsg_put(skb, 0, 0, &mmn_genl_family, 0, MMN_CMD_INVALIDATE);
+	hdr = genlmsg_put(skb, 0, 0, mmn_family, 0, MMN_CMD_INVALIDATE);
 	if (!hdr ||
 	    nla_put_u64_64bit(skb, MMN_A_SEQ, b->seq, MMN_A_PAD) ||
 	    nla_put_u32(skb, MMN_A_EVENT, range->event) ||
@@ -97,7 +107,7 @@ static int fill_id(struct sk_buff *skb, u8 cmd, u32 id, u32 reason)
 {
 	void *hdr;
 
-	hdr = genlmsg_put(skb, 0, 0, &mmn_genl_family, 0, cmd);
+	hdr = genlmsg_put(skb, 0, 0, mmn_family, 0, cmd);
 	if (!hdr || nla_put_u32(skb, MMN_A_SUB_ID, id) ||
 	    (reason && nla_put_u32(skb, MMN_A_REASON, reason)))
 		return -EMSGSIZE;
@@ -149,7 +159,7 @@ int mmn_ev_revoked(u32 id, u32 reason, gfp_t gfp)
 	return send_id(MMN_CMD_REVOKED, id, reason, gfp);
 }
 
-static int send_end(const struct mmn_batch *b)
+int mmn_ev_invalidate_end(const struct mmn_batch *b)
 {
 	size_t sz = nla_total_size_64bit(sizeof(u64)) + nla_total_size(0) +
 		    b->n * sub_size(false);
@@ -159,7 +169,7 @@ static int send_end(const struct mmn_batch *b)
 	skb = genlmsg_new(sz, GFP_KERNEL);
 	if (!skb)
 		return -ENOMEM;
-	hdr = genlmsg_put(skb, 0, 0, &mmn_genl_family, 0,
+	hdr = genlmsg_put(skb, 0, 0, mmn_family, 0,
 			  MMN_CMD_INVALIDATE_END);
 	if (!hdr || nla_put_u64_64bit(skb, MMN_A_SEQ, b->seq, MMN_A_PAD) ||
 	    put_subs(skb, b, false)) {
@@ -170,59 +180,25 @@ static int send_end(const struct mmn_batch *b)
 	return unicast(skb);
 }
 
-/* Longest pause between two tries of an INVALIDATE_END (ms). */
-#define MMN_END_RETRY_MAX_MS	100U
-
-/*
- * INVALIDATE_END: mmu_interval_read_begin() sleeps until no invalidation of
- * the anchor's mm is in progress any more, i.e. the range is quiescent; then
- * the daemon may publish an even sequence.  The anchor reference keeps the
- * notifier inserted (and its mm_struct grabbed) until we are done.
- *
- * Every delivered INVALIDATE gets its INVALIDATE_END while the daemon is
- * bound: nothing else can close the event on the daemon's side (a REVOKED
- * resynchronises a subscription but cannot tell that the range is
- * quiescent).  So a send that fails for a reason that passes (-EAGAIN: the
- * daemon's receive queue is full or congested, which netlink also reports
- * to it as ENOBUFS; -ENOMEM) is retried from this work with a growing
- * pause, until it is queued or the daemon is gone (-ENOTCONN, or
- * -ECONNREFUSED: its port closed and the unbind follows).  A congested
- * socket accepts again once the daemon has emptied its queue, which it does
- * on ENOBUFS.  The anchor stays pinned meanwhile: an UNSUBSCRIBE of it only
- * completes its removal later.  Any other error cannot be retried (it
- * would not pass): the subscriptions are marked DESYNC and the daemon is
- * told with REVOKED, as before.
- */
-void mmn_ev_end_work(struct work_struct *work)
+int mmn_ev_put_sub(struct sk_buff *skb, struct netlink_callback *cb,
+		   const struct mmn_sub_info *info)
 {
-	struct mmn_batch *b = container_of(to_delayed_work(work),
-					   struct mmn_batch, work);
-	int ret;
+	void *hdr;
 
-	if (b->send_end) {
-		if (!b->quiesced) {
-			mmu_interval_read_begin(&b->anchor->notifier);
-			b->quiesced = true;
-		}
-		ret = send_end(b);
-		if (ret == -EAGAIN || ret == -ENOMEM) {
-			/* 1, 2, 4 ... 64, then 100 ms */
-			unsigned int ms = min(1U << min(b->retries, 7U),
-					      MMN_END_RETRY_MAX_MS);
-
-			if (!b->retries++)
-				mmn_count(MMN_STATS_A_SEND_FAILS);
-			queue_delayed_work(mmn_wq, &b->work,
-					   msecs_to_jiffies(ms));
-			return;
-		}
-		if (!ret) {
-			mmn_count(MMN_STATS_A_ENDS);
-		} else if (ret != -ENOTCONN && ret != -ECONNREFUSED) {
-			mmn_count(MMN_STATS_A_SEND_FAILS);
-			mmn_sub_desync_batch(b);
-		}
+	hdr = genlmsg_put(skb, NETLINK_CB(cb->skb).portid, cb->nlh->nlmsg_seq,
+			  mmn_family, NLM_F_MULTI, MMN_CMD_GET_SUBS);
+	if (!hdr)
+		return -EMSGSIZE;
+	if (nla_put_u32(skb, MMN_A_SUB_ID, info->id) ||
+	    nla_put_u32(skb, MMN_A_PID, info->pid) ||
+	    nla_put_u64_64bit(skb, MMN_A_START, info->start, MMN_A_PAD) ||
+	    nla_put_u64_64bit(skb, MMN_A_LENGTH, info->length, MMN_A_PAD) ||
+	    nla_put_u32(skb, MMN_A_SUB_FLAGS, info->flags) ||
+	    nla_put_u32(skb, MMN_A_SUB_STATE, info->state) ||
+	    nla_put_u32(skb, MMN_A_TIMEOUT_MS, info->timeout_ms)) {
+		genlmsg_cancel(skb, hdr);
+		return -EMSGSIZE;
 	}
-	mmn_sub_put(b->anchor);
-	kfree(b);
+	genlmsg_end(skb, hdr);
+	return 0;
 }

@@ -18,10 +18,13 @@
 #include <net/netlink.h>
 
 #include "core.h"
+#include "event.h"
 #include "genl.h"
 #include "sub.h"
+#include "subscribe.h"
+#include "wait.h"
 
-#define MMN_TIMEOUT_POLICY	NLA_POLICY_RANGE(NLA_U32, 1, 10000)
+#define MMN_TIMEOUT_POLICY	NLA_POLICY_RANGE(NLA_U32, 1, MMN_ACK_TIMEOUT_MAX_MS)
 
 static const struct nla_policy bind_policy[MMN_A_MAX + 1] = {
 	[MMN_A_TIMEOUT_MS] = MMN_TIMEOUT_POLICY,
@@ -215,7 +218,7 @@ static int ack_doit(struct sk_buff *skb, struct genl_info *info)
 		mmn_count(MMN_STATS_A_BAD_REQUESTS);
 		return -EINVAL;
 	}
-	ret = mmn_sub_ack(nla_get_u64(info->attrs[MMN_A_SEQ]));
+	ret = mmn_wait_ack(nla_get_u64(info->attrs[MMN_A_SEQ]));
 	if (ret)
 		GENL_SET_ERR_MSG(info, "nobody waits for this seq (late or duplicate ack)");
 	return ret;
@@ -357,6 +360,7 @@ int mmn_genl_init(void)
 {
 	int ret;
 
+	mmn_ev_init(&mmn_genl_family);
 	ret = netlink_register_notifier(&mmn_netlink_nb);
 	if (ret)
 		return ret;

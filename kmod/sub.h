@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * mmn: subscriptions (one mmu_interval_notifier each), the per-mm group
- * that lets one invalidation of an mm produce one event, and the waiters
- * of blockable invalidations.
+ * mmn: subscription objects (one mmu_interval_notifier each), the per-mm
+ * group that lets one invalidation of an mm produce one event, the id table
+ * and the removal of a subscription.
  */
 #ifndef MMN_SUB_H
 #define MMN_SUB_H
@@ -14,8 +14,9 @@
 #include <linux/types.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
+#include <linux/xarray.h>
 
-/* Concurrent multi-subscription walks tracked per mm (see sub.c). */
+/* Concurrent multi-subscription walks tracked per mm (see walk.c). */
 #define MMN_WALKS	16
 
 /*
@@ -103,38 +104,27 @@ struct mmn_sub {
 };
 
 /*
- * A thread sleeping in a blockable invalidation, on its own stack.  Linked in
- * mmn_waiters under mmn_wait_lock; whoever sets done unlinks it in the same
- * critical section, so nobody touches it after its owner relocked and saw it
- * unlinked.
+ * id -> published subscription (LIVE or RELEASED, not yet DYING).  Changed
+ * under mmn_ctl_mutex; read under it too, since an entry is only freed
+ * after it was erased under the mutex.
  */
-enum mmn_wait_result {
-	MMN_WAIT_PENDING,
-	MMN_WAIT_ACKED,
-	MMN_WAIT_GONE,		/* daemon gone, or no listed blocking subscription left */
-};
+extern struct xarray mmn_subs;
 
+struct mm_struct;
 struct mmn_batch;
-struct sk_buff;
+struct netlink_ext_ack;
 
-struct mmn_waiter {
-	struct list_head node;
-	u64 seq;
-	struct mmn_group *group;
-	struct mmn_batch *batch;
-	int done;			/* enum mmn_wait_result, READ_ONCE */
-};
-
-int mmn_sub_create(u32 pid, unsigned long start, unsigned long len, u32 flags,
-		   u32 timeout_ms, struct netlink_ext_ack *extack, u32 *id);
-int mmn_sub_unsubscribe(u32 id);
-int mmn_sub_set_flags(u32 id, u32 flags, struct netlink_ext_ack *extack);
-int mmn_sub_ack(u64 seq);
-void mmn_sub_teardown_all(void);
-void mmn_sub_wait_all_gone(void);
-int mmn_sub_dump(struct sk_buff *skb, struct netlink_callback *cb);
+struct mmn_sub *mmn_sub_alloc(void);
+void mmn_sub_free_new(struct mmn_sub *sub);
+int mmn_sub_link(struct mmn_sub *sub, struct mm_struct *mm, u32 timeout_ms,
+		 struct netlink_ext_ack *extack, u64 *gen);
+void mmn_sub_unlink_new(struct mmn_sub *sub);
+int mmn_sub_publish(struct mmn_sub *sub, u64 gen, bool armed,
+		    struct netlink_ext_ack *extack, u32 *idp);
+void mmn_sub_kill_locked(struct mmn_sub *sub);
 void mmn_sub_put(struct mmn_sub *sub);
-void mmn_sub_desync_batch(const struct mmn_batch *b);
+void mmn_sub_desync_ids(const struct mmn_batch *b);
 unsigned int mmn_sub_count(void);
+void mmn_sub_wait_all_gone(void);
 
 #endif /* MMN_SUB_H */

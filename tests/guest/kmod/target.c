@@ -206,7 +206,10 @@ int tgt_start(struct tgt *t)
 	if (t->pid < 0)
 		return -errno;
 	if (t->pid == 0) {
-		/* keep no other fd: never hold the driver's netlink socket (P10) */
+		/*
+		 * Keep no other fd: a target holding the driver's netlink
+		 * socket would keep the daemon bound after the driver exits.
+		 */
 		if (dup2(c[0], 100) < 0 || dup2(r[1], 101) < 0)
 			_exit(1);
 		close_range(3, 99, 0);

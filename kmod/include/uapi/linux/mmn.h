@@ -66,7 +66,7 @@
  * - SUBSCRIBE errors: -EINVAL (length 0, unaligned, end beyond the target's
  *   task size, kernel thread, the daemon's own mm, RESYNCED), -EOVERFLOW,
  *   -ESRCH (no such thread-group id), -EOPNOTSUPP (unknown flags), -ENOSPC
- *   (module parameter max_subs), -ERANGE (TIMEOUT_MS outside 1..10000).
+ *   (module parameter max_subs), -ERANGE (TIMEOUT_MS outside 1..MMN_ACK_TIMEOUT_MAX_MS).
  * - A wait also ends, without a timeout, when no listed subscription is
  *   LIVE and BLOCKING any more (UNSUBSCRIBE, SET_FLAGS without BLOCKING,
  *   RELEASE) and when the daemon goes away.
@@ -78,7 +78,7 @@
  *   it was subscribed while its mm was being invalidated.  No subscription
  *   is listed twice for one invalidation.
  * - Module parameters (/sys/module/mmn/parameters): max_ack_timeout_ms
- *   (1..10000, default 2000), default_ack_timeout_ms (used when neither BIND
+ *   (1..MMN_ACK_TIMEOUT_MAX_MS, default 2000), default_ack_timeout_ms (used when neither BIND
  *   nor SUBSCRIBE gives TIMEOUT_MS, default 1000), max_subs (default 4096).
  *   fail_event_alloc (root only, default 0) is a test knob: the next N
  *   message allocations of the invalidate path fail.
@@ -101,6 +101,14 @@
 
 #define MMN_GENL_NAME		"mmn"
 #define MMN_GENL_VERSION	1
+
+/*
+ * Largest ack timeout in ms, for MMN_A_TIMEOUT_MS (BIND, SUBSCRIBE) and the
+ * module parameters max_ack_timeout_ms and default_ack_timeout_ms.  A thread
+ * waiting for an ACK cannot be interrupted, so every wait must stay far
+ * below the kernel's hung-task limit (120 s).
+ */
+#define MMN_ACK_TIMEOUT_MAX_MS	10000
 
 enum mmn_cmd {
 	MMN_CMD_UNSPEC,
