@@ -34,6 +34,8 @@
 /* By path: the daemon's folder, also on the include path, may have headers of the same names. */
 #include "../../client-lib/client.h"
 #include "../../client-lib/sub.h"
+#include "fuzz-input.h"
+#include "lib/scm.h"
 #include "mmn/mmn.h"
 #include "seqpage.h"
 #include "wire.h"
@@ -276,27 +278,9 @@ static int fresh_client(void)
 
 static void send_packet(int fd, const uint8_t *p, size_t n, bool with_fd)
 {
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} control;
-	struct iovec iov = {.iov_base = (void *)p, .iov_len = n};
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
 	int mfd = with_fd ? page_memfd() : -1;
 
-	if (mfd >= 0) {
-		struct cmsghdr *cm;
-
-		memset(&control, 0, sizeof(control));
-		msg.msg_control = control.buf;
-		msg.msg_controllen = sizeof(control.buf);
-		cm = CMSG_FIRSTHDR(&msg);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &mfd, sizeof(int));
-	}
-	(void)sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)scm_send_bytes(fd, p, n, mfd);
 	if (mfd >= 0)
 		close(mfd);
 }
@@ -344,17 +328,10 @@ static void handshake(const uint8_t *data, size_t size)
 static void send_packets(int fd, const uint8_t *data, size_t size, bool with_fd, bool dispatch_each)
 {
 	for (int i = 0; i < MAX_PACKETS && size > 0; i++) {
-		size_t n = size >= 2 ? (size_t)data[0] << 8 | data[1] : 0;
+		const uint8_t *pkt;
+		size_t n = fuzz_next_packet(&data, &size, MAX_PACKET, &pkt);
 
-		data += size >= 2 ? 2 : size;
-		size -= size >= 2 ? 2 : size;
-		if (n > size)
-			n = size;
-		if (n > MAX_PACKET)
-			n = MAX_PACKET;
-		send_packet(fd, data, n, with_fd);
-		data += n;
-		size -= n;
+		send_packet(fd, pkt, n, with_fd);
 		if (dispatch_each)
 			dispatch();
 	}

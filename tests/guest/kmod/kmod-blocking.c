@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 
 #include "kt.h"
+#include "lib/knob.h"
 #include "tap.h"
 
 #define P KT_PAGE
@@ -141,7 +142,7 @@ static void t_cap(void)
 	struct tgt_res r;
 	const char *p = "/sys/module/mmn/parameters/max_ack_timeout_ms";
 
-	if (kt_write_file(p, "400")) {
+	if (knob_write(p, "400")) {
 		tap_ok(0, "cannot set max_ack_timeout_ms");
 		return;
 	}
@@ -150,9 +151,9 @@ static void t_cap(void)
 	tap_is_int(tgt_recv(&s.t, &r, 5000), 1, "cap: munmap returns");
 	tap_ok(r.t1 - r.t0 >= 390 * MS && r.t1 - r.t0 < 5000 * MS,
 	       "cap: 10 s timeout clamped to 400 ms (%lld ms)", (long long)(r.t1 - r.t0) / MS);
-	tap_is_int(kt_write_file(p, "20000"), -EIO, "max_ack_timeout_ms above 10000 refused");
-	tap_is_int(kt_write_file(p, "0"), -EIO, "max_ack_timeout_ms 0 refused");
-	kt_write_file(p, "2000");
+	tap_is_int(knob_write(p, "20000"), -EIO, "max_ack_timeout_ms above 10000 refused");
+	tap_is_int(knob_write(p, "0"), -EIO, "max_ack_timeout_ms 0 refused");
+	knob_write(p, "2000");
 	teardown(&s);
 }
 
@@ -207,7 +208,7 @@ static void t_self(void)
 	snprintf(path, sizeof(path), "/proc/%d/clear_refs", s.t.pid);
 	t = drv_now_ns();
 	/* the daemon's own thread invalidates the target: must not wait */
-	tap_is_int(kt_write_file(path, "4"), 0, "daemon writes clear_refs of the target");
+	tap_is_int(knob_write(path, "4"), 0, "daemon writes clear_refs of the target");
 	tap_ok(drv_now_ns() - t < 2500 * MS, "daemon thread was not made to wait (timeout 5 s)");
 	tap_is_int(kt_stat(d, MMN_STATS_A_SELF_SKIPS) - s0, 1, "SELF_SKIPS counted");
 	tap_is_int(drv_next_cmd(d, MMN_CMD_INVALIDATE, &ev, 1000), 1, "event still reported");

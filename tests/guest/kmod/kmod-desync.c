@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "kt.h"
+#include "lib/knob.h"
 #include "tap.h"
 
 #define P KT_PAGE
@@ -44,7 +45,7 @@ static void lose_one(struct drv *d, struct tgt *t, uint64_t addr, uint32_t c, in
 	struct drv_ev ev;
 	int n;
 
-	tap_ok(kt_write_file(FAIL_KNOB, "2") == 0, "%s: fail_event_alloc=2", what);
+	tap_ok(knob_write(FAIL_KNOB, "2") == 0, "%s: fail_event_alloc=2", what);
 	tap_ok(tgt_do(t, op, addr, op == T_BENCH ? 1 : KT_PAGE, 0, &r) == 0, "%s: munmap", what);
 	/* skip late REVOKEDs of A and B from the overrun above */
 	do
@@ -159,7 +160,7 @@ int main(void)
 	tap_is_int(state_of(d, c), MMN_SUB_ST_LIVE, "C LIVE again");
 	lose_one(d, &t, base + 3 * P, c, T_BENCH, "second loss");
 	tap_ok(state_of(d, c) & MMN_SUB_ST_DESYNC, "C is DESYNC again");
-	kt_write_file(FAIL_KNOB, "0");
+	knob_write(FAIL_KNOB, "0");
 	tap_is_int(drv_unsubscribe(d, c), 0, "UNSUBSCRIBE C");
 	{
 		uint32_t e = 0;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "kt.h"
+#include "lib/knob.h"
 #include "tap.h"
 
 #define P KT_PAGE
@@ -223,7 +224,7 @@ static void t_clear_refs(void)
 
 	setup(&s, 0);
 	snprintf(path, sizeof(path), "/proc/%d/clear_refs", s.t.pid);
-	tap_is_int(kt_write_file(path, "4"), 0, "clear_refs 4 (soft-dirty)");
+	tap_is_int(knob_write(path, "4"), 0, "clear_refs 4 (soft-dirty)");
 	/* the write returned: its INVALIDATE is already queued on our socket */
 	struct drv_ev e;
 

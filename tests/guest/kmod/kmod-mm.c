@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kt.h"
+#include "lib/knob.h"
 #include "tap.h"
 
 #define P KT_PAGE
@@ -89,9 +90,9 @@ static void t_ksm(void)
 	uint32_t id;
 	int got = 0;
 
-	if (kt_write_file("/sys/kernel/mm/ksm/pages_to_scan", "10000") ||
-	    kt_write_file("/sys/kernel/mm/ksm/sleep_millisecs", "10") ||
-	    kt_write_file("/sys/kernel/mm/ksm/run", "1")) {
+	if (knob_write("/sys/kernel/mm/ksm/pages_to_scan", "10000") ||
+	    knob_write("/sys/kernel/mm/ksm/sleep_millisecs", "10") ||
+	    knob_write("/sys/kernel/mm/ksm/run", "1")) {
 		tap_ok(0, "KSM: cannot start ksmd");
 		return;
 	}
@@ -107,7 +108,7 @@ static void t_ksm(void)
 	if (got)
 		tap_ok(ev.subs[0].start >= base && ev.subs[0].end <= base + 64 * P &&
 		       ev.subs[0].end > ev.subs[0].start, "KSM: clipped inside the subscription");
-	kt_write_file("/sys/kernel/mm/ksm/run", "2");
+	knob_write("/sys/kernel/mm/ksm/run", "2");
 	drv_unsubscribe(d, id);
 	tgt_stop(&t);
 }

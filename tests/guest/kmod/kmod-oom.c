@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include "kt.h"
+#include "lib/klog.h"
+#include "lib/knob.h"
 #include "tap.h"
 
 #define P KT_PAGE
@@ -50,7 +52,7 @@ static void victim(int rfd, int wfd)
 	int mfd;
 
 	snprintf(buf, sizeof(buf), "%d", getpid());
-	if (kt_write_file(CG "/cgroup.procs", buf))
+	if (knob_write(CG "/cgroup.procs", buf))
 		_exit(10);
 	a.r1 = (uint64_t)mmap(NULL, R1, PROT_READ | PROT_WRITE,
 			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
@@ -79,25 +81,6 @@ static void victim(int rfd, int wfd)
 	_exit(16);
 }
 
-static bool klog_has(int fd, const char *needle)
-{
-	char buf[8192];
-	bool found = false;
-
-	for (;;) {
-		ssize_t r = read(fd, buf, sizeof(buf) - 1);
-
-		if (r < 0 && errno == EPIPE)
-			continue;
-		if (r <= 0)
-			break;
-		buf[r] = 0;
-		if (strstr(buf, needle))
-			found = true;
-	}
-	return found;
-}
-
 int main(void)
 {
 	struct drv *d;
@@ -113,12 +96,12 @@ int main(void)
 	d = kt_bind(2000);
 	tap_require(d);
 	if (system("mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup") ||
-	    kt_write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory") ||
+	    knob_write("/sys/fs/cgroup/cgroup.subtree_control", "+memory") ||
 	    (mkdir(CG, 0755) && errno != EEXIST))
 		tap_skip_all("no cgroup2 memory controller");
-	tap_require(kt_write_file(CG "/memory.max", "48M") == 0);
-	kt_write_file(CG "/memory.swap.max", "0");
-	tap_require(kt_write_file("/sys/module/mmn/parameters/max_ack_timeout_ms", "10000") == 0);
+	tap_require(knob_write(CG "/memory.max", "48M") == 0);
+	knob_write(CG "/memory.swap.max", "0");
+	tap_require(knob_write("/sys/module/mmn/parameters/max_ack_timeout_ms", "10000") == 0);
 	kfd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	lseek(kfd, 0, SEEK_END);
 	ref0 = kt_stat(d, MMN_STATS_A_NONBLOCK_REFUSED);
@@ -180,7 +163,7 @@ int main(void)
 	tap_ok(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "victim was OOM-killed");
 	drv_unsubscribe(d, id1);
 	drv_unsubscribe(d, id2);
-	kt_write_file("/sys/module/mmn/parameters/max_ack_timeout_ms", "2000");
+	knob_write("/sys/module/mmn/parameters/max_ack_timeout_ms", "2000");
 	rmdir(CG);
 	tap_is_int(drv_unbind(d), 0, "UNBIND");
 	drv_close(d);

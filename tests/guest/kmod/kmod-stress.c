@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "kt.h"
+#include "lib/knob.h"
 #include "tap.h"
 
 #define P KT_PAGE
@@ -197,7 +198,7 @@ int main(int argc, char **argv)
 	int i;
 
 	if (ko) {
-		kt_write_file("/proc/sys/vm/drop_caches", "3");
+		knob_write("/proc/sys/vm/drop_caches", "3");
 		slab0 = slab_bytes();
 		snprintf(cmd, sizeof(cmd), "insmod %s", ko);
 		tap_require(system(cmd) == 0);
@@ -273,7 +274,7 @@ int main(int argc, char **argv)
 	if (ko) {
 		tap_is_int(system("rmmod mmn"), 0, "rmmod");
 		tap_ok(access("/sys/module/mmn", F_OK) != 0, "module gone");
-		kt_write_file("/proc/sys/vm/drop_caches", "3");
+		knob_write("/proc/sys/vm/drop_caches", "3");
 		slab1 = slab_bytes();
 		tap_diag("kmalloc slabs: %ld kB before insmod, %ld kB after rmmod", slab0 / 1024,
 			 slab1 / 1024);

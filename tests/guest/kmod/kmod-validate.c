@@ -20,6 +20,7 @@
 #include <netlink/msg.h>
 
 #include "kt.h"
+#include "lib/knob.h"
 #include "tap.h"
 
 #define P KT_PAGE
@@ -193,7 +194,7 @@ static void t_max_subs(void)
 	uint32_t ids[4];
 	int i, ok = 0;
 
-	tap_require(kt_write_file(p, "3") == 0);
+	tap_require(knob_write(p, "3") == 0);
 	for (i = 0; i < 3; i++)
 		ok += drv_subscribe(d, t.pid, base + i * P, P, 0, 0, &ids[i]) == 0;
 	tap_is_int(ok, 3, "three subscriptions under max_subs=3");
@@ -205,7 +206,7 @@ static void t_max_subs(void)
 		   "then there is room again");
 	for (i = 0; i < 3; i++)
 		drv_unsubscribe(d, ids[i]);
-	kt_write_file(p, "4096");
+	knob_write(p, "4096");
 }
 
 /* Count kernel log records appended since fd was positioned. */

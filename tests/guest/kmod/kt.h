@@ -42,7 +42,5 @@ bool kt_wait_end(struct drv *d, uint64_t seq, struct kt_evs *evs, int timeout_ms
 bool kt_settle(struct drv *d);
 /* Stats delta helpers. */
 uint64_t kt_stat(struct drv *d, int which);
-/* Write s to path; 0 or -errno. */
-int kt_write_file(const char *path, const char *s);
 
 #endif

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "mmn/mmn.h"
+#include "lib/dispatch.h"
 #include "lib/mmnd-run.h"
 #include "tap.h"
 
@@ -103,36 +104,6 @@ static char sock[128];
 static pid_t start_mmnd(const char *mmnd)
 {
 	return mmnd_run_uffd(mmnd, sock);
-}
-
-static int dispatch_until(struct mmn_client *c, const unsigned *counter, unsigned n)
-{
-	int err = 0;
-
-	for (int i = 0; i < 500 && *(volatile const unsigned *)counter < n; i++) {
-		struct pollfd p = {.fd = mmn_get_fd(c), .events = POLLIN};
-		int r;
-
-		poll(&p, 1, 10);
-		r = mmn_dispatch(c);
-		if (r < 0 && !err)
-			err = r;
-	}
-	return err;
-}
-
-static int dispatch_until_err(struct mmn_client *c)
-{
-	for (int i = 0; i < 500; i++) {
-		struct pollfd p = {.fd = mmn_get_fd(c), .events = POLLIN};
-		int r;
-
-		poll(&p, 1, 10);
-		r = mmn_dispatch(c);
-		if (r < 0)
-			return r;
-	}
-	return 0;
 }
 
 static bool has_inval(const struct rec *rec, unsigned from, uint64_t a, uint64_t b, enum mmn_event ev)

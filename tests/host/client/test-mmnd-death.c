@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "lib/dispatch.h"
 #include "lib/mmnd-run.h"
 #include "mmn/mmn.h"
 #include "lib/uffd-count.h"
@@ -75,18 +76,6 @@ static void on_release(struct mmn_sub *s, int reason, void *ud)
 
 	__atomic_add_fetch(&rec->nrelease, 1, __ATOMIC_RELEASE);
 	kick(rec->efd);
-}
-
-/* Dispatch @c (mmn_dispatch client) until *@counter >= @n, 5 s at most. */
-static bool dispatch_until(struct mmn_client *c, const unsigned *counter, unsigned n)
-{
-	for (int i = 0; i < 500 && __atomic_load_n(counter, __ATOMIC_ACQUIRE) < n; i++) {
-		struct pollfd p = {.fd = mmn_get_fd(c), .events = POLLIN};
-
-		poll(&p, 1, 10);
-		mmn_dispatch(c);
-	}
-	return __atomic_load_n(counter, __ATOMIC_ACQUIRE) >= n;
 }
 
 /* Wait (poll on @rec->efd, 5 s at most) until *@counter >= @n: library thread client. */
@@ -199,7 +188,7 @@ static void subscribe_both(struct clients *k)
 	tap_is_int(mmn_subscribe(k->c2, 0, (uintptr_t)k->b1 + ps, ps, &o, &tmp), -EBUSY,
 		   "another client's range -> -EBUSY (one userfaultfd per range)");
 	munmap(k->b1, ps);
-	tap_ok(dispatch_until(k->c1, &k->r1.nend, 1) && k->r1.last_start == (uintptr_t)k->b1 &&
+	tap_ok(dispatch_reached(k->c1, &k->r1.nend, 1) && k->r1.last_start == (uintptr_t)k->b1 &&
 		       k->r1.last_end == (uintptr_t)k->b1 + ps,
 	       "UNMAP delivered before mmnd dies");
 }
@@ -241,14 +230,14 @@ static void after_restart(struct clients *k, unsigned ends)
 {
 	unsigned n;
 
-	tap_ok(dispatch_until(k->c1, &k->r1.nresync, 1), "mmn_dispatch client: RESYNC after the restart");
-	tap_ok(dispatch_until(k->c1, &k->r1.nend, ends + 1) && k->r1.nrelease == 0,
+	tap_ok(dispatch_reached(k->c1, &k->r1.nresync, 1), "mmn_dispatch client: RESYNC after the restart");
+	tap_ok(dispatch_reached(k->c1, &k->r1.nend, ends + 1) && k->r1.nrelease == 0,
 	       "RESYNC ended, the subscription lives");
 	tap_ok(thread_until(&k->r2, &k->r2.nresync, 1), "library thread client: RESYNC after the restart");
 	tap_is_int(count_uffds(), 0, "still no userfaultfd descriptor in the client");
 	n = k->r1.nend;
 	munmap(k->b1 + 8 * ps, ps);
-	tap_ok(dispatch_until(k->c1, &k->r1.nend, n + 1) && k->r1.last_start == (uintptr_t)k->b1 + 8 * ps &&
+	tap_ok(dispatch_reached(k->c1, &k->r1.nend, n + 1) && k->r1.last_start == (uintptr_t)k->b1 + 8 * ps &&
 		       k->r1.last_end == (uintptr_t)k->b1 + 9 * ps,
 	       "mmn_dispatch client: UNMAP delivered by the new mmnd");
 	n = __atomic_load_n(&k->r2.nend, __ATOMIC_ACQUIRE);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "fake-server.h"
+#include "lib/dispatch.h"
 #include "mmn/mmn.h"
 #include "tap.h"
 
@@ -87,40 +88,6 @@ static struct mmn_sub_opts opts_for(struct rec *rec, uint32_t flags)
 		.userdata = rec,
 	};
 	return o;
-}
-
-/* Poll and dispatch until *@counter >= @n (5 s at most). Returns the last dispatch result < 0 seen, or 0. */
-static int pump_until(struct mmn_client *c, const unsigned *counter, unsigned n)
-{
-	int err = 0;
-
-	for (int i = 0; i < 500 && *(volatile const unsigned *)counter < n; i++) {
-		struct pollfd p = {.fd = mmn_get_fd(c), .events = POLLIN};
-		int r;
-
-		poll(&p, 1, 10);
-		r = mmn_dispatch(c);
-		if (r < 0)
-			err = r;
-	}
-	if (*(volatile const unsigned *)counter < n)
-		tap_diag("waited 5 s for %u events, got %u", n, *counter);
-	return err;
-}
-
-/* Dispatch until mmn_dispatch() reports an error (5 s at most); returns it or 0. */
-static int pump_until_err(struct mmn_client *c)
-{
-	for (int i = 0; i < 500; i++) {
-		struct pollfd p = {.fd = mmn_get_fd(c), .events = POLLIN};
-		int r;
-
-		poll(&p, 1, 10);
-		r = mmn_dispatch(c);
-		if (r < 0)
-			return r;
-	}
-	return 0;
 }
 
 static void test_args(void)
@@ -240,7 +207,7 @@ static void test_events(struct fake_server *fs, struct mmn_client *c)
 	tap_ok(!mmn_read_retry(s, seq), "read_retry: no collision");
 
 	ev = fs_invalidate(fs, idx, 0xf000, 0x12000, MMN_EVENT_UNMAP, false);
-	tap_is_int(pump_until(c, &rec.inval, 1), 0, "invalidate delivered");
+	tap_is_int(dispatch_until(c, &rec.inval, 1), 0, "invalidate delivered");
 	tap_is_int(rec.inval, 1, "one invalidate");
 	tap_is_u64(rec.last.start, 0x10000, "range clipped to the subscription (start)");
 	tap_is_u64(rec.last.end, 0x12000, "range end");
@@ -262,7 +229,7 @@ static void test_events(struct fake_server *fs, struct mmn_client *c)
 		tap_ok(w.saw_end, "read_begin waited for the end of the invalidation");
 		tap_ok(!(w.seq & 1) && !mmn_read_retry(s, w.seq), "and returned a valid even value");
 	}
-	tap_is_int(pump_until(c, &rec.ends, 1), 0, "invalidate_end delivered");
+	tap_is_int(dispatch_until(c, &rec.ends, 1), 0, "invalidate_end delivered");
 	tap_is_u64(rec.last_end.start, 0x10000, "end carries the invalidated range");
 	tap_ok(mmn_read_retry(s, seq), "read_retry: still a collision after the end");
 	seq = mmn_read_begin(s);
@@ -272,15 +239,15 @@ static void test_events(struct fake_server *fs, struct mmn_client *c)
 	o = opts_for(&rb, MMN_SUB_BLOCKING);
 	tap_require(mmn_subscribe(c, 0, 0x20000, 0x1000, &o, &b) == 0);
 	ev = fs_invalidate(fs, fs->nsubs - 1, 0x20000, 0x21000, MMN_EVENT_CLEAR, true);
-	pump_until(c, &rb.inval, 1);
+	dispatch_until(c, &rb.inval, 1);
 	tap_ok(rb.last.needs_ack, "needs_ack delivered");
 	tap_ok(fs_wait(fs, &fs->nacks, 1), "callback returned 0: library acked");
 	tap_is_u64(fs->last_ack_event, ev, "ack names the event");
 	fs_end(fs, fs->nsubs - 1, ev);
-	pump_until(c, &rb.ends, 1);
+	dispatch_until(c, &rb.ends, 1);
 	rb.ret = MMN_ACK_LATER;
 	ev = fs_invalidate(fs, fs->nsubs - 1, 0x20000, 0x21000, MMN_EVENT_CLEAR, true);
-	pump_until(c, &rb.inval, 2);
+	dispatch_until(c, &rb.inval, 2);
 	tap_is_int(mmn_dispatch(c), 0, "dispatch with nothing due returns 0");
 	pthread_mutex_lock(&fs->mu);
 	tap_is_int(fs->nacks, 1, "MMN_ACK_LATER: no automatic ack");
@@ -296,7 +263,7 @@ static void test_events(struct fake_server *fs, struct mmn_client *c)
 
 	/* Release: no more events, read_retry always collides, unsubscribe still frees. */
 	fs_release(fs, idx);
-	pump_until(c, &rec.releases, 1);
+	dispatch_until(c, &rec.releases, 1);
 	tap_is_int(rec.releases, 1, "release delivered");
 	tap_is_int(rec.last_reason, MMN_RELEASE_TARGET_GONE, "release reason");
 	seq = mmn_read_begin(s);
@@ -322,14 +289,14 @@ static void test_unsub_in_cb(struct fake_server *fs, struct mmn_client *c)
 	acks = fs->nacks;
 	pthread_mutex_unlock(&fs->mu);
 	ev = fs_invalidate(fs, idx, 0x30000, 0x31000, MMN_EVENT_UNMAP, true);
-	pump_until(c, &rec.inval, 1);
+	dispatch_until(c, &rec.inval, 1);
 	tap_is_int(rec.unsub_ret, 0, "unsubscribe inside its own invalidate callback");
 	tap_is_int(rec.ends, 1, "pairing kept: invalidate_end delivered");
 	fs_end(fs, idx, ev);
 	fs_invalidate(fs, idx, 0x30000, 0x31000, MMN_EVENT_UNMAP, true);
 	/* A marker on another sub: once it arrived, the one before it was handled. */
 	ev = fs_invalidate(fs, midx, 0x38000, 0x39000, MMN_EVENT_UNMAP, false);
-	pump_until(c, &marker.inval, 1);
+	dispatch_until(c, &marker.inval, 1);
 	tap_is_int(marker.inval, 1, "marker delivered");
 	fs_end(fs, midx, ev);
 	tap_is_int(rec.inval, 1, "no callback after unsubscribe");
@@ -432,14 +399,14 @@ static void test_reconnect(struct fake_server *fs)
 	tap_require(mmn_connect(fs->path, &c) == 0);
 	tap_require(mmn_subscribe(c, 0, 0x50000, 0x2000, &o, &s) == 0);
 	ev = fs_invalidate(fs, fs->nsubs - 1, 0x50000, 0x51000, MMN_EVENT_UNMAP, false);
-	pump_until(c, &rec.inval, 1);
+	dispatch_until(c, &rec.inval, 1);
 	seq = ev; /* read_begin would wait: the invalidation is in flight */
 	pthread_mutex_lock(&fs->mu);
 	hellos = fs->nhello;
 	pthread_mutex_unlock(&fs->mu);
 	fs_kill(fs); /* mmnd dies with the invalidation in flight */
-	r = pump_until_err(c);
-	pump_until(c, &rec.ends, 1);
+	r = dispatch_until_err(c);
+	dispatch_until(c, &rec.ends, 1);
 	tap_is_int(r, -ECONNRESET, "dispatch reports the lost connection once");
 	tap_is_int(rec.ends, 1, "outstanding invalidation ended at connection loss");
 	{
@@ -450,40 +417,40 @@ static void test_reconnect(struct fake_server *fs)
 		pthread_create(&t, NULL, waiter_main, &w);
 		poll(&p, 1, 5000);
 		__atomic_store_n(&w.ended, 1, __ATOMIC_SEQ_CST); /* nothing reconnects before we dispatch */
-		pump_until(c, &rec.resyncs, 1);
+		dispatch_until(c, &rec.resyncs, 1);
 		pthread_join(t, NULL);
 		close(w.efd);
 		tap_ok(w.saw_end, "read_begin waited while disconnected");
 		tap_ok(!mmn_read_retry(s, w.seq), "and returned a valid value after the RESYNC");
 	}
-	pump_until(c, &rec.resyncs, 1); /* dispatch drives the reconnection */
+	dispatch_until(c, &rec.resyncs, 1); /* dispatch drives the reconnection */
 	tap_ok(fs_wait(fs, &fs->nhello, hellos + 1), "library reconnected by itself");
 	tap_is_int(rec.resyncs, 1, "one RESYNC invalidation");
 	tap_is_u64(rec.last.start, 0x50000, "RESYNC covers the whole subscription (start)");
 	tap_is_u64(rec.last.end, 0x52000, "RESYNC covers the whole subscription (end)");
-	pump_until(c, &rec.ends, 2);
+	dispatch_until(c, &rec.ends, 2);
 	tap_is_int(rec.ends, 2, "RESYNC followed by its end");
 	tap_is_int(fs->nsubs, 1, "resubscribed on the new connection");
 	seq = mmn_read_begin(s);
 	tap_ok(!(seq & 1) && !mmn_read_retry(s, seq), "read_begin/retry work again");
 	ev = fs_invalidate(fs, 0, 0x51000, 0x52000, MMN_EVENT_REMOVE, false);
-	pump_until(c, &rec.inval, 3);
+	dispatch_until(c, &rec.inval, 3);
 	tap_is_int(rec.last.event, MMN_EVENT_REMOVE, "events flow on the new connection");
 	tap_ok(mmn_read_retry(s, seq), "collision seen on the new page");
 	fs_end(fs, 0, ev);
-	pump_until(c, &rec.ends, 3);
+	dispatch_until(c, &rec.ends, 3);
 
 	/* Malformed input: garbage, then a valid but impossible Invalidate. */
 	tap_is_int(fs_send_raw(fs, "\xff\xff\xff\xff garbage", 13), 0, "sent garbage");
-	r = pump_until_err(c);
+	r = dispatch_until_err(c);
 	tap_is_int(r, -EBADMSG, "garbage -> -EBADMSG, connection dropped");
-	pump_until(c, &rec.resyncs, 2);
+	dispatch_until(c, &rec.resyncs, 2);
 	tap_ok(fs_wait(fs, &fs->nhello, hellos + 2), "reconnected after garbage");
 	tap_is_int(rec.resyncs, 2, "RESYNC after the second reconnection");
 	fs_invalidate(fs, 0, 0x60000, 0x61000, MMN_EVENT_UNMAP, false); /* outside the sub */
-	r = pump_until_err(c);
+	r = dispatch_until_err(c);
 	tap_is_int(r, -EPROTO, "invalidate outside the subscription -> -EPROTO");
-	pump_until(c, &rec.resyncs, 3);
+	dispatch_until(c, &rec.resyncs, 3);
 	tap_ok(fs_wait(fs, &fs->nhello, hellos + 3), "reconnected again");
 	{
 		struct mmn_sub_opts o2 = opts_for(&rec, MMN_SUB_NONBLOCKING);
@@ -497,7 +464,7 @@ static void test_reconnect(struct fake_server *fs)
 		env.hello = &h;
 		n = mmn__wire_encode(&env, buf, sizeof(buf));
 		fs_send_raw(fs, buf, (size_t)n);
-		r = pump_until_err(c);
+		r = dispatch_until_err(c);
 		tap_is_int(r, -EPROTO, "request body from the server -> -EPROTO");
 		r = mmn_subscribe(c, 0, 0x70000, 0x1000, &o2, &s2);
 		tap_ok(r == 0 || r == -ENOTCONN, "subscribe while reconnecting: 0 or -ENOTCONN");
@@ -588,19 +555,19 @@ static void test_lost_many(struct fake_server *fs)
 		fs_invalidate(fs, i, 0x1000000 + (uint64_t)i * 0x1000, 0x1001000 + (uint64_t)i * 0x1000,
 			      MMN_EVENT_CLEAR, false);
 		if (i % 32 == 31) /* the socket buffer is small: read as we go */
-			pump_until(c, &rec.inval, i + 1);
+			dispatch_until(c, &rec.inval, i + 1);
 	}
-	pump_until(c, &rec.inval, n);
+	dispatch_until(c, &rec.inval, n);
 	tap_is_int(rec.inval, n, "one invalidate per sub delivered");
 	pthread_mutex_lock(&fs->mu);
 	hellos = fs->nhello;
 	pthread_mutex_unlock(&fs->mu);
 	fs_kill(fs);
-	tap_is_int(pump_until_err(c), -ECONNRESET, "connection loss reported");
-	pump_until(c, &rec.ends, n);
+	tap_is_int(dispatch_until_err(c), -ECONNRESET, "connection loss reported");
+	dispatch_until(c, &rec.ends, n);
 	tap_is_int(rec.ends, n, "connection loss: every outstanding invalidation ended once");
 	tap_is_int(rec.resyncs, 0, "no RESYNC before those ends");
-	pump_until(c, &rec.ends, 2 * n);
+	dispatch_until(c, &rec.ends, 2 * n);
 	tap_ok(fs_wait(fs, &fs->nhello, hellos + 1), "reconnected");
 	tap_is_int(rec.resyncs, n, "one RESYNC per sub");
 	tap_is_int(rec.inval, 2 * n, "no other invalidation");
