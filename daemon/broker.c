@@ -4,8 +4,8 @@
  * after every callback, drain and teardown.  See broker.h for the API and
  * broker-internal.h for object lifetimes.
  */
-#include "broker-internal.h"
-#include "options.h"
+
+#include "broker.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -16,6 +16,14 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "broker-internal.h"
+#include "clients/client.h"
+#include "engine/fanout.h"
+#include "engine/list.h"
+#include "engine/sub.h"
+#include "engine/target.h"
+#include "options.h"
 
 #define ACCEPT_BATCH 64
 

@@ -37,7 +37,7 @@
 #include <linux/mmn.h>
 #include <uv.h>
 
-#include "genl-kmod.h"
+#include "kmod-genl.h"
 #include "source.h"
 #include "tap.h"
 

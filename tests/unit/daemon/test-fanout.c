@@ -8,6 +8,8 @@
 #include "harness.h"
 
 #include "broker-internal.h"
+#include "engine/fanout.h"
+#include "engine/list.h"
 
 #define BODY(e) ((e) ? (int)(e)->body_case : -1)
 

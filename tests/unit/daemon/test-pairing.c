@@ -25,6 +25,8 @@
 #include "harness.h"
 
 #include "broker-internal.h"
+#include "engine/fanout.h"
+#include "engine/list.h"
 
 #include <inttypes.h>
 

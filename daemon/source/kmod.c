@@ -80,10 +80,10 @@
 #include <netlink/netlink.h>
 #include <netlink/socket.h>
 
-#include "genl-kmod.h"
+#include "source/kmod-genl.h"
 #include "log.h"
 #include "mmn.pb-c.h"
-#include "source.h"
+#include "source/source.h"
 
 #ifndef SOL_NETLINK
 #define SOL_NETLINK 270

@@ -19,11 +19,21 @@
  * keeps mmnd from asking the kernel to insert a notifier while the kernel
  * waits for mmnd's ack with the mmap lock held.
  */
-#include "broker-internal.h"
+
+#include "engine/sub.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "broker-internal.h"
+#include "clients/client.h"
+#include "clients/policy.h"
+#include "clients/seqpage-slots.h"
+#include "engine/fanout.h"
+#include "engine/itree.h"
+#include "engine/list.h"
+#include "engine/target.h"
 
 static void khash_add(struct broker *b, struct ksub *k)
 {

@@ -4,10 +4,17 @@
  * Every call runs on the loop thread and finishes before returning; the
  * structures handed to callbacks live only for the call.
  */
-#include "broker-internal.h"
+
+#include "admin/admin.h"
 
 #include <errno.h>
 #include <inttypes.h>
+
+#include "broker-internal.h"
+#include "clients/client.h"
+#include "clients/seqpage-slots.h"
+#include "engine/list.h"
+#include "engine/sub.h"
 
 void mmn__admin_stats(struct broker *b, struct admin_stats *out)
 {

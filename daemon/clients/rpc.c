@@ -7,13 +7,21 @@
  * client is dropped.  Semantic errors (bad Subscribe arguments, an Ack or
  * Unsubscribe naming something unknown) get Error and the client stays.
  */
-#include "broker-internal.h"
+
+#include "clients/rpc.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "broker-internal.h"
+#include "clients/client.h"
+#include "clients/seqpage-slots.h"
+#include "clients/share.h"
+#include "engine/fanout.h"
+#include "engine/sub.h"
 
 static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello *h)
 {

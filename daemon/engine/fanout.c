@@ -41,12 +41,21 @@
  * resynchronised instead (an Invalidate{RESYNC} and InvalidateEnd pair, as
  * for a source's REVOKED) and the event is not kept.
  */
-#include "broker-internal.h"
+
+#include "engine/fanout.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "broker-internal.h"
+#include "clients/client.h"
+#include "clients/seqpage-slots.h"
+#include "engine/itree.h"
+#include "engine/list.h"
+#include "engine/sub.h"
+#include "engine/target.h"
 
 static struct event *event_find(struct broker *b, uint64_t id)
 {

@@ -16,7 +16,8 @@
  * pending acks count as done), closes its handle and frees it from the
  * close callback.
  */
-#include "broker-internal.h"
+
+#include "clients/client.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -27,6 +28,14 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "broker-internal.h"
+#include "clients/rpc.h"
+#include "clients/seqpage-slots.h"
+#include "clients/share.h"
+#include "engine/list.h"
+#include "engine/pidfd.h"
+#include "engine/sub.h"
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77

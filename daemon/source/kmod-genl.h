@@ -12,7 +12,7 @@
 
 #include <linux/netlink.h>
 
-#include "source.h"
+#include "source/source.h"
 
 /*
  * Parse one generic-netlink message of the mmn family (INVALIDATE,
