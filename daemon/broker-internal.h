@@ -30,12 +30,14 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <uv.h>
 
 #include "admin/admin.h"
 #include "broker.h"
 #include "engine/list.h"
+#include "engine/sink.h"
 #include "log.h"
 #include "mmn.pb-c.h"
 
@@ -54,6 +56,13 @@ struct broker;
 struct broker {
 	uv_loop_t *loop;
 	struct source *src;
+	/* How the engine reaches the clients (set by broker.c; see engine/sink.h). */
+	struct engine_sink sink;
+	/*
+	 * The end of every loop callback, set by broker.c: ack the source for
+	 * events that are done and drop the clients queued for dropping.
+	 */
+	void (*settle)(struct broker *b);
 	struct broker_options opt;
 	struct list listeners;
 	struct list clients;
@@ -92,8 +101,17 @@ struct broker {
 	uint8_t arena[32768] __attribute__((aligned(16)));
 };
 
-void mmn__broker_settle(struct broker *b);
-void mmn__broker_handle_closed(struct broker *b);
-uint64_t mmn__broker_now(struct broker *b);
+/* The loop's time in ms, as deadlines count it. */
+static inline uint64_t mmn__broker_now(struct broker *b)
+{
+	return uv_now(b->loop);
+}
+
+/* One of the broker's uv handles finished closing: free it after the last. */
+static inline void mmn__broker_handle_closed(struct broker *b)
+{
+	if (--b->handles == 0 && b->freed)
+		free(b);
+}
 
 #endif

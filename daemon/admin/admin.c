@@ -12,6 +12,7 @@
 
 #include "broker-internal.h"
 #include "clients/client.h"
+#include "clients/send.h"
 #include "clients/seqpage-slots.h"
 #include "engine/list.h"
 #include "engine/sub.h"
@@ -167,7 +168,7 @@ int mmn__admin_evict(struct broker *b, uint64_t client_id)
 		if (b->has_obs && b->obs.client_evicted)
 			b->obs.client_evicted(b->obs.ud, c->id, "admin");
 		mmn__client_drop(c, -ECONNABORTED);
-		mmn__broker_settle(b);
+		b->settle(b);
 		return 0;
 	}
 	return -ENOENT;

@@ -95,7 +95,10 @@ struct listener {
 /* Take connection @fd (refused with Error when a limit is reached, see broker.h). */
 int mmn__client_accept(struct broker *b, int fd);
 /* @c completed Hello: its deadline is off. */
-void mmn__client_hello_done(struct client *c);
+static inline void mmn__client_hello_done(struct client *c)
+{
+	list_del(&c->hlink);
+}
 /* Arm broker->hello_timer for the oldest connection owing Hello (after hello_timeout_ms changed). */
 void mmn__client_hello_rearm(struct broker *b);
 /* 0, or -EDQUOT when @c's uid holds its max_subs_per_uid subscriptions (*msg says so). */
@@ -108,21 +111,8 @@ static inline void mmn__client_uid_subs(struct client *c, int delta)
 		c->acct->nsubs += (uint32_t)delta;
 }
 
-/* Send @env (request_id set by the caller).  Queues when the socket is full. */
-int mmn__client_send(struct client *c, MmnEnvelope *env);
-int mmn__client_send_error(struct client *c, uint64_t request_id, int err, const char *msg);
-/*
- * Send an Invalidate/InvalidateEnd of non-blocking sub @s: while the queue is
- * overflowing these are coalesced into one whole-range pair per sub, sent
- * when the queue drains.  Returns 1 when coalesced (not sent), else as above.
- */
-int mmn__client_send_nb(struct client *c, struct sub *s, MmnEnvelope *env);
-/* A protocol violation: Error to the client, count it, drop it. */
-void mmn__client_protocol_error(struct client *c, uint64_t request_id, int err, const char *msg);
 /* Read what the client has queued now (before evicting it at a deadline). */
 void mmn__client_read_now(struct client *c);
-/* Queue the client for dropping at settle (never frees in place). */
-void mmn__client_drop(struct client *c, int error);
 void mmn__client_reap(struct broker *b);
 void mmn__client_free_all(struct broker *b);
 

@@ -18,6 +18,7 @@
 
 #include "broker-internal.h"
 #include "clients/client.h"
+#include "clients/send.h"
 #include "clients/seqpage-slots.h"
 #include "clients/share.h"
 #include "engine/fanout.h"

@@ -32,7 +32,7 @@ struct recip {
 	uint64_t sub_id;
 	/*
 	 * The sub's client while the recipient is open.  Cleared together
-	 * with @sub whenever the recipient closes (mmn__fanout_close_sub,
+	 * with @sub whenever the recipient closes (mmn__recips_close_sub,
 	 * before the client can be freed): a closed recipient never points at
 	 * a client, so a later client at the same address cannot match it.
 	 */
@@ -64,7 +64,7 @@ struct event {
 	uint64_t range_start, range_end; /* the source's unclipped range, if it said */
 	uint32_t npending;
 	uint32_t nrecips, cap;
-	struct recip *recips; /* pre-sized to broker->recip_reserve (mmn__fanout_reserve) */
+	struct recip *recips; /* pre-sized to broker->recip_reserve (mmn__recips_reserve) */
 	/*
 	 * sub_id -> recipient index + 1 (0: empty), open addressing, hcap a
 	 * power of two at least twice cap; sized with recips.  Valid while
@@ -76,30 +76,12 @@ struct event {
 	uint32_t nksubs, kcap;
 	uint32_t *ksubs; /* refused events: the listed ksub ids, to clear BLOCKING */
 	uv_timer_t timer; /* earliest pending deadline; initialised once, pooled */
+	uv_timer_cb timer_cb; /* fanout.c's deadline callback, for recips.c to restart @timer */
 	bool timer_inited;
 };
 
 void mmn__fanout_event(struct broker *b, const struct source_event *ev);
-/*
- * Make every event's recipient array hold at least @n recipients (called
- * before a subscription is linked, @n = subscriptions after it).  0 or
- * -ENOMEM; on failure the sub must not be linked.
- */
-int mmn__fanout_reserve(struct broker *b, uint32_t n);
-/*
- * Test-only fault injection, 0 (off) by default: when non-zero, adding a
- * recipient to an event that already has this many fails as if the
- * allocation had, to exercise the fan-out's out-of-memory resync.
- */
-extern uint32_t mmn__fanout_fault_recips;
 int mmn__fanout_ack(struct client *c, uint64_t sub_id, uint64_t event_id);
-/*
- * @s is going away (@keep_pairing false: its recipient entries close, the
- * pairing is closed by whoever kills it) or was unsubscribed while in flight
- * (@keep_pairing true: acks it owes no longer count, it still gets
- * InvalidateEnd).
- */
-void mmn__fanout_close_sub(struct broker *b, struct sub *s, bool keep_pairing);
 void mmn__fanout_flush_acks(struct broker *b);
 void mmn__fanout_free_pool(struct broker *b);
 /* Drain: ack every event still waiting. */

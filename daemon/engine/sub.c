@@ -12,7 +12,7 @@
  * invalidation of it was acked by its blocking subs: then it is cleared for
  * good (reaped, see struct ksub).
  *
- * Deferral (seed 001): while an invalidation is in flight on a target its
+ * Deferral: while an invalidation is in flight on a target its
  * index and ksubs do not change.  Subscribe and Unsubscribe received then
  * are queued on the target and applied, in order, when its last in-flight
  * invalidation ends; the reply is sent then.  Besides determinism this
@@ -33,6 +33,7 @@
 #include "engine/fanout.h"
 #include "engine/itree.h"
 #include "engine/list.h"
+#include "engine/recips.h"
 #include "engine/target.h"
 
 static void khash_add(struct broker *b, struct ksub *k)
@@ -396,7 +397,7 @@ static void sub_detach_client(struct sub *s)
 		env.request_id = s->unsub_request_id;
 		env.body_case = MMN__V1__ENVELOPE__BODY_STATUS;
 		env.status = &st;
-		mmn__client_send(c, &env);
+		c->b->sink.send(c, &env);
 	}
 }
 
@@ -412,7 +413,7 @@ static void reply_subscribed(struct client *c, uint64_t request_id, const struct
 	env.request_id = request_id;
 	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY;
 	env.subscribe_reply = &rep;
-	mmn__client_send(c, &env);
+	c->b->sink.send(c, &env);
 }
 
 /* Create the subscription now (target quiescent).  Consumes the target reference. */
@@ -444,7 +445,7 @@ static void sub_create(struct target *t, struct client *c, uint64_t request_id, 
 	s->d.kind = DEF_REMOVE;
 	/* Room for it in every event first: fan-out must not allocate. */
 	err = b->stats.subscriptions >= UINT32_MAX ? -ENOMEM
-						   : mmn__fanout_reserve(b, (uint32_t)b->stats.subscriptions + 1);
+						   : mmn__recips_reserve(b, (uint32_t)b->stats.subscriptions + 1);
 	if (err < 0) {
 		mmn__seqpage_free(c, s->slot);
 		goto fail;
@@ -473,7 +474,7 @@ static void sub_create(struct target *t, struct client *c, uint64_t request_id, 
 fail:
 	free(s);
 	mmn__target_put(t);
-	mmn__client_send_error(c, request_id, err, "subscription failed");
+	c->b->sink.send_error(c, request_id, err, "subscription failed");
 }
 
 int mmn__sub_request(struct client *c, uint64_t request_id, const Mmn__V1__Subscribe *req)
@@ -487,32 +488,32 @@ int mmn__sub_request(struct client *c, uint64_t request_id, const Mmn__V1__Subsc
 	int err;
 
 	if (b->draining)
-		return mmn__client_send_error(c, request_id, -ESHUTDOWN, "mmnd is stopping");
+		return c->b->sink.send_error(c, request_id, -ESHUTDOWN, "mmnd is stopping");
 	if (b->source_lost)
-		return mmn__client_send_error(c, request_id, -ENODEV, "the event source is gone");
+		return c->b->sink.send_error(c, request_id, -ENODEV, "the event source is gone");
 	if (b->src->caps.needs_uffd && !c->uffd_attached)
-		return mmn__client_send_error(c, request_id, -ENOTCONN, "send AttachUffd first");
+		return c->b->sink.send_error(c, request_id, -ENOTCONN, "send AttachUffd first");
 	err = mmn__policy_check_subscribe(b, req, &r, &msg);
 	if (err < 0)
-		return mmn__client_send_error(c, request_id, err, msg);
+		return c->b->sink.send_error(c, request_id, err, msg);
 	r.resubscribe = req->resubscribe;
 	list_for_each(pos, &c->pending) npending++;
 	if (c->nsubs + npending >= b->opt.max_subs || c->nsubs + npending >= c->nslots)
-		return mmn__client_send_error(c, request_id, -ENOSPC, "too many subscriptions");
-	err = mmn__client_uid_may_subscribe(c, &msg);
+		return c->b->sink.send_error(c, request_id, -ENOSPC, "too many subscriptions");
+	err = c->b->sink.uid_may_subscribe(c, &msg);
 	if (err < 0)
-		return mmn__client_send_error(c, request_id, err, msg);
+		return c->b->sink.send_error(c, request_id, err, msg);
 	if (r.pid != 0 && r.pid != c->pid && !b->src->caps.other_processes)
-		return mmn__client_send_error(c, request_id, -EOPNOTSUPP,
+		return c->b->sink.send_error(c, request_id, -EOPNOTSUPP,
 					      "this source watches only the client itself");
 	err = mmn__target_get(b, c, r.pid, &t);
 	if (err < 0)
-		return mmn__client_send_error(c, request_id, err, "no such target");
+		return c->b->sink.send_error(c, request_id, err, "no such target");
 	if (t->pid != c->pid) {
 		err = mmn__policy_authorize(b, c, t->pid, t->pidfd, &r, &req->share_token);
 		if (err < 0) {
 			mmn__target_put(t);
-			return mmn__client_send_error(c, request_id, err,
+			return c->b->sink.send_error(c, request_id, err,
 						      "not allowed to watch this process");
 		}
 	}
@@ -523,7 +524,7 @@ int mmn__sub_request(struct client *c, uint64_t request_id, const Mmn__V1__Subsc
 	p = calloc(1, sizeof(*p));
 	if (!p) {
 		mmn__target_put(t);
-		return mmn__client_send_error(c, request_id, -ENOMEM, "out of memory");
+		return c->b->sink.send_error(c, request_id, -ENOMEM, "out of memory");
 	}
 	p->d.kind = DEF_SUBSCRIBE;
 	p->c = c;
@@ -531,7 +532,7 @@ int mmn__sub_request(struct client *c, uint64_t request_id, const Mmn__V1__Subsc
 	p->req = r;
 	list_add_tail(&c->pending, &p->clink);
 	mmn__client_uid_subs(c, 1);
-	mmn__target_defer(t, &p->d);
+	mmn__sub_defer(t, &p->d);
 	return 0;
 }
 
@@ -549,14 +550,14 @@ int mmn__sub_unsubscribe(struct client *c, uint64_t request_id, uint64_t sub_id)
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
 	if (!s || s->state != SUB_LIVE)
-		return mmn__client_send_error(c, request_id, -ENOENT, "no such subscription");
+		return c->b->sink.send_error(c, request_id, -ENOENT, "no such subscription");
 	if (s->t->inflight) {
 		/* Its pending acks are moot; it still gets InvalidateEnd (pairing). */
 		s->state = SUB_DYING;
 		s->unsub_request_id = request_id;
 		s->unsub_reply = true;
-		mmn__fanout_close_sub(c->b, s, true);
-		mmn__target_defer(s->t, &s->d);
+		mmn__recips_close_sub(c->b, s, true);
+		mmn__sub_defer(s->t, &s->d);
 		return 0;
 	}
 	env.request_id = request_id;
@@ -564,19 +565,19 @@ int mmn__sub_unsubscribe(struct client *c, uint64_t request_id, uint64_t sub_id)
 	env.status = &st;
 	sub_detach_client(s);
 	sub_finalize(s);
-	return mmn__client_send(c, &env);
+	return c->b->sink.send(c, &env);
 }
 
 void mmn__sub_kill(struct sub *s)
 {
 	if (s->state == SUB_DEAD)
 		return;
-	mmn__fanout_close_sub(s->t->b, s, false);
+	mmn__recips_close_sub(s->t->b, s, false);
 	s->unsub_reply = false;
 	sub_detach_client(s);
 	if (s->t->inflight) {
 		if (s->state != SUB_DYING)
-			mmn__target_defer(s->t, &s->d);
+			mmn__sub_defer(s->t, &s->d);
 		s->state = SUB_DEAD;
 		return;
 	}
@@ -624,7 +625,7 @@ static void send_release(struct sub *s, bool released, uint32_t reason)
 		env.body_case = MMN__V1__ENVELOPE__BODY_REVOKED;
 		env.revoked = &rev;
 	}
-	mmn__client_send(s->c, &env);
+	s->t->b->sink.send(s->c, &env);
 }
 
 /*
@@ -645,7 +646,7 @@ void mmn__ksub_release(struct ksub *k, bool released, uint32_t reason)
 		if (s->c && s->state != SUB_DEAD)
 			send_release(s, released, reason);
 		if (s->state != SUB_DEAD) {
-			mmn__fanout_close_sub(t->b, s, false);
+			mmn__recips_close_sub(t->b, s, false);
 			sub_detach_client(s);
 		}
 		if (list_linked(&s->d.link))
@@ -683,12 +684,12 @@ void mmn__sub_resync(struct sub *s)
 	inv.seq = s->inflight ? mmn__seqpage_value(s->c, s->slot) : mmn__seqpage_begin(s->c, s->slot);
 	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE;
 	env.invalidate = &inv;
-	mmn__client_send(s->c, &env);
+	s->t->b->sink.send(s->c, &env);
 	end.sub_id = s->id;
 	end.seq = s->inflight ? mmn__seqpage_value(s->c, s->slot) : mmn__seqpage_end(s->c, s->slot);
 	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE_END;
 	env.invalidate_end = &end;
-	mmn__client_send(s->c, &env);
+	s->t->b->sink.send(s->c, &env);
 }
 
 void mmn__ksub_resync(struct ksub *k)
@@ -705,4 +706,29 @@ void mmn__ksub_reaped(struct ksub *k)
 {
 	k->reaped = true;
 	ksub_update_blocking(k);
+}
+
+void mmn__sub_defer(struct target *t, struct deferred *d)
+{
+	list_add_tail(&t->deferred, &d->link);
+}
+
+/*
+ * The last in-flight invalidation of @t ended: apply what was deferred, in
+ * arrival order.  An applied change cannot start an invalidation, so this
+ * terminates; a change deferred again (not possible here) would wait for
+ * the next end.  Holds a reference so @t outlives its own deferred list.
+ */
+void mmn__sub_quiesce(struct target *t)
+{
+	if (t->inflight)
+		return;
+	t->refs++;
+	while (!list_empty(&t->deferred) && !t->inflight) {
+		struct deferred *d = list_entry(t->deferred.next, struct deferred, link);
+
+		list_del(&d->link);
+		mmn__sub_apply_deferred(t, d);
+	}
+	mmn__target_put(t);
 }

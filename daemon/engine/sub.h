@@ -99,6 +99,10 @@ int mmn__sub_unsubscribe(struct client *c, uint64_t request_id, uint64_t sub_id)
 /* Kill @s: close its pairings, release its slot; unindex now or at quiescence. */
 void mmn__sub_kill(struct sub *s);
 void mmn__sub_apply_deferred(struct target *t, struct deferred *d);
+/* Queue @d on @t until its last in-flight invalidation ends. */
+void mmn__sub_defer(struct target *t, struct deferred *d);
+/* An event on @t ended; apply deferred changes if it was the last. */
+void mmn__sub_quiesce(struct target *t);
 void mmn__pending_sub_cancel(struct pending_sub *p);
 struct ksub *mmn__ksub_find(struct broker *b, uint32_t id);
 /* The source released/revoked @k: tell its subs, free them and the ksub. */

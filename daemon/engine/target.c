@@ -15,7 +15,6 @@
 #include "clients/client.h"
 #include "engine/list.h"
 #include "engine/pidfd.h"
-#include "engine/sub.h"
 
 static struct target *target_find(struct broker *b, pid_t pid)
 {
@@ -79,27 +78,3 @@ void mmn__target_put(struct target *t)
 	free(t);
 }
 
-void mmn__target_defer(struct target *t, struct deferred *d)
-{
-	list_add_tail(&t->deferred, &d->link);
-}
-
-/*
- * The last in-flight invalidation of @t ended: apply what was deferred, in
- * arrival order.  An applied change cannot start an invalidation, so this
- * terminates; a change deferred again (not possible here) would wait for
- * the next end.  Holds a reference so @t outlives its own deferred list.
- */
-void mmn__target_quiesce(struct target *t)
-{
-	if (t->inflight)
-		return;
-	t->refs++;
-	while (!list_empty(&t->deferred) && !t->inflight) {
-		struct deferred *d = list_entry(t->deferred.next, struct deferred, link);
-
-		list_del(&d->link);
-		mmn__sub_apply_deferred(t, d);
-	}
-	mmn__target_put(t);
-}

@@ -17,7 +17,10 @@
 struct broker;
 struct client;
 
-/* A deferred change to a target, applied when its last invalidation ends (seed 001). */
+/*
+ * A deferred change to a target, applied when its last invalidation ends,
+ * so the index and ksubs never change while the source waits on an ack.
+ */
 enum deferred_kind {
 	DEF_SUBSCRIBE, /* struct pending_sub */
 	DEF_REMOVE,    /* the sub embedding it */
@@ -43,8 +46,5 @@ struct target {
 /* Find or create the target of @pid (0: @c itself).  Takes a reference. */
 int mmn__target_get(struct broker *b, struct client *c, pid_t pid, struct target **out);
 void mmn__target_put(struct target *t);
-/* An event on @t ended; apply deferred changes if it was the last. */
-void mmn__target_quiesce(struct target *t);
-void mmn__target_defer(struct target *t, struct deferred *d);
 
 #endif

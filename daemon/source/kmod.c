@@ -9,9 +9,10 @@
  * port (-EPERM otherwise), so requests and events must share it.  Replies are
  * told from events by their sequence number (events carry seq 0).
  *
- * The socket is SOCK_CLOEXEC (kernel-notes P10: a child that inherits it
- * would keep the module waiting for a dead daemon), non-blocking, has a
- * large receive queue (P9) and is polled with uv_poll on mmnd's loop.
+ * The socket is SOCK_CLOEXEC (a child that inherited it would keep the
+ * module waiting on a daemon that is gone), non-blocking, has a large
+ * receive queue (a burst of events must not overflow it) and is polled
+ * with uv_poll on mmnd's loop.
  * Received datagrams land in a preallocated buffer and events are parsed
  * into a preallocated ksub array: nothing is allocated per event.  ACK is
  * one prebuilt message patched in place and sent without asking for the
@@ -25,7 +26,7 @@
  * meanwhile is kept in a backlog and dispatched, in order, right after (a
  * uv_idle handle).  SUBSCRIBE normally returns in microseconds; it can only
  * block behind one of our own pending invalidations through kernel locks
- * (P7: mmu_notifier_register() takes the target's mmap_lock and
+ * (mmu_notifier_register() takes the target's mmap_lock and
  * mm_take_all_locks() the rmap locks an invalidation of another subscribed
  * mm may hold while it waits for our ACK).  So once an event that needs an
  * ACK is in the backlog, the wait is cut to KMOD_SYNC_HOLDING_MS: ksub_add
@@ -1208,7 +1209,7 @@ static int setup_socket(struct kmod_source *ks)
 {
 	int one = 1, size = KMOD_RCVBUF, grp, r;
 
-	/* libnl opens it SOCK_CLOEXEC; make sure, no child may keep it (P10) */
+	/* libnl opens it SOCK_CLOEXEC; make sure, no child may keep it (the module would wait on it) */
 	if (fcntl(ks->fd, F_SETFD, FD_CLOEXEC) < 0)
 		return -errno;
 	setsockopt(ks->fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
