@@ -163,7 +163,6 @@ int mmn__broker_new(uv_loop_t *loop, struct source *src, const struct broker_opt
 		.send_nb = mmn__client_send_nb,
 		.send_error = mmn__client_send_error,
 		.read_now = mmn__client_read_now,
-		.uid_may_subscribe = mmn__client_uid_may_subscribe,
 	};
 	b->settle = broker_settle;
 	r = src->ops->start(src);

@@ -28,7 +28,7 @@
 #include "broker-internal.h"
 #include "clients/rpc.h"
 #include "clients/send.h"
-#include "clients/seqpage-slots.h"
+#include "engine/seqpage-slots.h"
 #include "clients/share.h"
 #include "engine/list.h"
 #include "engine/pidfd.h"
@@ -258,14 +258,6 @@ void mmn__client_hello_rearm(struct broker *b)
 	c = list_entry(b->unhello.next, struct client, hlink);
 	due = c->accepted_at + b->opt.hello_timeout_ms;
 	uv_timer_start(&b->hello_timer, hello_timer_cb, due > now ? due - now : 0, 0);
-}
-
-int mmn__client_uid_may_subscribe(const struct client *c, const char **msg)
-{
-	if (!c->limited || c->acct->nsubs < c->b->opt.max_subs_per_uid)
-		return 0;
-	*msg = "too many subscriptions for this uid (max-subs-per-uid)";
-	return -EDQUOT;
 }
 
 static void close_cb(uv_handle_t *h)

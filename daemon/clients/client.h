@@ -101,8 +101,6 @@ static inline void mmn__client_hello_done(struct client *c)
 }
 /* Arm broker->hello_timer for the oldest connection owing Hello (after hello_timeout_ms changed). */
 void mmn__client_hello_rearm(struct broker *b);
-/* 0, or -EDQUOT when @c's uid holds its max_subs_per_uid subscriptions (*msg says so). */
-int mmn__client_uid_may_subscribe(const struct client *c, const char **msg);
 
 /* A subscription of @c was created (+1) or went (-1), live or deferred: per-uid count. */
 static inline void mmn__client_uid_subs(struct client *c, int delta)

@@ -169,3 +169,11 @@ int mmn__policy_authorize(struct broker *b, struct client *c, pid_t pid, int pid
 	}
 	return mmn__pidfd_alive(pidfd, pid) ? 0 : -ESRCH;
 }
+
+int mmn__policy_uid_may_subscribe(const struct client *c, const char **msg)
+{
+	if (!c->limited || c->acct->nsubs < c->b->opt.max_subs_per_uid)
+		return 0;
+	*msg = "too many subscriptions for this uid (max-subs-per-uid)";
+	return -EDQUOT;
+}

@@ -19,7 +19,7 @@
 
 #include "broker-internal.h"
 #include "clients/client.h"
-#include "clients/seqpage-slots.h"
+#include "engine/seqpage-slots.h"
 #include "engine/list.h"
 #include "engine/sub.h"
 

@@ -51,7 +51,7 @@
 
 #include "broker-internal.h"
 #include "clients/client.h"
-#include "clients/seqpage-slots.h"
+#include "engine/seqpage-slots.h"
 #include "engine/itree.h"
 #include "engine/list.h"
 #include "engine/recips.h"

@@ -27,8 +27,6 @@ struct engine_sink {
 	int (*send_error)(struct client *c, uint64_t request_id, int err, const char *msg);
 	/* Read what @c has queued now (before evicting it at a deadline). */
 	void (*read_now)(struct client *c);
-	/* 0, or -EDQUOT when @c's uid holds its max_subs_per_uid subscriptions (*msg says so). */
-	int (*uid_may_subscribe)(const struct client *c, const char **msg);
 };
 
 #endif

@@ -28,8 +28,7 @@
 
 #include "broker-internal.h"
 #include "clients/client.h"
-#include "clients/policy.h"
-#include "clients/seqpage-slots.h"
+#include "engine/seqpage-slots.h"
 #include "engine/fanout.h"
 #include "engine/itree.h"
 #include "engine/list.h"
@@ -477,63 +476,32 @@ fail:
 	c->b->sink.send_error(c, request_id, err, "subscription failed");
 }
 
-int mmn__sub_request(struct client *c, uint64_t request_id, const Mmn__V1__Subscribe *req)
+/*
+ * Subscribe @c to @r on @t (a validated and authorised request; takes over
+ * the caller's reference on @t): now, or when the last invalidation in
+ * flight on @t ends.  The reply is sent then.
+ */
+void mmn__sub_add(struct target *t, struct client *c, uint64_t request_id, const struct sub_req *r)
 {
-	struct broker *b = c->b;
 	struct pending_sub *p;
-	struct sub_req r;
-	struct target *t;
-	const char *msg = NULL;
-	uint32_t npending = 0;
-	int err;
 
-	if (b->draining)
-		return c->b->sink.send_error(c, request_id, -ESHUTDOWN, "mmnd is stopping");
-	if (b->source_lost)
-		return c->b->sink.send_error(c, request_id, -ENODEV, "the event source is gone");
-	if (b->src->caps.needs_uffd && !c->uffd_attached)
-		return c->b->sink.send_error(c, request_id, -ENOTCONN, "send AttachUffd first");
-	err = mmn__policy_check_subscribe(b, req, &r, &msg);
-	if (err < 0)
-		return c->b->sink.send_error(c, request_id, err, msg);
-	r.resubscribe = req->resubscribe;
-	list_for_each(pos, &c->pending) npending++;
-	if (c->nsubs + npending >= b->opt.max_subs || c->nsubs + npending >= c->nslots)
-		return c->b->sink.send_error(c, request_id, -ENOSPC, "too many subscriptions");
-	err = c->b->sink.uid_may_subscribe(c, &msg);
-	if (err < 0)
-		return c->b->sink.send_error(c, request_id, err, msg);
-	if (r.pid != 0 && r.pid != c->pid && !b->src->caps.other_processes)
-		return c->b->sink.send_error(c, request_id, -EOPNOTSUPP,
-					      "this source watches only the client itself");
-	err = mmn__target_get(b, c, r.pid, &t);
-	if (err < 0)
-		return c->b->sink.send_error(c, request_id, err, "no such target");
-	if (t->pid != c->pid) {
-		err = mmn__policy_authorize(b, c, t->pid, t->pidfd, &r, &req->share_token);
-		if (err < 0) {
-			mmn__target_put(t);
-			return c->b->sink.send_error(c, request_id, err,
-						      "not allowed to watch this process");
-		}
-	}
 	if (!t->inflight) {
-		sub_create(t, c, request_id, &r);
-		return 0;
+		sub_create(t, c, request_id, r);
+		return;
 	}
 	p = calloc(1, sizeof(*p));
 	if (!p) {
 		mmn__target_put(t);
-		return c->b->sink.send_error(c, request_id, -ENOMEM, "out of memory");
+		c->b->sink.send_error(c, request_id, -ENOMEM, "out of memory");
+		return;
 	}
 	p->d.kind = DEF_SUBSCRIBE;
 	p->c = c;
 	p->request_id = request_id;
-	p->req = r;
+	p->req = *r;
 	list_add_tail(&c->pending, &p->clink);
 	mmn__client_uid_subs(c, 1);
 	mmn__sub_defer(t, &p->d);
-	return 0;
 }
 
 void mmn__pending_sub_cancel(struct pending_sub *p)

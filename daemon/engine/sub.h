@@ -94,7 +94,11 @@ struct ksub {
 	bool reaped;
 };
 
-int mmn__sub_request(struct client *c, uint64_t request_id, const Mmn__V1__Subscribe *req);
+/*
+ * Subscribe @c to @r on @t (validated and authorised; takes over the
+ * caller's reference on @t): now or at quiescence.  Replies to @request_id.
+ */
+void mmn__sub_add(struct target *t, struct client *c, uint64_t request_id, const struct sub_req *r);
 int mmn__sub_unsubscribe(struct client *c, uint64_t request_id, uint64_t sub_id);
 /* Kill @s: close its pairings, release its slot; unindex now or at quiescence. */
 void mmn__sub_kill(struct sub *s);

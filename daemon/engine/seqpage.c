@@ -6,7 +6,7 @@
  * even transition is followed by a shared FUTEX_WAKE.
  */
 
-#include "clients/seqpage-slots.h"
+#include "engine/seqpage-slots.h"
 
 #include <errno.h>
 #include <fcntl.h>
