@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * mmnd's internal objects, shared by the broker's concept files and white-box
- * unit tests.  Not for main.c, bench/ or dbus.c (they use broker.h and admin.h).
+ * struct broker, for the files under daemon/ and white-box unit tests (not
+ * for main.c, bench/ or dbus.c: they use broker.h and admin.h).  Each
+ * object's struct is in its own header (engine/sub.h, clients/client.h, ...);
+ * their lifetimes, which cross files, are summed up here.
  *
  * Ownership and lifetime, all on the one loop thread (no locks anywhere):
  *   broker  owns listeners, clients, targets, ksubs, in-flight events.

@@ -290,29 +290,9 @@ static void fanout_nomem(struct broker *b, const struct source_event *ev)
 		queue_direct_ack(b, ev->event_id);
 }
 
-static void fanout_start(struct broker *b, const struct source_event *ev)
+/* Add to @e the recipients of every ksub @ev lists (one target only).  0 or -ENOMEM. */
+static int fanout_gather(struct broker *b, struct event *e, const struct source_event *ev)
 {
-	struct event *e;
-	uint64_t now;
-
-	if (b->draining || !ev->nsubs) {
-		if (ev->needs_ack)
-			queue_direct_ack(b, ev->event_id);
-		return;
-	}
-	e = event_get(b);
-	if (!e) {
-		fanout_nomem(b, ev);
-		return;
-	}
-	e->id = ev->event_id;
-	e->type = ev->event;
-	e->blockable = ev->blockable;
-	e->needs_ack = ev->needs_ack;
-	e->refused = ev->refused;
-	e->begin_ns = uv_hrtime();
-	e->range_start = ev->range_start;
-	e->range_end = ev->range_end;
 	for (size_t i = 0; i < ev->nsubs; i++) {
 		struct ksub *k = mmn__ksub_find(b, ev->subs[i].ksub_id);
 		struct gather g = {.e = e, .k = k, .start = ev->subs[i].start, .end = ev->subs[i].end};
@@ -325,30 +305,18 @@ static void fanout_start(struct broker *b, const struct source_event *ev)
 		if (e->refused)
 			ksub_note(e, k->id);
 		mmn__itree_query(&k->t->subs, g.start, g.end - 1, gather_sub, &g);
-		if (g.err < 0) {
-			/* Nothing was sent or begun yet: drop the event, resync them all. */
-			event_put(b, e);
-			fanout_nomem(b, ev);
-			return;
-		}
+		if (g.err < 0)
+			return g.err;
 	}
-	if (!e->t) {
-		/* Nothing of ours is touched (a ksub that just went away). */
-		event_put(b, e);
-		if (ev->needs_ack)
-			queue_direct_ack(b, ev->event_id);
-		return;
-	}
-	mmn__recips_index(e);
-	list_add_tail(&b->events, &e->link);
-	e->t->inflight++;
-	e->t->refs++;
-	b->stats.invalidations++;
-	if (e->refused)
-		b->stats.nonblock_refusals++;
+	return 0;
+}
+
+/* @e is in flight: turn its recipients' slots odd, send, arm the deadlines. */
+static void fanout_notify(struct broker *b, struct event *e)
+{
+	uint64_t now = uv_now(b->loop);
 
 	/* Slots first, then every message in one pass, then the deadlines. */
-	now = uv_now(b->loop);
 	for (uint32_t i = 0; i < e->nrecips; i++) {
 		struct recip *r = &e->recips[i];
 		struct sub *s = r->sub;
@@ -372,6 +340,52 @@ static void fanout_start(struct broker *b, const struct source_event *ev)
 		arm_timer(e);
 	else
 		mmn__recips_queue_ack(e);
+}
+
+static void fanout_start(struct broker *b, const struct source_event *ev)
+{
+	struct event *e;
+
+	if (b->draining || !ev->nsubs) {
+		if (ev->needs_ack)
+			queue_direct_ack(b, ev->event_id);
+		return;
+	}
+	e = event_get(b);
+	if (!e) {
+		fanout_nomem(b, ev);
+		return;
+	}
+	e->id = ev->event_id;
+	e->type = ev->event;
+	e->blockable = ev->blockable;
+	e->needs_ack = ev->needs_ack;
+	e->refused = ev->refused;
+	e->begin_ns = uv_hrtime();
+	e->range_start = ev->range_start;
+	e->range_end = ev->range_end;
+	if (fanout_gather(b, e, ev) < 0) {
+		/* Nothing was sent or begun yet: drop the event, resync them all. */
+		event_put(b, e);
+		fanout_nomem(b, ev);
+		return;
+	}
+	if (!e->t) {
+		/* Nothing of ours is touched (a ksub that just went away). */
+		event_put(b, e);
+		if (ev->needs_ack)
+			queue_direct_ack(b, ev->event_id);
+		return;
+	}
+	mmn__recips_index(e);
+	list_add_tail(&b->events, &e->link);
+	e->t->inflight++;
+	e->t->refs++;
+	b->stats.invalidations++;
+	if (e->refused)
+		b->stats.nonblock_refusals++;
+
+	fanout_notify(b, e);
 }
 
 /* Send @r its InvalidateEnd (unless coalesced away) and move its slot on. */
