@@ -433,6 +433,47 @@ static bool holds_kernel(struct kmod_source *ks, const struct nlmsghdr *nlh)
 }
 
 /*
+ * The kernel's answer (NLMSG_ERROR) to our request: 0 or negative errno.
+ * @need_id: the request wants a SUB_ID reply, and none came before.
+ */
+static int answer_status(struct kmod_source *ks, struct nlmsghdr *nlh, bool need_id)
+{
+	const struct nlmsgerr *e = NLMSG_DATA(nlh);
+	int r;
+
+	if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(*e))) {
+		r = -EBADMSG;
+	} else {
+		r = e->error;
+		if (r)
+			take_extack(ks, nlh);
+	}
+	/*
+	 * Unknown family: the module went away and its DELFAMILY notice was
+	 * lost (a congested socket drops everything until its queue is empty).
+	 */
+	if (r == -ENOENT && !ks->extack[0] && family_gone(ks)) {
+		ks->fatal = -ENODEV;
+		r = -ENODEV;
+	}
+	if (r == 0 && need_id)
+		r = -EBADMSG; /* acknowledged but no SUB_ID: not our module */
+	return r;
+}
+
+/* A reply carrying the SUB_ID of our SUBSCRIBE: true when @nlh had one. */
+static bool answer_sub_id(struct nlmsghdr *nlh, uint32_t *sub_id, uint64_t *born, uint64_t rx)
+{
+	struct nlattr *tb[MMN_A_MAX + 1];
+
+	if (genlmsg_parse(nlh, 0, tb, MMN_A_MAX, mmn__kmod_ev_policy) < 0 || !tb[MMN_A_SUB_ID])
+		return false;
+	*sub_id = nla_get_u32(tb[MMN_A_SUB_ID]);
+	*born = rx;
+	return true;
+}
+
+/*
  * Send @msg asking for the kernel's acknowledgement and wait, bounded, for
  * the answer; keep everything else that arrives for later.  *@sub_id, if
  * given, receives the SUB_ID of the reply and *@born its rx number.
@@ -490,35 +531,10 @@ static int transact(struct kmod_source *ks, struct nl_msg *msg, uint32_t *sub_id
 				continue;
 			}
 			if (nlh->nlmsg_type == NLMSG_ERROR) {
-				const struct nlmsgerr *e = NLMSG_DATA(nlh);
-
-				if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(*e))) {
-					r = -EBADMSG;
-				} else {
-					r = e->error;
-					if (r)
-						take_extack(ks, nlh);
-				}
-				/*
-				 * Unknown family: the module went away and its
-				 * DELFAMILY notice was lost (a congested socket drops
-				 * everything until its queue is empty).
-				 */
-				if (r == -ENOENT && !ks->extack[0] && family_gone(ks)) {
-					ks->fatal = -ENODEV;
-					r = -ENODEV;
-				}
-				if (r == 0 && sub_id && !have_id)
-					r = -EBADMSG; /* acknowledged but no SUB_ID: not our module */
+				r = answer_status(ks, nlh, sub_id && !have_id);
 				done = true;
 			} else if (nlh->nlmsg_type == ks->family && sub_id) {
-				struct nlattr *tb[MMN_A_MAX + 1];
-
-				if (genlmsg_parse(nlh, 0, tb, MMN_A_MAX, mmn__kmod_ev_policy) == 0 && tb[MMN_A_SUB_ID]) {
-					*sub_id = nla_get_u32(tb[MMN_A_SUB_ID]);
-					*born = rx;
-					have_id = true;
-				}
+				have_id |= answer_sub_id(nlh, sub_id, born, rx);
 			}
 		}
 		if (done) {
@@ -1084,6 +1100,44 @@ static int build_ack(struct kmod_source *ks)
 	return ks->ack_seq ? 0 : -EIO;
 }
 
+/*
+ * Connect @ks's socket to the module's genetlink family and BIND, so the
+ * module sends its events to this socket.  0 or negative errno (-ENOENT:
+ * no module).  On failure the caller frees @ks.
+ */
+static int kmod_connect(struct kmod_source *ks)
+{
+	struct nl_msg *msg;
+	int r;
+
+	r = genl_connect(ks->sk);
+	if (r < 0)
+		return nlerr(r);
+	ks->fd = nl_socket_get_fd(ks->sk);
+	ks->portid = nl_socket_get_local_port(ks->sk);
+	ks->family = genl_ctrl_resolve(ks->sk, MMN_GENL_NAME);
+	if (ks->family < 0)
+		return ks->family == -NLE_OBJ_NOTFOUND ? -ENOENT : nlerr(ks->family);
+	r = setup_socket(ks);
+	if (r < 0)
+		return r;
+	r = build_ack(ks);
+	if (r < 0)
+		return r;
+
+	msg = req_new(ks, MMN_CMD_BIND);
+	if (!msg)
+		return -ENOMEM;
+	r = transact(ks, msg, NULL, NULL);
+	nlmsg_free(msg);
+	if (r < 0) {
+		mmn__log(LOG_DEBUG, NULL, "kmod: BIND: %s%s%s", strerror(-r), ks->extack[0] ? ": " : "",
+			 ks->extack);
+		return r;
+	}
+	return 0;
+}
+
 int mmn__source_kmod_new(uv_loop_t *loop, source_event_fn emit, void *userdata, struct source **out)
 {
 	struct kmod_source *ks = calloc(1, sizeof(*ks));
@@ -1105,37 +1159,9 @@ int mmn__source_kmod_new(uv_loop_t *loop, source_event_fn emit, void *userdata, 
 	r = -ENOMEM;
 	if (!ks->ksubs || !ks->subs || !ks->rxbuf || !ks->syncbuf || !ks->sk)
 		goto err;
-	r = genl_connect(ks->sk);
-	if (r < 0) {
-		r = nlerr(r);
-		goto err;
-	}
-	ks->fd = nl_socket_get_fd(ks->sk);
-	ks->portid = nl_socket_get_local_port(ks->sk);
-	ks->family = genl_ctrl_resolve(ks->sk, MMN_GENL_NAME);
-	if (ks->family < 0) {
-		r = ks->family == -NLE_OBJ_NOTFOUND ? -ENOENT : nlerr(ks->family);
-		goto err;
-	}
-	r = setup_socket(ks);
+	r = kmod_connect(ks);
 	if (r < 0)
 		goto err;
-	r = build_ack(ks);
-	if (r < 0)
-		goto err;
-
-	msg = req_new(ks, MMN_CMD_BIND);
-	if (!msg) {
-		r = -ENOMEM;
-		goto err;
-	}
-	r = transact(ks, msg, NULL, NULL);
-	nlmsg_free(msg);
-	if (r < 0) {
-		mmn__log(LOG_DEBUG, NULL, "kmod: BIND: %s%s%s", strerror(-r), ks->extack[0] ? ": " : "",
-			 ks->extack);
-		goto err;
-	}
 
 	r = uv_poll_init(loop, &ks->poll, ks->fd);
 	if (r < 0)
