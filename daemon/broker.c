@@ -162,6 +162,7 @@ int mmn__broker_new(uv_loop_t *loop, struct source *src, const struct broker_opt
 		.send = mmn__client_send,
 		.send_nb = mmn__client_send_nb,
 		.send_error = mmn__client_send_error,
+		.send_revoked = mmn__client_send_revoked,
 		.read_now = mmn__client_read_now,
 	};
 	b->settle = broker_settle;
@@ -332,14 +333,8 @@ static void send_shutdown(struct broker *b)
 		list_for_each(sp, &c->subs)
 		{
 			struct sub *s = list_entry(sp, struct sub, clink);
-			Mmn__V1__Revoked rev = MMN__V1__REVOKED__INIT;
-			MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
-			rev.sub_id = s->id;
-			rev.reason = MMN__V1__REVOKE_REASON__REVOKE_SHUTDOWN;
-			env.body_case = MMN__V1__ENVELOPE__BODY_REVOKED;
-			env.revoked = &rev;
-			mmn__client_send(c, &env);
+			mmn__client_send_revoked(c, s->id, MMN__V1__REVOKE_REASON__REVOKE_SHUTDOWN, 0);
 		}
 	}
 }

@@ -152,14 +152,8 @@ int mmn__admin_evict(struct broker *b, uint64_t client_id)
 		list_for_each(sp, &c->subs)
 		{
 			struct sub *s = list_entry(sp, struct sub, clink);
-			Mmn__V1__Revoked rev = MMN__V1__REVOKED__INIT;
-			MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
-			rev.sub_id = s->id;
-			rev.reason = MMN__V1__REVOKE_REASON__REVOKE_ADMIN;
-			env.body_case = MMN__V1__ENVELOPE__BODY_REVOKED;
-			env.revoked = &rev;
-			mmn__client_send(c, &env);
+			mmn__client_send_revoked(c, s->id, MMN__V1__REVOKE_REASON__REVOKE_ADMIN, 0);
 		}
 		b->stats.evictions++;
 		c->evictions++;

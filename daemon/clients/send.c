@@ -179,6 +179,19 @@ int mmn__client_send_error(struct client *c, uint64_t request_id, int err, const
 	return err;
 }
 
+int mmn__client_send_revoked(struct client *c, uint64_t sub_id, uint32_t reason, uint64_t event_id)
+{
+	Mmn__V1__Revoked rev = MMN__V1__REVOKED__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	rev.sub_id = sub_id;
+	rev.reason = reason;
+	rev.event_id = event_id;
+	env.body_case = MMN__V1__ENVELOPE__BODY_REVOKED;
+	env.revoked = &rev;
+	return mmn__client_send(c, &env);
+}
+
 void mmn__client_protocol_error(struct client *c, uint64_t request_id, int err, const char *msg)
 {
 	struct broker *b = c->b;

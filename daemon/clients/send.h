@@ -21,6 +21,8 @@ int mmn__client_send_error(struct client *c, uint64_t request_id, int err, const
  * when the queue drains.  Returns 1 when coalesced (not sent), else as above.
  */
 int mmn__client_send_nb(struct client *c, struct sub *s, MmnEnvelope *env);
+/* Send Revoked{@sub_id, @reason, @event_id (0: none)}: @c loses that subscription. */
+int mmn__client_send_revoked(struct client *c, uint64_t sub_id, uint32_t reason, uint64_t event_id);
 /* A protocol violation: Error to the client, count it, drop it. */
 void mmn__client_protocol_error(struct client *c, uint64_t request_id, int err, const char *msg);
 /* Queue the client for dropping at settle (never frees in place). */

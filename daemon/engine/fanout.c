@@ -519,15 +519,8 @@ static void evict(struct event *e, struct recip *r)
 	struct broker *b = e->b;
 	struct sub *s = r->sub;
 	struct client *c = r->c;
-	Mmn__V1__Revoked rev = MMN__V1__REVOKED__INIT;
-	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
-	rev.sub_id = r->sub_id;
-	rev.reason = MMN__V1__REVOKE_REASON__REVOKE_TIMEOUT;
-	rev.event_id = e->id;
-	env.body_case = MMN__V1__ENVELOPE__BODY_REVOKED;
-	env.revoked = &rev;
-	e->b->sink.send(c, &env);
+	b->sink.send_revoked(c, r->sub_id, MMN__V1__REVOKE_REASON__REVOKE_TIMEOUT, e->id);
 	b->stats.timeouts++;
 	b->stats.evictions++;
 	c->evictions++;

@@ -25,6 +25,8 @@ struct engine_sink {
 	int (*send_nb)(struct client *c, struct sub *s, MmnEnvelope *env);
 	/* Send an Error answering @request_id; returns @err. */
 	int (*send_error)(struct client *c, uint64_t request_id, int err, const char *msg);
+	/* Send Revoked{@sub_id, @reason, @event_id (0: none)} to @c. */
+	int (*send_revoked)(struct client *c, uint64_t sub_id, uint32_t reason, uint64_t event_id);
 	/* Read what @c has queued now (before evicting it at a deadline). */
 	void (*read_now)(struct client *c);
 };

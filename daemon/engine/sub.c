@@ -581,18 +581,14 @@ static void send_release(struct sub *s, bool released, uint32_t reason)
 {
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 	Mmn__V1__Release rel = MMN__V1__RELEASE__INIT;
-	Mmn__V1__Revoked rev = MMN__V1__REVOKED__INIT;
 
-	if (released) {
-		rel.sub_id = s->id;
-		env.body_case = MMN__V1__ENVELOPE__BODY_RELEASE;
-		env.release = &rel;
-	} else {
-		rev.sub_id = s->id;
-		rev.reason = reason;
-		env.body_case = MMN__V1__ENVELOPE__BODY_REVOKED;
-		env.revoked = &rev;
+	if (!released) {
+		s->t->b->sink.send_revoked(s->c, s->id, reason, 0);
+		return;
 	}
+	rel.sub_id = s->id;
+	env.body_case = MMN__V1__ENVELOPE__BODY_RELEASE;
+	env.release = &rel;
 	s->t->b->sink.send(s->c, &env);
 }
 
