@@ -273,10 +273,12 @@ static void signal_cb(uv_signal_t *h, int signum)
 	stop(m);
 }
 
+#ifdef HAVE_SYSTEMD
 static void watchdog_cb(uv_timer_t *h)
 {
 	notify("WATCHDOG=1");
 }
+#endif
 
 /* systemctl status shows this line; refreshed every few seconds under systemd. */
 static void status_cb(uv_timer_t *h)
