@@ -4,8 +4,8 @@
  * after every callback, drain and teardown.  See broker.h for the API and
  * broker-internal.h for object lifetimes.
  */
-#include "broker-internal.h"
-#include "options.h"
+
+#include "broker.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -16,6 +16,15 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "broker-internal.h"
+#include "clients/client.h"
+#include "clients/send.h"
+#include "engine/fanout.h"
+#include "engine/list.h"
+#include "engine/sub.h"
+#include "engine/target.h"
+#include "options.h"
 
 #define ACCEPT_BATCH 64
 
@@ -86,17 +95,13 @@ int mmn__broker_options_check(const struct broker_options *o)
 	return mmn__broker_options_explain(o, &why);
 }
 
-uint64_t mmn__broker_now(struct broker *b)
-{
-	return uv_now(b->loop);
-}
 
 /*
  * The end of every loop callback: ack the source for events that are done,
  * then drop the clients queued for it.  Dropping can settle more events, so
  * loop until both queues are empty.
  */
-void mmn__broker_settle(struct broker *b)
+static void broker_settle(struct broker *b)
 {
 	while (!list_empty(&b->ack_queue) || !list_empty(&b->reap)) {
 		mmn__fanout_flush_acks(b);
@@ -111,23 +116,12 @@ static void source_emit(const struct source_event *ev, void *userdata)
 	if (b->freed)
 		return;
 	mmn__fanout_event(b, ev);
-	mmn__broker_settle(b);
+	broker_settle(b);
 }
 
 static void hello_timer_close_cb(uv_handle_t *h)
 {
 	mmn__broker_handle_closed(h->data);
-}
-
-static void free_now(struct broker *b)
-{
-	free(b);
-}
-
-void mmn__broker_handle_closed(struct broker *b)
-{
-	if (--b->handles == 0 && b->freed)
-		free_now(b);
 }
 
 int mmn__broker_new(uv_loop_t *loop, struct source *src, const struct broker_options *o, struct broker **out)
@@ -164,6 +158,14 @@ int mmn__broker_new(uv_loop_t *loop, struct source *src, const struct broker_opt
 	b->rl_client = (struct ratelimit)RATELIMIT_INIT(10000, 20);
 	src->emit = source_emit;
 	src->userdata = b;
+	b->sink = (struct engine_sink){
+		.send = mmn__client_send,
+		.send_nb = mmn__client_send_nb,
+		.send_error = mmn__client_send_error,
+		.send_revoked = mmn__client_send_revoked,
+		.read_now = mmn__client_read_now,
+	};
+	b->settle = broker_settle;
 	r = src->ops->start(src);
 	if (r < 0) {
 		src->ops->destroy(src);
@@ -195,7 +197,7 @@ static void listener_cb(uv_poll_t *h, int status, int events)
 		/* Limits (global and per uid) are checked there, with the peer's credentials. */
 		mmn__client_accept(b, fd);
 	}
-	mmn__broker_settle(b);
+	broker_settle(b);
 }
 
 int mmn__broker_listen_fd(struct broker *b, int fd)
@@ -331,14 +333,8 @@ static void send_shutdown(struct broker *b)
 		list_for_each(sp, &c->subs)
 		{
 			struct sub *s = list_entry(sp, struct sub, clink);
-			Mmn__V1__Revoked rev = MMN__V1__REVOKED__INIT;
-			MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
-			rev.sub_id = s->id;
-			rev.reason = MMN__V1__REVOKE_REASON__REVOKE_SHUTDOWN;
-			env.body_case = MMN__V1__ENVELOPE__BODY_REVOKED;
-			env.revoked = &rev;
-			mmn__client_send(c, &env);
+			mmn__client_send_revoked(c, s->id, MMN__V1__REVOKE_REASON__REVOKE_SHUTDOWN, 0);
 		}
 	}
 }
@@ -359,7 +355,7 @@ void mmn__broker_drain(struct broker *b)
 	mmn__fanout_ack_all(b);
 	send_shutdown(b);
 	mmn__client_free_all(b);
-	mmn__broker_settle(b);
+	broker_settle(b);
 }
 
 static void listener_close_cb(uv_handle_t *h)
@@ -418,7 +414,7 @@ void mmn__broker_free(struct broker *b)
 	b->source_lost = true;
 	b->freed = true;
 	if (b->handles == 0)
-		free_now(b);
+		free(b);
 }
 
 struct source *mmn__broker_source(struct broker *b)

@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "source.h"
+#include "source/source.h"
 
 struct broker;
 

@@ -21,11 +21,11 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-#include "admin.h"
+#include "admin/admin.h"
 #include "broker.h"
 #include "log.h"
 #include "options.h"
-#include "source.h"
+#include "source/source.h"
 #include "wire.h"
 
 #ifndef MMN_VERSION
@@ -218,6 +218,26 @@ static void close_cb(uv_handle_t *h)
 {
 }
 
+/* The D-Bus API is an optional part of mmnd (meson option systemd). */
+static int bus_open(uv_loop_t *loop, struct broker *b, enum bus_kind kind, const char *address, struct bus **out)
+{
+#ifdef HAVE_SYSTEMD
+	return mmn__bus_open(loop, b, kind, address, out);
+#else
+	(void)loop, (void)b, (void)kind, (void)address, (void)out;
+	return -EOPNOTSUPP;
+#endif
+}
+
+static void bus_close(struct bus *bus)
+{
+#ifdef HAVE_SYSTEMD
+	mmn__bus_close(bus);
+#else
+	(void)bus;
+#endif
+}
+
 static void stop(struct mmnd *m)
 {
 	if (m->stopping)
@@ -227,7 +247,7 @@ static void stop(struct mmnd *m)
 	mmn__log(LOG_INFO, NULL, "Stopping: acking pending invalidations and closing connections");
 	mmn__broker_drain(m->broker);
 	if (m->bus)
-		mmn__bus_close(m->bus);
+		bus_close(m->bus);
 	m->bus = NULL;
 	uv_close((uv_handle_t *)&m->sigterm, close_cb);
 	uv_close((uv_handle_t *)&m->sigint, close_cb);
@@ -253,10 +273,12 @@ static void signal_cb(uv_signal_t *h, int signum)
 	stop(m);
 }
 
+#ifdef HAVE_SYSTEMD
 static void watchdog_cb(uv_timer_t *h)
 {
 	notify("WATCHDOG=1");
 }
+#endif
 
 /* systemctl status shows this line; refreshed every few seconds under systemd. */
 static void status_cb(uv_timer_t *h)
@@ -510,7 +532,7 @@ int main(int argc, char **argv)
 		goto fail;
 	}
 	if (a.bus_kind != BUS_NONE) {
-		r = mmn__bus_open(&m.loop, m.broker, a.bus_kind, a.bus_address, &m.bus);
+		r = bus_open(&m.loop, m.broker, a.bus_kind, a.bus_address, &m.bus);
 		if (r < 0) {
 			mmn__log(LOG_ERR, NULL, "Failed to open the D-Bus API on %s: %s", a.bus_arg,
 				 strerror(-r));
@@ -535,7 +557,7 @@ int main(int argc, char **argv)
 	return 0;
 fail:
 	if (m.bus)
-		mmn__bus_close(m.bus);
+		bus_close(m.bus);
 	mmn__broker_free(m.broker);
 fail_loop:
 	/* Let close callbacks (the source's, the broker's) run, then release the loop. */

@@ -23,7 +23,7 @@
  * call must get a reply, the connection must survive, and a normal
  * GetStats afterwards must succeed; abort() otherwise.
  */
-#include "../../daemon/dbus.c"
+#include "../../daemon/admin/dbus.c"
 
 #include "harness.h"
 

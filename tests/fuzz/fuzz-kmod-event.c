@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "genl-kmod.h"
+#include "kmod-genl.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

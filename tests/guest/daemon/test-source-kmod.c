@@ -38,7 +38,7 @@
 #include <uv.h>
 
 #include "child.h"
-#include "genl-kmod.h"
+#include "kmod-genl.h"
 #include "source.h"
 #include "tap.h"
 #include "target.h"

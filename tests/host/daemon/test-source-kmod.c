@@ -17,7 +17,7 @@
 #include <netlink/netlink.h>
 #include <uv.h>
 
-#include "genl-kmod.h"
+#include "kmod-genl.h"
 #include "source.h"
 #include "mmn.pb-c.h"
 #include "tap.h"

@@ -8,6 +8,9 @@
 #include "harness.h"
 
 #include "broker-internal.h"
+#include "engine/fanout.h"
+#include "engine/list.h"
+#include "engine/recips.h"
 
 #define BODY(e) ((e) ? (int)(e)->body_case : -1)
 
@@ -45,7 +48,7 @@ static void test_nomem_resync(void)
 	}
 	tap_ok(reserve_holds(h.b), "nomem: recipient arrays pre-sized for every subscription");
 
-	mmn__fanout_fault_recips = 1;
+	mmn__recips_fault = 1;
 	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x50000, MMN__V1__EVENT_TYPE__EVENT_UNMAP, true);
 	h_require(ev != 0);
 	for (int i = 0; i < NC; i++) {
@@ -64,7 +67,7 @@ static void test_nomem_resync(void)
 	}
 	tap_ok(all, "nomem: every overlapping sub got an Invalidate{RESYNC}+End pair, slot moved on");
 	tap_is_int(mmn__source_test_ack_count(h.src, ev), 1, "nomem: source acked once, after the resyncs");
-	mmn__fanout_fault_recips = 0;
+	mmn__recips_fault = 0;
 	mmn__source_test_end(h.src, ev);
 	all = true;
 	for (int i = 0; i < NC; i++)

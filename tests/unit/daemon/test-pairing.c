@@ -6,7 +6,8 @@
  * release.  Checked for every client's message stream:
  *   - every Invalidate is followed by exactly one InvalidateEnd, Revoked or
  *     Release for that subscription and event, and nothing is closed twice
- *     or without an Invalidate (seed 004);
+ *     or without an Invalidate (a client must be able to pair every
+ *     Invalidate with exactly one closing message);
  *   - needs_ack only for blocking subscriptions, ranges are clipped to the
  *     sub;
  *   - a refused non-blockable (OOM) event reaches blocking subscriptions with
@@ -25,6 +26,8 @@
 #include "harness.h"
 
 #include "broker-internal.h"
+#include "engine/fanout.h"
+#include "engine/list.h"
 
 #include <inttypes.h>
 

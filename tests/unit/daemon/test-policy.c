@@ -8,6 +8,7 @@
 #include "harness.h"
 
 #include "broker-internal.h"
+#include "clients/policy.h"
 
 #include <sys/prctl.h>
 #include <sys/wait.h>

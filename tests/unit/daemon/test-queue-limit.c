@@ -6,6 +6,8 @@
  */
 #include "harness.h"
 #include "broker-internal.h"
+#include "clients/client.h"
+#include "engine/list.h"
 
 #define BODY(e) ((e) ? (int)(e)->body_case : -1)
 

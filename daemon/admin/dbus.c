@@ -22,9 +22,9 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-daemon.h>
 
-#include "admin.h"
+#include "admin/admin.h"
 #include "broker.h"
-#include "bus-uv.h"
+#include "admin/bus-uv.h"
 #include "log.h"
 #include "options.h"
 

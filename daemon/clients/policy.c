@@ -10,7 +10,8 @@
  * before its credentials are read; the pidfd is checked to still name a
  * living process afterwards, so a recycled pid cannot slip in between.
  */
-#include "broker-internal.h"
+
+#include "clients/policy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,8 +24,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "broker-internal.h"
+#include "clients/client.h"
+#include "clients/share.h"
+#include "engine/pidfd.h"
+#include "engine/sub.h"
+
 #define CAP_SYS_PTRACE_BIT    19
-#define MAX_SHARES_PER_CLIENT 64
 
 int mmn__policy_check_subscribe(const struct broker *b, const Mmn__V1__Subscribe *s, struct sub_req *out,
 				const char **msg)
@@ -140,31 +146,6 @@ bool mmn__policy_peer_has_ptrace(pid_t pid)
 	return caps & (1ULL << CAP_SYS_PTRACE_BIT);
 }
 
-static int share_check(struct broker *b, struct client *c, pid_t pid, const struct sub_req *r,
-		       const ProtobufCBinaryData *token)
-{
-	list_for_each(pos, &b->clients)
-	{
-		struct client *o = list_entry(pos, struct client, link);
-
-		if (o->pid != pid)
-			continue;
-		list_for_each(sp, &o->shares)
-		{
-			struct share *sh = list_entry(sp, struct share, link);
-
-			if (memcmp(sh->token, token->data, sizeof(sh->token)) != 0)
-				continue;
-			if (sh->peer_uid != c->uid)
-				return -EPERM;
-			if (r && (r->start < sh->start || r->end > sh->end))
-				return -EPERM;
-			return 0;
-		}
-	}
-	return -EPERM;
-}
-
 int mmn__policy_authorize(struct broker *b, struct client *c, pid_t pid, int pidfd, const struct sub_req *r,
 			  const ProtobufCBinaryData *token)
 {
@@ -172,7 +153,7 @@ int mmn__policy_authorize(struct broker *b, struct client *c, pid_t pid, int pid
 	struct target_creds tc;
 	int err;
 
-	if (token && token->len == 16 && share_check(b, c, pid, r, token) == 0)
+	if (token && token->len == 16 && mmn__share_check(b, c, pid, r, token) == 0)
 		return 0;
 	peer.cap_sys_ptrace = mmn__policy_peer_has_ptrace(c->pid);
 	if (!peer.cap_sys_ptrace) {
@@ -189,37 +170,10 @@ int mmn__policy_authorize(struct broker *b, struct client *c, pid_t pid, int pid
 	return mmn__pidfd_alive(pidfd, pid) ? 0 : -ESRCH;
 }
 
-int mmn__share_create(struct client *c, const Mmn__V1__Share *s, uint8_t token[16])
+int mmn__policy_uid_may_subscribe(const struct client *c, const char **msg)
 {
-	struct share *sh;
-	unsigned n = 0;
-
-	if (s->length == 0 || s->start >= MMN_TASK_SIZE || s->length > MMN_TASK_SIZE - s->start)
-		return -EINVAL;
-	list_for_each(pos, &c->shares) n++;
-	if (n >= MAX_SHARES_PER_CLIENT)
-		return -ENOSPC;
-	sh = calloc(1, sizeof(*sh));
-	if (!sh)
-		return -ENOMEM;
-	if (getrandom(sh->token, sizeof(sh->token), 0) != (ssize_t)sizeof(sh->token)) {
-		free(sh);
-		return -EIO;
-	}
-	sh->start = s->start;
-	sh->end = s->start + s->length;
-	sh->peer_uid = s->peer_uid;
-	list_add_tail(&c->shares, &sh->link);
-	memcpy(token, sh->token, sizeof(sh->token));
-	return 0;
-}
-
-void mmn__share_free_all(struct client *c)
-{
-	while (!list_empty(&c->shares)) {
-		struct share *sh = list_entry(c->shares.next, struct share, link);
-
-		list_del(&sh->link);
-		free(sh);
-	}
+	if (!c->limited || c->acct->nsubs < c->b->opt.max_subs_per_uid)
+		return 0;
+	*msg = "too many subscriptions for this uid (max-subs-per-uid)";
+	return -EDQUOT;
 }

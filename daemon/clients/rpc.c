@@ -7,13 +7,24 @@
  * client is dropped.  Semantic errors (bad Subscribe arguments, an Ack or
  * Unsubscribe naming something unknown) get Error and the client stays.
  */
-#include "broker-internal.h"
+
+#include "clients/rpc.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "broker-internal.h"
+#include "clients/client.h"
+#include "clients/policy.h"
+#include "clients/send.h"
+#include "engine/seqpage-slots.h"
+#include "clients/share.h"
+#include "engine/fanout.h"
+#include "engine/sub.h"
+#include "engine/target.h"
 
 static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello *h)
 {
@@ -163,6 +174,50 @@ static void do_share(struct client *c, uint64_t request_id, const Mmn__V1__Share
 	mmn__client_send(c, &env);
 }
 
+/* Validate and authorise a Subscribe; the engine subscribes (mmn__sub_add). */
+static int do_subscribe(struct client *c, uint64_t request_id, const Mmn__V1__Subscribe *req)
+{
+	struct broker *b = c->b;
+	struct sub_req r;
+	struct target *t;
+	const char *msg = NULL;
+	uint32_t npending = 0;
+	int err;
+
+	if (b->draining)
+		return mmn__client_send_error(c, request_id, -ESHUTDOWN, "mmnd is stopping");
+	if (b->source_lost)
+		return mmn__client_send_error(c, request_id, -ENODEV, "the event source is gone");
+	if (b->src->caps.needs_uffd && !c->uffd_attached)
+		return mmn__client_send_error(c, request_id, -ENOTCONN, "send AttachUffd first");
+	err = mmn__policy_check_subscribe(b, req, &r, &msg);
+	if (err < 0)
+		return mmn__client_send_error(c, request_id, err, msg);
+	r.resubscribe = req->resubscribe;
+	list_for_each(pos, &c->pending) npending++;
+	if (c->nsubs + npending >= b->opt.max_subs || c->nsubs + npending >= c->nslots)
+		return mmn__client_send_error(c, request_id, -ENOSPC, "too many subscriptions");
+	err = mmn__policy_uid_may_subscribe(c, &msg);
+	if (err < 0)
+		return mmn__client_send_error(c, request_id, err, msg);
+	if (r.pid != 0 && r.pid != c->pid && !b->src->caps.other_processes)
+		return mmn__client_send_error(c, request_id, -EOPNOTSUPP,
+					      "this source watches only the client itself");
+	err = mmn__target_get(b, c, r.pid, &t);
+	if (err < 0)
+		return mmn__client_send_error(c, request_id, err, "no such target");
+	if (t->pid != c->pid) {
+		err = mmn__policy_authorize(b, c, t->pid, t->pidfd, &r, &req->share_token);
+		if (err < 0) {
+			mmn__target_put(t);
+			return mmn__client_send_error(c, request_id, err,
+						      "not allowed to watch this process");
+		}
+	}
+	mmn__sub_add(t, c, request_id, &r);
+	return 0;
+}
+
 void mmn__rpc_dispatch(struct client *c, const MmnEnvelope *env, int *fds, size_t nfds)
 {
 	uint64_t rid = env->request_id;
@@ -179,7 +234,7 @@ void mmn__rpc_dispatch(struct client *c, const MmnEnvelope *env, int *fds, size_
 		do_attach_uffd(c, rid, fds, nfds);
 		break;
 	case MMN__V1__ENVELOPE__BODY_SUBSCRIBE:
-		mmn__sub_request(c, rid, env->subscribe);
+		do_subscribe(c, rid, env->subscribe);
 		break;
 	case MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE:
 		mmn__sub_unsubscribe(c, rid, env->unsubscribe->sub_id);

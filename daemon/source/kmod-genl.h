@@ -10,9 +10,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <linux/mmn.h>
 #include <linux/netlink.h>
 
-#include "source.h"
+#include <netlink/attr.h>
+
+#include "source/source.h"
 
 /*
  * Parse one generic-netlink message of the mmn family (INVALIDATE,
@@ -25,6 +28,9 @@
  * subscriptions, with the count needed in *@needed; -EOPNOTSUPP for a
  * command that is not a kernel -> daemon event.
  */
+/* The attribute policy of the module's messages (kmod-genl.c). */
+extern const struct nla_policy mmn__kmod_ev_policy[MMN_A_MAX + 1];
+
 int mmn__kmod_parse_event(const struct nlmsghdr *nlh, struct source_event *ev, struct source_event_sub *subs,
 			  size_t cap, size_t *needed);
 

@@ -84,10 +84,10 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "index.h"
+#include "engine/itree.h"
 #include "log.h"
 #include "mmn.pb-c.h"
-#include "source.h"
+#include "source/source.h"
 
 /* mmn.v1.EventType (= enum mmn_event) values this source emits. */
 #define EV_UNMAP	   MMN__V1__EVENT_TYPE__EVENT_UNMAP

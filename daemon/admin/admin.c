@@ -4,10 +4,18 @@
  * Every call runs on the loop thread and finishes before returning; the
  * structures handed to callbacks live only for the call.
  */
-#include "broker-internal.h"
+
+#include "admin/admin.h"
 
 #include <errno.h>
 #include <inttypes.h>
+
+#include "broker-internal.h"
+#include "clients/client.h"
+#include "clients/send.h"
+#include "engine/seqpage-slots.h"
+#include "engine/list.h"
+#include "engine/sub.h"
 
 void mmn__admin_stats(struct broker *b, struct admin_stats *out)
 {
@@ -144,14 +152,8 @@ int mmn__admin_evict(struct broker *b, uint64_t client_id)
 		list_for_each(sp, &c->subs)
 		{
 			struct sub *s = list_entry(sp, struct sub, clink);
-			Mmn__V1__Revoked rev = MMN__V1__REVOKED__INIT;
-			MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
-			rev.sub_id = s->id;
-			rev.reason = MMN__V1__REVOKE_REASON__REVOKE_ADMIN;
-			env.body_case = MMN__V1__ENVELOPE__BODY_REVOKED;
-			env.revoked = &rev;
-			mmn__client_send(c, &env);
+			mmn__client_send_revoked(c, s->id, MMN__V1__REVOKE_REASON__REVOKE_ADMIN, 0);
 		}
 		b->stats.evictions++;
 		c->evictions++;
@@ -160,7 +162,7 @@ int mmn__admin_evict(struct broker *b, uint64_t client_id)
 		if (b->has_obs && b->obs.client_evicted)
 			b->obs.client_evicted(b->obs.ud, c->id, "admin");
 		mmn__client_drop(c, -ECONNABORTED);
-		mmn__broker_settle(b);
+		b->settle(b);
 		return 0;
 	}
 	return -ENOENT;

@@ -9,9 +9,10 @@
  * port (-EPERM otherwise), so requests and events must share it.  Replies are
  * told from events by their sequence number (events carry seq 0).
  *
- * The socket is SOCK_CLOEXEC (kernel-notes P10: a child that inherits it
- * would keep the module waiting for a dead daemon), non-blocking, has a
- * large receive queue (P9) and is polled with uv_poll on mmnd's loop.
+ * The socket is SOCK_CLOEXEC (a child that inherited it would keep the
+ * module waiting on a daemon that is gone), non-blocking, has a large
+ * receive queue (a burst of events must not overflow it) and is polled
+ * with uv_poll on mmnd's loop.
  * Received datagrams land in a preallocated buffer and events are parsed
  * into a preallocated ksub array: nothing is allocated per event.  ACK is
  * one prebuilt message patched in place and sent without asking for the
@@ -25,7 +26,7 @@
  * meanwhile is kept in a backlog and dispatched, in order, right after (a
  * uv_idle handle).  SUBSCRIBE normally returns in microseconds; it can only
  * block behind one of our own pending invalidations through kernel locks
- * (P7: mmu_notifier_register() takes the target's mmap_lock and
+ * (mmu_notifier_register() takes the target's mmap_lock and
  * mm_take_all_locks() the rmap locks an invalidation of another subscribed
  * mm may hold while it waits for our ACK).  So once an event that needs an
  * ACK is in the backlog, the wait is cut to KMOD_SYNC_HOLDING_MS: ksub_add
@@ -80,10 +81,10 @@
 #include <netlink/netlink.h>
 #include <netlink/socket.h>
 
-#include "genl-kmod.h"
+#include "source/kmod-genl.h"
 #include "log.h"
 #include "mmn.pb-c.h"
-#include "source.h"
+#include "source/source.h"
 
 #ifndef SOL_NETLINK
 #define SOL_NETLINK 270
@@ -215,159 +216,6 @@ static int nlerr(int e)
 	default:
 		return -EIO;
 	}
-}
-
-/* ---- parsing ------------------------------------------------------------ */
-
-static const struct nla_policy ev_policy[MMN_A_MAX + 1] = {
-	[MMN_A_PID] = { .type = NLA_U32, .maxlen = 4 },
-	[MMN_A_START] = { .type = NLA_U64, .maxlen = 8 },
-	[MMN_A_END] = { .type = NLA_U64, .maxlen = 8 },
-	[MMN_A_SUB_ID] = { .type = NLA_U32, .maxlen = 4 },
-	[MMN_A_SEQ] = { .type = NLA_U64, .maxlen = 8 },
-	[MMN_A_EVENT] = { .type = NLA_U32, .maxlen = 4 },
-	[MMN_A_EVENT_FLAGS] = { .type = NLA_U32, .maxlen = 4 },
-	[MMN_A_RANGE_START] = { .type = NLA_U64, .maxlen = 8 },
-	[MMN_A_RANGE_END] = { .type = NLA_U64, .maxlen = 8 },
-	[MMN_A_SUBS] = { .type = NLA_NESTED },
-	[MMN_A_REASON] = { .type = NLA_U32, .maxlen = 4 },
-};
-
-static uint32_t map_reason(uint32_t r)
-{
-	switch (r) {
-	case MMN_REVOKE_TIMEOUT:
-		return MMN__V1__REVOKE_REASON__REVOKE_TIMEOUT;
-	case MMN_REVOKE_DESYNC:
-	default: /* whatever it is, the ksub is out of sync */
-		return MMN__V1__REVOKE_REASON__REVOKE_DESYNC;
-	}
-}
-
-/* Walk MMN_A_SUBS; with @subs non-NULL fill it (the caller checked the count). */
-static int parse_subs(struct nlattr *nest, bool ranges, struct source_event_sub *subs, size_t *n)
-{
-	struct nlattr *a, *tb[MMN_A_MAX + 1];
-	size_t i = 0;
-	int rem, r;
-
-	nla_for_each_nested(a, nest, rem) {
-		if (nla_type(a) == MMN_A_PAD) /* alignment padding (nla_put_u64_64bit) */
-			continue;
-		if (nla_type(a) != MMN_A_SUB)
-			return -EBADMSG;
-		r = nla_parse_nested(tb, MMN_A_MAX, a, ev_policy);
-		if (r < 0 || !tb[MMN_A_SUB_ID])
-			return -EBADMSG;
-		if (ranges && (!tb[MMN_A_START] || !tb[MMN_A_END]))
-			return -EBADMSG;
-		if (subs) {
-			subs[i].ksub_id = nla_get_u32(tb[MMN_A_SUB_ID]);
-			subs[i].start = tb[MMN_A_START] ? nla_get_u64(tb[MMN_A_START]) : 0;
-			subs[i].end = tb[MMN_A_END] ? nla_get_u64(tb[MMN_A_END]) : 0;
-			if (ranges && subs[i].end <= subs[i].start)
-				return -EBADMSG;
-		}
-		i++;
-	}
-	if (rem != 0)
-		return -EBADMSG;
-	*n = i;
-	return 0;
-}
-
-int mmn__kmod_parse_event(const struct nlmsghdr *nlh, struct source_event *ev, struct source_event_sub *subs,
-			  size_t cap, size_t *needed)
-{
-	struct nlmsghdr *h = (struct nlmsghdr *)nlh; /* libnl's parsers take non-const */
-	struct nlattr *tb[MMN_A_MAX + 1];
-	const struct genlmsghdr *g;
-	bool ranges;
-	size_t n = 0;
-	uint32_t fl;
-	int r;
-
-	*needed = 0;
-	if (!genlmsg_valid_hdr(h, 0))
-		return -EBADMSG;
-	g = genlmsg_hdr(h);
-	memset(ev, 0, sizeof(*ev));
-	switch (g->cmd) {
-	case MMN_CMD_INVALIDATE:
-		ev->kind = SOURCE_INVALIDATE;
-		break;
-	case MMN_CMD_INVALIDATE_END:
-		ev->kind = SOURCE_INVALIDATE_END;
-		break;
-	case MMN_CMD_RELEASE:
-		ev->kind = SOURCE_RELEASE;
-		break;
-	case MMN_CMD_REVOKED:
-		ev->kind = SOURCE_REVOKED;
-		break;
-	default:
-		return -EOPNOTSUPP;
-	}
-	r = genlmsg_parse(h, 0, tb, MMN_A_MAX, ev_policy);
-	if (r < 0)
-		return -EBADMSG;
-	if (tb[MMN_A_PID])
-		ev->pid = (pid_t)nla_get_u32(tb[MMN_A_PID]);
-
-	if (ev->kind == SOURCE_RELEASE || ev->kind == SOURCE_REVOKED) {
-		if (!tb[MMN_A_SUB_ID] || (ev->kind == SOURCE_REVOKED && !tb[MMN_A_REASON]))
-			return -EBADMSG;
-		if (cap < 1) {
-			*needed = 1;
-			return -ENOSPC;
-		}
-		subs[0] = (struct source_event_sub){ .ksub_id = nla_get_u32(tb[MMN_A_SUB_ID]) };
-		if (ev->kind == SOURCE_REVOKED)
-			ev->reason = map_reason(nla_get_u32(tb[MMN_A_REASON]));
-		else
-			ev->event = MMN_EVENT_RELEASE;
-		ev->range_end = UINT64_MAX;
-		ev->nsubs = 1;
-		ev->subs = subs;
-		return 0;
-	}
-
-	if (!tb[MMN_A_SEQ] || !tb[MMN_A_SUBS])
-		return -EBADMSG;
-	ev->event_id = nla_get_u64(tb[MMN_A_SEQ]);
-	ranges = ev->kind == SOURCE_INVALIDATE;
-	if (ranges) {
-		if (!tb[MMN_A_EVENT] || !tb[MMN_A_EVENT_FLAGS])
-			return -EBADMSG;
-		ev->event = nla_get_u32(tb[MMN_A_EVENT]);
-		if (ev->event > MMN_EVENT_EXCLUSIVE) /* a newer kernel's event: still a clear */
-			ev->event = MMN_EVENT_CLEAR;
-		fl = nla_get_u32(tb[MMN_A_EVENT_FLAGS]);
-		ev->blockable = fl & MMN_EV_F_BLOCKABLE;
-		ev->needs_ack = fl & MMN_EV_F_NEEDS_ACK;
-		ev->refused = fl & MMN_EV_F_REFUSED;
-		if (tb[MMN_A_RANGE_START] && tb[MMN_A_RANGE_END]) {
-			ev->range_start = nla_get_u64(tb[MMN_A_RANGE_START]);
-			ev->range_end = nla_get_u64(tb[MMN_A_RANGE_END]);
-		}
-	}
-	r = parse_subs(tb[MMN_A_SUBS], ranges, NULL, &n);
-	if (r < 0)
-		return r;
-	if (n > cap) {
-		*needed = n;
-		return -ENOSPC;
-	}
-	r = parse_subs(tb[MMN_A_SUBS], ranges, subs, &n);
-	if (r < 0)
-		return r;
-	if (ranges && !tb[MMN_A_RANGE_START] && n) { /* the module always sends it; be lenient */
-		ev->range_start = subs[0].start;
-		ev->range_end = subs[n - 1].end;
-	}
-	ev->nsubs = n;
-	ev->subs = subs;
-	return 0;
 }
 
 /* ---- the ksub table ------------------------------------------------------ */
@@ -579,9 +427,50 @@ static bool holds_kernel(struct kmod_source *ks, const struct nlmsghdr *nlh)
 
 	if (nlh->nlmsg_type != ks->family || genlmsg_hdr((struct nlmsghdr *)nlh)->cmd != MMN_CMD_INVALIDATE)
 		return false;
-	if (genlmsg_parse((struct nlmsghdr *)nlh, 0, tb, MMN_A_MAX, ev_policy) < 0 || !tb[MMN_A_EVENT_FLAGS])
+	if (genlmsg_parse((struct nlmsghdr *)nlh, 0, tb, MMN_A_MAX, mmn__kmod_ev_policy) < 0 || !tb[MMN_A_EVENT_FLAGS])
 		return false;
 	return nla_get_u32(tb[MMN_A_EVENT_FLAGS]) & MMN_EV_F_NEEDS_ACK;
+}
+
+/*
+ * The kernel's answer (NLMSG_ERROR) to our request: 0 or negative errno.
+ * @need_id: the request wants a SUB_ID reply, and none came before.
+ */
+static int answer_status(struct kmod_source *ks, struct nlmsghdr *nlh, bool need_id)
+{
+	const struct nlmsgerr *e = NLMSG_DATA(nlh);
+	int r;
+
+	if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(*e))) {
+		r = -EBADMSG;
+	} else {
+		r = e->error;
+		if (r)
+			take_extack(ks, nlh);
+	}
+	/*
+	 * Unknown family: the module went away and its DELFAMILY notice was
+	 * lost (a congested socket drops everything until its queue is empty).
+	 */
+	if (r == -ENOENT && !ks->extack[0] && family_gone(ks)) {
+		ks->fatal = -ENODEV;
+		r = -ENODEV;
+	}
+	if (r == 0 && need_id)
+		r = -EBADMSG; /* acknowledged but no SUB_ID: not our module */
+	return r;
+}
+
+/* A reply carrying the SUB_ID of our SUBSCRIBE: true when @nlh had one. */
+static bool answer_sub_id(struct nlmsghdr *nlh, uint32_t *sub_id, uint64_t *born, uint64_t rx)
+{
+	struct nlattr *tb[MMN_A_MAX + 1];
+
+	if (genlmsg_parse(nlh, 0, tb, MMN_A_MAX, mmn__kmod_ev_policy) < 0 || !tb[MMN_A_SUB_ID])
+		return false;
+	*sub_id = nla_get_u32(tb[MMN_A_SUB_ID]);
+	*born = rx;
+	return true;
 }
 
 /*
@@ -642,35 +531,10 @@ static int transact(struct kmod_source *ks, struct nl_msg *msg, uint32_t *sub_id
 				continue;
 			}
 			if (nlh->nlmsg_type == NLMSG_ERROR) {
-				const struct nlmsgerr *e = NLMSG_DATA(nlh);
-
-				if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(*e))) {
-					r = -EBADMSG;
-				} else {
-					r = e->error;
-					if (r)
-						take_extack(ks, nlh);
-				}
-				/*
-				 * Unknown family: the module went away and its
-				 * DELFAMILY notice was lost (a congested socket drops
-				 * everything until its queue is empty).
-				 */
-				if (r == -ENOENT && !ks->extack[0] && family_gone(ks)) {
-					ks->fatal = -ENODEV;
-					r = -ENODEV;
-				}
-				if (r == 0 && sub_id && !have_id)
-					r = -EBADMSG; /* acknowledged but no SUB_ID: not our module */
+				r = answer_status(ks, nlh, sub_id && !have_id);
 				done = true;
 			} else if (nlh->nlmsg_type == ks->family && sub_id) {
-				struct nlattr *tb[MMN_A_MAX + 1];
-
-				if (genlmsg_parse(nlh, 0, tb, MMN_A_MAX, ev_policy) == 0 && tb[MMN_A_SUB_ID]) {
-					*sub_id = nla_get_u32(tb[MMN_A_SUB_ID]);
-					*born = rx;
-					have_id = true;
-				}
+				have_id |= answer_sub_id(nlh, sub_id, born, rx);
 			}
 		}
 		if (done) {
@@ -904,7 +768,7 @@ static void handle_message(struct kmod_source *ks, struct nlmsghdr *nlh, uint64_
 	if (genlmsg_hdr(nlh)->cmd == MMN_CMD_SUBSCRIBE) { /* a late SUBSCRIBE answer */
 		struct nlattr *tb[MMN_A_MAX + 1];
 
-		if (is_orphan(ks, nlh->nlmsg_seq, true) && genlmsg_parse(nlh, 0, tb, MMN_A_MAX, ev_policy) == 0 &&
+		if (is_orphan(ks, nlh->nlmsg_seq, true) && genlmsg_parse(nlh, 0, tb, MMN_A_MAX, mmn__kmod_ev_policy) == 0 &&
 		    tb[MMN_A_SUB_ID])
 			send_sub_cmd(ks, MMN_CMD_UNSUBSCRIBE, nla_get_u32(tb[MMN_A_SUB_ID]), -1);
 		return;
@@ -1208,7 +1072,7 @@ static int setup_socket(struct kmod_source *ks)
 {
 	int one = 1, size = KMOD_RCVBUF, grp, r;
 
-	/* libnl opens it SOCK_CLOEXEC; make sure, no child may keep it (P10) */
+	/* libnl opens it SOCK_CLOEXEC; make sure, no child may keep it (the module would wait on it) */
 	if (fcntl(ks->fd, F_SETFD, FD_CLOEXEC) < 0)
 		return -errno;
 	setsockopt(ks->fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
@@ -1236,6 +1100,44 @@ static int build_ack(struct kmod_source *ks)
 	return ks->ack_seq ? 0 : -EIO;
 }
 
+/*
+ * Connect @ks's socket to the module's genetlink family and BIND, so the
+ * module sends its events to this socket.  0 or negative errno (-ENOENT:
+ * no module).  On failure the caller frees @ks.
+ */
+static int kmod_connect(struct kmod_source *ks)
+{
+	struct nl_msg *msg;
+	int r;
+
+	r = genl_connect(ks->sk);
+	if (r < 0)
+		return nlerr(r);
+	ks->fd = nl_socket_get_fd(ks->sk);
+	ks->portid = nl_socket_get_local_port(ks->sk);
+	ks->family = genl_ctrl_resolve(ks->sk, MMN_GENL_NAME);
+	if (ks->family < 0)
+		return ks->family == -NLE_OBJ_NOTFOUND ? -ENOENT : nlerr(ks->family);
+	r = setup_socket(ks);
+	if (r < 0)
+		return r;
+	r = build_ack(ks);
+	if (r < 0)
+		return r;
+
+	msg = req_new(ks, MMN_CMD_BIND);
+	if (!msg)
+		return -ENOMEM;
+	r = transact(ks, msg, NULL, NULL);
+	nlmsg_free(msg);
+	if (r < 0) {
+		mmn__log(LOG_DEBUG, NULL, "kmod: BIND: %s%s%s", strerror(-r), ks->extack[0] ? ": " : "",
+			 ks->extack);
+		return r;
+	}
+	return 0;
+}
+
 int mmn__source_kmod_new(uv_loop_t *loop, source_event_fn emit, void *userdata, struct source **out)
 {
 	struct kmod_source *ks = calloc(1, sizeof(*ks));
@@ -1257,37 +1159,9 @@ int mmn__source_kmod_new(uv_loop_t *loop, source_event_fn emit, void *userdata, 
 	r = -ENOMEM;
 	if (!ks->ksubs || !ks->subs || !ks->rxbuf || !ks->syncbuf || !ks->sk)
 		goto err;
-	r = genl_connect(ks->sk);
-	if (r < 0) {
-		r = nlerr(r);
-		goto err;
-	}
-	ks->fd = nl_socket_get_fd(ks->sk);
-	ks->portid = nl_socket_get_local_port(ks->sk);
-	ks->family = genl_ctrl_resolve(ks->sk, MMN_GENL_NAME);
-	if (ks->family < 0) {
-		r = ks->family == -NLE_OBJ_NOTFOUND ? -ENOENT : nlerr(ks->family);
-		goto err;
-	}
-	r = setup_socket(ks);
+	r = kmod_connect(ks);
 	if (r < 0)
 		goto err;
-	r = build_ack(ks);
-	if (r < 0)
-		goto err;
-
-	msg = req_new(ks, MMN_CMD_BIND);
-	if (!msg) {
-		r = -ENOMEM;
-		goto err;
-	}
-	r = transact(ks, msg, NULL, NULL);
-	nlmsg_free(msg);
-	if (r < 0) {
-		mmn__log(LOG_DEBUG, NULL, "kmod: BIND: %s%s%s", strerror(-r), ks->extack[0] ? ": " : "",
-			 ks->extack);
-		goto err;
-	}
 
 	r = uv_poll_init(loop, &ks->poll, ks->fd);
 	if (r < 0)

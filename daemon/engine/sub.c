@@ -12,18 +12,28 @@
  * invalidation of it was acked by its blocking subs: then it is cleared for
  * good (reaped, see struct ksub).
  *
- * Deferral (seed 001): while an invalidation is in flight on a target its
+ * Deferral: while an invalidation is in flight on a target its
  * index and ksubs do not change.  Subscribe and Unsubscribe received then
  * are queued on the target and applied, in order, when its last in-flight
  * invalidation ends; the reply is sent then.  Besides determinism this
  * keeps mmnd from asking the kernel to insert a notifier while the kernel
  * waits for mmnd's ack with the mmap lock held.
  */
-#include "broker-internal.h"
+
+#include "engine/sub.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "broker-internal.h"
+#include "clients/client.h"
+#include "engine/seqpage-slots.h"
+#include "engine/fanout.h"
+#include "engine/itree.h"
+#include "engine/list.h"
+#include "engine/recips.h"
+#include "engine/target.h"
 
 static void khash_add(struct broker *b, struct ksub *k)
 {
@@ -386,7 +396,7 @@ static void sub_detach_client(struct sub *s)
 		env.request_id = s->unsub_request_id;
 		env.body_case = MMN__V1__ENVELOPE__BODY_STATUS;
 		env.status = &st;
-		mmn__client_send(c, &env);
+		c->b->sink.send(c, &env);
 	}
 }
 
@@ -402,7 +412,7 @@ static void reply_subscribed(struct client *c, uint64_t request_id, const struct
 	env.request_id = request_id;
 	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY;
 	env.subscribe_reply = &rep;
-	mmn__client_send(c, &env);
+	c->b->sink.send(c, &env);
 }
 
 /* Create the subscription now (target quiescent).  Consumes the target reference. */
@@ -434,7 +444,7 @@ static void sub_create(struct target *t, struct client *c, uint64_t request_id, 
 	s->d.kind = DEF_REMOVE;
 	/* Room for it in every event first: fan-out must not allocate. */
 	err = b->stats.subscriptions >= UINT32_MAX ? -ENOMEM
-						   : mmn__fanout_reserve(b, (uint32_t)b->stats.subscriptions + 1);
+						   : mmn__recips_reserve(b, (uint32_t)b->stats.subscriptions + 1);
 	if (err < 0) {
 		mmn__seqpage_free(c, s->slot);
 		goto fail;
@@ -463,66 +473,35 @@ static void sub_create(struct target *t, struct client *c, uint64_t request_id, 
 fail:
 	free(s);
 	mmn__target_put(t);
-	mmn__client_send_error(c, request_id, err, "subscription failed");
+	c->b->sink.send_error(c, request_id, err, "subscription failed");
 }
 
-int mmn__sub_request(struct client *c, uint64_t request_id, const Mmn__V1__Subscribe *req)
+/*
+ * Subscribe @c to @r on @t (a validated and authorised request; takes over
+ * the caller's reference on @t): now, or when the last invalidation in
+ * flight on @t ends.  The reply is sent then.
+ */
+void mmn__sub_add(struct target *t, struct client *c, uint64_t request_id, const struct sub_req *r)
 {
-	struct broker *b = c->b;
 	struct pending_sub *p;
-	struct sub_req r;
-	struct target *t;
-	const char *msg = NULL;
-	uint32_t npending = 0;
-	int err;
 
-	if (b->draining)
-		return mmn__client_send_error(c, request_id, -ESHUTDOWN, "mmnd is stopping");
-	if (b->source_lost)
-		return mmn__client_send_error(c, request_id, -ENODEV, "the event source is gone");
-	if (b->src->caps.needs_uffd && !c->uffd_attached)
-		return mmn__client_send_error(c, request_id, -ENOTCONN, "send AttachUffd first");
-	err = mmn__policy_check_subscribe(b, req, &r, &msg);
-	if (err < 0)
-		return mmn__client_send_error(c, request_id, err, msg);
-	r.resubscribe = req->resubscribe;
-	list_for_each(pos, &c->pending) npending++;
-	if (c->nsubs + npending >= b->opt.max_subs || c->nsubs + npending >= c->nslots)
-		return mmn__client_send_error(c, request_id, -ENOSPC, "too many subscriptions");
-	err = mmn__client_uid_may_subscribe(c, &msg);
-	if (err < 0)
-		return mmn__client_send_error(c, request_id, err, msg);
-	if (r.pid != 0 && r.pid != c->pid && !b->src->caps.other_processes)
-		return mmn__client_send_error(c, request_id, -EOPNOTSUPP,
-					      "this source watches only the client itself");
-	err = mmn__target_get(b, c, r.pid, &t);
-	if (err < 0)
-		return mmn__client_send_error(c, request_id, err, "no such target");
-	if (t->pid != c->pid) {
-		err = mmn__policy_authorize(b, c, t->pid, t->pidfd, &r, &req->share_token);
-		if (err < 0) {
-			mmn__target_put(t);
-			return mmn__client_send_error(c, request_id, err,
-						      "not allowed to watch this process");
-		}
-	}
 	if (!t->inflight) {
-		sub_create(t, c, request_id, &r);
-		return 0;
+		sub_create(t, c, request_id, r);
+		return;
 	}
 	p = calloc(1, sizeof(*p));
 	if (!p) {
 		mmn__target_put(t);
-		return mmn__client_send_error(c, request_id, -ENOMEM, "out of memory");
+		c->b->sink.send_error(c, request_id, -ENOMEM, "out of memory");
+		return;
 	}
 	p->d.kind = DEF_SUBSCRIBE;
 	p->c = c;
 	p->request_id = request_id;
-	p->req = r;
+	p->req = *r;
 	list_add_tail(&c->pending, &p->clink);
 	mmn__client_uid_subs(c, 1);
-	mmn__target_defer(t, &p->d);
-	return 0;
+	mmn__sub_defer(t, &p->d);
 }
 
 void mmn__pending_sub_cancel(struct pending_sub *p)
@@ -539,14 +518,14 @@ int mmn__sub_unsubscribe(struct client *c, uint64_t request_id, uint64_t sub_id)
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
 	if (!s || s->state != SUB_LIVE)
-		return mmn__client_send_error(c, request_id, -ENOENT, "no such subscription");
+		return c->b->sink.send_error(c, request_id, -ENOENT, "no such subscription");
 	if (s->t->inflight) {
 		/* Its pending acks are moot; it still gets InvalidateEnd (pairing). */
 		s->state = SUB_DYING;
 		s->unsub_request_id = request_id;
 		s->unsub_reply = true;
-		mmn__fanout_close_sub(c->b, s, true);
-		mmn__target_defer(s->t, &s->d);
+		mmn__recips_close_sub(c->b, s, true);
+		mmn__sub_defer(s->t, &s->d);
 		return 0;
 	}
 	env.request_id = request_id;
@@ -554,19 +533,19 @@ int mmn__sub_unsubscribe(struct client *c, uint64_t request_id, uint64_t sub_id)
 	env.status = &st;
 	sub_detach_client(s);
 	sub_finalize(s);
-	return mmn__client_send(c, &env);
+	return c->b->sink.send(c, &env);
 }
 
 void mmn__sub_kill(struct sub *s)
 {
 	if (s->state == SUB_DEAD)
 		return;
-	mmn__fanout_close_sub(s->t->b, s, false);
+	mmn__recips_close_sub(s->t->b, s, false);
 	s->unsub_reply = false;
 	sub_detach_client(s);
 	if (s->t->inflight) {
 		if (s->state != SUB_DYING)
-			mmn__target_defer(s->t, &s->d);
+			mmn__sub_defer(s->t, &s->d);
 		s->state = SUB_DEAD;
 		return;
 	}
@@ -602,19 +581,15 @@ static void send_release(struct sub *s, bool released, uint32_t reason)
 {
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 	Mmn__V1__Release rel = MMN__V1__RELEASE__INIT;
-	Mmn__V1__Revoked rev = MMN__V1__REVOKED__INIT;
 
-	if (released) {
-		rel.sub_id = s->id;
-		env.body_case = MMN__V1__ENVELOPE__BODY_RELEASE;
-		env.release = &rel;
-	} else {
-		rev.sub_id = s->id;
-		rev.reason = reason;
-		env.body_case = MMN__V1__ENVELOPE__BODY_REVOKED;
-		env.revoked = &rev;
+	if (!released) {
+		s->t->b->sink.send_revoked(s->c, s->id, reason, 0);
+		return;
 	}
-	mmn__client_send(s->c, &env);
+	rel.sub_id = s->id;
+	env.body_case = MMN__V1__ENVELOPE__BODY_RELEASE;
+	env.release = &rel;
+	s->t->b->sink.send(s->c, &env);
 }
 
 /*
@@ -635,7 +610,7 @@ void mmn__ksub_release(struct ksub *k, bool released, uint32_t reason)
 		if (s->c && s->state != SUB_DEAD)
 			send_release(s, released, reason);
 		if (s->state != SUB_DEAD) {
-			mmn__fanout_close_sub(t->b, s, false);
+			mmn__recips_close_sub(t->b, s, false);
 			sub_detach_client(s);
 		}
 		if (list_linked(&s->d.link))
@@ -673,12 +648,12 @@ void mmn__sub_resync(struct sub *s)
 	inv.seq = s->inflight ? mmn__seqpage_value(s->c, s->slot) : mmn__seqpage_begin(s->c, s->slot);
 	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE;
 	env.invalidate = &inv;
-	mmn__client_send(s->c, &env);
+	s->t->b->sink.send(s->c, &env);
 	end.sub_id = s->id;
 	end.seq = s->inflight ? mmn__seqpage_value(s->c, s->slot) : mmn__seqpage_end(s->c, s->slot);
 	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE_END;
 	env.invalidate_end = &end;
-	mmn__client_send(s->c, &env);
+	s->t->b->sink.send(s->c, &env);
 }
 
 void mmn__ksub_resync(struct ksub *k)
@@ -695,4 +670,29 @@ void mmn__ksub_reaped(struct ksub *k)
 {
 	k->reaped = true;
 	ksub_update_blocking(k);
+}
+
+void mmn__sub_defer(struct target *t, struct deferred *d)
+{
+	list_add_tail(&t->deferred, &d->link);
+}
+
+/*
+ * The last in-flight invalidation of @t ended: apply what was deferred, in
+ * arrival order.  An applied change cannot start an invalidation, so this
+ * terminates; a change deferred again (not possible here) would wait for
+ * the next end.  Holds a reference so @t outlives its own deferred list.
+ */
+void mmn__sub_quiesce(struct target *t)
+{
+	if (t->inflight)
+		return;
+	t->refs++;
+	while (!list_empty(&t->deferred) && !t->inflight) {
+		struct deferred *d = list_entry(t->deferred.next, struct deferred, link);
+
+		list_del(&d->link);
+		mmn__sub_apply_deferred(t, d);
+	}
+	mmn__target_put(t);
 }

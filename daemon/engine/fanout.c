@@ -35,18 +35,28 @@
  *
  * Events and their recipient arrays are pooled, and every array is grown
  * to hold one recipient per existing subscription before a subscription is
- * linked (mmn__fanout_reserve): neither fan-out nor the ack path allocates.
+ * linked (mmn__recips_reserve): neither fan-out nor the ack path allocates.
  * Should a recipient still not fit (a new event when memory is short), no
  * overlapping subscription may be skipped: every sub of the listed ksubs is
  * resynchronised instead (an Invalidate{RESYNC} and InvalidateEnd pair, as
  * for a source's REVOKED) and the event is not kept.
  */
-#include "broker-internal.h"
+
+#include "engine/fanout.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "broker-internal.h"
+#include "clients/client.h"
+#include "engine/seqpage-slots.h"
+#include "engine/itree.h"
+#include "engine/list.h"
+#include "engine/recips.h"
+#include "engine/sub.h"
+#include "engine/target.h"
 
 static struct event *event_find(struct broker *b, uint64_t id)
 {
@@ -60,103 +70,7 @@ static struct event *event_find(struct broker *b, uint64_t id)
 	return NULL;
 }
 
-uint32_t mmn__fanout_fault_recips;
-
 static void timer_cb(uv_timer_t *h);
-
-static uint32_t rhash_slot(const struct event *e, uint64_t sub_id)
-{
-	return (uint32_t)((sub_id * UINT64_C(0x9e3779b97f4a7c15)) >> 32) & (e->hcap - 1);
-}
-
-/* Index @e's recipients by sub_id (the first of equal ids wins, as a scan would). */
-static void rhash_build(struct event *e)
-{
-	e->hashed = e->hcap && e->nrecips <= e->hcap / 2;
-	if (!e->hashed)
-		return;
-	memset(e->rhash, 0, e->hcap * sizeof(*e->rhash));
-	for (uint32_t i = 0; i < e->nrecips; i++) {
-		uint32_t h = rhash_slot(e, e->recips[i].sub_id);
-
-		while (e->rhash[h] && e->recips[e->rhash[h] - 1].sub_id != e->recips[i].sub_id)
-			h = (h + 1) & (e->hcap - 1);
-		if (!e->rhash[h])
-			e->rhash[h] = i + 1;
-	}
-}
-
-static struct recip *rhash_find(struct event *e, uint64_t sub_id)
-{
-	if (!e->hashed) {
-		for (uint32_t i = 0; i < e->nrecips; i++)
-			if (e->recips[i].sub_id == sub_id)
-				return &e->recips[i];
-		return NULL;
-	}
-	for (uint32_t h = rhash_slot(e, sub_id); e->rhash[h]; h = (h + 1) & (e->hcap - 1))
-		if (e->recips[e->rhash[h] - 1].sub_id == sub_id)
-			return &e->recips[e->rhash[h] - 1];
-	return NULL;
-}
-
-/* Grow @e's recipient array to at least @n, and its index to match. */
-static int recips_grow(struct event *e, uint32_t n)
-{
-	struct recip *v;
-	uint32_t hcap = 16, *hv;
-
-	if (e->cap < n) {
-		v = reallocarray(e->recips, n, sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		e->recips = v;
-		e->cap = n;
-	}
-	while (hcap / 2 < e->cap && hcap < UINT32_MAX / 2 + 1)
-		hcap *= 2;
-	if (e->hcap >= hcap)
-		return 0;
-	hv = calloc(hcap, sizeof(*hv));
-	if (!hv)
-		return -ENOMEM;
-	free(e->rhash);
-	e->rhash = hv;
-	e->hcap = hcap;
-	/* An event in flight keeps answering acks from the new index. */
-	rhash_build(e);
-	return 0;
-}
-
-int mmn__fanout_reserve(struct broker *b, uint32_t n)
-{
-	uint32_t cap;
-	int err;
-
-	if (n <= b->recip_reserve)
-		return 0;
-	/* Doubling: linking n subs one by one reallocates O(log n) times. */
-	cap = b->recip_reserve > UINT32_MAX / 2 ? UINT32_MAX : b->recip_reserve * 2;
-	if (cap < n)
-		cap = n;
-	if (cap < 16)
-		cap = 16;
-	/* Pooled and in-flight alike: nobody holds a recipient pointer between callbacks. */
-	list_for_each(pos, &b->event_pool)
-	{
-		err = recips_grow(list_entry(pos, struct event, link), cap);
-		if (err < 0)
-			return err;
-	}
-	list_for_each(pos, &b->events)
-	{
-		err = recips_grow(list_entry(pos, struct event, link), cap);
-		if (err < 0)
-			return err;
-	}
-	b->recip_reserve = cap;
-	return 0;
-}
 
 static struct event *event_get(struct broker *b)
 {
@@ -169,7 +83,7 @@ static struct event *event_get(struct broker *b)
 		e = calloc(1, sizeof(*e));
 		if (!e)
 			return NULL;
-		if (recips_grow(e, b->recip_reserve) < 0) {
+		if (mmn__recips_grow(e, b->recip_reserve) < 0) {
 			free(e->recips);
 			free(e->rhash);
 			free(e);
@@ -177,6 +91,7 @@ static struct event *event_get(struct broker *b)
 		}
 		e->b = b;
 		uv_timer_init(b->loop, &e->timer);
+		e->timer_cb = timer_cb;
 		e->timer.data = e;
 		e->timer_inited = true;
 		b->handles++;
@@ -200,23 +115,6 @@ static void event_put(struct broker *b, struct event *e)
 	list_add_tail(&b->event_pool, &e->link);
 }
 
-/* Normally within the reserve; grows only if a reservation was missed. */
-static struct recip *recip_add(struct event *e)
-{
-	if (mmn__fanout_fault_recips && e->nrecips >= mmn__fanout_fault_recips)
-		return NULL;
-	if (e->nrecips == e->cap) {
-		uint32_t cap = e->cap ? e->cap * 2 : 16;
-		struct recip *v = realloc(e->recips, cap * sizeof(*v));
-
-		if (!v)
-			return NULL;
-		e->recips = v;
-		e->cap = cap;
-	}
-	return &e->recips[e->nrecips++];
-}
-
 /*
  * Remember a ksub listed in a refused event.  Pooled like the recipients.
  * If it cannot be remembered its BLOCKING stays set: the kernel's next
@@ -237,21 +135,6 @@ static void ksub_note(struct event *e, uint32_t id)
 		e->kcap = cap;
 	}
 	e->ksubs[e->nksubs++] = id;
-}
-
-/*
- * Ack the source once, later, from broker_settle (never from inside an
- * iteration).  Events that need no ack pass through the queue too, for the
- * observer.
- */
-static void queue_ack(struct event *e)
-{
-	if (e->acked)
-		return;
-	e->acked = true;
-	list_add_tail(&e->b->ack_queue, &e->alink);
-	/* From now on the timer waits for the source's END (see timer_cb). */
-	uv_timer_start(&e->timer, timer_cb, e->b->opt.end_timeout_ms, 0);
 }
 
 static void queue_direct_ack(struct broker *b, uint64_t event_id)
@@ -316,45 +199,6 @@ void mmn__fanout_flush_acks(struct broker *b)
 	}
 }
 
-static void recip_settle(struct event *e, struct recip *r)
-{
-	if (r->state != RECIP_PENDING)
-		return;
-	r->state = RECIP_NOTIFIED;
-	e->npending--;
-	if (r->c)
-		r->c->pending_acks--;
-	if (!e->npending) {
-		uv_timer_stop(&e->timer);
-		queue_ack(e);
-	}
-}
-
-void mmn__fanout_close_sub(struct broker *b, struct sub *s, bool keep_pairing)
-{
-	list_for_each(pos, &b->events)
-	{
-		struct event *e = list_entry(pos, struct event, link);
-
-		if (e->t != s->t)
-			continue;
-		for (uint32_t i = 0; i < e->nrecips; i++) {
-			struct recip *r = &e->recips[i];
-
-			if (r->sub != s)
-				continue;
-			recip_settle(e, r);
-			if (!keep_pairing) {
-				r->state = RECIP_CLOSED;
-				r->sub = NULL;
-				r->c = NULL; /* the client may be freed next (struct recip) */
-				if (s->inflight)
-					s->inflight--;
-			}
-		}
-	}
-}
-
 struct gather {
 	struct event *e;
 	struct ksub *k;
@@ -372,7 +216,7 @@ static int gather_sub(struct itree_node *n, void *ud)
 		return 0;
 	if (!(s->mask & (UINT64_C(1) << (g->e->type & 63))))
 		return 0;
-	r = recip_add(g->e);
+	r = mmn__recips_add(g->e);
 	if (!r) {
 		g->err = -ENOMEM;
 		return -ENOMEM;
@@ -405,9 +249,9 @@ static void send_invalidate(struct event *e, struct recip *r, uint64_t seq)
 	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE;
 	env.invalidate = &inv;
 	if (r->sub->flags == MMN__V1__SUB_FLAG__SUB_NONBLOCKING)
-		r->suppressed = mmn__client_send_nb(r->c, r->sub, &env) == 1;
+		r->suppressed = e->b->sink.send_nb(r->c, r->sub, &env) == 1;
 	else
-		mmn__client_send(r->c, &env);
+		e->b->sink.send(r->c, &env);
 }
 
 static void arm_timer(struct event *e)
@@ -446,29 +290,9 @@ static void fanout_nomem(struct broker *b, const struct source_event *ev)
 		queue_direct_ack(b, ev->event_id);
 }
 
-static void fanout_start(struct broker *b, const struct source_event *ev)
+/* Add to @e the recipients of every ksub @ev lists (one target only).  0 or -ENOMEM. */
+static int fanout_gather(struct broker *b, struct event *e, const struct source_event *ev)
 {
-	struct event *e;
-	uint64_t now;
-
-	if (b->draining || !ev->nsubs) {
-		if (ev->needs_ack)
-			queue_direct_ack(b, ev->event_id);
-		return;
-	}
-	e = event_get(b);
-	if (!e) {
-		fanout_nomem(b, ev);
-		return;
-	}
-	e->id = ev->event_id;
-	e->type = ev->event;
-	e->blockable = ev->blockable;
-	e->needs_ack = ev->needs_ack;
-	e->refused = ev->refused;
-	e->begin_ns = uv_hrtime();
-	e->range_start = ev->range_start;
-	e->range_end = ev->range_end;
 	for (size_t i = 0; i < ev->nsubs; i++) {
 		struct ksub *k = mmn__ksub_find(b, ev->subs[i].ksub_id);
 		struct gather g = {.e = e, .k = k, .start = ev->subs[i].start, .end = ev->subs[i].end};
@@ -481,30 +305,18 @@ static void fanout_start(struct broker *b, const struct source_event *ev)
 		if (e->refused)
 			ksub_note(e, k->id);
 		mmn__itree_query(&k->t->subs, g.start, g.end - 1, gather_sub, &g);
-		if (g.err < 0) {
-			/* Nothing was sent or begun yet: drop the event, resync them all. */
-			event_put(b, e);
-			fanout_nomem(b, ev);
-			return;
-		}
+		if (g.err < 0)
+			return g.err;
 	}
-	if (!e->t) {
-		/* Nothing of ours is touched (a ksub that just went away). */
-		event_put(b, e);
-		if (ev->needs_ack)
-			queue_direct_ack(b, ev->event_id);
-		return;
-	}
-	rhash_build(e);
-	list_add_tail(&b->events, &e->link);
-	e->t->inflight++;
-	e->t->refs++;
-	b->stats.invalidations++;
-	if (e->refused)
-		b->stats.nonblock_refusals++;
+	return 0;
+}
+
+/* @e is in flight: turn its recipients' slots odd, send, arm the deadlines. */
+static void fanout_notify(struct broker *b, struct event *e)
+{
+	uint64_t now = uv_now(b->loop);
 
 	/* Slots first, then every message in one pass, then the deadlines. */
-	now = uv_now(b->loop);
 	for (uint32_t i = 0; i < e->nrecips; i++) {
 		struct recip *r = &e->recips[i];
 		struct sub *s = r->sub;
@@ -527,7 +339,53 @@ static void fanout_start(struct broker *b, const struct source_event *ev)
 	if (e->npending)
 		arm_timer(e);
 	else
-		queue_ack(e);
+		mmn__recips_queue_ack(e);
+}
+
+static void fanout_start(struct broker *b, const struct source_event *ev)
+{
+	struct event *e;
+
+	if (b->draining || !ev->nsubs) {
+		if (ev->needs_ack)
+			queue_direct_ack(b, ev->event_id);
+		return;
+	}
+	e = event_get(b);
+	if (!e) {
+		fanout_nomem(b, ev);
+		return;
+	}
+	e->id = ev->event_id;
+	e->type = ev->event;
+	e->blockable = ev->blockable;
+	e->needs_ack = ev->needs_ack;
+	e->refused = ev->refused;
+	e->begin_ns = uv_hrtime();
+	e->range_start = ev->range_start;
+	e->range_end = ev->range_end;
+	if (fanout_gather(b, e, ev) < 0) {
+		/* Nothing was sent or begun yet: drop the event, resync them all. */
+		event_put(b, e);
+		fanout_nomem(b, ev);
+		return;
+	}
+	if (!e->t) {
+		/* Nothing of ours is touched (a ksub that just went away). */
+		event_put(b, e);
+		if (ev->needs_ack)
+			queue_direct_ack(b, ev->event_id);
+		return;
+	}
+	mmn__recips_index(e);
+	list_add_tail(&b->events, &e->link);
+	e->t->inflight++;
+	e->t->refs++;
+	b->stats.invalidations++;
+	if (e->refused)
+		b->stats.nonblock_refusals++;
+
+	fanout_notify(b, e);
 }
 
 /* Send @r its InvalidateEnd (unless coalesced away) and move its slot on. */
@@ -549,7 +407,7 @@ static void recip_end(struct event *e, struct recip *r)
 		 * client got (or has queued) is always paired.
 		 */
 		if (!r->suppressed)
-			mmn__client_send(s->c, &env);
+			e->b->sink.send(s->c, &env);
 	} else if (s->inflight) {
 		s->inflight--;
 	}
@@ -643,7 +501,7 @@ static void event_end(struct broker *b, struct event *e)
 		if (r->state == RECIP_CLOSED || !r->sub)
 			continue;
 		/* The kernel went ahead without the ack (its own timeout): nothing owed now. */
-		recip_settle(e, r);
+		mmn__recips_settle(e, r);
 		recip_end(e, r);
 	}
 	/* The source does not wait any more: an ack now would be stale. */
@@ -652,7 +510,7 @@ static void event_end(struct broker *b, struct event *e)
 	list_del(&e->link);
 	event_put(b, e);
 	t->inflight--;
-	mmn__target_quiesce(t);
+	mmn__sub_quiesce(t);
 	mmn__target_put(t);
 }
 
@@ -661,15 +519,8 @@ static void evict(struct event *e, struct recip *r)
 	struct broker *b = e->b;
 	struct sub *s = r->sub;
 	struct client *c = r->c;
-	Mmn__V1__Revoked rev = MMN__V1__REVOKED__INIT;
-	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
-	rev.sub_id = r->sub_id;
-	rev.reason = MMN__V1__REVOKE_REASON__REVOKE_TIMEOUT;
-	rev.event_id = e->id;
-	env.body_case = MMN__V1__ENVELOPE__BODY_REVOKED;
-	env.revoked = &rev;
-	mmn__client_send(c, &env);
+	b->sink.send_revoked(c, r->sub_id, MMN__V1__REVOKE_REASON__REVOKE_TIMEOUT, e->id);
 	b->stats.timeouts++;
 	b->stats.evictions++;
 	c->evictions++;
@@ -703,7 +554,7 @@ static void timer_cb(uv_timer_t *h)
 			 "Event %" PRIu64 " of the %s source got no END within %u ms; ending it", e->id,
 			 b->src ? b->src->caps.name : "lost", b->opt.end_timeout_ms);
 		event_end(b, e);
-		mmn__broker_settle(b);
+		b->settle(b);
 		return;
 	}
 
@@ -715,7 +566,7 @@ static void timer_cb(uv_timer_t *h)
 		struct recip *r = &e->recips[i];
 
 		if (r->state == RECIP_PENDING && r->deadline <= now)
-			mmn__client_read_now(r->c);
+			b->sink.read_now(r->c);
 	}
 	for (uint32_t i = 0; i < e->nrecips; i++) {
 		struct recip *r = &e->recips[i];
@@ -725,7 +576,7 @@ static void timer_cb(uv_timer_t *h)
 	}
 	if (e->npending)
 		arm_timer(e);
-	mmn__broker_settle(b);
+	b->settle(b);
 }
 
 int mmn__fanout_ack(struct client *c, uint64_t sub_id, uint64_t event_id)
@@ -736,12 +587,12 @@ int mmn__fanout_ack(struct client *c, uint64_t sub_id, uint64_t event_id)
 	if (!e)
 		return -ENOENT;
 	/* O(1): indexed by sub_id (struct event), no scan of every recipient. */
-	r = rhash_find(e, sub_id);
+	r = mmn__recips_find(e, sub_id);
 	if (!r || r->c != c)
 		return -ENOENT;
 	if (r->state == RECIP_PENDING) {
 		c->b->stats.blocking_acks++;
-		recip_settle(e, r);
+		mmn__recips_settle(e, r);
 	}
 	return 0;
 }
@@ -811,8 +662,8 @@ void mmn__fanout_ack_all(struct broker *b)
 		struct event *e = list_entry(pos, struct event, link);
 
 		for (uint32_t i = 0; i < e->nrecips; i++)
-			recip_settle(e, &e->recips[i]);
-		queue_ack(e);
+			mmn__recips_settle(e, &e->recips[i]);
+		mmn__recips_queue_ack(e);
 	}
 	mmn__fanout_flush_acks(b);
 }

@@ -7,7 +7,7 @@
  * events nobody waits for return -ENOENT.  Events are emitted synchronously
  * from the control call, on the caller's (the loop's) thread.
  */
-#include "source.h"
+#include "source/source.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "index.h"
+#include "engine/itree.h"
 #include "tap.h"
 
 #define N   4096

@@ -5,7 +5,8 @@
  * writes each slot as one 64-bit word with release semantics; every odd ->
  * even transition is followed by a shared FUTEX_WAKE.
  */
-#include "broker-internal.h"
+
+#include "engine/seqpage-slots.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +16,9 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "clients/client.h"
+#include "seqpage.h"
 
 #ifndef F_SEAL_FUTURE_WRITE
 #define F_SEAL_FUTURE_WRITE 0x0010

@@ -4,7 +4,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "bus-uv.h"
+#include "admin/bus-uv.h"
 #include "log.h"
 
 static uint64_t now_usec(void)

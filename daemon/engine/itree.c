@@ -3,7 +3,7 @@
  * Augmented AVL interval tree (see index.h).  Recursion depth is the tree
  * height, at most ~1.44 log2(n), so the stack stays small.
  */
-#include "index.h"
+#include "engine/itree.h"
 
 #include <errno.h>
 #include <stdbool.h>

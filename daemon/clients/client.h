@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Client connections: accept, receive, send, drop.  Loop thread only.
+ *
+ * client  owns its subscriptions (client->subs), its sequence page and
+ *         its share tokens.  A dropped client is unlinked at once and its
+ *         memory freed in the uv_close callback of its poll handle.
+ * uid_acct  per-uid connection and subscription counts; in broker->uhash
+ *         while a connection of that uid exists (created at accept,
+ *         freed when its last client is destroyed).  Clients point at it.
+ */
+#ifndef MMN_DAEMON_CLIENT_H
+#define MMN_DAEMON_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "engine/list.h"
+#include "wire.h"
+
+struct broker;
+struct sub;
+struct mmn_seqpage;
+
+/* One queued outgoing packet (only when the peer's socket is full). */
+struct outmsg {
+	struct list link;
+	uint64_t sub_id; /* Invalidate/InvalidateEnd of a non-blocking sub, else 0 */
+	uint32_t kind;	 /* envelope body case */
+	uint32_t len;
+	uint8_t data[];
+};
+
+/* Per-uid accounting (see the lifetime rules at the top). */
+struct uid_acct {
+	struct uid_acct *next; /* broker->uhash chain */
+	uid_t uid;
+	uint32_t nclients; /* connections, with or without Hello */
+	uint32_t nsubs;	   /* live subscriptions plus deferred Subscribes of its clients */
+};
+
+struct client {
+	struct list link;      /* broker->clients, or broker->reap once dropped */
+	struct list hlink;     /* broker->unhello until Hello (FIFO by accept time), else empty */
+	uint64_t accepted_at;  /* loop time */
+	struct uid_acct *acct; /* never NULL once accepted */
+	bool limited;	       /* the per-uid limits apply (not root or mmnd's uid) */
+	struct broker *b;
+	uv_poll_t poll;
+	int fd;
+	int poll_events;
+	uint64_t id;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	int pidfd;
+	char name[65];
+	bool hello;
+	bool dropping; /* queued for drop */
+	bool closed;   /* handle closing */
+	bool uffd_attached;
+	int drop_error;
+	/* sequence page */
+	struct mmn_seqpage *page;
+	size_t page_size;
+	int memfd;
+	uint32_t nslots, nfree, gen;
+	uint32_t *free_slots;
+	/* subscriptions */
+	struct list subs;
+	struct list pending; /* struct pending_sub */
+	struct list shares;
+	uint32_t nsubs;
+	uint32_t pending_acks;
+	uint64_t evictions;
+	/* outgoing queue */
+	struct list outq;
+	uint32_t nqueued;
+	bool coalescing; /* queue overflowed: non-blocking events are coalesced until it drains */
+};
+
+struct listener {
+	struct list link;
+	struct broker *b;
+	uv_poll_t poll;
+	int fd;
+	char *path; /* unlinked at free when we created it (and it is still that socket) */
+	dev_t dev;  /* @path's file as bound */
+	ino_t ino;
+};
+
+/* Take connection @fd (refused with Error when a limit is reached, see broker.h). */
+int mmn__client_accept(struct broker *b, int fd);
+/* @c completed Hello: its deadline is off. */
+static inline void mmn__client_hello_done(struct client *c)
+{
+	list_del(&c->hlink);
+}
+/* Arm broker->hello_timer for the oldest connection owing Hello (after hello_timeout_ms changed). */
+void mmn__client_hello_rearm(struct broker *b);
+
+/* A subscription of @c was created (+1) or went (-1), live or deferred: per-uid count. */
+static inline void mmn__client_uid_subs(struct client *c, int delta)
+{
+	if (c->acct)
+		c->acct->nsubs += (uint32_t)delta;
+}
+
+/* Read what the client has queued now (before evicting it at a deadline). */
+void mmn__client_read_now(struct client *c);
+void mmn__client_reap(struct broker *b);
+void mmn__client_free_all(struct broker *b);
+
+#endif

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The outgoing side of a client connection (see send.c).  Loop thread only.
+ */
+#ifndef MMN_DAEMON_SEND_H
+#define MMN_DAEMON_SEND_H
+
+#include <stdint.h>
+
+#include "wire.h"
+
+struct client;
+struct sub;
+
+/* Send @env (request_id set by the caller).  Queues when the socket is full. */
+int mmn__client_send(struct client *c, MmnEnvelope *env);
+int mmn__client_send_error(struct client *c, uint64_t request_id, int err, const char *msg);
+/*
+ * Send an Invalidate/InvalidateEnd of non-blocking sub @s: while the queue is
+ * overflowing these are coalesced into one whole-range pair per sub, sent
+ * when the queue drains.  Returns 1 when coalesced (not sent), else as above.
+ */
+int mmn__client_send_nb(struct client *c, struct sub *s, MmnEnvelope *env);
+/* Send Revoked{@sub_id, @reason, @event_id (0: none)}: @c loses that subscription. */
+int mmn__client_send_revoked(struct client *c, uint64_t sub_id, uint32_t reason, uint64_t event_id);
+/* A protocol violation: Error to the client, count it, drop it. */
+void mmn__client_protocol_error(struct client *c, uint64_t request_id, int err, const char *msg);
+/* Queue the client for dropping at settle (never frees in place). */
+void mmn__client_drop(struct client *c, int error);
+/* Poll @c for @events (UV_READABLE, UV_WRITABLE, UV_DISCONNECT). */
+void mmn__client_set_poll(struct client *c, int events);
+/* @c's socket is writable: send what is queued; once drained, the coalesced pairs. */
+void mmn__client_flush(struct client *c);
+
+#endif

@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The recipients of an event: the pre-sized array (broker->recip_reserve),
+ * its sub_id index for the ack path, settling a recipient's ack and
+ * closing the recipients of a subscription that goes away.  Nothing here
+ * allocates once the reserve covers every subscription.  Loop thread only.
+ */
+#include "engine/recips.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker-internal.h"
+#include "clients/client.h"
+#include "engine/fanout.h"
+#include "engine/list.h"
+#include "engine/sub.h"
+
+uint32_t mmn__recips_fault;
+
+static uint32_t rhash_slot(const struct event *e, uint64_t sub_id)
+{
+	return (uint32_t)((sub_id * UINT64_C(0x9e3779b97f4a7c15)) >> 32) & (e->hcap - 1);
+}
+
+/* Index @e's recipients by sub_id (the first of equal ids wins, as a scan would). */
+void mmn__recips_index(struct event *e)
+{
+	e->hashed = e->hcap && e->nrecips <= e->hcap / 2;
+	if (!e->hashed)
+		return;
+	memset(e->rhash, 0, e->hcap * sizeof(*e->rhash));
+	for (uint32_t i = 0; i < e->nrecips; i++) {
+		uint32_t h = rhash_slot(e, e->recips[i].sub_id);
+
+		while (e->rhash[h] && e->recips[e->rhash[h] - 1].sub_id != e->recips[i].sub_id)
+			h = (h + 1) & (e->hcap - 1);
+		if (!e->rhash[h])
+			e->rhash[h] = i + 1;
+	}
+}
+
+struct recip *mmn__recips_find(struct event *e, uint64_t sub_id)
+{
+	if (!e->hashed) {
+		for (uint32_t i = 0; i < e->nrecips; i++)
+			if (e->recips[i].sub_id == sub_id)
+				return &e->recips[i];
+		return NULL;
+	}
+	for (uint32_t h = rhash_slot(e, sub_id); e->rhash[h]; h = (h + 1) & (e->hcap - 1))
+		if (e->recips[e->rhash[h] - 1].sub_id == sub_id)
+			return &e->recips[e->rhash[h] - 1];
+	return NULL;
+}
+
+/* Grow @e's recipient array to at least @n, and its index to match. */
+int mmn__recips_grow(struct event *e, uint32_t n)
+{
+	struct recip *v;
+	uint32_t hcap = 16, *hv;
+
+	if (e->cap < n) {
+		v = reallocarray(e->recips, n, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		e->recips = v;
+		e->cap = n;
+	}
+	while (hcap / 2 < e->cap && hcap < UINT32_MAX / 2 + 1)
+		hcap *= 2;
+	if (e->hcap >= hcap)
+		return 0;
+	hv = calloc(hcap, sizeof(*hv));
+	if (!hv)
+		return -ENOMEM;
+	free(e->rhash);
+	e->rhash = hv;
+	e->hcap = hcap;
+	/* An event in flight keeps answering acks from the new index. */
+	mmn__recips_index(e);
+	return 0;
+}
+
+int mmn__recips_reserve(struct broker *b, uint32_t n)
+{
+	uint32_t cap;
+	int err;
+
+	if (n <= b->recip_reserve)
+		return 0;
+	/* Doubling: linking n subs one by one reallocates O(log n) times. */
+	cap = b->recip_reserve > UINT32_MAX / 2 ? UINT32_MAX : b->recip_reserve * 2;
+	if (cap < n)
+		cap = n;
+	if (cap < 16)
+		cap = 16;
+	/* Pooled and in-flight alike: nobody holds a recipient pointer between callbacks. */
+	list_for_each(pos, &b->event_pool)
+	{
+		err = mmn__recips_grow(list_entry(pos, struct event, link), cap);
+		if (err < 0)
+			return err;
+	}
+	list_for_each(pos, &b->events)
+	{
+		err = mmn__recips_grow(list_entry(pos, struct event, link), cap);
+		if (err < 0)
+			return err;
+	}
+	b->recip_reserve = cap;
+	return 0;
+}
+
+/* Normally within the reserve; grows only if a reservation was missed. */
+struct recip *mmn__recips_add(struct event *e)
+{
+	if (mmn__recips_fault && e->nrecips >= mmn__recips_fault)
+		return NULL;
+	if (e->nrecips == e->cap) {
+		uint32_t cap = e->cap ? e->cap * 2 : 16;
+		struct recip *v = realloc(e->recips, cap * sizeof(*v));
+
+		if (!v)
+			return NULL;
+		e->recips = v;
+		e->cap = cap;
+	}
+	return &e->recips[e->nrecips++];
+}
+
+/*
+ * Ack the source once, later, from broker_settle (never from inside an
+ * iteration).  Events that need no ack pass through the queue too, for the
+ * observer.
+ */
+void mmn__recips_queue_ack(struct event *e)
+{
+	if (e->acked)
+		return;
+	e->acked = true;
+	list_add_tail(&e->b->ack_queue, &e->alink);
+	/* From now on the timer waits for the source's END (see fanout.c timer_cb). */
+	uv_timer_start(&e->timer, e->timer_cb, e->b->opt.end_timeout_ms, 0);
+}
+
+void mmn__recips_settle(struct event *e, struct recip *r)
+{
+	if (r->state != RECIP_PENDING)
+		return;
+	r->state = RECIP_NOTIFIED;
+	e->npending--;
+	if (r->c)
+		r->c->pending_acks--;
+	if (!e->npending) {
+		uv_timer_stop(&e->timer);
+		mmn__recips_queue_ack(e);
+	}
+}
+
+void mmn__recips_close_sub(struct broker *b, struct sub *s, bool keep_pairing)
+{
+	list_for_each(pos, &b->events)
+	{
+		struct event *e = list_entry(pos, struct event, link);
+
+		if (e->t != s->t)
+			continue;
+		for (uint32_t i = 0; i < e->nrecips; i++) {
+			struct recip *r = &e->recips[i];
+
+			if (r->sub != s)
+				continue;
+			mmn__recips_settle(e, r);
+			if (!keep_pairing) {
+				r->state = RECIP_CLOSED;
+				r->sub = NULL;
+				r->c = NULL; /* the client may be freed next (struct recip) */
+				if (s->inflight)
+					s->inflight--;
+			}
+		}
+	}
+}

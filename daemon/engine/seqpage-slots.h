@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * A client's sequence page: one memfd page of 64-bit slots, odd while an
+ * invalidation of the slot's subscription is in flight.  Loop thread only.
+ */
+#ifndef MMN_DAEMON_SEQPAGE_SLOTS_H
+#define MMN_DAEMON_SEQPAGE_SLOTS_H
+
+#include <stdint.h>
+
+struct client;
+
+int mmn__seqpage_create(struct client *c, uint32_t nslots);
+void mmn__seqpage_destroy(struct client *c);
+int mmn__seqpage_alloc(struct client *c, uint32_t *slot, uint32_t *gen);
+void mmn__seqpage_free(struct client *c, uint32_t slot);
+/* Returns the slot's new 64-bit value. */
+uint64_t mmn__seqpage_begin(struct client *c, uint32_t slot);
+uint64_t mmn__seqpage_end(struct client *c, uint32_t slot);
+uint64_t mmn__seqpage_value(struct client *c, uint32_t slot);
+
+#endif
