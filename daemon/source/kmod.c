@@ -98,7 +98,6 @@
 #define KMOD_MAX_AWAITING 1024          /* events the kernel waits on at once */
 #define KMOD_MAX_ORPHANS 16             /* SUBSCRIBEs given up on, answer pending */
 #define KMOD_EVENT_MASK 0xffu           /* enum mmn_event 0..7 */
-#define KMOD_MAX_TIMEOUT_MS 10000       /* the module's policy range; it clamps further */
 
 /* A kernel subscription the broker holds (open addressing, linear probing). */
 struct ksub_slot {
@@ -907,7 +906,7 @@ static int kmod_ksub_add(struct source *s, const struct source_target *t, uint64
 	    nla_put_u64(msg, MMN_A_LENGTH, length) < 0 ||
 	    nla_put_u32(msg, MMN_A_SUB_FLAGS, blocking ? MMN_SUB_F_BLOCKING : 0) < 0 ||
 	    (timeout_ms && nla_put_u32(msg, MMN_A_TIMEOUT_MS,
-				       timeout_ms < KMOD_MAX_TIMEOUT_MS ? timeout_ms : KMOD_MAX_TIMEOUT_MS) < 0)) {
+				       timeout_ms < MMN_ACK_TIMEOUT_MAX_MS ? timeout_ms : MMN_ACK_TIMEOUT_MAX_MS) < 0)) {
 		nlmsg_free(msg);
 		return -ENOMEM;
 	}
