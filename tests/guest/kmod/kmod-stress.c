@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "kt.h"
+#include "lib/churn.h"
 #include "lib/knob.h"
 #include "tap.h"
 
@@ -53,22 +54,7 @@ static void *worker(void *arg)
 	while (drv_now_ns() < t->end) {
 		char *p = t->base + (rand_r(&t->seed) % NPAGES) * P;
 
-		switch (rand_r(&t->seed) % 4) {
-		case 0:
-			munmap(p, P);
-			mmap(p, P, PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-			break;
-		case 1:
-			mprotect(p, P, PROT_READ);
-			mprotect(p, P, PROT_READ | PROT_WRITE);
-			break;
-		case 2:
-			madvise(p, P, MADV_DONTNEED);
-			break;
-		default:
-			*(volatile char *)p = 1;
-		}
+		churn_page(p, P, (unsigned)rand_r(&t->seed));
 	}
 	return NULL;
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "drv.h"
+#include "lib/churn.h"
 #include "target.h"
 
 #define PAGE 4096UL
@@ -57,22 +58,7 @@ static long loop(uint64_t addr, uint64_t len, uint64_t secs)
 		uint64_t off = (rand_r(&seed) % (len / PAGE)) * PAGE;
 		char *p = (char *)(addr + off);
 
-		switch (rand_r(&seed) % 4) {
-		case 0:
-			munmap(p, PAGE);
-			mmap(p, PAGE, PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-			break;
-		case 1:
-			mprotect(p, PAGE, PROT_READ);
-			mprotect(p, PAGE, PROT_READ | PROT_WRITE);
-			break;
-		case 2:
-			madvise(p, PAGE, MADV_DONTNEED);
-			break;
-		default:
-			*(volatile char *)p = 1;
-		}
+		churn_page(p, PAGE, (unsigned)rand_r(&seed));
 		n++;
 	}
 	return n;

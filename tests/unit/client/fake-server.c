@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "fake-server.h"
+#include "lib/scm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -124,25 +125,7 @@ static int uffd_ioctl(struct fake_server *fs, bool reg, uint64_t start, uint64_t
 /* Give the held uffd to the helper process: this process keeps no descriptor of it. */
 static void hand_over(struct fake_server *fs)
 {
-	struct msghdr msg = {0};
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} control = {0};
-	char byte = 'u';
-	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-	struct cmsghdr *cmsg;
-
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = control.buf;
-	msg.msg_controllen = sizeof(control.buf);
-	cmsg = CMSG_FIRSTHDR(&msg);
-	cmsg->cmsg_level = SOL_SOCKET;
-	cmsg->cmsg_type = SCM_RIGHTS;
-	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cmsg), &fs->held_uffd, sizeof(int));
-	if (sendmsg(fs->uffd_holder, &msg, 0) != 1)
+	if (scm_send_bytes(fs->uffd_holder, "u", 1, fs->held_uffd) != 1)
 		abort();
 	close(fs->held_uffd);
 	fs->held_uffd = -1;
