@@ -171,6 +171,15 @@ ssize_t mmn__wire_recv(int sock, uint8_t *buf, size_t cap, int *fds, size_t maxf
 		close_all(fds, got);
 		return -EMSGSIZE;
 	}
+	if (n == 0) {
+		/*
+		 * An empty packet reads like the peer's hangup, and callers
+		 * treat it so; descriptors riding on it would never be seen:
+		 * close them, or each such packet leaks descriptors into us.
+		 */
+		close_all(fds, got);
+		return 0;
+	}
 	*nfds = got;
 	return n;
 }

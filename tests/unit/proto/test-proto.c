@@ -7,9 +7,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "lib/scm.h"
 #include "tap.h"
 #include "seqpage.h"
 #include "wire.h"
@@ -349,6 +351,25 @@ static void test_socket(void)
 	memset(rbuf, 1, sizeof(rbuf));
 	tap_is_int(send(sv[0], rbuf, 200, 0), 200, "raw 200-byte packet");
 	tap_is_int(mmn__wire_recv(sv[1], rbuf, 100, fds, 2, &nfds), -EMSGSIZE, "recv into 100 bytes: -EMSGSIZE");
+
+	/*
+	 * An empty packet with a descriptor reads as 0 (like EOF) and leaves
+	 * nothing open: the descriptor is a pipe's read end, so once the
+	 * receiver closed its copy (and we ours) the pipe has no reader.
+	 */
+	{
+		int p[2];
+
+		signal(SIGPIPE, SIG_IGN);
+		tap_require(pipe2(p, O_CLOEXEC) == 0);
+		tap_is_int((int)scm_send_bytes(sv[0], "", 0, p[0]), 0, "raw empty packet with a descriptor");
+		close(p[0]);
+		nfds = 5;
+		tap_is_int(mmn__wire_recv(sv[1], rbuf, sizeof(rbuf), fds, 2, &nfds), 0, "empty packet: 0");
+		tap_is_int(nfds, 0, "no descriptor handed out");
+		tap_ok(write(p[1], "x", 1) < 0 && errno == EPIPE, "the empty packet's descriptor was closed");
+		close(p[1]);
+	}
 
 	close(sv[0]);
 	tap_is_int(mmn__wire_recv(sv[1], rbuf, sizeof(rbuf), fds, 2, &nfds), 0, "EOF after the peer closes: 0");
