@@ -159,8 +159,11 @@ int mmn__broker_new(uv_loop_t *loop, struct source *src, const struct broker_opt
 	src->emit = source_emit;
 	src->userdata = b;
 	b->sink = (struct engine_sink){
-		.send = mmn__client_send,
-		.send_nb = mmn__client_send_nb,
+		.send_invalidate = mmn__client_send_invalidate,
+		.send_invalidate_end = mmn__client_send_invalidate_end,
+		.send_status = mmn__client_send_status,
+		.send_subscribed = mmn__client_send_subscribed,
+		.send_release = mmn__client_send_release,
 		.send_error = mmn__client_send_error,
 		.send_revoked = mmn__client_send_revoked,
 		.read_now = mmn__client_read_now,

@@ -95,7 +95,8 @@ int mmn__client_send(struct client *c, MmnEnvelope *env)
 	return send_env(c, env, 0);
 }
 
-int mmn__client_send_nb(struct client *c, struct sub *s, MmnEnvelope *env)
+/* Send @env of non-blocking sub @s, or coalesce it (returns 1) while the queue overflows. */
+static int send_nb(struct client *c, struct sub *s, MmnEnvelope *env)
 {
 	struct broker *b = c->b;
 
@@ -112,6 +113,81 @@ int mmn__client_send_nb(struct client *c, struct sub *s, MmnEnvelope *env)
 		return 1;
 	}
 	return send_env(c, env, s->id);
+}
+
+int mmn__client_send_invalidate(struct client *c, struct sub *s, uint64_t sub_id, uint64_t event_id,
+				uint64_t start, uint64_t end, uint32_t event, bool blockable, bool needs_ack,
+				uint64_t seq, uint32_t deadline_ms, bool nonblocking)
+{
+	Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	inv.sub_id = sub_id;
+	inv.event_id = event_id;
+	inv.start = start;
+	inv.end = end;
+	inv.event = (Mmn__V1__EventType)event;
+	inv.blockable = blockable;
+	inv.needs_ack = needs_ack;
+	inv.seq = seq;
+	inv.deadline_ms = deadline_ms;
+	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE;
+	env.invalidate = &inv;
+	if (nonblocking)
+		return send_nb(c, s, &env);
+	return mmn__client_send(c, &env);
+}
+
+int mmn__client_send_invalidate_end(struct client *c, uint64_t sub_id, uint64_t event_id, uint64_t seq)
+{
+	Mmn__V1__InvalidateEnd end = MMN__V1__INVALIDATE_END__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	end.sub_id = sub_id;
+	end.event_id = event_id;
+	end.seq = seq;
+	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE_END;
+	env.invalidate_end = &end;
+	return mmn__client_send(c, &env);
+}
+
+int mmn__client_send_status(struct client *c, uint64_t request_id, int err)
+{
+	Mmn__V1__Status st = MMN__V1__STATUS__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	st.error = err;
+	env.request_id = request_id;
+	env.body_case = MMN__V1__ENVELOPE__BODY_STATUS;
+	env.status = &st;
+	return mmn__client_send(c, &env);
+}
+
+int mmn__client_send_subscribed(struct client *c, uint64_t request_id, uint64_t sub_id, uint32_t slot,
+				uint32_t gen, uint32_t ack_timeout_ms)
+{
+	Mmn__V1__SubscribeReply rep = MMN__V1__SUBSCRIBE_REPLY__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	rep.sub_id = sub_id;
+	rep.seq_slot = slot;
+	rep.seq_gen = gen;
+	rep.ack_timeout_ms = ack_timeout_ms;
+	env.request_id = request_id;
+	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY;
+	env.subscribe_reply = &rep;
+	return mmn__client_send(c, &env);
+}
+
+int mmn__client_send_release(struct client *c, uint64_t sub_id)
+{
+	Mmn__V1__Release rel = MMN__V1__RELEASE__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	rel.sub_id = sub_id;
+	env.body_case = MMN__V1__ENVELOPE__BODY_RELEASE;
+	env.release = &rel;
+	return mmn__client_send(c, &env);
 }
 
 /* The queue drained: deliver one whole-range pair per coalesced sub. */

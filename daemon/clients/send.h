@@ -5,6 +5,7 @@
 #ifndef MMN_DAEMON_SEND_H
 #define MMN_DAEMON_SEND_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "wire.h"
@@ -16,11 +17,22 @@ struct sub;
 int mmn__client_send(struct client *c, MmnEnvelope *env);
 int mmn__client_send_error(struct client *c, uint64_t request_id, int err, const char *msg);
 /*
- * Send an Invalidate/InvalidateEnd of non-blocking sub @s: while the queue is
- * overflowing these are coalesced into one whole-range pair per sub, sent
- * when the queue drains.  Returns 1 when coalesced (not sent), else as above.
+ * Send an Invalidate of sub @s.  With @nonblocking, while the queue is
+ * overflowing it is coalesced into one whole-range pair per sub, sent when
+ * the queue drains: returns 1 then (not sent), else as above.
  */
-int mmn__client_send_nb(struct client *c, struct sub *s, MmnEnvelope *env);
+int mmn__client_send_invalidate(struct client *c, struct sub *s, uint64_t sub_id, uint64_t event_id,
+				uint64_t start, uint64_t end, uint32_t event, bool blockable, bool needs_ack,
+				uint64_t seq, uint32_t deadline_ms, bool nonblocking);
+/* Send InvalidateEnd{@sub_id, @event_id, @seq}. */
+int mmn__client_send_invalidate_end(struct client *c, uint64_t sub_id, uint64_t event_id, uint64_t seq);
+/* Send Status{@err} answering @request_id. */
+int mmn__client_send_status(struct client *c, uint64_t request_id, int err);
+/* Send SubscribeReply answering @request_id. */
+int mmn__client_send_subscribed(struct client *c, uint64_t request_id, uint64_t sub_id, uint32_t slot,
+				uint32_t gen, uint32_t ack_timeout_ms);
+/* Send Release{@sub_id}. */
+int mmn__client_send_release(struct client *c, uint64_t sub_id);
 /* Send Revoked{@sub_id, @reason, @event_id (0: none)}: @c loses that subscription. */
 int mmn__client_send_revoked(struct client *c, uint64_t sub_id, uint32_t reason, uint64_t event_id);
 /* A protocol violation: Error to the client, count it, drop it. */

@@ -234,24 +234,15 @@ static int gather_sub(struct itree_node *n, void *ud)
 
 static void send_invalidate(struct event *e, struct recip *r, uint64_t seq)
 {
-	Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;
-	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+	bool needs_ack = r->state == RECIP_PENDING;
+	bool nonblocking = r->sub->flags == MMN__V1__SUB_FLAG__SUB_NONBLOCKING;
+	int ret;
 
-	inv.sub_id = r->sub_id;
-	inv.event_id = e->id;
-	inv.start = r->start;
-	inv.end = r->end;
-	inv.event = e->type;
-	inv.blockable = e->blockable;
-	inv.needs_ack = r->state == RECIP_PENDING;
-	inv.seq = seq;
-	inv.deadline_ms = inv.needs_ack ? r->sub->timeout_ms : 0;
-	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE;
-	env.invalidate = &inv;
-	if (r->sub->flags == MMN__V1__SUB_FLAG__SUB_NONBLOCKING)
-		r->suppressed = e->b->sink.send_nb(r->c, r->sub, &env) == 1;
-	else
-		e->b->sink.send(r->c, &env);
+	ret = e->b->sink.send_invalidate(r->c, r->sub, r->sub_id, e->id, r->start, r->end, e->type,
+					 e->blockable, needs_ack, seq,
+					 needs_ack ? r->sub->timeout_ms : 0, nonblocking);
+	if (nonblocking)
+		r->suppressed = ret == 1;
 }
 
 static void arm_timer(struct event *e)
@@ -392,22 +383,16 @@ static void fanout_start(struct broker *b, const struct source_event *ev)
 static void recip_end(struct event *e, struct recip *r)
 {
 	struct sub *s = r->sub;
-	Mmn__V1__InvalidateEnd end = MMN__V1__INVALIDATE_END__INIT;
-	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
-	end.sub_id = r->sub_id;
-	end.event_id = e->id;
 	if (s->c) {
-		end.seq = --s->inflight == 0 ? mmn__seqpage_end(s->c, s->slot)
-					     : mmn__seqpage_value(s->c, s->slot);
-		env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE_END;
-		env.invalidate_end = &end;
+		uint64_t seq = --s->inflight == 0 ? mmn__seqpage_end(s->c, s->slot)
+						  : mmn__seqpage_value(s->c, s->slot);
 		/*
 		 * A coalesced Invalidate is paired by its resync pair; one the
 		 * client got (or has queued) is always paired.
 		 */
 		if (!r->suppressed)
-			e->b->sink.send(s->c, &env);
+			e->b->sink.send_invalidate_end(s->c, r->sub_id, e->id, seq);
 	} else if (s->inflight) {
 		s->inflight--;
 	}

@@ -8,21 +8,34 @@
 #ifndef MMN_DAEMON_SINK_H
 #define MMN_DAEMON_SINK_H
 
+#include <stdbool.h>
 #include <stdint.h>
-
-#include "wire.h"
 
 struct client;
 struct sub;
 
 struct engine_sink {
-	/* Send @env (request_id set by the caller) to @c; queued when its socket is full. */
-	int (*send)(struct client *c, MmnEnvelope *env);
 	/*
-	 * Send an Invalidate/InvalidateEnd of non-blocking sub @s: coalesced
-	 * while @c's queue overflows.  1 when coalesced (not sent), else as send.
+	 * Every envelope the engine sends is built by one of these (clients/
+	 * send.c); each is queued when @c's socket is full.  0 or -errno.
+	 *
+	 * Send Invalidate{@sub_id, @event_id, [@start, @end), @event, @blockable,
+	 * @needs_ack, @seq, @deadline_ms} of sub @s.  With @nonblocking (a
+	 * non-blocking sub's event) it is coalesced while @c's queue overflows:
+	 * returns 1 then (not sent; @s gets a whole-range pair once it drains).
 	 */
-	int (*send_nb)(struct client *c, struct sub *s, MmnEnvelope *env);
+	int (*send_invalidate)(struct client *c, struct sub *s, uint64_t sub_id, uint64_t event_id,
+			       uint64_t start, uint64_t end, uint32_t event, bool blockable, bool needs_ack,
+			       uint64_t seq, uint32_t deadline_ms, bool nonblocking);
+	/* Send InvalidateEnd{@sub_id, @event_id (0: a resync pair), @seq}. */
+	int (*send_invalidate_end)(struct client *c, uint64_t sub_id, uint64_t event_id, uint64_t seq);
+	/* Send Status{@err} answering @request_id. */
+	int (*send_status)(struct client *c, uint64_t request_id, int err);
+	/* Send SubscribeReply{@sub_id, @slot, @gen, @ack_timeout_ms} answering @request_id. */
+	int (*send_subscribed)(struct client *c, uint64_t request_id, uint64_t sub_id, uint32_t slot,
+			       uint32_t gen, uint32_t ack_timeout_ms);
+	/* Send Release{@sub_id}: the source is done with that subscription. */
+	int (*send_release)(struct client *c, uint64_t sub_id);
 	/* Send an Error answering @request_id; returns @err. */
 	int (*send_error)(struct client *c, uint64_t request_id, int err, const char *msg);
 	/* Send Revoked{@sub_id, @reason, @event_id (0: none)} to @c. */

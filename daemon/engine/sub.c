@@ -389,30 +389,14 @@ static void sub_detach_client(struct sub *s)
 	mmn__client_uid_subs(c, -1);
 	s->c = NULL;
 	if (s->unsub_reply) {
-		Mmn__V1__Status st = MMN__V1__STATUS__INIT;
-		MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
-
 		s->unsub_reply = false;
-		env.request_id = s->unsub_request_id;
-		env.body_case = MMN__V1__ENVELOPE__BODY_STATUS;
-		env.status = &st;
-		c->b->sink.send(c, &env);
+		c->b->sink.send_status(c, s->unsub_request_id, 0);
 	}
 }
 
 static void reply_subscribed(struct client *c, uint64_t request_id, const struct sub *s)
 {
-	Mmn__V1__SubscribeReply rep = MMN__V1__SUBSCRIBE_REPLY__INIT;
-	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
-
-	rep.sub_id = s->id;
-	rep.seq_slot = s->slot;
-	rep.seq_gen = s->gen;
-	rep.ack_timeout_ms = s->timeout_ms;
-	env.request_id = request_id;
-	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY;
-	env.subscribe_reply = &rep;
-	c->b->sink.send(c, &env);
+	c->b->sink.send_subscribed(c, request_id, s->id, s->slot, s->gen, s->timeout_ms);
 }
 
 /* Create the subscription now (target quiescent).  Consumes the target reference. */
@@ -514,8 +498,6 @@ void mmn__pending_sub_cancel(struct pending_sub *p)
 int mmn__sub_unsubscribe(struct client *c, uint64_t request_id, uint64_t sub_id)
 {
 	struct sub *s = mmn__client_find_sub(c, sub_id);
-	Mmn__V1__Status st = MMN__V1__STATUS__INIT;
-	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
 	if (!s || s->state != SUB_LIVE)
 		return c->b->sink.send_error(c, request_id, -ENOENT, "no such subscription");
@@ -528,12 +510,9 @@ int mmn__sub_unsubscribe(struct client *c, uint64_t request_id, uint64_t sub_id)
 		mmn__sub_defer(s->t, &s->d);
 		return 0;
 	}
-	env.request_id = request_id;
-	env.body_case = MMN__V1__ENVELOPE__BODY_STATUS;
-	env.status = &st;
 	sub_detach_client(s);
 	sub_finalize(s);
-	return c->b->sink.send(c, &env);
+	return c->b->sink.send_status(c, request_id, 0);
 }
 
 void mmn__sub_kill(struct sub *s)
@@ -579,17 +558,11 @@ void mmn__sub_apply_deferred(struct target *t, struct deferred *d)
 
 static void send_release(struct sub *s, bool released, uint32_t reason)
 {
-	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
-	Mmn__V1__Release rel = MMN__V1__RELEASE__INIT;
-
 	if (!released) {
 		s->t->b->sink.send_revoked(s->c, s->id, reason, 0);
 		return;
 	}
-	rel.sub_id = s->id;
-	env.body_case = MMN__V1__ENVELOPE__BODY_RELEASE;
-	env.release = &rel;
-	s->t->b->sink.send(s->c, &env);
+	s->t->b->sink.send_release(s->c, s->id);
 }
 
 /*
@@ -635,25 +608,17 @@ void mmn__ksub_release(struct ksub *k, bool released, uint32_t reason)
  */
 void mmn__sub_resync(struct sub *s)
 {
-	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
-	Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;
-	Mmn__V1__InvalidateEnd end = MMN__V1__INVALIDATE_END__INIT;
+	const struct engine_sink *sk;
+	uint64_t seq;
 
 	if (!s->c || s->state != SUB_LIVE)
 		return;
-	inv.sub_id = s->id;
-	inv.start = s->start;
-	inv.end = s->end;
-	inv.event = MMN__V1__EVENT_TYPE__EVENT_RESYNC;
-	inv.seq = s->inflight ? mmn__seqpage_value(s->c, s->slot) : mmn__seqpage_begin(s->c, s->slot);
-	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE;
-	env.invalidate = &inv;
-	s->t->b->sink.send(s->c, &env);
-	end.sub_id = s->id;
-	end.seq = s->inflight ? mmn__seqpage_value(s->c, s->slot) : mmn__seqpage_end(s->c, s->slot);
-	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE_END;
-	env.invalidate_end = &end;
-	s->t->b->sink.send(s->c, &env);
+	sk = &s->t->b->sink;
+	seq = s->inflight ? mmn__seqpage_value(s->c, s->slot) : mmn__seqpage_begin(s->c, s->slot);
+	sk->send_invalidate(s->c, s, s->id, 0, s->start, s->end, MMN__V1__EVENT_TYPE__EVENT_RESYNC, false,
+			    false, seq, 0, false);
+	seq = s->inflight ? mmn__seqpage_value(s->c, s->slot) : mmn__seqpage_end(s->c, s->slot);
+	sk->send_invalidate_end(s->c, s->id, 0, seq);
 }
 
 void mmn__ksub_resync(struct ksub *k)
