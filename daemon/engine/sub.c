@@ -29,7 +29,6 @@
 #include "broker-internal.h"
 #include "clients/client.h"
 #include "engine/seqpage-slots.h"
-#include "engine/fanout.h"
 #include "engine/itree.h"
 #include "engine/list.h"
 #include "engine/recips.h"
