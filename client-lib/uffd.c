@@ -15,9 +15,9 @@
  * unregisters every range and wakes the sleepers), and the next connection
  * gets a new uffd.  mmnd registers the subscribed ranges itself: the
  * userfaultfd ioctls act on the address space the uffd was created in, not
- * on the caller's (the daemon's source-uffd.c says more).  One userfaultfd per
- * range: a second mmn_client of the same process subscribing an overlapping
- * range gets -EBUSY.
+ * on the caller's (the daemon's source/uffd-register.c says more).  One
+ * userfaultfd per range: a second mmn_client of the same process subscribing
+ * an overlapping range gets -EBUSY.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -436,7 +436,7 @@ static void end_one(struct broker *b, struct event *e)
  * either ended before E began or ran in that same period.  So every earlier
  * event of the target that is still open is over in the kernel: its END is
  * late (the module's workers may send ENDs in another order) or was lost on
- * our side (a datagram we could not read or keep: see source-kmod.c).  It
+ * our side (a datagram we could not read or keep: see source/kmod.c).  It
  * is ended now, as its END would have; a late END then finds nothing.
  * A target is one process, whose mm changes only at exec: the RELEASE of
  * every ksub of the old mm closes their recipients first.  Ends oldest

@@ -3,7 +3,8 @@
  * The module's event messages (genetlink, linux/mmn.h) parsed into source
  * events: every attribute is checked against a policy, ranges and counts
  * are bounded by the caller's array, and a malformed message is an error,
- * never a crash.  No state; used by kmod.c and the fuzz and host tests.
+ * never a crash.  No state; used by kmod-event.c, kmod-receive.c,
+ * kmod-channel.c and the fuzz and host tests.
  */
 #include "source/kmod-genl.h"
 

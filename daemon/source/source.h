@@ -4,9 +4,9 @@
  *
  * A source watches ranges of target address spaces ("kernel subscriptions",
  * ksubs) for the broker and reports invalidations on them.  Three exist:
- * kmod (mmn.ko over generic netlink, source-kmod.c), uffd (a userfaultfd per
- * client process, source-uffd.c) and test (driven in-process by tests and
- * benchmarks, source-test.c).  All run on mmnd's one libuv loop; nothing
+ * kmod (mmn.ko over generic netlink, source/kmod*.c), uffd (a userfaultfd per
+ * client process, source/uffd*.c) and test (driven in-process by tests and
+ * benchmarks, source/test.c).  All run on mmnd's one libuv loop; nothing
  * here is thread-safe and no callback may block.
  *
  * Lifetime: the broker owns the source (source_new .. ops->destroy).  A ksub

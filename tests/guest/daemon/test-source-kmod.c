@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The kmod source (daemon/source-kmod.c) against the real mmn.ko, in the
+ * The kmod source (daemon/source/kmod*.c) against the real mmn.ko, in the
  * guest, without the broker: this program plays the broker, driving the
  * source_ops and receiving its events on a libuv loop.  A forked target maps
  * a range and munmaps it on command, timing the munmap (CLOCK_MONOTONIC).

@@ -3,7 +3,7 @@
  * mmn: mmu interval notifiers for user space, over generic netlink.
  *
  * This header is the one definition of the "mmn" generic-netlink family.  The
- * module (kmod/) and the daemon (daemon/source-kmod.c) both include it;
+ * module (kmod/) and the daemon (daemon/source/kmod*.c) both include it;
  * nothing redefines it.
  *
  * Model
