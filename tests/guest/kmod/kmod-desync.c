@@ -38,15 +38,15 @@ static long knob(void)
 }
 
 /* Fail the next 2 allocations (the batch, then the REVOKED), munmap c's page. */
-static void lose_one(struct drv *d, struct tgt *t, uint64_t addr, uint32_t c, int op,
+static void lose_one(struct drv *d, struct target *t, uint64_t addr, uint32_t c, int op,
 		     const char *what)
 {
-	struct tgt_res r;
+	struct target_res r;
 	struct drv_ev ev;
 	int n;
 
 	tap_ok(knob_write(FAIL_KNOB, "2") == 0, "%s: fail_event_alloc=2", what);
-	tap_ok(tgt_do(t, op, addr, op == T_BENCH ? 1 : KT_PAGE, 0, &r) == 0, "%s: munmap", what);
+	tap_ok(target_op_do(t, op, addr, op == T_BENCH ? 1 : KT_PAGE, 0, &r) == 0, "%s: munmap", what);
 	/* skip late REVOKEDs of A and B from the overrun above */
 	do
 		n = drv_next_cmd(d, MMN_CMD_REVOKED, &ev, 5000);
@@ -72,16 +72,16 @@ static uint32_t state_of(struct drv *d, uint32_t id)
 int main(void)
 {
 	struct drv *d = kt_bind(2000);
-	struct tgt t;
-	struct tgt_res r;
+	struct target t;
+	struct target_res r;
 	struct drv_ev ev;
 	uint64_t base, f0, ev0;
 	uint32_t a, b;
 	int k, lost = 0;
 
 	tap_require(d);
-	tap_require(tgt_start(&t) == 0);
-	tap_require(tgt_do(&t, T_MMAP, 0, 4 * P, 0, &r) == 0);
+	tap_require(target_op_start(&t) == 0);
+	tap_require(target_op_do(&t, T_MMAP, 0, 4 * P, 0, &r) == 0);
 	base = r.val;
 	tap_is_int(drv_subscribe(d, t.pid, base, P, 0, 0, &a), 0, "non-blocking subscription A");
 	tap_is_int(drv_subscribe(d, t.pid, base + 2 * P, P, MMN_SUB_F_BLOCKING, 3000, &b), 0,
@@ -91,8 +91,8 @@ int main(void)
 	ev0 = kt_stat(d, MMN_STATS_A_EVENTS);
 
 	/* fill the buffer with A's events; the driver reads nothing */
-	tap_is_int(tgt_do(&t, T_BENCH, base, 200, 0, &r), 0, "200 munmaps on A, unread");
-	tap_is_int(tgt_do(&t, T_MUNMAP, base + 2 * P, P, 0, &r), 0, "munmap on B, buffer full");
+	tap_is_int(target_op_do(&t, T_BENCH, base, 200, 0, &r), 0, "200 munmaps on A, unread");
+	tap_is_int(target_op_do(&t, T_MUNMAP, base + 2 * P, P, 0, &r), 0, "munmap on B, buffer full");
 	tap_ok(r.t1 - r.t0 < 1500 * MS, "B's munmap did not wait for an ACK that cannot come (%lld ms)",
 	       (long long)(r.t1 - r.t0) / MS);
 
@@ -132,7 +132,7 @@ int main(void)
 	uint32_t c, orphan = 0;
 
 	tap_is_int(drv_set_rcvbuf(d, 1), 0, "tiny receive buffer again");
-	tap_is_int(tgt_do(&t, T_BENCH, base, 200, 0, &r), 0, "200 munmaps on A, unread");
+	tap_is_int(target_op_do(&t, T_BENCH, base, 200, 0, &r), 0, "200 munmaps on A, unread");
 	tap_ok(drv_subscribe(d, t.pid, base + P, P, MMN_SUB_F_BLOCKING, 0, &orphan) != 0,
 	       "SUBSCRIBE whose answer cannot be queued fails");
 	for (k = drv_next(d, &ev, 0); k == 1 || k == -ENOBUFS; k = drv_next(d, &ev, 0))
@@ -172,7 +172,7 @@ int main(void)
 	}
 	drv_unsubscribe(d, a);
 	drv_unsubscribe(d, b);
-	tgt_stop(&t);
+	target_op_stop(&t);
 	tap_is_int(drv_unbind(d), 0, "UNBIND");
 	drv_close(d);
 	return tap_done();

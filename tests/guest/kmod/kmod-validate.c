@@ -26,7 +26,7 @@
 #define P KT_PAGE
 
 static struct drv *d;
-static struct tgt t;
+static struct target t;
 static uint64_t base;
 
 static void bad_sub(pid_t pid, uint64_t start, uint64_t len, uint32_t flags, int err,
@@ -267,19 +267,19 @@ static void t_quiet(void)
 
 int main(void)
 {
-	struct tgt_res r;
+	struct target_res r;
 
 	d = kt_bind(0);
 	tap_require(d);
-	tap_require(tgt_start(&t) == 0);
-	tap_require(tgt_do(&t, T_MMAP, 0, 16 * P, 0, &r) == 0);
+	tap_require(target_op_start(&t) == 0);
+	tap_require(target_op_do(&t, T_MMAP, 0, 16 * P, 0, &r) == 0);
 	base = r.val;
 	t_subscribe_input();
 	t_binding();
 	t_permissions();
 	t_max_subs();
 	t_quiet();
-	tgt_stop(&t);
+	target_op_stop(&t);
 	tap_is_int(drv_unbind(d), 0, "UNBIND");
 	drv_close(d);
 	return tap_done();
