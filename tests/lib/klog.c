@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "child.h"
+
 bool klog_has(int fd, const char *needle)
 {
 	char buf[8192];
@@ -23,4 +25,20 @@ bool klog_has(int fd, const char *needle)
 			found = true;
 	}
 	return found;
+}
+
+bool klog_wait(int fd, const char *needle, int ms)
+{
+	uint64_t deadline = mono_ms() + (uint64_t)ms;
+
+	for (;;) {
+		int64_t left;
+
+		if (klog_has(fd, needle))
+			return true;
+		left = (int64_t)(deadline - mono_ms());
+		if (left <= 0)
+			return false;
+		fd_wait_readable(fd, left < 100 ? (int)left : 100); /* readable on a new record */
+	}
 }

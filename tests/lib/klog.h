@@ -12,4 +12,7 @@
  */
 bool klog_has(int fd, const char *needle);
 
+/* klog_has() until it is true, for at most @ms; false when the time ran out. */
+bool klog_wait(int fd, const char *needle, int ms);
+
 #endif
