@@ -3,7 +3,7 @@
  * mmnd with the kmod source and mmn.ko, in the guest: acks really hold the
  * kernel.
  *
- *   usage: test-mmnd-kmod MMND
+ *   usage: test-source-kmod-mmnd MMND
  *
  * Starts MMND --source=kmod (root, the module loaded by run-guest), then, per
  * case, forks a target process that maps a range and munmaps it on command,

@@ -5,7 +5,7 @@
  * unmapped part and REMOVE for MADV_DONTNEED; after mmnd is killed and
  * restarted the library reconnects, delivers RESYNC for the whole
  * subscription and the subscription works again.
- *   test-mmnd-client MMND
+ *   test-libmmn-mmnd MMND
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -158,7 +158,7 @@ int main(int argc, char **argv)
 	int r;
 
 	if (argc != 2)
-		skip_all("usage: test-mmnd-client MMND");
+		skip_all("usage: test-libmmn-mmnd MMND");
 	if (!mmnd_run_uffd_available())
 		skip_all("userfaultfd unavailable (or under valgrind): the uffd source cannot run here");
 	signal(SIGPIPE, SIG_IGN);
