@@ -3,10 +3,40 @@
 #include "klog.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "child.h"
+
+int klog_open(void)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	lseek(fd, 0, SEEK_END);
+	return fd;
+}
+
+int klog_new(int fd)
+{
+	char buf[8192];
+	int n = 0;
+
+	for (;;) {
+		ssize_t r = read(fd, buf, sizeof(buf));
+
+		if (r < 0 && errno == EPIPE)
+			continue;
+		if (r <= 0)
+			break;
+		printf("# klog: %.*s", (int)r, buf);
+		n++;
+	}
+	return n;
+}
 
 bool klog_has(int fd, const char *needle)
 {

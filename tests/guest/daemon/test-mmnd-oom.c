@@ -168,9 +168,8 @@ int main(int argc, char **argv)
 	tap_require(mkdtemp(dir) != NULL);
 	snprintf(sock, sizeof(sock), "%s/mmnd.sock", dir);
 	tap_require(pipe2(c.ev, O_CLOEXEC | O_NONBLOCK) == 0);
-	kfd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	kfd = klog_open();
 	tap_require(kfd >= 0);
-	lseek(kfd, 0, SEEK_END);
 
 	mmnd = start_mmnd(argv[1], sock);
 	tap_require(mmnd > 0);

@@ -101,8 +101,7 @@ int main(void)
 		tap_skip_all("no cgroup2 memory controller");
 	tap_require(r == 0);
 	tap_require(knob_write("/sys/module/mmn/parameters/max_ack_timeout_ms", "10000") == 0);
-	kfd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	lseek(kfd, 0, SEEK_END);
+	kfd = klog_open();
 	ref0 = kt_stat(d, MMN_STATS_A_NONBLOCK_REFUSED);
 
 	tap_require(oom_victim_spawn(&v, CG) == 0);

@@ -20,6 +20,7 @@
 #include <netlink/msg.h>
 
 #include "kt.h"
+#include "lib/klog.h"
 #include "lib/knob.h"
 #include "tap.h"
 
@@ -209,34 +210,14 @@ static void t_max_subs(void)
 	knob_write(p, "4096");
 }
 
-/* Count kernel log records appended since fd was positioned. */
-static int klog_new(int fd)
-{
-	char buf[8192];
-	int n = 0;
-
-	for (;;) {
-		ssize_t r = read(fd, buf, sizeof(buf));
-
-		if (r < 0 && errno == EPIPE)
-			continue;
-		if (r <= 0)
-			break;
-		printf("# klog: %.*s", (int)r, buf);
-		n++;
-	}
-	return n;
-}
-
 static void t_quiet(void)
 {
-	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	int fd = klog_open();
 	struct drv *o = drv_open();
 	uint64_t b0 = kt_stat(d, MMN_STATS_A_BAD_REQUESTS);
 	int i, bad = 0;
 
 	tap_require(fd >= 0 && o);
-	lseek(fd, 0, SEEK_END);
 	for (i = 0; i < 10000; i++) {
 		int r;
 
