@@ -28,6 +28,7 @@
 #include "broker-internal.h"
 #include "engine/fanout.h"
 #include "engine/list.h"
+#include "lib/prng.h"
 
 #include <inttypes.h>
 
@@ -44,10 +45,7 @@ static uint64_t rng = 0x1234567887654321ULL;
 
 static uint64_t rnd(void)
 {
-	rng ^= rng >> 12;
-	rng ^= rng << 25;
-	rng ^= rng >> 27;
-	return rng * 0x2545f4914f6cdd1dULL;
+	return prng_xorshift(&rng);
 }
 
 struct msub {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "engine/itree.h"
+#include "lib/prng.h"
 #include "tap.h"
 
 #define N   4096
@@ -27,10 +28,7 @@ static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 static uint64_t rnd(void)
 {
 	/* xorshift64*: deterministic, so a failure reproduces. */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dULL;
+	return prng_xorshift(&rng_state);
 }
 
 struct qres {
