@@ -93,11 +93,8 @@ static pid_t start_mmnd(const char *mmnd, const char *sock)
 	/* The held blocker needs a long deadline: the reaper starts 2 s after the kill. */
 	const char *args[] = {"--source=kmod", "--ack-timeout-ms=1000", "--ack-cap-ms=8000",
 			      "--log-level=info", NULL};
-	struct mmnd_run m = {.exe = mmnd};
 
-	if (snprintf(m.sock, sizeof(m.sock), "%s", sock) >= (int)sizeof(m.sock))
-		return -1;
-	return mmnd_run_start(&m, args, 20000) == 0 ? m.pid : -1;
+	return mmnd_run_at(mmnd, sock, args, 20000);
 }
 
 /* Root, the module and a memory cgroup CG capped at 48M without swap; else skips. */
