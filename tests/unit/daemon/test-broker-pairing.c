@@ -706,63 +706,57 @@ static void lost_end_case(void)
 	h_pump(&h, 5);
 }
 
-int main(void)
+/* The quiescent points checked and how many of them had a ksub mismatch. */
+static uint64_t ksub_checks, ksub_bad;
+
+/* One random step of the run; @waits counts the deadlines waited for. */
+static void step_once(int step, uint64_t *waits)
 {
-	struct broker_options o;
-	uint64_t waits = 0, odd = 0, acked_bad = 0, ksub_bad = 0, ksub_checks = 0;
+	uint64_t r = rnd() % 1000;
+	struct mclient *c = &cl[rnd() % NCLIENTS];
 
-	if (getenv("MMN_TEST_SEED"))
-		rng = strtoull(getenv("MMN_TEST_SEED"), NULL, 0) | 1;
-	mmn__broker_options_default(&o);
-	o.ack_cap_ms = 20;
-	o.ack_timeout_ms = 10;
-	h_init(&h, &o);
-	for (int i = 0; i < NCLIENTS; i++)
-		client_up(&cl[i]);
-	for (int step = 0; step < STEPS; step++) {
-		uint64_t r = rnd() % 1000;
-		struct mclient *c = &cl[rnd() % NCLIENTS];
-
-		if (!c->up) {
-			client_up(c);
-		} else if (r < 250) {
-			op_subscribe(c);
-		} else if (r < 330) {
-			op_unsubscribe(c);
-		} else if (r < 600) {
-			op_invalidate(step);
-		} else if (r < 800) {
-			op_end();
-		} else if (r < 900) {
-			op_late_acks(c);
-		} else if (r < 960) {
-			/* Let time pass: the earliest deadline fires (measured by the loop). */
-			if (mmn__broker_pending_events(h.b)) {
-				wait_deadline();
-				waits++;
-			}
-		} else if (r < 995) {
-			client_down(c);
-		} else {
-			mmn__source_test_release(h.src, getpid());
-			dying = false;
-			release_at = -1;
+	if (!c->up) {
+		client_up(c);
+	} else if (r < 250) {
+		op_subscribe(c);
+	} else if (r < 330) {
+		op_unsubscribe(c);
+	} else if (r < 600) {
+		op_invalidate(step);
+	} else if (r < 800) {
+		op_end();
+	} else if (r < 900) {
+		op_late_acks(c);
+	} else if (r < 960) {
+		/* Let time pass: the earliest deadline fires (measured by the loop). */
+		if (mmn__broker_pending_events(h.b)) {
+			wait_deadline();
+			(*waits)++;
 		}
-		if (release_at >= 0 && step >= release_at) {
-			mmn__source_test_release(h.src, getpid());
-			dying = false;
-			release_at = -1;
-		}
-		settle();
-		if (quiescent()) {
-			ksub_checks++;
-			ksub_bad += ksub_mismatches();
-		}
+	} else if (r < 995) {
+		client_down(c);
+	} else {
+		mmn__source_test_release(h.src, getpid());
+		dying = false;
+		release_at = -1;
 	}
-	tap_ok(ksub_checks > 20 && ksub_bad == 0,
-	       "pairing: at %" PRIu64 " quiescent points the ksubs were exactly the coalesced live ranges",
-	       ksub_checks);
-	/* Everyone acks what it owes (policy 2 never does: deadlines). */
+	if (release_at >= 0 && step >= release_at) {
+		mmn__source_test_release(h.src, getpid());
+		dying = false;
+		release_at = -1;
+	}
+	settle();
+	if (quiescent()) {
+		ksub_checks++;
+		ksub_bad += ksub_mismatches();
+	}
+}
+
+/* Everyone acks what it owes (policy 2 never does: deadlines); every event ends. */
+static void drain(void)
+{
+	uint64_t acked_bad = 0;
+
 	for (int i = 0; i < NCLIENTS; i++)
 		if (cl[i].up)
 			op_late_acks(&cl[i]);
@@ -781,6 +775,13 @@ int main(void)
 	while (nevs)
 		op_end();
 	settle();
+}
+
+/* Every pair closed, every live slot even; the run covered what it should. */
+static void check_run(uint64_t waits)
+{
+	uint64_t odd = 0;
+
 	for (int i = 0; i < NCLIENTS; i++) {
 		struct mclient *c = &cl[i];
 
@@ -806,6 +807,28 @@ int main(void)
 	       "pairing: covered %" PRIu64 " refused events (%" PRIu64 " Invalidates to blocking subs), %" PRIu64
 	       " non-blockable events checked unacked",
 	       refused_events, refused_blocking, nb_checked);
+}
+
+int main(void)
+{
+	struct broker_options o;
+	uint64_t waits = 0;
+
+	if (getenv("MMN_TEST_SEED"))
+		rng = strtoull(getenv("MMN_TEST_SEED"), NULL, 0) | 1;
+	mmn__broker_options_default(&o);
+	o.ack_cap_ms = 20;
+	o.ack_timeout_ms = 10;
+	h_init(&h, &o);
+	for (int i = 0; i < NCLIENTS; i++)
+		client_up(&cl[i]);
+	for (int step = 0; step < STEPS; step++)
+		step_once(step, &waits);
+	tap_ok(ksub_checks > 20 && ksub_bad == 0,
+	       "pairing: at %" PRIu64 " quiescent points the ksubs were exactly the coalesced live ranges",
+	       ksub_checks);
+	drain();
+	check_run(waits);
 	for (int i = 0; i < NCLIENTS; i++)
 		if (cl[i].up)
 			client_down(&cl[i]);
