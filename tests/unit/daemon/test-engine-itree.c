@@ -71,95 +71,116 @@ static void random_interval(uint64_t space, uint64_t *s, uint64_t *l)
 	*l = a + len < a || a + len >= space ? space - 1 : a + len;
 }
 
-int main(void)
+/* What the random run saw. */
+struct tally {
+	size_t nin, queries, mismatches, order_bad, checks_bad, k_total;
+};
+
+/* Insert a random item not in @t (some exact duplicates and point intervals). */
+static void op_insert(struct itree *t, uint64_t space, struct tally *y)
 {
-	struct itree t = ITREE_INIT;
-	size_t nin = 0, queries = 0, mismatches = 0, order_bad = 0, checks_bad = 0, k_total = 0;
+	struct item *it = &items[rnd() % N];
+
+	if (it->in)
+		return;
+	random_interval(space, &it->node.start, &it->node.last);
+	if (rnd() % 10 == 0 && y->nin) {
+		it->node.start = items[rnd() % N].node.start;
+		it->node.last = it->node.start + rnd() % 3;
+	}
+	mmn__itree_insert(t, &it->node);
+	it->in = true;
+	y->nin++;
+}
+
+/* A random overlap query against brute force over the model. */
+static void op_query(struct itree *t, uint64_t space, struct tally *y)
+{
+	struct qres q = {.ordered = true};
+	uint64_t qs, ql;
+	bool ok = true;
+
+	random_interval(space, &qs, &ql);
+	mmn__itree_query(t, qs, ql, visit, &q);
+	for (size_t i = 0; i < N; i++) {
+		bool want = items[i].in && items[i].node.start <= ql && items[i].node.last >= qs;
+
+		if (q.seen[i] != (want ? 1 : 0))
+			ok = false;
+	}
+	y->queries++;
+	y->k_total += q.n;
+	if (!ok)
+		y->mismatches++;
+	if (!q.ordered)
+		y->order_bad++;
+}
+
+static void random_run(struct itree *t, struct tally *y)
+{
 	uint64_t space = 1 << 20;
 
 	for (long op = 0; op < OPS; op++) {
 		uint64_t r = rnd() % 100;
 
 		if (r < 35) {
-			struct item *it = &items[rnd() % N];
-
-			if (!it->in) {
-				random_interval(space, &it->node.start, &it->node.last);
-				/* Some exact duplicates and point intervals. */
-				if (rnd() % 10 == 0 && nin) {
-					it->node.start = items[rnd() % N].node.start;
-					it->node.last = it->node.start + rnd() % 3;
-				}
-				mmn__itree_insert(&t, &it->node);
-				it->in = true;
-				nin++;
-			}
+			op_insert(t, space, y);
 		} else if (r < 65) {
 			struct item *it = &items[rnd() % N];
 
 			if (it->in) {
-				mmn__itree_remove(&t, &it->node);
+				mmn__itree_remove(t, &it->node);
 				it->in = false;
-				nin--;
+				y->nin--;
 			}
 		} else {
-			struct qres q = {.ordered = true};
-			uint64_t qs, ql;
-			bool ok = true;
-
-			random_interval(space, &qs, &ql);
-			mmn__itree_query(&t, qs, ql, visit, &q);
-			for (size_t i = 0; i < N; i++) {
-				bool want =
-					items[i].in && items[i].node.start <= ql && items[i].node.last >= qs;
-
-				if (q.seen[i] != (want ? 1 : 0))
-					ok = false;
-			}
-			queries++;
-			k_total += q.n;
-			if (!ok)
-				mismatches++;
-			if (!q.ordered)
-				order_bad++;
+			op_query(t, space, y);
 		}
-		if (op % 1000 == 0 && mmn__itree_check(&t) < 0)
-			checks_bad++;
+		if (op % 1000 == 0 && mmn__itree_check(t) < 0)
+			y->checks_bad++;
 	}
-	tap_ok(t.count == nin, "index: count matches the model (%zu)", nin);
-	tap_is_int(mismatches, 0, "index: every query equals brute force");
-	tap_ok(queries > 50000, "index: %zu queries over %d operations (%zu hits)", queries, OPS, k_total);
-	tap_is_int(order_bad, 0, "index: results in ascending start order");
-	tap_is_int(checks_bad, 0, "index: AVL balance and subtree max invariants held throughout");
-	tap_ok(mmn__itree_height(&t) <= (int)(1.45 * log2((double)nin + 2)) + 1,
-	       "index: height %d for %zu nodes", mmn__itree_height(&t), nin);
-	{
-		int hits = 0;
+}
 
-		mmn__itree_query(&t, 0, UINT64_MAX, stop_at_first, &hits);
-		tap_is_int(hits, nin ? 1 : 0, "index: a non-zero visit return stops the walk");
-	}
-	/* Edge: intervals touching the ends of the 64-bit space. */
-	{
-		struct itree e = ITREE_INIT;
-		struct item a = {.node = {.start = 0, .last = 0}},
-			    z = {.node = {.start = UINT64_MAX - 1, .last = UINT64_MAX}};
-		size_t n = 0;
+/* Edge: intervals touching the ends of the 64-bit space. */
+static void test_edges(void)
+{
+	struct itree e = ITREE_INIT;
+	struct item a = {.node = {.start = 0, .last = 0}},
+		    z = {.node = {.start = UINT64_MAX - 1, .last = UINT64_MAX}};
+	size_t n = 0;
 
-		mmn__itree_insert(&e, &a.node);
-		mmn__itree_insert(&e, &z.node);
-		mmn__itree_query(&e, UINT64_MAX, UINT64_MAX, count, &n);
-		tap_ok(n == 1, "index: query at the top of the space");
-		n = 0;
-		mmn__itree_query(&e, 1, UINT64_MAX - 2, count, &n);
-		tap_ok(n == 0, "index: nothing between the ends");
-		n = 0;
-		mmn__itree_query(&e, 5, 4, count, &n);
-		tap_ok(n == 0, "index: an empty query range visits nothing");
-		mmn__itree_remove(&e, &a.node);
-		mmn__itree_remove(&e, &z.node);
-		tap_ok(e.root == NULL && e.count == 0, "index: emptied");
-	}
+	mmn__itree_insert(&e, &a.node);
+	mmn__itree_insert(&e, &z.node);
+	mmn__itree_query(&e, UINT64_MAX, UINT64_MAX, count, &n);
+	tap_ok(n == 1, "index: query at the top of the space");
+	n = 0;
+	mmn__itree_query(&e, 1, UINT64_MAX - 2, count, &n);
+	tap_ok(n == 0, "index: nothing between the ends");
+	n = 0;
+	mmn__itree_query(&e, 5, 4, count, &n);
+	tap_ok(n == 0, "index: an empty query range visits nothing");
+	mmn__itree_remove(&e, &a.node);
+	mmn__itree_remove(&e, &z.node);
+	tap_ok(e.root == NULL && e.count == 0, "index: emptied");
+}
+
+int main(void)
+{
+	struct itree t = ITREE_INIT;
+	struct tally y = {0};
+	int hits = 0;
+
+	random_run(&t, &y);
+	tap_ok(t.count == y.nin, "index: count matches the model (%zu)", y.nin);
+	tap_is_int(y.mismatches, 0, "index: every query equals brute force");
+	tap_ok(y.queries > 50000, "index: %zu queries over %d operations (%zu hits)", y.queries, OPS, y.k_total);
+	tap_is_int(y.order_bad, 0, "index: results in ascending start order");
+	tap_is_int(y.checks_bad, 0, "index: AVL balance and subtree max invariants held throughout");
+	tap_ok(mmn__itree_height(&t) <= (int)(1.45 * log2((double)y.nin + 2)) + 1,
+	       "index: height %d for %zu nodes", mmn__itree_height(&t), y.nin);
+	mmn__itree_query(&t, 0, UINT64_MAX, stop_at_first, &hits);
+	tap_is_int(hits, y.nin ? 1 : 0, "index: a non-zero visit return stops the walk");
+	test_edges();
 	/* Drain the big tree; it must end empty and valid. */
 	for (size_t i = 0; i < N; i++)
 		if (items[i].in)
