@@ -95,12 +95,9 @@ static Mmn__V1__AttachUffd au = MMN__V1__ATTACH_UFFD__INIT;
 static Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;
 static uint8_t token[16] = {1, 2, 3};
 
-static void wire_rpc_seeds(void)
+/* The messages the wire-rpc seeds are made of. */
+static void wire_rpc_messages(void)
 {
-	MmnEnvelope e;
-	struct seed s;
-
-
 	hello.version_min = hello.version_max = 1;
 	hello.client_name = (char *)"seed";
 	bad.version_min = 2;
@@ -121,7 +118,14 @@ static void wire_rpc_seeds(void)
 	inv.sub_id = 1;
 	inv.start = 0;
 	inv.end = 4096;
+}
 
+static void wire_rpc_seeds(void)
+{
+	MmnEnvelope e;
+	struct seed s;
+
+	wire_rpc_messages();
 	seed_begin(&s, 0);
 	e = ENV(hello, HELLO, &hello);
 	seed_env(&s, 1, &e);
@@ -176,7 +180,6 @@ static void wire_rpc_seeds(void)
 	e = ENV(subscribe, SUBSCRIBE, &blk);
 	seed_env(&s, 3, &e);
 	seed_write(&s, "wire-rpc", "events-ended-release");
-
 }
 
 static void wire_rpc_seeds_more(void)

@@ -162,17 +162,22 @@ bool mmnd_run_uffd_available(void)
 	return true;
 }
 
-pid_t mmnd_run_uffd(const char *mmnd, const char *sock)
+pid_t mmnd_run_at(const char *mmnd, const char *sock, const char *const *extra_args, int timeout_ms)
 {
 	struct mmnd_run m = {.exe = mmnd};
-	int r;
+	int r = -ENAMETOOLONG;
 
-	snprintf(m.sock, sizeof(m.sock), "%s", sock);
-	r = mmnd_run_start(&m, NULL, 20000);
+	if (snprintf(m.sock, sizeof(m.sock), "%s", sock) < (int)sizeof(m.sock))
+		r = mmnd_run_start(&m, extra_args, timeout_ms);
 	if (r < 0) {
 		printf("# mmnd did not get ready: %s\n", strerror(-r));
 		fflush(stdout);
 		return -1;
 	}
 	return m.pid;
+}
+
+pid_t mmnd_run_uffd(const char *mmnd, const char *sock)
+{
+	return mmnd_run_at(mmnd, sock, NULL, 20000);
 }

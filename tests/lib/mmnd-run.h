@@ -58,10 +58,14 @@ int mmnd_run_start(struct mmnd_run *m, const char *const *extra_args, int timeou
 int mmnd_run_kill(struct mmnd_run *m, int sig, int timeout_ms);
 
 /*
- * The short form: start `MMND --source=uffd` on @sock (no directory is
- * created or removed) and wait at most 20 s for it to be ready.  Returns its
- * pid (the caller kills and reaps it), or -1 after a TAP diagnostic.
+ * The short form: start MMND with @extra_args (as mmnd_run_start()) on @sock
+ * (no directory is created or removed) and wait at most @timeout_ms for it
+ * to be ready.  Returns its pid (the caller kills and reaps it), or -1 after
+ * a TAP diagnostic.
  */
+pid_t mmnd_run_at(const char *mmnd, const char *sock, const char *const *extra_args, int timeout_ms);
+
+/* mmnd_run_at() of `MMND --source=uffd` on @sock, waiting at most 20 s. */
 pid_t mmnd_run_uffd(const char *mmnd, const char *sock);
 
 /* Whether this process can create a userfaultfd (the uffd source needs it in clients). */

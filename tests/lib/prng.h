@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * A seeded PRNG for reproducible fault campaigns (splitmix64): a test prints
- * its seed, and the same seed replays the same choices.
+ * Seeded PRNGs for reproducible tests: splitmix64 for the fault campaigns (a
+ * test prints its seed, and the same seed replays the same choices), and
+ * xorshift64* for the property tests with fixed seeds.  Header only.
  */
 #ifndef MMN_TESTS_PRNG_H
 #define MMN_TESTS_PRNG_H
@@ -18,6 +19,15 @@ static inline uint64_t prng_next(uint64_t *state)
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	return z ^ (z >> 31);
+}
+
+/* xorshift64*: the next number from @state (never 0). */
+static inline uint64_t prng_xorshift(uint64_t *state)
+{
+	*state ^= *state >> 12;
+	*state ^= *state << 25;
+	*state ^= *state >> 27;
+	return *state * 0x2545f4914f6cdd1dull;
 }
 
 /* Uniform in [0, n) (n > 0; the modulo bias is irrelevant here). */

@@ -4,7 +4,9 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 int procstat_fds(pid_t pid)
 {
@@ -21,6 +23,29 @@ int procstat_fds(pid_t pid)
 		if (d->d_name[0] != '.')
 			n++;
 	closedir(dir);
+	return n;
+}
+
+int procstat_self_fds(const bool *old, bool *seen, bool *all_cloexec)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	*all_cloexec = true;
+	while (d && (e = readdir(d))) {
+		int fd = atoi(e->d_name);
+
+		if (e->d_name[0] == '.' || fd == dirfd(d) || fd >= 1024)
+			continue;
+		n++;
+		if (seen)
+			seen[fd] = true;
+		if (old && !old[fd] && !(fcntl(fd, F_GETFD) & FD_CLOEXEC))
+			*all_cloexec = false;
+	}
+	if (d)
+		closedir(d);
 	return n;
 }
 

@@ -14,18 +14,36 @@
 
 #include "child.h"
 
+/* In the child: only 0-2 and the pipes, as 100 (cmd) and 101 (rep). */
+static void target_close_fds(int *cmd, int *rep)
+{
+	if (dup2(*cmd, 100) < 0 || dup2(*rep, 101) < 0)
+		_exit(1);
+	close_range(3, 99, 0);
+	close_range(102, ~0U, 0);
+	*cmd = 100;
+	*rep = 101;
+}
+
 /* In the child: map, fill, report the address, obey. */
 static void target_child(int cmd, int rep, size_t len, int flags,
 			 void (*body)(int cmd, int rep, char *p, size_t len))
 {
-	int populate = flags & TARGET_FILL ? MAP_POPULATE : 0;
-	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | populate, -1, 0);
-	uint64_t a = (uint64_t)(uintptr_t)p;
+	int populate = flags & (TARGET_FILL | TARGET_POPULATE) ? MAP_POPULATE : 0;
+	char *p = NULL;
+	uint64_t a;
 
-	if (p == MAP_FAILED)
-		_exit(2);
+	if (flags & TARGET_CLOSE_FDS)
+		target_close_fds(&cmd, &rep);
+	if (!(flags & TARGET_NO_MAP)) {
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | populate, -1, 0);
+		if (p == MAP_FAILED)
+			_exit(2);
+	}
 	if (flags & TARGET_FILL)
 		memset(p, 0x5a, len);
+	a = (uint64_t)(uintptr_t)p;
 	if (write(rep, &a, sizeof(a)) != sizeof(a))
 		_exit(3);
 	body(cmd, rep, p, len);

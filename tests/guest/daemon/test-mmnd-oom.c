@@ -11,16 +11,15 @@
  *
  * The victim, alone in a cgroup with memory.max 48M, must outlive the OOM
  * kill for the reaper to run (it waits 2 s for the victim to exit on its
- * own), as in tests/guest/kmod/kmod-oom.c: a second thread of the victim
- * sleeps in a held invalidation (madvise of a shared page, which the reaper
- * skips), held by this client's second, blocking subscription until the end.
+ * own), as in tests/guest/kmod/kmod-oom.c (tests/lib/oom.h): a second thread
+ * of the victim sleeps in a held invalidation (madvise of a shared page,
+ * which the reaper skips), held by this client's second, blocking
+ * subscription until the end.
  *
  * Skips when not root, without the module, or without cgroup2 memory.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -28,9 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <mmn/mmn.h>
@@ -39,66 +36,13 @@
 #include "klog.h"
 #include "knob.h"
 #include "mmnd-run.h"
+#include "oom.h"
 #include "tap.h"
 
 #define CG "/sys/fs/cgroup/mmn-mmnd-oom"
-#define R1 (8UL << 20)
 #define MS 1000000ull
 
 static long page;
-
-/* ---- the victim ------------------------------------------------------------ */
-
-struct addrs {
-	uint64_t r1, r2;
-};
-
-static char *r2;
-
-static void *blocker(void *arg)
-{
-	(void)arg;
-	madvise(r2, (size_t)page, MADV_DONTNEED);
-	return NULL;
-}
-
-static void victim(int rfd, int wfd)
-{
-	struct addrs a;
-	char c, buf[32], *res, *big;
-	pthread_t th;
-	int mfd;
-
-	snprintf(buf, sizeof(buf), "%d", getpid());
-	if (knob_write(CG "/cgroup.procs", buf))
-		_exit(10);
-	a.r1 = (uint64_t)(uintptr_t)mmap(NULL, R1, PROT_READ | PROT_WRITE,
-					 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	/* The shared page sits between two PROT_NONE pages: never next to r1, so never one ksub with it. */
-	res = mmap(NULL, 3 * (size_t)page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	mfd = memfd_create("mmn-mmnd-oom", 0);
-	if (res == MAP_FAILED || mfd < 0 || ftruncate(mfd, page))
-		_exit(11);
-	r2 = mmap(res + page, (size_t)page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_POPULATE,
-		  mfd, 0);
-	a.r2 = (uint64_t)(uintptr_t)r2;
-	if (a.r1 == (uint64_t)(uintptr_t)MAP_FAILED || r2 == MAP_FAILED)
-		_exit(12);
-	memset((void *)(uintptr_t)a.r1, 1, R1);
-	r2[0] = 1;
-	big = mmap(NULL, 256 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
-		   0);
-	if (big == MAP_FAILED)
-		_exit(15);
-	if (write(wfd, &a, sizeof(a)) != sizeof(a) || read(rfd, &c, 1) != 1)
-		_exit(13);
-	pthread_create(&th, NULL, blocker, NULL);
-	if (read(rfd, &c, 1) != 1)
-		_exit(14);
-	/* page faults take mmap_lock for reading only: the OOM kill comes here */
-	memset(big, 2, 256 << 20);
-	_exit(16);
-}
 
 /* ---- the client -------------------------------------------------------------- */
 
@@ -149,56 +93,30 @@ static pid_t start_mmnd(const char *mmnd, const char *sock)
 	/* The held blocker needs a long deadline: the reaper starts 2 s after the kill. */
 	const char *args[] = {"--source=kmod", "--ack-timeout-ms=1000", "--ack-cap-ms=8000",
 			      "--log-level=info", NULL};
-	struct mmnd_run m = {.exe = mmnd};
 
-	if (snprintf(m.sock, sizeof(m.sock), "%s", sock) >= (int)sizeof(m.sock))
-		return -1;
-	return mmnd_run_start(&m, args, 20000) == 0 ? m.pid : -1;
+	return mmnd_run_at(mmnd, sock, args, 20000);
 }
 
 /* Root, the module and a memory cgroup CG capped at 48M without swap; else skips. */
 static void setup_cgroup(void)
 {
+	int r;
+
 	if (geteuid() != 0)
 		tap_skip_all("needs root (run in the guest: tests/guest/run-guest)");
 	if (access("/sys/module/mmn", F_OK))
 		tap_skip_all("mmn.ko is not loaded");
-	if (system("mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup") ||
-	    knob_write("/sys/fs/cgroup/cgroup.subtree_control", "+memory") ||
-	    (mkdir(CG, 0755) && errno != EEXIST))
+	r = oom_cgroup(CG);
+	if (r == -ENODEV)
 		tap_skip_all("no cgroup2 memory controller");
 	signal(SIGPIPE, SIG_IGN);
 	page = sysconf(_SC_PAGESIZE);
-	tap_require(knob_write(CG "/memory.max", "48M") == 0);
-	knob_write(CG "/memory.swap.max", "0");
+	tap_require(r == 0);
 	tap_require(knob_write("/sys/module/mmn/parameters/max_ack_timeout_ms", "10000") == 0);
 }
 
-/* Forks the victim; @to and @from are the test's ends of its pipes, @a its addresses. */
-static pid_t spawn_victim(int *to, int *from, struct addrs *a)
-{
-	int t[2], f[2];
-	pid_t v;
-
-	tap_require(pipe(t) == 0 && pipe(f) == 0);
-	fflush(stdout);
-	v = fork();
-	if (v == 0) {
-		close(t[1]);
-		close(f[0]);
-		victim(t[0], f[1]);
-	}
-	tap_require(v > 0);
-	close(t[0]);
-	close(f[1]);
-	tap_require(read(f[0], a, sizeof(*a)) == sizeof(*a));
-	*to = t[1];
-	*from = f[0];
-	return v;
-}
-
 /* Blocking subscriptions on the victim's heap (@s1) and on its shared page (@s2). */
-static void subscribe_victim(struct mmn_client *cl, pid_t v, const struct addrs *a, struct ctx *c,
+static void subscribe_victim(struct mmn_client *cl, const struct oom_victim *v, struct ctx *c,
 			     struct mmn_sub **s1, struct mmn_sub **s2)
 {
 	struct mmn_sub_opts o1 = {.size = sizeof(o1),
@@ -212,8 +130,9 @@ static void subscribe_victim(struct mmn_client *cl, pid_t v, const struct addrs 
 				  .invalidate = on_r2,
 				  .userdata = c};
 
-	tap_is_int(mmn_subscribe(cl, v, a->r1, R1, &o1, s1), 0, "blocking subscription on the victim's heap");
-	tap_is_int(mmn_subscribe(cl, v, a->r2, (uint64_t)page, &o2, s2), 0,
+	tap_is_int(mmn_subscribe(cl, v->t.pid, v->r1, OOM_R1, &o1, s1), 0,
+		   "blocking subscription on the victim's heap");
+	tap_is_int(mmn_subscribe(cl, v->t.pid, v->r2, (uint64_t)page, &o2, s2), 0,
 		   "blocking subscription on its shared page");
 }
 
@@ -221,15 +140,9 @@ static void subscribe_victim(struct mmn_client *cl, pid_t v, const struct addrs 
 static void check_reaped(int kfd, pid_t v)
 {
 	char needle[64];
-	bool reaped = false;
 
 	snprintf(needle, sizeof(needle), "oom_reaper: reaped process %d", (int)v);
-	for (int i = 0; i < 50 && !reaped; i++) {
-		reaped = klog_has(kfd, needle);
-		if (!reaped)
-			fd_wait_readable(kfd, 100); /* /dev/kmsg polls readable on new records */
-	}
-	tap_ok(reaped, "kernel log: \"%s\"", needle);
+	tap_ok(klog_wait(kfd, needle, 5000), "kernel log: \"%s\"", needle);
 	lseek(kfd, 0, SEEK_SET);
 	tap_ok(!klog_has(kfd, "unable to reap"), "no \"oom_reaper: unable to reap\"");
 }
@@ -240,9 +153,9 @@ int main(int argc, char **argv)
 	struct mmn_client *cl = NULL;
 	struct mmn_sub *s1 = NULL, *s2 = NULL;
 	struct ctx c = {0};
-	struct addrs a;
-	int to, from, kfd, st, r;
-	pid_t mmnd, v;
+	struct oom_victim v;
+	int kfd, st, r;
+	pid_t mmnd;
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: %s MMND\n", argv[0]);
@@ -252,9 +165,8 @@ int main(int argc, char **argv)
 	tap_require(mkdtemp(dir) != NULL);
 	snprintf(sock, sizeof(sock), "%s/mmnd.sock", dir);
 	tap_require(pipe2(c.ev, O_CLOEXEC | O_NONBLOCK) == 0);
-	kfd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	kfd = klog_open();
 	tap_require(kfd >= 0);
-	lseek(kfd, 0, SEEK_END);
 
 	mmnd = start_mmnd(argv[1], sock);
 	tap_require(mmnd > 0);
@@ -262,25 +174,25 @@ int main(int argc, char **argv)
 	tap_ok(!!(mmn_capabilities(cl) & MMN_CAP_ACKS_HOLD_KERNEL), "mmnd runs the kmod source");
 	tap_require(mmn_start_thread(cl) == 0);
 
-	v = spawn_victim(&to, &from, &a);
-	subscribe_victim(cl, v, &a, &c, &s1, &s2);
+	tap_require(oom_victim_spawn(&v, CG) == 0);
+	subscribe_victim(cl, &v, &c, &s1, &s2);
 	atomic_store(&c.hold, true);
-	tap_require(write(to, "g", 1) == 1);
+	tap_require(write(v.t.cmd, "g", 1) == 1);
 	tap_is_int(ctx_wait(&c, 'h', 5000), 0, "the victim's second thread waits in a held invalidation");
-	tap_require(write(to, "a", 1) == 1);
+	tap_require(write(v.t.cmd, "a", 1) == 1);
 
 	/* OOM kill; ~2 s later the reaper tries, non-blockable: refused, mmnd asks us. */
 	tap_is_int(ctx_wait(&c, 'o', 7000), 0,
 		   "the client is asked to drop its mappings (blockable=false, needs_ack)");
 	tap_is_int(ctx_wait(&c, 'n', 3000), 0,
 		   "the reaper's retry after the ack is not refused (blockable=false, no ack asked)");
-	check_reaped(kfd, v);
+	check_reaped(kfd, v.t.pid);
 	tap_ok(atomic_load(&c.refused_asks) >= 1, "%d refused invalidation(s) reached the blocking client",
 	       atomic_load(&c.refused_asks));
 
 	tap_is_int(mmn_ack(s2, atomic_load(&c.held_id)), 0, "ack the held invalidation");
-	r = (int)waitpid(v, &st, 0);
-	tap_ok(r == v && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the victim was OOM-killed");
+	r = (int)waitpid(v.t.pid, &st, 0);
+	tap_ok(r == v.t.pid && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the victim was OOM-killed");
 
 	mmn_disconnect(cl);
 	kill(mmnd, SIGTERM);

@@ -19,7 +19,6 @@
  *
  * Exits 77 when not root or the module is not loaded.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -39,6 +38,7 @@
 
 #include "child.h"
 #include "kmod-genl.h"
+#include "procstat.h"
 #include "source.h"
 #include "tap.h"
 #include "target.h"
@@ -192,30 +192,6 @@ static bool munmap_and_wait(struct target *t, char cmd, int ms)
 	return ok && fd_read_full(t->rep, t->times, sizeof(t->times)) == 0;
 }
 
-/* Count open fds; *@all_cloexec: every fd not in @old (NULL: none) is close-on-exec. */
-static int count_fds(const bool *old, bool *seen, bool *all_cloexec)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	*all_cloexec = true;
-	while (d && (e = readdir(d))) {
-		int fd = atoi(e->d_name);
-
-		if (e->d_name[0] == '.' || fd == dirfd(d) || fd >= 1024)
-			continue;
-		n++;
-		if (seen)
-			seen[fd] = true;
-		if (old && !old[fd] && !(fcntl(fd, F_GETFD) & FD_CLOEXEC))
-			*all_cloexec = false;
-	}
-	if (d)
-		closedir(d);
-	return n;
-}
-
 /* ---- cases ---------------------------------------------------------------------- */
 
 static void test_bind(void)
@@ -225,10 +201,10 @@ static void test_bind(void)
 	bool cloexec;
 	int before, after, r;
 
-	before = count_fds(NULL, old, &cloexec);
+	before = procstat_self_fds(NULL, old, &cloexec);
 	r = mmn__source_kmod_new(&B.loop, emit, NULL, &B.s);
 	tap_require(r == 0);
-	after = count_fds(old, NULL, &cloexec);
+	after = procstat_self_fds(old, NULL, &cloexec);
 	tap_ok(after > before && cloexec, "the source's netlink socket is close-on-exec");
 	tap_is_str(B.s->caps.name, "kmod", "caps.name");
 	r = mmn__source_kmod_new(&B.loop, emit, NULL, &second);

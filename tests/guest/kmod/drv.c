@@ -34,14 +34,6 @@ struct drv {
 	void *reply_arg;
 };
 
-int64_t drv_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 struct drv *drv_open(void)
 {
 	struct drv *d = calloc(1, sizeof(*d));
@@ -109,7 +101,7 @@ static int parse_event(struct drv *d, struct nlmsghdr *nlh, struct drv_ev *ev)
 	int rem;
 
 	memset(ev, 0, offsetof(struct drv_ev, subs));
-	ev->t_ns = drv_now_ns();
+	ev->t_ns = (int64_t)mono_ns();
 	ev->cmd = g->cmd;
 	if (genlmsg_parse(nlh, 0, a, MMN_A_MAX, NULL) < 0)
 		return -EBADMSG;
@@ -413,11 +405,11 @@ int drv_subs(struct drv *d, struct drv_sub *out, int max)
 
 int drv_next(struct drv *d, struct drv_ev *ev, int timeout_ms)
 {
-	int64_t deadline = drv_now_ns() + (int64_t)timeout_ms * 1000000;
+	int64_t deadline = (int64_t)mono_ns() + (int64_t)timeout_ms * 1000000;
 	int r;
 
 	while (!d->qlen) {
-		int64_t left = (deadline - drv_now_ns()) / 1000000;
+		int64_t left = (deadline - (int64_t)mono_ns()) / 1000000;
 
 		if (left < 0)
 			return 0;
@@ -435,11 +427,11 @@ int drv_next(struct drv *d, struct drv_ev *ev, int timeout_ms)
 
 int drv_next_cmd(struct drv *d, uint8_t cmd, struct drv_ev *ev, int timeout_ms)
 {
-	int64_t deadline = drv_now_ns() + (int64_t)timeout_ms * 1000000;
+	int64_t deadline = (int64_t)mono_ns() + (int64_t)timeout_ms * 1000000;
 	int r;
 
 	for (;;) {
-		int64_t left = (deadline - drv_now_ns()) / 1000000;
+		int64_t left = (deadline - (int64_t)mono_ns()) / 1000000;
 
 		r = drv_next(d, ev, left < 0 ? 0 : (int)left);
 		if (r <= 0 || ev->cmd == cmd)

@@ -14,6 +14,8 @@
 
 #include <linux/mmn.h>
 
+#include "lib/child.h" /* mono_ns(): the clock of t_ns */
+
 #define DRV_MAX_SUBS 64
 
 struct drv;
@@ -29,7 +31,7 @@ struct drv_ev {
 		uint32_t id;
 		uint64_t start, end;
 	} subs[DRV_MAX_SUBS];
-	int64_t t_ns;			/* CLOCK_MONOTONIC when received */
+	int64_t t_ns;			/* CLOCK_MONOTONIC (mono_ns()) when received */
 };
 
 struct drv_sub {
@@ -68,7 +70,5 @@ int drv_request(struct drv *d, struct nl_msg *msg);
 int drv_next(struct drv *d, struct drv_ev *ev, int timeout_ms);
 /* Next event of type cmd, dropping others (counted in *dropped if not NULL). */
 int drv_next_cmd(struct drv *d, uint8_t cmd, struct drv_ev *ev, int timeout_ms);
-
-int64_t drv_now_ns(void);
 
 #endif

@@ -16,12 +16,12 @@
 #define P KT_PAGE
 
 static struct drv *d;
-static struct tgt t;
+static struct target t;
 static uint64_t addr;
 
 static void run(const char *what, uint32_t flags, uint64_t n, uint64_t *median)
 {
-	struct tgt_res r;
+	struct target_res r;
 	uint32_t id = 0;
 
 	if (flags != UINT32_MAX)
@@ -38,13 +38,13 @@ int main(int argc, char **argv)
 {
 	uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 0) : 5000;
 	uint64_t none, nonblock, block, ack_ns = 0;
-	struct tgt_res r;
+	struct target_res r;
 	int i, acks = 0;
 
 	d = kt_bind(2000);
 	tap_require(d);
-	tap_require(tgt_start(&t) == 0);
-	tap_require(tgt_do(&t, T_MMAP, 0, P, 0, &r) == 0);
+	tap_require(target_op_start(&t) == 0);
+	tap_require(target_op_do(&t, T_MMAP, 0, P, 0, &r) == 0);
 	addr = r.val;
 	run("no subscription", UINT32_MAX, n, &none);
 	run("non-blocking subscription", 0, n, &nonblock);
@@ -57,16 +57,16 @@ int main(int argc, char **argv)
 	for (i = 0; i < 200; i++) {
 		struct drv_ev ev;
 
-		tgt_send(&t, T_BENCH, addr, 1, 0);
+		target_op_send(&t, T_BENCH, addr, 1, 0);
 		if (drv_next_cmd(d, MMN_CMD_INVALIDATE, &ev, 5000) != 1)
 			break;
-		int64_t t0 = drv_now_ns();
+		int64_t t0 = (int64_t)mono_ns();
 
 		if (drv_ack(d, ev.seq) == 0) {
-			ack_ns += drv_now_ns() - t0;
+			ack_ns += (int64_t)mono_ns() - t0;
 			acks++;
 		}
-		tgt_recv(&t, &r, 5000);
+		target_op_recv(&t, &r, 5000);
 	}
 	drv_unsubscribe(d, id);
 	tap_is_int(acks, 200, "ack round trips");
@@ -78,7 +78,7 @@ int main(int argc, char **argv)
 	printf("# RESULT none_us=%.2f nonblock_us=%.2f blocking_us=%.2f ratio=%.2f ack_us=%.2f\n",
 	       none / 1e3, nonblock / 1e3, block / 1e3, (double)block / none,
 	       acks ? ack_ns / 1e3 / acks : 0.0);
-	tgt_stop(&t);
+	target_op_stop(&t);
 	drv_unbind(d);
 	drv_close(d);
 	return tap_done();

@@ -47,8 +47,8 @@ static void doomed(pid_t target, uint64_t base, int wfd)
 int main(int argc, char **argv)
 {
 	bool do_rmmod = argc > 1 && !strcmp(argv[1], "rmmod");
-	struct tgt t;
-	struct tgt_res r;
+	struct target t;
+	struct target_res r;
 	struct drv *probe;
 	int p[2], st;
 	pid_t dpid;
@@ -60,8 +60,8 @@ int main(int argc, char **argv)
 		tap_skip_all("mmn.ko not loaded (run in the guest)");
 	drv_close(probe);
 
-	tap_require(tgt_start(&t) == 0);
-	tap_require(tgt_do(&t, T_MMAP, 0, 8 * P, 0, &r) == 0);
+	tap_require(target_op_start(&t) == 0);
+	tap_require(target_op_do(&t, T_MMAP, 0, 8 * P, 0, &r) == 0);
 	tap_require(pipe(p) == 0);
 	dpid = fork();
 	if (dpid == 0) {
@@ -72,19 +72,19 @@ int main(int argc, char **argv)
 	close(p[1]);
 	tap_is_int(read(p[0], &c, 1), 1, "driver bound and subscribed");
 	tap_is_int(c, 'R', "driver ready");
-	tgt_send(&t, T_MUNMAP, r.val, 4 * P, 0);
+	target_op_send(&t, T_MUNMAP, r.val, 4 * P, 0);
 	tap_is_int(read(p[0], &c, 1), 1, "driver got the INVALIDATE");
 	tap_is_int(c, 'I', "INVALIDATE");
-	tap_is_int(tgt_recv(&t, &r, 200), 0, "munmap waits for the ACK");
+	tap_is_int(target_op_recv(&t, &r, 200), 0, "munmap waits for the ACK");
 
-	t_kill = drv_now_ns();
+	t_kill = (int64_t)mono_ns();
 	if (do_rmmod) {
 		/* the doomed driver stays alive and bound: remove the module under it */
 		tap_is_int(system("rmmod mmn"), 0, "rmmod with a bound daemon and a waiter in flight");
 	} else {
 		kill(dpid, SIGKILL);
 	}
-	tap_is_int(tgt_recv(&t, &r, 5000), 1, "munmap returned");
+	tap_is_int(target_op_recv(&t, &r, 5000), 1, "munmap returned");
 	tap_ok(r.t1 - t_kill < 4000 * MS, "promptly after the daemon died (%lld ms, timeout 8000)",
 	       (long long)(r.t1 - t_kill) / MS);
 	tap_is_int(r.ret, 0, "munmap succeeded");
@@ -92,7 +92,7 @@ int main(int argc, char **argv)
 		kill(dpid, SIGKILL);
 		waitpid(dpid, &st, 0);
 		tap_ok(drv_open() == NULL, "family gone after rmmod");
-		tgt_stop(&t);
+		target_op_stop(&t);
 		return tap_done();
 	}
 	tap_is_int(waitpid(dpid, &st, 0), dpid, "driver reaped");
@@ -115,6 +115,6 @@ int main(int argc, char **argv)
 		drv_unbind(d);
 		drv_close(d);
 	}
-	tgt_stop(&t);
+	target_op_stop(&t);
 	return tap_done();
 }

@@ -89,11 +89,11 @@ static int send_raw(struct drv *d, uint8_t cmd, uint64_t seq, bool answer)
 /* Wait, bounded, until our socket dropped more than @than messages. */
 static long long wait_drops(uint32_t portid, long long than, int timeout_ms)
 {
-	int64_t deadline = drv_now_ns() + (int64_t)timeout_ms * MS;
+	int64_t deadline = (int64_t)mono_ns() + (int64_t)timeout_ms * MS;
 	struct timespec ts = { 0, 5 * MS };
 	long long v;
 
-	while ((v = drops_of(portid)) >= 0 && v <= than && drv_now_ns() < deadline)
+	while ((v = drops_of(portid)) >= 0 && v <= than && (int64_t)mono_ns() < deadline)
 		nanosleep(&ts, NULL); /* polling a counter: nothing to wait on */
 	return v;
 }
@@ -103,8 +103,8 @@ int main(void)
 	struct drv *d = kt_bind(5000);
 	struct kt_evs evs = { 0 };
 	struct drv_ev inv, ev;
-	struct tgt_res r;
-	struct tgt t;
+	struct target_res r;
+	struct target t;
 	uint64_t base, f0;
 	long long d0, d1;
 	uint32_t b, port;
@@ -112,15 +112,15 @@ int main(void)
 
 	tap_require(d);
 	port = port_of(d);
-	tap_require(tgt_start(&t) == 0);
-	tap_require(tgt_do(&t, T_MMAP, 0, 4 * P, 0, &r) == 0);
+	tap_require(target_op_start(&t) == 0);
+	tap_require(target_op_do(&t, T_MMAP, 0, 4 * P, 0, &r) == 0);
 	base = r.val;
 	tap_is_int(drv_subscribe(d, t.pid, base, 4 * P, MMN_SUB_F_BLOCKING, 5000, &b), 0,
 		   "BLOCKING subscription (5 s timeout)");
 	tap_ok(drops_of(port) >= 0, "our socket is in /proc/net/netlink (drops %lld)", drops_of(port));
 	f0 = kt_stat(d, MMN_STATS_A_SEND_FAILS);
 
-	tap_require(tgt_send(&t, T_MUNMAP, base, P, 0) == 0);
+	tap_require(target_op_send(&t, T_MUNMAP, base, P, 0) == 0);
 	n = drv_next_cmd(d, MMN_CMD_INVALIDATE, &inv, 10000);
 	tap_ok(n == 1 && (inv.flags & MMN_EV_F_NEEDS_ACK), "INVALIDATE delivered, the munmap waits");
 
@@ -134,7 +134,7 @@ int main(void)
 
 	/* ACK without an answer: the munmap returns, the worker sends the END */
 	tap_is_int(send_raw(d, MMN_CMD_ACK, inv.seq, false), 0, "ACK sent");
-	n = tgt_recv(&t, &r, 10000);
+	n = target_op_recv(&t, &r, 10000);
 	tap_ok(n == 1 && r.ret == 0, "the munmap returned");
 	tap_ok(r.t1 - r.t0 < 4000 * MS, "released by the ACK, not the timeout (%lld ms)",
 	       (long long)(r.t1 - r.t0) / MS);
@@ -165,7 +165,7 @@ int main(void)
 	tap_ok(kt_settle(d), "every INVALIDATE has its END (EVENTS and ENDS agree)");
 
 	tap_is_int(drv_unsubscribe(d, b), 0, "UNSUBSCRIBE");
-	tgt_stop(&t);
+	target_op_stop(&t);
 	tap_is_int(drv_unbind(d), 0, "UNBIND");
 	drv_close(d);
 	return tap_done();

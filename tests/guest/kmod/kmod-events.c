@@ -23,7 +23,7 @@ static struct drv *d;
 
 /* One op on a fresh 16-page mapping with a subscription on pages [4, 8). */
 struct setup {
-	struct tgt t;
+	struct target t;
 	uint64_t base;
 	uint32_t id;
 };
@@ -32,11 +32,11 @@ static void setup(struct setup *s, uint32_t flags)
 {
 	int r;
 
-	struct tgt_res res;
+	struct target_res res;
 
 	tap_require(kt_settle(d));
-	tap_require(tgt_start(&s->t) == 0);
-	tap_require(tgt_do(&s->t, T_MMAP, 0, 16 * P, 0, &res) == 0);
+	tap_require(target_op_start(&s->t) == 0);
+	tap_require(target_op_do(&s->t, T_MMAP, 0, 16 * P, 0, &res) == 0);
 	s->base = res.val;
 	r = drv_subscribe(d, s->t.pid, s->base + 4 * P, 4 * P, flags, 0, &s->id);
 	if (r)
@@ -47,7 +47,7 @@ static void setup(struct setup *s, uint32_t flags)
 static void teardown(struct setup *s)
 {
 	drv_unsubscribe(d, s->id);
-	tgt_stop(&s->t);
+	target_op_stop(&s->t);
 }
 
 /* Checks the single INVALIDATE of evs and its END; returns it. */
@@ -132,11 +132,11 @@ static void t_mremap(void)
 {
 	struct setup s;
 	struct kt_evs evs = { 0 };
-	struct tgt_res r;
+	struct target_res r;
 	const struct drv_ev *ev;
 
 	setup(&s, 0);
-	tgt_do(&s.t, T_MMAP, 0, 4 * P, 0, &r);
+	target_op_do(&s.t, T_MMAP, 0, 4 * P, 0, &r);
 	tap_is_int(kt_op(d, &s.t, T_MREMAP, s.base + 4 * P, 4 * P, r.val, true, &evs, NULL),
 		   0, "mremap the subscribed pages elsewhere");
 	tap_ok(kt_count(&evs, MMN_CMD_INVALIDATE, &ev) >= 1, "mremap: INVALIDATE");
@@ -249,7 +249,7 @@ static void t_exit(void)
 	int st, n, r;
 
 	setup(&s, 0);
-	tgt_send(&s.t, T_EXIT, 0, 0, 0);
+	target_op_send(&s.t, T_EXIT, 0, 0, 0);
 	tap_is_int(waitpid(s.t.pid, &st, 0), s.t.pid, "target exits");
 	s.t.pid = 0;
 	r = drv_next(d, &ev, 5000);
@@ -263,8 +263,8 @@ static void t_exit(void)
 		if (subs[i].id == s.id)
 			tap_is_int(subs[i].state, MMN_SUB_ST_RELEASED, "exit: state RELEASED");
 	tap_is_int(drv_unsubscribe(d, s.id), 0, "unsubscribe after RELEASE");
-	close(s.t.cmd_fd);
-	close(s.t.res_fd);
+	close(s.t.cmd);
+	close(s.t.rep);
 }
 
 static void t_exec(void)
@@ -274,15 +274,15 @@ static void t_exec(void)
 	int st, r;
 
 	setup(&s, 0);
-	tgt_send(&s.t, T_EXEC, 0, 0, 0);
+	target_op_send(&s.t, T_EXEC, 0, 0, 0);
 	r = drv_next_cmd(d, MMN_CMD_RELEASE, &ev, 10000);
 	tap_ok(r == 1 && ev.sub_id == s.id, "exec: RELEASE of the old mm");
 	tap_is_int(waitpid(s.t.pid, &st, 0), s.t.pid, "exec'd target exits");
 	s.t.pid = 0;
 	tap_is_int(drv_next(d, &ev, 0), 0, "exec: the new image is not reported");
 	tap_is_int(drv_unsubscribe(d, s.id), 0, "unsubscribe after exec");
-	close(s.t.cmd_fd);
-	close(s.t.res_fd);
+	close(s.t.cmd);
+	close(s.t.rep);
 }
 
 /* Each listed id once across the INVALIDATEs of evs: how often id appears. */
@@ -306,16 +306,16 @@ static void t_deferred(void)
 	struct setup s;
 	struct kt_evs evs = { 0 };
 	struct drv_ev ev;
-	struct tgt_res r;
+	struct target_res r;
 	uint32_t b;
 
 	setup(&s, MMN_SUB_F_BLOCKING);
-	tgt_send(&s.t, T_MUNMAP, s.base + 4 * P, P, 0);
+	target_op_send(&s.t, T_MUNMAP, s.base + 4 * P, P, 0);
 	tap_is_int(drv_next_cmd(d, MMN_CMD_INVALIDATE, &ev, 5000), 1, "deferred: a munmap waits");
 	tap_is_int(drv_subscribe(d, s.t.pid, s.base + 10 * P, 2 * P, 0, 0, &b), 0,
 		   "deferred: SUBSCRIBE while the mm is invalidating");
 	tap_is_int(drv_ack(d, ev.seq), 0, "deferred: ACK");
-	tap_is_int(tgt_recv(&s.t, &r, 5000), 1, "deferred: munmap returned");
+	tap_is_int(target_op_recv(&s.t, &r, 5000), 1, "deferred: munmap returned");
 	tap_is_int(kt_op(d, &s.t, T_MUNMAP, s.base, 16 * P, 0, true, &evs, NULL), 0,
 		   "deferred: munmap over both");
 	tap_is_int(times_listed(&evs, s.id), 1, "deferred: first subscription reported once");

@@ -40,20 +40,20 @@ static long smaps_kb(pid_t pid, const char *field)
 
 static void t_thp(void)
 {
-	struct tgt t;
-	struct tgt_res r;
+	struct target t;
+	struct target_res r;
 	struct kt_evs evs = { 0 };
 	uint64_t base;
 	uint32_t id;
 	int i, n = 0, good = 0;
 
-	tap_require(tgt_start(&t) == 0);
-	tap_require(tgt_do(&t, T_MMAP, 0, HUGE, 1, &r) == 0);
+	tap_require(target_op_start(&t) == 0);
+	tap_require(target_op_do(&t, T_MMAP, 0, HUGE, 1, &r) == 0);
 	base = r.val;
 	if (smaps_kb(t.pid, "AnonHugePages:") < 2048) {
 		tap_diag("no THP in the target (AnonHugePages %ld kB)", smaps_kb(t.pid, "AnonHugePages:"));
 		tap_ok(0, "THP: target got a huge page");
-		tgt_stop(&t);
+		target_op_stop(&t);
 		return;
 	}
 	tap_ok(1, "THP: target got a huge page");
@@ -78,13 +78,13 @@ static void t_thp(void)
 	tap_ok(n >= 1, "THP: the split is reported (%d INVALIDATE)", n);
 	tap_is_int(good, n, "THP: each is CLEAR over the whole PMD, clipped to our page");
 	drv_unsubscribe(d, id);
-	tgt_stop(&t);
+	target_op_stop(&t);
 }
 
 static void t_ksm(void)
 {
-	struct tgt t;
-	struct tgt_res r;
+	struct target t;
+	struct target_res r;
 	struct drv_ev ev;
 	uint64_t base;
 	uint32_t id;
@@ -96,11 +96,11 @@ static void t_ksm(void)
 		tap_ok(0, "KSM: cannot start ksmd");
 		return;
 	}
-	tap_require(tgt_start(&t) == 0);
-	tap_require(tgt_do(&t, T_MMAP, 0, 64 * P, 0, &r) == 0);
+	tap_require(target_op_start(&t) == 0);
+	tap_require(target_op_do(&t, T_MMAP, 0, 64 * P, 0, &r) == 0);
 	base = r.val;
 	tap_is_int(drv_subscribe(d, t.pid, base, 64 * P, 0, 0, &id), 0, "KSM: subscribe");
-	tap_is_int(tgt_do(&t, T_MERGEABLE, base, 64 * P, 0, &r), 0,
+	tap_is_int(target_op_do(&t, T_MERGEABLE, base, 64 * P, 0, &r), 0,
 		   "KSM: identical pages, MADV_MERGEABLE");
 	while (!got && drv_next_cmd(d, MMN_CMD_INVALIDATE, &ev, 30000) == 1)
 		got = ev.event == MMN_EVENT_CLEAR && ev.subs[0].id == id;
@@ -110,20 +110,20 @@ static void t_ksm(void)
 		       ev.subs[0].end > ev.subs[0].start, "KSM: clipped inside the subscription");
 	knob_write("/sys/kernel/mm/ksm/run", "2");
 	drv_unsubscribe(d, id);
-	tgt_stop(&t);
+	target_op_stop(&t);
 }
 
 static void t_migrate(void)
 {
-	struct tgt t;
-	struct tgt_res r;
+	struct target t;
+	struct target_res r;
 	struct kt_evs evs = { 0 };
 	uint64_t base;
 	uint32_t id;
 	int i, n = 0;
 
-	tap_require(tgt_start(&t) == 0);
-	tap_require(tgt_do(&t, T_MMAP, 0, 16 * P, 0, &r) == 0);
+	tap_require(target_op_start(&t) == 0);
+	tap_require(target_op_do(&t, T_MMAP, 0, 16 * P, 0, &r) == 0);
 	base = r.val;
 	tap_is_int(drv_subscribe(d, t.pid, base + 4 * P, 4 * P, 0, 0, &id), 0, "migrate: subscribe");
 	/* to node 1, then back to 0: at least one of them moves the pages */
@@ -142,7 +142,7 @@ static void t_migrate(void)
 	}
 	tap_ok(n >= 4, "migrate: CLEAR for the subscribed pages (%d events)", n);
 	drv_unsubscribe(d, id);
-	tgt_stop(&t);
+	target_op_stop(&t);
 }
 
 int main(int argc, char **argv)

@@ -29,9 +29,9 @@
 #define NPAGES 64
 #define NCHURN 8
 
-struct target {
-	pid_t pid;
-	uint64_t base;
+/* A target of target.h, subscribed by the driver, with its churned subscriptions. */
+struct stressed {
+	struct target t; /* t.pid 0: none (gone, or not started) */
 	uint32_t base_id;
 	uint32_t churn[NCHURN];
 	int nchurn;
@@ -51,7 +51,7 @@ static void *worker(void *arg)
 {
 	struct thr *t = arg;
 
-	while (drv_now_ns() < t->end) {
+	while ((int64_t)mono_ns() < t->end) {
 		char *p = t->base + (rand_r(&t->seed) % NPAGES) * P;
 
 		churn_page(p, P, (unsigned)rand_r(&t->seed));
@@ -59,74 +59,66 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static void target_main(int rfd, int wfd, int life_ms)
+/* The target: once subscribed ("g"), 4 threads churn its pages for 1-4 s. */
+static void target_main(int cmd, int rep, char *base, size_t len)
 {
-	char *base = mmap(NULL, NPAGES * P, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	int life_ms = 1000 + rand_r(&seed) % 3000;
 	pthread_t th[4];
 	struct thr a[4];
 	char c;
 
-	if (base == MAP_FAILED || write(wfd, &base, sizeof(base)) != sizeof(base) ||
-	    read(rfd, &c, 1) != 1)
+	(void)rep;
+	(void)len;
+	if (read(cmd, &c, 1) != 1)
 		_exit(1);
 	for (int i = 0; i < 4; i++) {
-		a[i] = (struct thr){ base, drv_now_ns() + life_ms * 1000000LL,
+		a[i] = (struct thr){ base, (int64_t)mono_ns() + life_ms * 1000000LL,
 				     (unsigned int)getpid() * 4 + i };
 		pthread_create(&th[i], NULL, worker, &a[i]);
 	}
 	for (int i = 0; i < 4; i++)
 		pthread_join(th[i], NULL);
-	_exit(0);
 }
 
-static void start(struct target *t)
+static void start(struct stressed *s)
 {
-	int to[2], from[2];
-	char *base;
+	struct target *t = &s->t;
 
-	memset(t, 0, sizeof(*t));
-	if (pipe(to) || pipe(from))
-		return;
-	t->pid = fork();
-	if (t->pid == 0) {
-		close(drv_fd(d));
-		target_main(to[0], from[1], 1000 + rand_r(&seed) % 3000);
-	}
-	close(to[0]);
-	close(from[1]);
-	if (t->pid < 0 || read(from[0], &base, sizeof(base)) != sizeof(base)) {
+	memset(s, 0, sizeof(*s));
+	if (target_spawn(t, NPAGES * P, TARGET_POPULATE | TARGET_CLOSE_FDS, target_main)) {
 		bad_subs++;
+		if (t->pid > 0) {
+			close(t->cmd);
+			close(t->rep);
+		}
 		t->pid = 0;
-	} else {
-		t->base = (uint64_t)base;
-		if (drv_subscribe(d, t->pid, t->base, NPAGES * P, MMN_SUB_F_BLOCKING, 2000,
-				  &t->base_id))
-			bad_subs++;
-		if (write(to[1], "g", 1) != 1)
-			bad_subs++;
-		started++;
+		return;
 	}
-	close(to[1]);
-	close(from[0]);
+	if (drv_subscribe(d, t->pid, t->addr, NPAGES * P, MMN_SUB_F_BLOCKING, 2000, &s->base_id))
+		bad_subs++;
+	if (write(t->cmd, "g", 1) != 1)
+		bad_subs++;
+	started++;
+	close(t->cmd);
+	close(t->rep);
 }
 
-static void forget(struct target *t)
+static void forget(struct stressed *t)
 {
 	drv_unsubscribe(d, t->base_id);
 	for (int i = 0; i < t->nchurn; i++)
 		drv_unsubscribe(d, t->churn[i]);
-	t->pid = 0;
+	t->t.pid = 0;
 }
 
-static void churn(struct target *t)
+static void churn(struct stressed *t)
 {
-	if (!t->pid)
+	if (!t->t.pid)
 		return;
 	if (t->nchurn < NCHURN && rand_r(&seed) % 2) {
 		uint64_t first = rand_r(&seed) % NPAGES, n = 1 + rand_r(&seed) % (NPAGES - first);
 		uint32_t flags = rand_r(&seed) % 2 ? MMN_SUB_F_BLOCKING : 0;
-		int r = drv_subscribe(d, t->pid, t->base + first * P, n * P, flags, 2000,
+		int r = drv_subscribe(d, t->t.pid, t->t.addr + first * P, n * P, flags, 2000,
 				      &t->churn[t->nchurn]);
 
 		if (!r)
@@ -172,29 +164,15 @@ static long slab_bytes(void)
 	return total;
 }
 
-int main(int argc, char **argv)
+/* Until @secs have passed: ack, churn, replace the targets that exited. */
+static void run(struct stressed *t, int secs)
 {
-	int secs = argc > 1 ? atoi(argv[1]) : 60;
-	const char *ko = argc > 2 ? argv[2] : NULL;
-	struct target t[NT];
-	uint64_t st[MMN_STATS_A_MAX + 1];
-	long slab0 = -1, slab1;
-	char cmd[512];
-	int64_t end;
+	int64_t end = (int64_t)mono_ns() + secs * 1000000000LL;
 	int i;
 
-	if (ko) {
-		knob_write("/proc/sys/vm/drop_caches", "3");
-		slab0 = slab_bytes();
-		snprintf(cmd, sizeof(cmd), "insmod %s", ko);
-		tap_require(system(cmd) == 0);
-	}
-	d = kt_bind(2000);
-	tap_require(d);
 	for (i = 0; i < NT; i++)
 		start(&t[i]);
-	end = drv_now_ns() + secs * 1000000000LL;
-	while (drv_now_ns() < end) {
+	while ((int64_t)mono_ns() < end) {
 		struct drv_ev ev;
 		int status;
 
@@ -202,19 +180,26 @@ int main(int argc, char **argv)
 			handle(&ev);
 		churn(&t[rand_r(&seed) % NT]);
 		for (i = 0; i < NT; i++) {
-			if (t[i].pid && waitpid(t[i].pid, &status, WNOHANG) == t[i].pid) {
+			if (t[i].t.pid && waitpid(t[i].t.pid, &status, WNOHANG) == t[i].t.pid) {
 				exited++;
 				forget(&t[i]);
 				start(&t[i]);
 			}
 		}
 	}
+}
+
+/* SIGKILLs the targets left, then waits until every INVALIDATE has its END. */
+static void stop(struct stressed *t, uint64_t st[MMN_STATS_A_MAX + 1])
+{
+	int i;
+
 	for (i = 0; i < NT; i++) {
-		if (!t[i].pid)
+		if (!t[i].t.pid)
 			continue;
-		kill(t[i].pid, SIGKILL);
+		kill(t[i].t.pid, SIGKILL);
 		/* its threads may wait for our ACK: keep acking until it is gone */
-		while (waitpid(t[i].pid, NULL, WNOHANG) != t[i].pid) {
+		while (waitpid(t[i].t.pid, NULL, WNOHANG) != t[i].t.pid) {
 			struct drv_ev ev;
 
 			if (drv_next(d, &ev, 10) == 1)
@@ -231,6 +216,10 @@ int main(int argc, char **argv)
 			break;
 		drv_next(d, &ev, 10);
 	}
+}
+
+static void check_stats(const uint64_t st[MMN_STATS_A_MAX + 1])
+{
 	tap_diag("%ld targets, %llu events, %llu waits, %llu acks, %llu timeouts, %llu releases, "
 		 "%llu refused, %llu self skips", started,
 		 (unsigned long long)st[MMN_STATS_A_EVENTS], (unsigned long long)st[MMN_STATS_A_WAITS],
@@ -252,20 +241,56 @@ int main(int argc, char **argv)
 	       "nearly every wait ended by its ACK (others: target killed/unsubscribed)");
 	tap_ok(st[MMN_STATS_A_RELEASES] >= (uint64_t)exited, "a RELEASE per exited target");
 	tap_is_int(st[MMN_STATS_A_SUBS], 0, "no subscription left");
-	struct drv_sub subs[4];
+}
 
+/* insmod @ko; the kmalloc slab bytes before it. */
+static long load(const char *ko)
+{
+	char cmd[512];
+	long slab0;
+
+	knob_write("/proc/sys/vm/drop_caches", "3");
+	slab0 = slab_bytes();
+	snprintf(cmd, sizeof(cmd), "insmod %s", ko);
+	tap_require(system(cmd) == 0);
+	return slab0;
+}
+
+/* rmmod; the kmalloc slabs are back to @slab0. */
+static void unload(long slab0)
+{
+	long slab1;
+
+	tap_is_int(system("rmmod mmn"), 0, "rmmod");
+	tap_ok(access("/sys/module/mmn", F_OK) != 0, "module gone");
+	knob_write("/proc/sys/vm/drop_caches", "3");
+	slab1 = slab_bytes();
+	tap_diag("kmalloc slabs: %ld kB before insmod, %ld kB after rmmod", slab0 / 1024,
+		 slab1 / 1024);
+	tap_ok(slab1 - slab0 < 512 * 1024, "kmalloc slabs back to baseline (+%ld kB)",
+	       (slab1 - slab0) / 1024);
+}
+
+int main(int argc, char **argv)
+{
+	int secs = argc > 1 ? atoi(argv[1]) : 60;
+	const char *ko = argc > 2 ? argv[2] : NULL;
+	struct stressed t[NT];
+	uint64_t st[MMN_STATS_A_MAX + 1];
+	struct drv_sub subs[4];
+	long slab0 = -1;
+
+	if (ko)
+		slab0 = load(ko);
+	d = kt_bind(2000);
+	tap_require(d);
+	run(t, secs);
+	stop(t, st);
+	check_stats(st);
 	tap_is_int(drv_subs(d, subs, 4), 0, "GET_SUBS empty");
 	tap_is_int(drv_unbind(d), 0, "UNBIND");
 	drv_close(d);
-	if (ko) {
-		tap_is_int(system("rmmod mmn"), 0, "rmmod");
-		tap_ok(access("/sys/module/mmn", F_OK) != 0, "module gone");
-		knob_write("/proc/sys/vm/drop_caches", "3");
-		slab1 = slab_bytes();
-		tap_diag("kmalloc slabs: %ld kB before insmod, %ld kB after rmmod", slab0 / 1024,
-			 slab1 / 1024);
-		tap_ok(slab1 - slab0 < 512 * 1024, "kmalloc slabs back to baseline (+%ld kB)",
-		       (slab1 - slab0) / 1024);
-	}
+	if (ko)
+		unload(slab0);
 	return tap_done();
 }

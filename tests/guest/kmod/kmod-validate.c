@@ -20,13 +20,14 @@
 #include <netlink/msg.h>
 
 #include "kt.h"
+#include "lib/klog.h"
 #include "lib/knob.h"
 #include "tap.h"
 
 #define P KT_PAGE
 
 static struct drv *d;
-static struct tgt t;
+static struct target t;
 static uint64_t base;
 
 static void bad_sub(pid_t pid, uint64_t start, uint64_t len, uint32_t flags, int err,
@@ -209,34 +210,14 @@ static void t_max_subs(void)
 	knob_write(p, "4096");
 }
 
-/* Count kernel log records appended since fd was positioned. */
-static int klog_new(int fd)
-{
-	char buf[8192];
-	int n = 0;
-
-	for (;;) {
-		ssize_t r = read(fd, buf, sizeof(buf));
-
-		if (r < 0 && errno == EPIPE)
-			continue;
-		if (r <= 0)
-			break;
-		printf("# klog: %.*s", (int)r, buf);
-		n++;
-	}
-	return n;
-}
-
 static void t_quiet(void)
 {
-	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	int fd = klog_open();
 	struct drv *o = drv_open();
 	uint64_t b0 = kt_stat(d, MMN_STATS_A_BAD_REQUESTS);
 	int i, bad = 0;
 
 	tap_require(fd >= 0 && o);
-	lseek(fd, 0, SEEK_END);
 	for (i = 0; i < 10000; i++) {
 		int r;
 
@@ -267,19 +248,19 @@ static void t_quiet(void)
 
 int main(void)
 {
-	struct tgt_res r;
+	struct target_res r;
 
 	d = kt_bind(0);
 	tap_require(d);
-	tap_require(tgt_start(&t) == 0);
-	tap_require(tgt_do(&t, T_MMAP, 0, 16 * P, 0, &r) == 0);
+	tap_require(target_op_start(&t) == 0);
+	tap_require(target_op_do(&t, T_MMAP, 0, 16 * P, 0, &r) == 0);
 	base = r.val;
 	t_subscribe_input();
 	t_binding();
 	t_permissions();
 	t_max_subs();
 	t_quiet();
-	tgt_stop(&t);
+	target_op_stop(&t);
 	tap_is_int(drv_unbind(d), 0, "UNBIND");
 	drv_close(d);
 	return tap_done();

@@ -41,21 +41,21 @@ static void take(struct drv *d, struct drv_ev *ev, bool ack, struct kt_evs *evs)
 		drv_ack(d, ev->seq);
 }
 
-int64_t kt_op(struct drv *d, struct tgt *t, int op, uint64_t addr,
+int64_t kt_op(struct drv *d, struct target *t, int op, uint64_t addr,
 	      uint64_t len, uint64_t arg, bool ack, struct kt_evs *evs,
-	      struct tgt_res *r)
+	      struct target_res *r)
 {
-	struct tgt_res tmp;
+	struct target_res tmp;
 	struct drv_ev ev;
 
 	if (!r)
 		r = &tmp;
-	if (tgt_send(t, op, addr, len, arg))
+	if (target_op_send(t, op, addr, len, arg))
 		return -999;
 	for (;;) {
 		struct pollfd p[2] = {
 			{ .fd = drv_fd(d), .events = POLLIN },
-			{ .fd = t->res_fd, .events = POLLIN },
+			{ .fd = t->rep, .events = POLLIN },
 		};
 
 		while (drv_next(d, &ev, 0) == 1)
@@ -63,7 +63,7 @@ int64_t kt_op(struct drv *d, struct tgt *t, int op, uint64_t addr,
 		if (poll(p, 2, 60000) <= 0)
 			return -998;
 		if (p[1].revents) {
-			if (tgt_recv(t, r, 0) != 1)
+			if (target_op_recv(t, r, 0) != 1)
 				return -997;
 			break;
 		}
@@ -91,14 +91,14 @@ int kt_count(const struct kt_evs *evs, uint8_t cmd, const struct drv_ev **first)
 
 bool kt_wait_end(struct drv *d, uint64_t seq, struct kt_evs *evs, int timeout_ms)
 {
-	int64_t deadline = drv_now_ns() + (int64_t)timeout_ms * 1000000;
+	int64_t deadline = (int64_t)mono_ns() + (int64_t)timeout_ms * 1000000;
 	struct drv_ev ev;
 
 	for (int i = 0; evs && i < evs->n; i++)
 		if (evs->ev[i].cmd == MMN_CMD_INVALIDATE_END && evs->ev[i].seq == seq)
 			return true;
 	for (;;) {
-		int64_t left = (deadline - drv_now_ns()) / 1000000;
+		int64_t left = (deadline - (int64_t)mono_ns()) / 1000000;
 
 		if (left < 0 || drv_next(d, &ev, (int)left) != 1)
 			return false;

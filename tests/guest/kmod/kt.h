@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "drv.h"
-#include "target.h"
+#include "lib/target-op.h"
 
 #define KT_PAGE 4096UL
 #define KT_MAXEV 256
@@ -27,9 +27,9 @@ struct drv *kt_bind(uint32_t timeout_ms);
  * NEEDS_ACK one when ack is set.  Events sent before the operation returned
  * are all in the socket when its result arrives; they are collected too.
  */
-int64_t kt_op(struct drv *d, struct tgt *t, int op, uint64_t addr,
+int64_t kt_op(struct drv *d, struct target *t, int op, uint64_t addr,
 	      uint64_t len, uint64_t arg, bool ack, struct kt_evs *evs,
-	      struct tgt_res *r);
+	      struct target_res *r);
 /* Count of events of type cmd in evs; the first one in *first if not NULL. */
 int kt_count(const struct kt_evs *evs, uint8_t cmd, const struct drv_ev **first);
 /* Wait up to timeout_ms for INVALIDATE_END of seq (other events go to evs). */

@@ -351,31 +351,19 @@ static void test_other_process(void)
  * detach, destroy), each step asserting on the ksubs and records the
  * previous ones left; the cross-process steps are functions above.
  */
-int main(void)
+/* ---- the cases, in order, on one source and the test's own uffd ---- */
+
+static struct source_target self; /* this process, as the source knows it */
+static uint32_t ka, kb, kd, ke;	  /* ksubs [2,6), [8,12), [4,10), [20,24) */
+static int ctl;			  /* the test's own handle of the uffd, for UFFDIO_WRITEPROTECT */
+static bool fork_ok;		  /* the uffd reports fork (UFFD_FEATURE_EVENT_FORK) */
+
+/* Capabilities; ksub_add without a uffd, and uffds the source refuses. */
+static void test_caps_and_refusals(void)
 {
-	struct source_target self = {.pid = getpid(), .uffd = -1};
-	uint32_t a, b, d, e, f, id;
-	uint64_t features = 0;
-	bool fork_ok;
-	struct range r;
-	int fd, ctl, fds0, fds1, pfd[2];
-	size_t n0;
+	uint32_t id;
+	int pfd[2], raw;
 
-	P = sysconf(_SC_PAGESIZE);
-	fd = uffd_client_open(&features);
-	if (fd < 0)
-		tap_skip_all("userfaultfd(UFFD_USER_MODE_ONLY) is not available here");
-	fork_ok = features & UFFD_FEATURE_EVENT_FORK;
-	if (!fork_ok)
-		tap_diag("no CAP_SYS_PTRACE: UFFD_FEATURE_EVENT_FORK refused, fork is not reported");
-
-	tap_require(uv_loop_init(&loop) == 0);
-	self.pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-	fds0 = procstat_fds(getpid()) - 2; /* the source closes fd; pidfd is closed before counting again */
-	tap_require(mmn__source_uffd_new(&loop, emit, NULL, &src) == 0);
-	tap_require(src->ops->start(src) == 0);
-
-	/* Capabilities. */
 	tap_is_str(src->caps.name, "uffd", "caps: name");
 	tap_is_u64(src->caps.event_mask, 1u << 0 | 1u << 3 | 1u << 8 | 1u << 9,
 		   "caps: UNMAP, PROTECTION_PAGE, REMOVE, REMAP");
@@ -392,20 +380,22 @@ int main(void)
 	tap_is_int(src->ops->attach_uffd(src, &self, pfd[0]), -EINVAL, "attach a pipe -> -EINVAL");
 	tap_ok(fcntl(pfd[0], F_GETFD) < 0 && errno == EBADF, "the refused fd was closed by the source");
 	close(pfd[1]);
-	{
-		int raw = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+	raw = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+	tap_is_int(src->ops->attach_uffd(src, &self, raw), -EINVAL,
+		   "attach a uffd without UFFDIO_API events -> -EINVAL");
+}
 
-		tap_is_int(src->ops->attach_uffd(src, &self, raw), -EINVAL,
-			   "attach a uffd without UFFDIO_API events -> -EINVAL");
-	}
+/* The registered region, the uffd @fd attached, bad ksubs refused, ka..ke added. */
+static void test_attach(int fd)
+{
+	uint32_t id;
 
-	/* The registered region: 32 pages. */
 	/* 48 pages, the first 32 registered; the rest are spare room that no mmap() can land in. */
 	base = mmap(NULL, 48 * P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	tap_require(base != MAP_FAILED);
 	memset(base, 1, 48 * P);
 	tap_require(uffd_client_register(fd, A(0), 32 * (uint64_t)P) == 0);
-	ctl = dup(fd); /* the test's own handle for UFFDIO_WRITEPROTECT */
+	ctl = dup(fd);
 	tap_is_int(src->ops->attach_uffd(src, &self, fd), 0, "attach the uffd");
 
 	tap_is_int(src->ops->ksub_add(src, &self, A(0), 0, true, 0, &id), -EINVAL,
@@ -414,12 +404,19 @@ int main(void)
 		   "ksub_add overflowing range -> -EINVAL");
 	tap_is_int(src->ops->ksub_add(src, &self, 1ULL << 62, 0x1000, true, 0, &id), -EINVAL,
 		   "ksub_add past the user address space -> -EINVAL");
-	tap_require(src->ops->ksub_add(src, &self, A(2), 4 * (uint64_t)P, true, 0, &a) == 0);  /* [2,6)  */
-	tap_require(src->ops->ksub_add(src, &self, A(8), 4 * (uint64_t)P, false, 0, &b) == 0); /* [8,12) */
-	tap_require(src->ops->ksub_add(src, &self, A(4), 6 * (uint64_t)P, true, 0, &d) == 0);  /* [4,10) */
-	tap_require(src->ops->ksub_add(src, &self, A(20), 4 * (uint64_t)P, true, 0, &e) == 0); /* [20,24) */
-	tap_ok(a && b && d && e && a != b && b != d && d != e && a != e,
+	tap_require(src->ops->ksub_add(src, &self, A(2), 4 * (uint64_t)P, true, 0, &ka) == 0);  /* [2,6)  */
+	tap_require(src->ops->ksub_add(src, &self, A(8), 4 * (uint64_t)P, false, 0, &kb) == 0); /* [8,12) */
+	tap_require(src->ops->ksub_add(src, &self, A(4), 6 * (uint64_t)P, true, 0, &kd) == 0);  /* [4,10) */
+	tap_require(src->ops->ksub_add(src, &self, A(20), 4 * (uint64_t)P, true, 0, &ke) == 0); /* [20,24) */
+	tap_ok(ka && kb && kd && ke && ka != kb && kb != kd && kd != ke && ka != ke,
 	       "ksub ids are distinct and non-zero");
+}
+
+/* munmap, madvise and mremap: one pair each, clipped to the ksubs they touch. */
+static void test_events(void)
+{
+	struct range r;
+	size_t n0;
 
 	/* munmap [5,9): one event, clipped to A, D and B, in ascending start. */
 	n0 = nrecs;
@@ -427,7 +424,7 @@ int main(void)
 	tap_ok(run_op(do_munmap, &r), "munmap [5,9) returned");
 	tap_is_int(nrecs - n0, 2, "munmap: exactly one pair");
 	check_pair(n0, "munmap", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(5), A(9),
-		   (struct want_sub[]){{a, A(5), A(6)}, {d, A(5), A(9)}, {b, A(8), A(9)}}, 3, 3);
+		   (struct want_sub[]){{ka, A(5), A(6)}, {kd, A(5), A(9)}, {kb, A(8), A(9)}}, 3, 3);
 
 	/* madvise(MADV_DONTNEED) [10,11): REMOVE on B only. */
 	n0 = nrecs;
@@ -435,7 +432,7 @@ int main(void)
 	tap_ok(run_op(do_dontneed, &r), "madvise(DONTNEED) returned");
 	tap_is_int(nrecs - n0, 2, "madvise: exactly one pair");
 	check_pair(n0, "madvise", MMN__V1__EVENT_TYPE__EVENT_REMOVE, A(10), A(11),
-		   (struct want_sub[]){{b, A(10), A(11)}}, 1, 1);
+		   (struct want_sub[]){{kb, A(10), A(11)}}, 1, 1);
 
 	/* madvise(MADV_FREE) [20,21): REMOVE on E. */
 	n0 = nrecs;
@@ -443,7 +440,7 @@ int main(void)
 	tap_ok(run_op(do_free, &r), "madvise(FREE) returned");
 	tap_is_int(nrecs - n0, 2, "madvise(FREE): exactly one pair");
 	check_pair(n0, "madvise(FREE)", MMN__V1__EVENT_TYPE__EVENT_REMOVE, A(20), A(21),
-		   (struct want_sub[]){{e, A(20), A(21)}}, 1, 1);
+		   (struct want_sub[]){{ke, A(20), A(21)}}, 1, 1);
 
 	/* mremap [11,12) to an unregistered page: REMAP on the old range. */
 	remap_dest = base + 40 * P; /* mapped, not registered */
@@ -453,84 +450,101 @@ int main(void)
 	/* Linux (6.1 and 6.18 alike) queues REMAP, then an UNMAP of the old range (move_vma). */
 	tap_is_int(nrecs - n0, 4, "mremap: two pairs");
 	check_pair(n0, "mremap", MMN__V1__EVENT_TYPE__EVENT_REMAP, A(11), A(12),
-		   (struct want_sub[]){{b, A(11), A(12)}}, 1, 1);
+		   (struct want_sub[]){{kb, A(11), A(12)}}, 1, 1);
 	check_pair(n0 + 2, "mremap's unmap of the old range", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(11), A(12),
-		   (struct want_sub[]){{b, A(11), A(12)}}, 1, 1);
+		   (struct want_sub[]){{kb, A(11), A(12)}}, 1, 1);
 	tap_ok(*(volatile char *)remap_dest == 1, "mremap moved the page's contents");
+}
+
+/* Where no ksub is: the event is read (the munmap returns), nothing emitted. */
+static void test_no_ksub(void)
+{
+	struct range r;
+	size_t n0;
+
 	/* The moved page stays registered: unmapping it waits for the loop too. */
 	n0 = nrecs;
 	r = (struct range){((char *)remap_dest - base) / P, 1, 0};
 	tap_ok(run_op(do_munmap, &r), "munmap of the moved page returned");
 	tap_is_int(nrecs, n0, "munmap of the moved page (no ksub there): no event");
 
-	/* munmap outside every ksub: read (the munmap returns), nothing emitted. */
 	n0 = nrecs;
 	r = (struct range){13, 1, 0};
 	tap_ok(run_op(do_munmap, &r), "munmap [13,14) returned");
 	tap_is_int(nrecs, n0, "munmap outside every ksub: no event");
+}
 
-	/* fork: PROTECTION_PAGE over every ksub, whole; the child's uffd is closed. */
+/* fork while mmnd's fd table is full: the read needs a slot for the child's uffd. */
+static void test_fork_emfile(int fds1)
+{
+	struct rlimit old, low;
+	int fill[256], nfill = 0;
+	size_t n0;
+
+	tap_require(getrlimit(RLIMIT_NOFILE, &old) == 0);
+	low = old;
+	low.rlim_cur = 128;
+	tap_require(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	while (nfill < 256) {
+		int nf = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+		if (nf < 0)
+			break;
+		fill[nfill++] = nf;
+	}
 	n0 = nrecs;
-	fds1 = procstat_fds(getpid());
+	tap_ok(errno == EMFILE && run_op(do_fork, NULL), "fork with no free fd in the reader returned");
+	tap_is_int(nrecs - n0, 2, "fork under EMFILE: reported (the reserve fd made room)");
+	while (nfill)
+		close(fill[--nfill]);
+	setrlimit(RLIMIT_NOFILE, &old);
+	tap_is_int(procstat_fds(getpid()), fds1, "fork under EMFILE: no fd leaked, the reserve is back");
+}
+
+/* fork: PROTECTION_PAGE over every ksub, whole; the child's uffd is closed. */
+static void test_fork(void)
+{
+	size_t n0 = nrecs;
+	int fds1 = procstat_fds(getpid());
+
 	tap_ok(run_op(do_fork, NULL), "fork returned");
 	if (fork_ok) {
 		tap_is_int(nrecs - n0, 2, "fork: exactly one pair");
 		check_pair(n0, "fork", MMN__V1__EVENT_TYPE__EVENT_PROTECTION_PAGE, A(2), A(24),
 			   (struct want_sub[]){
-				   {a, A(2), A(6)}, {d, A(4), A(10)}, {b, A(8), A(12)}, {e, A(20), A(24)}},
+				   {ka, A(2), A(6)}, {kd, A(4), A(10)}, {kb, A(8), A(12)}, {ke, A(20), A(24)}},
 			   4, 4);
 	} else {
 		tap_is_int(nrecs, n0, "fork without EVENT_FORK: no event (documented weakness)");
 	}
 	tap_is_int(procstat_fds(getpid()), fds1, "fork: the child's uffd was closed, no fd leaked");
+	if (fork_ok)
+		test_fork_emfile(fds1);
+}
 
-	/* fork while mmnd's fd table is full: the read needs a slot for the child's uffd. */
-	if (fork_ok) {
-		struct rlimit old, low;
-		int fill[256], nfill = 0;
-
-		tap_require(getrlimit(RLIMIT_NOFILE, &old) == 0);
-		low = old;
-		low.rlim_cur = 128;
-		tap_require(setrlimit(RLIMIT_NOFILE, &low) == 0);
-		while (nfill < 256) {
-			int nf = open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-			if (nf < 0)
-				break;
-			fill[nfill++] = nf;
-		}
-		n0 = nrecs;
-		tap_ok(errno == EMFILE && run_op(do_fork, NULL),
-		       "fork with no free fd in the reader returned");
-		tap_is_int(nrecs - n0, 2, "fork under EMFILE: reported (the reserve fd made room)");
-		while (nfill)
-			close(fill[--nfill]);
-		setrlimit(RLIMIT_NOFILE, &old);
-		tap_is_int(procstat_fds(getpid()), fds1, "fork under EMFILE: no fd leaked, the reserve is back");
-	}
+/* A page fault; ksub_del, also from inside INVALIDATE (END lists only the live ksub). */
+static void test_fault_and_del(void)
+{
+	struct uffdio_writeprotect wp = {.range = {A(21), (uint64_t)P}, .mode = UFFDIO_WRITEPROTECT_MODE_WP};
+	struct range r;
+	uint32_t f;
+	size_t n0;
 
 	/* A page fault (the client write-protected a page itself): resolved, the writer returns. */
-	{
-		struct uffdio_writeprotect wp = {.range = {A(21), (uint64_t)P},
-						 .mode = UFFDIO_WRITEPROTECT_MODE_WP};
-
-		n0 = nrecs;
-		tap_is_int(ioctl(ctl, UFFDIO_WRITEPROTECT, &wp), 0, "client write-protects a page");
-		tap_ok(run_op(do_write, base + 21 * P),
-		       "a write fault on it is resolved, the writer returns");
-		tap_ok(base[21 * P] == 42, "the write landed");
-		tap_is_int(nrecs, n0, "a page fault emits no invalidation");
-	}
+	n0 = nrecs;
+	tap_is_int(ioctl(ctl, UFFDIO_WRITEPROTECT, &wp), 0, "client write-protects a page");
+	tap_ok(run_op(do_write, base + 21 * P), "a write fault on it is resolved, the writer returns");
+	tap_ok(base[21 * P] == 42, "the write landed");
+	tap_is_int(nrecs, n0, "a page fault emits no invalidation");
 
 	/* ksub_del, then an event only the remaining ksub sees. */
-	tap_is_int(src->ops->ksub_del(src, d), 0, "ksub_del");
-	tap_is_int(src->ops->ksub_del(src, d), -ENOENT, "ksub_del twice -> -ENOENT");
+	tap_is_int(src->ops->ksub_del(src, kd), 0, "ksub_del");
+	tap_is_int(src->ops->ksub_del(src, kd), -ENOENT, "ksub_del twice -> -ENOENT");
 	n0 = nrecs;
 	r = (struct range){4, 1, 0};
 	tap_ok(run_op(do_munmap, &r), "munmap [4,5) returned");
 	check_pair(n0, "munmap after ksub_del", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(4), A(5),
-		   (struct want_sub[]){{a, A(4), A(5)}}, 1, 1);
+		   (struct want_sub[]){{ka, A(4), A(5)}}, 1, 1);
 
 	/* The broker deletes a listed ksub from inside INVALIDATE: END lists only the live one. */
 	tap_require(src->ops->ksub_add(src, &self, A(22), 8 * (uint64_t)P, true, 0, &f) == 0); /* [22,30) */
@@ -539,125 +553,153 @@ int main(void)
 	r = (struct range){22, 2, 0};
 	tap_ok(run_op(do_munmap, &r), "munmap [22,24) returned");
 	check_pair(n0, "munmap with reentrant ksub_del", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(22), A(24),
-		   (struct want_sub[]){{e, A(22), A(24)}, {f, A(22), A(24)}}, 2, 1);
+		   (struct want_sub[]){{ke, A(22), A(24)}, {f, A(22), A(24)}}, 2, 1);
 	tap_is_int(src->ops->ksub_del(src, f), -ENOENT, "the reentrantly deleted ksub is gone");
+}
 
-	/*
-	 * A second connection of the same process attaches its own uffd for
-	 * another range; mmnd registers for it (the library keeps no copy).
-	 */
-	{
-		char *r2 = base + 44 * P; /* mapped, not registered yet */
-		uint64_t f2, a2 = (uint64_t)(uintptr_t)r2;
-		struct source_target two = self;
-		int fd2 = uffd_client_open(&f2);
-		uint32_t g;
+/*
+ * A second connection @two of the same process attaches its own uffd for
+ * another range at @r2; mmnd registers for it (the library keeps no copy).
+ * Its ksub there: the result.
+ */
+static uint32_t test_second_uffd(struct source_target *two, char *r2)
+{
+	uint64_t f2, a2 = (uint64_t)(uintptr_t)r2;
+	int fd2 = uffd_client_open(&f2);
+	struct range r;
+	uint32_t g;
+	size_t n0;
 
-		two.conn = 2;
-		tap_require(fd2 >= 0);
-		tap_is_int(src->ops->attach_uffd(src, &two, fd2), 0, "a second uffd for the same pid");
-		tap_is_int(src->ops->uffd_register(src, getpid(), 3, a2, a2 + 4 * (uint64_t)P, true),
-			   -ENOTCONN, "uffd_register for a connection without a uffd -> -ENOTCONN");
-		tap_is_int(src->ops->uffd_register(src, getpid(), 2, A(30), A(34), true), -EBUSY,
-			   "uffd_register (strict) over the first uffd's range -> -EBUSY");
-		tap_is_int(src->ops->uffd_register(src, getpid(), 2, a2, a2 + 4 * (uint64_t)P - 1, true), 0,
-			   "uffd_register (strict) of its own range");
-		tap_is_int(src->ops->uffd_register(src, getpid(), 2, a2, a2 + 2 * (uint64_t)P, true), 0,
-			   "an overlapping registration");
-		tap_require(src->ops->ksub_add(src, &two, a2, 2 * (uint64_t)P, true, 0, &g) == 0);
-		n0 = nrecs;
-		r = (struct range){(r2 - base) / P, 1, 0};
-		tap_ok(run_op(do_munmap, &r), "munmap in the second uffd's range returned");
-		check_pair(n0, "second uffd", MMN__V1__EVENT_TYPE__EVENT_UNMAP, a2, a2 + P,
-			   (struct want_sub[]){{g, a2, a2 + P}}, 1, 1);
-		/* Undo the wide one: the narrow one still covers [44,46). */
-		src->ops->uffd_unregister(src, getpid(), 2, a2, a2 + 4 * (uint64_t)P - 1);
-		n0 = nrecs;
-		r = (struct range){(r2 - base) / P + 3, 1, 0};
-		tap_ok(run_op(do_munmap, &r), "munmap [47,48) returned");
-		tap_is_int(nrecs, n0, "unregistered where no other registration covers it: no event");
-		n0 = nrecs;
-		r = (struct range){(r2 - base) / P + 1, 1, 0};
-		tap_ok(run_op(do_munmap, &r), "munmap [45,46) returned");
-		check_pair(n0, "still registered through the overlapping one",
-			   MMN__V1__EVENT_TYPE__EVENT_UNMAP, a2 + P, a2 + 2 * P,
-			   (struct want_sub[]){{g, a2 + P, a2 + 2 * P}}, 1, 1);
-		/*
-		 * Lenient: [40,48) has holes now (40, 45, 47) and foreign memory in
-		 * the others: 44 mapped again and registered with the first uffd
-		 * (-EBUSY), 47 a read-only shared file mapping (-EPERM).  What is
-		 * ours to watch is registered, the rest skipped.
-		 */
-		{
-			char path[64];
-			int mfd = memfd_create("ro", MFD_CLOEXEC), ro;
+	tap_require(fd2 >= 0);
+	tap_is_int(src->ops->attach_uffd(src, two, fd2), 0, "a second uffd for the same pid");
+	tap_is_int(src->ops->uffd_register(src, getpid(), 3, a2, a2 + 4 * (uint64_t)P, true), -ENOTCONN,
+		   "uffd_register for a connection without a uffd -> -ENOTCONN");
+	tap_is_int(src->ops->uffd_register(src, getpid(), 2, A(30), A(34), true), -EBUSY,
+		   "uffd_register (strict) over the first uffd's range -> -EBUSY");
+	tap_is_int(src->ops->uffd_register(src, getpid(), 2, a2, a2 + 4 * (uint64_t)P - 1, true), 0,
+		   "uffd_register (strict) of its own range");
+	tap_is_int(src->ops->uffd_register(src, getpid(), 2, a2, a2 + 2 * (uint64_t)P, true), 0,
+		   "an overlapping registration");
+	tap_require(src->ops->ksub_add(src, two, a2, 2 * (uint64_t)P, true, 0, &g) == 0);
+	n0 = nrecs;
+	r = (struct range){(r2 - base) / P, 1, 0};
+	tap_ok(run_op(do_munmap, &r), "munmap in the second uffd's range returned");
+	check_pair(n0, "second uffd", MMN__V1__EVENT_TYPE__EVENT_UNMAP, a2, a2 + P,
+		   (struct want_sub[]){{g, a2, a2 + P}}, 1, 1);
+	/* Undo the wide one: the narrow one still covers [44,46). */
+	src->ops->uffd_unregister(src, getpid(), 2, a2, a2 + 4 * (uint64_t)P - 1);
+	n0 = nrecs;
+	r = (struct range){(r2 - base) / P + 3, 1, 0};
+	tap_ok(run_op(do_munmap, &r), "munmap [47,48) returned");
+	tap_is_int(nrecs, n0, "unregistered where no other registration covers it: no event");
+	n0 = nrecs;
+	r = (struct range){(r2 - base) / P + 1, 1, 0};
+	tap_ok(run_op(do_munmap, &r), "munmap [45,46) returned");
+	check_pair(n0, "still registered through the overlapping one", MMN__V1__EVENT_TYPE__EVENT_UNMAP,
+		   a2 + P, a2 + 2 * P, (struct want_sub[]){{g, a2 + P, a2 + 2 * P}}, 1, 1);
+	return g;
+}
 
-			tap_require(mmap(r2, P, PROT_READ | PROT_WRITE,
-					 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == r2);
-			tap_require(uffd_client_register(ctl, a2, (uint64_t)P) == 0);
-			snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
-			ro = open(path, O_RDONLY | O_CLOEXEC);
-			tap_require(mfd >= 0 && ro >= 0 && ftruncate(mfd, P) == 0);
-			tap_require(mmap(r2 + 3 * P, P, PROT_READ, MAP_SHARED | MAP_FIXED, ro, 0) ==
-				    r2 + 3 * P);
-			close(ro);
-			close(mfd);
-		}
-		tap_is_int(src->ops->uffd_register(src, getpid(), 2, A(40), A(48), true), -EBUSY,
-			   "uffd_register (strict) over another uffd's page -> -EBUSY");
-		mmn__source_uffd_no_maps = true; /* as when mmnd may not read the client's maps */
-		tap_is_int(src->ops->uffd_register(src, getpid(), 2, A(40), A(48), false), 0,
-			   "uffd_register (lenient, by bisection) over holes and foreign memory");
-		mmn__source_uffd_no_maps = false;
-		tap_require(src->ops->ksub_add(src, &two, A(40), 8 * (uint64_t)P, true, 0, &f) == 0);
-		n0 = nrecs;
-		r = (struct range){41, 1, 0};
-		tap_ok(run_op(do_munmap, &r), "munmap [41,42) returned");
-		check_pair(n0, "lenient registration by bisection", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(41),
-			   A(42), (struct want_sub[]){{f, A(41), A(42)}}, 1, 1);
-		src->ops->uffd_unregister(src, getpid(), 2, A(40), A(48));
-		n0 = nrecs;
-		r = (struct range){43, 1, 0};
-		tap_ok(run_op(do_munmap, &r), "munmap [43,44) returned");
-		tap_is_int(nrecs, n0, "unregistered (lenient) past the foreign pages: no event");
-		tap_ok(mmap(base + 43 * P, P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-			    -1, 0) == base + 43 * P,
-		       "page 43 mapped again");
-		tap_is_int(src->ops->uffd_register(src, getpid(), 2, A(40), A(48), false), 0,
-			   "uffd_register (lenient, VMA by VMA from the maps) over holes and foreign memory");
-		n0 = nrecs;
-		r = (struct range){43, 1, 0};
-		tap_ok(run_op(do_munmap, &r), "munmap [43,44) returned");
-		check_pair(n0, "lenient registration by the maps", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(43),
-			   A(44), (struct want_sub[]){{f, A(43), A(44)}}, 1, 1);
+/*
+ * [40,48) has holes now (40, 45, 47); foreign memory goes into the others:
+ * 44 mapped again and registered with the first uffd, 47 a read-only
+ * shared file mapping.
+ */
+static void map_foreign(char *r2)
+{
+	char path[64];
+	int mfd = memfd_create("ro", MFD_CLOEXEC), ro;
 
-		/* That connection goes: mmnd closes its uffd, the only descriptor of it. */
-		src->ops->detach_uffd(src, getpid(), 2);
-		n0 = nrecs;
-		r = (struct range){42, 1, 0};
-		tap_ok(run_op(do_munmap, &r), "munmap after that connection detached returned");
-		tap_is_int(nrecs, n0, "its uffd was closed (the range is unregistered): no event");
-		n0 = nrecs;
-		r = (struct range){3, 1, 0};
-		tap_ok(run_op(do_munmap, &r), "munmap [3,4) in the first uffd's range returned");
-		check_pair(n0, "first uffd still read", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(3), A(4),
-			   (struct want_sub[]){{a, A(3), A(4)}}, 1, 1);
-		tap_is_int(src->ops->ksub_del(src, g), 0, "ksub_del of the second range");
-		tap_is_int(src->ops->ksub_del(src, f), 0, "ksub_del of the lenient range");
-		munmap(r2 + 2 * P, 2 * P); /* unregistered now: no wait */
-		munmap(base + 40 * P, 4 * P);
-		r = (struct range){44, 1, 0};
-		tap_ok(run_op(do_munmap, &r), "munmap of the first uffd's page 44 returned");
-	}
+	tap_require(mmap(r2, P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == r2);
+	tap_require(uffd_client_register(ctl, (uint64_t)(uintptr_t)r2, (uint64_t)P) == 0);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
+	ro = open(path, O_RDONLY | O_CLOEXEC);
+	tap_require(mfd >= 0 && ro >= 0 && ftruncate(mfd, P) == 0);
+	tap_require(mmap(r2 + 3 * P, P, PROT_READ, MAP_SHARED | MAP_FIXED, ro, 0) == r2 + 3 * P);
+	close(ro);
+	close(mfd);
+}
 
-	/* The other ops. */
-	tap_is_int(src->ops->ksub_set_blocking(src, a, false), 0, "ksub_set_blocking");
+/*
+ * Lenient registration over holes and foreign memory (-EBUSY at 44, -EPERM
+ * at 47): what is ours to watch is registered, the rest skipped.  The
+ * second connection's ksub over [40,48): the result.
+ */
+static uint32_t test_lenient(struct source_target *two, char *r2)
+{
+	struct range r;
+	uint32_t f;
+	size_t n0;
+
+	map_foreign(r2);
+	tap_is_int(src->ops->uffd_register(src, getpid(), 2, A(40), A(48), true), -EBUSY,
+		   "uffd_register (strict) over another uffd's page -> -EBUSY");
+	mmn__source_uffd_no_maps = true; /* as when mmnd may not read the client's maps */
+	tap_is_int(src->ops->uffd_register(src, getpid(), 2, A(40), A(48), false), 0,
+		   "uffd_register (lenient, by bisection) over holes and foreign memory");
+	mmn__source_uffd_no_maps = false;
+	tap_require(src->ops->ksub_add(src, two, A(40), 8 * (uint64_t)P, true, 0, &f) == 0);
+	n0 = nrecs;
+	r = (struct range){41, 1, 0};
+	tap_ok(run_op(do_munmap, &r), "munmap [41,42) returned");
+	check_pair(n0, "lenient registration by bisection", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(41), A(42),
+		   (struct want_sub[]){{f, A(41), A(42)}}, 1, 1);
+	src->ops->uffd_unregister(src, getpid(), 2, A(40), A(48));
+	n0 = nrecs;
+	r = (struct range){43, 1, 0};
+	tap_ok(run_op(do_munmap, &r), "munmap [43,44) returned");
+	tap_is_int(nrecs, n0, "unregistered (lenient) past the foreign pages: no event");
+	tap_ok(mmap(base + 43 * P, P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+		    0) == base + 43 * P,
+	       "page 43 mapped again");
+	tap_is_int(src->ops->uffd_register(src, getpid(), 2, A(40), A(48), false), 0,
+		   "uffd_register (lenient, VMA by VMA from the maps) over holes and foreign memory");
+	n0 = nrecs;
+	r = (struct range){43, 1, 0};
+	tap_ok(run_op(do_munmap, &r), "munmap [43,44) returned");
+	check_pair(n0, "lenient registration by the maps", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(43), A(44),
+		   (struct want_sub[]){{f, A(43), A(44)}}, 1, 1);
+	return f;
+}
+
+/* The second connection goes: mmnd closes its uffd, the only descriptor of it. */
+static void test_second_detach(char *r2, uint32_t g, uint32_t f)
+{
+	struct range r;
+	size_t n0;
+
+	src->ops->detach_uffd(src, getpid(), 2);
+	n0 = nrecs;
+	r = (struct range){42, 1, 0};
+	tap_ok(run_op(do_munmap, &r), "munmap after that connection detached returned");
+	tap_is_int(nrecs, n0, "its uffd was closed (the range is unregistered): no event");
+	n0 = nrecs;
+	r = (struct range){3, 1, 0};
+	tap_ok(run_op(do_munmap, &r), "munmap [3,4) in the first uffd's range returned");
+	check_pair(n0, "first uffd still read", MMN__V1__EVENT_TYPE__EVENT_UNMAP, A(3), A(4),
+		   (struct want_sub[]){{ka, A(3), A(4)}}, 1, 1);
+	tap_is_int(src->ops->ksub_del(src, g), 0, "ksub_del of the second range");
+	tap_is_int(src->ops->ksub_del(src, f), 0, "ksub_del of the lenient range");
+	munmap(r2 + 2 * P, 2 * P); /* unregistered now: no wait */
+	munmap(base + 40 * P, 4 * P);
+	r = (struct range){44, 1, 0};
+	tap_ok(run_op(do_munmap, &r), "munmap of the first uffd's page 44 returned");
+}
+
+/* The other ops; then detach with ksubs left: each gets REVOKED{source gone}. */
+static void test_detach(void)
+{
+	struct range r;
+	uint32_t id;
+	size_t n0;
+
+	tap_is_int(src->ops->ksub_set_blocking(src, ka, false), 0, "ksub_set_blocking");
 	tap_is_int(src->ops->ksub_set_blocking(src, 999999, false), -ENOENT,
 		   "ksub_set_blocking unknown -> -ENOENT");
-	tap_is_int(src->ops->ksub_resynced(src, a), 0, "ksub_resynced");
+	tap_is_int(src->ops->ksub_resynced(src, ka), 0, "ksub_resynced");
 	tap_is_int(src->ops->ack(src, recs[0].ev.event_id), -ENOENT, "ack -> -ENOENT: nobody waits");
 
-	/* Detach with ksubs left: each gets REVOKED{source gone}, from the next loop iteration. */
+	/* REVOKED comes from the next loop iteration. */
 	close(ctl);
 	n0 = nrecs;
 	src->ops->detach_uffd(src, getpid(), 0);
@@ -666,8 +708,8 @@ int main(void)
 	tap_is_int(nrecs - n0, 3, "detach_uffd: one REVOKED per remaining ksub");
 	for (size_t i = n0; i < nrecs; i++)
 		tap_ok(recs[i].ev.kind == SOURCE_REVOKED && recs[i].ev.reason == 4 && recs[i].ev.nsubs == 1 &&
-			       (recs[i].subs[0].ksub_id == a || recs[i].subs[0].ksub_id == b ||
-				recs[i].subs[0].ksub_id == e),
+			       (recs[i].subs[0].ksub_id == ka || recs[i].subs[0].ksub_id == kb ||
+				recs[i].subs[0].ksub_id == ke),
 		       "REVOKED{source gone} for ksub %u", recs[i].subs[0].ksub_id);
 	n0 = nrecs;
 	r = (struct range){2, 1, 0};
@@ -675,10 +717,45 @@ int main(void)
 	tap_is_int(nrecs, n0, "no event after detach");
 	tap_is_int(src->ops->ksub_add(src, &self, A(0), (uint64_t)P, true, 0, &id), -EOPNOTSUPP,
 		   "ksub_add after detach -> -EOPNOTSUPP");
-	tap_ok(src->ops->ksub_del(src, a) == 0 && src->ops->ksub_del(src, b) == 0 &&
-		       src->ops->ksub_del(src, e) == 0,
+	tap_ok(src->ops->ksub_del(src, ka) == 0 && src->ops->ksub_del(src, kb) == 0 &&
+		       src->ops->ksub_del(src, ke) == 0,
 	       "revoked ksubs are deleted once");
+}
 
+int main(void)
+{
+	struct source_target two;
+	uint64_t features = 0;
+	uint32_t g, f;
+	int fd, fds0;
+
+	P = sysconf(_SC_PAGESIZE);
+	self = (struct source_target){.pid = getpid(), .uffd = -1};
+	fd = uffd_client_open(&features);
+	if (fd < 0)
+		tap_skip_all("userfaultfd(UFFD_USER_MODE_ONLY) is not available here");
+	fork_ok = features & UFFD_FEATURE_EVENT_FORK;
+	if (!fork_ok)
+		tap_diag("no CAP_SYS_PTRACE: UFFD_FEATURE_EVENT_FORK refused, fork is not reported");
+
+	tap_require(uv_loop_init(&loop) == 0);
+	self.pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	fds0 = procstat_fds(getpid()) - 2; /* the source closes fd; pidfd is closed before counting again */
+	tap_require(mmn__source_uffd_new(&loop, emit, NULL, &src) == 0);
+	tap_require(src->ops->start(src) == 0);
+
+	test_caps_and_refusals();
+	test_attach(fd);
+	test_events();
+	test_no_ksub();
+	test_fork();
+	test_fault_and_del();
+	two = self;
+	two.conn = 2;
+	g = test_second_uffd(&two, base + 44 * P); /* mapped, not registered yet */
+	f = test_lenient(&two, base + 44 * P);
+	test_second_detach(base + 44 * P, g, f);
+	test_detach();
 	test_other_process();
 
 	src->ops->destroy(src);

@@ -3,7 +3,7 @@
  * Fault campaign: libmmn clients SIGKILLed at random points against one
  * long-running mmnd (userfaultfd source).
  *
- *   usage: test-campaign-clients MMND [KILLS [no-rss]]     (default 500)
+ *   usage: test-mmnd-campaign-clients MMND [KILLS [no-rss]]     (default 500)
  *   no-rss skips the RSS check (sanitizer builds keep freed memory).
  *   MMN_TEST_SEED=N replays a run (the seed is printed first).
  *
@@ -313,7 +313,7 @@ int main(int argc, char **argv)
 	bool ok = true;
 
 	if (argc < 2)
-		tap_skip_all("usage: test-campaign-clients MMND [KILLS [no-rss]]");
+		tap_skip_all("usage: test-mmnd-campaign-clients MMND [KILLS [no-rss]]");
 	if (!mmnd_run_uffd_available())
 		tap_skip_all("userfaultfd(UFFD_USER_MODE_ONLY) is not available here");
 	signal(SIGPIPE, SIG_IGN);

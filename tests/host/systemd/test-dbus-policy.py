@@ -8,7 +8,7 @@ name.  The policy's group "mmn" is replaced by "nogroup" (nobody's own
 group in the user database, which is what the bus consults), and
 fake-broker accepts gid 65534 for reads.  TAP; needs root.
 
-    test-policy.py FAKE-BROKER POLICY MMNCTL
+    test-dbus-policy.py FAKE-BROKER POLICY MMNCTL
 """
 import os
 import shutil

@@ -6,7 +6,7 @@
  * the credential checks (another uid may read only in the admin group and
  * may never change anything).
  *
- *   test-bus FAKE-BROKER [MAN-PAGE]
+ *   test-admin-dbus FAKE-BROKER [MAN-PAGE]
  *
  * With MAN-PAGE (man/org.mmn.Broker1.5), its interface block and the
  * introspection data must name the same methods, signals and properties.
@@ -628,7 +628,7 @@ int main(int argc, char **argv)
 	int r, status;
 
 	if (argc != 2 && argc != 3) {
-		fprintf(stderr, "usage: test-bus FAKE-BROKER [MAN-PAGE]\n");
+		fprintf(stderr, "usage: test-admin-dbus FAKE-BROKER [MAN-PAGE]\n");
 		return 2;
 	}
 	private_bus_start_tap(&pb);

@@ -5,7 +5,7 @@
  * unmapped part and REMOVE for MADV_DONTNEED; after mmnd is killed and
  * restarted the library reconnects, delivers RESYNC for the whole
  * subscription and the subscription works again.
- *   test-mmnd-client MMND
+ *   test-libmmn-mmnd MMND
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -135,54 +135,39 @@ static void dispatch_until_inval(struct mmn_client *c, const struct rec *rec, un
  * second client, mmnd killed and restarted, RESYNC, events again), each step
  * asserting on the state the previous ones left in rec, c, s and the buffers.
  */
-int main(int argc, char **argv)
+/* ---- the cases, in order ---- */
+
+static struct rec rec;	/* what the first client's callbacks saw */
+static long ps;		/* page size */
+static char *buf;	/* the first client's 64 pages */
+static uintptr_t b;	/* buf as a number */
+
+/* Map buf and subscribe to pages [2, 62) of it; what cannot be subscribed. */
+static struct mmn_sub *subscribe_own(struct mmn_client *c)
 {
-	struct rec rec = {0};
 	struct mmn_sub_opts o = {.size = sizeof(o),
 				 .flags = MMN_SUB_BLOCKING,
 				 .invalidate = on_inval,
 				 .invalidate_end = on_end,
 				 .userdata = &rec};
-	long ps = sysconf(_SC_PAGESIZE);
-	struct mmn_sub_opts o2 = {.size = sizeof(o2),
-				  .flags = MMN_SUB_NONBLOCKING,
-				  .invalidate = thr_inval,
-				  .invalidate_end = thr_end};
-	struct mmn_client *c, *c2;
-	struct mmn_sub *s, *s2, *tmp;
-	char *buf2;
-	unsigned from, ends;
-	uintptr_t b;
-	char *buf;
-	pid_t pid;
-	int r;
+	struct mmn_sub *s, *tmp;
 
-	if (argc != 2)
-		skip_all("usage: test-mmnd-client MMND");
-	if (!mmnd_run_uffd_available())
-		skip_all("userfaultfd unavailable (or under valgrind): the uffd source cannot run here");
-	signal(SIGPIPE, SIG_IGN);
-	tap_require(mkdtemp(dir) != NULL);
-	snprintf(sock, sizeof(sock), "%s/mmnd.sock", dir);
-	pid = start_mmnd(argv[1]);
-	tap_require(pid > 0);
-
-	tap_require(mmn_connect(sock, &c) == 0);
-	tap_ok(!!(mmn_capabilities(c) & MMN_CAP_SELF_ONLY), "uffd source: self only");
-	tap_ok(!!(mmn_capabilities(c) & (1ull << MMN_EVENT_UNMAP)), "uffd source delivers UNMAP");
 	buf = mmap(NULL, 64 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	tap_require(buf != MAP_FAILED);
 	memset(buf, 1, 64 * ps);
 	b = (uintptr_t)buf;
 	tap_is_int(mmn_subscribe(c, 0, b + 2 * ps, 60 * ps, &o, &s), 0, "subscribe own memory (blocking)");
-	{
-		tap_is_int(mmn_subscribe(c, getppid(), b, ps, &o, &tmp), -EOPNOTSUPP,
-			   "another pid -> -EOPNOTSUPP");
+	tap_is_int(mmn_subscribe(c, getppid(), b, ps, &o, &tmp), -EOPNOTSUPP, "another pid -> -EOPNOTSUPP");
+	munmap(buf + 63 * ps, ps);
+	tap_is_int(mmn_subscribe(c, 0, b + 62 * ps, 2 * ps, &o, &tmp), -ENOMEM,
+		   "range not fully mapped -> -ENOMEM");
+	return s;
+}
 
-		munmap(buf + 63 * ps, ps);
-		tap_is_int(mmn_subscribe(c, 0, b + 62 * ps, 2 * ps, &o, &tmp), -ENOMEM,
-			   "range not fully mapped -> -ENOMEM");
-	}
+/* munmap and madvise: UNMAP and REMOVE for exactly the subscribed part. */
+static void test_events(struct mmn_client *c)
+{
+	unsigned from;
 
 	/* munmap [0, 8) pages: the sub covers [2, 62), so exactly [2, 8). */
 	munmap(buf, 8 * ps);
@@ -197,57 +182,100 @@ int main(int argc, char **argv)
 	madvise(buf + 10 * ps, 2 * ps, MADV_DONTNEED);
 	dispatch_until(c, &rec.nend, 2);
 	tap_ok(has_inval(&rec, from, b + 10 * ps, b + 12 * ps, MMN_EVENT_REMOVE), "REMOVE for MADV_DONTNEED");
+}
 
-	/* A second client on its library thread, with its own buffer. */
+/* A second client on its library thread, subscribed to its own 8 pages at *@buf2. */
+static struct mmn_sub *start_second(struct mmn_client **c2, char **buf2)
+{
+	struct mmn_sub_opts o2 = {.size = sizeof(o2),
+				  .flags = MMN_SUB_NONBLOCKING,
+				  .invalidate = thr_inval,
+				  .invalidate_end = thr_end};
+	struct mmn_sub *s2;
+
 	thr_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	tap_require(mmn_connect(sock, &c2) == 0);
-	tap_is_int(mmn_start_thread(c2), 0, "second client: library thread");
-	buf2 = mmap(NULL, 8 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	tap_require(buf2 != MAP_FAILED);
-	tap_is_int(mmn_subscribe(c2, 0, (uintptr_t)buf2, 8 * ps, &o2, &s2), 0, "second client subscribed");
+	tap_require(mmn_connect(sock, c2) == 0);
+	tap_is_int(mmn_start_thread(*c2), 0, "second client: library thread");
+	*buf2 = mmap(NULL, 8 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	tap_require(*buf2 != MAP_FAILED);
+	tap_is_int(mmn_subscribe(*c2, 0, (uintptr_t)*buf2, 8 * ps, &o2, &s2), 0, "second client subscribed");
+	return s2;
+}
 
-	/* Kill mmnd: the connection drops, read_retry collides, mmnd restarts, RESYNC. */
+/* Kill mmnd (@pid): the connection drops, read_retry collides; the new mmnd's pid. */
+static pid_t kill_and_restart(struct mmn_client *c, struct mmn_sub *s, pid_t pid, const char *mmnd)
+{
+	/*
+	 * With the uffd's fork event, fork() waits until mmnd reads it: with
+	 * mmnd dead it must not hang (the library keeps no descriptor of its
+	 * uffd, so mmnd's death released it).  A hang here is a meson timeout.
+	 */
+	pid_t k;
+	int status = -1;
+
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	{
-		/*
-		 * With the uffd's fork event, fork() waits until mmnd reads it: with
-		 * mmnd dead it must not hang (the library keeps no descriptor of its
-		 * uffd, so mmnd's death released it).  A hang here is a meson timeout.
-		 */
-		pid_t k = fork();
-		int status = -1;
-
-		if (k == 0)
-			_exit(0);
-		waitpid(k, &status, 0);
-		tap_ok(k > 0 && WIFEXITED(status), "fork() right after mmnd died returns");
-	}
-	r = dispatch_until_err(c);
-	tap_is_int(r, -ECONNRESET, "dispatch reports the lost connection");
+	k = fork();
+	if (k == 0)
+		_exit(0);
+	waitpid(k, &status, 0);
+	tap_ok(k > 0 && WIFEXITED(status), "fork() right after mmnd died returns");
+	tap_is_int(dispatch_until_err(c), -ECONNRESET, "dispatch reports the lost connection");
 	tap_ok(mmn_read_retry(s, 0), "read_retry collides while mmnd is gone");
 	unlink(sock);
-	pid = start_mmnd(argv[1]);
+	pid = start_mmnd(mmnd);
 	tap_require(pid > 0);
-	ends = rec.nend;
+	return pid;
+}
+
+/* After the restart: RESYNC for the whole subscription, then it works again. */
+static void test_resync(struct mmn_client *c, struct mmn_sub *s)
+{
+	unsigned ends = rec.nend, from;
+	uint64_t seq;
+
 	dispatch_until(c, &rec.nresync, 1);
 	tap_is_int(rec.nresync, 1, "RESYNC delivered after mmnd restarted");
 	tap_ok(has_inval(&rec, 0, b + 2 * ps, b + 62 * ps, MMN_EVENT_RESYNC),
 	       "RESYNC covers the whole subscription");
 	dispatch_until(c, &rec.nend, ends + 1);
 	tap_ok(rec.nend > ends && rec.end[ends].event == MMN_EVENT_RESYNC, "RESYNC followed by its end");
-	{
-		uint64_t seq = mmn_read_begin(s);
-
-		tap_ok(!(seq & 1) && !mmn_read_retry(s, seq), "read_begin/retry valid again");
-	}
+	seq = mmn_read_begin(s);
+	tap_ok(!(seq & 1) && !mmn_read_retry(s, seq), "read_begin/retry valid again");
 	from = rec.ninval;
 	munmap(buf + 20 * ps, 4 * ps);
 	dispatch_until_inval(c, &rec, from, b + 20 * ps, b + 24 * ps, MMN_EVENT_UNMAP);
 	tap_ok(has_inval(&rec, from, b + 20 * ps, b + 24 * ps, MMN_EVENT_UNMAP),
 	       "subscription back: UNMAP from the restarted mmnd");
-	tap_ok(!has_inval(&rec, from, b + 2 * ps, b + 8 * ps, MMN_EVENT_UNMAP),
-	       "no stale replay of old events");
+	tap_ok(!has_inval(&rec, from, b + 2 * ps, b + 8 * ps, MMN_EVENT_UNMAP), "no stale replay of old events");
+}
+
+int main(int argc, char **argv)
+{
+	struct mmn_client *c, *c2;
+	struct mmn_sub *s, *s2;
+	char *buf2;
+	pid_t pid;
+
+	if (argc != 2)
+		skip_all("usage: test-libmmn-mmnd MMND");
+	if (!mmnd_run_uffd_available())
+		skip_all("userfaultfd unavailable (or under valgrind): the uffd source cannot run here");
+	signal(SIGPIPE, SIG_IGN);
+	ps = sysconf(_SC_PAGESIZE);
+	tap_require(mkdtemp(dir) != NULL);
+	snprintf(sock, sizeof(sock), "%s/mmnd.sock", dir);
+	pid = start_mmnd(argv[1]);
+	tap_require(pid > 0);
+
+	tap_require(mmn_connect(sock, &c) == 0);
+	tap_ok(!!(mmn_capabilities(c) & MMN_CAP_SELF_ONLY), "uffd source: self only");
+	tap_ok(!!(mmn_capabilities(c) & (1ull << MMN_EVENT_UNMAP)), "uffd source delivers UNMAP");
+	s = subscribe_own(c);
+	test_events(c);
+	s2 = start_second(&c2, &buf2);
+	pid = kill_and_restart(c, s, pid, argv[1]);
+	test_resync(c, s);
 
 	tap_ok(thr_wait(&thr_resync_ends, 1), "library thread: RESYNC and its end after the restart");
 	munmap(buf2, ps);

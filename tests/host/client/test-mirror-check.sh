@@ -2,7 +2,7 @@
 # examples/mirror --check against a real mmnd (userfaultfd source) for a short
 # run: it must run, mirror pages and check; the stale-window figure it
 # prints measures the uffd source's blind spots (the module's must be 0).
-#   mirror-check.sh MMND MIRROR [SECONDS]
+#   test-mirror-check.sh MMND MIRROR [SECONDS]
 set -uo pipefail
 . "$(dirname "$0")/../../lib/mmnd-run.sh"
 mmnd=$1 mirror=$2 secs=${3:-5}

@@ -2,7 +2,7 @@
 /*
  * Per-uid limits and the Hello deadline, in process (every client here has
  * the test's uid, so the limits are turned on for privileged uids too;
- * tests/host/daemon/test-mmnd-limits.c covers several real uids).
+ * tests/host/daemon/test-clients-policy-uids.c covers several real uids).
  */
 #include "harness.h"
 

@@ -30,6 +30,78 @@ static bool reserve_holds(struct broker *b)
 	return b->recip_reserve >= b->stats.subscriptions;
 }
 
+/*
+ * With the recipient array's growth failing, an event reaches every
+ * overlapping subscription as an Invalidate{RESYNC}+End pair.
+ */
+static void check_nomem_resyncs(struct harness *h, struct tclient *c, const uint64_t *sub,
+				const uint32_t *slot)
+{
+	MmnEnvelope *m;
+	uint64_t ev;
+	bool all = true;
+
+	mmn__recips_fault = 1;
+	ev = mmn__source_test_invalidate(h->src, getpid(), A, A + 0x50000, MMN__V1__EVENT_TYPE__EVENT_UNMAP, true);
+	h_require(ev != 0);
+	for (int i = 0; i < NC; i++) {
+		uint64_t st = i < 3 ? A : A + 0x40000;
+
+		m = tc_recv(h, &c[i]);
+		all &= BODY(m) == MMN__V1__ENVELOPE__BODY_INVALIDATE && m->invalidate->sub_id == sub[i] &&
+		       m->invalidate->event == MMN__V1__EVENT_TYPE__EVENT_RESYNC && m->invalidate->start == st &&
+		       m->invalidate->end == st + 0x10000 && !m->invalidate->needs_ack;
+		mmn__wire_free(m);
+		m = tc_recv(h, &c[i]);
+		all &= BODY(m) == MMN__V1__ENVELOPE__BODY_INVALIDATE_END && m->invalidate_end->sub_id == sub[i] &&
+		       !(m->invalidate_end->seq & 1);
+		mmn__wire_free(m);
+		all &= tc_seq(&c[i], slot[i]) != 0 && (tc_seq(&c[i], slot[i]) & 1) == 0;
+	}
+	tap_ok(all, "nomem: every overlapping sub got an Invalidate{RESYNC}+End pair, slot moved on");
+	tap_is_int(mmn__source_test_ack_count(h->src, ev), 1, "nomem: source acked once, after the resyncs");
+	mmn__recips_fault = 0;
+	mmn__source_test_end(h->src, ev);
+	all = true;
+	for (int i = 0; i < NC; i++)
+		all &= tc_quiet(h, &c[i]);
+	tap_ok(all, "nomem: the event's END sends nothing more");
+}
+
+/* Client 0 goes while it owes an ack for @ev: its recipient closes and forgets it. */
+static void check_close_recipient(struct harness *h, struct tclient *c, const uint64_t *sub, uint64_t ev)
+{
+	MmnEnvelope *m;
+	bool all;
+
+	tc_close(&c[0]);
+	h_pump(h, 5);
+	all = !list_empty(&h->b->events);
+	list_for_each(pos, &h->b->events)
+	{
+		struct event *e = list_entry(pos, struct event, link);
+
+		for (uint32_t i = 0; i < e->nrecips; i++)
+			if (e->recips[i].state == RECIP_CLOSED)
+				all &= e->recips[i].c == NULL && e->recips[i].sub == NULL;
+			else
+				all &= e->recips[i].c != NULL;
+	}
+	tap_ok(all, "close: a closed recipient points at no client");
+	tc_ack(&c[1], sub[1], ev);
+	tc_ack(&c[3], sub[3], ev);
+	h_pump(h, 5);
+	tap_is_int(mmn__source_test_ack_count(h->src, ev), 1, "close: the others' acks release the source");
+	mmn__source_test_end(h->src, ev);
+	all = true;
+	for (int i = 1; i < NC; i++) {
+		m = tc_recv(h, &c[i]);
+		all &= BODY(m) == MMN__V1__ENVELOPE__BODY_INVALIDATE_END && m->invalidate_end->event_id == ev;
+		mmn__wire_free(m);
+	}
+	tap_ok(all, "close: the others get InvalidateEnd");
+}
+
 static void test_nomem_resync(void)
 {
 	struct harness h;
@@ -48,31 +120,7 @@ static void test_nomem_resync(void)
 	}
 	tap_ok(reserve_holds(h.b), "nomem: recipient arrays pre-sized for every subscription");
 
-	mmn__recips_fault = 1;
-	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x50000, MMN__V1__EVENT_TYPE__EVENT_UNMAP, true);
-	h_require(ev != 0);
-	for (int i = 0; i < NC; i++) {
-		uint64_t st = i < 3 ? A : A + 0x40000;
-
-		m = tc_recv(&h, &c[i]);
-		all &= BODY(m) == MMN__V1__ENVELOPE__BODY_INVALIDATE && m->invalidate->sub_id == sub[i] &&
-		       m->invalidate->event == MMN__V1__EVENT_TYPE__EVENT_RESYNC && m->invalidate->start == st &&
-		       m->invalidate->end == st + 0x10000 && !m->invalidate->needs_ack;
-		mmn__wire_free(m);
-		m = tc_recv(&h, &c[i]);
-		all &= BODY(m) == MMN__V1__ENVELOPE__BODY_INVALIDATE_END && m->invalidate_end->sub_id == sub[i] &&
-		       !(m->invalidate_end->seq & 1);
-		mmn__wire_free(m);
-		all &= tc_seq(&c[i], slot[i]) != 0 && (tc_seq(&c[i], slot[i]) & 1) == 0;
-	}
-	tap_ok(all, "nomem: every overlapping sub got an Invalidate{RESYNC}+End pair, slot moved on");
-	tap_is_int(mmn__source_test_ack_count(h.src, ev), 1, "nomem: source acked once, after the resyncs");
-	mmn__recips_fault = 0;
-	mmn__source_test_end(h.src, ev);
-	all = true;
-	for (int i = 0; i < NC; i++)
-		all &= tc_quiet(&h, &c[i]);
-	tap_ok(all, "nomem: the event's END sends nothing more");
+	check_nomem_resyncs(&h, c, sub, slot);
 
 	/* Normal fan-out afterwards. */
 	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x50000, MMN__V1__EVENT_TYPE__EVENT_UNMAP, true);
@@ -86,33 +134,7 @@ static void test_nomem_resync(void)
 	tap_ok(all, "nomem: afterwards every sub is notified normally");
 	tap_ok(reserve_holds(h.b), "nomem: reserve holds with an event in flight");
 
-	/* Client 0 goes while it owes an ack: its recipient closes and forgets it. */
-	tc_close(&c[0]);
-	h_pump(&h, 5);
-	all = !list_empty(&h.b->events);
-	list_for_each(pos, &h.b->events)
-	{
-		struct event *e = list_entry(pos, struct event, link);
-
-		for (uint32_t i = 0; i < e->nrecips; i++)
-			if (e->recips[i].state == RECIP_CLOSED)
-				all &= e->recips[i].c == NULL && e->recips[i].sub == NULL;
-			else
-				all &= e->recips[i].c != NULL;
-	}
-	tap_ok(all, "close: a closed recipient points at no client");
-	tc_ack(&c[1], sub[1], ev);
-	tc_ack(&c[3], sub[3], ev);
-	h_pump(&h, 5);
-	tap_is_int(mmn__source_test_ack_count(h.src, ev), 1, "close: the others' acks release the source");
-	mmn__source_test_end(h.src, ev);
-	all = true;
-	for (int i = 1; i < NC; i++) {
-		m = tc_recv(&h, &c[i]);
-		all &= BODY(m) == MMN__V1__ENVELOPE__BODY_INVALIDATE_END && m->invalidate_end->event_id == ev;
-		mmn__wire_free(m);
-	}
-	tap_ok(all, "close: the others get InvalidateEnd");
+	check_close_recipient(&h, c, sub, ev);
 	for (int i = 1; i < NC; i++)
 		tc_close(&c[i]);
 	h_pump(&h, 5);

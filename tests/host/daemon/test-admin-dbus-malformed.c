@@ -8,7 +8,7 @@
  * a timeout or a vanished peer); afterwards mmnd still answers a normal
  * D-Bus call, serves a normal libmmn client, and exits 0 on SIGTERM.
  *
- *   test-bus-malformed MMND
+ *   test-admin-dbus-malformed MMND
  *
  * The calls come from a fixed-seed generator, so a failure is repeatable.
  */
@@ -382,7 +382,7 @@ int main(int argc, char **argv)
 	pid_t child;
 
 	if (argc != 2) {
-		fprintf(stderr, "usage: test-bus-malformed MMND\n");
+		fprintf(stderr, "usage: test-admin-dbus-malformed MMND\n");
 		return 2;
 	}
 	private_bus_start_tap(&pb);

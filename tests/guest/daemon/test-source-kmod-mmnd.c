@@ -3,7 +3,7 @@
  * mmnd with the kmod source and mmn.ko, in the guest: acks really hold the
  * kernel.
  *
- *   usage: test-mmnd-kmod MMND
+ *   usage: test-source-kmod-mmnd MMND
  *
  * Starts MMND --source=kmod (root, the module loaded by run-guest), then, per
  * case, forks a target process that maps a range and munmaps it on command,
@@ -335,11 +335,8 @@ static pid_t start_mmnd(const char *mmnd, const char *sock)
 static pid_t start_mmnd_ms(const char *mmnd, const char *sock, const char *timeout, const char *cap)
 {
 	const char *args[] = { "--source=kmod", timeout, cap, "--log-level=info", NULL };
-	struct mmnd_run m = { .exe = mmnd };
 
-	if (snprintf(m.sock, sizeof(m.sock), "%s", sock) >= (int)sizeof(m.sock))
-		return -1;
-	return mmnd_run_start(&m, args, 20000) == 0 ? m.pid : -1;
+	return mmnd_run_at(mmnd, sock, args, 20000);
 }
 
 /* ---- lost END: mmnd's queue congested between INVALIDATE and END ---------- */

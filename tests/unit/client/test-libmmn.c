@@ -386,6 +386,63 @@ static void test_readers(struct fake_server *fs, struct mmn_client *c)
 	mmn_unsubscribe(sh.s);
 }
 
+/* While disconnected, read_begin waits; it returns a valid value after the RESYNC. */
+static void check_read_begin_waits(struct mmn_client *c, struct mmn_sub *s, struct rec *rec)
+{
+	struct waiter w = {.s = s, .efd = eventfd(0, EFD_CLOEXEC)};
+	struct pollfd p = {.fd = w.efd, .events = POLLIN};
+	pthread_t t;
+
+	pthread_create(&t, NULL, waiter_main, &w);
+	poll(&p, 1, 5000);
+	__atomic_store_n(&w.ended, 1, __ATOMIC_SEQ_CST); /* nothing reconnects before we dispatch */
+	dispatch_until(c, &rec->resyncs, 1);
+	pthread_join(t, NULL);
+	close(w.efd);
+	tap_ok(w.saw_end, "read_begin waited while disconnected");
+	tap_ok(!mmn_read_retry(s, w.seq), "and returned a valid value after the RESYNC");
+}
+
+/*
+ * Malformed input: garbage, then a valid but impossible Invalidate, then a
+ * request body from the server; each drops the connection, which comes back.
+ */
+static void check_malformed(struct fake_server *fs, struct mmn_client *c, struct rec *rec, unsigned hellos)
+{
+	int r;
+
+	tap_is_int(fs_send_raw(fs, "\xff\xff\xff\xff garbage", 13), 0, "sent garbage");
+	r = dispatch_until_err(c);
+	tap_is_int(r, -EBADMSG, "garbage -> -EBADMSG, connection dropped");
+	dispatch_until(c, &rec->resyncs, 2);
+	tap_ok(fs_wait(fs, &fs->nhello, hellos + 2), "reconnected after garbage");
+	tap_is_int(rec->resyncs, 2, "RESYNC after the second reconnection");
+	fs_invalidate(fs, 0, 0x60000, 0x61000, MMN_EVENT_UNMAP, false); /* outside the sub */
+	r = dispatch_until_err(c);
+	tap_is_int(r, -EPROTO, "invalidate outside the subscription -> -EPROTO");
+	dispatch_until(c, &rec->resyncs, 3);
+	tap_ok(fs_wait(fs, &fs->nhello, hellos + 3), "reconnected again");
+	{
+		struct mmn_sub_opts o2 = opts_for(rec, MMN_SUB_NONBLOCKING);
+		uint8_t buf[64];
+		MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+		Mmn__V1__Hello h = MMN__V1__HELLO__INIT;
+		struct mmn_sub *s2;
+		int n;
+
+		env.body_case = MMN__V1__ENVELOPE__BODY_HELLO; /* a request body from the server */
+		env.hello = &h;
+		n = mmn__wire_encode(&env, buf, sizeof(buf));
+		fs_send_raw(fs, buf, (size_t)n);
+		r = dispatch_until_err(c);
+		tap_is_int(r, -EPROTO, "request body from the server -> -EPROTO");
+		r = mmn_subscribe(c, 0, 0x70000, 0x1000, &o2, &s2);
+		tap_ok(r == 0 || r == -ENOTCONN, "subscribe while reconnecting: 0 or -ENOTCONN");
+		if (r == 0)
+			mmn_unsubscribe(s2);
+	}
+}
+
 static void test_reconnect(struct fake_server *fs)
 {
 	struct rec rec = {0};
@@ -409,20 +466,7 @@ static void test_reconnect(struct fake_server *fs)
 	dispatch_until(c, &rec.ends, 1);
 	tap_is_int(r, -ECONNRESET, "dispatch reports the lost connection once");
 	tap_is_int(rec.ends, 1, "outstanding invalidation ended at connection loss");
-	{
-		struct waiter w = {.s = s, .efd = eventfd(0, EFD_CLOEXEC)};
-		struct pollfd p = {.fd = w.efd, .events = POLLIN};
-		pthread_t t;
-
-		pthread_create(&t, NULL, waiter_main, &w);
-		poll(&p, 1, 5000);
-		__atomic_store_n(&w.ended, 1, __ATOMIC_SEQ_CST); /* nothing reconnects before we dispatch */
-		dispatch_until(c, &rec.resyncs, 1);
-		pthread_join(t, NULL);
-		close(w.efd);
-		tap_ok(w.saw_end, "read_begin waited while disconnected");
-		tap_ok(!mmn_read_retry(s, w.seq), "and returned a valid value after the RESYNC");
-	}
+	check_read_begin_waits(c, s, &rec);
 	dispatch_until(c, &rec.resyncs, 1); /* dispatch drives the reconnection */
 	tap_ok(fs_wait(fs, &fs->nhello, hellos + 1), "library reconnected by itself");
 	tap_is_int(rec.resyncs, 1, "one RESYNC invalidation");
@@ -440,37 +484,7 @@ static void test_reconnect(struct fake_server *fs)
 	fs_end(fs, 0, ev);
 	dispatch_until(c, &rec.ends, 3);
 
-	/* Malformed input: garbage, then a valid but impossible Invalidate. */
-	tap_is_int(fs_send_raw(fs, "\xff\xff\xff\xff garbage", 13), 0, "sent garbage");
-	r = dispatch_until_err(c);
-	tap_is_int(r, -EBADMSG, "garbage -> -EBADMSG, connection dropped");
-	dispatch_until(c, &rec.resyncs, 2);
-	tap_ok(fs_wait(fs, &fs->nhello, hellos + 2), "reconnected after garbage");
-	tap_is_int(rec.resyncs, 2, "RESYNC after the second reconnection");
-	fs_invalidate(fs, 0, 0x60000, 0x61000, MMN_EVENT_UNMAP, false); /* outside the sub */
-	r = dispatch_until_err(c);
-	tap_is_int(r, -EPROTO, "invalidate outside the subscription -> -EPROTO");
-	dispatch_until(c, &rec.resyncs, 3);
-	tap_ok(fs_wait(fs, &fs->nhello, hellos + 3), "reconnected again");
-	{
-		struct mmn_sub_opts o2 = opts_for(&rec, MMN_SUB_NONBLOCKING);
-		uint8_t buf[64];
-		MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
-		Mmn__V1__Hello h = MMN__V1__HELLO__INIT;
-		struct mmn_sub *s2;
-		int n;
-
-		env.body_case = MMN__V1__ENVELOPE__BODY_HELLO; /* a request body from the server */
-		env.hello = &h;
-		n = mmn__wire_encode(&env, buf, sizeof(buf));
-		fs_send_raw(fs, buf, (size_t)n);
-		r = dispatch_until_err(c);
-		tap_is_int(r, -EPROTO, "request body from the server -> -EPROTO");
-		r = mmn_subscribe(c, 0, 0x70000, 0x1000, &o2, &s2);
-		tap_ok(r == 0 || r == -ENOTCONN, "subscribe while reconnecting: 0 or -ENOTCONN");
-		if (r == 0)
-			mmn_unsubscribe(s2);
-	}
+	check_malformed(fs, c, &rec, hellos);
 	mmn_disconnect(c);
 }
 
@@ -752,6 +766,49 @@ static void test_refused(struct fake_server *fs)
 	mmn_disconnect(c);
 }
 
+/*
+ * fork() while "mmnd" (a holder process) keeps the uffd and never reads it.
+ * The stuck "mmnd" must be another process: a uffd held by this process's
+ * fake server would be inherited by the forking child.
+ */
+static void test_uffd_stuck(void)
+{
+	struct fake_server fs;
+	struct mmn_client *c;
+	long ps = sysconf(_SC_PAGESIZE);
+	char *buf;
+	int sp[2];
+	pid_t holder;
+
+	tap_require(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sp) == 0);
+	holder = fork();
+	if (holder == 0) {
+		char b[CMSG_SPACE(sizeof(int))], byte;
+		struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+		struct msghdr msg = {.msg_iov = &iov,
+				     .msg_iovlen = 1,
+				     .msg_control = b,
+				     .msg_controllen = sizeof(b)};
+
+		close(sp[0]);
+		if (recvmsg(sp[1], &msg, 0) == 1)
+			pause(); /* hold the uffd, never read it, until killed */
+		_exit(0);
+	}
+	close(sp[1]);
+	tap_require(fs_start(&fs) == 0);
+	fs.needs_uffd = true;
+	fs.uffd_holder = sp[0];
+	tap_require(mmn_connect(fs.path, &c) == 0);
+	tap_ok(fs_wait(&fs, &fs.nattach, 1), "uffd handed to the holder process");
+	buf = mmap(NULL, 4 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	test_fork_stuck(&fs, c, buf, ps, holder);
+	munmap(buf, 4 * ps);
+	mmn_disconnect(c);
+	fs_stop(&fs);
+	close(sp[0]);
+}
+
 static void test_uffd(void)
 {
 	struct fake_server fs;
@@ -807,43 +864,7 @@ static void test_uffd(void)
 	tap_is_int(fs.uffd_removes, 1, "no event after unsubscribe");
 	mmn_disconnect(c);
 	fs_stop(&fs);
-
-	{
-		/*
-		 * The stuck "mmnd" must be another process: a uffd held by this
-		 * process's fake server would be inherited by the forking child.
-		 */
-		int sp[2];
-		pid_t holder;
-
-		tap_require(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sp) == 0);
-		holder = fork();
-		if (holder == 0) {
-			char b[CMSG_SPACE(sizeof(int))], byte;
-			struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-			struct msghdr msg = {.msg_iov = &iov,
-					     .msg_iovlen = 1,
-					     .msg_control = b,
-					     .msg_controllen = sizeof(b)};
-
-			close(sp[0]);
-			if (recvmsg(sp[1], &msg, 0) == 1)
-				pause(); /* hold the uffd, never read it, until killed */
-			_exit(0);
-		}
-		close(sp[1]);
-		tap_require(fs_start(&fs) == 0);
-		fs.needs_uffd = true;
-		fs.uffd_holder = sp[0];
-		tap_require(mmn_connect(fs.path, &c) == 0);
-		tap_ok(fs_wait(&fs, &fs.nattach, 1), "uffd handed to the holder process");
-		buf = mmap(NULL, 4 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		test_fork_stuck(&fs, c, buf, ps, holder);
-		munmap(buf, 4 * ps);
-		mmn_disconnect(c);
-		fs_stop(&fs);
-		close(sp[0]);
-	}
+	test_uffd_stuck();
 }
 
 static void log_stderr(int prio, const char *msg, void *ud)

@@ -5,6 +5,7 @@
  * while a healthy client on the same broker keeps working.
  */
 #include "harness.h"
+#include "lib/prng.h"
 
 #define BODY(e) ((e) ? (int)(e)->body_case : -1)
 
@@ -301,10 +302,7 @@ static uint64_t rng = 0xdeadbeefcafef00dULL;
 
 static uint64_t rnd(void)
 {
-	rng ^= rng >> 12;
-	rng ^= rng << 25;
-	rng ^= rng >> 27;
-	return rng * 0x2545f4914f6cdd1dULL;
+	return prng_xorshift(&rng);
 }
 
 static void test_mutations(void)

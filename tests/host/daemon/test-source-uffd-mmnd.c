@@ -2,16 +2,16 @@
 /*
  * mmnd with the userfaultfd source, end to end, with real kernel events:
  *
- *   test-uffd-mmnd MMND events   libmmn client of its own memory: exact
+ *   test-source-uffd-mmnd MMND events   libmmn client of its own memory: exact
  *                                UNMAP / REMOVE / REMAP / PROTECTION_PAGE
  *                                after munmap / madvise / mremap / fork;
  *                                clients SIGKILLed mid-fan-out leave the
  *                                daemon and the other clients unaffected;
  *                                100 clients x 100 subscriptions churn with
  *                                mmnd's fd count and RSS back to baseline.
- *   test-uffd-mmnd MMND basic    the events and kills, no churn (for slow
+ *   test-source-uffd-mmnd MMND basic    the events and kills, no churn (for slow
  *                                emulated guests)
- *   test-uffd-mmnd MMND events|churn VALGRIND
+ *   test-source-uffd-mmnd MMND events|churn VALGRIND
  *                                the same (or the churn only) with mmnd under
  *                                valgrind: after SIGTERM it must exit 0 (no
  *                                leak, no error).
@@ -573,7 +573,7 @@ int main(int argc, char **argv)
 	int fd, status = -1;
 
 	if (argc < 3)
-		tap_skip_all("usage: test-uffd-mmnd MMND events|basic|churn [VALGRIND]");
+		tap_skip_all("usage: test-source-uffd-mmnd MMND events|basic|churn [VALGRIND]");
 	mmnd_path = argv[1];
 	valgrind_path = argc > 3 && argv[3][0] ? argv[3] : NULL;
 	P = sysconf(_SC_PAGESIZE);

@@ -2,7 +2,7 @@
 # An unprivileged process (uid nobody, no capabilities) connects to mmnd's
 # userfaultfd source and receives its own invalidations: the library must go
 # on without UFFD_FEATURE_EVENT_FORK, which needs CAP_SYS_PTRACE.
-# usage: unprivileged.sh MMND WATCH
+# usage: test-uffd-unprivileged.sh MMND WATCH
 set -u
 . "$(dirname "$0")/../../lib/mmnd-run.sh"
 mmnd=$1 watch=$2

@@ -3,7 +3,7 @@
 # shell-completion/bash/mmnctl: the words it offers, with a minimal
 # _init_completion standing in for the bash-completion package.  TAP.
 #
-#   test-completion.sh COMPLETION-FILE
+#   test-mmnctl-completion.sh COMPLETION-FILE
 set -u
 n=0
 failed=0

@@ -1,16 +1,20 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * A target process for the module tests: a forked child that performs
- * memory operations on request (over pipes) and reports when each started
- * and returned (CLOCK_MONOTONIC), so tests can order them against events.
+ * Memory operations a target (target.h) performs on request: the test sends
+ * a struct target_cmd, the target answers with a struct target_res telling
+ * when the operation started and returned (CLOCK_MONOTONIC), so that tests
+ * can order it against the events it caused.  The target maps nothing
+ * itself (T_MMAP does) and keeps no descriptor but its pipes
+ * (TARGET_CLOSE_FDS).  Used by one test thread.
  */
-#ifndef MMN_TEST_TARGET_H
-#define MMN_TEST_TARGET_H
+#ifndef MMN_TESTS_TARGET_OP_H
+#define MMN_TESTS_TARGET_OP_H
 
 #include <stdint.h>
-#include <sys/types.h>
 
-enum tgt_op {
+#include "target.h"
+
+enum target_op {
 	T_MMAP,		/* len, arg = 1: MADV_HUGEPAGE and 2 MiB aligned; val = addr */
 	T_MUNMAP,	/* addr, len */
 	T_MPROTECT,	/* addr, len, arg = prot */
@@ -27,31 +31,27 @@ enum tgt_op {
 			 * val = median, val2 = mean munmap time (ns) */
 };
 
-struct tgt_cmd {
+struct target_cmd {
 	int op;
 	uint64_t addr, len, arg;
 };
 
-struct tgt_res {
+struct target_res {
 	int64_t ret;
 	int err;
 	int64_t t0, t1;		/* ns, CLOCK_MONOTONIC, around the operation */
 	uint64_t val, val2;
 };
 
-struct tgt {
-	pid_t pid;
-	int cmd_fd, res_fd;
-};
-
-int tgt_start(struct tgt *t);
-int tgt_send(struct tgt *t, int op, uint64_t addr, uint64_t len, uint64_t arg);
+/* Spawns the target (target_spawn()); 0 or -errno. */
+int target_op_start(struct target *t);
+int target_op_send(struct target *t, int op, uint64_t addr, uint64_t len, uint64_t arg);
 /* 1: result read; 0: none within timeout_ms; -errno (EOF: -EPIPE). */
-int tgt_recv(struct tgt *t, struct tgt_res *r, int timeout_ms);
+int target_op_recv(struct target *t, struct target_res *r, int timeout_ms);
 /* send + recv with a generous timeout; returns the operation's ret */
-int64_t tgt_do(struct tgt *t, int op, uint64_t addr, uint64_t len, uint64_t arg,
-	       struct tgt_res *r);
+int64_t target_op_do(struct target *t, int op, uint64_t addr, uint64_t len, uint64_t arg,
+		     struct target_res *r);
 /* ask the target to exit (if alive) and reap it; returns its wait status */
-int tgt_stop(struct tgt *t);
+int target_op_stop(struct target *t);
 
 #endif

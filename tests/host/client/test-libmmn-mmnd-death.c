@@ -10,7 +10,7 @@
  * (each runs on a helper thread, bounded: a hang is reported, then the
  * process exits); mmnd restarts, both clients reconnect, RESYNC arrives and
  * new invalidations are delivered again.
- *   test-mmnd-death MMND
+ *   test-libmmn-mmnd-death MMND
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -261,7 +261,7 @@ int main(int argc, char **argv)
 	pid_t pid;
 
 	if (argc != 2) {
-		printf("1..0 # SKIP usage: test-mmnd-death MMND\n");
+		printf("1..0 # SKIP usage: test-libmmn-mmnd-death MMND\n");
 		return 0;
 	}
 	if (!mmnd_run_uffd_available()) {

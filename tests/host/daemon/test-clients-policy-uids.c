@@ -43,11 +43,10 @@ static char path[128];
 static pid_t start_mmnd(const char *a1, const char *a2)
 {
 	const char *args[] = {"--source=test", "--log-level=info", a1, a2, NULL};
-	struct mmnd_run m = {.exe = mmnd};
+	pid_t pid = mmnd_run_at(mmnd, path, args, 10000);
 
-	snprintf(m.sock, sizeof(m.sock), "%s", path);
-	req(mmnd_run_start(&m, args, 10000) == 0);
-	return m.pid;
+	req(pid > 0);
+	return pid;
 }
 
 static void stop_mmnd(pid_t pid)

@@ -2,7 +2,7 @@
 /*
  * Fault campaign, in the guest with mmn.ko: a blocking client is SIGSTOPped.
  *
- *   usage: test-campaign-sigstop MMND
+ *   usage: test-mmnd-campaign-sigstop MMND
  *
  * mmnd runs with the kmod source.  A target process maps three ranges R1,
  * R2, R3.  Three clients, each a forked process dispatching on the library
@@ -313,7 +313,7 @@ int main(int argc, char **argv)
 	struct child t;
 
 	if (argc < 2)
-		tap_skip_all("usage: test-campaign-sigstop MMND");
+		tap_skip_all("usage: test-mmnd-campaign-sigstop MMND");
 	if (geteuid() != 0)
 		tap_skip_all("needs root (run in the guest: tests/guest/run-guest)");
 	if (access("/sys/module/mmn", F_OK) != 0)

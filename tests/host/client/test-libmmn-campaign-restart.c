@@ -3,7 +3,7 @@
  * Fault campaign: mmnd (userfaultfd source) is SIGKILLed at random points
  * while libmmn clients churn their subscribed memory, and restarted.
  *
- *   usage: test-campaign-restart MMND [ROUNDS]     (default 200 rounds)
+ *   usage: test-libmmn-campaign-restart MMND [ROUNDS]     (default 200 rounds)
  *   MMN_TEST_SEED=N replays a run (the seed is printed first).
  *
  * Three clients, each a forked process (so that a hang shows as a missed
@@ -378,7 +378,7 @@ int main(int argc, char **argv)
 	int n = 0;
 
 	if (argc < 2)
-		tap_skip_all("usage: test-campaign-restart MMND [ROUNDS]");
+		tap_skip_all("usage: test-libmmn-campaign-restart MMND [ROUNDS]");
 	if (!mmnd_run_uffd_available())
 		tap_skip_all("userfaultfd(UFFD_USER_MODE_ONLY) is not available here");
 	signal(SIGPIPE, SIG_IGN);
