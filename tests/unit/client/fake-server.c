@@ -36,11 +36,15 @@ static void new_page(struct fake_server *fs)
 	fs->nslots = FS_MAX_SUBS;
 	len = MMN_SEQPAGE_SIZE(fs->nslots);
 	fs->memfd = memfd_create("fake-seqpage", MFD_CLOEXEC);
-	if (ftruncate(fs->memfd, (off_t)len) < 0)
+	if (fs->memfd < 0 || ftruncate(fs->memfd, (off_t)len) < 0) {
+		fprintf(stderr, "fake-server: memfd %d: %m\n", fs->memfd);
 		abort();
+	}
 	fs->sp = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fs->memfd, 0);
-	if (fs->sp == MAP_FAILED)
+	if (fs->sp == MAP_FAILED) {
+		fprintf(stderr, "fake-server: mmap of the sequence page: %m\n");
 		abort();
+	}
 	fs->sp->magic = MMN_SEQPAGE_MAGIC;
 	fs->sp->version = MMN_SEQPAGE_VERSION;
 	fs->sp->nslots = fs->nslots;
@@ -122,11 +126,15 @@ static int uffd_ioctl(struct fake_server *fs, bool reg, uint64_t start, uint64_t
 	return ioctl(fd, UFFDIO_UNREGISTER, &r.range) < 0 ? -errno : 0;
 }
 
-/* Give the held uffd to the helper process: this process keeps no descriptor of it. */
+/*
+ * Give the held uffd to the helper process: this process keeps no descriptor
+ * of it.  A test may kill the holder (mmnd dies) while the library reconnects
+ * and resubscribes to this server: then the uffd is just closed, as mmnd's
+ * death would close it.
+ */
 static void hand_over(struct fake_server *fs)
 {
-	if (scm_send_bytes(fs->uffd_holder, "u", 1, fs->held_uffd) != 1)
-		abort();
+	(void)scm_send_bytes(fs->uffd_holder, "u", 1, fs->held_uffd);
 	close(fs->held_uffd);
 	fs->held_uffd = -1;
 }
