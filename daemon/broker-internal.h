@@ -38,6 +38,7 @@
 
 #include "admin/admin.h"
 #include "broker.h"
+#include "engine/idmap.h"
 #include "engine/list.h"
 #include "engine/sink.h"
 #include "log.h"
@@ -52,7 +53,6 @@
 
 struct broker;
 
-#define KHASH_SIZE 1024
 #define UHASH_SIZE 256
 
 struct broker {
@@ -73,7 +73,9 @@ struct broker {
 	struct list events;
 	struct list event_pool;
 	struct list ack_queue;
-	struct ksub *khash[KHASH_SIZE];
+	/* By id: ksubs (ksub->idn), subs of clients (sub->idn), events in flight (event->idn). */
+	struct idmap ksub_ids, sub_ids, event_ids;
+	uint32_t nevents; /* events allocated (pooled or in flight): event_ids is reserved for them */
 	struct uid_acct *uhash[UHASH_SIZE];
 	/*
 	 * Connections still owing Hello, oldest first: every deadline is

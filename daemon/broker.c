@@ -163,6 +163,8 @@ int mmn__broker_new(uv_loop_t *loop, struct source *src, const struct broker_opt
 		.send_invalidate_end = mmn__client_send_invalidate_end,
 		.send_status = mmn__client_send_status,
 		.send_subscribed = mmn__client_send_subscribed,
+		.send_subscribed_many = mmn__client_send_subscribed_many,
+		.send_unsubscribed_many = mmn__client_send_unsubscribed_many,
 		.send_release = mmn__client_send_release,
 		.send_error = mmn__client_send_error,
 		.send_revoked = mmn__client_send_revoked,
@@ -415,6 +417,9 @@ void mmn__broker_free(struct broker *b)
 	b->src->ops->destroy(b->src);
 	b->src = NULL;
 	b->source_lost = true;
+	mmn__idmap_free(&b->ksub_ids);
+	mmn__idmap_free(&b->sub_ids);
+	mmn__idmap_free(&b->event_ids);
 	b->freed = true;
 	if (b->handles == 0)
 		free(b);

@@ -46,12 +46,17 @@ struct broker_options {
 #define MMN_BROKER_DEFAULT_ACK_TIMEOUT_MS      1000
 #define MMN_BROKER_DEFAULT_ACK_CAP_MS	       1500 /* below mmn.ko's default max_ack_timeout_ms, 2000 */
 #define MMN_BROKER_DEFAULT_MAX_CLIENTS	       1024
-#define MMN_BROKER_DEFAULT_MAX_SUBS	       1024
+/*
+ * Sized for a registration cache (one process may hold 100,000 regions or
+ * more); a subscription costs mmnd about 200 bytes, and its sequence slot
+ * 8 bytes of memory only once used.
+ */
+#define MMN_BROKER_DEFAULT_MAX_SUBS	       (UINT32_C(1) << 20)
 #define MMN_BROKER_DEFAULT_MAX_QUEUED	       1024
 #define MMN_BROKER_DEFAULT_MAX_TARGETS	       4096
 #define MMN_BROKER_DEFAULT_END_TIMEOUT_MS      60000
 #define MMN_BROKER_DEFAULT_MAX_CLIENTS_PER_UID 128
-#define MMN_BROKER_DEFAULT_MAX_SUBS_PER_UID    8192
+#define MMN_BROKER_DEFAULT_MAX_SUBS_PER_UID    (UINT32_C(1) << 20)
 #define MMN_BROKER_DEFAULT_HELLO_TIMEOUT_MS    5000
 
 /*
@@ -59,7 +64,7 @@ struct broker_options {
  * is 1 for every numeric option; see options.h for the parser).
  */
 #define MMN_BROKER_MAX_ACK_CAP_MS	  600000
-#define MMN_BROKER_MAX_SUBS_LIMIT	  65536
+#define MMN_BROKER_MAX_SUBS_LIMIT	  (UINT32_C(1) << 24)
 #define MMN_BROKER_MAX_CLIENTS_LIMIT	  65536
 #define MMN_BROKER_MAX_QUEUED_LIMIT	  (UINT32_C(1) << 20)
 #define MMN_BROKER_MAX_TARGETS_LIMIT	  1048576

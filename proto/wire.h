@@ -19,6 +19,16 @@
 /* Largest packet either side sends or accepts. */
 #define MMN_WIRE_MAX_MSG 4096
 
+/*
+ * Most items mmnd takes in one SubscribeMany or UnsubscribeMany
+ * (HelloReply.max_batch).  Its reply must fit in one packet: a
+ * SubscribeResult is at most 33 bytes on the wire (an error: 13), an
+ * UnsubscribeManyReply item at most 10, so 112 results stay under
+ * MMN_WIRE_MAX_MSG with room for the envelope.  A request must fit too,
+ * which may hold fewer items: the client splits by size as well.
+ */
+#define MMN_MAX_BATCH 112
+
 /* Most file descriptors one packet may carry. */
 #define MMN_WIRE_MAX_FDS 2
 

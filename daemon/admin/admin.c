@@ -131,7 +131,7 @@ void mmn__admin_foreach_sub(struct broker *b, uint64_t client_id, pid_t pid,
 				.flags = s->flags,
 				.event_mask = s->mask,
 				.seq = mmn__seqpage_value(c, s->slot),
-				.ksub_id = s->k ? s->k->id : 0,
+				.ksub_id = mmn__sub_ksub_id(s),
 			};
 
 			if (pid && s->t->pid != pid)

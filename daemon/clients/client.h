@@ -68,10 +68,13 @@ struct client {
 	size_t page_size;
 	int memfd;
 	uint32_t nslots, nfree, gen;
-	uint32_t *free_slots;
+	uint32_t nused;	      /* slots [0, nused) were handed out at least once */
+	uint32_t free_cap;    /* room in free_slots, at least nused */
+	uint32_t *free_slots; /* freed slots, reused last in first out */
 	/* subscriptions */
 	struct list subs;
 	struct list pending; /* struct pending_sub */
+	uint32_t npending;   /* entries of @pending, plus items of parked batches */
 	struct list shares;
 	uint32_t nsubs;
 	uint32_t pending_acks;

@@ -170,9 +170,9 @@ int mmn__policy_authorize(struct broker *b, struct client *c, pid_t pid, int pid
 	return mmn__pidfd_alive(pidfd, pid) ? 0 : -ESRCH;
 }
 
-int mmn__policy_uid_may_subscribe(const struct client *c, const char **msg)
+int mmn__policy_uid_may_subscribe(const struct client *c, uint32_t queued, const char **msg)
 {
-	if (!c->limited || c->acct->nsubs < c->b->opt.max_subs_per_uid)
+	if (!c->limited || c->acct->nsubs + (uint64_t)queued < c->b->opt.max_subs_per_uid)
 		return 0;
 	*msg = "too many subscriptions for this uid (max-subs-per-uid)";
 	return -EDQUOT;

@@ -36,7 +36,10 @@ int mmn__policy_check_subscribe(const struct broker *b, const Mmn__V1__Subscribe
 /* Authorise @c to watch @pid (non-zero, not itself).  0 or -EPERM/-ESRCH/-EOPNOTSUPP. */
 int mmn__policy_authorize(struct broker *b, struct client *c, pid_t pid, int pidfd, const struct sub_req *r,
 			  const ProtobufCBinaryData *token);
-/* 0, or -EDQUOT when @c's uid holds its max_subs_per_uid subscriptions (*msg says so). */
-int mmn__policy_uid_may_subscribe(const struct client *c, const char **msg);
+/*
+ * 0, or -EDQUOT when @c's uid holds its max_subs_per_uid subscriptions,
+ * counting @queued more not yet accounted (earlier items of a batch; *msg says so).
+ */
+int mmn__policy_uid_may_subscribe(const struct client *c, uint32_t queued, const char **msg);
 
 #endif

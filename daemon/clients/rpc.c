@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -67,6 +68,7 @@ static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello
 	rep.needs_uffd = caps->needs_uffd;
 	rep.registers_uffd = caps->needs_uffd && b->src->ops->uffd_register;
 	rep.max_message_size = MMN_WIRE_MAX_MSG;
+	rep.max_batch = MMN_MAX_BATCH;
 	rep.default_ack_timeout_ms = b->opt.ack_timeout_ms;
 	rep.max_ack_timeout_ms = b->opt.ack_cap_ms;
 	rep.seqpage_slots = c->nslots;
@@ -174,47 +176,110 @@ static void do_share(struct client *c, uint64_t request_id, const Mmn__V1__Share
 	mmn__client_send(c, &env);
 }
 
+/*
+ * Validate and authorise one Subscribe, @queued more of @c's already
+ * counted against its limits (earlier items of the same batch).  0 with
+ * *@r filled and a reference on *@t, or a negative errno and *@msg.
+ */
+static int subscribe_check(struct client *c, const Mmn__V1__Subscribe *req, uint32_t queued, struct sub_req *r,
+			   struct target **t, const char **msg)
+{
+	struct broker *b = c->b;
+	int err;
+
+	*msg = NULL;
+	if (b->draining)
+		return *msg = "mmnd is stopping", -ESHUTDOWN;
+	if (b->source_lost)
+		return *msg = "the event source is gone", -ENODEV;
+	if (b->src->caps.needs_uffd && !c->uffd_attached)
+		return *msg = "send AttachUffd first", -ENOTCONN;
+	err = mmn__policy_check_subscribe(b, req, r, msg);
+	if (err < 0)
+		return err;
+	r->resubscribe = req->resubscribe;
+	if (c->nsubs + c->npending + queued >= b->opt.max_subs || c->nsubs + c->npending + queued >= c->nslots)
+		return *msg = "too many subscriptions", -ENOSPC;
+	err = mmn__policy_uid_may_subscribe(c, queued, msg);
+	if (err < 0)
+		return err;
+	if (r->pid != 0 && r->pid != c->pid && !b->src->caps.other_processes)
+		return *msg = "this source watches only the client itself", -EOPNOTSUPP;
+	err = mmn__target_get(b, c, r->pid, t);
+	if (err < 0)
+		return *msg = "no such target", err;
+	if ((*t)->pid != c->pid) {
+		err = mmn__policy_authorize(b, c, (*t)->pid, (*t)->pidfd, r, &req->share_token);
+		if (err < 0) {
+			mmn__target_put(*t);
+			return *msg = "not allowed to watch this process", err;
+		}
+	}
+	return 0;
+}
+
 /* Validate and authorise a Subscribe; the engine subscribes (mmn__sub_add). */
 static int do_subscribe(struct client *c, uint64_t request_id, const Mmn__V1__Subscribe *req)
 {
-	struct broker *b = c->b;
 	struct sub_req r;
 	struct target *t;
-	const char *msg = NULL;
-	uint32_t npending = 0;
-	int err;
+	const char *msg;
+	int err = subscribe_check(c, req, 0, &r, &t, &msg);
 
-	if (b->draining)
-		return mmn__client_send_error(c, request_id, -ESHUTDOWN, "mmnd is stopping");
-	if (b->source_lost)
-		return mmn__client_send_error(c, request_id, -ENODEV, "the event source is gone");
-	if (b->src->caps.needs_uffd && !c->uffd_attached)
-		return mmn__client_send_error(c, request_id, -ENOTCONN, "send AttachUffd first");
-	err = mmn__policy_check_subscribe(b, req, &r, &msg);
 	if (err < 0)
 		return mmn__client_send_error(c, request_id, err, msg);
-	r.resubscribe = req->resubscribe;
-	list_for_each(pos, &c->pending) npending++;
-	if (c->nsubs + npending >= b->opt.max_subs || c->nsubs + npending >= c->nslots)
-		return mmn__client_send_error(c, request_id, -ENOSPC, "too many subscriptions");
-	err = mmn__policy_uid_may_subscribe(c, &msg);
-	if (err < 0)
-		return mmn__client_send_error(c, request_id, err, msg);
-	if (r.pid != 0 && r.pid != c->pid && !b->src->caps.other_processes)
-		return mmn__client_send_error(c, request_id, -EOPNOTSUPP,
-					      "this source watches only the client itself");
-	err = mmn__target_get(b, c, r.pid, &t);
-	if (err < 0)
-		return mmn__client_send_error(c, request_id, err, "no such target");
-	if (t->pid != c->pid) {
-		err = mmn__policy_authorize(b, c, t->pid, t->pidfd, &r, &req->share_token);
-		if (err < 0) {
-			mmn__target_put(t);
-			return mmn__client_send_error(c, request_id, err,
-						      "not allowed to watch this process");
-		}
-	}
 	mmn__sub_add(t, c, request_id, &r);
+	return 0;
+}
+
+/* Each item as a Subscribe of its own; one reply for all (mmn__sub_add_many). */
+static int do_subscribe_many(struct client *c, uint64_t request_id, const Mmn__V1__SubscribeMany *m)
+{
+	struct sub_batch_item *items;
+	uint32_t n = (uint32_t)m->n_items, queued = 0;
+	const char *msg;
+
+	if (m->n_items > MMN_MAX_BATCH)
+		return mmn__client_send_error(c, request_id, -E2BIG, "more items than HelloReply.max_batch");
+	items = calloc(n ? n : 1, sizeof(*items));
+	if (!items)
+		return mmn__client_send_error(c, request_id, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < n; i++) {
+		items[i].res.error = subscribe_check(c, m->items[i], queued, &items[i].r, &items[i].t, &msg);
+		if (items[i].res.error < 0)
+			items[i].t = NULL;
+		else
+			queued++;
+	}
+	mmn__sub_add_many(c, request_id, items, n);
+	return 0;
+}
+
+/* Each item as an Unsubscribe of its own; one reply, once every item is gone. */
+static int do_unsubscribe_many(struct client *c, uint64_t request_id, const Mmn__V1__UnsubscribeMany *m)
+{
+	struct unsub_wait *w;
+	uint32_t n = (uint32_t)m->n_sub_ids;
+
+	if (m->n_sub_ids > MMN_MAX_BATCH)
+		return mmn__client_send_error(c, request_id, -E2BIG, "more items than HelloReply.max_batch");
+	w = calloc(1, sizeof(*w) + n * sizeof(w->errors[0]));
+	if (!w)
+		return mmn__client_send_error(c, request_id, -ENOMEM, "out of memory");
+	w->c = c;
+	w->request_id = request_id;
+	w->many = true;
+	w->n = n;
+	w->remaining = 1; /* ours, until every item was handled */
+	for (uint32_t i = 0; i < n; i++) {
+		int r = mmn__sub_remove(c, request_id, m->sub_ids[i], w);
+
+		w->errors[i] = r < 0 ? r : 0;
+	}
+	if (--w->remaining == 0) {
+		mmn__client_send_unsubscribed_many(c, request_id, w->errors, n);
+		free(w);
+	}
 	return 0;
 }
 
@@ -238,6 +303,12 @@ void mmn__rpc_dispatch(struct client *c, const MmnEnvelope *env, int *fds, size_
 		break;
 	case MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE:
 		mmn__sub_unsubscribe(c, rid, env->unsubscribe->sub_id);
+		break;
+	case MMN__V1__ENVELOPE__BODY_SUBSCRIBE_MANY:
+		do_subscribe_many(c, rid, env->subscribe_many);
+		break;
+	case MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE_MANY:
+		do_unsubscribe_many(c, rid, env->unsubscribe_many);
 		break;
 	case MMN__V1__ENVELOPE__BODY_SHARE:
 		do_share(c, rid, env->share);

@@ -179,6 +179,52 @@ int mmn__client_send_subscribed(struct client *c, uint64_t request_id, uint64_t 
 	return mmn__client_send(c, &env);
 }
 
+int mmn__client_send_subscribed_many(struct client *c, uint64_t request_id, const struct sub_batch_item *items,
+				     uint32_t n)
+{
+	Mmn__V1__SubscribeManyReply rep = MMN__V1__SUBSCRIBE_MANY_REPLY__INIT;
+	Mmn__V1__SubscribeResult res[MMN_MAX_BATCH], *resp[MMN_MAX_BATCH];
+	Mmn__V1__SubscribeReply ok[MMN_MAX_BATCH];
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	if (n > MMN_MAX_BATCH)
+		return -E2BIG; /* rpc.c refuses such a batch before it gets here */
+	for (uint32_t i = 0; i < n; i++) {
+		const struct sub_result *r = &items[i].res;
+
+		mmn__v1__subscribe_result__init(&res[i]);
+		resp[i] = &res[i];
+		res[i].error = r->error;
+		if (r->error)
+			continue;
+		mmn__v1__subscribe_reply__init(&ok[i]);
+		ok[i].sub_id = r->sub_id;
+		ok[i].seq_slot = r->slot;
+		ok[i].seq_gen = r->gen;
+		ok[i].ack_timeout_ms = r->timeout_ms;
+		res[i].reply = &ok[i];
+	}
+	rep.n_results = n;
+	rep.results = resp;
+	env.request_id = request_id;
+	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE_MANY_REPLY;
+	env.subscribe_many_reply = &rep;
+	return mmn__client_send(c, &env);
+}
+
+int mmn__client_send_unsubscribed_many(struct client *c, uint64_t request_id, const int32_t *errors, uint32_t n)
+{
+	Mmn__V1__UnsubscribeManyReply rep = MMN__V1__UNSUBSCRIBE_MANY_REPLY__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	rep.n_errors = n;
+	rep.errors = (int32_t *)errors;
+	env.request_id = request_id;
+	env.body_case = MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE_MANY_REPLY;
+	env.unsubscribe_many_reply = &rep;
+	return mmn__client_send(c, &env);
+}
+
 int mmn__client_send_release(struct client *c, uint64_t sub_id)
 {
 	Mmn__V1__Release rel = MMN__V1__RELEASE__INIT;

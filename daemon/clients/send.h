@@ -10,6 +10,8 @@
 
 #include "wire.h"
 
+struct sub_batch_item;
+
 struct client;
 struct sub;
 
@@ -32,6 +34,10 @@ int mmn__client_send_status(struct client *c, uint64_t request_id, int err);
 int mmn__client_send_subscribed(struct client *c, uint64_t request_id, uint64_t sub_id, uint32_t slot,
 				uint32_t gen, uint32_t ack_timeout_ms);
 /* Send Release{@sub_id}. */
+/* One SubscribeManyReply for the results of @items (n <= MMN_MAX_BATCH). */
+int mmn__client_send_subscribed_many(struct client *c, uint64_t request_id, const struct sub_batch_item *items,
+				     uint32_t n);
+int mmn__client_send_unsubscribed_many(struct client *c, uint64_t request_id, const int32_t *errors, uint32_t n);
 int mmn__client_send_release(struct client *c, uint64_t sub_id);
 /* Send Revoked{@sub_id, @reason, @event_id (0: none)}: @c loses that subscription. */
 int mmn__client_send_revoked(struct client *c, uint64_t sub_id, uint32_t reason, uint64_t event_id);

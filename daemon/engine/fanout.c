@@ -60,14 +60,9 @@
 
 static struct event *event_find(struct broker *b, uint64_t id)
 {
-	list_for_each(pos, &b->events)
-	{
-		struct event *e = list_entry(pos, struct event, link);
+	struct idmap_node *n = mmn__idmap_find(&b->event_ids, id);
 
-		if (e->id == id)
-			return e;
-	}
-	return NULL;
+	return n ? container_of(n, struct event, idn) : NULL;
 }
 
 static void timer_cb(uv_timer_t *h);
@@ -83,7 +78,9 @@ static struct event *event_get(struct broker *b)
 		e = calloc(1, sizeof(*e));
 		if (!e)
 			return NULL;
-		if (mmn__recips_grow(e, b->recip_reserve) < 0) {
+		/* Room in event_ids for every event there is: linking one never allocates. */
+		if (mmn__recips_grow(e, b->recip_reserve) < 0 ||
+		    mmn__idmap_reserve(&b->event_ids, (size_t)b->nevents + 1) < 0) {
 			free(e->recips);
 			free(e->rhash);
 			free(e);
@@ -95,6 +92,7 @@ static struct event *event_get(struct broker *b)
 		e->timer.data = e;
 		e->timer_inited = true;
 		b->handles++;
+		b->nevents++;
 		list_init(&e->alink);
 	}
 	e->nrecips = 0;
@@ -109,6 +107,7 @@ static struct event *event_get(struct broker *b)
 
 static void event_put(struct broker *b, struct event *e)
 {
+	mmn__recips_unindex(e);
 	uv_timer_stop(&e->timer);
 	if (list_linked(&e->alink))
 		list_del(&e->alink);
@@ -201,7 +200,6 @@ void mmn__fanout_flush_acks(struct broker *b)
 
 struct gather {
 	struct event *e;
-	struct ksub *k;
 	uint64_t start, end;
 	int err;
 };
@@ -212,7 +210,7 @@ static int gather_sub(struct itree_node *n, void *ud)
 	struct sub *s = container_of(n, struct sub, node);
 	struct recip *r;
 
-	if (s->k != g->k || s->state != SUB_LIVE || !s->c || s->c->dropping)
+	if (s->state != SUB_LIVE || !s->c || s->c->dropping)
 		return 0;
 	if (!(s->mask & (UINT64_C(1) << (g->e->type & 63))))
 		return 0;
@@ -272,21 +270,27 @@ static void fanout_nomem(struct broker *b, const struct source_event *ev)
 	for (size_t i = 0; i < ev->nsubs; i++) {
 		struct ksub *k = mmn__ksub_find(b, ev->subs[i].ksub_id);
 
-		if (!k)
-			continue;
-		list_for_each(pos, &k->subs)
-			mmn__sub_resync(list_entry(pos, struct sub, klink));
+		if (k)
+			mmn__ksub_resync_subs(k);
 	}
 	if (ev->needs_ack)
 		queue_direct_ack(b, ev->event_id);
 }
 
-/* Add to @e the recipients of every ksub @ev lists (one target only).  0 or -ENOMEM. */
+/*
+ * Add to @e the recipients of the ksubs @ev lists (one target only).  The
+ * source lists every ksub the one invalidated range overlaps, each with the
+ * range clipped to it; the union of those is that range within the watched
+ * granules, and every sub lies inside its ksubs, so one query over the
+ * union finds each recipient once, however many ksubs it spans.
+ * 0 or -ENOMEM.
+ */
 static int fanout_gather(struct broker *b, struct event *e, const struct source_event *ev)
 {
+	struct gather g = {.e = e, .start = UINT64_MAX, .end = 0};
+
 	for (size_t i = 0; i < ev->nsubs; i++) {
 		struct ksub *k = mmn__ksub_find(b, ev->subs[i].ksub_id);
-		struct gather g = {.e = e, .k = k, .start = ev->subs[i].start, .end = ev->subs[i].end};
 
 		if (!k || ev->subs[i].end <= ev->subs[i].start)
 			continue;
@@ -295,11 +299,15 @@ static int fanout_gather(struct broker *b, struct event *e, const struct source_
 		e->t = k->t;
 		if (e->refused)
 			ksub_note(e, k->id);
-		mmn__itree_query(&k->t->subs, g.start, g.end - 1, gather_sub, &g);
-		if (g.err < 0)
-			return g.err;
+		if (ev->subs[i].start < g.start)
+			g.start = ev->subs[i].start;
+		if (ev->subs[i].end > g.end)
+			g.end = ev->subs[i].end;
 	}
-	return 0;
+	if (!e->t)
+		return 0;
+	mmn__itree_query(&e->t->subs, g.start, g.end - 1, gather_sub, &g);
+	return g.err;
 }
 
 /* @e is in flight: turn its recipients' slots odd, send, arm the deadlines. */
@@ -370,6 +378,8 @@ static void fanout_start(struct broker *b, const struct source_event *ev)
 	}
 	mmn__recips_index(e);
 	list_add_tail(&b->events, &e->link);
+	e->idn.id = e->id;
+	mmn__idmap_add(&b->event_ids, &e->idn);
 	e->t->inflight++;
 	e->t->refs++;
 	b->stats.invalidations++;
@@ -493,6 +503,7 @@ static void event_end(struct broker *b, struct event *e)
 	e->acked = true;
 	t = e->t;
 	list_del(&e->link);
+	mmn__idmap_del(&b->event_ids, &e->idn);
 	event_put(b, e);
 	t->inflight--;
 	mmn__sub_quiesce(t);
@@ -672,6 +683,7 @@ void mmn__fanout_free_pool(struct broker *b)
 
 		e->t->inflight--;
 		list_del(&e->link);
+		mmn__idmap_del(&b->event_ids, &e->idn);
 		mmn__target_put(e->t);
 		event_put(b, e);
 	}

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "engine/idmap.h"
 #include "engine/list.h"
 #include "source/source.h"
 
@@ -45,6 +46,7 @@ struct recip {
 
 struct event {
 	struct list link;  /* broker->events or broker->event_pool */
+	struct idmap_node idn; /* broker->event_ids by id while in broker->events */
 	struct list alink; /* broker->ack_queue while queued */
 	struct broker *b;
 	uint64_t id;
@@ -68,7 +70,10 @@ struct event {
 	/*
 	 * sub_id -> recipient index + 1 (0: empty), open addressing, hcap a
 	 * power of two at least twice cap; sized with recips.  Valid while
-	 * @hashed; the ack path scans @recips otherwise.
+	 * @hashed (only events with more than a few recipients: the ack path
+	 * scans @recips otherwise).  All zero but the entries of the current
+	 * recipients, which are cleared one by one when the event ends: an
+	 * event costs O(recipients), never O(hcap).
 	 */
 	uint32_t *rhash;
 	uint32_t hcap;

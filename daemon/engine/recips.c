@@ -24,13 +24,15 @@ static uint32_t rhash_slot(const struct event *e, uint64_t sub_id)
 	return (uint32_t)((sub_id * UINT64_C(0x9e3779b97f4a7c15)) >> 32) & (e->hcap - 1);
 }
 
-/* Index @e's recipients by sub_id (the first of equal ids wins, as a scan would). */
+/* Fewer recipients than this are scanned: cheaper than hashing them. */
+#define RHASH_MIN 8
+
 void mmn__recips_index(struct event *e)
 {
-	e->hashed = e->hcap && e->nrecips <= e->hcap / 2;
+	mmn__recips_unindex(e);
+	e->hashed = e->hcap && e->nrecips > RHASH_MIN && e->nrecips <= e->hcap / 2;
 	if (!e->hashed)
 		return;
-	memset(e->rhash, 0, e->hcap * sizeof(*e->rhash));
 	for (uint32_t i = 0; i < e->nrecips; i++) {
 		uint32_t h = rhash_slot(e, e->recips[i].sub_id);
 
@@ -39,6 +41,27 @@ void mmn__recips_index(struct event *e)
 		if (!e->rhash[h])
 			e->rhash[h] = i + 1;
 	}
+}
+
+/*
+ * Clear the entries mmn__recips_index() made, last first: every entry
+ * inserted before the one being cleared is still in place, so its probe
+ * sequence from its home slot is unbroken and finds it.
+ */
+void mmn__recips_unindex(struct event *e)
+{
+	if (!e->hashed)
+		return;
+	for (uint32_t i = e->nrecips; i-- > 0;) {
+		uint64_t id = e->recips[i].sub_id;
+		uint32_t h = rhash_slot(e, id);
+
+		while (e->rhash[h] && e->recips[e->rhash[h] - 1].sub_id != id)
+			h = (h + 1) & (e->hcap - 1);
+		if (e->rhash[h] == i + 1)
+			e->rhash[h] = 0; /* else a duplicate id: the first one owns the entry */
+	}
+	e->hashed = false;
 }
 
 struct recip *mmn__recips_find(struct event *e, uint64_t sub_id)
@@ -78,7 +101,8 @@ int mmn__recips_grow(struct event *e, uint32_t n)
 	free(e->rhash);
 	e->rhash = hv;
 	e->hcap = hcap;
-	/* An event in flight keeps answering acks from the new index. */
+	/* An event in flight keeps answering acks from the new (all zero) index. */
+	e->hashed = false;
 	mmn__recips_index(e);
 	return 0;
 }
@@ -161,25 +185,26 @@ void mmn__recips_settle(struct event *e, struct recip *r)
 
 void mmn__recips_close_sub(struct broker *b, struct sub *s, bool keep_pairing)
 {
+	/* A sub is a recipient of at most one entry per event, and only while in flight. */
+	if (!s->inflight)
+		return;
 	list_for_each(pos, &b->events)
 	{
 		struct event *e = list_entry(pos, struct event, link);
+		struct recip *r;
 
 		if (e->t != s->t)
 			continue;
-		for (uint32_t i = 0; i < e->nrecips; i++) {
-			struct recip *r = &e->recips[i];
-
-			if (r->sub != s)
-				continue;
-			mmn__recips_settle(e, r);
-			if (!keep_pairing) {
-				r->state = RECIP_CLOSED;
-				r->sub = NULL;
-				r->c = NULL; /* the client may be freed next (struct recip) */
-				if (s->inflight)
-					s->inflight--;
-			}
+		r = mmn__recips_find(e, s->id);
+		if (!r || r->sub != s)
+			continue;
+		mmn__recips_settle(e, r);
+		if (!keep_pairing) {
+			r->state = RECIP_CLOSED;
+			r->sub = NULL;
+			r->c = NULL; /* the client may be freed next (struct recip) */
+			if (s->inflight)
+				s->inflight--;
 		}
 	}
 }

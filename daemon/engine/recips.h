@@ -34,6 +34,8 @@ extern uint32_t mmn__recips_fault;
 void mmn__recips_close_sub(struct broker *b, struct sub *s, bool keep_pairing);
 /* Index @e's recipients by sub_id (the first of equal ids wins, as a scan would). */
 void mmn__recips_index(struct event *e);
+/* Clear @e's index (before its recipients change or it is pooled).  O(recipients). */
+void mmn__recips_unindex(struct event *e);
 /* @e's recipient for @sub_id, or NULL. */
 struct recip *mmn__recips_find(struct event *e, uint64_t sub_id);
 /* Grow @e's recipient array to at least @n, and its index to match.  0 or -ENOMEM. */

@@ -61,16 +61,9 @@ int mmn__seqpage_create(struct client *c, uint32_t nslots)
 		munmap(p, size);
 		goto fail;
 	}
-	c->free_slots = malloc(sizeof(uint32_t) * nslots);
-	if (!c->free_slots) {
-		r = -ENOMEM;
-		munmap(p, size);
-		goto fail;
-	}
-	/* Hand out low slots first: pop from the end. */
-	for (uint32_t i = 0; i < nslots; i++)
-		c->free_slots[i] = nslots - 1 - i;
-	c->nfree = nslots;
+	/* Slots are handed out lazily (low ones first): nothing per slot until used. */
+	c->free_slots = NULL;
+	c->nfree = c->nused = c->free_cap = 0;
 	c->nslots = nslots;
 	c->page = p;
 	c->page_size = size;
@@ -95,16 +88,42 @@ void mmn__seqpage_destroy(struct client *c)
 	c->page = NULL;
 	c->memfd = -1;
 	c->free_slots = NULL;
-	c->nfree = c->nslots = 0;
+	c->nfree = c->nslots = c->nused = c->free_cap = 0;
+}
+
+/* A slot never handed out yet, with room to stack it when it is freed.  0 or -ENOMEM/-ENOSPC. */
+static int slot_fresh(struct client *c, uint32_t *slot)
+{
+	if (c->nused == c->nslots)
+		return -ENOSPC;
+	if (c->nused == c->free_cap) {
+		uint32_t cap = c->free_cap ? c->free_cap * 2 : 64;
+		uint32_t *v;
+
+		if (cap > c->nslots)
+			cap = c->nslots;
+		v = reallocarray(c->free_slots, cap, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		c->free_slots = v;
+		c->free_cap = cap;
+	}
+	*slot = c->nused++;
+	return 0;
 }
 
 int mmn__seqpage_alloc(struct client *c, uint32_t *slot, uint32_t *gen)
 {
 	struct mmn_seqpage_slot *s;
+	int r;
 
-	if (!c->nfree)
-		return -ENOSPC;
-	*slot = c->free_slots[--c->nfree];
+	if (c->nfree) {
+		*slot = c->free_slots[--c->nfree];
+	} else {
+		r = slot_fresh(c, slot);
+		if (r < 0)
+			return r;
+	}
 	if (++c->gen == 0)
 		c->gen = 1;
 	*gen = c->gen;
@@ -120,6 +139,7 @@ void mmn__seqpage_free(struct client *c, uint32_t slot)
 
 	slot_store(s, s->seq + (s->seq & 1), 0);
 	slot_wake(s);
+	/* Room is there: free_cap >= nused > nfree (slot_fresh). */
 	c->free_slots[c->nfree++] = slot;
 }
 

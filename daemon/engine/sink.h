@@ -13,6 +13,7 @@
 
 struct client;
 struct sub;
+struct sub_batch_item;
 
 struct engine_sink {
 	/*
@@ -34,6 +35,11 @@ struct engine_sink {
 	/* Send SubscribeReply{@sub_id, @slot, @gen, @ack_timeout_ms} answering @request_id. */
 	int (*send_subscribed)(struct client *c, uint64_t request_id, uint64_t sub_id, uint32_t slot,
 			       uint32_t gen, uint32_t ack_timeout_ms);
+	/* Send SubscribeManyReply{results} answering @request_id: one per item's res. */
+	int (*send_subscribed_many)(struct client *c, uint64_t request_id, const struct sub_batch_item *items,
+				    uint32_t n);
+	/* Send UnsubscribeManyReply{@errors} answering @request_id. */
+	int (*send_unsubscribed_many)(struct client *c, uint64_t request_id, const int32_t *errors, uint32_t n);
 	/* Send Release{@sub_id}: the source is done with that subscription. */
 	int (*send_release)(struct client *c, uint64_t sub_id);
 	/* Send an Error answering @request_id; returns @err. */

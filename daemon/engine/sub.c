@@ -2,15 +2,18 @@
 /*
  * Subscriptions and their kernel subscriptions (ksubs).
  *
- * Coalescing: client ranges of one target that overlap or touch share one
- * ksub, page aligned, so an munmap across many client ranges costs the
- * source one round trip.  A new range that bridges several ksubs replaces
- * them with one covering their union (added first, so nothing is ever
- * unwatched).  When a sub leaves, a ksub the rest no longer spans is split
- * or shrunk the same way; it goes with its last sub.  Its BLOCKING flag is
- * set while any blocking sub is on it, until a refused non-blockable (OOM)
- * invalidation of it was acked by its blocking subs: then it is cleared for
- * good (reaped, see struct ksub).
+ * Coalescing: the source watches whole granules (caps.ksub_granule, 2 MiB
+ * for mmn.ko).  A new sub is counted on every ksub its granule span
+ * overlaps; only granules no ksub covers get a new ksub, one per gap, so
+ * subscribing next to a watched range costs the source nothing and an
+ * munmap across many subs lists few ksubs (one source round trip).  A ksub
+ * is never moved, resized or re-created: it goes when no sub overlaps it
+ * any more (so it may stay wider than its remaining subs: invalidations
+ * nobody receives are acked at once).  Every step is O(log n) in the
+ * target's ksubs and subs.  A ksub's BLOCKING flag is set while a blocking
+ * sub overlaps it, until a refused non-blockable (OOM) invalidation of it
+ * was acked by its blocking subs: then it is cleared for good (reaped, see
+ * struct ksub).
  *
  * Deferral: while an invalidation is in flight on a target its
  * index and ksubs do not change.  Subscribe and Unsubscribe received then
@@ -34,44 +37,19 @@
 #include "engine/recips.h"
 #include "engine/target.h"
 
-static void khash_add(struct broker *b, struct ksub *k)
-{
-	struct ksub **h = &b->khash[k->id % KHASH_SIZE];
-
-	k->hnext = *h;
-	*h = k;
-	b->nksubs++;
-}
-
-static void khash_del(struct broker *b, struct ksub *k)
-{
-	for (struct ksub **h = &b->khash[k->id % KHASH_SIZE]; *h; h = &(*h)->hnext) {
-		if (*h == k) {
-			*h = k->hnext;
-			b->nksubs--;
-			return;
-		}
-	}
-}
-
 struct ksub *mmn__ksub_find(struct broker *b, uint32_t id)
 {
-	for (struct ksub *k = b->khash[id % KHASH_SIZE]; k; k = k->hnext)
-		if (k->id == id)
-			return k;
-	return NULL;
+	struct idmap_node *n = mmn__idmap_find(&b->ksub_ids, id);
+
+	return n ? container_of(n, struct ksub, idn) : NULL;
 }
 
 struct sub *mmn__client_find_sub(struct client *c, uint64_t sub_id)
 {
-	list_for_each(pos, &c->subs)
-	{
-		struct sub *s = list_entry(pos, struct sub, clink);
+	struct idmap_node *n = mmn__idmap_find(&c->b->sub_ids, sub_id);
+	struct sub *s = n ? container_of(n, struct sub, idn) : NULL;
 
-		if (s->id == sub_id)
-			return s;
-	}
-	return NULL;
+	return s && s->c == c ? s : NULL;
 }
 
 static bool sub_blocking(const struct sub *s)
@@ -79,7 +57,19 @@ static bool sub_blocking(const struct sub *s)
 	return s->flags == MMN__V1__SUB_FLAG__SUB_BLOCKING;
 }
 
-/* Remove @k from the source and free it.  Its subs must be gone. */
+/* The granule-aligned extent [*gs, *ge) that covers [start, end) on @b's source. */
+static void granule_span(const struct broker *b, uint64_t start, uint64_t end, uint64_t *gs, uint64_t *ge)
+{
+	uint64_t g = b->src->caps.ksub_granule;
+
+	if (g < MMN_PAGE_SIZE)
+		g = MMN_PAGE_SIZE;
+	*gs = start & ~(g - 1);
+	/* A range ending in the last granule of the address space ends there. */
+	*ge = end > UINT64_MAX - (g - 1) ? end : (end + g - 1) & ~(g - 1);
+}
+
+/* Remove @k from the source and free it.  No sub counts it any more. */
 static void ksub_destroy(struct ksub *k)
 {
 	struct broker *b = k->t->b;
@@ -87,7 +77,8 @@ static void ksub_destroy(struct ksub *k)
 
 	if (b->src && !b->source_lost)
 		b->src->ops->ksub_del(b->src, k->id);
-	khash_del(b, k);
+	mmn__idmap_del(&b->ksub_ids, &k->idn);
+	b->nksubs--;
 	mmn__itree_remove(&t->ksubs, &k->node);
 	free(k);
 	mmn__target_put(t);
@@ -107,24 +98,6 @@ static void ksub_update_blocking(struct ksub *k)
 		return;
 	}
 	k->blocking = want;
-}
-
-static void ksub_link_sub(struct ksub *k, struct sub *s)
-{
-	list_add_tail(&k->subs, &s->klink);
-	s->k = k;
-	k->nsubs++;
-	if (sub_blocking(s))
-		k->nblocking++;
-}
-
-static void ksub_unlink_sub(struct ksub *k, struct sub *s)
-{
-	list_del(&s->klink);
-	s->k = NULL;
-	k->nsubs--;
-	if (sub_blocking(s))
-		k->nblocking--;
 }
 
 /* Ask the source for a ksub on [start, end) of @t and index it (no subs yet). */
@@ -148,203 +121,135 @@ static int ksub_new(struct target *t, uint64_t start, uint64_t end, bool blockin
 		return -ENOMEM;
 	}
 	k->id = id;
+	k->idn.id = id;
 	k->t = t;
 	k->start = start;
 	k->end = end;
 	k->blocking = blocking;
 	k->node.start = start;
 	k->node.last = end - 1;
-	list_init(&k->subs);
 	t->refs++;
 	mmn__itree_insert(&t->ksubs, &k->node);
-	khash_add(b, k);
+	mmn__idmap_add(&b->ksub_ids, &k->idn);
+	b->nksubs++;
 	*out = k;
 	return 0;
 }
 
-struct collect {
-	struct ksub **v;
-	size_t n, cap;
-};
-
-static int collect_ksub(struct itree_node *n, void *ud)
+static int first_ksub(struct itree_node *n, void *ud)
 {
-	struct collect *c = ud;
+	*(struct ksub **)ud = container_of(n, struct ksub, node);
+	return 1; /* the walk is in ascending order: the first is the lowest */
+}
 
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 8;
-		struct ksub **v = realloc(c->v, cap * sizeof(*v));
+/* The ksub of @t with the lowest start overlapping [start, end), or NULL.  O(log n). */
+static struct ksub *ksub_first(struct target *t, uint64_t start, uint64_t end)
+{
+	struct ksub *k = NULL;
 
-		if (!v)
-			return -ENOMEM;
-		c->v = v;
-		c->cap = cap;
-	}
-	c->v[c->n++] = container_of(n, struct ksub, node);
-	return 0;
+	mmn__itree_query(&t->ksubs, start, end - 1, first_ksub, &k);
+	return k;
 }
 
 /*
- * Put @s on a ksub of its target, coalescing with every ksub its page
- * range overlaps or touches.  Only while the target is quiescent.
+ * Iterate over the ksubs of @t overlapping [gs, ge) in ascending order (they
+ * are disjoint), one O(log n) query each, so the body may add ksubs; it
+ * must not free @k (the walk resumes at @k's end).
  */
-static int ksub_attach(struct target *t, struct sub *s)
+#define for_each_ksub(k, t, gs, ge)                                                                          \
+	for (uint64_t at_ = (gs); at_ < (ge) && ((k) = ksub_first((t), at_, (ge))) != NULL; at_ = (k)->end)
+
+/* A ksub that nothing counts goes (unless mmn__ksub_release is freeing it). */
+static void ksub_maybe_destroy(struct ksub *k)
 {
-	uint64_t ks = s->start & ~(MMN_PAGE_SIZE - 1);
-	uint64_t ke = (s->end + MMN_PAGE_SIZE - 1) & ~(MMN_PAGE_SIZE - 1);
-	struct collect col = {0};
-	bool blocking = sub_blocking(s), reaped = false;
-	struct ksub *k;
-	int r;
+	if (!k->nsubs && !k->releasing)
+		ksub_destroy(k);
+}
 
-	r = mmn__itree_query(&t->ksubs, ks ? ks - 1 : 0, ke, collect_ksub, &col);
-	if (r < 0)
-		goto out;
-	if (col.n == 1 && col.v[0]->start <= ks && col.v[0]->end >= ke) {
-		k = col.v[0];
-		goto link;
-	}
-	for (size_t i = 0; i < col.n; i++) {
-		if (col.v[i]->start < ks)
-			ks = col.v[i]->start;
-		if (col.v[i]->end > ke)
-			ke = col.v[i]->end;
-		/* The blocking subs of a reaped ksub no longer hold the kernel. */
-		if (col.v[i]->reaped)
-			reaped = true;
-		else
-			blocking |= col.v[i]->nblocking > 0;
-	}
-	reaped &= !blocking;
-	r = ksub_new(t, ks, ke, blocking, &k);
-	if (r < 0)
-		goto out;
-	k->reaped = reaped;
-	/* Move the subs of the ksubs it replaces, then drop those. */
-	for (size_t i = 0; i < col.n; i++) {
-		struct ksub *old = col.v[i];
+/*
+ * Create a ksub for every gap of [gs, ge) no ksub covers.  Existing ksubs
+ * are never touched: subscribing inside a watched range costs the source
+ * nothing.  On failure the new ones (nothing counts them yet) go again.
+ */
+static int ksub_fill_gaps(struct target *t, uint64_t gs, uint64_t ge, bool blocking)
+{
+	uint64_t next = gs;
+	struct ksub *k, *made;
+	int r = 0;
 
-		list_for_each_safe(pos, &old->subs)
-		{
-			struct sub *o = list_entry(pos, struct sub, klink);
-
-			ksub_unlink_sub(old, o);
-			ksub_link_sub(k, o);
-		}
-		ksub_destroy(old);
+	while (next < ge && !r) {
+		k = ksub_first(t, next, ge);
+		if (!k || k->start > next)
+			r = ksub_new(t, next, k ? k->start : ge, blocking, &made);
+		next = k ? k->end : ge;
 	}
-link:
-	ksub_link_sub(k, s);
-	ksub_update_blocking(k);
-	r = 0;
-out:
-	free(col.v);
+	for (next = gs; r < 0 && next < ge && (k = ksub_first(t, next, ge)) != NULL;) {
+		next = k->end; /* before @k may go */
+		ksub_maybe_destroy(k);
+	}
 	return r;
 }
 
-struct comp {
-	uint64_t start, end;
-	bool blocking;
-	struct ksub *k;
-};
-
-struct shrink {
-	struct ksub *k;
-	struct comp *v;
-	size_t n, cap;
-	int err;
-};
-
-/* Subs of one ksub in start order, merged into page-aligned components. */
-static int shrink_visit(struct itree_node *n, void *ud)
+/* @s overlaps @k: count it (or, @delta -1, no longer); BLOCKING follows. */
+static void ksub_count(struct ksub *k, const struct sub *s, int delta)
 {
-	struct shrink *sh = ud;
-	struct sub *s = container_of(n, struct sub, node);
-	uint64_t ps = s->start & ~(MMN_PAGE_SIZE - 1);
-	uint64_t pe = (s->end + MMN_PAGE_SIZE - 1) & ~(MMN_PAGE_SIZE - 1);
-
-	if (s->k != sh->k)
-		return 0;
-	if (sh->n && ps <= sh->v[sh->n - 1].end) {
-		struct comp *c = &sh->v[sh->n - 1];
-
-		if (pe > c->end)
-			c->end = pe;
-		c->blocking |= sub_blocking(s);
-		return 0;
+	k->nsubs += (uint32_t)delta;
+	if (sub_blocking(s)) {
+		k->nblocking += (uint32_t)delta;
+		ksub_update_blocking(k);
 	}
-	if (sh->n == sh->cap) {
-		size_t cap = sh->cap ? sh->cap * 2 : 4;
-		struct comp *v = realloc(sh->v, cap * sizeof(*v));
-
-		if (!v)
-			return sh->err = -ENOMEM;
-		sh->v = v;
-		sh->cap = cap;
-	}
-	sh->v[sh->n++] = (struct comp){.start = ps, .end = pe, .blocking = sub_blocking(s)};
-	return 0;
 }
 
 /*
- * A sub left @k: if the rest no longer spans it (a hole, or a shorter
- * extent), replace it by one ksub per remaining component, added before the
- * old one goes.  Only at quiescence.  On any failure @k simply stays as it
- * is: too wide is harmless (events nobody receives are acked at once).
+ * Watch @s: count it on every ksub its granule span overlaps, creating
+ * ksubs only for the granules nobody watches yet.  Only while the target is
+ * quiescent.  0, or a negative errno with nothing changed.
  */
-static void ksub_shrink(struct ksub *k)
+static int ksub_attach(struct target *t, struct sub *s)
 {
-	struct target *t = k->t;
-	struct shrink sh = {.k = k};
-	size_t made = 0;
+	uint64_t gs, ge;
+	struct ksub *k;
+	int r;
 
-	mmn__itree_query(&t->subs, k->start, k->end - 1, shrink_visit, &sh);
-	if (sh.err || !sh.n || (sh.n == 1 && sh.v[0].start == k->start && sh.v[0].end == k->end))
-		goto keep;
-	for (; made < sh.n; made++) {
-		if (ksub_new(t, sh.v[made].start, sh.v[made].end, sh.v[made].blocking && !k->reaped,
-			     &sh.v[made].k) < 0)
-			goto undo;
-		sh.v[made].k->reaped = k->reaped;
-	}
-	list_for_each_safe(pos, &k->subs)
-	{
-		struct sub *s = list_entry(pos, struct sub, klink);
-
-		for (size_t i = 0; i < sh.n; i++) {
-			if (s->start >= sh.v[i].start && s->end <= sh.v[i].end) {
-				ksub_unlink_sub(k, s);
-				ksub_link_sub(sh.v[i].k, s);
-				break;
-			}
-		}
-	}
-	free(sh.v);
-	ksub_destroy(k);
-	return;
-undo:
-	while (made--)
-		ksub_destroy(sh.v[made].k);
-keep:
-	free(sh.v);
-	ksub_update_blocking(k);
+	granule_span(t->b, s->start, s->end, &gs, &ge);
+	r = ksub_fill_gaps(t, gs, ge, sub_blocking(s));
+	if (r < 0)
+		return r;
+	for_each_ksub(k, t, gs, ge)
+		ksub_count(k, s, 1);
+	return 0;
 }
 
-/* Take @s out of the index and its ksub (dropping the ksub if it was the last) and free it. */
+/* Stop counting @s; a ksub no sub overlaps any more goes.  Never allocates. */
+static void ksub_detach(struct target *t, const struct sub *s)
+{
+	uint64_t gs, ge;
+	struct ksub *k;
+
+	granule_span(t->b, s->start, s->end, &gs, &ge);
+	for (uint64_t at = gs; at < ge && (k = ksub_first(t, at, ge)) != NULL;) {
+		at = k->end; /* before @k may go */
+		ksub_count(k, s, -1);
+		ksub_maybe_destroy(k);
+	}
+}
+
+uint32_t mmn__sub_ksub_id(const struct sub *s)
+{
+	struct ksub *k = ksub_first(s->t, s->start, s->start + 1);
+
+	return k ? k->id : 0;
+}
+
+/* Take @s out of the index and its ksubs (dropping those it was the last on) and free it. */
 static void sub_finalize(struct sub *s)
 {
 	struct target *t = s->t;
 
 	if (s->indexed) {
-		struct ksub *k = s->k;
-
 		mmn__itree_remove(&t->subs, &s->node);
 		s->indexed = false;
-		ksub_unlink_sub(k, s);
-		if (!k->nsubs)
-			ksub_destroy(k);
-		else
-			ksub_shrink(k);
+		ksub_detach(t, s);
 	}
 	t->b->stats.subscriptions--;
 	free(s);
@@ -374,8 +279,24 @@ static void sub_uffd_unregister(struct client *c, const struct sub *s)
 		b->src->ops->uffd_unregister(b->src, c->pid, c->id, s->start, s->end);
 }
 
-/* Detach @s from its client: free its slot, unlink, answer a pending Unsubscribe. */
-static void sub_detach_client(struct sub *s)
+/* @s no longer holds its Unsubscribe's reply; the last holder sends it (unless @killed, see struct unsub_wait). */
+static void unsub_wait_put(struct sub *s, bool killed)
+{
+	struct unsub_wait *w = s->unsub;
+	const struct engine_sink *sk = &s->t->b->sink;
+
+	s->unsub = NULL;
+	if (--w->remaining)
+		return;
+	if (w->many && !w->c->dropping)
+		sk->send_unsubscribed_many(w->c, w->request_id, w->errors, w->n);
+	else if (!w->many && !killed)
+		sk->send_status(w->c, w->request_id, 0);
+	free(w);
+}
+
+/* Detach @s from its client: free its slot, unlink, let go of a waiting Unsubscribe. */
+static void sub_detach_client(struct sub *s, bool killed)
 {
 	struct client *c = s->c;
 
@@ -384,36 +305,20 @@ static void sub_detach_client(struct sub *s)
 	sub_uffd_unregister(c, s);
 	mmn__seqpage_free(c, s->slot);
 	list_del(&s->clink);
+	mmn__idmap_del(&c->b->sub_ids, &s->idn);
 	c->nsubs--;
 	mmn__client_uid_subs(c, -1);
+	if (s->unsub)
+		unsub_wait_put(s, killed);
 	s->c = NULL;
-	if (s->unsub_reply) {
-		s->unsub_reply = false;
-		c->b->sink.send_status(c, s->unsub_request_id, 0);
-	}
 }
 
-static void reply_subscribed(struct client *c, uint64_t request_id, const struct sub *s)
+static struct sub *sub_new(struct target *t, struct client *c, const struct sub_req *r)
 {
-	c->b->sink.send_subscribed(c, request_id, s->id, s->slot, s->gen, s->timeout_ms);
-}
+	struct sub *s = calloc(1, sizeof(*s));
 
-/* Create the subscription now (target quiescent).  Consumes the target reference. */
-static void sub_create(struct target *t, struct client *c, uint64_t request_id, const struct sub_req *r)
-{
-	struct broker *b = t->b;
-	struct sub *s;
-	int err;
-
-	s = calloc(1, sizeof(*s));
-	if (!s) {
-		err = -ENOMEM;
-		goto fail;
-	}
-	err = mmn__seqpage_alloc(c, &s->slot, &s->gen);
-	if (err < 0)
-		goto fail;
-	s->id = ++b->next_sub_id;
+	if (!s)
+		return NULL;
 	s->c = c;
 	s->t = t;
 	s->start = r->start;
@@ -422,41 +327,71 @@ static void sub_create(struct target *t, struct client *c, uint64_t request_id, 
 	s->mask = r->mask;
 	s->timeout_ms = r->timeout_ms;
 	s->state = SUB_LIVE;
-	list_init(&s->klink);
 	list_init(&s->d.link);
 	s->d.kind = DEF_REMOVE;
+	s->node.start = s->start;
+	s->node.last = s->end - 1;
+	return s;
+}
+
+/* Room for @s everywhere it will be (slot, every event's recipients, the source); 0 or -errno. */
+static int sub_prepare(struct broker *b, struct target *t, struct client *c, struct sub *s,
+		       const struct sub_req *r)
+{
+	int err = mmn__seqpage_alloc(c, &s->slot, &s->gen);
+
+	if (err < 0)
+		return err;
 	/* Room for it in every event first: fan-out must not allocate. */
 	err = b->stats.subscriptions >= UINT32_MAX ? -ENOMEM
 						   : mmn__recips_reserve(b, (uint32_t)b->stats.subscriptions + 1);
-	if (err < 0) {
-		mmn__seqpage_free(c, s->slot);
-		goto fail;
+	if (!err)
+		err = sub_uffd_register(c, t, r);
+	if (!err) {
+		err = ksub_attach(t, s);
+		if (err < 0)
+			sub_uffd_unregister(c, s);
 	}
-	err = sub_uffd_register(c, t, r);
-	if (err < 0) {
+	if (err < 0)
 		mmn__seqpage_free(c, s->slot);
-		goto fail;
-	}
-	err = ksub_attach(t, s);
+	return err;
+}
+
+int mmn__sub_create(struct target *t, struct client *c, const struct sub_req *r, struct sub_result *res)
+{
+	struct broker *b = t->b;
+	struct sub *s = sub_new(t, c, r);
+	int err = s ? sub_prepare(b, t, c, s, r) : -ENOMEM;
+
 	if (err < 0) {
-		sub_uffd_unregister(c, s);
-		mmn__seqpage_free(c, s->slot);
-		goto fail;
+		free(s);
+		mmn__target_put(t);
+		*res = (struct sub_result){.error = err};
+		return err;
 	}
-	s->node.start = s->start;
-	s->node.last = s->end - 1;
+	s->id = ++b->next_sub_id;
+	s->idn.id = s->id;
 	mmn__itree_insert(&t->subs, &s->node);
 	s->indexed = true;
 	list_add_tail(&c->subs, &s->clink);
+	mmn__idmap_add(&b->sub_ids, &s->idn);
 	c->nsubs++;
 	mmn__client_uid_subs(c, 1);
 	b->stats.subscriptions++;
-	reply_subscribed(c, request_id, s);
-	return;
-fail:
-	free(s);
-	mmn__target_put(t);
-	c->b->sink.send_error(c, request_id, err, "subscription failed");
+	*res = (struct sub_result){.sub_id = s->id, .slot = s->slot, .gen = s->gen, .timeout_ms = s->timeout_ms};
+	return 0;
+}
+
+/* Create the subscription now (target quiescent) and answer.  Consumes the target reference. */
+static void sub_create(struct target *t, struct client *c, uint64_t request_id, const struct sub_req *r)
+{
+	const struct engine_sink *sk = &t->b->sink;
+	struct sub_result res;
+
+	if (mmn__sub_create(t, c, r, &res) < 0)
+		sk->send_error(c, request_id, res.error, "subscription failed");
+	else
+		sk->send_subscribed(c, request_id, res.sub_id, res.slot, res.gen, res.timeout_ms);
 }
 
 /*
@@ -464,6 +399,29 @@ fail:
  * the caller's reference on @t): now, or when the last invalidation in
  * flight on @t ends.  The reply is sent then.
  */
+/* The requests @p counts while queued. */
+static int pending_count(const struct pending_sub *p)
+{
+	return p->items ? (int)p->naccepted : 1;
+}
+
+/* Queue @p on @c and on @t's deferred list until @t quiesces. */
+static void pending_queue(struct pending_sub *p, struct target *t)
+{
+	list_add_tail(&p->c->pending, &p->clink);
+	p->c->npending += (uint32_t)pending_count(p);
+	mmn__client_uid_subs(p->c, pending_count(p));
+	mmn__sub_defer(t, &p->d);
+}
+
+/* @p leaves @c's queue (applied, or its client is going). */
+static void pending_unqueue(struct pending_sub *p)
+{
+	list_del(&p->clink);
+	p->c->npending -= (uint32_t)pending_count(p);
+	mmn__client_uid_subs(p->c, -pending_count(p));
+}
+
 void mmn__sub_add(struct target *t, struct client *c, uint64_t request_id, const struct sub_req *r)
 {
 	struct pending_sub *p;
@@ -482,36 +440,115 @@ void mmn__sub_add(struct target *t, struct client *c, uint64_t request_id, const
 	p->c = c;
 	p->request_id = request_id;
 	p->req = *r;
-	list_add_tail(&c->pending, &p->clink);
-	mmn__client_uid_subs(c, 1);
-	mmn__sub_defer(t, &p->d);
+	pending_queue(p, t);
+}
+
+/* The first target of batch @p still invalidating, or NULL when all are quiescent. */
+static struct target *batch_busy_target(const struct pending_sub *p)
+{
+	for (uint32_t i = 0; i < p->n; i++)
+		if (!p->items[i].res.error && p->items[i].t->inflight)
+			return p->items[i].t;
+	return NULL;
+}
+
+/* Every target of @p is quiescent: create its subs and answer, all in this callback. */
+static void batch_run(struct pending_sub *p)
+{
+	for (uint32_t i = 0; i < p->n; i++) {
+		struct sub_batch_item *it = &p->items[i];
+
+		if (!it->res.error)
+			mmn__sub_create(it->t, p->c, &it->r, &it->res);
+		it->t = NULL;
+	}
+	p->c->b->sink.send_subscribed_many(p->c, p->request_id, p->items, p->n);
+}
+
+/* Drop @items: the target references of those not created, then the array. */
+static void batch_items_free(struct sub_batch_item *items, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (!items[i].res.error && items[i].t)
+			mmn__target_put(items[i].t);
+	free(items);
+}
+
+/* Run batch @p now, or queue it on its first busy target. */
+static void batch_try(struct pending_sub *p)
+{
+	struct target *busy = batch_busy_target(p);
+
+	if (busy) {
+		pending_queue(p, busy);
+		return;
+	}
+	batch_run(p);
+	batch_items_free(p->items, p->n);
+	free(p);
+}
+
+void mmn__sub_add_many(struct client *c, uint64_t request_id, struct sub_batch_item *items, uint32_t n)
+{
+	struct pending_sub *p = calloc(1, sizeof(*p));
+
+	if (!p) {
+		batch_items_free(items, n);
+		c->b->sink.send_error(c, request_id, -ENOMEM, "out of memory");
+		return;
+	}
+	p->d.kind = DEF_SUBSCRIBE;
+	p->c = c;
+	p->request_id = request_id;
+	p->items = items;
+	p->n = n;
+	for (uint32_t i = 0; i < n; i++)
+		p->naccepted += !items[i].res.error;
+	batch_try(p);
 }
 
 void mmn__pending_sub_cancel(struct pending_sub *p)
 {
-	list_del(&p->clink);
-	mmn__client_uid_subs(p->c, -1);
+	pending_unqueue(p);
 	p->c = NULL;
 }
 
-int mmn__sub_unsubscribe(struct client *c, uint64_t request_id, uint64_t sub_id)
+int mmn__sub_remove(struct client *c, uint64_t request_id, uint64_t sub_id, struct unsub_wait *w)
 {
 	struct sub *s = mmn__client_find_sub(c, sub_id);
 
 	if (!s || s->state != SUB_LIVE)
-		return c->b->sink.send_error(c, request_id, -ENOENT, "no such subscription");
-	if (s->t->inflight) {
-		/* Its pending acks are moot; it still gets InvalidateEnd (pairing). */
-		s->state = SUB_DYING;
-		s->unsub_request_id = request_id;
-		s->unsub_reply = true;
-		mmn__recips_close_sub(c->b, s, true);
-		mmn__sub_defer(s->t, &s->d);
+		return -ENOENT;
+	if (!s->t->inflight) {
+		sub_detach_client(s, false);
+		sub_finalize(s);
 		return 0;
 	}
-	sub_detach_client(s);
-	sub_finalize(s);
-	return c->b->sink.send_status(c, request_id, 0);
+	if (!w) {
+		w = calloc(1, sizeof(*w));
+		if (!w)
+			return -ENOMEM;
+		w->c = c;
+		w->request_id = request_id;
+	}
+	w->remaining++;
+	/* Its pending acks are moot; it still gets InvalidateEnd (pairing). */
+	s->state = SUB_DYING;
+	s->unsub = w;
+	mmn__recips_close_sub(c->b, s, true);
+	mmn__sub_defer(s->t, &s->d);
+	return 1;
+}
+
+int mmn__sub_unsubscribe(struct client *c, uint64_t request_id, uint64_t sub_id)
+{
+	int r = mmn__sub_remove(c, request_id, sub_id, NULL);
+
+	if (r == -ENOENT)
+		return c->b->sink.send_error(c, request_id, r, "no such subscription");
+	if (r < 0)
+		return c->b->sink.send_error(c, request_id, r, "out of memory");
+	return r ? 0 : c->b->sink.send_status(c, request_id, 0);
 }
 
 void mmn__sub_kill(struct sub *s)
@@ -519,8 +556,7 @@ void mmn__sub_kill(struct sub *s)
 	if (s->state == SUB_DEAD)
 		return;
 	mmn__recips_close_sub(s->t->b, s, false);
-	s->unsub_reply = false;
-	sub_detach_client(s);
+	sub_detach_client(s, true);
 	if (s->t->inflight) {
 		if (s->state != SUB_DYING)
 			mmn__sub_defer(s->t, &s->d);
@@ -538,9 +574,18 @@ void mmn__sub_apply_deferred(struct target *t, struct deferred *d)
 	if (d->kind == DEF_SUBSCRIBE) {
 		struct pending_sub *p = container_of(d, struct pending_sub, d);
 
+		if (p->items) {
+			if (!p->c) {
+				batch_items_free(p->items, p->n);
+				free(p);
+				return;
+			}
+			pending_unqueue(p);
+			batch_try(p);
+			return;
+		}
 		if (p->c) {
-			list_del(&p->clink);
-			mmn__client_uid_subs(p->c, -1);
+			pending_unqueue(p);
 			sub_create(t, p->c, p->request_id, &p->req);
 		} else {
 			mmn__target_put(t);
@@ -549,7 +594,7 @@ void mmn__sub_apply_deferred(struct target *t, struct deferred *d)
 	} else {
 		struct sub *s = container_of(d, struct sub, d);
 
-		sub_detach_client(s);
+		sub_detach_client(s, false);
 		s->state = SUB_DEAD;
 		sub_finalize(s);
 	}
@@ -570,27 +615,34 @@ static void send_release(struct sub *s, bool released, uint32_t reason)
  * quiescence: nothing will be delivered for @k again.  The ksub is freed
  * with the one ksub_del the source contract asks for.
  */
+static int first_sub(struct itree_node *n, void *ud)
+{
+	*(struct sub **)ud = container_of(n, struct sub, node);
+	return 1;
+}
+
 void mmn__ksub_release(struct ksub *k, bool released, uint32_t reason)
 {
 	struct target *t = k->t;
+	struct sub *s;
 
 	t->refs++;
-	list_for_each_safe(pos, &k->subs)
-	{
-		struct sub *s = list_entry(pos, struct sub, klink);
-
+	k->releasing = true;
+	/* Each sub leaves the index here, so the next query finds the next one. */
+	while ((s = NULL, mmn__itree_query(&t->subs, k->start, k->end - 1, first_sub, &s), s)) {
 		if (s->c && s->state != SUB_DEAD)
 			send_release(s, released, reason);
 		if (s->state != SUB_DEAD) {
 			mmn__recips_close_sub(t->b, s, false);
-			sub_detach_client(s);
+			sub_detach_client(s, true);
 		}
 		if (list_linked(&s->d.link))
 			list_del(&s->d.link);
 		s->state = SUB_DEAD;
 		mmn__itree_remove(&t->subs, &s->node);
 		s->indexed = false;
-		ksub_unlink_sub(k, s);
+		/* Its other ksubs may go now; @k stays until the end (releasing). */
+		ksub_detach(t, s);
 		t->b->stats.subscriptions--;
 		free(s);
 		mmn__target_put(t);
@@ -620,12 +672,23 @@ void mmn__sub_resync(struct sub *s)
 	sk->send_invalidate_end(s->c, s->id, 0, seq);
 }
 
+static int resync_visit(struct itree_node *n, void *ud)
+{
+	(void)ud;
+	mmn__sub_resync(container_of(n, struct sub, node));
+	return 0;
+}
+
+void mmn__ksub_resync_subs(struct ksub *k)
+{
+	mmn__itree_query(&k->t->subs, k->start, k->end - 1, resync_visit, NULL);
+}
+
 void mmn__ksub_resync(struct ksub *k)
 {
 	struct broker *b = k->t->b;
 
-	list_for_each(pos, &k->subs)
-		mmn__sub_resync(list_entry(pos, struct sub, klink));
+	mmn__ksub_resync_subs(k);
 	if (b->src->ops->ksub_resynced)
 		b->src->ops->ksub_resynced(b->src, k->id);
 }

@@ -379,6 +379,8 @@ int mmn__source_kmod_new(uv_loop_t *loop, source_event_fn emit, void *userdata, 
 		.needs_uffd = false,
 		.other_processes = true,
 		.end_covers_earlier = true,
+		/* A THP's size: one notifier per 2 MiB region at most, few for a big mapping. */
+		.ksub_granule = UINT64_C(2) << 20,
 	};
 	ks->base.loop = loop;
 	ks->base.emit = emit;

@@ -91,6 +91,15 @@ struct source_caps {
 	 * still open (their END was lost on the way).  mmn.ko: see fanout.c.
 	 */
 	bool end_covers_earlier;
+	/*
+	 * The broker watches whole granules of this size (a power of two, at
+	 * least a page; 0 = a page): every ksub is an aligned extent, so a
+	 * subscription next to a watched range usually costs the source
+	 * nothing, and one munmap across many subscriptions touches few ksubs.
+	 * Bigger granules mean fewer ksubs but more invalidations of memory
+	 * nobody subscribed, which the broker acks at once.
+	 */
+	uint64_t ksub_granule;
 };
 
 /* The address space a ksub watches. */

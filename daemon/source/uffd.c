@@ -359,6 +359,8 @@ int mmn__source_uffd_new(uv_loop_t *loop, source_event_fn emit, void *userdata, 
 		.events_before_change = false,
 		.needs_uffd = true,
 		.other_processes = false,
+		/* Bookkeeping only: the client's own uffd registrations decide what is seen. */
+		.ksub_granule = UINT64_C(2) << 20,
 	};
 	s->src.loop = loop;
 	s->src.emit = emit;

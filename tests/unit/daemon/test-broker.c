@@ -203,6 +203,52 @@ static void test_nonblocking_only(void)
 	tap_is_int(h_fini(&h), 0, "nonblocking: loop closes clean");
 }
 
+/* The ksubs of the test source in address order; their count. */
+static size_t ksubs_sorted(struct harness *h, uint64_t *st, uint64_t *en, bool *blk, size_t max)
+{
+	size_t n = mmn__source_test_ksubs(h->src, getpid(), st, en, blk, max);
+
+	for (size_t i = 1; i < n && n <= max; i++)
+		for (size_t j = i; j > 0 && st[j - 1] > st[j]; j--) {
+			uint64_t x = st[j], y = en[j];
+			bool z = blk[j];
+
+			st[j] = st[j - 1], en[j] = en[j - 1], blk[j] = blk[j - 1];
+			st[j - 1] = x, en[j - 1] = y, blk[j - 1] = z;
+		}
+	return n;
+}
+
+/* One event over [A, A + 0x50000) reaches each of @nsubs subs once. */
+static void coalesce_one_event(struct harness *h, struct tclient *c, int nsubs)
+{
+	uint64_t ev = mmn__source_test_invalidate(h->src, getpid(), A, A + 0x50000, 0, true);
+	uint64_t seen[8] = {0};
+	int inv = 0, dup = 0;
+	MmnEnvelope *m;
+
+	while (inv < nsubs && (m = tc_recv(h, c)) && m->body_case == MMN__V1__ENVELOPE__BODY_INVALIDATE) {
+		for (int i = 0; i < inv; i++)
+			dup += seen[i] == m->invalidate->sub_id;
+		seen[inv++] = m->invalidate->sub_id;
+		if (m->invalidate->needs_ack)
+			tc_ack(c, m->invalidate->sub_id, ev);
+		mmn__wire_free(m);
+	}
+	tap_ok(inv == nsubs && !dup, "coalesce: one source event reaches each of the %d subscriptions once", nsubs);
+	h_pump(h, 5);
+	tap_ok(mmn__source_test_acked(h->src, ev), "coalesce: acked");
+	mmn__source_test_end(h->src, ev);
+	for (int i = 0; i < nsubs; i++)
+		mmn__wire_free(tc_recv(h, c));
+}
+
+/*
+ * Granules of 64 KiB: a sub is watched by the aligned ksubs over it; a sub
+ * inside a watched granule costs the source nothing; a bridge gets ksubs
+ * for its gaps only, and existing ksubs keep their ids and ranges; a ksub
+ * goes with the last sub overlapping it.
+ */
 static void test_coalescing(void)
 {
 	struct harness h;
@@ -212,56 +258,37 @@ static void test_coalescing(void)
 	size_t n;
 
 	h_init(&h, NULL);
+	h.src->caps.ksub_granule = 0x10000;
 	h_require(tc_hello(&h, &c) == 0);
-	s1 = tc_subscribe(&h, &c, A, 0x10000, false, 0, NULL);
-	s2 = tc_subscribe(&h, &c, A + 0x10000, 0x10000, false, 0, NULL);
-	n = mmn__source_test_ksubs(h.src, getpid(), st, en, blk, 4);
-	tap_ok(n == 1 && st[0] == A && en[0] == A + 0x20000 && !blk[0],
-	       "coalesce: touching ranges share a ksub");
+	s1 = tc_subscribe(&h, &c, A + 0x800, 0x800, false, 0, NULL);
+	n = ksubs_sorted(&h, st, en, blk, 4);
+	tap_ok(n == 1 && st[0] == A && en[0] == A + 0x10000 && !blk[0], "coalesce: a sub's ksub is its granule");
+	s2 = tc_subscribe(&h, &c, A + 0x4000, 0x2000, false, 0, NULL);
+	tap_ok(ksubs_sorted(&h, st, en, blk, 4) == 1 && st[0] == A && en[0] == A + 0x10000,
+	       "coalesce: a sub in a watched granule adds no ksub");
 	s3 = tc_subscribe(&h, &c, A + 0x40000, 0x800, false, 0, NULL);
-	n = mmn__source_test_ksubs(h.src, getpid(), st, en, blk, 4);
-	tap_is_int(n, 2, "coalesce: a distant range gets its own ksub (page aligned)");
-	s4 = tc_subscribe(&h, &c, A + 0x1f000, 0x22000, true, 0, NULL);
-	n = mmn__source_test_ksubs(h.src, getpid(), st, en, blk, 4);
-	tap_ok(n == 1 && st[0] == A && en[0] == A + 0x41000 && blk[0],
-	       "coalesce: a bridging blocking range merges all into one BLOCKING ksub");
+	n = ksubs_sorted(&h, st, en, blk, 4);
+	tap_ok(n == 2 && st[1] == A + 0x40000 && en[1] == A + 0x50000, "coalesce: a distant range gets its granule");
+	s4 = tc_subscribe(&h, &c, A + 0x8000, 0x40000, true, 0, NULL);
+	n = ksubs_sorted(&h, st, en, blk, 4);
+	tap_ok(n == 3 && st[0] == A && en[0] == A + 0x10000 && st[1] == A + 0x10000 && en[1] == A + 0x40000 &&
+		       st[2] == A + 0x40000 && en[2] == A + 0x50000 && blk[0] && blk[1] && blk[2],
+	       "coalesce: a blocking bridge adds one ksub for the gap; all three BLOCKING, none moved");
 	tap_ok(s1 && s2 && s3 && s4, "coalesce: all subscribed");
-	{
-		uint64_t ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x50000, 0, true);
-		int inv = 0;
-		MmnEnvelope *m;
-
-		while ((m = tc_recv(&h, &c)) && m->body_case == MMN__V1__ENVELOPE__BODY_INVALIDATE) {
-			inv++;
-			if (m->invalidate->needs_ack)
-				tc_ack(&c, m->invalidate->sub_id, ev);
-			mmn__wire_free(m);
-			if (inv == 4)
-				break;
-		}
-		tap_is_int(inv, 4, "coalesce: one source event reaches all four subscriptions");
-		h_pump(&h, 5);
-		tap_ok(mmn__source_test_acked(h.src, ev), "coalesce: acked");
-		mmn__source_test_end(h.src, ev);
-		for (int i = 0; i < 4; i++)
-			mmn__wire_free(tc_recv(&h, &c));
-	}
+	coalesce_one_event(&h, &c, 4);
 	tc_unsubscribe_send(&c, s4);
 	mmn__wire_free(tc_recv(&h, &c));
-	n = mmn__source_test_ksubs(h.src, getpid(), st, en, blk, 4);
-	if (n == 2 && st[0] > st[1]) {
-		uint64_t x = st[0], y = en[0];
-
-		st[0] = st[1], en[0] = en[1], st[1] = x, en[1] = y;
-	}
-	tap_ok(n == 2 && !blk[0] && !blk[1] && st[0] == A && en[0] == A + 0x20000 && st[1] == A + 0x40000 &&
-		       en[1] == A + 0x41000,
-	       "coalesce: the bridge leaves: split back into two non-BLOCKING ksubs");
+	n = ksubs_sorted(&h, st, en, blk, 4);
+	tap_ok(n == 2 && !blk[0] && !blk[1] && st[0] == A && en[0] == A + 0x10000 && st[1] == A + 0x40000 &&
+		       en[1] == A + 0x50000,
+	       "coalesce: the bridge leaves: its gap ksub goes, the others lose BLOCKING");
 	tc_unsubscribe_send(&c, s1);
 	mmn__wire_free(tc_recv(&h, &c));
-	n = mmn__source_test_ksubs(h.src, getpid(), st, en, blk, 4);
-	tap_ok(n == 2 && (st[0] == A + 0x10000 || st[1] == A + 0x10000),
-	       "coalesce: a ksub shrinks to what is left");
+	tap_is_int(ksubs_sorted(&h, st, en, blk, 4), 2, "coalesce: a ksub stays while a sub overlaps it");
+	tc_unsubscribe_send(&c, s2);
+	mmn__wire_free(tc_recv(&h, &c));
+	n = ksubs_sorted(&h, st, en, blk, 4);
+	tap_ok(n == 1 && st[0] == A + 0x40000, "coalesce: it goes with the last one");
 	tc_close(&c);
 	tap_is_int(h_fini(&h), 0, "coalesce: loop closes clean");
 }
@@ -491,6 +518,7 @@ static void test_source_trouble(void)
 	int pairs = 0;
 
 	h_init(&h, NULL);
+	h.src->caps.ksub_granule = 0x10000; /* both subs on one ksub */
 	h_require(tc_hello(&h, &c) == 0);
 	s1 = tc_subscribe(&h, &c, A, 0x1000, false, 0, &slot1);
 	s2 = tc_subscribe(&h, &c, A + 0x1000, 0x1000, false, 0, NULL);
