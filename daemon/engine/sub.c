@@ -259,8 +259,9 @@ static void sub_finalize(struct sub *s)
 /*
  * uffd source: the client's range is registered with its connection's uffd
  * by mmnd (the client keeps no descriptor of it) before SubscribeReply, and
- * unregistered when the sub leaves the client (where no other sub of the
- * connection covers it).  A dropped client's uffd is closed instead.
+ * unregistered when the sub leaves the client, except where another sub of
+ * the same connection still covers it (found in the target's index, so an
+ * unsubscribe stays O(log n)).  A dropped client's uffd is closed instead.
  */
 static int sub_uffd_register(struct client *c, const struct target *t, const struct sub_req *r)
 {
@@ -271,12 +272,58 @@ static int sub_uffd_register(struct client *c, const struct target *t, const str
 	return ops->uffd_register(c->b->src, c->pid, c->id, r->start, r->end, !r->resubscribe);
 }
 
+static uint64_t page_down(uint64_t a)
+{
+	return a & ~(MMN_PAGE_SIZE - 1);
+}
+
+static uint64_t page_up(uint64_t a)
+{
+	return a > UINT64_MAX - (MMN_PAGE_SIZE - 1) ? a : (a + MMN_PAGE_SIZE - 1) & ~(MMN_PAGE_SIZE - 1);
+}
+
+/* Walking the subs over [from, to) in ascending order: the gaps no other sub of @c covers. */
+struct uncovered {
+	const struct sub *s;
+	uint64_t from, to;
+	struct client *c;
+};
+
+static void unregister_range(struct client *c, uint64_t from, uint64_t to)
+{
+	const struct source *src = c->b->src;
+
+	if (from < to)
+		src->ops->uffd_unregister(c->b->src, c->pid, c->id, from, to);
+}
+
+static int uncovered_visit(struct itree_node *n, void *ud)
+{
+	struct uncovered *u = ud;
+	const struct sub *o = container_of(n, struct sub, node);
+	uint64_t os = page_down(o->start), oe = page_up(o->end);
+
+	if (o == u->s || o->c != u->c)
+		return 0;
+	/* Ascending start: everything before @os not covered so far is a gap. */
+	if (os > u->from)
+		unregister_range(u->c, u->from, os < u->to ? os : u->to);
+	if (oe > u->from)
+		u->from = oe;
+	return u->from >= u->to;
+}
+
 static void sub_uffd_unregister(struct client *c, const struct sub *s)
 {
 	struct broker *b = c->b;
+	struct uncovered u = {.s = s, .c = c, .from = page_down(s->start), .to = page_up(s->end)};
 
-	if (b->src->ops->uffd_unregister && s->t->pid == c->pid && !c->dropping && !b->source_lost)
-		b->src->ops->uffd_unregister(b->src, c->pid, c->id, s->start, s->end);
+	if (!b->src->ops->uffd_unregister || s->t->pid != c->pid || c->dropping || b->source_lost)
+		return;
+	/* [from, to) is page aligned: a sub's pages overlap it exactly when its bytes do. */
+	mmn__itree_query(&s->t->subs, u.from, u.to - 1, uncovered_visit, &u);
+	if (u.from < u.to)
+		unregister_range(c, u.from, u.to);
 }
 
 /* @s no longer holds its Unsubscribe's reply; the last holder sends it (unless @killed, see struct unsub_wait). */
@@ -345,8 +392,12 @@ static int sub_prepare(struct broker *b, struct target *t, struct client *c, str
 	/* Room for it in every event first: fan-out must not allocate. */
 	err = b->stats.subscriptions >= UINT32_MAX ? -ENOMEM
 						   : mmn__recips_reserve(b, (uint32_t)b->stats.subscriptions + 1);
-	if (!err)
+	if (!err) {
 		err = sub_uffd_register(c, t, r);
+		/* A lenient pass that gave up leaves what it registered: take back what is not covered. */
+		if (err < 0 && r->resubscribe)
+			sub_uffd_unregister(c, s);
+	}
 	if (!err) {
 		err = ksub_attach(t, s);
 		if (err < 0)

@@ -148,8 +148,9 @@ struct source_ops {
 	int (*uffd_register)(struct source *s, pid_t pid, uint64_t conn, uint64_t start, uint64_t end,
 			     bool strict);
 	/*
-	 * uffd source: undo one successful uffd_register of the same range;
-	 * what another registration of @conn still covers stays registered.
+	 * uffd source: unregister [start, end) (page rounded) from @conn's
+	 * uffd, leniently (VMAs that are not ours are skipped).  The broker
+	 * passes only parts no other subscription of @conn covers.
 	 */
 	void (*uffd_unregister)(struct source *s, pid_t pid, uint64_t conn, uint64_t start, uint64_t end);
 	/* Stop, close every handle, free.  Pending waits in the kernel are released. */

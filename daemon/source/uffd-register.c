@@ -2,8 +2,9 @@
 /*
  * The uffd source's registrations: UFFDIO_REGISTER and UFFDIO_UNREGISTER of
  * the client's ranges with the connection's uffd, strict or lenient (VMA by
- * VMA from /proc/PID/maps, or by bisection), and the ranges each uffd has
- * registered so that unregistering spares what another subscription covers.
+ * VMA from /proc/PID/maps, or by bisection).  What another subscription of
+ * the connection still covers is the broker's to spare (engine/sub.c): it
+ * holds the subscriptions in an interval index already.
  *
  * Everything here runs on mmnd's loop thread; nothing is locked.
  */
@@ -217,7 +218,7 @@ static int page_round(uint64_t *start, uint64_t *end)
 }
 
 int mmn__uffd_register(struct source *src, pid_t pid, uint64_t conn, uint64_t start, uint64_t end,
-			 bool strict)
+		       bool strict)
 {
 	struct watch *w = conn_watch(to_uffd(src), pid, conn);
 	unsigned budget = REGISTER_BUDGET;
@@ -228,48 +229,14 @@ int mmn__uffd_register(struct source *src, pid_t pid, uint64_t conn, uint64_t st
 	r = page_round(&start, &end);
 	if (r < 0)
 		return r;
-	if (w->nregs == w->capregs) {
-		size_t cap = w->capregs ? w->capregs * 2 : 8;
-		struct reg *p = realloc(w->regs, cap * sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		w->regs = p;
-		w->capregs = cap;
-	}
+	/*
+	 * Strict: on failure the kernel changed nothing.  Lenient: what was
+	 * registered before it gave up stays; the broker unregisters the part
+	 * no other subscription covers.
+	 */
 	if (strict)
-		r = range_ioctl(w->fd, true, start, end);
-	else
-		r = range_ioctl_lenient(w->fd, pid, true, start, end, &budget);
-	if (r < 0 && strict)
-		return r; /* the kernel changed nothing: undoing could touch another uffd's (-EBUSY) */
-	w->regs[w->nregs++] = (struct reg){start, end};
-	if (r < 0) /* undo what the lenient pass did before it gave up */
-		mmn__uffd_unregister(src, pid, conn, start, end);
-	return r;
-}
-
-/*
- * Unregister [a, b) of @w except where a registration of @w from index
- * @from on covers it; those before @from are known not to overlap [a, b).
- * Best effort: what fails stays registered until the connection closes (its
- * events are read and match no ksub).
- */
-static void unregister_uncovered(struct watch *w, pid_t pid, uint64_t a, uint64_t b, size_t from,
-				 unsigned *budget)
-{
-	for (size_t i = from; i < w->nregs; i++) {
-		const struct reg *o = &w->regs[i];
-
-		if (o->end <= a || o->start >= b)
-			continue;
-		if (o->start > a)
-			unregister_uncovered(w, pid, a, o->start, i + 1, budget);
-		if (o->end < b)
-			unregister_uncovered(w, pid, o->end, b, i + 1, budget);
-		return;
-	}
-	range_ioctl_lenient(w->fd, pid, false, a, b, budget);
+		return range_ioctl(w->fd, true, start, end);
+	return range_ioctl_lenient(w->fd, pid, true, start, end, &budget);
 }
 
 void mmn__uffd_unregister(struct source *src, pid_t pid, uint64_t conn, uint64_t start, uint64_t end)
@@ -277,13 +244,7 @@ void mmn__uffd_unregister(struct source *src, pid_t pid, uint64_t conn, uint64_t
 	struct watch *w = conn_watch(to_uffd(src), pid, conn);
 	unsigned budget = UNREGISTER_BUDGET;
 
-	if (!w || page_round(&start, &end) < 0)
-		return;
-	for (size_t i = 0; i < w->nregs; i++) {
-		if (w->regs[i].start == start && w->regs[i].end == end) {
-			w->regs[i] = w->regs[--w->nregs];
-			unregister_uncovered(w, pid, start, end, 0, &budget);
-			return;
-		}
-	}
+	/* Best effort: what fails stays registered until the connection closes (its events match no ksub). */
+	if (w && page_round(&start, &end) == 0)
+		range_ioctl_lenient(w->fd, pid, false, start, end, &budget);
 }

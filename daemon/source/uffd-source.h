@@ -43,22 +43,15 @@
 struct uffd_source;
 struct target;
 
-/* A range registered with a uffd by uffd_register, page aligned, end exclusive. */
-struct reg {
-	uint64_t start, end;
-};
-
 /*
- * One polled fd: a uffd or a pidfd.  Freed (with @regs) by its close
- * callback; @t is cleared when detached.
+ * One polled fd: a uffd or a pidfd.  Freed by its close callback; @t is
+ * cleared when detached.
  */
 struct watch {
 	uv_poll_t poll;
 	int fd;
 	struct target *t;
-	uint64_t conn;	  /* a uffd: the client connection that attached it */
-	struct reg *regs; /* a uffd: one entry per successful uffd_register, a multiset */
-	size_t nregs, capregs;
+	uint64_t conn; /* a uffd: the client connection that attached it */
 };
 
 struct ksub {

@@ -24,7 +24,6 @@ static void watch_free_cb(uv_handle_t *h)
 {
 	struct watch *w = h->data;
 
-	free(w->regs);
 	free(w);
 }
 

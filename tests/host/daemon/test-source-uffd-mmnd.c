@@ -349,6 +349,23 @@ static void barrier_step(struct mmn_client *c, bool fork_reported)
 			tap_ok(0, "no release expected (sub %d)", recs[i].sub);
 }
 
+/*
+ * S2 leaves: mmnd unregisters only what S does not cover.  Page 45 (S2's
+ * alone) is no longer watched, page 37 (also S's) still is; uffd events
+ * come in order, so 45's would precede the marker 37's.
+ */
+static void unsubscribe_step(struct mmn_client *c, struct mmn_sub *s2)
+{
+	size_t n0;
+
+	tap_is_int(mmn_unsubscribe(s2), 0, "unsubscribe S2");
+	n0 = nrecs;
+	tap_is_int(munmap(base + 45 * P, P), 0, "munmap page 45 (S2's alone)");
+	tap_is_int(munmap(base + 37 * P, P), 0, "munmap page 37 (S's too: the marker)");
+	tap_ok(wait_recs(c, n0 + 2), "unsubscribe: callbacks ran");
+	check_pair(n0, "unsubscribe: nothing for page 45, S still has page 37", 0, MMN_EVENT_UNMAP, A(37), A(38));
+}
+
 static void test_events(struct mmn_client *c, bool fork_reported)
 {
 	struct mmn_sub_opts o = {
@@ -402,6 +419,7 @@ static void test_events(struct mmn_client *c, bool fork_reported)
 		fork_step(c);
 
 	barrier_step(c, fork_reported);
+	unsubscribe_step(c, s2);
 
 	munmap(dest, P);
 }
