@@ -47,6 +47,7 @@
 #define MMN_REQ_TIMEOUT_MS 5000
 #define MMN_BACKOFF_MIN_MS 20
 #define MMN_BACKOFF_MAX_MS 1000
+#define MMN_HASH_INIT_BITS 6 /* buckets of the hash of c->subs inside the client: 64 */
 
 struct conn_ops;
 struct mmn_sub;
@@ -115,6 +116,16 @@ struct mmn_client {
 	} rep;
 
 	struct mmn_sub *subs; /* live and dead subscriptions */
+	/*
+	 * The hash of c->subs (sub.c): 1 << hbits buckets, hinit until
+	 * mmn__sub_reserve() first grows it (on a caller's thread, never on the
+	 * dispatch path; a failed growth only lengthens the chains).
+	 */
+	struct mmn_sub **htab;
+	unsigned hbits;
+	size_t nsubs;  /* on c->subs */
+	size_t nresub; /* on c->subs with a re-Subscribe pending (resub_req) */
+	struct mmn_sub *hinit[1u << MMN_HASH_INIT_BITS];
 	struct mmn_sub *tombs, *tombs_tail;
 	unsigned ntombs;
 

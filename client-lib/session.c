@@ -44,7 +44,7 @@ static void resubscribe(struct mmn_client *c)
 		if (c->needs_uffd && s->pid)
 			err = -EOPNOTSUPP;
 		if (!err) {
-			s->resub_req = ++c->next_req;
+			mmn__sub_set_resub(c, s, ++c->next_req);
 			err = mmn__sub_send_subscribe(c, s, s->resub_req, true);
 			if (err < 0)
 				return; /* the next read drops the connection */
@@ -126,9 +126,8 @@ static int handle_hello_reply(struct mmn_client *c, const Mmn__V1__HelloReply *h
 static void resub_done(struct mmn_client *c, struct mmn_sub *s, int err, const Mmn__V1__SubscribeReply *rep)
 {
 	const struct mmn_range r = {.start = s->start, .end = s->end, .event = MMN_EVENT_RESYNC};
-	bool last;
 
-	s->resub_req = 0;
+	mmn__sub_set_resub(c, s, 0);
 	if (!err && !mmn__seqpage_slot(c, rep->seq_slot))
 		err = -EPROTO;
 	if (err) {
@@ -139,11 +138,7 @@ static void resub_done(struct mmn_client *c, struct mmn_sub *s, int err, const M
 		mmn__sub_attach(s, rep->sub_id, rep->seq_slot, rep->seq_gen, false);
 		mmn__enqueue(c, QEV_RESYNC, s, &r, 0);
 	}
-	last = true;
-	for (struct mmn_sub *o = c->subs; o; o = o->next)
-		if (o->resub_req)
-			last = false;
-	if (last && c->state == CONN_RESUB)
+	if (!c->nresub && c->state == CONN_RESUB)
 		mmn__conn_set_connected(c);
 }
 
@@ -157,8 +152,11 @@ static void answer_request(struct mmn_client *c, int err, const Mmn__V1__Subscri
 		c->rep.gen = sr->seq_gen;
 		c->rep.ack_timeout_ms = sr->ack_timeout_ms;
 		/* Before the next packet, which may be an Invalidate for it. */
-		if (c->req_sub)
-			c->rep.err = mmn__sub_reply_link(c, sr);
+		if (c->req_sub) {
+			c->rep.err = mmn__sub_link(c, c->req_sub, sr);
+			if (!c->rep.err)
+				c->req_sub = NULL;
+		}
 	} else if (!err) {
 		c->rep.err = -EPROTO;
 	}
@@ -334,7 +332,8 @@ static void session_lost(struct mmn_client *c, int err)
 	 * queued before the loss are delivered.
 	 */
 	for (struct mmn_sub *s = c->subs; s; s = s->next) {
-		s->resub_req = 0;
+		if (s->resub_req)
+			mmn__sub_set_resub(c, s, 0);
 		if (s->state == HANDLE_ACTIVE) {
 			s->lost = true;
 			c->lost_pending = true;

@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Subscription handles: the list of live and dead subs (c->subs), the
+ * Subscription handles: the list of live and dead subs (c->subs) and its
+ * hash (by sub id, or by the request id of a pending re-Subscribe), the
  * tombstones of removed ones (c->tombs, to answer a second unsubscribe with
  * -EALREADY), the pins that keep a handle's memory while an event or a
  * callback uses it, and the messages mmnd gets about one subscription.
  * All under c->lock.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "client.h"
 #include "conn.h"
@@ -15,9 +18,81 @@
 #include "sub.h"
 #include "util.h"
 
+/*
+ * The hash of c->subs.  Every sub on c->subs is in exactly one chain, under
+ * its key: resub_req (salted) while a re-Subscribe is pending, else sub_id.
+ * A lookup walks one chain and applies the same test a walk of c->subs
+ * would, so stale ids (dead subs, subs of a lost connection) only lengthen a
+ * chain.  The buckets are allocated only by mmn__sub_reserve(), on a thread
+ * that may allocate; linking never allocates, it just lengthens chains when
+ * a growth failed.
+ */
+#define HASH_MUL 0x9e3779b97f4a7c15ull /* 2^64 / golden ratio: Fibonacci hashing */
+#define REQ_SALT 0xc2b2ae3d27d4eb4full /* request ids and sub ids are both small counters */
+#define HASH_MAX_BITS 40
+
+static struct mmn_sub **bucket(struct mmn_client *c, uint64_t key)
+{
+	return &c->htab[(key * HASH_MUL) >> (64 - c->hbits)];
+}
+
+static uint64_t sub_key(const struct mmn_sub *s)
+{
+	return s->resub_req ? s->resub_req ^ REQ_SALT : s->sub_id;
+}
+
+static void hash_add(struct mmn_client *c, struct mmn_sub *s)
+{
+	struct mmn_sub **b = bucket(c, sub_key(s));
+
+	s->hnext = *b;
+	*b = s;
+}
+
+static void hash_del(struct mmn_client *c, struct mmn_sub *s)
+{
+	for (struct mmn_sub **p = bucket(c, sub_key(s)); *p; p = &(*p)->hnext) {
+		if (*p == s) {
+			*p = s->hnext;
+			break;
+		}
+	}
+	s->hnext = NULL;
+}
+
+void mmn__sub_hash_init(struct mmn_client *c)
+{
+	c->htab = c->hinit;
+	c->hbits = MMN_HASH_INIT_BITS;
+}
+
+void mmn__sub_reserve(struct mmn_client *c, size_t more)
+{
+	unsigned bits = c->hbits;
+	struct mmn_sub **t;
+	size_t want;
+
+	want = more > SIZE_MAX / 2 - c->nsubs ? SIZE_MAX / 2 : c->nsubs + more;
+	while (bits < HASH_MAX_BITS && ((size_t)1 << bits) < want)
+		bits++;
+	if (bits == c->hbits)
+		return;
+	t = malloc(sizeof(*t) << bits);
+	if (!t)
+		return; /* longer chains: slower, still correct */
+	/* Written, not calloc'd: the dispatch thread must never fault on a bucket. */
+	memset(t, 0, sizeof(*t) << bits);
+	if (c->htab != c->hinit)
+		free(c->htab);
+	c->htab = t;
+	c->hbits = bits;
+	for (struct mmn_sub *s = c->subs; s; s = s->next)
+		hash_add(c, s);
+}
+
 struct mmn_sub *mmn__sub_by_id(struct mmn_client *c, uint64_t sub_id)
 {
-	for (struct mmn_sub *s = c->subs; s; s = s->next)
+	for (struct mmn_sub *s = *bucket(c, sub_id); s; s = s->hnext)
 		if (s->state == HANDLE_ACTIVE && !s->resub_req && s->sub_id == sub_id)
 			return s;
 	return NULL;
@@ -25,15 +100,27 @@ struct mmn_sub *mmn__sub_by_id(struct mmn_client *c, uint64_t sub_id)
 
 struct mmn_sub *mmn__sub_by_resub_req(struct mmn_client *c, uint64_t req)
 {
-	for (struct mmn_sub *s = c->subs; s; s = s->next)
+	for (struct mmn_sub *s = *bucket(c, req ^ REQ_SALT); s; s = s->hnext)
 		if (s->resub_req == req)
 			return s;
 	return NULL;
 }
 
+void mmn__sub_set_resub(struct mmn_client *c, struct mmn_sub *s, uint64_t req)
+{
+	hash_del(c, s);
+	c->nresub += (req != 0) - (s->resub_req != 0);
+	s->resub_req = req;
+	hash_add(c, s);
+}
+
 void mmn__sub_attach(struct mmn_sub *s, uint64_t sub_id, uint32_t slot, uint32_t gen, bool publish)
 {
-	s->sub_id = sub_id;
+	if (s->sub_id != sub_id) {
+		hash_del(s->c, s);
+		s->sub_id = sub_id;
+		hash_add(s->c, s);
+	}
 	__atomic_store_n(&s->slot, mmn__seqpage_slot(s->c, slot), __ATOMIC_RELAXED);
 	__atomic_store_n(&s->gen, gen, __ATOMIC_RELAXED);
 	if (publish)
@@ -61,30 +148,35 @@ static void unlink_sub(struct mmn_sub **head, struct mmn_sub *s)
 }
 
 /*
- * The SubscribeReply to mmn_subscribe()'s request, c->req_sub, arrived (c->lock
- * held, on whichever thread read it).  Link and attach the sub now, before
- * the next packet is handled: it may be an Invalidate for it already, and an
- * Invalidate for an unknown sub is dropped unacked.  The sub is pinned until
- * mmn_subscribe() hands it out.  Returns 0 or what mmn_subscribe() reports.
+ * The SubscribeReply @sr to the request that created @s arrived (c->lock
+ * held, on whichever thread read it).  Link and attach @s now, before the
+ * next packet is handled: it may be an Invalidate for it already, and an
+ * Invalidate for an unknown sub is dropped unacked.  @s is pinned until
+ * mmn_subscribe() (or mmn_subscribe_many()) hands it out.  Returns 0 or
+ * what mmn_subscribe() reports.
  */
-int mmn__sub_reply_link(struct mmn_client *c, const Mmn__V1__SubscribeReply *sr)
+int mmn__sub_link(struct mmn_client *c, struct mmn_sub *s, const Mmn__V1__SubscribeReply *sr)
 {
-	struct mmn_sub *s = c->req_sub;
-
 	if (!mmn__seqpage_slot(c, sr->seq_slot)) {
 		mmn__sub_send_unsubscribe(c, sr->sub_id);
 		return -EPROTO;
 	}
-	c->req_sub = NULL;
 	s->state = HANDLE_ACTIVE;
 	s->refs++;
+	s->sub_id = sr->sub_id;
 	link_sub(&c->subs, s);
+	hash_add(c, s);
+	c->nsubs++;
 	mmn__sub_attach(s, sr->sub_id, sr->seq_slot, sr->seq_gen, true);
 	return 0;
 }
 
 void mmn__sub_unlink(struct mmn_client *c, struct mmn_sub *s)
 {
+	hash_del(c, s);
+	if (s->resub_req)
+		c->nresub--;
+	c->nsubs--;
 	unlink_sub(&c->subs, s);
 }
 
@@ -144,6 +236,11 @@ void mmn__free_subs(struct mmn_client *c)
 		}
 	}
 	c->subs = c->tombs = c->tombs_tail = NULL;
+	c->nsubs = c->nresub = 0;
+	if (c->htab != c->hinit)
+		free(c->htab);
+	memset(c->hinit, 0, sizeof(c->hinit));
+	mmn__sub_hash_init(c);
 }
 
 int mmn__sub_send_subscribe(struct mmn_client *c, const struct mmn_sub *s, uint64_t req_id, bool resubscribe)

@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * struct mmn_sub, the handle mmn_subscribe() returns, and what sub.c does
- * with it: the lists of c (live/dead subs, tombstones), the pins, and the
+ * with it: the lists of c (live/dead subs and their hash, tombstones), the pins, and the
  * messages about one subscription.  All under c->lock.
  */
 #ifndef MMN_CLIENT_SUB_H
 #define MMN_CLIENT_SUB_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -59,16 +60,26 @@ struct mmn_sub {
 	struct outstanding out[MMN_MAX_OUTSTANDING];
 	unsigned nout;
 	struct mmn_sub *next, *prev; /* c->subs (live and dead), or c->tombs */
+	struct mmn_sub *hnext;	     /* chain of c->htab while on c->subs (sub.c) */
 };
 
+/* An empty hash (c->hinit): at allocation and after mmn__free_subs(). */
+void mmn__sub_hash_init(struct mmn_client *c);
+/*
+ * Grow the hash for @more new subs (only on a thread that may allocate: never
+ * the dispatch path).  Failure is not reported: the chains grow instead.
+ */
+void mmn__sub_reserve(struct mmn_client *c, size_t more);
 /* The active sub mmnd knows as @sub_id on this connection, or NULL. */
 struct mmn_sub *mmn__sub_by_id(struct mmn_client *c, uint64_t sub_id);
 /* The sub whose re-Subscribe has request id @req, or NULL. */
 struct mmn_sub *mmn__sub_by_resub_req(struct mmn_client *c, uint64_t req);
-/* Take mmnd's slot for @s; @publish: readers may use it now (else at the RESYNC end). */
+/* Set (or clear, @req 0) the request id of @s's pending re-Subscribe; @s is on c->subs. */
+void mmn__sub_set_resub(struct mmn_client *c, struct mmn_sub *s, uint64_t req);
+/* Take mmnd's slot for @s (on c->subs); @publish: readers may use it now (else at the RESYNC end). */
 void mmn__sub_attach(struct mmn_sub *s, uint64_t sub_id, uint32_t slot, uint32_t gen, bool publish);
-/* Link c->req_sub, answered by @sr: 0, or the error mmn_subscribe() reports. */
-int mmn__sub_reply_link(struct mmn_client *c, const Mmn__V1__SubscribeReply *sr);
+/* Link the new @s, answered by @sr: 0, or the error mmn_subscribe() reports. */
+int mmn__sub_link(struct mmn_client *c, struct mmn_sub *s, const Mmn__V1__SubscribeReply *sr);
 /* Take @s off c->subs (mmn_unsubscribe()). */
 void mmn__sub_unlink(struct mmn_client *c, struct mmn_sub *s);
 /* Keep the removed @s as a tombstone, dropping the pin mmn_unsubscribe() took. */

@@ -94,6 +94,7 @@ static int subscribe_locked(struct mmn_client *c, struct mmn_sub *s, pid_t pid)
 		if (r < 0)
 			return r;
 	}
+	mmn__sub_reserve(c, 1);
 	req = c->req_id = ++c->next_req;
 	c->req_done = false;
 	c->req_sub = s;
@@ -133,7 +134,7 @@ MMN_EXPORT int mmn_subscribe(struct mmn_client *c, pid_t pid, uint64_t start, ui
 	r = subscribe_locked(c, s, pid);
 	if (r == 0) {
 		/*
-		 * Linked by mmn__sub_reply_link(): live, whatever happened since
+		 * Linked by mmn__sub_link(): live, whatever happened since
 		 * (its events may even have been delivered).  Drop the pin, unless
 		 * a callback unsubscribed it already: a pinned tombstone is never
 		 * trimmed (freed at disconnect), so the handle returned stays
