@@ -243,18 +243,24 @@ void mmn__free_subs(struct mmn_client *c)
 	mmn__sub_hash_init(c);
 }
 
+static void fill_subscribe(Mmn__V1__Subscribe *m, const struct mmn_sub *s, bool resubscribe)
+{
+	mmn__v1__subscribe__init(m);
+	m->pid = s->pid;
+	m->start = s->start;
+	m->length = s->end - s->start;
+	m->flags = s->opts.flags;
+	m->event_mask = s->opts.event_mask;
+	m->ack_timeout_ms = s->opts.ack_timeout_ms;
+	m->resubscribe = resubscribe;
+}
+
 int mmn__sub_send_subscribe(struct mmn_client *c, const struct mmn_sub *s, uint64_t req_id, bool resubscribe)
 {
-	Mmn__V1__Subscribe m = MMN__V1__SUBSCRIBE__INIT;
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+	Mmn__V1__Subscribe m;
 
-	m.pid = s->pid;
-	m.start = s->start;
-	m.length = s->end - s->start;
-	m.flags = s->opts.flags;
-	m.event_mask = s->opts.event_mask;
-	m.ack_timeout_ms = s->opts.ack_timeout_ms;
-	m.resubscribe = resubscribe;
+	fill_subscribe(&m, s, resubscribe);
 	env.request_id = req_id;
 	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE;
 	env.subscribe = &m;
@@ -270,6 +276,77 @@ void mmn__sub_send_unsubscribe(struct mmn_client *c, uint64_t sub_id)
 	env.request_id = ++c->next_req; /* its Status is ignored */
 	env.body_case = MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE;
 	env.unsubscribe = &u;
+	mmn__conn_send(c, &env, NULL, 0);
+}
+
+static size_t varint_len(uint64_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+bool mmn__batch_fits(size_t body)
+{
+	/* request_id (tag, at most 10 bytes), the body's 2-byte tag and its length */
+	return 1 + 10 + 2 + varint_len(body) + body <= MMN_WIRE_MAX_MSG;
+}
+
+size_t mmn__sub_item_bytes(const struct mmn_sub *s)
+{
+	Mmn__V1__Subscribe m;
+	size_t n;
+
+	fill_subscribe(&m, s, false); /* resubscribe, true or false, costs the same: 2 bytes or none */
+	m.resubscribe = true;
+	n = mmn__v1__subscribe__get_packed_size(&m);
+	return 1 + varint_len(n) + n;
+}
+
+size_t mmn__sub_ids_bytes(const uint64_t *ids, size_t n)
+{
+	size_t p = 0;
+
+	for (size_t i = 0; i < n; i++)
+		p += varint_len(ids[i]);
+	return n ? 1 + varint_len(p) + p : 0;
+}
+
+int mmn__sub_send_subscribe_many(struct mmn_client *c, struct mmn_sub *const *subs, size_t n, uint64_t req_id,
+				 bool resubscribe)
+{
+	Mmn__V1__SubscribeMany many = MMN__V1__SUBSCRIBE_MANY__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+	Mmn__V1__Subscribe items[MMN_BATCH_MAX], *ptrs[MMN_BATCH_MAX];
+
+	if (n > MMN_BATCH_MAX)
+		return -E2BIG;
+	for (size_t i = 0; i < n; i++) {
+		fill_subscribe(&items[i], subs[i], resubscribe);
+		ptrs[i] = &items[i];
+	}
+	many.n_items = n;
+	many.items = ptrs;
+	env.request_id = req_id;
+	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE_MANY;
+	env.subscribe_many = &many;
+	return mmn__conn_send(c, &env, NULL, 0);
+}
+
+void mmn__sub_send_unsubscribe_many(struct mmn_client *c, uint64_t *ids, size_t n)
+{
+	Mmn__V1__UnsubscribeMany u = MMN__V1__UNSUBSCRIBE_MANY__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	u.n_sub_ids = n;
+	u.sub_ids = ids;
+	env.request_id = ++c->next_req; /* its reply is ignored, as an Unsubscribe's Status */
+	env.body_case = MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE_MANY;
+	env.unsubscribe_many = &u;
 	mmn__conn_send(c, &env, NULL, 0);
 }
 

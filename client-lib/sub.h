@@ -91,6 +91,29 @@ void mmn__free_subs(struct mmn_client *c);
 
 int mmn__sub_send_subscribe(struct mmn_client *c, const struct mmn_sub *s, uint64_t req_id, bool resubscribe);
 void mmn__sub_send_unsubscribe(struct mmn_client *c, uint64_t sub_id);
+
+/*
+ * Batches (SubscribeMany, UnsubscribeMany).  A batch has at most
+ * min(HelloReply.max_batch, MMN_BATCH_MAX) items and fits in one packet.
+ * MMN_BATCH_MAX is what the reply to a SubscribeMany can hold in
+ * MMN_WIRE_MAX_MSG: an item's SubscribeResult takes at most 33 bytes (its
+ * field's tag and length, and the SubscribeReply's, a 10-byte sub_id and three
+ * 5-byte uint32 with their tags) after an envelope of at most 15.
+ */
+#define MMN_BATCH_ITEM_REPLY_MAX 33
+#define MMN_BATCH_MAX ((MMN_WIRE_MAX_MSG - 15) / MMN_BATCH_ITEM_REPLY_MAX)
+
+/* Whether a request whose body (the SubscribeMany or UnsubscribeMany) has @body bytes fits in a packet. */
+bool mmn__batch_fits(size_t body);
+/* Bytes @s adds to the body of a SubscribeMany. */
+size_t mmn__sub_item_bytes(const struct mmn_sub *s);
+/* Bytes of the body of an UnsubscribeMany of @ids. */
+size_t mmn__sub_ids_bytes(const uint64_t *ids, size_t n);
+/* One SubscribeMany of @subs (at most MMN_BATCH_MAX) as request @req_id. */
+int mmn__sub_send_subscribe_many(struct mmn_client *c, struct mmn_sub *const *subs, size_t n, uint64_t req_id,
+				 bool resubscribe);
+/* One UnsubscribeMany of @ids; its reply is ignored. */
+void mmn__sub_send_unsubscribe_many(struct mmn_client *c, uint64_t *ids, size_t n);
 /* Ack @event_id of @s; 0 without sending when that connection is gone. */
 int mmn__sub_send_ack(struct mmn_client *c, struct mmn_sub *s, uint64_t event_id);
 
