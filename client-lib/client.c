@@ -89,6 +89,7 @@ static struct mmn_client *client_alloc(void)
 	c->sp_memfd = -1;
 	c->backoff_ms = MMN_BACKOFF_MIN_MS;
 	c->conn_ops = &mmn__session_ops;
+	mmn__sub_hash_init(c);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->req_lock, NULL);
 	pthread_cond_init(&c->cb_cond, NULL);

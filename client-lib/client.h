@@ -2,11 +2,13 @@
 /*
  * struct mmn_client, the state of one connection to mmnd, and the map of
  * client-lib/.  Each file calls only files of the layers below it (and, in
- * the top layer, client.c calls thread.c, whose loop calls dispatch.c).  A
+ * the top layer, client.c calls thread.c, whose loop calls dispatch.c, and
+ * batch.c calls subscribe.c).  A
  * lower layer reports upward through return values, or through
  * c->conn_ops, which the top layer sets:
  *
  *   public API  client.c     mmn_connect, mmn_disconnect, mmn_get_fd, ...
+ *               batch.c      mmn_subscribe_many, mmn_unsubscribe_many
  *               subscribe.c  mmn_subscribe, mmn_unsubscribe, mmn_ack
  *               thread.c     mmn_start_thread: the library's thread
  *               dispatch.c   mmn_dispatch: reads packets, runs the callbacks
@@ -27,7 +29,8 @@
  *               error.c      the log sink, mmn_strerror
  *
  * Locks, always taken in this order:
- *   c->req_lock  one request (Subscribe) waits for its reply at a time
+ *   c->req_lock  one request (Subscribe, SubscribeMany) waits for its reply at
+ *                a time; mmn_subscribe_many() holds it across its batches
  *   c->lock      everything in struct mmn_client and struct mmn_sub except
  *                the seq fields marked "atomic"; never held while a user
  *                callback runs, never held across a blocking wait
@@ -47,6 +50,7 @@
 #define MMN_REQ_TIMEOUT_MS 5000
 #define MMN_BACKOFF_MIN_MS 20
 #define MMN_BACKOFF_MAX_MS 1000
+#define MMN_HASH_INIT_BITS 6 /* buckets of the hash of c->subs inside the client: 64 */
 
 struct conn_ops;
 struct mmn_sub;
@@ -86,6 +90,7 @@ struct mmn_client {
 	bool needs_uffd;
 	uint32_t default_ack_timeout_ms;
 	uint64_t client_id;
+	uint32_t max_batch; /* items per SubscribeMany/UnsubscribeMany, 0 = one request per item */
 	char source[16];
 
 	/* Sequence page (seq.c). */
@@ -106,7 +111,17 @@ struct mmn_client {
 	uint64_t next_req;
 	uint64_t req_id;	 /* the user request waiting for its reply, 0 = none (or answered) */
 	struct mmn_sub *req_sub; /* its new sub: linked by the reply's handler, then NULL */
-	uint64_t abandoned_req;	 /* timed out: a late SubscribeReply is undone */
+	/*
+	 * The user's SubscribeMany waiting for its reply (req_id), NULL when the
+	 * request is a Subscribe: its items' new subs, in order.  The reply's
+	 * handler links each one mmnd made, sets its entry to NULL and stores
+	 * each item's result in req_batch_err.  Owned by the waiter (under
+	 * c->req_lock); read and written under c->lock.
+	 */
+	struct mmn_sub **req_batch;
+	int *req_batch_err;
+	size_t req_nbatch;
+	uint64_t abandoned_req;	 /* timed out: a late SubscribeReply (or SubscribeManyReply) is undone */
 	bool req_done;
 	struct {
 		int err;
@@ -115,6 +130,16 @@ struct mmn_client {
 	} rep;
 
 	struct mmn_sub *subs; /* live and dead subscriptions */
+	/*
+	 * The hash of c->subs (sub.c): 1 << hbits buckets, hinit until
+	 * mmn__sub_reserve() first grows it (on a caller's thread, never on the
+	 * dispatch path; a failed growth only lengthens the chains).
+	 */
+	struct mmn_sub **htab;
+	unsigned hbits;
+	size_t nsubs;  /* on c->subs */
+	size_t nresub; /* on c->subs with a re-Subscribe pending (resub_req) */
+	struct mmn_sub *hinit[1u << MMN_HASH_INIT_BITS];
 	struct mmn_sub *tombs, *tombs_tail;
 	unsigned ntombs;
 

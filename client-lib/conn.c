@@ -178,7 +178,7 @@ static void arena_free(void *data, void *ptr)
 static bool body_known(const MmnEnvelope *env)
 {
 	return env->body_case >= MMN__V1__ENVELOPE__BODY_HELLO &&
-	       env->body_case <= MMN__V1__ENVELOPE__BODY_ERROR;
+	       env->body_case <= MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE_MANY_REPLY;
 }
 
 /* Receive one packet into c->rbuf: its length, 0 at EOF, or a negative errno. */

@@ -113,7 +113,7 @@ static int deliver_lost_subs(struct mmn_client *c)
 
 	c->lost_pending = false;
 	while (s) {
-		int k;
+		struct mmn_sub *next;
 
 		if (!s->lost) {
 			s = s->next;
@@ -121,11 +121,15 @@ static int deliver_lost_subs(struct mmn_client *c)
 		}
 		s->lost = false;
 		s->refs++; /* the callbacks run unlocked */
-		k = deliver_lost(c, s);
+		n += deliver_lost(c, s);
+		/*
+		 * The callbacks may have changed the list: while @s is still on
+		 * it its next is current; once removed (a tombstone) start over,
+		 * the flags of the subs done are cleared.
+		 */
+		next = s->state == HANDLE_GONE ? c->subs : s->next;
 		mmn__sub_put(s);
-		n += k;
-		/* After a callback the list may have changed: start over (flags are cleared). */
-		s = k ? c->subs : s->next;
+		s = next;
 	}
 	return n;
 }

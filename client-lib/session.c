@@ -44,7 +44,7 @@ static void resubscribe(struct mmn_client *c)
 		if (c->needs_uffd && s->pid)
 			err = -EOPNOTSUPP;
 		if (!err) {
-			s->resub_req = ++c->next_req;
+			mmn__sub_set_resub(c, s, ++c->next_req);
 			err = mmn__sub_send_subscribe(c, s, s->resub_req, true);
 			if (err < 0)
 				return; /* the next read drops the connection */
@@ -106,6 +106,7 @@ static int handle_hello_reply(struct mmn_client *c, const Mmn__V1__HelloReply *h
 	c->needs_uffd = h->needs_uffd;
 	c->default_ack_timeout_ms = h->default_ack_timeout_ms;
 	c->client_id = h->client_id;
+	c->max_batch = h->max_batch;
 	snprintf(c->source, sizeof(c->source), "%s", h->source ? h->source : "");
 	if (c->needs_uffd && !h->registers_uffd) {
 		/* An mmnd from before registration moved into it: it would watch nothing. */
@@ -126,9 +127,8 @@ static int handle_hello_reply(struct mmn_client *c, const Mmn__V1__HelloReply *h
 static void resub_done(struct mmn_client *c, struct mmn_sub *s, int err, const Mmn__V1__SubscribeReply *rep)
 {
 	const struct mmn_range r = {.start = s->start, .end = s->end, .event = MMN_EVENT_RESYNC};
-	bool last;
 
-	s->resub_req = 0;
+	mmn__sub_set_resub(c, s, 0);
 	if (!err && !mmn__seqpage_slot(c, rep->seq_slot))
 		err = -EPROTO;
 	if (err) {
@@ -139,28 +139,81 @@ static void resub_done(struct mmn_client *c, struct mmn_sub *s, int err, const M
 		mmn__sub_attach(s, rep->sub_id, rep->seq_slot, rep->seq_gen, false);
 		mmn__enqueue(c, QEV_RESYNC, s, &r, 0);
 	}
-	last = true;
-	for (struct mmn_sub *o = c->subs; o; o = o->next)
-		if (o->resub_req)
-			last = false;
-	if (last && c->state == CONN_RESUB)
+	if (!c->nresub && c->state == CONN_RESUB)
 		mmn__conn_set_connected(c);
 }
 
-/* The reply to the user request c->req_id: stored in c->rep for its waiter. */
-static void answer_request(struct mmn_client *c, int err, const Mmn__V1__SubscribeReply *sr)
+/* mmnd made the subscriptions of @mr that nothing will use: undo them. */
+static void undo_many(struct mmn_client *c, const Mmn__V1__SubscribeManyReply *mr)
 {
-	c->rep.err = err;
-	if (sr) {
-		c->rep.sub_id = sr->sub_id;
-		c->rep.slot = sr->seq_slot;
-		c->rep.gen = sr->seq_gen;
-		c->rep.ack_timeout_ms = sr->ack_timeout_ms;
-		/* Before the next packet, which may be an Invalidate for it. */
-		if (c->req_sub)
-			c->rep.err = mmn__sub_reply_link(c, sr);
-	} else if (!err) {
+	for (size_t i = 0; i < mr->n_results; i++)
+		if (!mr->results[i]->error && mr->results[i]->reply)
+			mmn__sub_send_unsubscribe(c, mr->results[i]->reply->sub_id);
+}
+
+/*
+ * The SubscribeManyReply to the pending SubscribeMany: link each item's sub
+ * mmnd made (before the next packet, which may be an Invalidate for it) and
+ * store each item's result.  Returns 0, or -EPROTO for a reply that does not
+ * match the request (then nothing is linked).
+ */
+static int answer_batch(struct mmn_client *c, const Mmn__V1__SubscribeManyReply *mr)
+{
+	if (mr->n_results != c->req_nbatch) {
+		undo_many(c, mr);
+		return -EPROTO;
+	}
+	for (size_t i = 0; i < mr->n_results; i++) {
+		const Mmn__V1__SubscribeResult *res = mr->results[i];
+		int err = res->error;
+
+		if (err > 0 || err < -4095 || (!err && !res->reply))
+			err = -EPROTO;
+		if (!err)
+			err = mmn__sub_link(c, c->req_batch[i], res->reply);
+		if (!err)
+			c->req_batch[i] = NULL;
+		c->req_batch_err[i] = err;
+	}
+	return 0;
+}
+
+/* The answer to a Subscribe, @sr or the error @err: links c->req_sub. */
+static int answer_one(struct mmn_client *c, int err, const Mmn__V1__SubscribeReply *sr)
+{
+	if (!sr)
+		return err ? err : -EPROTO;
+	c->rep.sub_id = sr->sub_id;
+	c->rep.slot = sr->seq_slot;
+	c->rep.gen = sr->seq_gen;
+	c->rep.ack_timeout_ms = sr->ack_timeout_ms;
+	if (!c->req_sub)
+		return 0;
+	/* Before the next packet, which may be an Invalidate for it. */
+	err = mmn__sub_link(c, c->req_sub, sr);
+	if (!err)
+		c->req_sub = NULL;
+	return err;
+}
+
+/*
+ * The reply to the user request c->req_id (@sr, @mr or the error @err),
+ * stored in c->rep for its waiter.  A reply of the other kind than the
+ * request (a SubscribeReply to a SubscribeMany) is -EPROTO, undone.
+ */
+static void answer_request(struct mmn_client *c, int err, const Mmn__V1__SubscribeReply *sr,
+			   const Mmn__V1__SubscribeManyReply *mr)
+{
+	if (c->req_batch && sr) {
+		mmn__sub_send_unsubscribe(c, sr->sub_id);
 		c->rep.err = -EPROTO;
+	} else if (c->req_batch) {
+		c->rep.err = mr ? answer_batch(c, mr) : err ? err : -EPROTO;
+	} else if (mr) {
+		undo_many(c, mr);
+		c->rep.err = -EPROTO;
+	} else {
+		c->rep.err = answer_one(c, err, sr);
 	}
 	c->req_id = 0; /* answered: a connection loss from now on must not overwrite c->rep */
 	c->req_done = true;
@@ -183,18 +236,21 @@ static void answer_resubscribe(struct mmn_client *c, struct mmn_sub *s, int err,
 	resub_done(c, s, err, sr);
 }
 
-/* SubscribeReply, Status or Error naming a request. */
+/* SubscribeReply, SubscribeManyReply, UnsubscribeManyReply, Status or Error naming a request. */
 static int handle_reply(struct mmn_client *c, const MmnEnvelope *env)
 {
 	const Mmn__V1__SubscribeReply *sr = NULL;
+	const Mmn__V1__SubscribeManyReply *mr = NULL;
 	struct mmn_sub *s;
 	int err = 0;
 
 	if (env->body_case == MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY)
 		sr = env->subscribe_reply;
+	else if (env->body_case == MMN__V1__ENVELOPE__BODY_SUBSCRIBE_MANY_REPLY)
+		mr = env->subscribe_many_reply;
 	else if (env->body_case == MMN__V1__ENVELOPE__BODY_STATUS)
 		err = env->status->error;
-	else
+	else if (env->body_case == MMN__V1__ENVELOPE__BODY_ERROR)
 		err = env->error->error;
 	if (err > 0 || err < -4095)
 		return -EPROTO;
@@ -208,7 +264,7 @@ static int handle_reply(struct mmn_client *c, const MmnEnvelope *env)
 		return err;
 	}
 	if (env->request_id && env->request_id == c->req_id) {
-		answer_request(c, err, sr);
+		answer_request(c, err, sr, mr);
 		return 0;
 	}
 	s = env->request_id ? mmn__sub_by_resub_req(c, env->request_id) : NULL;
@@ -216,8 +272,12 @@ static int handle_reply(struct mmn_client *c, const MmnEnvelope *env)
 		answer_resubscribe(c, s, err, sr);
 		return 0;
 	}
-	if (sr && env->request_id == c->abandoned_req)
-		mmn__sub_send_unsubscribe(c, sr->sub_id);
+	if (env->request_id == c->abandoned_req) {
+		if (sr)
+			mmn__sub_send_unsubscribe(c, sr->sub_id);
+		if (mr)
+			undo_many(c, mr);
+	}
 	if (env->body_case == MMN__V1__ENVELOPE__BODY_ERROR && !env->request_id) {
 		mmn__log(LOG_WARNING, "mmn: mmnd reported an error: %s (%s)", mmn_strerror(err),
 			 env->error->message ? env->error->message : "");
@@ -292,6 +352,8 @@ static int session_packet(struct mmn_client *c, const MmnEnvelope *env, int *fds
 	case MMN__V1__ENVELOPE__BODY_HELLO_REPLY:
 		return hello_reply_packet(c, env, fds, nfds);
 	case MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY:
+	case MMN__V1__ENVELOPE__BODY_SUBSCRIBE_MANY_REPLY:
+	case MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE_MANY_REPLY:
 	case MMN__V1__ENVELOPE__BODY_STATUS:
 	case MMN__V1__ENVELOPE__BODY_ERROR:
 		return handle_reply(c, env);
@@ -334,7 +396,8 @@ static void session_lost(struct mmn_client *c, int err)
 	 * queued before the loss are delivered.
 	 */
 	for (struct mmn_sub *s = c->subs; s; s = s->next) {
-		s->resub_req = 0;
+		if (s->resub_req)
+			mmn__sub_set_resub(c, s, 0);
 		if (s->state == HANDLE_ACTIVE) {
 			s->lost = true;
 			c->lost_pending = true;

@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * struct mmn_sub, the handle mmn_subscribe() returns, and what sub.c does
- * with it: the lists of c (live/dead subs, tombstones), the pins, and the
+ * with it: the lists of c (live/dead subs and their hash, tombstones), the pins, and the
  * messages about one subscription.  All under c->lock.
  */
 #ifndef MMN_CLIENT_SUB_H
 #define MMN_CLIENT_SUB_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -59,16 +60,26 @@ struct mmn_sub {
 	struct outstanding out[MMN_MAX_OUTSTANDING];
 	unsigned nout;
 	struct mmn_sub *next, *prev; /* c->subs (live and dead), or c->tombs */
+	struct mmn_sub *hnext;	     /* chain of c->htab while on c->subs (sub.c) */
 };
 
+/* An empty hash (c->hinit): at allocation and after mmn__free_subs(). */
+void mmn__sub_hash_init(struct mmn_client *c);
+/*
+ * Grow the hash for @more new subs (only on a thread that may allocate: never
+ * the dispatch path).  Failure is not reported: the chains grow instead.
+ */
+void mmn__sub_reserve(struct mmn_client *c, size_t more);
 /* The active sub mmnd knows as @sub_id on this connection, or NULL. */
 struct mmn_sub *mmn__sub_by_id(struct mmn_client *c, uint64_t sub_id);
 /* The sub whose re-Subscribe has request id @req, or NULL. */
 struct mmn_sub *mmn__sub_by_resub_req(struct mmn_client *c, uint64_t req);
-/* Take mmnd's slot for @s; @publish: readers may use it now (else at the RESYNC end). */
+/* Set (or clear, @req 0) the request id of @s's pending re-Subscribe; @s is on c->subs. */
+void mmn__sub_set_resub(struct mmn_client *c, struct mmn_sub *s, uint64_t req);
+/* Take mmnd's slot for @s (on c->subs); @publish: readers may use it now (else at the RESYNC end). */
 void mmn__sub_attach(struct mmn_sub *s, uint64_t sub_id, uint32_t slot, uint32_t gen, bool publish);
-/* Link c->req_sub, answered by @sr: 0, or the error mmn_subscribe() reports. */
-int mmn__sub_reply_link(struct mmn_client *c, const Mmn__V1__SubscribeReply *sr);
+/* Link the new @s, answered by @sr: 0, or the error mmn_subscribe() reports. */
+int mmn__sub_link(struct mmn_client *c, struct mmn_sub *s, const Mmn__V1__SubscribeReply *sr);
 /* Take @s off c->subs (mmn_unsubscribe()). */
 void mmn__sub_unlink(struct mmn_client *c, struct mmn_sub *s);
 /* Keep the removed @s as a tombstone, dropping the pin mmn_unsubscribe() took. */
@@ -80,6 +91,29 @@ void mmn__free_subs(struct mmn_client *c);
 
 int mmn__sub_send_subscribe(struct mmn_client *c, const struct mmn_sub *s, uint64_t req_id, bool resubscribe);
 void mmn__sub_send_unsubscribe(struct mmn_client *c, uint64_t sub_id);
+
+/*
+ * Batches (SubscribeMany, UnsubscribeMany).  A batch has at most
+ * min(HelloReply.max_batch, MMN_BATCH_MAX) items and fits in one packet.
+ * MMN_BATCH_MAX is what the reply to a SubscribeMany can hold in
+ * MMN_WIRE_MAX_MSG: an item's SubscribeResult takes at most 33 bytes (its
+ * field's tag and length, and the SubscribeReply's, a 10-byte sub_id and three
+ * 5-byte uint32 with their tags) after an envelope of at most 15.
+ */
+#define MMN_BATCH_ITEM_REPLY_MAX 33
+#define MMN_BATCH_MAX ((MMN_WIRE_MAX_MSG - 15) / MMN_BATCH_ITEM_REPLY_MAX)
+
+/* Whether a request whose body (the SubscribeMany or UnsubscribeMany) has @body bytes fits in a packet. */
+bool mmn__batch_fits(size_t body);
+/* Bytes @s adds to the body of a SubscribeMany. */
+size_t mmn__sub_item_bytes(const struct mmn_sub *s);
+/* Bytes of the body of an UnsubscribeMany of @ids. */
+size_t mmn__sub_ids_bytes(const uint64_t *ids, size_t n);
+/* One SubscribeMany of @subs (at most MMN_BATCH_MAX) as request @req_id. */
+int mmn__sub_send_subscribe_many(struct mmn_client *c, struct mmn_sub *const *subs, size_t n, uint64_t req_id,
+				 bool resubscribe);
+/* One UnsubscribeMany of @ids; its reply is ignored. */
+void mmn__sub_send_unsubscribe_many(struct mmn_client *c, uint64_t *ids, size_t n);
 /* Ack @event_id of @s; 0 without sending when that connection is gone. */
 int mmn__sub_send_ack(struct mmn_client *c, struct mmn_sub *s, uint64_t event_id);
 

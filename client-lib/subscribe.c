@@ -2,7 +2,8 @@
 /*
  * The subscription calls of the public API: mmn_subscribe (a request that
  * waits for its reply), mmn_unsubscribe (waits for a running callback of the
- * sub, then ends what was delivered), mmn_ack, mmn_sub_userdata.
+ * sub, then ends what was delivered), mmn_ack, mmn_sub_userdata; their
+ * steps are shared with the batch calls (batch.c).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "seq.h"
 #include "session.h"
 #include "sub.h"
+#include "subscribe.h"
 #include "uffd.h"
 
 #define EVENT_ALL ((1ull << (MMN_EVENT_RESYNC + 1)) - 1)
@@ -52,12 +54,18 @@ static int check_opts(const struct mmn_sub_opts *opts, struct mmn_sub_opts *copy
 	return 0;
 }
 
-/* A new, unlinked handle for the arguments of mmn_subscribe(), or NULL with *@err set. */
-static struct mmn_sub *sub_new(struct mmn_client *c, pid_t pid, uint64_t start, uint64_t length,
-			       const struct mmn_sub_opts *opts, int *err)
+struct mmn_sub *mmn__subscribe_new(struct mmn_client *c, pid_t pid, uint64_t start, uint64_t length,
+				   const struct mmn_sub_opts *opts, int *err)
 {
-	struct mmn_sub *s = calloc(1, sizeof(*s));
+	struct mmn_sub *s;
 
+	*err = -EINVAL;
+	if (pid < 0 || !length)
+		return NULL;
+	*err = -EOVERFLOW;
+	if (start + length < start || start + length > USER_VA_END)
+		return NULL;
+	s = calloc(1, sizeof(*s));
 	if (!s) {
 		*err = -ENOMEM;
 		return NULL;
@@ -75,37 +83,53 @@ static struct mmn_sub *sub_new(struct mmn_client *c, pid_t pid, uint64_t start, 
 	return s;
 }
 
-/*
- * Send the Subscribe for @s and wait for its reply (c->req_lock and c->lock
- * held).  0 when the reply linked @s (pinned), else an errno and @s unseen.
- */
-static int subscribe_locked(struct mmn_client *c, struct mmn_sub *s, pid_t pid)
+int mmn__subscribe_check(struct mmn_client *c, struct mmn_sub *s)
+{
+	if (c->state != CONN_CONNECTED)
+		return -ENOTCONN;
+	if (c->needs_uffd) {
+		if (s->pid != 0 && s->pid != getpid())
+			return -EOPNOTSUPP;
+		s->pid = 0;
+		return mmn__uffd_check_mapped(s->start, s->end);
+	}
+	return 0;
+}
+
+int mmn__subscribe_locked(struct mmn_client *c, struct mmn_sub *s)
 {
 	uint64_t req;
 	int r;
 
-	if (c->state != CONN_CONNECTED)
-		return -ENOTCONN;
-	if (c->needs_uffd) {
-		if (pid != 0 && pid != getpid())
-			return -EOPNOTSUPP;
-		s->pid = 0;
-		r = mmn__uffd_check_mapped(s->start, s->end);
-		if (r < 0)
-			return r;
-	}
+	r = mmn__subscribe_check(c, s);
+	if (r < 0)
+		return r;
+	mmn__sub_reserve(c, 1);
 	req = c->req_id = ++c->next_req;
 	c->req_done = false;
 	c->req_sub = s;
 	r = mmn__sub_send_subscribe(c, s, req, false);
 	if (r >= 0)
 		r = mmn__session_wait_reply(c, req);
+	c->req_id = 0;
 	if (c->req_sub) {
 		/* No (valid) reply: never linked, nobody else saw it. */
 		c->req_sub = NULL;
 		return r >= 0 ? -EPROTO : r;
 	}
 	return 0;
+}
+
+void mmn__subscribe_hand_out(struct mmn_sub *s)
+{
+	/*
+	 * Linked by mmn__sub_link(): live, whatever happened since (its events
+	 * may even have been delivered).  Drop the pin, unless a callback
+	 * unsubscribed it already: a pinned tombstone is never trimmed (freed at
+	 * disconnect), so the handle returned stays valid for -EALREADY.
+	 */
+	if (s->state != HANDLE_GONE)
+		s->refs--;
 }
 
 MMN_EXPORT int mmn_subscribe(struct mmn_client *c, pid_t pid, uint64_t start, uint64_t length,
@@ -120,27 +144,15 @@ MMN_EXPORT int mmn_subscribe(struct mmn_client *c, pid_t pid, uint64_t start, ui
 		return -EINVAL;
 	if (mmn__forked(c))
 		return -ECHILD;
-	if (!length)
-		return -EINVAL;
-	if (start + length < start || start + length > USER_VA_END)
-		return -EOVERFLOW;
-	s = sub_new(c, pid, start, length, opts, &r);
+	s = mmn__subscribe_new(c, pid, start, length, opts, &r);
 	if (!s)
 		return r;
 
 	pthread_mutex_lock(&c->req_lock);
 	pthread_mutex_lock(&c->lock);
-	r = subscribe_locked(c, s, pid);
+	r = mmn__subscribe_locked(c, s);
 	if (r == 0) {
-		/*
-		 * Linked by mmn__sub_reply_link(): live, whatever happened since
-		 * (its events may even have been delivered).  Drop the pin, unless
-		 * a callback unsubscribed it already: a pinned tombstone is never
-		 * trimmed (freed at disconnect), so the handle returned stays
-		 * valid for -EALREADY.
-		 */
-		if (s->state != HANDLE_GONE)
-			s->refs--;
+		mmn__subscribe_hand_out(s);
 		*out = s;
 		s = NULL;
 	}
@@ -150,8 +162,7 @@ MMN_EXPORT int mmn_subscribe(struct mmn_client *c, pid_t pid, uint64_t start, ui
 	return r;
 }
 
-/* The client of the handle @s, for the calls that take a handle: 0, -EINVAL or -ECHILD. */
-static int sub_client(struct mmn_sub *s, struct mmn_client **c)
+int mmn__sub_client(struct mmn_sub *s, struct mmn_client **c)
 {
 	if (!s)
 		return -EINVAL;
@@ -159,48 +170,57 @@ static int sub_client(struct mmn_sub *s, struct mmn_client **c)
 	return mmn__forked(*c) ? -ECHILD : 0;
 }
 
-MMN_EXPORT int mmn_unsubscribe(struct mmn_sub *s)
+int mmn__unsubscribe_begin(struct mmn_client *c, struct mmn_sub *s, bool *tell)
 {
-	struct outstanding out[MMN_MAX_OUTSTANDING];
-	struct mmn_client *c;
-	unsigned nout;
-	int r;
-
-	r = sub_client(s, &c);
-	if (r < 0)
-		return r;
-	pthread_mutex_lock(&c->lock);
-	if (s->state == HANDLE_GONE) {
-		pthread_mutex_unlock(&c->lock);
+	if (s->state == HANDLE_GONE)
 		return -EALREADY;
-	}
 	/* A callback of @s on another thread finishes first. */
 	while (c->cb_sub == s && !pthread_equal(c->disp_thread, pthread_self()))
 		pthread_cond_wait(&c->cb_cond, &c->lock);
-	if (s->state == HANDLE_GONE) {
-		pthread_mutex_unlock(&c->lock);
+	if (s->state == HANDLE_GONE)
 		return -EALREADY;
-	}
-	if (s->state == HANDLE_ACTIVE && !s->resub_req && c->state != CONN_DOWN && c->state != CONN_HELLO)
-		mmn__sub_send_unsubscribe(c, s->sub_id);
+	*tell = s->state == HANDLE_ACTIVE && !s->resub_req && c->state != CONN_DOWN && c->state != CONN_HELLO;
 	s->state = HANDLE_GONE;
-	s->lost = false; /* its ends run here */
+	s->lost = false; /* its ends run in mmn__unsubscribe_finish() */
 	mmn__seq_kill(s);
-	nout = s->nout;
-	memcpy(out, s->out, sizeof(out[0]) * nout);
-	s->nout = 0;
 	mmn__sub_unlink(c, s);
 	s->refs++; /* pinned while the ends run */
-	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
 
+void mmn__unsubscribe_finish(struct mmn_client *c, struct mmn_sub *s)
+{
+	struct outstanding out[MMN_MAX_OUTSTANDING];
+	unsigned nout = s->nout;
+
+	memcpy(out, s->out, sizeof(out[0]) * nout);
+	s->nout = 0;
+	pthread_mutex_unlock(&c->lock);
 	for (unsigned i = 0; i < nout; i++)
 		if (s->opts.invalidate_end)
 			s->opts.invalidate_end(s, &out[i].r, s->opts.userdata);
-
 	pthread_mutex_lock(&c->lock);
 	mmn__sub_bury(c, s);
+}
+
+MMN_EXPORT int mmn_unsubscribe(struct mmn_sub *s)
+{
+	struct mmn_client *c;
+	bool tell;
+	int r;
+
+	r = mmn__sub_client(s, &c);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&c->lock);
+	r = mmn__unsubscribe_begin(c, s, &tell);
+	if (r == 0) {
+		if (tell)
+			mmn__sub_send_unsubscribe(c, s->sub_id);
+		mmn__unsubscribe_finish(c, s);
+	}
 	pthread_mutex_unlock(&c->lock);
-	return 0;
+	return r;
 }
 
 MMN_EXPORT int mmn_ack(struct mmn_sub *s, uint64_t event_id)
@@ -208,7 +228,7 @@ MMN_EXPORT int mmn_ack(struct mmn_sub *s, uint64_t event_id)
 	struct mmn_client *c;
 	int r;
 
-	r = sub_client(s, &c);
+	r = mmn__sub_client(s, &c);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&c->lock);

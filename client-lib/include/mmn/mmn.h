@@ -204,6 +204,43 @@ MMN_EXPORT uint64_t mmn_capabilities(struct mmn_client *c);
 MMN_EXPORT int mmn_subscribe(struct mmn_client *c, pid_t pid, uint64_t start, uint64_t length,
 			     const struct mmn_sub_opts *opts, struct mmn_sub **out);
 
+/* One item of mmn_subscribe_many(). */
+struct mmn_sub_request {
+	pid_t pid;			 /* 0 = self */
+	uint64_t start, length;
+	const struct mmn_sub_opts *opts; /* as for mmn_subscribe() */
+	struct mmn_sub *sub;		 /* out: the new handle, or NULL */
+	int error;			 /* out: 0 or a negative errno, as mmn_subscribe() would return */
+};
+
+/**
+ * mmn_subscribe_many() - subscribe every item of @reqs, in order, as
+ * mmn_subscribe() would, in as few round trips as mmnd allows: batches of
+ * at most the HelloReply's max_batch items (the library caps it at 123, so
+ * that a reply fits in one packet), each within mmnd's 4096-byte packets.
+ * An mmnd without batches (max_batch 0) gets one request per item, with the
+ * same results.  Items fail independently: each gets its handle in ->sub and
+ * 0 in ->error, or NULL and the errno mmn_subscribe() would return (checks
+ * of the arguments are made locally, without a round trip; an error mmnd
+ * gives for a whole batch is every item's of that batch).  Callbacks of the
+ * new subscriptions may run before it returns, as with mmn_subscribe().
+ * Return: the number of items that succeeded (0..@n), or a negative errno
+ * when nothing was sent: -EINVAL (@c NULL, @reqs NULL with @n > 0, @n above
+ * INT_MAX), -ECHILD, -ENOTCONN (reconnecting: every item not failed by its
+ * own arguments gets -ENOTCONN too).
+ */
+MMN_EXPORT int mmn_subscribe_many(struct mmn_client *c, struct mmn_sub_request *reqs, size_t n);
+
+/**
+ * mmn_unsubscribe_many() - remove each handle of @subs as mmn_unsubscribe()
+ * would, in order; mmnd is told in batches.  The handles may belong to
+ * different clients.  @errors (NULL allowed) gets each item's result: 0,
+ * -EINVAL (NULL), -EALREADY (removed before, see mmn_unsubscribe()), -ECHILD.
+ * Return: the number removed, or -EINVAL (@subs NULL with @n > 0, @n above
+ * INT_MAX).
+ */
+MMN_EXPORT int mmn_unsubscribe_many(struct mmn_sub **subs, size_t n, int *errors);
+
 /**
  * mmn_unsubscribe() - remove @s and free it.  Before it returns, the
  * library calls invalidate_end for every invalidation of @s still

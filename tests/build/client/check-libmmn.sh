@@ -17,14 +17,19 @@ leaks=$(echo "$syms" | grep -v '^mmn_' || true)
 if [ -z "$leaks" ] && [ -n "$syms" ]; then ok "nm -D exports only mmn_* ($(echo "$syms" | wc -l) symbols)"
 else nok "nm -D exports only mmn_*" "leaked: $leaks"; fi
 
-# 2. Every function the header declares MMN_EXPORT is exported, versioned MMN_1.0.
+# 2. Every function the header declares MMN_EXPORT is exported, versioned
+# MMN_1.0, or MMN_1.1 for the batch calls.
 declared=$(grep -o 'MMN_EXPORT [^(]*(' "$incdir/mmn/mmn.h" | grep -o 'mmn_[a-z_]*' | sort -u)
 missing=$(comm -23 <(echo "$declared") <(echo "$syms"))
 if [ -z "$missing" ]; then ok "every MMN_EXPORT function of mmn.h is exported"
 else nok "every MMN_EXPORT function of mmn.h is exported" "missing: $missing"; fi
-unversioned=$(nm -D --defined-only "$lib" | awk '$2 != "A" && $3 !~ /@@MMN_1.0$/')
-if [ -z "$unversioned" ]; then ok "all symbols in version node MMN_1.0"
-else nok "all symbols in version node MMN_1.0" "$unversioned"; fi
+v11='^(mmn_subscribe_many|mmn_unsubscribe_many)@@MMN_1[.]1$'
+unversioned=$(nm -D --defined-only "$lib" | awk -v v11="$v11" '$2 != "A" && $3 !~ /@@MMN_1[.]0$/ && $3 !~ v11')
+if [ -z "$unversioned" ]; then ok "all symbols in version node MMN_1.0, the batch calls in MMN_1.1"
+else nok "all symbols in version node MMN_1.0, the batch calls in MMN_1.1" "$unversioned"; fi
+in11=$(nm -D --defined-only "$lib" | grep -cE ' (mmn_subscribe_many|mmn_unsubscribe_many)@@MMN_1[.]1$')
+if [ "$in11" = 2 ]; then ok "mmn_subscribe_many and mmn_unsubscribe_many in MMN_1.1"
+else nok "mmn_subscribe_many and mmn_unsubscribe_many in MMN_1.1" "found $in11 of 2"; fi
 
 # 3. soname.
 soname=$(readelf -d "$lib" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
