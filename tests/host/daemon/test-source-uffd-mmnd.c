@@ -354,7 +354,7 @@ static void barrier_step(struct mmn_client *c, bool fork_reported)
  * alone) is no longer watched, page 37 (also S's) still is; uffd events
  * come in order, so 45's would precede the marker 37's.
  */
-static void unsubscribe_step(struct mmn_client *c, struct mmn_sub *s2)
+static void unsubscribe_step(struct mmn_client *c, struct mmn_sub *s2, struct mmn_sub_opts *o)
 {
 	size_t n0;
 
@@ -364,6 +364,12 @@ static void unsubscribe_step(struct mmn_client *c, struct mmn_sub *s2)
 	tap_is_int(munmap(base + 37 * P, P), 0, "munmap page 37 (S's too: the marker)");
 	tap_ok(wait_recs(c, n0 + 2), "unsubscribe: callbacks ran");
 	check_pair(n0, "unsubscribe: nothing for page 45, S still has page 37", 0, MMN_EVENT_UNMAP, A(37), A(38));
+	/* As it was for the steps that follow: the pages back, S2 again. */
+	for (int pg = 35; pg <= 45; pg += pg == 35 ? 2 : 8)
+		tap_ok(mmap(base + pg * P, P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+			    0) == base + pg * P,
+		       "page %d mapped again", pg);
+	tap_is_int(mmn_subscribe(c, 0, A(30), 20 * P, o, &s2), 0, "subscribe S2 again");
 }
 
 static void test_events(struct mmn_client *c, bool fork_reported)
@@ -419,7 +425,7 @@ static void test_events(struct mmn_client *c, bool fork_reported)
 		fork_step(c);
 
 	barrier_step(c, fork_reported);
-	unsubscribe_step(c, s2);
+	unsubscribe_step(c, s2, &o);
 
 	munmap(dest, P);
 }
