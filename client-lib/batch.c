@@ -103,7 +103,7 @@ static size_t subscribe_batch(struct mmn_client *c, struct mmn_sub_request *reqs
 			reqs[i].sub = NULL;
 			continue;
 		}
-		bytes = mmn__sub_item_bytes(s);
+		bytes = mmn__sub_item_bytes(s, false);
 		if (b->n && !mmn__batch_fits(b->bytes + bytes))
 			break;
 		b->idx[b->n] = i;

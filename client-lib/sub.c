@@ -296,13 +296,12 @@ bool mmn__batch_fits(size_t body)
 	return 1 + 10 + 2 + varint_len(body) + body <= MMN_WIRE_MAX_MSG;
 }
 
-size_t mmn__sub_item_bytes(const struct mmn_sub *s)
+size_t mmn__sub_item_bytes(const struct mmn_sub *s, bool resubscribe)
 {
 	Mmn__V1__Subscribe m;
 	size_t n;
 
-	fill_subscribe(&m, s, false); /* resubscribe, true or false, costs the same: 2 bytes or none */
-	m.resubscribe = true;
+	fill_subscribe(&m, s, resubscribe);
 	n = mmn__v1__subscribe__get_packed_size(&m);
 	return 1 + varint_len(n) + n;
 }
