@@ -73,6 +73,7 @@ struct mmn_sub {
 	uint64_t sub_id;
 	uint64_t resub_req; /* request id of the pending re-Subscribe, 0 = none */
 	bool lost;	    /* connection lost: mmn_dispatch() ends what was delivered (c->lost_pending) */
+	uint8_t resub_idx;  /* with resub_req: its item in the re-Subscribe batch (resub.c) */
 	struct mmn_sub_opts opts;
 	unsigned refs; /* queued events and the running callback pin the memory */
 	struct outstanding out[MMN_MAX_OUTSTANDING];

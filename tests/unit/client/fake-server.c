@@ -342,6 +342,7 @@ static void on_packet(struct fake_server *fs)
 	switch (env->body_case) {
 	case MMN__V1__ENVELOPE__BODY_HELLO:
 		reply_hello(fs, env->request_id);
+		fs->conn_paused = fs->pause_after_hello;
 		break;
 	case MMN__V1__ENVELOPE__BODY_ATTACH_UFFD:
 		/* The first client's uffd is the one read (a real mmnd reads all of them). */
@@ -436,7 +437,7 @@ static void *fs_main(void *arg)
 				      {.fd = -1, .events = POLLIN}};
 
 		pthread_mutex_lock(&fs->mu);
-		p[2].fd = fs->conn;
+		p[2].fd = fs->conn_paused ? -1 : fs->conn;
 		p[3].fd = fs->uffd_paused ? -1 : fs->uffd;
 		pthread_mutex_unlock(&fs->mu);
 		if (poll(p, 4, -1) < 0)
@@ -516,6 +517,15 @@ void fs_pause_uffd(struct fake_server *fs)
 	pthread_mutex_unlock(&fs->mu);
 	kick(fs);
 	fs_wait(fs, &fs->loops, loops + 1);
+}
+
+void fs_resume(struct fake_server *fs)
+{
+	pthread_mutex_lock(&fs->mu);
+	fs->pause_after_hello = false;
+	fs->conn_paused = false;
+	pthread_mutex_unlock(&fs->mu);
+	kick(fs);
 }
 
 void fs_stop(struct fake_server *fs)

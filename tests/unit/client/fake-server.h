@@ -66,6 +66,11 @@ struct fake_server {
 	 * (needs_ack) right after the reply, in the same burst.
 	 */
 	uint32_t max_batch;
+	/*
+	 * pause_after_hello: once a HelloReply is sent, read nothing more from
+	 * the client (conn_paused) until fs_resume(): its requests wait.
+	 */
+	bool pause_after_hello, conn_paused;
 	uint64_t item_fail_length;
 	int item_fail_err;
 	int batch_error;
@@ -102,6 +107,8 @@ void fs_release(struct fake_server *fs, unsigned idx);
 /* The index in subs[] of the sub mmnd knows as @id, or -1. */
 int fs_index(struct fake_server *fs, uint64_t id);
 int fs_send_raw(struct fake_server *fs, const void *buf, size_t len);
+/* Read the client's requests again after pause_after_hello. */
+void fs_resume(struct fake_server *fs);
 /* Stop reading the uffd; returns once the server thread no longer polls it. */
 void fs_pause_uffd(struct fake_server *fs);
 int fs_send(struct fake_server *fs, MmnEnvelope *env);

@@ -8,6 +8,7 @@
  * unsubscribing in batches.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -406,6 +407,76 @@ static void test_reconnect(struct fake_server *fs)
 	mmn_disconnect(c);
 }
 
+/* Dispatch until the fake mmnd's *@counter reaches @n (5 s at most). */
+static bool dispatch_until_fs(struct mmn_client *c, struct fake_server *fs, const unsigned *counter, unsigned n)
+{
+	for (int i = 0; i < DISPATCH_POLLS && get(fs, counter) < n; i++) {
+		struct pollfd p = {.fd = mmn_get_fd(c), .events = POLLIN};
+
+		poll(&p, 1, DISPATCH_POLL_MS);
+		mmn_dispatch(c);
+	}
+	return get(fs, counter) >= n;
+}
+
+/* Whether the client's requests wait, unread, at the paused fake mmnd. */
+static bool requests_waiting(struct fake_server *fs)
+{
+	struct pollfd p = {.events = POLLIN};
+
+	pthread_mutex_lock(&fs->mu);
+	p.fd = fs->conn;
+	pthread_mutex_unlock(&fs->mu);
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+/*
+ * A sub removed while its re-Subscribe (in a batch of @n, or alone with
+ * max_batch 0) is in flight: mmnd's new subscription for it is removed when
+ * the reply comes, the others get their RESYNC, and the resubscription
+ * ends (subscribing works again), also when it was the only one.
+ */
+static void test_unsub_during_resub(struct fake_server *fs, uint32_t mb, unsigned n)
+{
+	struct mmn_client *c = connect_with(fs, mb);
+	struct mmn_sub_request q[3];
+	unsigned resyncs = rec.resyncs, u0, found = 0;
+	struct mmn_sub *s = NULL;
+	bool waiting = false;
+
+	good_items(q, n, 0);
+	tap_require(mmn_subscribe_many(c, q, n) == (int)n);
+	pthread_mutex_lock(&fs->mu);
+	fs->pause_after_hello = true;
+	pthread_mutex_unlock(&fs->mu);
+	fs_kill(fs);
+	tap_is_int(dispatch_until_err(c), -ECONNRESET, "connection loss reported");
+	for (int i = 0; i < DISPATCH_POLLS && !waiting; i++) {
+		struct pollfd p = {.fd = mmn_get_fd(c), .events = POLLIN};
+
+		poll(&p, 1, DISPATCH_POLL_MS);
+		mmn_dispatch(c);
+		waiting = requests_waiting(fs);
+	}
+	tap_ok(waiting, "reconnected; the re-Subscribes wait at mmnd (max_batch %u)", mb);
+	tap_is_int(mmn_unsubscribe(q[0].sub), 0, "a sub removed while its re-Subscribe is in flight");
+	u0 = get(fs, &fs->nunsub);
+	fs_resume(fs);
+	tap_ok(dispatch_until_fs(c, fs, &fs->nunsub, u0 + 1), "mmnd's new subscription of it is unsubscribed");
+	dispatch_until(c, &rec.resyncs, resyncs + n - 1);
+	tap_is_int(rec.resyncs - resyncs, n - 1, "the others got their RESYNC");
+	pthread_mutex_lock(&fs->mu);
+	for (unsigned j = 0; j < fs->nsubs; j++)
+		found += fs->subs[j].active && fs->subs[j].start == q[0].start;
+	pthread_mutex_unlock(&fs->mu);
+	tap_is_int(found, 0, "mmnd keeps no subscription of the removed sub");
+	tap_is_int(mmn_subscribe(c, 0, BASE + 50 * PAGE, PAGE, &opts, &s), 0,
+		   "subscribing works: the resubscription is over");
+	q[0].sub = s;
+	unsubscribe_all(q, n);
+	mmn_disconnect(c);
+}
+
 int main(void)
 {
 	struct fake_server fs;
@@ -419,6 +490,8 @@ int main(void)
 	test_unsubscribe_many(&fs);
 	test_burst(&fs);
 	test_reconnect(&fs);
+	test_unsub_during_resub(&fs, 16, 3);
+	test_unsub_during_resub(&fs, 0, 1);
 	fs_stop(&fs);
 	return tap_done();
 }

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The subscription hash of client-lib/sub.c at scale: 20000 subscriptions
+ * The subscription hash of client-lib/sub.c at scale: 21000 subscriptions
  * (batches, then single ones as the hash grows), and Invalidate,
  * InvalidateEnd and Release for random ones reach exactly their own handle;
- * after half of them are removed (in random order) their events are
- * dropped and the others still arrive.  A correctness test: no timing.
+ * mmnd restarts twice (with and without batches) and every sub is
+ * resubscribed (client-lib/resub.c) and found by its new id; after half of
+ * them are removed (in random order) their events are dropped and the
+ * others still arrive.  A correctness test: no timing.
  */
 #include <errno.h>
 #include <poll.h>
@@ -26,8 +28,27 @@
 #define PAGE	0x1000ull
 
 static struct mmn_sub *handles[NSUBS];
-static unsigned inval[NSUBS], ends[NSUBS], releases[NSUBS];
+static unsigned inval[NSUBS], ends[NSUBS], releases[NSUBS], resyncs[NSUBS], resync_ends[NSUBS];
 static unsigned total, wrong; /* callbacks, and those whose handle was not their userdata's */
+static unsigned fidx[NSUBS];  /* sub i is the fake mmnd's subs[fidx[i]] */
+
+/* Where mmnd keeps each sub (by its start): 0 when every sub is there once. */
+static unsigned map_subs(struct fake_server *fs)
+{
+	unsigned bad = NSUBS;
+
+	pthread_mutex_lock(&fs->mu);
+	for (unsigned j = 0; j < fs->nsubs; j++) {
+		uint64_t i = (fs->subs[j].start - BASE) / PAGE;
+
+		if (i < NSUBS && fs->subs[j].start == BASE + i * PAGE) {
+			fidx[i] = j;
+			bad--;
+		}
+	}
+	pthread_mutex_unlock(&fs->mu);
+	return bad;
+}
 
 static unsigned index_of(struct mmn_sub *s, void *ud)
 {
@@ -46,7 +67,7 @@ static int on_inval(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 	unsigned i = index_of(s, ud);
 
 	if (i < NSUBS && r->start == BASE + i * PAGE && r->end == r->start + PAGE)
-		inval[i]++;
+		(r->event == MMN_EVENT_RESYNC ? resyncs : inval)[i]++;
 	return 0;
 }
 
@@ -55,7 +76,7 @@ static void on_end(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 	unsigned i = index_of(s, ud);
 
 	if (i < NSUBS)
-		ends[i]++;
+		(r->event == MMN_EVENT_RESYNC ? resync_ends : ends)[i]++;
 }
 
 static void on_release(struct mmn_sub *s, int reason, void *ud)
@@ -107,10 +128,7 @@ static bool subscribe_all(struct fake_server *fs, struct mmn_client *c)
 	for (unsigned i = NBATCH; i < NSUBS; i++)
 		ok += mmn_subscribe(c, 0, BASE + i * PAGE, PAGE, &o[i], &handles[i]) == 0;
 	tap_is_int(ok, NSINGLE, "and 1000 more one by one");
-	ok = 0;
-	for (unsigned i = 0; i < NSUBS; i++)
-		ok += fs->subs[i].start == BASE + i * PAGE;
-	return tap_is_int(ok, NSUBS, "mmnd's subs[i] is sub i");
+	return tap_is_int(map_subs(fs), 0, "mmnd has each sub once");
 }
 
 /* @n invalidations (and their ends) of random subs; @gone: removed, expect nothing. */
@@ -119,9 +137,9 @@ static void invalidate_random(struct fake_server *fs, struct mmn_client *c, uint
 {
 	for (unsigned k = 0; k < n; k++) {
 		unsigned i = (unsigned)prng_below(seed, NSUBS);
-		uint64_t ev = fs_invalidate(fs, i, BASE + i * PAGE, BASE + (i + 1) * PAGE, MMN_EVENT_CLEAR, false);
+		uint64_t ev = fs_invalidate(fs, fidx[i], BASE + i * PAGE, BASE + (i + 1) * PAGE, MMN_EVENT_CLEAR, false);
 
-		fs_end(fs, i, ev);
+		fs_end(fs, fidx[i], ev);
 		if (!gone || !gone[i])
 			want[i]++;
 		if (k % 16 == 15)
@@ -137,6 +155,32 @@ static unsigned mismatches(const unsigned *want)
 	for (unsigned i = 0; i < NSUBS; i++)
 		bad += inval[i] != want[i] || ends[i] != want[i];
 	return bad;
+}
+
+/*
+ * mmnd restarts (announcing @max_batch): every sub is resubscribed, a few
+ * requests in flight at a time, and gets exactly one RESYNC and its end.
+ */
+static void restart(struct fake_server *fs, struct mmn_client *c, uint32_t max_batch, unsigned round)
+{
+	unsigned hellos, bad = 0, target = total + 2 * NSUBS;
+
+	pthread_mutex_lock(&fs->mu);
+	fs->max_batch = max_batch;
+	hellos = fs->nhello;
+	pthread_mutex_unlock(&fs->mu);
+	fs_kill(fs);
+	for (int k = 0; k < 20000 && total < target; k++) {
+		struct pollfd p = {.fd = mmn_get_fd(c), .events = POLLIN};
+
+		poll(&p, 1, 10);
+		mmn_dispatch(c);
+	}
+	tap_ok(fs_wait(fs, &fs->nhello, hellos + 1), "mmnd restarted (max_batch %u): reconnected", max_batch);
+	for (unsigned i = 0; i < NSUBS; i++)
+		bad += resyncs[i] != round || resync_ends[i] != round;
+	tap_is_int(bad, 0, "every sub got exactly one RESYNC and its end");
+	tap_is_int(map_subs(fs), 0, "and is subscribed again, once");
 }
 
 int main(void)
@@ -158,11 +202,19 @@ int main(void)
 	tap_is_int(mismatches(want), 0, "4000 random invalidations: each sub got exactly its own, with its end");
 	tap_is_int(wrong, 0, "every callback got the handle of its userdata");
 
+	restart(&fs, c, 256, 1);
+	invalidate_random(&fs, c, &seed, 2000, NULL, want);
+	tap_is_int(mismatches(want), 0, "after it, invalidations by the new ids reach their own sub");
+	restart(&fs, c, 0, 2);
+	invalidate_random(&fs, c, &seed, 2000, NULL, want);
+	tap_is_int(mismatches(want), 0, "after it, invalidations by the new ids reach their own sub");
+	tap_is_int(wrong, 0, "every callback got the handle of its userdata");
+
 	for (unsigned k = 0; k < 50; k++) {
 		unsigned i = (unsigned)prng_below(&seed, NSUBS);
 
 		if (!gone[i]) {
-			fs_release(&fs, i);
+			fs_release(&fs, fidx[i]);
 			gone[i] = true;
 			nrel++;
 		}
