@@ -12,8 +12,10 @@
 #include <stdlib.h>
 
 #include "client.h"
+#include "conn.h"
 #include "fork.h"
 #include "mmn/mmn.h"
+#include "queue.h"
 #include "session.h"
 #include "sub.h"
 #include "subscribe.h"
@@ -103,7 +105,7 @@ static size_t subscribe_batch(struct mmn_client *c, struct mmn_sub_request *reqs
 			reqs[i].sub = NULL;
 			continue;
 		}
-		bytes = mmn__sub_item_bytes(s);
+		bytes = mmn__sub_item_bytes(s, false);
 		if (b->n && !mmn__batch_fits(b->bytes + bytes))
 			break;
 		b->idx[b->n] = i;
@@ -194,19 +196,34 @@ struct unsub_batch {
 	uint64_t ids[MMN_BATCH_MAX];
 };
 
+/*
+ * Read what mmnd sent meanwhile (c->lock held), without growing the event
+ * queue: the replies to the requests sent here are read only so, when
+ * nothing else dispatches, and unread they would fill the socket until
+ * mmnd, and then this thread, block.
+ */
+static void read_replies(struct mmn_client *c)
+{
+	while (mmn__queue_has_room(c) && mmn__conn_read_packet(c) > 0)
+		;
+}
+
 /* Tell mmnd (c->lock held): one UnsubscribeMany, or one Unsubscribe per id without batches. */
 static void tell_mmnd(struct unsub_batch *b)
 {
 	struct mmn_client *c = b->c;
 
-	if (!b->nids || b->conn_gen != c->conn_gen)
-		return; /* that connection is gone, and its subscriptions with it */
-	if (!c->max_batch) {
-		for (size_t k = 0; k < b->nids; k++)
-			mmn__sub_send_unsubscribe(c, b->ids[k]);
-	} else {
-		mmn__sub_send_unsubscribe_many(c, b->ids, b->nids);
+	for (size_t k = 0; k < b->nids && b->conn_gen == c->conn_gen; k++) {
+		/* Not once the connection is gone: its subscriptions went with it. */
+		if (c->max_batch) {
+			mmn__sub_send_unsubscribe_many(c, b->ids, b->nids);
+			break;
+		}
+		mmn__sub_send_unsubscribe(c, b->ids[k]);
+		if (k % 16 == 15)
+			read_replies(c);
 	}
+	read_replies(c);
 }
 
 /* Whether @s's id still fits in @b (c->lock held). */

@@ -17,6 +17,8 @@
  *                            replies, events), waiting for a reply, what a
  *                            lost connection ends; it is c->conn_ops
  *                   |
+ *               resub.c      resubscribing after a reconnection
+ *                   |
  *   nouns       sub.c        subscription handles and their messages
  *               queue.c      events waiting for mmn_dispatch
  *                   |
@@ -138,7 +140,14 @@ struct mmn_client {
 	struct mmn_sub **htab;
 	unsigned hbits;
 	size_t nsubs;  /* on c->subs */
-	size_t nresub; /* on c->subs with a re-Subscribe pending (resub_req) */
+	/*
+	 * Resubscription (resub.c): the next sub of c->subs to resubscribe
+	 * (NULL: all sent; mmn__sub_unlink() moves it past a removed sub), the
+	 * requests in flight, the ids (without RESUB_REQ) of this connection's.
+	 */
+	struct mmn_sub *resub_next;
+	unsigned resub_inflight;
+	uint64_t resub_lo, resub_hi;
 	struct mmn_sub *hinit[1u << MMN_HASH_INIT_BITS];
 	struct mmn_sub *tombs, *tombs_tail;
 	unsigned ntombs;

@@ -46,8 +46,7 @@ static int deliver_invalidate(struct mmn_client *c, struct mmn_sub *s, struct mm
 	int ret = 0;
 
 	if (s->nout < MMN_MAX_OUTSTANDING) {
-		s->out[s->nout].event_id = r->event_id;
-		s->out[s->nout].r = *r;
+		s->out[s->nout] = mmn__out_pack(r);
 		s->nout++;
 	}
 	CALLBACK(c, s, ret = s->opts.invalidate(s, r, s->opts.userdata));
@@ -62,7 +61,7 @@ static int deliver_end(struct mmn_client *c, struct mmn_sub *s, struct mmn_range
 	struct mmn_range end;
 
 	if (o) {
-		end = o->r;
+		end = mmn__out_range(o);
 		drop_out(s, o);
 	} else {
 		end = (struct mmn_range){.start = s->start, .end = s->end, .event_id = r->event_id};
@@ -88,7 +87,7 @@ static int deliver_lost(struct mmn_client *c, struct mmn_sub *s)
 	int n = 0;
 
 	while (s->nout && s->state != HANDLE_GONE) {
-		struct mmn_range end = s->out[s->nout - 1].r;
+		struct mmn_range end = mmn__out_range(&s->out[s->nout - 1]);
 
 		s->nout--;
 		end.seq = 0;

@@ -36,10 +36,13 @@ int mmn__queue_grow(struct mmn_client *c)
 	return 0;
 }
 
-/* The dispatch path reads a packet only while this holds: it never grows the ring. */
+/*
+ * The dispatch path reads a packet only while this holds: it never grows the
+ * ring.  One packet queues at most an event per item of a batch.
+ */
 bool mmn__queue_has_room(const struct mmn_client *c)
 {
-	return c->qlen + 4 <= c->qcap;
+	return c->qlen + MMN_BATCH_MAX + 4 <= c->qcap;
 }
 
 int mmn__enqueue(struct mmn_client *c, enum qev_type type, struct mmn_sub *s, const struct mmn_range *r,

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The meaning of mmnd's packets (all under c->lock): HelloReply maps the
- * sequence page, hands over the userfaultfd and resubscribes; replies answer
- * the pending request or a re-Subscribe; events are queued for delivery on
+ * sequence page, hands over the userfaultfd and resubscribes (resub.c);
+ * replies answer the pending request or a re-Subscribe; events are queued for delivery on
  * the dispatching thread.  conn.c hands each packet here through
  * mmn__session_ops, and the loss of the connection too.
  */
@@ -18,48 +18,12 @@
 #include "error.h"
 #include "eventfd.h"
 #include "queue.h"
+#include "resub.h"
 #include "seq.h"
 #include "session.h"
 #include "sub.h"
 #include "uffd.h"
 #include "util.h"
-
-/*
- * Re-Subscribe every live sub after a reconnection (with the uffd source,
- * mmnd registers them leniently with the new uffd: resubscribe).
- */
-static void resubscribe(struct mmn_client *c)
-{
-	const struct mmn_range whole = {.event = MMN_EVENT_RESYNC};
-	bool pending = false;
-
-	for (struct mmn_sub *s = c->subs; s; s = s->next) {
-		struct mmn_range r = whole;
-		int err = 0;
-
-		if (s->state != HANDLE_ACTIVE)
-			continue;
-		r.start = s->start;
-		r.end = s->end;
-		if (c->needs_uffd && s->pid)
-			err = -EOPNOTSUPP;
-		if (!err) {
-			mmn__sub_set_resub(c, s, ++c->next_req);
-			err = mmn__sub_send_subscribe(c, s, s->resub_req, true);
-			if (err < 0)
-				return; /* the next read drops the connection */
-			pending = true;
-			continue;
-		}
-		s->state = HANDLE_DEAD;
-		mmn__seq_kill(s);
-		mmn__enqueue(c, QEV_RESYNC_FAIL, s, &r, err);
-	}
-	if (!pending)
-		mmn__conn_set_connected(c);
-	else
-		c->state = CONN_RESUB;
-}
 
 /* The uffd source: a new userfaultfd for this connection, handed to mmnd. */
 static int attach_uffd(struct mmn_client *c)
@@ -119,28 +83,7 @@ static int handle_hello_reply(struct mmn_client *c, const Mmn__V1__HelloReply *h
 		if (r < 0)
 			return r;
 	}
-	resubscribe(c);
-	return 0;
-}
-
-/* Reply to a re-Subscribe after reconnecting: RESYNC, then normal life. */
-static void resub_done(struct mmn_client *c, struct mmn_sub *s, int err, const Mmn__V1__SubscribeReply *rep)
-{
-	const struct mmn_range r = {.start = s->start, .end = s->end, .event = MMN_EVENT_RESYNC};
-
-	mmn__sub_set_resub(c, s, 0);
-	if (!err && !mmn__seqpage_slot(c, rep->seq_slot))
-		err = -EPROTO;
-	if (err) {
-		s->state = HANDLE_DEAD;
-		mmn__seq_kill(s);
-		mmn__enqueue(c, QEV_RESYNC_FAIL, s, &r, err);
-	} else {
-		mmn__sub_attach(s, rep->sub_id, rep->seq_slot, rep->seq_gen, false);
-		mmn__enqueue(c, QEV_RESYNC, s, &r, 0);
-	}
-	if (!c->nresub && c->state == CONN_RESUB)
-		mmn__conn_set_connected(c);
+	return mmn__resub_start(c);
 }
 
 /* mmnd made the subscriptions of @mr that nothing will use: undo them. */
@@ -220,28 +163,11 @@ static void answer_request(struct mmn_client *c, int err, const Mmn__V1__Subscri
 	mmn__eventfd_signal(c->replyfd);
 }
 
-/* The reply to a re-Subscribe (@s->resub_req). */
-static void answer_resubscribe(struct mmn_client *c, struct mmn_sub *s, int err,
-			       const Mmn__V1__SubscribeReply *sr)
-{
-	if (s->state == HANDLE_GONE) {
-		/* Removed while the re-Subscribe was in flight. */
-		s->resub_req = 0;
-		if (sr)
-			mmn__sub_send_unsubscribe(c, sr->sub_id);
-		return;
-	}
-	if (!sr && !err)
-		err = -EPROTO;
-	resub_done(c, s, err, sr);
-}
-
 /* SubscribeReply, SubscribeManyReply, UnsubscribeManyReply, Status or Error naming a request. */
 static int handle_reply(struct mmn_client *c, const MmnEnvelope *env)
 {
 	const Mmn__V1__SubscribeReply *sr = NULL;
 	const Mmn__V1__SubscribeManyReply *mr = NULL;
-	struct mmn_sub *s;
 	int err = 0;
 
 	if (env->body_case == MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY)
@@ -267,11 +193,8 @@ static int handle_reply(struct mmn_client *c, const MmnEnvelope *env)
 		answer_request(c, err, sr, mr);
 		return 0;
 	}
-	s = env->request_id ? mmn__sub_by_resub_req(c, env->request_id) : NULL;
-	if (s) {
-		answer_resubscribe(c, s, err, sr);
-		return 0;
-	}
+	if (env->request_id && mmn__resub_is_reply(c, env->request_id))
+		return mmn__resub_answer(c, env->request_id, err, sr, mr);
 	if (env->request_id == c->abandoned_req) {
 		if (sr)
 			mmn__sub_send_unsubscribe(c, sr->sub_id);
@@ -395,9 +318,8 @@ static void session_lost(struct mmn_client *c, int err)
 	 * ends the delivered invalidations of every flagged sub once the events
 	 * queued before the loss are delivered.
 	 */
+	mmn__resub_lost(c);
 	for (struct mmn_sub *s = c->subs; s; s = s->next) {
-		if (s->resub_req)
-			mmn__sub_set_resub(c, s, 0);
 		if (s->state == HANDLE_ACTIVE) {
 			s->lost = true;
 			c->lost_pending = true;

@@ -109,7 +109,6 @@ struct mmn_sub *mmn__sub_by_resub_req(struct mmn_client *c, uint64_t req)
 void mmn__sub_set_resub(struct mmn_client *c, struct mmn_sub *s, uint64_t req)
 {
 	hash_del(c, s);
-	c->nresub += (req != 0) - (s->resub_req != 0);
 	s->resub_req = req;
 	hash_add(c, s);
 }
@@ -174,8 +173,8 @@ int mmn__sub_link(struct mmn_client *c, struct mmn_sub *s, const Mmn__V1__Subscr
 void mmn__sub_unlink(struct mmn_client *c, struct mmn_sub *s)
 {
 	hash_del(c, s);
-	if (s->resub_req)
-		c->nresub--;
+	if (c->resub_next == s)
+		c->resub_next = s->next;
 	c->nsubs--;
 	unlink_sub(&c->subs, s);
 }
@@ -236,7 +235,7 @@ void mmn__free_subs(struct mmn_client *c)
 		}
 	}
 	c->subs = c->tombs = c->tombs_tail = NULL;
-	c->nsubs = c->nresub = 0;
+	c->nsubs = 0;
 	if (c->htab != c->hinit)
 		free(c->htab);
 	memset(c->hinit, 0, sizeof(c->hinit));
@@ -296,13 +295,12 @@ bool mmn__batch_fits(size_t body)
 	return 1 + 10 + 2 + varint_len(body) + body <= MMN_WIRE_MAX_MSG;
 }
 
-size_t mmn__sub_item_bytes(const struct mmn_sub *s)
+size_t mmn__sub_item_bytes(const struct mmn_sub *s, bool resubscribe)
 {
 	Mmn__V1__Subscribe m;
 	size_t n;
 
-	fill_subscribe(&m, s, false); /* resubscribe, true or false, costs the same: 2 bytes or none */
-	m.resubscribe = true;
+	fill_subscribe(&m, s, resubscribe);
 	n = mmn__v1__subscribe__get_packed_size(&m);
 	return 1 + varint_len(n) + n;
 }

@@ -196,9 +196,12 @@ void mmn__unsubscribe_finish(struct mmn_client *c, struct mmn_sub *s)
 	memcpy(out, s->out, sizeof(out[0]) * nout);
 	s->nout = 0;
 	pthread_mutex_unlock(&c->lock);
-	for (unsigned i = 0; i < nout; i++)
+	for (unsigned i = 0; i < nout; i++) {
+		struct mmn_range r = mmn__out_range(&out[i]);
+
 		if (s->opts.invalidate_end)
-			s->opts.invalidate_end(s, &out[i].r, s->opts.userdata);
+			s->opts.invalidate_end(s, &r, s->opts.userdata);
+	}
 	pthread_mutex_lock(&c->lock);
 	mmn__sub_bury(c, s);
 }

@@ -48,8 +48,9 @@ static void new_page(struct fake_server *fs)
 	fs->sp->magic = MMN_SEQPAGE_MAGIC;
 	fs->sp->version = MMN_SEQPAGE_VERSION;
 	fs->sp->nslots = fs->nslots;
-	memset(fs->subs, 0, sizeof(fs->subs));
+	memset(fs->subs, 0, FS_MAX_SUBS * sizeof(fs->subs[0]));
 	fs->nsubs = 0;
+	fs->id_base = fs->next_sub_id;
 }
 
 int fs_send(struct fake_server *fs, MmnEnvelope *env)
@@ -72,6 +73,7 @@ static void reply_hello(struct fake_server *fs, uint64_t req)
 	h.registers_uffd = fs->needs_uffd && !fs->old_uffd;
 	h.seqpage_slots = fs->nslots;
 	h.default_ack_timeout_ms = 1000;
+	h.max_batch = fs->max_batch;
 	env.request_id = req;
 	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO_REPLY;
 	env.hello_reply = &h;
@@ -139,28 +141,24 @@ static void hand_over(struct fake_server *fs)
 	fs->held_uffd = -1;
 }
 
-static void on_subscribe(struct fake_server *fs, uint64_t req, const Mmn__V1__Subscribe *m)
+/* A new subscription for @m, or NULL with *@err the error mmnd answers. */
+static struct fs_sub *new_sub(struct fake_server *fs, const Mmn__V1__Subscribe *m, int *err)
 {
-	Mmn__V1__SubscribeReply r = MMN__V1__SUBSCRIBE_REPLY__INIT;
-	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 	struct fs_sub *s;
 
-	if (fs->nsubs == FS_MAX_SUBS) {
-		reply_status(fs, req, -ENOSPC);
-		return;
-	}
+	*err = -ENOSPC;
+	if (fs->nsubs == FS_MAX_SUBS)
+		return NULL;
 	fs->nsubscribe++;
 	fs->nresubscribe += m->resubscribe;
 	if (fs->needs_uffd) {
-		int err = uffd_ioctl(fs, true, m->start, m->start + m->length);
-
-		if (err < 0 && !m->resubscribe) {
-			reply_error(fs, req, err);
-			return;
-		}
+		*err = uffd_ioctl(fs, true, m->start, m->start + m->length);
+		if (*err < 0 && !m->resubscribe)
+			return NULL;
 		if (fs->held_uffd >= 0 && fs->uffd_holder > 0)
 			hand_over(fs);
 	}
+	*err = 0;
 	s = &fs->subs[fs->nsubs];
 	s->id = ++fs->next_sub_id;
 	s->start = m->start;
@@ -173,9 +171,33 @@ static void on_subscribe(struct fake_server *fs, uint64_t req, const Mmn__V1__Su
 	__atomic_store_n((uint64_t *)(void *)&fs->sp->slots[s->slot], (uint64_t)s->gen << 32,
 			 __ATOMIC_RELEASE);
 	fs->nsubs++;
-	r.sub_id = s->id;
-	r.seq_slot = s->slot;
-	r.seq_gen = s->gen;
+	return s;
+}
+
+static void fill_reply(Mmn__V1__SubscribeReply *r, const struct fs_sub *s)
+{
+	r->sub_id = s->id;
+	r->seq_slot = s->slot;
+	r->seq_gen = s->gen;
+	r->ack_timeout_ms = 1000;
+}
+
+static void on_subscribe(struct fake_server *fs, uint64_t req, const Mmn__V1__Subscribe *m)
+{
+	Mmn__V1__SubscribeReply r = MMN__V1__SUBSCRIBE_REPLY__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+	struct fs_sub *s;
+	int err;
+
+	s = new_sub(fs, m, &err);
+	if (!s) {
+		if (err == -ENOSPC)
+			reply_status(fs, req, err);
+		else
+			reply_error(fs, req, err);
+		return;
+	}
+	fill_reply(&r, s);
 	env.request_id = req;
 	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY;
 	env.subscribe_reply = &r;
@@ -183,6 +205,120 @@ static void on_subscribe(struct fake_server *fs, uint64_t req, const Mmn__V1__Su
 	if (fs->inval_after_subscribe)
 		fs->burst_event = send_invalidate(fs, fs->nsubs - 1, s->start, s->start + s->length,
 						  MMN__V1__EVENT_TYPE__EVENT_UNMAP, true);
+}
+
+/* An Error for the whole batch: not a batch-speaking mmnd, too many items, or fs->batch_error. */
+static bool reject_batch(struct fake_server *fs, uint64_t req, size_t n)
+{
+	int err = !fs->max_batch ? -EPROTO : n > fs->max_batch ? -E2BIG : fs->batch_error;
+
+	if (!err)
+		return false;
+	fs->batch_error = 0;
+	fs->nbatch_rejected++;
+	reply_error(fs, req, err);
+	return true;
+}
+
+/* As mmnd: one reply with a result per item, in order, before any Invalidate of the new subs. */
+static void on_subscribe_many(struct fake_server *fs, uint64_t req, const Mmn__V1__SubscribeMany *m)
+{
+	static Mmn__V1__SubscribeResult res[FS_MAX_BATCH], *pres[FS_MAX_BATCH];
+	static Mmn__V1__SubscribeReply rep[FS_MAX_BATCH];
+	static unsigned made[FS_MAX_BATCH];
+	Mmn__V1__SubscribeManyReply r = MMN__V1__SUBSCRIBE_MANY_REPLY__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+	unsigned nmade = 0;
+
+	fs->nbatch++;
+	fs->nbatch_items += m->n_items;
+	if (reject_batch(fs, req, m->n_items > FS_MAX_BATCH ? SIZE_MAX : m->n_items))
+		return;
+	for (size_t i = 0; i < m->n_items; i++) {
+		const Mmn__V1__Subscribe *it = m->items[i];
+		struct fs_sub *s = NULL;
+
+		mmn__v1__subscribe_result__init(&res[i]);
+		pres[i] = &res[i];
+		if (it->length == fs->item_fail_length && fs->item_fail_err)
+			res[i].error = fs->item_fail_err;
+		else
+			s = new_sub(fs, it, &res[i].error);
+		if (!s)
+			continue;
+		mmn__v1__subscribe_reply__init(&rep[i]);
+		fill_reply(&rep[i], s);
+		res[i].reply = &rep[i];
+		made[nmade++] = fs->nsubs - 1;
+	}
+	r.n_results = m->n_items;
+	r.results = pres;
+	env.request_id = req;
+	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE_MANY_REPLY;
+	env.subscribe_many_reply = &r;
+	if (fs_send(fs, &env) < 0)
+		fprintf(stderr, "fake-server: the SubscribeManyReply of %zu items was not sent\n", m->n_items);
+	for (unsigned k = 0; k < nmade && fs->inval_after_subscribe; k++) {
+		const struct fs_sub *s = &fs->subs[made[k]];
+
+		fs->burst_event = send_invalidate(fs, made[k], s->start, s->start + s->length,
+						  MMN__V1__EVENT_TYPE__EVENT_UNMAP, true);
+	}
+}
+
+int fs_index(struct fake_server *fs, uint64_t id)
+{
+	uint64_t i = id - fs->id_base - 1;
+
+	return id > fs->id_base && i < fs->nsubs && fs->subs[i].id == id ? (int)i : -1;
+}
+
+static void unsubscribe_id(struct fake_server *fs, uint64_t id)
+{
+	int i = fs_index(fs, id);
+
+	if (i >= 0) {
+		fs->subs[i].active = false;
+		if (fs->needs_uffd)
+			uffd_ioctl(fs, false, fs->subs[i].start, fs->subs[i].start + fs->subs[i].length);
+	}
+	fs->nunsub++;
+}
+
+static void on_unsubscribe_many(struct fake_server *fs, uint64_t req, const Mmn__V1__UnsubscribeMany *m)
+{
+	static int32_t errs[FS_MAX_BATCH];
+	Mmn__V1__UnsubscribeManyReply r = MMN__V1__UNSUBSCRIBE_MANY_REPLY__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	fs->nunsub_batch++;
+	fs->nunsub_batch_items += m->n_sub_ids;
+	if (reject_batch(fs, req, m->n_sub_ids > FS_MAX_BATCH ? SIZE_MAX : m->n_sub_ids))
+		return;
+	for (size_t i = 0; i < m->n_sub_ids; i++) {
+		errs[i] = fs_index(fs, m->sub_ids[i]) < 0 ? -ENOENT : 0;
+		unsubscribe_id(fs, m->sub_ids[i]);
+	}
+	r.n_errors = m->n_sub_ids;
+	r.errors = errs;
+	env.request_id = req;
+	env.body_case = MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE_MANY_REPLY;
+	env.unsubscribe_many_reply = &r;
+	fs_send(fs, &env);
+}
+
+/*
+ * mmn__wire_decode(), but knowing the batch bodies too (proto/wire.c does
+ * not accept them yet): any Envelope protobuf-c unpacks.
+ */
+static int decode(const uint8_t *buf, size_t len, MmnEnvelope **out)
+{
+	*out = mmn__v1__envelope__unpack(NULL, len, buf);
+	if (*out && (*out)->body_case == MMN__V1__ENVELOPE__BODY__NOT_SET) {
+		mmn__wire_free(*out);
+		*out = NULL;
+	}
+	return *out ? 0 : -EBADMSG;
 }
 
 static void on_packet(struct fake_server *fs)
@@ -196,14 +332,17 @@ static void on_packet(struct fake_server *fs)
 	n = mmn__wire_recv(fs->conn, buf, sizeof(buf), fds, MMN_WIRE_MAX_FDS, &nfds);
 	if (n == -EAGAIN)
 		return;
-	if (n <= 0 || mmn__wire_decode(buf, (size_t)n, &env) < 0) {
+	if (n <= 0 || decode(buf, (size_t)n, &env) < 0) {
 		close(fs->conn);
 		fs->conn = -1;
 		return;
 	}
+	if ((unsigned)n > fs->max_packet)
+		fs->max_packet = (unsigned)n;
 	switch (env->body_case) {
 	case MMN__V1__ENVELOPE__BODY_HELLO:
 		reply_hello(fs, env->request_id);
+		fs->conn_paused = fs->pause_after_hello;
 		break;
 	case MMN__V1__ENVELOPE__BODY_ATTACH_UFFD:
 		/* The first client's uffd is the one read (a real mmnd reads all of them). */
@@ -221,16 +360,14 @@ static void on_packet(struct fake_server *fs)
 		on_subscribe(fs, env->request_id, env->subscribe);
 		break;
 	case MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE:
-		for (unsigned i = 0; i < fs->nsubs; i++) {
-			if (fs->subs[i].id != env->unsubscribe->sub_id)
-				continue;
-			fs->subs[i].active = false;
-			if (fs->needs_uffd)
-				uffd_ioctl(fs, false, fs->subs[i].start,
-					   fs->subs[i].start + fs->subs[i].length);
-		}
-		fs->nunsub++;
+		unsubscribe_id(fs, env->unsubscribe->sub_id);
 		reply_status(fs, env->request_id, 0);
+		break;
+	case MMN__V1__ENVELOPE__BODY_SUBSCRIBE_MANY:
+		on_subscribe_many(fs, env->request_id, env->subscribe_many);
+		break;
+	case MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE_MANY:
+		on_unsubscribe_many(fs, env->request_id, env->unsubscribe_many);
 		break;
 	case MMN__V1__ENVELOPE__BODY_ACK:
 		fs->nacks++;
@@ -300,7 +437,7 @@ static void *fs_main(void *arg)
 				      {.fd = -1, .events = POLLIN}};
 
 		pthread_mutex_lock(&fs->mu);
-		p[2].fd = fs->conn;
+		p[2].fd = fs->conn_paused ? -1 : fs->conn;
 		p[3].fd = fs->uffd_paused ? -1 : fs->uffd;
 		pthread_mutex_unlock(&fs->mu);
 		if (poll(p, 4, -1) < 0)
@@ -345,6 +482,9 @@ int fs_start(struct fake_server *fs)
 	fs->conn = fs->uffd = fs->memfd = fs->held_uffd = -1;
 	fs->reply_version = MMN_PROTO_VERSION;
 	fs->reply_extra_fd = -1;
+	fs->subs = calloc(FS_MAX_SUBS, sizeof(*fs->subs));
+	if (!fs->subs)
+		return -ENOMEM;
 	strcpy(fs->dir, "/tmp/mmn-fake-XXXXXX");
 	if (!mkdtemp(fs->dir))
 		return -errno;
@@ -379,6 +519,15 @@ void fs_pause_uffd(struct fake_server *fs)
 	fs_wait(fs, &fs->loops, loops + 1);
 }
 
+void fs_resume(struct fake_server *fs)
+{
+	pthread_mutex_lock(&fs->mu);
+	fs->pause_after_hello = false;
+	fs->conn_paused = false;
+	pthread_mutex_unlock(&fs->mu);
+	kick(fs);
+}
+
 void fs_stop(struct fake_server *fs)
 {
 	pthread_mutex_lock(&fs->mu);
@@ -401,6 +550,8 @@ void fs_stop(struct fake_server *fs)
 		close(fs->memfd);
 	unlink(fs->path);
 	rmdir(fs->dir);
+	free(fs->subs);
+	fs->subs = NULL;
 }
 
 void fs_kill(struct fake_server *fs)

@@ -2,7 +2,8 @@
 /*
  * A scripted stand-in for mmnd, speaking proto/wire.h on a real listening
  * SOCK_SEQPACKET socket from a thread of the test process.  It answers
- * Hello/Subscribe/Unsubscribe/Ack/AttachUffd by itself; the test drives
+ * Hello/Subscribe/Unsubscribe/Ack/AttachUffd, and SubscribeMany/
+ * UnsubscribeMany (when max_batch is set), by itself; the test drives
  * invalidations, connection loss and malformed input.  With needs_uffd it
  * registers each subscribed range with the client's uffd (strictly, unless
  * the Subscribe says resubscribe) and unregisters it on Unsubscribe, as
@@ -18,7 +19,8 @@
 #include "seqpage.h"
 #include "wire.h"
 
-#define FS_MAX_SUBS 512
+#define FS_MAX_SUBS 32768 /* and slots of the sequence page */
+#define FS_MAX_BATCH 1024 /* items of one SubscribeMany/UnsubscribeMany it can answer (more: -E2BIG) */
 
 struct fs_sub {
 	uint64_t id, start, length, event_mask;
@@ -54,15 +56,37 @@ struct fake_server {
 	 */
 	bool inval_after_subscribe;
 	uint64_t burst_event;
+	/*
+	 * Batches: HelloReply.max_batch (0: an mmnd without batches, which
+	 * answers SubscribeMany/UnsubscribeMany with Error{-EPROTO}); more
+	 * items than that: Error{-E2BIG}.  An item of length item_fail_length
+	 * fails with item_fail_err.  batch_error != 0: the next SubscribeMany
+	 * is answered with Error{batch_error} as a whole (then it is reset).
+	 * With inval_after_subscribe, every new sub of a batch is invalidated
+	 * (needs_ack) right after the reply, in the same burst.
+	 */
+	uint32_t max_batch;
+	/*
+	 * pause_after_hello: once a HelloReply is sent, read nothing more from
+	 * the client (conn_paused) until fs_resume(): its requests wait.
+	 */
+	bool pause_after_hello, conn_paused;
+	uint64_t item_fail_length;
+	int item_fail_err;
+	int batch_error;
+	unsigned nbatch, nbatch_items;	       /* SubscribeMany seen, and their items */
+	unsigned nunsub_batch, nunsub_batch_items; /* UnsubscribeMany seen, and their ids */
+	unsigned nbatch_rejected;	       /* SubscribeMany/UnsubscribeMany answered with an Error */
+	unsigned max_packet;		       /* largest packet received */
 
 	int memfd;
 	struct mmn_seqpage *sp; /* read-write view of the current connection's page */
 	uint32_t nslots;
-	struct fs_sub subs[FS_MAX_SUBS];
+	struct fs_sub *subs; /* FS_MAX_SUBS; subs[i].id == id_base + i + 1 */
 	unsigned nsubs;
-	uint64_t next_sub_id, next_event;
+	uint64_t id_base, next_sub_id, next_event;
 
-	unsigned nconn, nhello, nunsub, nacks, nattach;
+	unsigned nconn, nhello, nunsub, nacks, nattach; /* nunsub: Unsubscribes and ids of UnsubscribeMany */
 	uint64_t last_ack_sub, last_ack_event;
 	int uffd;
 	int held_uffd; /* for uffd_holder: registered with, not read, until handed over */
@@ -80,7 +104,11 @@ uint64_t fs_invalidate(struct fake_server *fs, unsigned idx, uint64_t start, uin
 		       bool needs_ack);
 void fs_end(struct fake_server *fs, unsigned idx, uint64_t event_id);
 void fs_release(struct fake_server *fs, unsigned idx);
+/* The index in subs[] of the sub mmnd knows as @id, or -1. */
+int fs_index(struct fake_server *fs, uint64_t id);
 int fs_send_raw(struct fake_server *fs, const void *buf, size_t len);
+/* Read the client's requests again after pause_after_hello. */
+void fs_resume(struct fake_server *fs);
 /* Stop reading the uffd; returns once the server thread no longer polls it. */
 void fs_pause_uffd(struct fake_server *fs);
 int fs_send(struct fake_server *fs, MmnEnvelope *env);
