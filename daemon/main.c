@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <malloc.h>
 #include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
@@ -507,13 +506,6 @@ int main(int argc, char **argv)
 		return r < 0 ? 1 : 0;
 
 	signal(SIGPIPE, SIG_IGN);
-	/*
-	 * A fixed mmap threshold: the recipient arrays every event reserves
-	 * for all subscriptions stay fresh mappings, resident only as far as
-	 * an event fills them.  glibc's dynamic threshold would move them onto
-	 * the heap after the first free, where calloc clears (touches) them.
-	 */
-	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	/* The ack path must not wait for memory while the kernel reclaims. */
 	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
 		mmn__log(LOG_WARNING, NULL, "Failed to lock memory, continuing: %s", strerror(errno));

@@ -81,8 +81,7 @@ static struct event *event_get(struct broker *b)
 		/* Room in event_ids for every event there is: linking one never allocates. */
 		if (mmn__recips_grow(e, b->recip_reserve) < 0 ||
 		    mmn__idmap_reserve(&b->event_ids, (size_t)b->nevents + 1) < 0) {
-			free(e->recips);
-			free(e->rhash);
+			mmn__recips_free(e);
 			free(e);
 			return NULL;
 		}
@@ -669,8 +668,7 @@ static void event_close_cb(uv_handle_t *h)
 	struct event *e = h->data;
 	struct broker *b = e->b;
 
-	free(e->recips);
-	free(e->rhash);
+	mmn__recips_free(e);
 	free(e->ksubs);
 	free(e);
 	mmn__broker_handle_closed(b);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "broker-internal.h"
 #include "clients/client.h"
@@ -78,6 +79,50 @@ struct recip *mmn__recips_find(struct event *e, uint64_t sub_id)
 	return NULL;
 }
 
+/*
+ * The recipient array and its index are anonymous mappings of their own:
+ * every event reserves room for every subscription there is (up to a
+ * million or more), and only what an event fills becomes resident.  A
+ * mapping is zero until touched, grows in place or moves without copying
+ * (mremap), and goes back to the kernel when freed, whatever malloc's
+ * thresholds are.
+ */
+static size_t map_bytes(size_t n, size_t size)
+{
+	size_t page = MMN_PAGE_SIZE, bytes = n * size;
+
+	return (bytes + page - 1) & ~(page - 1);
+}
+
+/* @old (@old_n elements of @size, or NULL) grown to @n: the contents kept, the rest zero.  NULL on failure. */
+static void *map_grow(void *old, size_t old_n, size_t n, size_t size)
+{
+	void *p;
+
+	if (n > SIZE_MAX / size)
+		return NULL;
+	if (!old)
+		p = mmap(NULL, map_bytes(n, size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	else
+		p = mremap(old, map_bytes(old_n, size), map_bytes(n, size), MREMAP_MAYMOVE);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void map_free(void *p, size_t n, size_t size)
+{
+	if (p)
+		munmap(p, map_bytes(n, size));
+}
+
+void mmn__recips_free(struct event *e)
+{
+	map_free(e->recips, e->cap, sizeof(*e->recips));
+	map_free(e->rhash, e->hcap, sizeof(*e->rhash));
+	e->recips = NULL;
+	e->rhash = NULL;
+	e->cap = e->hcap = 0;
+}
+
 /* Grow @e's recipient array to at least @n, and its index to match. */
 int mmn__recips_grow(struct event *e, uint32_t n)
 {
@@ -85,7 +130,7 @@ int mmn__recips_grow(struct event *e, uint32_t n)
 	uint32_t hcap = 16, *hv;
 
 	if (e->cap < n) {
-		v = reallocarray(e->recips, n, sizeof(*v));
+		v = map_grow(e->recips, e->cap, n, sizeof(*v));
 		if (!v)
 			return -ENOMEM;
 		e->recips = v;
@@ -95,13 +140,14 @@ int mmn__recips_grow(struct event *e, uint32_t n)
 		hcap *= 2;
 	if (e->hcap >= hcap)
 		return 0;
-	hv = calloc(hcap, sizeof(*hv));
+	/* A fresh (zero) index, filled again below: the old one's entries need no clearing. */
+	hv = map_grow(NULL, 0, hcap, sizeof(*hv));
 	if (!hv)
 		return -ENOMEM;
-	free(e->rhash);
+	map_free(e->rhash, e->hcap, sizeof(*e->rhash));
 	e->rhash = hv;
 	e->hcap = hcap;
-	/* An event in flight keeps answering acks from the new (all zero) index. */
+	/* An event in flight keeps answering acks from the new index. */
 	e->hashed = false;
 	mmn__recips_index(e);
 	return 0;
@@ -142,15 +188,8 @@ struct recip *mmn__recips_add(struct event *e)
 {
 	if (mmn__recips_fault && e->nrecips >= mmn__recips_fault)
 		return NULL;
-	if (e->nrecips == e->cap) {
-		uint32_t cap = e->cap ? e->cap * 2 : 16;
-		struct recip *v = realloc(e->recips, cap * sizeof(*v));
-
-		if (!v)
-			return NULL;
-		e->recips = v;
-		e->cap = cap;
-	}
+	if (e->nrecips == e->cap && mmn__recips_grow(e, e->cap ? e->cap * 2 : 16) < 0)
+		return NULL;
 	return &e->recips[e->nrecips++];
 }
 

@@ -40,6 +40,8 @@ void mmn__recips_unindex(struct event *e);
 struct recip *mmn__recips_find(struct event *e, uint64_t sub_id);
 /* Grow @e's recipient array to at least @n, and its index to match.  0 or -ENOMEM. */
 int mmn__recips_grow(struct event *e, uint32_t n);
+/* Free @e's recipient array and index. */
+void mmn__recips_free(struct event *e);
 /* One more recipient of @e, or NULL (out of memory). */
 struct recip *mmn__recips_add(struct event *e);
 /* Ack the source for @e once, later, from settle; then wait for its END. */
