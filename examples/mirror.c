@@ -61,7 +61,8 @@ static struct {
 	uint64_t start, len;
 	unsigned pages;
 	unsigned seed;
-	unsigned ops; /* bit per workload op */
+	unsigned ops;	     /* bit per workload op */
+	unsigned extra_subs; /* page-sized subscriptions held besides the mirror's own */
 	const char *socket;
 } opt = {.duration = 10, .pages = 1024, .seed = 1, .ops = ~0u};
 
@@ -105,6 +106,7 @@ struct shared {
 	struct mmn_sub *sub;
 	struct stats st;
 	unsigned nnotes;
+	unsigned nextra; /* --extra-subs held */
 	struct stale_note notes[NSTALE];
 	uint64_t *dev;	/* device page table: pagemap entry (PRESENT | pfn) or 0 */
 	uint64_t *cseq; /* read_begin value each dev entry was committed under */
@@ -476,8 +478,11 @@ static void usage(FILE *f, const char *argv0)
 	fprintf(f,
 		"usage: %s [--check] [--duration S] [--strict] [--migrate] [--socket PATH]\n"
 		"          [--pid PID [--range ADDR:LEN]] [--workload-only] [--pages N] [--seed N]\n"
-		"          [--ops mmap,munmap,madvise,mremap,mprotect,write] [--verbose]\n"
+		"          [--ops mmap,munmap,madvise,mremap,mprotect,write] [--extra-subs N] [--verbose]\n"
 		"\n"
+		"  --extra-subs N  also hold N page-sized non-blocking subscriptions of a\n"
+		"              mapping of our own (not --pid's), as a registration cache would:\n"
+		"              the check runs with them in mmnd's index of this process\n"
 		"  --migrate   move pages between NUMA nodes (move_pages), or compact memory\n"
 		"              with a single node; with --pid the target's pages are moved\n"
 		"  --strict    exit 1 if a stale entry was seen\n"
@@ -494,11 +499,12 @@ static int parse(int argc, char **argv)
 		{"range", required_argument, NULL, 'r'},  {"workload-only", no_argument, NULL, 'w'},
 		{"pages", required_argument, NULL, 'n'},  {"seed", required_argument, NULL, 'e'},
 		{"ops", required_argument, NULL, 'o'},	  {"verbose", no_argument, NULL, 'v'},
+		{"extra-subs", required_argument, NULL, 'x'},
 		{"help", no_argument, NULL, 'h'},	  {0},
 	};
 	int o;
 
-	while ((o = getopt_long(argc, argv, "cd:Sms:p:r:wn:e:o:vh", longopts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "cd:Sms:p:r:wn:e:o:x:vh", longopts, NULL)) != -1) {
 		switch (o) {
 		case 'c':
 			opt.check = true;
@@ -526,6 +532,9 @@ static int parse(int argc, char **argv)
 			break;
 		case 'n':
 			opt.pages = (unsigned)atoi(optarg);
+			break;
+		case 'x':
+			opt.extra_subs = (unsigned)strtoul(optarg, NULL, 10);
 			break;
 		case 'e':
 			opt.seed = (unsigned)atoi(optarg);
@@ -555,7 +564,7 @@ static int parse(int argc, char **argv)
 			return -1;
 		}
 	}
-	if (opt.duration <= 0 || opt.pages == 0 || opt.pid < 0) {
+	if (opt.duration <= 0 || opt.pages == 0 || opt.pid < 0 || (opt.pid && opt.extra_subs)) {
 		usage(stderr, argv[0]);
 		return -1;
 	}
@@ -568,13 +577,13 @@ static void print_report(uint64_t caps, int64_t elapsed_ms)
 
 	printf("mirror: source=%s target=%s duration=%ds pages=%u ops=%lu mirrored=%lu retries=%lu "
 	       "invalidations=%lu dropped=%lu resyncs=%lu releases=%lu checks=%lu stale=%lu "
-	       "holes=%lu holes_dropped=%lu migrated=%lu compactions=%lu elapsed_ms=%" PRId64 "\n",
+	       "holes=%lu holes_dropped=%lu migrated=%lu compactions=%lu extra_subs=%u elapsed_ms=%" PRId64 "\n",
 	       caps & MMN_CAP_SELF_ONLY		 ? "uffd"
 	       : caps & MMN_CAP_ACKS_HOLD_KERNEL ? "kmod"
 						 : "other",
 	       opt.pid ? "pid" : "self", opt.duration, sh->npages, t->ops, t->mirrored, t->retries,
 	       t->invalidations, t->dropped, t->resyncs, t->releases, t->checks, t->stale, t->holes,
-	       t->holes_dropped, t->migrated, t->compactions, elapsed_ms);
+	       t->holes_dropped, t->migrated, t->compactions, sh->nextra, elapsed_ms);
 	if (!opt.verbose)
 		return;
 	printf("mirror: events");
@@ -657,6 +666,46 @@ static int open_pagemap(void)
 	return 0;
 }
 
+static int on_extra(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	(void)s, (void)r, (void)ud;
+	return 0;
+}
+
+/*
+ * --extra-subs: page-sized non-blocking subscriptions of a mapping of our
+ * own next to the arena (never touched by the workload), as a registration
+ * cache holds them: mmnd looks every invalidation of the arena up among
+ * them, in the same target's index.  0 or -errno.
+ */
+static int subscribe_extra(struct mmn_client *c, size_t ps)
+{
+	static const struct mmn_sub_opts o = {
+		.size = sizeof(o), .flags = MMN_SUB_NONBLOCKING, .invalidate = on_extra};
+	struct mmn_sub_request *req;
+	char *m;
+	int r;
+
+	if (!opt.extra_subs)
+		return 0;
+	m = mmap(NULL, (size_t)opt.extra_subs * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	req = calloc(opt.extra_subs, sizeof(*req));
+	if (m == MAP_FAILED || !req) {
+		free(req);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < opt.extra_subs; i++)
+		req[i] = (struct mmn_sub_request){.start = (uintptr_t)m + (uint64_t)i * ps, .length = ps, .opts = &o};
+	r = mmn_subscribe_many(c, req, opt.extra_subs);
+	for (unsigned i = 0; r >= 0 && i < opt.extra_subs; i++)
+		if (req[i].error)
+			r = req[i].error;
+	free(req);
+	if (r >= 0)
+		sh->nextra = opt.extra_subs;
+	return r < 0 ? r : 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct mmn_sub_opts so = {.size = sizeof(so), .flags = MMN_SUB_BLOCKING};
@@ -699,6 +748,11 @@ int main(int argc, char **argv)
 			(int)opt.pid, base, (uint64_t)npages * ps, mmn_strerror(r));
 		return 1;
 	}
+	r = subscribe_extra(c, ps);
+	if (r < 0) {
+		fprintf(stderr, "Failed to hold %u extra subscriptions: %s\n", opt.extra_subs, mmn_strerror(r));
+		return 1;
+	}
 	started = now_ms();
 	r = start_pinned_thread(&driver, driver_main);
 	if (r < 0) {
@@ -722,7 +776,7 @@ int main(int argc, char **argv)
 	else if (opt.migrate)
 		pthread_join(migrator, NULL);
 	mmn_unsubscribe(sh->sub);
-	mmn_disconnect(c);
+	mmn_disconnect(c); /* the extra subscriptions go with the client */
 	print_report(caps, elapsed);
 	return opt.strict && sh->st.stale ? 1 : 0;
 }

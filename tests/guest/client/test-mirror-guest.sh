@@ -130,11 +130,11 @@ nb_default=$(cat /proc/sys/kernel/numa_balancing)
 numa_balancing() {
 	echo "$1" >/proc/sys/kernel/numa_balancing && [ "$(cat /proc/sys/kernel/numa_balancing)" = "$1" ]
 }
-# self DESC [RELEASE_TODO]: mirror's own workload.
+# self DESC [RELEASE_TODO [MIRROR_ARGS...]]: mirror's own workload.
 self() {
 	local out="$tmp/$1.out" status v
 	"$mirror" --socket "$tmp/mmnd.sock" --check --strict --migrate --verbose --duration "$duration" \
-		>"$out" 2>&1
+		"${@:3}" >"$out" 2>&1
 	status=$?
 	judge "$1" "$out" $status "${2:-}"
 	v=$(field ops "$(grep '^mirror: source=' "$out")")
@@ -142,9 +142,15 @@ self() {
 		not_ok "$1: the workload did operations (got '$v')"
 }
 
-# --- 1: mirror's own workload, NUMA balancing off ---
+# --- 1: mirror's own workload, NUMA balancing off, with 10,000 more subscriptions in place ---
+# (a registration cache's page-sized ones of another mapping of the same
+# process: mmnd looks every invalidation up among them in that target's
+# index).
 numa_balancing 0 && ok "NUMA balancing off" || not_ok "NUMA balancing off"
-self "self"
+self "self" "" --extra-subs 10000
+v=$(field extra_subs "$(grep '^mirror: source=' "$tmp/self.out")")
+[ "$v" = 10000 ] && ok "self: 10000 more subscriptions were in place" ||
+	not_ok "self: 10000 more subscriptions were in place (got '$v')"
 numa_balancing 1 && ok "NUMA balancing on" || not_ok "NUMA balancing on"
 
 # --- 2: another process, by --pid, NUMA balancing on ---
