@@ -638,6 +638,54 @@ static void dbus_seeds_more(void)
 	write_file("dbus", "no-interface", d.b, d.n);
 }
 
+/* Batches: SubscribeMany (good, bad, over max_batch) and UnsubscribeMany into mmnd; a stray reply into libmmn. */
+static void batch_seeds(void)
+{
+	static Mmn__V1__Subscribe items[MMN_MAX_BATCH + 1], *ip[MMN_MAX_BATCH + 1];
+	Mmn__V1__SubscribeMany many = MMN__V1__SUBSCRIBE_MANY__INIT;
+	Mmn__V1__UnsubscribeMany um = MMN__V1__UNSUBSCRIBE_MANY__INIT;
+	Mmn__V1__SubscribeResult res[2] = {MMN__V1__SUBSCRIBE_RESULT__INIT, MMN__V1__SUBSCRIBE_RESULT__INIT};
+	Mmn__V1__SubscribeResult *rp[2] = {&res[0], &res[1]};
+	Mmn__V1__SubscribeManyReply rep = MMN__V1__SUBSCRIBE_MANY_REPLY__INIT;
+	Mmn__V1__SubscribeReply ok = MMN__V1__SUBSCRIBE_REPLY__INIT;
+	uint64_t ids[3] = {1, 99, 1};
+	MmnEnvelope e;
+	struct seed s;
+
+	for (size_t i = 0; i <= MMN_MAX_BATCH; i++) {
+		items[i] = sub;
+		items[i].start = 0x200000 + i * 0x1000;
+		ip[i] = &items[i];
+	}
+	items[1].length = 0;
+	many.items = ip;
+	many.n_items = 3;
+	um.sub_ids = ids;
+	um.n_sub_ids = 3;
+	seed_begin(&s, 1 | 16);
+	e = ENV(subscribe_many, SUBSCRIBE_MANY, &many);
+	seed_env(&s, 2, &e);
+	e = ENV(unsubscribe_many, UNSUBSCRIBE_MANY, &um);
+	seed_env(&s, 3, &e);
+	seed_write(&s, "wire-rpc", "subscribe-many-unsubscribe-many");
+
+	many.n_items = MMN_MAX_BATCH + 1;
+	seed_begin(&s, 1);
+	e = ENV(subscribe_many, SUBSCRIBE_MANY, &many);
+	seed_env(&s, 2, &e);
+	seed_write(&s, "wire-rpc", "subscribe-many-over-max-batch");
+
+	ok.sub_id = 9;
+	res[0].reply = &ok;
+	res[1].error = -EINVAL;
+	rep.results = rp;
+	rep.n_results = 2;
+	seed_begin(&s, 0);
+	e = ENV(subscribe_many_reply, SUBSCRIBE_MANY_REPLY, &rep);
+	seed_env(&s, 5, &e);
+	seed_write(&s, "client-recv", "subscribe-many-reply-unsolicited");
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -649,6 +697,7 @@ int main(int argc, char **argv)
 	wire_rpc_seeds_more();
 	client_recv_seeds();
 	client_recv_seeds_more();
+	batch_seeds();
 	kmod_event_seeds();
 	dbus_seeds();
 	dbus_seeds_more();
