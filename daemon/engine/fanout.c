@@ -199,7 +199,7 @@ void mmn__fanout_flush_acks(struct broker *b)
 
 struct gather {
 	struct event *e;
-	uint64_t start, end;
+	uint64_t start, end; /* the invalidated range (within the listed ksubs) */
 	int err;
 };
 
@@ -207,11 +207,15 @@ static int gather_sub(struct itree_node *n, void *ud)
 {
 	struct gather *g = ud;
 	struct sub *s = container_of(n, struct sub, node);
+	bool in_range = s->start < g->end && s->end > g->start;
 	struct recip *r;
 
 	if (s->state != SUB_LIVE || !s->c || s->c->dropping)
 		return 0;
-	if (!(s->mask & (UINT64_C(1) << (g->e->type & 63))))
+	/* Refused: a blocking sub anywhere on the listed ksubs is asked too (see fanout_gather). */
+	if (!in_range && !(g->e->refused && s->flags == MMN__V1__SUB_FLAG__SUB_BLOCKING))
+		return 0;
+	if (in_range && !(s->mask & (UINT64_C(1) << (g->e->type & 63))))
 		return 0;
 	r = mmn__recips_add(g->e);
 	if (!r) {
@@ -221,8 +225,8 @@ static int gather_sub(struct itree_node *n, void *ud)
 	r->sub = s;
 	r->sub_id = s->id;
 	r->c = s->c;
-	r->start = s->start > g->start ? s->start : g->start;
-	r->end = s->end < g->end ? s->end : g->end;
+	r->start = in_range && s->start < g->start ? g->start : s->start;
+	r->end = in_range && s->end > g->end ? g->end : s->end;
 	r->state = RECIP_NOTIFIED;
 	r->deadline = 0;
 	r->suppressed = false;
@@ -282,30 +286,42 @@ static void fanout_nomem(struct broker *b, const struct source_event *ev)
  * range clipped to it; the union of those is that range within the watched
  * granules, and every sub lies inside its ksubs, so one query over the
  * union finds each recipient once, however many ksubs it spans.
- * 0 or -ENOMEM.
+ *
+ * A refused (non-blockable, OOM) event is different: the kernel refuses it
+ * for a whole ksub while the ksub is BLOCKING, and clearing BLOCKING lets
+ * the reaper zap everything under the ksub, which is granule wide and may
+ * hold blocking subs outside this range (the reaper refuses VMA by VMA).
+ * So every blocking sub on the listed ksubs is asked to drop its mappings
+ * (its whole range: its target is being OOM-killed) and BLOCKING goes only
+ * once all of them acked or were evicted (refused_done).  0 or -ENOMEM.
  */
 static int fanout_gather(struct broker *b, struct event *e, const struct source_event *ev)
 {
 	struct gather g = {.e = e, .start = UINT64_MAX, .end = 0};
+	uint64_t qs = UINT64_MAX, qe = 0;
 
 	for (size_t i = 0; i < ev->nsubs; i++) {
-		struct ksub *k = mmn__ksub_find(b, ev->subs[i].ksub_id);
+		const struct source_event_sub *es = &ev->subs[i];
+		struct ksub *k = mmn__ksub_find(b, es->ksub_id);
+		uint64_t ks, ke;
 
-		if (!k || ev->subs[i].end <= ev->subs[i].start)
+		if (!k || es->end <= es->start)
 			continue;
 		if (e->t && k->t != e->t)
 			continue; /* one event is one mm: ignore a foreign ksub */
 		e->t = k->t;
 		if (e->refused)
 			ksub_note(e, k->id);
-		if (ev->subs[i].start < g.start)
-			g.start = ev->subs[i].start;
-		if (ev->subs[i].end > g.end)
-			g.end = ev->subs[i].end;
+		g.start = es->start < g.start ? es->start : g.start;
+		g.end = es->end > g.end ? es->end : g.end;
+		ks = e->refused ? k->start : es->start;
+		ke = e->refused ? k->end : es->end;
+		qs = ks < qs ? ks : qs;
+		qe = ke > qe ? ke : qe;
 	}
 	if (!e->t)
 		return 0;
-	mmn__itree_query(&e->t->subs, g.start, g.end - 1, gather_sub, &g);
+	mmn__itree_query(&e->t->subs, qs, qe - 1, gather_sub, &g);
 	return g.err;
 }
 

@@ -58,12 +58,20 @@ static char *victim_map(const char *cg, int rep)
 		_exit(10);
 	a[0] = (uint64_t)(uintptr_t)mmap(NULL, OOM_R1, PROT_READ | PROT_WRITE,
 					 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	res = mmap(NULL, 3 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/*
+	 * r2 alone in the middle of a 2 MiB-aligned granule of shared
+	 * PROT_NONE memory: mmnd watches whole granules, and the reaper skips
+	 * shared mappings, so r2's kernel subscription covers nothing the
+	 * reaper zaps (it must stay BLOCKING while r1's is cleared).  The
+	 * shared neighbours also keep r2's VMA from merging.
+	 */
+	res = mmap(NULL, 2 * OOM_GRANULE, PROT_NONE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	mfd = memfd_create("mmn-oom", 0);
 	if (res == MAP_FAILED || mfd < 0 || ftruncate(mfd, (off_t)page))
 		_exit(11);
-	victim_r2 = mmap(res + page, page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_POPULATE,
-			 mfd, 0);
+	res = (char *)(((uintptr_t)res + OOM_GRANULE - 1) & ~(uintptr_t)(OOM_GRANULE - 1));
+	victim_r2 = mmap(res + OOM_GRANULE / 2, page, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_FIXED | MAP_POPULATE, mfd, 0);
 	a[1] = (uint64_t)(uintptr_t)victim_r2;
 	if (a[0] == (uint64_t)(uintptr_t)MAP_FAILED || victim_r2 == MAP_FAILED)
 		_exit(12);

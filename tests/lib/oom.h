@@ -19,11 +19,13 @@
 
 /* Bytes of the victim's populated anonymous memory at r1. */
 #define OOM_R1 (8UL << 20)
+/* mmnd's granule of kernel subscriptions with mmn.ko (source caps.ksub_granule). */
+#define OOM_GRANULE (2UL << 20)
 
 struct oom_victim {
 	struct target t; /* t.cmd: "g" starts the blocker thread, then any byte the allocation */
 	uint64_t r1; /* OOM_R1 bytes, private anonymous, populated */
-	uint64_t r2; /* one shared (memfd) page between two PROT_NONE pages: never next to r1 */
+	uint64_t r2; /* one shared (memfd) page alone in a granule of shared PROT_NONE memory */
 };
 
 /*

@@ -298,11 +298,46 @@ static void test_scope(void)
 	tap_is_int(h_fini(&h), 0, "scope: loop closes clean");
 }
 
+/*
+ * A granule-wide ksub: the reaper's refusal of memory next to two blocking
+ * subs (in neither's range) asks both of them (clearing BLOCKING lets the
+ * reaper zap the whole ksub), and BLOCKING goes only when both acked.
+ */
+static void test_granule(void)
+{
+	struct harness h;
+	struct tclient c;
+	uint64_t s1, s2, ev;
+
+	h_init(&h, NULL);
+	h.src->caps.ksub_granule = 0x10000;
+	h_require(tc_hello(&h, &c) == 0);
+	s1 = tc_subscribe(&h, &c, A, 0x1000, true, 1000, NULL);
+	s2 = tc_subscribe(&h, &c, A + 0x8000, 0x1000, true, 1000, NULL);
+	h_require(s1 && s2 && mmn__source_test_nksubs(h.src) == 1);
+	ev = mmn__source_test_invalidate(h.src, getpid(), A + 0x4000, A + 0x5000,
+					 MMN__V1__EVENT_TYPE__EVENT_UNMAP, false);
+	h_require(ev != 0);
+	tap_ok(expect(&h, &c, MMN__V1__ENVELOPE__BODY_INVALIDATE, s1, ev, true) &&
+		       expect(&h, &c, MMN__V1__ENVELOPE__BODY_INVALIDATE, s2, ev, true),
+	       "granule: both blocking subs of the ksub are asked, though the range is neither's");
+	tc_ack(&c, s1, ev);
+	h_pump(&h, 5);
+	tap_is_int(ksub_blocking_at(&h, A), 1, "granule: one ack: still BLOCKING");
+	tc_ack(&c, s2, ev);
+	h_pump(&h, 5);
+	tap_is_int(ksub_blocking_at(&h, A), 0, "granule: both acked: BLOCKING cleared for the reaper's retry");
+	mmn__source_test_end(h.src, ev);
+	tc_close(&c);
+	tap_is_int(h_fini(&h), 0, "granule: loop closes clean");
+}
+
 int main(void)
 {
 	test_refused_ack();
 	test_ack_before_end();
 	test_silent_evicted();
 	test_scope();
+	test_granule();
 	return tap_done();
 }
