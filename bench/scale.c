@@ -481,14 +481,17 @@ int main(int argc, char **argv)
 	printf("scale: source %s, %d rounds, load %s\nfloor (%s): median %.1f p99 %.1f max %.1f us\n", b.source,
 	       b.rounds, load, !strcmp(b.source, "uffd") ? "raw userfaultfd reader" : "munmap, no subscription",
 	       b.floor.median, b.floor.p99, b.floor.max);
-	for (int i = 0; i < b.nsizes; i++) {
+	/* A warm-up round of the first size, not reported: the first daemon start and faults. */
+	r = run_size(&b, b.sizes[0], &runs[0]);
+	for (int i = 0; i < b.nsizes && r >= 0; i++) {
 		r = run_size(&b, b.sizes[i], &runs[i]);
-		if (r < 0) {
-			fprintf(stderr, "scale: n=%zu: %s\n", b.sizes[i], strerror(-r));
-			return 1;
-		}
-		print_size(b.sizes[i], &runs[i], &runs[0], &b.floor);
+		if (r >= 0)
+			print_size(b.sizes[i], &runs[i], &runs[0], &b.floor);
 		fflush(stdout);
+	}
+	if (r < 0) {
+		fprintf(stderr, "scale: %s\n", strerror(-r));
+		return 1;
 	}
 	r = munmap_phase(&b);
 	if (r < 0)
