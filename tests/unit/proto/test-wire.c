@@ -393,12 +393,81 @@ static void test_seqpage(void)
 	tap_is_int(MMN_SEQPAGE_SIZE(2), 32, "MMN_SEQPAGE_SIZE(2)");
 }
 
+/* SubscribeMany, UnsubscribeMany and their replies; the largest reply fits one packet. */
+static void test_batches(void)
+{
+	static Mmn__V1__SubscribeResult res[MMN_MAX_BATCH], *rp[MMN_MAX_BATCH];
+	static Mmn__V1__SubscribeReply ok[MMN_MAX_BATCH];
+	static Mmn__V1__Subscribe items[2], *ip[2] = {&items[0], &items[1]};
+	Mmn__V1__SubscribeMany sm = MMN__V1__SUBSCRIBE_MANY__INIT;
+	Mmn__V1__SubscribeManyReply smr = MMN__V1__SUBSCRIBE_MANY_REPLY__INIT;
+	Mmn__V1__UnsubscribeMany um = MMN__V1__UNSUBSCRIBE_MANY__INIT;
+	Mmn__V1__UnsubscribeManyReply umr = MMN__V1__UNSUBSCRIBE_MANY_REPLY__INIT;
+	uint64_t ids[3] = {1, UINT64_MAX, 7};
+	int32_t errs[MMN_MAX_BATCH];
+	MmnEnvelope e = MMN__V1__ENVELOPE__INIT, *o;
+
+	for (int i = 0; i < 2; i++) {
+		mmn__v1__subscribe__init(&items[i]);
+		items[i].start = 0x1000 * (uint64_t)(i + 1);
+		items[i].length = 0x1000;
+	}
+	sm.items = ip;
+	sm.n_items = 2;
+	e.body_case = E(SUBSCRIBE_MANY);
+	e.subscribe_many = &sm;
+	if ((o = roundtrip(&e, "SubscribeMany"))) {
+		tap_ok(o->subscribe_many->n_items == 2 && o->subscribe_many->items[1]->start == 0x2000,
+		       "SubscribeMany.items in order");
+		mmn__wire_free(o);
+	}
+	um.sub_ids = ids;
+	um.n_sub_ids = 3;
+	e.body_case = E(UNSUBSCRIBE_MANY);
+	e.unsubscribe_many = &um;
+	if ((o = roundtrip(&e, "UnsubscribeMany"))) {
+		tap_ok(o->unsubscribe_many->n_sub_ids == 3 && o->unsubscribe_many->sub_ids[1] == UINT64_MAX,
+		       "UnsubscribeMany.sub_ids");
+		mmn__wire_free(o);
+	}
+	/* The worst case mmnd may send: MMN_MAX_BATCH results with every field at its widest. */
+	for (int i = 0; i < MMN_MAX_BATCH; i++) {
+		mmn__v1__subscribe_result__init(&res[i]);
+		mmn__v1__subscribe_reply__init(&ok[i]);
+		ok[i] = (Mmn__V1__SubscribeReply){.base = ok[i].base, .sub_id = UINT64_MAX, .seq_slot = UINT32_MAX,
+						  .seq_gen = UINT32_MAX, .ack_timeout_ms = UINT32_MAX};
+		res[i].reply = &ok[i];
+		rp[i] = &res[i];
+		errs[i] = INT32_MIN;
+	}
+	smr.results = rp;
+	smr.n_results = MMN_MAX_BATCH;
+	e.request_id = UINT64_MAX;
+	e.body_case = E(SUBSCRIBE_MANY_REPLY);
+	e.subscribe_many_reply = &smr;
+	if ((o = roundtrip(&e, "SubscribeManyReply of MMN_MAX_BATCH widest results (fits one packet)"))) {
+		tap_ok(o->subscribe_many_reply->n_results == MMN_MAX_BATCH &&
+			       o->subscribe_many_reply->results[MMN_MAX_BATCH - 1]->reply->sub_id == UINT64_MAX,
+		       "SubscribeManyReply.results");
+		mmn__wire_free(o);
+	}
+	umr.errors = errs;
+	umr.n_errors = MMN_MAX_BATCH;
+	e.body_case = E(UNSUBSCRIBE_MANY_REPLY);
+	e.unsubscribe_many_reply = &umr;
+	if ((o = roundtrip(&e, "UnsubscribeManyReply of MMN_MAX_BATCH widest errors (fits one packet)"))) {
+		tap_ok(o->unsubscribe_many_reply->errors[0] == INT32_MIN, "UnsubscribeManyReply.errors");
+		mmn__wire_free(o);
+	}
+}
+
 int main(void)
 {
 	test_hello();
 	test_subscribe();
 	test_events();
 	test_misc();
+	test_batches();
 	test_rejects();
 	test_socket();
 	test_seqpage();
