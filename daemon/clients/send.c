@@ -163,16 +163,22 @@ int mmn__client_send_status(struct client *c, uint64_t request_id, int err)
 	return mmn__client_send(c, &env);
 }
 
-int mmn__client_send_subscribed(struct client *c, uint64_t request_id, uint64_t sub_id, uint32_t slot,
-				uint32_t gen, uint32_t ack_timeout_ms)
+/* The SubscribeReply of a created subscription (Subscribe and SubscribeMany alike). */
+static void subscribe_reply_fill(Mmn__V1__SubscribeReply *rep, const struct sub_result *r)
 {
-	Mmn__V1__SubscribeReply rep = MMN__V1__SUBSCRIBE_REPLY__INIT;
+	mmn__v1__subscribe_reply__init(rep);
+	rep->sub_id = r->sub_id;
+	rep->seq_slot = r->slot;
+	rep->seq_gen = r->gen;
+	rep->ack_timeout_ms = r->timeout_ms;
+}
+
+int mmn__client_send_subscribed(struct client *c, uint64_t request_id, const struct sub_result *res)
+{
+	Mmn__V1__SubscribeReply rep;
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
-	rep.sub_id = sub_id;
-	rep.seq_slot = slot;
-	rep.seq_gen = gen;
-	rep.ack_timeout_ms = ack_timeout_ms;
+	subscribe_reply_fill(&rep, res);
 	env.request_id = request_id;
 	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY;
 	env.subscribe_reply = &rep;
@@ -197,11 +203,7 @@ int mmn__client_send_subscribed_many(struct client *c, uint64_t request_id, cons
 		res[i].error = r->error;
 		if (r->error)
 			continue;
-		mmn__v1__subscribe_reply__init(&ok[i]);
-		ok[i].sub_id = r->sub_id;
-		ok[i].seq_slot = r->slot;
-		ok[i].seq_gen = r->gen;
-		ok[i].ack_timeout_ms = r->timeout_ms;
+		subscribe_reply_fill(&ok[i], r);
 		res[i].reply = &ok[i];
 	}
 	rep.n_results = n;

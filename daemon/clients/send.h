@@ -11,6 +11,7 @@
 #include "wire.h"
 
 struct sub_batch_item;
+struct sub_result;
 
 struct client;
 struct sub;
@@ -30,9 +31,8 @@ int mmn__client_send_invalidate(struct client *c, struct sub *s, uint64_t sub_id
 int mmn__client_send_invalidate_end(struct client *c, uint64_t sub_id, uint64_t event_id, uint64_t seq);
 /* Send Status{@err} answering @request_id. */
 int mmn__client_send_status(struct client *c, uint64_t request_id, int err);
-/* Send SubscribeReply answering @request_id. */
-int mmn__client_send_subscribed(struct client *c, uint64_t request_id, uint64_t sub_id, uint32_t slot,
-				uint32_t gen, uint32_t ack_timeout_ms);
+/* Send SubscribeReply of @res answering @request_id. */
+int mmn__client_send_subscribed(struct client *c, uint64_t request_id, const struct sub_result *res);
 /* Send Release{@sub_id}. */
 /* One SubscribeManyReply for the results of @items (n <= MMN_MAX_BATCH). */
 int mmn__client_send_subscribed_many(struct client *c, uint64_t request_id, const struct sub_batch_item *items,

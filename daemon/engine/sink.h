@@ -14,6 +14,7 @@
 struct client;
 struct sub;
 struct sub_batch_item;
+struct sub_result;
 
 struct engine_sink {
 	/*
@@ -32,9 +33,8 @@ struct engine_sink {
 	int (*send_invalidate_end)(struct client *c, uint64_t sub_id, uint64_t event_id, uint64_t seq);
 	/* Send Status{@err} answering @request_id. */
 	int (*send_status)(struct client *c, uint64_t request_id, int err);
-	/* Send SubscribeReply{@sub_id, @slot, @gen, @ack_timeout_ms} answering @request_id. */
-	int (*send_subscribed)(struct client *c, uint64_t request_id, uint64_t sub_id, uint32_t slot,
-			       uint32_t gen, uint32_t ack_timeout_ms);
+	/* Send SubscribeReply{@res's sub_id, slot, gen, ack timeout} answering @request_id. */
+	int (*send_subscribed)(struct client *c, uint64_t request_id, const struct sub_result *res);
 	/* Send SubscribeManyReply{results} answering @request_id: one per item's res. */
 	int (*send_subscribed_many)(struct client *c, uint64_t request_id, const struct sub_batch_item *items,
 				    uint32_t n);

@@ -166,6 +166,32 @@ static void ksub_maybe_destroy(struct ksub *k)
 		ksub_destroy(k);
 }
 
+/* @s overlaps @k: count it (or, @delta -1, no longer); BLOCKING follows. */
+static void ksub_count(struct ksub *k, const struct sub *s, int delta)
+{
+	k->nsubs += (uint32_t)delta;
+	if (sub_blocking(s)) {
+		k->nblocking += (uint32_t)delta;
+		ksub_update_blocking(k);
+	}
+}
+
+/*
+ * Walk the ksubs over [gs, ge), uncounting @s on each (NULL: none to
+ * uncount), and free those no sub counts any more.  Never allocates.
+ */
+static void ksubs_drop(struct target *t, const struct sub *s, uint64_t gs, uint64_t ge)
+{
+	struct ksub *k;
+
+	for (uint64_t at = gs; at < ge && (k = ksub_first(t, at, ge)) != NULL;) {
+		at = k->end; /* before @k may go */
+		if (s)
+			ksub_count(k, s, -1);
+		ksub_maybe_destroy(k);
+	}
+}
+
 /*
  * Create a ksub for every gap of [gs, ge) no ksub covers.  Existing ksubs
  * are never touched: subscribing inside a watched range costs the source
@@ -183,21 +209,9 @@ static int ksub_fill_gaps(struct target *t, uint64_t gs, uint64_t ge, bool block
 			r = ksub_new(t, next, k ? k->start : ge, blocking, &made);
 		next = k ? k->end : ge;
 	}
-	for (next = gs; r < 0 && next < ge && (k = ksub_first(t, next, ge)) != NULL;) {
-		next = k->end; /* before @k may go */
-		ksub_maybe_destroy(k);
-	}
+	if (r < 0)
+		ksubs_drop(t, NULL, gs, ge);
 	return r;
-}
-
-/* @s overlaps @k: count it (or, @delta -1, no longer); BLOCKING follows. */
-static void ksub_count(struct ksub *k, const struct sub *s, int delta)
-{
-	k->nsubs += (uint32_t)delta;
-	if (sub_blocking(s)) {
-		k->nblocking += (uint32_t)delta;
-		ksub_update_blocking(k);
-	}
 }
 
 /*
@@ -224,14 +238,9 @@ static int ksub_attach(struct target *t, struct sub *s)
 static void ksub_detach(struct target *t, const struct sub *s)
 {
 	uint64_t gs, ge;
-	struct ksub *k;
 
 	granule_span(t->b, s->start, s->end, &gs, &ge);
-	for (uint64_t at = gs; at < ge && (k = ksub_first(t, at, ge)) != NULL;) {
-		at = k->end; /* before @k may go */
-		ksub_count(k, s, -1);
-		ksub_maybe_destroy(k);
-	}
+	ksubs_drop(t, s, gs, ge);
 }
 
 uint32_t mmn__sub_ksub_id(const struct sub *s)
@@ -442,7 +451,7 @@ static void sub_create(struct target *t, struct client *c, uint64_t request_id, 
 	if (mmn__sub_create(t, c, r, &res) < 0)
 		sk->send_error(c, request_id, res.error, "subscription failed");
 	else
-		sk->send_subscribed(c, request_id, res.sub_id, res.slot, res.gen, res.timeout_ms);
+		sk->send_subscribed(c, request_id, &res);
 }
 
 /*
