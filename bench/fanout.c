@@ -4,6 +4,9 @@
  *
  *   floor      a raw SOCK_SEQPACKET ping-pong between two processes: one
  *              message out, one back.  No user-space ack can beat it.
+ *   fan-out floor  one process writes to 1, 8 or 64 sockets and reads as
+ *              many replies, each peer a process: the scheduler's floor for
+ *              a blocking fan-out on this machine.
  *   blocking   the broker on the test source: inject one blocking
  *              invalidation, every client process receives Invalidate
  *              {needs_ack} and sends Ack, the broker acks the source (the
@@ -11,9 +14,11 @@
  *              subscribed to the same range of one target (this process),
  *              so one kernel subscription fans out to all of them.
  *   nonblocking  the same with non-blocking clients: events per second
- *              through the broker to every client.
+ *              through the broker to every client, with v1 clients (one
+ *              packet per message) and v2 clients (EventBatch).
  *
- * Clients speak the raw wire (proto/wire.h) from forked processes; they are
+ * Clients speak the raw wire (proto/wire.h) from forked processes, protocol v2
+ * (EventBatch records, AckMany) unless a figure says v1; they are
  * forked before each scenario's loop exists, so they inherit no handle but
  * the listening socket (closed at once) and the report pipe.  Synchronisation
  * is by pipes and sockets only.  Rounds: $MMN_BENCH_ROUNDS (default 2000).
@@ -37,6 +42,7 @@
 
 #include "admin.h"
 #include "broker.h"
+#include "event-record.h"
 #include "log.h"
 #include "source.h"
 #include "wire.h"
@@ -47,6 +53,8 @@
 #define MAX_CLIENTS 64
 
 static char sock_path[108];
+/* The protocol version the client processes offer (2: EventBatch, AckMany). */
+static uint32_t client_version = MMN_PROTO_VERSION;
 
 static void die(const char *what, int err)
 {
@@ -62,7 +70,7 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 struct stats {
-	double median_us, mean_us, p99_us, min_us;
+	double median_us, mean_us, p99_us, min_us, max_us;
 };
 
 static struct stats summarise(uint64_t *ns, size_t n)
@@ -76,6 +84,7 @@ static struct stats summarise(uint64_t *ns, size_t n)
 	s.median_us = (double)ns[n / 2] / 1e3;
 	s.p99_us = (double)ns[(n * 99) / 100] / 1e3;
 	s.min_us = (double)ns[0] / 1e3;
+	s.max_us = (double)ns[n - 1] / 1e3;
 	s.mean_us = sum / (double)n / 1e3;
 	return s;
 }
@@ -119,6 +128,68 @@ static struct stats floor_pingpong(int rounds)
 	return s;
 }
 
+static void reap_pids(pid_t *pids, int n)
+{
+	for (int i = 0; i < n; i++) {
+		int st;
+
+		if (waitpid(pids[i], &st, 0) == pids[i] && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+			fprintf(stderr, "fanout: client %d ended with status 0x%x\n", (int)pids[i], st);
+	}
+}
+
+/*
+ * The floor of a fan-out to @n processes: one process writes a 48-byte
+ * message to each of @n sockets and reads @n replies, each peer a process
+ * that answers at once.  What the scheduler allows on this machine.
+ */
+static struct stats floor_fanout(int n, int rounds)
+{
+	uint64_t *ns = calloc((size_t)rounds, sizeof(*ns));
+	int sv[MAX_CLIENTS][2];
+	pid_t pids[MAX_CLIENTS];
+	char buf[64] = { 0 };
+
+	if (!ns || n > MAX_CLIENTS)
+		die("floor_fanout", ENOMEM);
+	fflush(stdout);
+	for (int i = 0; i < n; i++) {
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv[i]) < 0)
+			die("socketpair", errno);
+		pids[i] = fork();
+		if (pids[i] < 0)
+			die("fork", errno);
+		if (pids[i] == 0) {
+			for (int k = 0; k <= i; k++)
+				close(sv[k][0]);
+			while (recv(sv[i][1], buf, sizeof(buf), 0) > 0)
+				if (send(sv[i][1], buf, 48, MSG_NOSIGNAL) < 0)
+					break;
+			_exit(0);
+		}
+		close(sv[i][1]);
+	}
+	for (int r = -rounds / 10; r < rounds; r++) { /* negative: warm-up */
+		uint64_t t0 = uv_hrtime();
+
+		for (int i = 0; i < n; i++)
+			if (send(sv[i][0], buf, 48, MSG_NOSIGNAL) != 48)
+				die("fan-out floor send", errno);
+		for (int i = 0; i < n; i++)
+			if (recv(sv[i][0], buf, sizeof(buf), 0) != 48)
+				die("fan-out floor recv", errno);
+		if (r >= 0)
+			ns[r] = uv_hrtime() - t0;
+	}
+	for (int i = 0; i < n; i++)
+		close(sv[i][0]);
+	reap_pids(pids, n);
+	struct stats st = summarise(ns, (size_t)rounds);
+
+	free(ns);
+	return st;
+}
+
 /* ---- client processes ---------------------------------------------------- */
 
 static void report(int fd, char c)
@@ -144,6 +215,38 @@ static int wire_recv_wait(int fd, uint8_t *buf, MmnEnvelope **env)
 	return mmn__wire_decode(buf, (size_t)n, env);
 }
 
+/* v2: the records of one EventBatch; the acks they ask for go back as one AckMany. */
+static int client_records(int fd, const MmnEnvelope *in, bool blocking, int report_fd)
+{
+	Mmn__V1__AckMany am = MMN__V1__ACK_MANY__INIT;
+	MmnEnvelope a = MMN__V1__ENVELOPE__INIT;
+	uint64_t subs[MMN_EVENT_BATCH_MAX], evs[MMN_EVENT_BATCH_MAX];
+	size_t n = in->event_batch->records.len / sizeof(struct mmn_event_record), k = 0;
+
+	for (size_t i = 0; i < n && i < MMN_EVENT_BATCH_MAX; i++) {
+		struct mmn_event_record rec;
+
+		memcpy(&rec, in->event_batch->records.data + i * sizeof(rec), sizeof(rec));
+		if (rec.kind == MMN_RECORD_END)
+			continue;
+		if (rec.flags & MMN_RECORD_NEEDS_ACK) {
+			subs[k] = rec.sub_id;
+			evs[k++] = rec.event_id;
+		}
+		/* non-blocking: a window of NB_BATCH events, so no queue is coalesced */
+		if (!blocking && rec.event_id % NB_BATCH == 0)
+			report(report_fd, 'b');
+	}
+	if (!k)
+		return 0;
+	am.n_sub_ids = am.n_event_ids = k;
+	am.sub_ids = subs;
+	am.event_ids = evs;
+	a.body_case = MMN__V1__ENVELOPE__BODY_ACK_MANY;
+	a.ack_many = &am;
+	return mmn__wire_send(fd, &a, NULL, 0, 0);
+}
+
 /* Connect, subscribe, then ack (blocking) or count (non-blocking) until EOF. */
 static void client_main(pid_t target, bool blocking, int report_fd)
 {
@@ -158,7 +261,8 @@ static void client_main(pid_t target, bool blocking, int report_fd)
 	strcpy(sa.sun_path, sock_path);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		_exit(2);
-	hello.version_min = hello.version_max = MMN_PROTO_VERSION;
+	hello.version_min = 1;
+	hello.version_max = client_version;
 	hello.client_name = "fanout";
 	env.request_id = 1;
 	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO;
@@ -193,7 +297,7 @@ static void client_main(pid_t target, bool blocking, int report_fd)
 	mmn__wire_free(in);
 	report(report_fd, 'r');
 
-	/* The hot loop: blocking recv, one syscall per message like the floor's. */
+	/* The hot loop: blocking recv, one syscall per packet like the floor's. */
 	for (;;) {
 		ssize_t n = recv(fd, buf, sizeof(buf), 0);
 
@@ -202,6 +306,8 @@ static void client_main(pid_t target, bool blocking, int report_fd)
 		r = mmn__wire_decode(buf, (size_t)n, &in);
 		if (r < 0)
 			_exit(7);
+		if (in->body_case == MMN__V1__ENVELOPE__BODY_EVENT_BATCH && client_records(fd, in, blocking, report_fd) < 0)
+			_exit(8);
 		if (in->body_case == MMN__V1__ENVELOPE__BODY_INVALIDATE) {
 			const Mmn__V1__Invalidate *iv = in->invalidate;
 
@@ -386,15 +492,6 @@ static void on_watchdog(uv_timer_t *h)
 	finish(bn);
 }
 
-static void reap_all(pid_t *pids, int n)
-{
-	for (int i = 0; i < n; i++) {
-		int st;
-
-		if (waitpid(pids[i], &st, 0) == pids[i] && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
-			fprintf(stderr, "fanout: client %d ended with status 0x%x\n", (int)pids[i], st);
-	}
-}
 
 /* Forks @n client processes; each closes the listening socket and reports on @rep_w. */
 static void spawn_clients(pid_t *pids, int n, bool blocking, int lfd, int rep_r, int rep_w)
@@ -487,20 +584,79 @@ static int scenario(int n, bool blocking, int rounds, uint64_t *ns, uint64_t tot
 	uv_run(&bn.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&bn.loop);
 	close(rep[0]);
-	reap_all(pids, n);
+	reap_pids(pids, n);
 	unlink(sock_path);
 	return bn.failed ? -EIO : 0;
+}
+
+static void print_stats(const char *what, struct stats s)
+{
+	printf("%-46s: %8.2f / %8.2f / %8.2f", what, s.median_us, s.p99_us, s.max_us);
+}
+
+/* Blocking round trips through the broker, against the ping-pong and fan-out floors. */
+static int run_blocking(int rounds, uint64_t *ns, struct stats fl)
+{
+	const int counts[] = { 1, 8, 64 };
+	char what[64];
+	int failed = 0;
+
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		struct stats s, ff = floor_fanout(counts[i], rounds);
+		uint64_t el;
+
+		snprintf(what, sizeof(what), "floor   raw fan-out to %2d processes", counts[i]);
+		print_stats(what, ff);
+		printf("\n");
+		if (scenario(counts[i], true, rounds, ns, 0, &el) < 0) {
+			failed = 1;
+			printf("blocking %2d clients: FAILED\n", counts[i]);
+			continue;
+		}
+		s = summarise(ns, (size_t)rounds);
+		snprintf(what, sizeof(what), "blocking round trip, %2d client processes", counts[i]);
+		print_stats(what, s);
+		printf("   = %5.1fx ping-pong, %4.2fx raw fan-out (medians)\n", s.median_us / fl.median_us,
+		       s.median_us / ff.median_us);
+	}
+	return failed;
+}
+
+/* Non-blocking events per second, with v1 clients (a packet per message) and v2 (EventBatch). */
+static int run_nonblocking(int rounds, struct stats fl)
+{
+	const int nb_counts[] = { 1, 8 };
+	uint64_t total = ((uint64_t)rounds * 25 + NB_BATCH - 1) / NB_BATCH * NB_BATCH, el;
+	int failed = 0;
+
+	for (uint32_t v = 1; v <= MMN_PROTO_VERSION; v++) {
+		client_version = v;
+		for (size_t i = 0; i < sizeof(nb_counts) / sizeof(nb_counts[0]); i++) {
+			if (scenario(nb_counts[i], false, 0, NULL, total, &el) < 0 || el == 0) {
+				failed = 1;
+				printf("non-blocking %d clients v%u: FAILED\n", nb_counts[i], v);
+				continue;
+			}
+			double secs = (double)el / 1e9;
+			printf("non-blocking, %d client processes, protocol v%u: %" PRIu64
+			       " events in %.3f s = %.0f events/s, "
+			       "%.0f deliveries/s (%.2f us/event = %.2fx ping-pong)\n",
+			       nb_counts[i], v, total, secs, (double)total / secs, (double)total * nb_counts[i] / secs,
+			       secs * 1e6 / (double)total, secs * 1e6 / (double)total / fl.median_us);
+		}
+	}
+	client_version = MMN_PROTO_VERSION;
+	return failed;
 }
 
 int main(int argc, char **argv)
 {
 	const char *e = getenv("MMN_BENCH_ROUNDS");
 	int rounds = e ? atoi(e) : 2000;
-	const int counts[] = { 1, 8, 64 };
 	char dir[] = "/tmp/mmn-fanout-XXXXXX";
-	uint64_t *ns, el;
-	struct stats fl, s;
-	int failed = 0;
+	uint64_t *ns;
+	struct stats fl;
+	int failed;
 
 	if (rounds < 10)
 		rounds = 10;
@@ -513,38 +669,12 @@ int main(int argc, char **argv)
 	if (!ns)
 		die("calloc", ENOMEM);
 
-	printf("# mmn bench/fanout: %d rounds per figure, times in microseconds (median / mean / p99)\n",
-	       rounds);
+	printf("# mmn bench/fanout: %d rounds per figure, times in microseconds (median / p99 / max)\n", rounds);
 	fl = floor_pingpong(rounds);
-	printf("floor   SOCK_SEQPACKET ping-pong, 2 processes : %8.2f / %8.2f / %8.2f\n", fl.median_us,
-	       fl.mean_us, fl.p99_us);
-
-	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
-		if (scenario(counts[i], true, rounds, ns, 0, &el) < 0) {
-			failed = 1;
-			printf("blocking %2d clients: FAILED\n", counts[i]);
-			continue;
-		}
-		s = summarise(ns, (size_t)rounds);
-		printf("blocking round trip, %2d client processes : %8.2f / %8.2f / %8.2f   = %5.1fx floor (median)\n",
-		       counts[i], s.median_us, s.mean_us, s.p99_us, s.median_us / fl.median_us);
-	}
-
-	const int nb_counts[] = { 1, 8 };
-	uint64_t total = ((uint64_t)rounds * 25 + NB_BATCH - 1) / NB_BATCH * NB_BATCH;
-
-	for (size_t i = 0; i < sizeof(nb_counts) / sizeof(nb_counts[0]); i++) {
-		if (scenario(nb_counts[i], false, 0, NULL, total, &el) < 0 || el == 0) {
-			failed = 1;
-			printf("non-blocking %d clients: FAILED\n", nb_counts[i]);
-			continue;
-		}
-		double secs = (double)el / 1e9;
-		printf("non-blocking, %d client processes: %" PRIu64 " events in %.3f s = %.0f events/s, "
-		       "%.0f deliveries/s (%.2f us/event = %.1fx floor)\n",
-		       nb_counts[i], total, secs, (double)total / secs, (double)total * nb_counts[i] / secs,
-		       secs * 1e6 / (double)total, secs * 1e6 / (double)total / fl.median_us);
-	}
+	print_stats("floor   SOCK_SEQPACKET ping-pong, 2 processes", fl);
+	printf("\n");
+	failed = run_blocking(rounds, ns, fl);
+	failed |= run_nonblocking(rounds, fl);
 	free(ns);
 	rmdir(dir);
 	return failed;

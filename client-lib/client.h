@@ -93,6 +93,7 @@ struct mmn_client {
 	uint32_t default_ack_timeout_ms;
 	uint64_t client_id;
 	uint32_t max_batch; /* items per SubscribeMany/UnsubscribeMany, 0 = one request per item */
+	uint32_t version;   /* protocol version of this connection (2: EventBatch, AckMany) */
 	char source[16];
 
 	/* Sequence page (seq.c). */
@@ -156,6 +157,15 @@ struct mmn_client {
 	struct qev *q;
 	size_t qcap, qhead, qlen;
 	size_t qmap_len;
+
+	/*
+	 * Acks of the dispatch thread not sent yet (conn.c, protocol v2): sent
+	 * as one AckMany before any other message, when full, and when the
+	 * dispatch thread has delivered what one packet queued (dispatch.c).
+	 * Under c->lock; emptied when the connection is lost.
+	 */
+	unsigned nacks;
+	uint64_t ack_sub[MMN_MAX_BATCH], ack_event[MMN_MAX_BATCH];
 
 	/* Dispatch (dispatch.c). */
 	bool lost_pending; /* some sub in c->subs has ->lost set */

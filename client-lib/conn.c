@@ -22,7 +22,7 @@
 #include "fork.h"
 #include "mmn/mmn.h"
 
-int mmn__conn_send(struct mmn_client *c, const MmnEnvelope *env, const int *fds, size_t nfds)
+static int send_now(struct mmn_client *c, const MmnEnvelope *env, const int *fds, size_t nfds)
 {
 	int r;
 
@@ -32,6 +32,53 @@ int mmn__conn_send(struct mmn_client *c, const MmnEnvelope *env, const int *fds,
 	if (r < 0)
 		mmn__log(LOG_DEBUG, "mmn: sending %s failed: %s", mmn__wire_body_name(env), mmn_strerror(r));
 	return r;
+}
+
+int mmn__conn_flush_acks(struct mmn_client *c)
+{
+	Mmn__V1__AckMany m = MMN__V1__ACK_MANY__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	if (!c->nacks)
+		return 0;
+	m.n_sub_ids = m.n_event_ids = c->nacks;
+	m.sub_ids = c->ack_sub;
+	m.event_ids = c->ack_event;
+	c->nacks = 0;
+	env.body_case = MMN__V1__ENVELOPE__BODY_ACK_MANY;
+	env.ack_many = &m;
+	return send_now(c, &env, NULL, 0);
+}
+
+int mmn__conn_send(struct mmn_client *c, const MmnEnvelope *env, const int *fds, size_t nfds)
+{
+	int r = mmn__conn_flush_acks(c);
+
+	return r < 0 ? r : send_now(c, env, fds, nfds);
+}
+
+int mmn__conn_ack(struct mmn_client *c, uint64_t sub_id, uint64_t event_id, bool batch)
+{
+	Mmn__V1__Ack a = MMN__V1__ACK__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	if (batch && c->version >= 2) {
+		if (c->nacks == MMN_MAX_BATCH) {
+			int r = mmn__conn_flush_acks(c);
+
+			if (r < 0)
+				return r;
+		}
+		c->ack_sub[c->nacks] = sub_id;
+		c->ack_event[c->nacks] = event_id;
+		c->nacks++;
+		return 0;
+	}
+	a.sub_id = sub_id;
+	a.event_id = event_id;
+	env.body_case = MMN__V1__ENVELOPE__BODY_ACK;
+	env.ack = &a;
+	return mmn__conn_send(c, &env, NULL, 0);
 }
 
 static void arm_timer(struct mmn_client *c, unsigned ms)
@@ -83,7 +130,7 @@ int mmn__conn_open(struct mmn_client *c)
 		return fd;
 	mmn__global_set_fd(&c->sock, fd);
 
-	hello.version_min = MMN_PROTO_VERSION;
+	hello.version_min = MMN_PROTO_VERSION_MIN;
 	hello.version_max = MMN_PROTO_VERSION;
 	hello.client_name = (char *)"libmmn";
 	env.request_id = c->hello_req = ++c->next_req;
@@ -131,6 +178,7 @@ void mmn__conn_lost(struct mmn_client *c, int err)
 		close(fd);
 	}
 	c->conn_gen++;
+	c->nacks = 0; /* nothing of that daemon waits for them */
 	c->state = CONN_DOWN;
 	c->conn_ops->lost(c, err);
 	if (c->initial) {
@@ -178,7 +226,7 @@ static void arena_free(void *data, void *ptr)
 static bool body_known(const MmnEnvelope *env)
 {
 	return env->body_case >= MMN__V1__ENVELOPE__BODY_HELLO &&
-	       env->body_case <= MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE_MANY_REPLY;
+	       env->body_case <= MMN__V1__ENVELOPE__BODY_ACK_MANY;
 }
 
 /* Receive one packet into c->rbuf: its length, 0 at EOF, or a negative errno. */

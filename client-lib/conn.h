@@ -31,7 +31,16 @@ struct conn_ops {
 int mmn__conn_open(struct mmn_client *c);
 /* HelloReply handled and nothing pending: CONN_CONNECTED, backoff reset. */
 void mmn__conn_set_connected(struct mmn_client *c);
+/* Send @env (after the batched acks, so order is kept).  0 or -errno. */
 int mmn__conn_send(struct mmn_client *c, const MmnEnvelope *env, const int *fds, size_t nfds);
+/*
+ * Ack @event_id of @sub_id.  With @batch on a v2 connection the ack waits in
+ * c->ack_sub/ack_event for mmn__conn_flush_acks() (or the next send); else
+ * it is sent now.  0 or -errno.
+ */
+int mmn__conn_ack(struct mmn_client *c, uint64_t sub_id, uint64_t event_id, bool batch);
+/* Send the batched acks as one AckMany.  0 or -errno. */
+int mmn__conn_flush_acks(struct mmn_client *c);
 /*
  * Read and hand up one packet.  Returns 1 when one was handled, 0 when
  * nothing is queued or there is no connection, < 0 when the connection was

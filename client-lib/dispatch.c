@@ -51,7 +51,7 @@ static int deliver_invalidate(struct mmn_client *c, struct mmn_sub *s, struct mm
 	}
 	CALLBACK(c, s, ret = s->opts.invalidate(s, r, s->opts.userdata));
 	if (r->needs_ack && ret != MMN_ACK_LATER && s->state == HANDLE_ACTIVE && gen == c->conn_gen)
-		mmn__sub_send_ack(c, s, r->event_id);
+		mmn__sub_send_ack(c, s, r->event_id, true);
 	return 1;
 }
 
@@ -189,10 +189,16 @@ static int dispatch_locked(struct mmn_client *c, int budget)
 			n += deliver_lost_subs(c);
 			continue;
 		}
-		/* Never grow the queue on the dispatch path: deliver first. */
+		/*
+		 * What the last packet queued is delivered: its acks go as one
+		 * AckMany before the next packet is read.  Never grow the queue
+		 * on the dispatch path: deliver first.
+		 */
+		mmn__conn_flush_acks(c);
 		if ((!mmn__queue_has_room(c) || mmn__conn_read_packet(c) <= 0) && !c->qlen)
 			break;
 	}
+	mmn__conn_flush_acks(c);
 	return n;
 }
 

@@ -10,6 +10,7 @@
 
 #include "client.h"
 #include "error.h"
+#include "event-record.h"
 #include "eventfd.h"
 #include "queue.h"
 #include "sub.h"
@@ -38,8 +39,11 @@ int mmn__queue_grow(struct mmn_client *c)
 
 /*
  * The dispatch path reads a packet only while this holds: it never grows the
- * ring.  One packet queues at most an event per item of a batch.
+ * ring.  One packet queues at most an event per item of a batch, or two per
+ * record of an EventBatch (an Invalidate folded with its end).
  */
+_Static_assert(2 * MMN_EVENT_BATCH_MAX <= MMN_BATCH_MAX, "an EventBatch fits the room kept");
+
 bool mmn__queue_has_room(const struct mmn_client *c)
 {
 	return c->qlen + MMN_BATCH_MAX + 4 <= c->qcap;

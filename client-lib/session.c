@@ -10,12 +10,14 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <stdio.h>
+#include <string.h>
 #include <syslog.h>
 #include <unistd.h>
 
 #include "client.h"
 #include "conn.h"
 #include "error.h"
+#include "event-record.h"
 #include "eventfd.h"
 #include "queue.h"
 #include "resub.h"
@@ -49,7 +51,7 @@ static int handle_hello_reply(struct mmn_client *c, const Mmn__V1__HelloReply *h
 {
 	int r;
 
-	if (h->version != MMN_PROTO_VERSION) {
+	if (h->version < MMN_PROTO_VERSION_MIN || h->version > MMN_PROTO_VERSION) {
 		close(memfd);
 		return -EPROTONOSUPPORT;
 	}
@@ -71,6 +73,7 @@ static int handle_hello_reply(struct mmn_client *c, const Mmn__V1__HelloReply *h
 	c->default_ack_timeout_ms = h->default_ack_timeout_ms;
 	c->client_id = h->client_id;
 	c->max_batch = h->max_batch;
+	c->version = h->version;
 	snprintf(c->source, sizeof(c->source), "%s", h->source ? h->source : "");
 	if (c->needs_uffd && !h->registers_uffd) {
 		/* An mmnd from before registration moved into it: it would watch nothing. */
@@ -209,12 +212,13 @@ static int handle_reply(struct mmn_client *c, const MmnEnvelope *env)
 	return 0;
 }
 
-static int handle_invalidate(struct mmn_client *c, const Mmn__V1__Invalidate *m)
+/* An Invalidate (a record of an EventBatch, or a v1 message made into one). */
+static int handle_invalidate(struct mmn_client *c, const struct mmn_event_record *m)
 {
 	struct mmn_sub *s = mmn__sub_by_id(c, m->sub_id);
 	struct mmn_range r = {0};
 
-	if (m->start >= m->end || (unsigned)m->event > MMN_EVENT_RESYNC)
+	if (m->start >= m->end || m->event > MMN_EVENT_RESYNC)
 		return -EPROTO;
 	if (!s)
 		return 0; /* removed meanwhile: Unsubscribe counts as the ack */
@@ -223,23 +227,81 @@ static int handle_invalidate(struct mmn_client *c, const Mmn__V1__Invalidate *m)
 	if (r.start >= r.end)
 		return -EPROTO;
 	r.event = (enum mmn_event)m->event;
-	r.blockable = m->blockable;
+	r.blockable = m->flags & MMN_RECORD_BLOCKABLE;
 	r.seq = m->seq;
 	r.event_id = m->event_id;
-	r.needs_ack = m->needs_ack;
+	r.needs_ack = m->flags & MMN_RECORD_NEEDS_ACK;
 	return mmn__enqueue(c, QEV_INVALIDATE, s, &r, 0);
 }
 
-static int handle_end(struct mmn_client *c, const Mmn__V1__InvalidateEnd *m)
+static int handle_end(struct mmn_client *c, uint64_t sub_id, uint64_t event_id, uint64_t seq)
 {
-	struct mmn_sub *s = mmn__sub_by_id(c, m->sub_id);
+	struct mmn_sub *s = mmn__sub_by_id(c, sub_id);
 	struct mmn_range r = {0};
 
 	if (!s)
 		return 0;
-	r.event_id = m->event_id;
-	r.seq = m->seq;
+	r.event_id = event_id;
+	r.seq = seq;
 	return mmn__enqueue(c, QEV_END, s, &r, 0);
+}
+
+static int handle_invalidate_v1(struct mmn_client *c, const Mmn__V1__Invalidate *m)
+{
+	struct mmn_event_record rec = {
+		.sub_id = m->sub_id,
+		.event_id = m->event_id,
+		.start = m->start,
+		.end = m->end,
+		.seq = m->seq,
+		.kind = MMN_RECORD_INVALIDATE,
+		.event = (unsigned)m->event > UINT8_MAX ? UINT8_MAX : (uint8_t)m->event,
+		.flags = (m->blockable ? MMN_RECORD_BLOCKABLE : 0) | (m->needs_ack ? MMN_RECORD_NEEDS_ACK : 0),
+	};
+
+	return handle_invalidate(c, &rec);
+}
+
+static int handle_record(struct mmn_client *c, const struct mmn_event_record *m)
+{
+	int r;
+
+	if (m->reserved || (m->flags & ~MMN_RECORD_FLAGS))
+		return -EPROTO;
+	switch (m->kind) {
+	case MMN_RECORD_INVALIDATE:
+		return handle_invalidate(c, m);
+	case MMN_RECORD_END:
+		return handle_end(c, m->sub_id, m->event_id, m->seq);
+	case MMN_RECORD_INVALIDATE_END:
+		r = handle_invalidate(c, m);
+		return r < 0 ? r : handle_end(c, m->sub_id, m->event_id, m->end_seq);
+	default:
+		return -EPROTO;
+	}
+}
+
+/*
+ * v2: the records of one EventBatch, in order.  At most MMN_EVENT_BATCH_MAX,
+ * each queueing at most two events: the room the dispatch path keeps
+ * (mmn__queue_has_room()).  Copied out: the bytes need not be aligned.
+ */
+static int handle_event_batch(struct mmn_client *c, const Mmn__V1__EventBatch *b)
+{
+	size_t n = b->records.len / sizeof(struct mmn_event_record);
+
+	if (c->version < 2 || !n || n > MMN_EVENT_BATCH_MAX || b->records.len % sizeof(struct mmn_event_record))
+		return -EPROTO;
+	for (size_t i = 0; i < n; i++) {
+		struct mmn_event_record rec;
+		int r;
+
+		memcpy(&rec, b->records.data + i * sizeof(rec), sizeof(rec));
+		r = handle_record(c, &rec);
+		if (r < 0)
+			return r;
+	}
+	return 0;
 }
 
 static int handle_release(struct mmn_client *c, uint64_t sub_id, int reason)
@@ -287,9 +349,12 @@ static int session_packet(struct mmn_client *c, const MmnEnvelope *env, int *fds
 		return -EPROTO;
 	switch (env->body_case) {
 	case MMN__V1__ENVELOPE__BODY_INVALIDATE:
-		return handle_invalidate(c, env->invalidate);
+		return handle_invalidate_v1(c, env->invalidate);
 	case MMN__V1__ENVELOPE__BODY_INVALIDATE_END:
-		return handle_end(c, env->invalidate_end);
+		return handle_end(c, env->invalidate_end->sub_id, env->invalidate_end->event_id,
+				  env->invalidate_end->seq);
+	case MMN__V1__ENVELOPE__BODY_EVENT_BATCH:
+		return handle_event_batch(c, env->event_batch);
 	case MMN__V1__ENVELOPE__BODY_RELEASE:
 		return handle_release(c, env->release->sub_id, MMN_RELEASE_TARGET_GONE);
 	case MMN__V1__ENVELOPE__BODY_REVOKED:

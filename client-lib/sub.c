@@ -348,16 +348,9 @@ void mmn__sub_send_unsubscribe_many(struct mmn_client *c, uint64_t *ids, size_t 
 	mmn__conn_send(c, &env, NULL, 0);
 }
 
-int mmn__sub_send_ack(struct mmn_client *c, struct mmn_sub *s, uint64_t event_id)
+int mmn__sub_send_ack(struct mmn_client *c, struct mmn_sub *s, uint64_t event_id, bool batch)
 {
-	Mmn__V1__Ack a = MMN__V1__ACK__INIT;
-	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
-
 	if (c->state == CONN_DOWN || c->state == CONN_HELLO || s->resub_req)
 		return 0; /* that daemon is gone: nothing waits for this ack */
-	a.sub_id = s->sub_id;
-	a.event_id = event_id;
-	env.body_case = MMN__V1__ENVELOPE__BODY_ACK;
-	env.ack = &a;
-	return mmn__conn_send(c, &env, NULL, 0);
+	return mmn__conn_ack(c, s->sub_id, event_id, batch);
 }

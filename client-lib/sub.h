@@ -133,7 +133,11 @@ int mmn__sub_send_subscribe_many(struct mmn_client *c, struct mmn_sub *const *su
 				 bool resubscribe);
 /* One UnsubscribeMany of @ids; its reply is ignored. */
 void mmn__sub_send_unsubscribe_many(struct mmn_client *c, uint64_t *ids, size_t n);
-/* Ack @event_id of @s; 0 without sending when that connection is gone. */
-int mmn__sub_send_ack(struct mmn_client *c, struct mmn_sub *s, uint64_t event_id);
+/*
+ * Ack @event_id of @s; 0 without sending when that connection is gone.
+ * @batch: the dispatch thread's ack, which may wait for the others of its
+ * packet (mmn__conn_ack()).
+ */
+int mmn__sub_send_ack(struct mmn_client *c, struct mmn_sub *s, uint64_t event_id, bool batch);
 
 #endif

@@ -240,7 +240,7 @@ MMN_EXPORT int mmn_ack(struct mmn_sub *s, uint64_t event_id)
 	else if (s->state == HANDLE_DEAD)
 		r = 0;
 	else
-		r = mmn__sub_send_ack(c, s, event_id);
+		r = mmn__sub_send_ack(c, s, event_id, false);
 	pthread_mutex_unlock(&c->lock);
 	return r;
 }

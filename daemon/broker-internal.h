@@ -69,6 +69,7 @@ struct broker {
 	struct list listeners;
 	struct list clients;
 	struct list reap; /* clients to drop at settle */
+	struct list batched; /* clients with EventBatch records to send before the next poll (client->blink) */
 	struct list targets;
 	struct list events;
 	struct list event_pool;
@@ -84,6 +85,8 @@ struct broker {
 	 */
 	struct list unhello;
 	uv_timer_t hello_timer;
+	/* Sends the clients' event batches before every poll (broker.c; clients/send.c). */
+	uv_prepare_t batch_prepare;
 	uint32_t nclients, ntargets;
 	uint64_t next_client_id, next_sub_id;
 	uint64_t nksubs;

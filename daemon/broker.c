@@ -109,6 +109,23 @@ static void broker_settle(struct broker *b)
 	}
 }
 
+/*
+ * Before the loop polls (every iteration, so before it can block): send the
+ * event batches the callbacks since the last poll built.  Every event of one
+ * source read, of one timer, of one client request shares the batch of
+ * each client.  Sending can drop a client, whose events end (more records):
+ * settle and send until nothing is left.
+ */
+static void batch_prepare_cb(uv_prepare_t *h)
+{
+	struct broker *b = h->data;
+
+	while (!list_empty(&b->batched)) {
+		mmn__client_send_batches(b);
+		broker_settle(b);
+	}
+}
+
 static void source_emit(const struct source_event *ev, void *userdata)
 {
 	struct broker *b = userdata;
@@ -119,7 +136,7 @@ static void source_emit(const struct source_event *ev, void *userdata)
 	broker_settle(b);
 }
 
-static void hello_timer_close_cb(uv_handle_t *h)
+static void broker_handle_close_cb(uv_handle_t *h)
 {
 	mmn__broker_handle_closed(h->data);
 }
@@ -150,6 +167,7 @@ int mmn__broker_new(uv_loop_t *loop, struct source *src, const struct broker_opt
 	list_init(&b->listeners);
 	list_init(&b->clients);
 	list_init(&b->reap);
+	list_init(&b->batched);
 	list_init(&b->targets);
 	list_init(&b->events);
 	list_init(&b->event_pool);
@@ -179,6 +197,12 @@ int mmn__broker_new(uv_loop_t *loop, struct source *src, const struct broker_opt
 	}
 	uv_timer_init(loop, &b->hello_timer);
 	b->hello_timer.data = b;
+	b->handles++;
+	/* Runs every iteration but keeps no loop alive. */
+	uv_prepare_init(loop, &b->batch_prepare);
+	b->batch_prepare.data = b;
+	uv_prepare_start(&b->batch_prepare, batch_prepare_cb);
+	uv_unref((uv_handle_t *)&b->batch_prepare);
 	b->handles++;
 	*out = b;
 	return 0;
@@ -394,7 +418,8 @@ void mmn__broker_free(struct broker *b)
 		}
 		uv_close((uv_handle_t *)&l->poll, listener_close_cb);
 	}
-	uv_close((uv_handle_t *)&b->hello_timer, hello_timer_close_cb);
+	uv_close((uv_handle_t *)&b->hello_timer, broker_handle_close_cb);
+	uv_close((uv_handle_t *)&b->batch_prepare, broker_handle_close_cb);
 	/* Remaining events belong to no client now; their targets go with them. */
 	mmn__fanout_free_pool(b);
 	while (!list_empty(&b->targets)) {

@@ -41,6 +41,8 @@ static int body_known(const MmnEnvelope *env)
 	case MMN__V1__ENVELOPE__BODY_SUBSCRIBE_MANY_REPLY:
 	case MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE_MANY:
 	case MMN__V1__ENVELOPE__BODY_UNSUBSCRIBE_MANY_REPLY:
+	case MMN__V1__ENVELOPE__BODY_EVENT_BATCH:
+	case MMN__V1__ENVELOPE__BODY_ACK_MANY:
 		return 1;
 	default:
 		return 0;

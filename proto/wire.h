@@ -14,7 +14,13 @@
 
 #include "mmn.pb-c.h"
 
-#define MMN_PROTO_VERSION 1
+/*
+ * Protocol versions this build speaks: Hello offers [MIN, MAX] and
+ * HelloReply picks the highest both sides speak.  Version 2 adds EventBatch
+ * and AckMany (proto/mmn.proto).
+ */
+#define MMN_PROTO_VERSION_MIN 1
+#define MMN_PROTO_VERSION 2
 
 /* Largest packet either side sends or accepts. */
 #define MMN_WIRE_MAX_MSG 4096

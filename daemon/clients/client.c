@@ -194,6 +194,7 @@ int mmn__client_accept(struct broker *b, int fd)
 	list_init(&c->shares);
 	list_init(&c->outq);
 	list_init(&c->hlink);
+	list_init(&c->blink);
 	r = uv_poll_init(b->loop, &c->poll, fd);
 	if (r < 0) {
 		if (pidfd >= 0)
@@ -306,6 +307,10 @@ static void client_destroy(struct client *c)
 		list_del(&m->link);
 		free(m);
 	}
+	list_del(&c->blink);
+	free(c->batch);
+	c->batch = NULL;
+	c->nbatch = 0;
 	mmn__seqpage_destroy(c);
 	if (c->pidfd >= 0)
 		close(c->pidfd);

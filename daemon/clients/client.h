@@ -24,6 +24,7 @@
 struct broker;
 struct sub;
 struct mmn_seqpage;
+struct mmn_event_record;
 
 /* One queued outgoing packet (only when the peer's socket is full). */
 struct outmsg {
@@ -83,6 +84,17 @@ struct client {
 	struct list outq;
 	uint32_t nqueued;
 	bool coalescing; /* queue overflowed: non-blocking events are coalesced until it drains */
+	/*
+	 * Protocol v2 (version >= 2): Invalidates and InvalidateEnds are packed
+	 * into @batch (MMN_EVENT_BATCH_MAX records, allocated at the first
+	 * event, freed with the client) and sent as one EventBatch when it is
+	 * full, before any other message to @c, or before the loop polls.
+	 * While @nbatch > 0, @blink is on broker->batched; else it is empty.
+	 */
+	uint32_t version; /* negotiated in Hello; 0 before */
+	struct mmn_event_record *batch;
+	uint32_t nbatch;
+	struct list blink;
 };
 
 struct listener {

@@ -39,10 +39,10 @@ static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello
 		mmn__client_protocol_error(c, request_id, -EPROTO, "duplicate Hello");
 		return;
 	}
-	if (h->version_min > MMN_PROTO_VERSION || h->version_max < MMN_PROTO_VERSION ||
+	if (h->version_min > MMN_PROTO_VERSION || h->version_max < MMN_PROTO_VERSION_MIN ||
 	    h->version_min > h->version_max) {
 		mmn__client_protocol_error(c, request_id, -EPROTONOSUPPORT,
-					   "mmnd speaks protocol version 1 only");
+					   "mmnd speaks protocol versions 1 and 2 only");
 		return;
 	}
 	if (b->draining) {
@@ -60,7 +60,8 @@ static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello
 		mmn__client_drop(c, r);
 		return;
 	}
-	rep.version = MMN_PROTO_VERSION;
+	/* The highest version both speak; c->version is set once the reply is sent. */
+	rep.version = h->version_max < MMN_PROTO_VERSION ? h->version_max : MMN_PROTO_VERSION;
 	rep.source = (char *)caps->name;
 	rep.event_mask = caps->event_mask;
 	rep.acks_hold_kernel = caps->acks_hold_kernel;
@@ -85,6 +86,7 @@ static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello
 		return;
 	}
 	c->hello = true;
+	c->version = rep.version;
 	mmn__client_hello_done(c);
 	if (mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
 		mmn__log(LOG_INFO, MMN_MSGID_CLIENT_ATTACH,
@@ -143,6 +145,21 @@ static void do_attach_uffd(struct client *c, uint64_t request_id, int *fds, size
 	if (r == 0)
 		c->uffd_attached = true;
 	reply_status(c, request_id, r);
+}
+
+/* v2: each pair is an Ack of its own (no reply, a late one is not an error). */
+static void do_ack_many(struct client *c, uint64_t request_id, const Mmn__V1__AckMany *m)
+{
+	if (c->version < 2) {
+		mmn__client_protocol_error(c, request_id, -EPROTO, "AckMany needs protocol version 2");
+		return;
+	}
+	if (m->n_sub_ids != m->n_event_ids || !m->n_sub_ids || m->n_sub_ids > MMN_MAX_BATCH) {
+		mmn__client_protocol_error(c, request_id, -EBADMSG, "AckMany: lists of different or bad length");
+		return;
+	}
+	for (size_t i = 0; i < m->n_sub_ids && !c->dropping; i++)
+		mmn__fanout_ack(c, m->sub_ids[i], m->event_ids[i]);
 }
 
 static void do_share(struct client *c, uint64_t request_id, const Mmn__V1__Share *s)
@@ -322,6 +339,9 @@ void mmn__rpc_dispatch(struct client *c, const MmnEnvelope *env, int *fds, size_
 		 * Error would make the client drop its whole connection.
 		 */
 		mmn__fanout_ack(c, env->ack->sub_id, env->ack->event_id);
+		break;
+	case MMN__V1__ENVELOPE__BODY_ACK_MANY:
+		do_ack_many(c, rid, env->ack_many);
 		break;
 	default:
 		mmn__client_protocol_error(c, rid, -EPROTO, "message not accepted by mmnd");

@@ -1,13 +1,20 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The outgoing side of a client connection: encoding and sending envelopes,
- * the queue for a full socket, coalescing of non-blocking events while it
- * overflows, and dropping a client (a failed send drops it).  Sending is
- * non-blocking; a full socket queues packets, and a queue at max_queued
- * coalesces the non-blocking events of that client into one whole-range
- * pair per subscription (sent once it drains).  A client whose queue grows
- * past four times the limit with messages that cannot be coalesced is
- * dropped (-ENOBUFS).  Loop thread only.
+ * batching a v2 client's events, the queue for a full socket, coalescing of
+ * non-blocking events while it overflows, and dropping a client (a failed
+ * send drops it).  Sending is non-blocking; a full socket queues packets,
+ * and a queue at max_queued coalesces the non-blocking events of that
+ * client into one whole-range pair per subscription (sent once it drains).
+ * A client whose queue grows past four times the limit with messages that
+ * cannot be coalesced is dropped (-ENOBUFS).
+ *
+ * A v2 client's Invalidates and InvalidateEnds become records of one
+ * EventBatch (proto/event-record.h), sent when full, before any other
+ * message to that client (order is kept), or before the loop next polls
+ * (broker.c batch_prepare_cb): a burst of events costs one packet per 56
+ * records instead of one per message, and nothing waits for a timer.  An InvalidateEnd that follows its own Invalidate in the batch,
+ * with no ack asked, is folded into that record.  Loop thread only.
  */
 #include "clients/send.h"
 
@@ -22,6 +29,7 @@
 #include "engine/seqpage-slots.h"
 #include "engine/list.h"
 #include "engine/sub.h"
+#include "event-record.h"
 
 void mmn__client_set_poll(struct client *c, int events)
 {
@@ -68,13 +76,12 @@ static int queue_packet(struct client *c, const uint8_t *buf, size_t len, uint64
 	return 0;
 }
 
-static int send_env(struct client *c, MmnEnvelope *env, uint64_t sub_id)
+/* Encode and send (or queue) one packet. */
+static int send_packet(struct client *c, MmnEnvelope *env, uint64_t sub_id)
 {
 	uint8_t buf[MMN_WIRE_MAX_MSG];
 	int len, r;
 
-	if (!c || c->dropping || c->closed)
-		return -ENOTCONN;
 	len = mmn__wire_encode(env, buf, sizeof(buf));
 	if (len < 0)
 		return len;
@@ -90,13 +97,77 @@ static int send_env(struct client *c, MmnEnvelope *env, uint64_t sub_id)
 	return queue_packet(c, buf, (size_t)len, sub_id, env->body_case);
 }
 
+/* Send @c's EventBatch records, if any, as one packet.  The batch is empty after. */
+static int batch_send(struct client *c)
+{
+	Mmn__V1__EventBatch eb = MMN__V1__EVENT_BATCH__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+	uint32_t n = c->nbatch;
+
+	if (!n)
+		return 0;
+	c->nbatch = 0;
+	list_del(&c->blink);
+	if (c->dropping || c->closed)
+		return -ENOTCONN;
+	eb.records.data = (uint8_t *)c->batch;
+	eb.records.len = n * sizeof(*c->batch);
+	env.body_case = MMN__V1__ENVELOPE__BODY_EVENT_BATCH;
+	env.event_batch = &eb;
+	return send_packet(c, &env, 0);
+}
+
+/* Every message goes out after the records batched before it. */
+static int send_env(struct client *c, MmnEnvelope *env, uint64_t sub_id)
+{
+	if (!c || c->dropping || c->closed)
+		return -ENOTCONN;
+	if (c->nbatch) {
+		int r = batch_send(c);
+
+		if (r < 0)
+			return r;
+	}
+	return send_packet(c, env, sub_id);
+}
+
+/* Append @rec to @c's batch (sending a full one first).  0 or -errno. */
+static int batch_add(struct client *c, const struct mmn_event_record *rec)
+{
+	if (c->dropping || c->closed)
+		return -ENOTCONN;
+	if (!c->batch) {
+		c->batch = malloc(MMN_EVENT_BATCH_MAX * sizeof(*c->batch));
+		if (!c->batch) {
+			mmn__client_drop(c, -ENOMEM);
+			return -ENOMEM;
+		}
+	}
+	if (c->nbatch == MMN_EVENT_BATCH_MAX) {
+		int r = batch_send(c);
+
+		if (r < 0)
+			return r;
+	}
+	c->batch[c->nbatch++] = *rec;
+	if (!list_linked(&c->blink))
+		list_add_tail(&c->b->batched, &c->blink);
+	return 0;
+}
+
+void mmn__client_send_batches(struct broker *b)
+{
+	while (!list_empty(&b->batched))
+		batch_send(list_entry(b->batched.next, struct client, blink));
+}
+
 int mmn__client_send(struct client *c, MmnEnvelope *env)
 {
 	return send_env(c, env, 0);
 }
 
-/* Send @env of non-blocking sub @s, or coalesce it (returns 1) while the queue overflows. */
-static int send_nb(struct client *c, struct sub *s, MmnEnvelope *env)
+/* True (and @s flagged for a whole-range pair) while @c's queue overflows. */
+static bool coalesce(struct client *c, struct sub *s)
 {
 	struct broker *b = c->b;
 
@@ -108,11 +179,27 @@ static int send_nb(struct client *c, struct sub *s, MmnEnvelope *env)
 				 "Client %" PRIu64 " (pid %d) is not reading; coalescing its events", c->id,
 				 (int)c->pid);
 	}
-	if (c->coalescing) {
+	if (c->coalescing)
 		s->resync = true;
-		return 1;
-	}
-	return send_env(c, env, s->id);
+	return c->coalescing;
+}
+
+static int batch_invalidate(struct client *c, uint64_t sub_id, uint64_t event_id, uint64_t start, uint64_t end,
+			    uint32_t event, bool blockable, bool needs_ack, uint64_t seq, uint32_t deadline_ms)
+{
+	struct mmn_event_record rec = {
+		.sub_id = sub_id,
+		.event_id = event_id,
+		.start = start,
+		.end = end,
+		.seq = seq,
+		.deadline_ms = deadline_ms,
+		.kind = MMN_RECORD_INVALIDATE,
+		.event = (uint8_t)event,
+		.flags = (blockable ? MMN_RECORD_BLOCKABLE : 0) | (needs_ack ? MMN_RECORD_NEEDS_ACK : 0),
+	};
+
+	return batch_add(c, &rec);
 }
 
 int mmn__client_send_invalidate(struct client *c, struct sub *s, uint64_t sub_id, uint64_t event_id,
@@ -122,6 +209,11 @@ int mmn__client_send_invalidate(struct client *c, struct sub *s, uint64_t sub_id
 	Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
+	if (nonblocking && coalesce(c, s))
+		return 1;
+	if (c->version >= 2)
+		return batch_invalidate(c, sub_id, event_id, start, end, event, blockable, needs_ack, seq,
+					deadline_ms);
 	inv.sub_id = sub_id;
 	inv.event_id = event_id;
 	inv.start = start;
@@ -133,9 +225,35 @@ int mmn__client_send_invalidate(struct client *c, struct sub *s, uint64_t sub_id
 	inv.deadline_ms = deadline_ms;
 	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE;
 	env.invalidate = &inv;
-	if (nonblocking)
-		return send_nb(c, s, &env);
-	return mmn__client_send(c, &env);
+	return send_env(c, &env, nonblocking ? s->id : 0);
+}
+
+/* How far back an InvalidateEnd looks for its Invalidate in the batch (bounded work per end). */
+#define FOLD_LOOKBACK 16
+
+/*
+ * v2: fold the end into its own Invalidate, still in the batch and asking
+ * no ack, when no later record is of the same sub: the sub's own order of
+ * messages stays as it was, only other subs' records are overtaken.
+ */
+static int batch_end(struct client *c, uint64_t sub_id, uint64_t event_id, uint64_t seq)
+{
+	struct mmn_event_record rec = {.sub_id = sub_id, .event_id = event_id, .seq = seq, .kind = MMN_RECORD_END};
+
+	for (uint32_t i = c->nbatch, n = 0; i-- > 0 && n < FOLD_LOOKBACK && event_id; n++) {
+		struct mmn_event_record *r = &c->batch[i];
+
+		if (r->sub_id != sub_id)
+			continue;
+		if (r->kind == MMN_RECORD_INVALIDATE && r->event_id == event_id &&
+		    !(r->flags & MMN_RECORD_NEEDS_ACK)) {
+			r->kind = MMN_RECORD_INVALIDATE_END;
+			r->end_seq = seq;
+			return 0;
+		}
+		break;
+	}
+	return batch_add(c, &rec);
 }
 
 int mmn__client_send_invalidate_end(struct client *c, uint64_t sub_id, uint64_t event_id, uint64_t seq)
@@ -143,6 +261,8 @@ int mmn__client_send_invalidate_end(struct client *c, uint64_t sub_id, uint64_t 
 	Mmn__V1__InvalidateEnd end = MMN__V1__INVALIDATE_END__INIT;
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
+	if (c->version >= 2 && !c->dropping && !c->closed)
+		return batch_end(c, sub_id, event_id, seq);
 	end.sub_id = sub_id;
 	end.event_id = event_id;
 	end.seq = seq;

@@ -13,6 +13,7 @@
 struct sub_batch_item;
 struct sub_result;
 
+struct broker;
 struct client;
 struct sub;
 
@@ -47,6 +48,8 @@ void mmn__client_protocol_error(struct client *c, uint64_t request_id, int err, 
 void mmn__client_drop(struct client *c, int error);
 /* Poll @c for @events (UV_READABLE, UV_WRITABLE, UV_DISCONNECT). */
 void mmn__client_set_poll(struct client *c, int events);
+/* Send every client's batched event records (before the loop polls). */
+void mmn__client_send_batches(struct broker *b);
 /* @c's socket is writable: send what is queued; once drained, the coalesced pairs. */
 void mmn__client_flush(struct client *c);
 

@@ -374,6 +374,14 @@ static void on_packet(struct fake_server *fs)
 		fs->last_ack_sub = env->ack->sub_id;
 		fs->last_ack_event = env->ack->event_id;
 		break;
+	case MMN__V1__ENVELOPE__BODY_ACK_MANY: /* v2: as many Acks, in order */
+		fs->nack_many++;
+		for (size_t i = 0; i < env->ack_many->n_sub_ids && i < env->ack_many->n_event_ids; i++) {
+			fs->nacks++;
+			fs->last_ack_sub = env->ack_many->sub_ids[i];
+			fs->last_ack_event = env->ack_many->event_ids[i];
+		}
+		break;
 	default:
 		break;
 	}

@@ -87,6 +87,7 @@ struct fake_server {
 	uint64_t id_base, next_sub_id, next_event;
 
 	unsigned nconn, nhello, nunsub, nacks, nattach; /* nunsub: Unsubscribes and ids of UnsubscribeMany */
+	unsigned nack_many; /* AckMany packets (each counted in nacks per pair too) */
 	uint64_t last_ack_sub, last_ack_event;
 	int uffd;
 	int held_uffd; /* for uffd_holder: registered with, not read, until handed over */

@@ -23,6 +23,7 @@
 
 #include "admin.h"
 #include "broker.h"
+#include "event-record.h"
 #include "seqpage.h"
 #include "source.h"
 #include "tap.h"
@@ -50,6 +51,11 @@ struct tclient {
 	size_t page_size;
 	uint32_t nslots;
 	uint64_t next_rid;
+	uint32_t version; /* negotiated; 2: events come as EventBatch records */
+	/* The rest of the last EventBatch, as v1 messages (tc_recv() hands them out in order). */
+	MmnEnvelope *held[2 * MMN_EVENT_BATCH_MAX];
+	unsigned nheld, iheld;
+	uint64_t batches, records, folded; /* EventBatch packets, records, INVALIDATE_END records */
 };
 
 static inline void h_init(struct harness *h, const struct broker_options *o)
@@ -122,9 +128,82 @@ static inline MmnEnvelope *tc_recv_fd(struct harness *h, int fd, int *rfd)
 	return NULL;
 }
 
+/* One record as the v1 message it stands for (@end: the InvalidateEnd of a folded one), or NULL. */
+static inline MmnEnvelope *tc_record_msg(const struct mmn_event_record *r, bool end)
+{
+	Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;
+	Mmn__V1__InvalidateEnd ie = MMN__V1__INVALIDATE_END__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT, *out = NULL;
+	uint8_t buf[MMN_WIRE_MAX_MSG];
+	int n;
+
+	if (end || r->kind == MMN_RECORD_END) {
+		ie.sub_id = r->sub_id;
+		ie.event_id = r->event_id;
+		ie.seq = end ? r->end_seq : r->seq;
+		env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE_END;
+		env.invalidate_end = &ie;
+	} else {
+		inv.sub_id = r->sub_id;
+		inv.event_id = r->event_id;
+		inv.start = r->start;
+		inv.end = r->end;
+		inv.event = r->event;
+		inv.blockable = r->flags & MMN_RECORD_BLOCKABLE;
+		inv.needs_ack = r->flags & MMN_RECORD_NEEDS_ACK;
+		inv.seq = r->seq;
+		inv.deadline_ms = r->deadline_ms;
+		env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE;
+		env.invalidate = &inv;
+	}
+	n = mmn__wire_encode(&env, buf, sizeof(buf));
+	if (n < 0 || mmn__wire_decode(buf, (size_t)n, &out) < 0)
+		return NULL;
+	return out;
+}
+
+/*
+ * Take @m: an EventBatch becomes the v1 messages its records stand for, held
+ * in @c and handed out by tc_recv(); anything else is returned as it is.
+ * NULL for a malformed batch (the checks libmmn makes).
+ */
+static inline MmnEnvelope *tc_unbatch(struct tclient *c, MmnEnvelope *m)
+{
+	size_t len, n;
+
+	if (!m || m->body_case != MMN__V1__ENVELOPE__BODY_EVENT_BATCH)
+		return m;
+	len = m->event_batch->records.len;
+	n = len / sizeof(struct mmn_event_record);
+	c->nheld = c->iheld = 0;
+	if (c->version < 2 || !n || n > MMN_EVENT_BATCH_MAX || len % sizeof(struct mmn_event_record)) {
+		mmn__wire_free(m);
+		return NULL;
+	}
+	c->batches++;
+	c->records += n;
+	for (size_t i = 0; i < n; i++) {
+		struct mmn_event_record r;
+
+		memcpy(&r, m->event_batch->records.data + i * sizeof(r), sizeof(r));
+		if (r.kind < MMN_RECORD_INVALIDATE || r.kind > MMN_RECORD_INVALIDATE_END || r.reserved ||
+		    (r.flags & ~MMN_RECORD_FLAGS))
+			break;
+		c->held[c->nheld++] = tc_record_msg(&r, false);
+		if (r.kind == MMN_RECORD_INVALIDATE_END) {
+			c->folded++;
+			c->held[c->nheld++] = tc_record_msg(&r, true);
+		}
+	}
+	mmn__wire_free(m);
+	return c->nheld ? c->held[c->iheld++] : NULL;
+}
+
 static inline MmnEnvelope *tc_recv(struct harness *h, struct tclient *c)
 {
-	return tc_recv_fd(h, c->fd, NULL);
+	if (c->iheld < c->nheld)
+		return c->held[c->iheld++];
+	return tc_unbatch(c, tc_recv_fd(h, c->fd, NULL));
 }
 
 /* True when the peer closed (EOF) after draining what is queued. */
@@ -159,7 +238,8 @@ static inline int tc_send(struct tclient *c, MmnEnvelope *env)
 	return mmn__wire_send(c->fd, env, NULL, 0, 0);
 }
 
-static inline int tc_hello(struct harness *h, struct tclient *c)
+/* Connect and say Hello offering protocol versions 1..@version. */
+static inline int tc_hello_v(struct harness *h, struct tclient *c, uint32_t version)
 {
 	Mmn__V1__Hello hello = MMN__V1__HELLO__INIT;
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT, *rep;
@@ -168,7 +248,7 @@ static inline int tc_hello(struct harness *h, struct tclient *c)
 	memset(c, 0, sizeof(*c));
 	c->fd = tc_connect_raw(h);
 	hello.version_min = 1;
-	hello.version_max = 1;
+	hello.version_max = version;
 	hello.client_name = (char *)"test";
 	env.request_id = ++c->next_rid;
 	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO;
@@ -181,6 +261,7 @@ static inline int tc_hello(struct harness *h, struct tclient *c)
 		return -EPROTO;
 	}
 	c->id = rep->hello_reply->client_id;
+	c->version = rep->hello_reply->version;
 	c->nslots = rep->hello_reply->seqpage_slots;
 	c->page_size = MMN_SEQPAGE_SIZE(c->nslots);
 	c->page = mmap(NULL, c->page_size, PROT_READ, MAP_SHARED, memfd, 0);
@@ -189,8 +270,15 @@ static inline int tc_hello(struct harness *h, struct tclient *c)
 	return c->page == MAP_FAILED ? -errno : 0;
 }
 
+static inline int tc_hello(struct harness *h, struct tclient *c)
+{
+	return tc_hello_v(h, c, 1);
+}
+
 static inline void tc_close(struct tclient *c)
 {
+	while (c->iheld < c->nheld)
+		mmn__wire_free(c->held[c->iheld++]);
 	if (c->page && c->page != MAP_FAILED)
 		munmap(c->page, c->page_size);
 	c->page = NULL;
@@ -237,11 +325,21 @@ static inline uint64_t tc_subscribe(struct harness *h, struct tclient *c, uint64
 	return id;
 }
 
+/* Ack (a v2 client: an AckMany of one). */
 static inline int tc_ack(struct tclient *c, uint64_t sub_id, uint64_t event_id)
 {
 	Mmn__V1__Ack a = MMN__V1__ACK__INIT;
+	Mmn__V1__AckMany am = MMN__V1__ACK_MANY__INIT;
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
+	if (c->version >= 2) {
+		am.n_sub_ids = am.n_event_ids = 1;
+		am.sub_ids = &sub_id;
+		am.event_ids = &event_id;
+		env.body_case = MMN__V1__ENVELOPE__BODY_ACK_MANY;
+		env.ack_many = &am;
+		return tc_send(c, &env);
+	}
 	a.sub_id = sub_id;
 	a.event_id = event_id;
 	env.body_case = MMN__V1__ENVELOPE__BODY_ACK;

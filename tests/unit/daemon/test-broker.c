@@ -41,8 +41,8 @@ static void test_hello(void)
 		mmn__wire_send(fd, &env, NULL, 0, 0);
 		rep = tc_recv_fd(&h, fd, &memfd);
 		tap_ok(rep && rep->body_case == MMN__V1__ENVELOPE__BODY_HELLO_REPLY &&
-			       rep->hello_reply->version == 1,
-		       "hello: version range 1..3 negotiates 1");
+			       rep->hello_reply->version == 2,
+		       "hello: version range 1..3 negotiates 2, the highest both speak");
 		tap_ok(rep && strcmp(rep->hello_reply->source, "test") == 0 &&
 			       rep->hello_reply->acks_hold_kernel,
 		       "hello: source caps in the reply");

@@ -117,7 +117,7 @@ static void test_conversation(void)
 	int fd;
 
 	fd = tc_connect_raw(&h);
-	hello.version_min = 2;
+	hello.version_min = 3;
 	hello.version_max = 5;
 	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO;
 	env.hello = &hello;

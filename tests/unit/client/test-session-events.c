@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Protocol v2 in libmmn (client-lib/session.c, conn.c) against the fake
+ * mmnd: an EventBatch's records become the callbacks their messages would
+ * (a folded record: invalidate, then invalidate_end, with its two seqs), the
+ * acks of one packet go back as one AckMany, a malformed batch drops the
+ * connection, and with a v1 mmnd the library acks one Ack per event.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "event-record.h"
+#include "fake-server.h"
+#include "lib/dispatch.h"
+#include "mmn/mmn.h"
+#include "tap.h"
+
+#define BASE 0x40000000ull
+#define PAGE 0x1000ull
+
+struct rec {
+	unsigned inval, ends;
+	uint64_t inval_seq, end_seq, end_event;
+	char order[16]; /* 'i' and 'e' as the callbacks ran */
+	unsigned norder;
+};
+
+static int on_inval(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	struct rec *c = ud;
+
+	c->inval++;
+	c->inval_seq = r->seq;
+	if (c->norder < sizeof(c->order) - 1)
+		c->order[c->norder++] = 'i';
+	return 0;
+}
+
+static void on_end(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	struct rec *c = ud;
+
+	c->ends++;
+	c->end_seq = r->seq;
+	c->end_event = r->event_id;
+	if (c->norder < sizeof(c->order) - 1)
+		c->order[c->norder++] = 'e';
+}
+
+static unsigned get(struct fake_server *fs, const unsigned *counter)
+{
+	unsigned v;
+
+	pthread_mutex_lock(&fs->mu);
+	v = *counter;
+	pthread_mutex_unlock(&fs->mu);
+	return v;
+}
+
+static struct mmn_sub *subscribe(struct mmn_client *c, uint64_t start, uint32_t flags, struct rec *r)
+{
+	struct mmn_sub_opts o = {
+		.size = sizeof(o),
+		.flags = flags,
+		.invalidate = on_inval,
+		.invalidate_end = on_end,
+		.userdata = r,
+	};
+	struct mmn_sub *s = NULL;
+
+	tap_require(mmn_subscribe(c, 0, start, PAGE, &o, &s) == 0);
+	return s;
+}
+
+static int send_batch(struct fake_server *fs, const struct mmn_event_record *recs, size_t n)
+{
+	Mmn__V1__EventBatch eb = MMN__V1__EVENT_BATCH__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+	int r;
+
+	eb.records.data = (uint8_t *)recs;
+	eb.records.len = n * sizeof(*recs);
+	env.body_case = MMN__V1__ENVELOPE__BODY_EVENT_BATCH;
+	env.event_batch = &eb;
+	pthread_mutex_lock(&fs->mu);
+	r = fs_send(fs, &env);
+	pthread_mutex_unlock(&fs->mu);
+	return r;
+}
+
+static struct mmn_event_record inval(uint64_t sub_id, uint64_t ev, uint64_t start, bool needs_ack)
+{
+	return (struct mmn_event_record){
+		.sub_id = sub_id,
+		.event_id = ev,
+		.start = start,
+		.end = start + PAGE,
+		.seq = 1,
+		.kind = MMN_RECORD_INVALIDATE,
+		.event = MMN_EVENT_UNMAP,
+		.flags = MMN_RECORD_BLOCKABLE | (needs_ack ? MMN_RECORD_NEEDS_ACK : 0),
+		.deadline_ms = 1000,
+	};
+}
+
+static void test_v2(struct fake_server *fs)
+{
+	struct rec rn = {0}, r1 = {0}, r2 = {0};
+	struct mmn_client *c = NULL;
+	struct mmn_event_record recs[3];
+	unsigned acks0, many0;
+	uint64_t id_n, id_1, id_2;
+
+	fs->reply_version = 2;
+	tap_require(mmn_connect(fs->path, &c) == 0);
+	subscribe(c, BASE, MMN_SUB_NONBLOCKING, &rn);
+	id_n = fs->subs[fs->nsubs - 1].id;
+	subscribe(c, BASE + PAGE, MMN_SUB_BLOCKING, &r1);
+	id_1 = fs->subs[fs->nsubs - 1].id;
+	subscribe(c, BASE + 2 * PAGE, MMN_SUB_BLOCKING, &r2);
+	id_2 = fs->subs[fs->nsubs - 1].id;
+	acks0 = get(fs, &fs->nacks);
+	many0 = get(fs, &fs->nack_many);
+
+	recs[0] = inval(id_n, 7, BASE, false);
+	recs[0].kind = MMN_RECORD_INVALIDATE_END;
+	recs[0].seq = 3;
+	recs[0].end_seq = 4;
+	recs[1] = inval(id_1, 8, BASE + PAGE, true);
+	recs[2] = inval(id_2, 8, BASE + 2 * PAGE, true);
+	tap_is_int(send_batch(fs, recs, 3), 0, "v2: the fake mmnd sends one EventBatch of three records");
+	tap_ok(dispatch_reached(c, &r2.inval, 1), "v2: every record delivered");
+	tap_ok(rn.inval == 1 && rn.ends == 1 && strcmp(rn.order, "ie") == 0,
+	       "v2: a folded record runs invalidate, then invalidate_end");
+	tap_ok(rn.inval_seq == 3 && rn.end_seq == 4 && rn.end_event == 7,
+	       "v2: with the Invalidate's seq, then the end's, for its event");
+	tap_ok(r1.inval == 1 && r1.ends == 0, "v2: a plain record is an Invalidate only");
+	tap_ok(fs_wait(fs, &fs->nacks, acks0 + 2), "v2: both blocking invalidations acked");
+	tap_is_int(get(fs, &fs->nack_many) - many0, 1, "v2: in one AckMany");
+	tap_is_u64(fs->last_ack_sub, id_2, "v2: in order, the last names the last sub");
+
+	recs[0] = inval(id_n, 9, BASE, false);
+	recs[0].kind = 9;
+	send_batch(fs, recs, 1);
+	tap_is_int(dispatch_until_err(c), -EPROTO, "v2: a record of an unknown kind drops the connection (EPROTO)");
+	mmn_disconnect(c);
+}
+
+static void test_v1(struct fake_server *fs)
+{
+	struct rec r1 = {0}, r2 = {0};
+	struct mmn_client *c = NULL;
+	unsigned acks0, many0;
+
+	fs->reply_version = 1;
+	tap_require(mmn_connect(fs->path, &c) == 0);
+	subscribe(c, BASE + 4 * PAGE, MMN_SUB_BLOCKING, &r1);
+	subscribe(c, BASE + 5 * PAGE, MMN_SUB_BLOCKING, &r2);
+	acks0 = get(fs, &fs->nacks);
+	many0 = get(fs, &fs->nack_many);
+	fs_invalidate(fs, fs->nsubs - 2, BASE + 4 * PAGE, BASE + 5 * PAGE, MMN_EVENT_UNMAP, true);
+	fs_invalidate(fs, fs->nsubs - 1, BASE + 5 * PAGE, BASE + 6 * PAGE, MMN_EVENT_UNMAP, true);
+	tap_ok(dispatch_reached(c, &r2.inval, 1) && r1.inval == 1, "v1: both Invalidates delivered");
+	tap_ok(fs_wait(fs, &fs->nacks, acks0 + 2), "v1: both acked");
+	tap_is_int(get(fs, &fs->nack_many) - many0, 0, "v1: as plain Acks, no AckMany");
+	{
+		struct mmn_event_record rec = inval(fs->subs[fs->nsubs - 1].id, 99, BASE + 5 * PAGE, false);
+
+		send_batch(fs, &rec, 1);
+		tap_is_int(dispatch_until_err(c), -EPROTO, "v1: an EventBatch on a v1 connection drops it (EPROTO)");
+	}
+	mmn_disconnect(c);
+}
+
+int main(void)
+{
+	struct fake_server fs;
+
+	tap_require(fs_start(&fs) == 0);
+	test_v2(&fs);
+	test_v1(&fs);
+	fs_stop(&fs);
+	return tap_done();
+}
