@@ -21,7 +21,9 @@
  * (EventBatch records, AckMany) unless a figure says v1; they are
  * forked before each scenario's loop exists, so they inherit no handle but
  * the listening socket (closed at once) and the report pipe.  Synchronisation
- * is by pipes and sockets only.  Rounds: $MMN_BENCH_ROUNDS (default 2000).
+ * is by pipes and sockets only.  Rounds: $MMN_BENCH_ROUNDS (default 2000);
+ * $MMN_BENCH_ONLY=blocking or =nonblocking runs one half, $MMN_BENCH_PROTO=2
+ * only v2 clients in the non-blocking half.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +38,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -354,8 +357,19 @@ struct bench {
 	uint64_t event_id, t0, *ns;
 	/* non-blocking */
 	uint64_t injected, total, nb_t0, nb_t1;
+	uint64_t nb_cpu0, nb_cpu1; /* the broker thread's CPU time at nb_t0 and nb_t1 */
+	pid_t pid;		   /* the target: this process */
 	bool failed;
 };
+
+/* CPU time of this thread (the broker's loop): what one mmnd core spends. */
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static void collect_ksub(const struct admin_sub *s, void *ud)
 {
@@ -379,7 +393,7 @@ static void inject(struct bench *bn, enum source_event_kind kind, uint64_t id, b
 		.needs_ack = needs_ack,
 		.range_start = RANGE_START,
 		.range_end = RANGE_START + RANGE_LEN,
-		.pid = getpid(),
+		.pid = bn->pid, /* getpid() is a syscall: not the broker's cost */
 		.nsubs = bn->nksubs,
 		.subs = subs,
 	};
@@ -453,8 +467,10 @@ static void start_phase(struct bench *bn)
 		return;
 	}
 	bn->phase = bn->next_phase;
-	if (bn->phase == NONBLOCKING)
+	if (bn->phase == NONBLOCKING) {
 		bn->nb_t0 = uv_hrtime();
+		bn->nb_cpu0 = thread_cpu_ns();
+	}
 	uv_idle_start(&bn->idle, on_idle);
 }
 
@@ -470,6 +486,7 @@ static void on_report(uv_poll_t *h, int status, int events)
 		if (c[i] == 'b' && ++bn->batch_reports == bn->batches * (uint64_t)bn->nclients) {
 			if (bn->injected >= bn->total) {
 				bn->nb_t1 = uv_hrtime();
+				bn->nb_cpu1 = thread_cpu_ns();
 				finish(bn);
 			} else {
 				uv_idle_start(&bn->idle, on_idle);
@@ -513,7 +530,8 @@ static void spawn_clients(pid_t *pids, int n, bool blocking, int lfd, int rep_r,
  * One scenario: @n client processes, blocking (@rounds round trips, the
  * samples in @ns) or non-blocking (@total events; the time in *@elapsed_ns).
  */
-static int scenario(int n, bool blocking, int rounds, uint64_t *ns, uint64_t total, uint64_t *elapsed_ns)
+static int scenario(int n, bool blocking, int rounds, uint64_t *ns, uint64_t total, uint64_t *elapsed_ns,
+		    uint64_t *cpu_ns)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct broker_options o;
@@ -532,6 +550,7 @@ static int scenario(int n, bool blocking, int rounds, uint64_t *ns, uint64_t tot
 	close(rep[1]);
 
 	bn.nclients = n;
+	bn.pid = getpid();
 	bn.report_fd = rep[0];
 	bn.rounds = rounds;
 	bn.round = -(rounds / 10); /* warm-up rounds first */
@@ -575,6 +594,8 @@ static int scenario(int n, bool blocking, int rounds, uint64_t *ns, uint64_t tot
 			       st.queue_overflows);
 	}
 	*elapsed_ns = bn.nb_t1 - bn.nb_t0;
+	if (cpu_ns)
+		*cpu_ns = bn.nb_cpu1 - bn.nb_cpu0;
 	mmn__source_test_set_ack_hook(bn.src, NULL, NULL);
 	mmn__broker_drain(bn.b);
 	mmn__broker_free(bn.b);
@@ -608,7 +629,7 @@ static int run_blocking(int rounds, uint64_t *ns, struct stats fl)
 		snprintf(what, sizeof(what), "floor   raw fan-out to %2d processes", counts[i]);
 		print_stats(what, ff);
 		printf("\n");
-		if (scenario(counts[i], true, rounds, ns, 0, &el) < 0) {
+		if (scenario(counts[i], true, rounds, ns, 0, &el, NULL) < 0) {
 			failed = 1;
 			printf("blocking %2d clients: FAILED\n", counts[i]);
 			continue;
@@ -626,23 +647,28 @@ static int run_blocking(int rounds, uint64_t *ns, struct stats fl)
 static int run_nonblocking(int rounds, struct stats fl)
 {
 	const int nb_counts[] = { 1, 8 };
-	uint64_t total = ((uint64_t)rounds * 25 + NB_BATCH - 1) / NB_BATCH * NB_BATCH, el;
+	uint64_t total = ((uint64_t)rounds * 25 + NB_BATCH - 1) / NB_BATCH * NB_BATCH, el, cpu;
 	int failed = 0;
 
-	for (uint32_t v = 1; v <= MMN_PROTO_VERSION; v++) {
+	/* MMN_BENCH_PROTO=2: only v2 clients (for profiling). */
+	const char *pv = getenv("MMN_BENCH_PROTO");
+
+	for (uint32_t v = pv ? (uint32_t)atoi(pv) : 1; v <= MMN_PROTO_VERSION; v++) {
 		client_version = v;
 		for (size_t i = 0; i < sizeof(nb_counts) / sizeof(nb_counts[0]); i++) {
-			if (scenario(nb_counts[i], false, 0, NULL, total, &el) < 0 || el == 0) {
+			if (scenario(nb_counts[i], false, 0, NULL, total, &el, &cpu) < 0 || el == 0 || cpu == 0) {
 				failed = 1;
 				printf("non-blocking %d clients v%u: FAILED\n", nb_counts[i], v);
 				continue;
 			}
-			double secs = (double)el / 1e9;
+			double secs = (double)el / 1e9, deliveries = (double)total * nb_counts[i];
 			printf("non-blocking, %d client processes, protocol v%u: %" PRIu64
 			       " events in %.3f s = %.0f events/s, "
-			       "%.0f deliveries/s (%.2f us/event = %.2fx ping-pong)\n",
-			       nb_counts[i], v, total, secs, (double)total / secs, (double)total * nb_counts[i] / secs,
-			       secs * 1e6 / (double)total, secs * 1e6 / (double)total / fl.median_us);
+			       "%.0f deliveries/s (%.2f us/event = %.2fx ping-pong); "
+			       "mmnd core: %.3f s busy = %.0f deliveries per core-second\n",
+			       nb_counts[i], v, total, secs, (double)total / secs, deliveries / secs,
+			       secs * 1e6 / (double)total, secs * 1e6 / (double)total / fl.median_us, (double)cpu / 1e9,
+			       deliveries / ((double)cpu / 1e9));
 		}
 	}
 	client_version = MMN_PROTO_VERSION;
@@ -651,7 +677,7 @@ static int run_nonblocking(int rounds, struct stats fl)
 
 int main(int argc, char **argv)
 {
-	const char *e = getenv("MMN_BENCH_ROUNDS");
+	const char *e = getenv("MMN_BENCH_ROUNDS"), *only;
 	int rounds = e ? atoi(e) : 2000;
 	char dir[] = "/tmp/mmn-fanout-XXXXXX";
 	uint64_t *ns;
@@ -673,8 +699,10 @@ int main(int argc, char **argv)
 	fl = floor_pingpong(rounds);
 	print_stats("floor   SOCK_SEQPACKET ping-pong, 2 processes", fl);
 	printf("\n");
-	failed = run_blocking(rounds, ns, fl);
-	failed |= run_nonblocking(rounds, fl);
+	/* MMN_BENCH_ONLY=blocking or =nonblocking: one half (for profiling). */
+	only = getenv("MMN_BENCH_ONLY");
+	failed = only && strcmp(only, "blocking") ? 0 : run_blocking(rounds, ns, fl);
+	failed |= only && strcmp(only, "nonblocking") ? 0 : run_nonblocking(rounds, fl);
 	free(ns);
 	rmdir(dir);
 	return failed;
