@@ -117,7 +117,7 @@ static bool serve_one(int fd, bool *subscribed)
 		return false;
 	out.request_id = in->request_id;
 	if (in->body_case == MMN__V1__ENVELOPE__BODY_HELLO) {
-		hr.version = 1;
+		hr.version = 2; /* v2 reads v1 messages and EventBatch records */
 		hr.source = (char *)"test";
 		hr.event_mask = 0x3f;
 		hr.max_message_size = MMN_WIRE_MAX_MSG;

@@ -20,6 +20,7 @@
 #include <netlink/genl/genl.h>
 #include <netlink/msg.h>
 
+#include "event-record.h"
 #include "wire.h"
 
 static const char *root;
@@ -98,9 +99,10 @@ static uint8_t token[16] = {1, 2, 3};
 /* The messages the wire-rpc seeds are made of. */
 static void wire_rpc_messages(void)
 {
-	hello.version_min = hello.version_max = 1;
+	hello.version_min = 1;
+	hello.version_max = 2;
 	hello.client_name = (char *)"seed";
-	bad.version_min = 2;
+	bad.version_min = 3;
 	bad.version_max = 9;
 	sub.start = 0x200000;
 	sub.length = 0x1000;
@@ -273,7 +275,7 @@ static void client_recv_seeds(void)
 	sr.sub_id = 8;
 	sr.seq_slot = 1;
 	sr.seq_gen = 2;
-	hr.version = 1;
+	hr.version = 2;
 	hr.seqpage_slots = 8;
 
 	seed_begin(&s, 0);
@@ -686,6 +688,41 @@ static void batch_seeds(void)
 	seed_write(&s, "client-recv", "subscribe-many-reply-unsolicited");
 }
 
+/* Protocol v2: EventBatch records to the client, AckMany to mmnd. */
+static void v2_seeds(void)
+{
+	struct mmn_event_record recs[3] = {
+		{.sub_id = 7, .event_id = 1, .start = 0, .end = 4096, .seq = 3, .end_seq = 4,
+		 .kind = MMN_RECORD_INVALIDATE_END, .flags = MMN_RECORD_BLOCKABLE},
+		{.sub_id = 7, .event_id = 2, .start = 0, .end = UINT64_MAX, .seq = 5, .deadline_ms = 100,
+		 .kind = MMN_RECORD_INVALIDATE, .flags = MMN_RECORD_BLOCKABLE | MMN_RECORD_NEEDS_ACK},
+		{.sub_id = 7, .event_id = 2, .seq = 6, .kind = MMN_RECORD_END},
+	};
+	Mmn__V1__EventBatch eb = MMN__V1__EVENT_BATCH__INIT;
+	Mmn__V1__AckMany am = MMN__V1__ACK_MANY__INIT;
+	uint64_t subs[2] = {1, 1}, evs[2] = {1, 2};
+	MmnEnvelope e;
+	struct seed s;
+
+	eb.records.data = (uint8_t *)recs;
+	eb.records.len = sizeof(recs);
+	seed_begin(&s, 0);
+	e = ENV(event_batch, EVENT_BATCH, &eb);
+	seed_env(&s, 0, &e);
+	seed_write(&s, "client-recv", "event-batch");
+
+	am.n_sub_ids = am.n_event_ids = 2;
+	am.sub_ids = subs;
+	am.event_ids = evs;
+	wire_rpc_messages();
+	seed_begin(&s, 1 | 16 | 32);
+	e = ENV(subscribe, SUBSCRIBE, &blk);
+	seed_env(&s, 2, &e);
+	e = ENV(ack_many, ACK_MANY, &am);
+	seed_env(&s, 0, &e);
+	seed_write(&s, "wire-rpc", "events-ack-many");
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -698,6 +735,7 @@ int main(int argc, char **argv)
 	client_recv_seeds();
 	client_recv_seeds_more();
 	batch_seeds();
+	v2_seeds();
 	kmod_event_seeds();
 	dbus_seeds();
 	dbus_seeds_more();

@@ -76,7 +76,7 @@ static void send_hello(int fd)
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
 	hello.version_min = 1;
-	hello.version_max = 1;
+	hello.version_max = 2; /* v2: AckMany is accepted, events come as EventBatch */
 	hello.client_name = (char *)"fuzz";
 	env.request_id = 1;
 	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO;
