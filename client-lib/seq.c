@@ -42,6 +42,8 @@
 #include "sub.h"
 #include "util.h"
 
+#define MMN_MAX_SLOTS (1u << 20) /* the most a sequence page may have */
+
 static long futex(const uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
 {
 	return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
@@ -86,7 +88,7 @@ int mmn__seqpage_map(struct mmn_client *c, int memfd, uint32_t nslots)
 	struct stat st;
 	void *addr;
 
-	if (!nslots || nslots > (1u << 20))
+	if (!nslots || nslots > MMN_MAX_SLOTS)
 		return -EBADMSG;
 	if (fstat(memfd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < need)
 		return -EBADMSG;
@@ -110,6 +112,38 @@ int mmn__seqpage_map(struct mmn_client *c, int memfd, uint32_t nslots)
 		return -EBADMSG;
 	}
 	c->nslots = nslots;
+	return 0;
+}
+
+int mmn__waitpage_map(struct mmn_client *c, int memfd, uint32_t nslots)
+{
+	size_t len = page_round(MMN_WAITPAGE_SIZE(nslots));
+	struct stat st;
+	void *addr;
+
+	if (fstat(memfd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size < MMN_WAITPAGE_SIZE(nslots) || nslots > MMN_MAX_SLOTS) {
+		close(memfd);
+		return -EBADMSG;
+	}
+	if (!c->wp_addr) {
+		/* Address space only: pages come when touched. */
+		size_t all = page_round(MMN_WAITPAGE_SIZE(MMN_MAX_SLOTS));
+
+		addr = mmap(NULL, all, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			    -1, 0);
+		if (addr == MAP_FAILED) {
+			close(memfd);
+			return -errno;
+		}
+		c->wp_addr = addr;
+		c->wp_len = all;
+	}
+	addr = mmap(c->wp_addr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, memfd, 0);
+	close(memfd); /* nothing waits on this page: the mapping is enough */
+	if (addr == MAP_FAILED)
+		return -errno;
+	c->wp_live = true;
 	return 0;
 }
 
@@ -142,6 +176,16 @@ void mmn__seq_init(struct mmn_sub *s)
 	s->seq.word = &parked;
 }
 
+/* @slot's flag in the waiter page, NULL without one. */
+static uint8_t *waiter_flag(struct mmn_client *c, const struct mmn_seqpage_slot *slot)
+{
+	const struct mmn_seqpage *sp = c->sp_addr;
+
+	if (!c->wp_live)
+		return NULL;
+	return (uint8_t *)c->wp_addr + (slot - sp->slots);
+}
+
 void mmn__seq_publish(struct mmn_sub *s)
 {
 	const struct mmn_seqpage_slot *slot = __atomic_load_n(&s->slot, __ATOMIC_RELAXED);
@@ -162,8 +206,9 @@ void mmn__seq_publish(struct mmn_sub *s)
 		e++;
 	}
 	e++;
-	/* cookie before word (release): a reader of the new word sees its cookie. */
+	/* cookie and wflag before word (release): a reader of the new word sees them. */
 	__atomic_store_n(&s->seq.cookie, (uint64_t)gen << 32 | e, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->wflag, waiter_flag(s->c, slot), __ATOMIC_RELAXED);
 	__atomic_store_n(&s->seq.word, w, __ATOMIC_RELEASE);
 	__atomic_store_n(&s->epoch, e, __ATOMIC_RELEASE);
 	wake_epoch(s);
@@ -188,6 +233,10 @@ void mmn__seqpage_detach(struct mmn_client *c)
 	if (c->sp_addr && mmap(c->sp_addr, c->sp_len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
 			       0) == MAP_FAILED)
 		mmn__log(LOG_ERR, "mmn: replacing the sequence page failed: %m");
+	if (c->wp_live && mmap(c->wp_addr, c->wp_len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
+		mmn__log(LOG_ERR, "mmn: replacing the waiter page failed: %m");
+	c->wp_live = false;
 	if (c->sp_memfd < 0)
 		return;
 	old = mmap(NULL, c->sp_len, PROT_READ, MAP_SHARED, c->sp_memfd, 0);
@@ -215,13 +264,28 @@ void mmn__seqpage_unmap_all(struct mmn_client *c)
 		munmap(c->sp_addr, c->sp_len);
 	for (unsigned i = 0; i < c->nretired; i++)
 		munmap(c->retired[i].addr, c->retired[i].len);
+	if (c->wp_addr)
+		munmap(c->wp_addr, c->wp_len);
+	c->wp_addr = NULL;
+	c->wp_live = false;
 	c->sp_addr = NULL;
 	c->nretired = 0;
 }
 
-/* Sleep until the slot word at @w is no longer @v (odd) or a wake-up comes. */
-static void slot_wait(const uint64_t *w, uint64_t v)
+/*
+ * Sleep until the slot word at @w is no longer @v (odd) or a wake-up comes.
+ * With a waiter page, raise the slot's flag first and look again: mmnd
+ * wakes only flagged slots (the ordering argument is in proto/seqpage.h).
+ * mmnd clears the flag when it wakes; a flag left raised costs one wake.
+ */
+static void slot_wait(const uint64_t *w, uint64_t v, uint8_t *flag)
 {
+	if (flag) {
+		__atomic_store_n(flag, 1, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (__atomic_load_n(w, __ATOMIC_RELAXED) != v)
+			return;
+	}
 	futex((const uint32_t *)(const void *)w, FUTEX_WAIT, MMN_SEQ_WORD(v), NULL);
 }
 
@@ -234,6 +298,7 @@ MMN_EXPORT uint64_t mmn_read_begin_slow(struct mmn_sub *s)
 	for (;;) {
 		const uint64_t *w;
 		uint64_t cookie, v;
+		uint8_t *flag;
 		uint32_t e;
 
 		if (mmn__forked(s->c))
@@ -247,6 +312,7 @@ MMN_EXPORT uint64_t mmn_read_begin_slow(struct mmn_sub *s)
 		}
 		w = __atomic_load_n(&s->seq.word, __ATOMIC_ACQUIRE);
 		cookie = __atomic_load_n(&s->seq.cookie, __ATOMIC_RELAXED);
+		flag = __atomic_load_n(&s->wflag, __ATOMIC_RELAXED);
 		v = __atomic_load_n(w, __ATOMIC_ACQUIRE);
 		if (w == &parked || (uint32_t)cookie != e ||
 		    __atomic_load_n(&s->epoch, __ATOMIC_ACQUIRE) != e)
@@ -257,7 +323,7 @@ MMN_EXPORT uint64_t mmn_read_begin_slow(struct mmn_sub *s)
 			continue;
 		}
 		if (MMN_SEQ_WORD(v) & 1) {
-			slot_wait(w, v);
+			slot_wait(w, v, flag);
 			continue;
 		}
 		return cookie << 32 | MMN_SEQ_WORD(v);

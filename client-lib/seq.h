@@ -15,6 +15,8 @@ struct mmn_client;
 struct mmn_sub;
 
 int mmn__seqpage_map(struct mmn_client *c, int memfd, uint32_t nslots);
+/* Map the waiter page of HelloReply (takes @memfd). */
+int mmn__waitpage_map(struct mmn_client *c, int memfd, uint32_t nslots);
 /* Connection lost: every sub detached, readers woken, the page replaced by a placeholder. */
 void mmn__seqpage_detach(struct mmn_client *c);
 /* mmn_disconnect(): unmap the page and every retired one. */

@@ -59,11 +59,12 @@ struct mmn_sub {
 	 * mmn_read_begin_slow() on any thread without a lock (atomic builtins):
 	 * epoch, a futex word, odd while the sub is detached from a sequence
 	 * slot (reconnecting, RESYNC in flight, dead), even and equal to
-	 * seq.cookie's low half while seq.word points to slot; dead.  All
+	 * seq.cookie's low half while seq.word points to slot; wflag; dead.  All
 	 * written under c->lock; slot/gen are the slot mmnd gave (sub.c),
 	 * which seq.c publishes in seq.
 	 */
 	struct mmn_sub_seq seq;
+	uint8_t *wflag; /* the slot's waiter flag (NULL: mmnd wakes every slot), set with seq.word */
 	uint32_t epoch;
 	uint32_t gen;
 	int dead;
