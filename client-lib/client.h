@@ -106,6 +106,14 @@ struct mmn_client {
 		size_t len;
 	} retired[16]; /* regions readers may still touch: unmapped at disconnect */
 	unsigned nretired;
+	/*
+	 * Waiter page (seq.c): a region reserved once for the most slots, never
+	 * moved until disconnect; the connection's memfd is mapped over its
+	 * start while wp_live, an anonymous placeholder otherwise.
+	 */
+	void *wp_addr;
+	size_t wp_len;
+	bool wp_live;
 
 	/* uffd source (uffd.c): what the last uffd handed to mmnd enabled. */
 	uint64_t uffd_features;

@@ -133,6 +133,7 @@ int mmn__conn_open(struct mmn_client *c)
 	hello.version_min = MMN_PROTO_VERSION_MIN;
 	hello.version_max = MMN_PROTO_VERSION;
 	hello.client_name = (char *)"libmmn";
+	hello.waiter_flag = true; /* seq.c raises a slot's flag before it sleeps on it */
 	env.request_id = c->hello_req = ++c->next_req;
 	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO;
 	env.hello = &hello;

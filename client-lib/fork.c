@@ -11,10 +11,19 @@
  * descriptor, the only one, goes with it: the uffd is released and fork()
  * returns.
  *
+ * The inline readers of mmn.h (mmn_read_begin/retry) ask nothing of this
+ * file: the child's copy of each client's sequence page region becomes
+ * zeros, which no subscription's gen matches, so its readers fall to
+ * mmn_read_begin_slow() (which answers as in a child) and read_retry
+ * reports a collision.  The parent's mapping is untouched.
+ *
  * g_lock guards the client list; it is held from the prepare handler to the
- * parent/child handler, so the child sees a consistent list.
+ * parent/child handler, so the child sees a consistent list.  The child
+ * reads c->sp_addr/sp_len without c->lock: it has one thread, and a region a
+ * published sub points into was stored before that sub was published.
  */
 #include <pthread.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -35,6 +44,20 @@ static void atfork_parent(void)
 	pthread_mutex_unlock(&g_lock);
 }
 
+/*
+ * The child's readers must not see the parent's page.  Replacing a whole
+ * mapping fails only when the kernel refuses a small allocation; then the
+ * region becomes unreadable rather than answer with the parent's page.
+ */
+static void hide_seqpage(struct mmn_client *c)
+{
+	if (!c->sp_addr)
+		return;
+	if (mmap(c->sp_addr, c->sp_len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
+	    MAP_FAILED)
+		mprotect(c->sp_addr, c->sp_len, PROT_NONE);
+}
+
 static void atfork_child(void)
 {
 	__atomic_add_fetch(&g_fork_gen, 1, __ATOMIC_RELEASE);
@@ -43,6 +66,7 @@ static void atfork_child(void)
 
 		if (sock >= 0)
 			close(sock);
+		hide_seqpage(c);
 	}
 	pthread_mutex_unlock(&g_lock);
 }

@@ -2,19 +2,30 @@
 /*
  * The shared sequence page and mmn_read_begin/mmn_read_retry.
  *
- * mmnd writes each subscription's slot (proto/seqpage.h).  On top of it every
- * sub has an epoch in library memory, odd while the sub is not attached to a
- * live slot (disconnected, RESYNC being delivered, released).  read_begin
- * returns (epoch << 32) | slot.seq, so a value taken before a reconnection
- * never matches one after it, even when the new mmnd reuses slot, gen and seq.
+ * mmnd writes each subscription's slot (proto/seqpage.h).  Readers find it
+ * through the sub's first bytes, struct mmn_sub_seq of mmn.h, whose
+ * invariants mmn.h states and this file keeps: seq.word points to the slot
+ * only while the sub is attached to a live slot, else to `parked` (odd);
+ * seq.cookie = gen << 32 | epoch.  Every sub also has an epoch in library
+ * memory, a futex word, odd while the sub is not attached (disconnected,
+ * RESYNC being delivered, released) and bumped at every attachment.
+ * read_begin returns (epoch << 32) | slot.seq, so a value taken before a
+ * reconnection never matches one after it, even when the new mmnd reuses
+ * slot, gen and seq.  The inline readers of mmn.h handle the quiescent case;
+ * mmn_read_begin_slow() here the rest.
  *
- * Readers never see an unmapped page: on connection loss the page is replaced
- * in place (MAP_FIXED) by an anonymous placeholder, and regions are unmapped
- * only by mmn_disconnect().  A reader sleeping on the old slot is woken through
- * a second mapping of the old memfd (a shared futex is keyed by the file page).
+ * Readers never see an unmapped page: on connection loss every sub is
+ * parked, then the page is replaced in place (MAP_FIXED) by an anonymous
+ * placeholder, and regions are unmapped only by mmn_disconnect().  A reader
+ * that still holds the old slot address reads the placeholder (gen 0: no
+ * match) or the next connection's page, whose mapping a syscall made after
+ * the park, so its next load of seq.word sees the park.  A reader sleeping on
+ * the old slot is woken through a second mapping of the old memfd (a shared
+ * futex is keyed by the file page).
  */
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -30,6 +41,8 @@
 #include "seq.h"
 #include "sub.h"
 #include "util.h"
+
+#define MMN_MAX_SLOTS (1u << 20) /* the most a sequence page may have */
 
 static long futex(const uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
 {
@@ -75,7 +88,7 @@ int mmn__seqpage_map(struct mmn_client *c, int memfd, uint32_t nslots)
 	struct stat st;
 	void *addr;
 
-	if (!nslots || nslots > (1u << 20))
+	if (!nslots || nslots > MMN_MAX_SLOTS)
 		return -EBADMSG;
 	if (fstat(memfd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < need)
 		return -EBADMSG;
@@ -102,28 +115,102 @@ int mmn__seqpage_map(struct mmn_client *c, int memfd, uint32_t nslots)
 	return 0;
 }
 
+int mmn__waitpage_map(struct mmn_client *c, int memfd, uint32_t nslots)
+{
+	size_t len = page_round(MMN_WAITPAGE_SIZE(nslots));
+	struct stat st;
+	void *addr;
+
+	if (fstat(memfd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size < MMN_WAITPAGE_SIZE(nslots) || nslots > MMN_MAX_SLOTS) {
+		close(memfd);
+		return -EBADMSG;
+	}
+	if (!c->wp_addr) {
+		/* Address space only: pages come when touched. */
+		size_t all = page_round(MMN_WAITPAGE_SIZE(MMN_MAX_SLOTS));
+
+		addr = mmap(NULL, all, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			    -1, 0);
+		if (addr == MAP_FAILED) {
+			close(memfd);
+			return -errno;
+		}
+		c->wp_addr = addr;
+		c->wp_len = all;
+	}
+	addr = mmap(c->wp_addr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, memfd, 0);
+	close(memfd); /* nothing waits on this page: the mapping is enough */
+	if (addr == MAP_FAILED)
+		return -errno;
+	c->wp_live = true;
+	return 0;
+}
+
+/* Where seq.word points while a sub is not attached: odd, gen 0, never a valid slot. */
+static const uint64_t parked = 1;
+
+/* A change to struct mmn_sub_seq or its meaning is a new MMN_SEQ_ABI and a new version node. */
+_Static_assert(offsetof(struct mmn_sub, seq) == 0 && MMN_SEQ_ABI == 1,
+	       "mmn.h: struct mmn_sub starts with struct mmn_sub_seq of ABI 1 (mmn_read_begin_slow@MMN_1.2)");
+
 static void wake_epoch(struct mmn_sub *s)
 {
 	futex(&s->epoch, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 }
 
+/* Park @s: the inline readers fail from now on, read_begin waits on the epoch. */
 static void detach_sub(struct mmn_sub *s)
 {
 	uint32_t e = __atomic_load_n(&s->epoch, __ATOMIC_RELAXED);
 
+	__atomic_store_n(&s->seq.word, &parked, __ATOMIC_RELEASE);
 	if (!(e & 1))
 		__atomic_store_n(&s->epoch, e + 1, __ATOMIC_RELEASE);
 	wake_epoch(s);
 }
 
+void mmn__seq_init(struct mmn_sub *s)
+{
+	s->epoch = 1;
+	s->seq.word = &parked;
+}
+
+/* @slot's flag in the waiter page, NULL without one. */
+static uint8_t *waiter_flag(struct mmn_client *c, const struct mmn_seqpage_slot *slot)
+{
+	const struct mmn_seqpage *sp = c->sp_addr;
+
+	if (!c->wp_live)
+		return NULL;
+	return (uint8_t *)c->wp_addr + (slot - sp->slots);
+}
+
 void mmn__seq_publish(struct mmn_sub *s)
 {
-	uint32_t e = __atomic_load_n(&s->epoch, __ATOMIC_RELAXED);
+	const struct mmn_seqpage_slot *slot = __atomic_load_n(&s->slot, __ATOMIC_RELAXED);
+	uint32_t gen = __atomic_load_n(&s->gen, __ATOMIC_RELAXED);
+	const uint64_t *w = (const uint64_t *)(const void *)slot;
+	uint32_t e;
 
-	if (__atomic_load_n(&s->dead, __ATOMIC_RELAXED))
+	if (__atomic_load_n(&s->dead, __ATOMIC_RELAXED) || !slot)
 		return;
-	if (e & 1)
-		__atomic_store_n(&s->epoch, e + 1, __ATOMIC_RELEASE);
+	e = __atomic_load_n(&s->epoch, __ATOMIC_RELAXED);
+	if (!(e & 1)) {
+		if (s->seq.word == w && (uint32_t)(s->seq.cookie >> 32) == gen) {
+			wake_epoch(s);
+			return;
+		}
+		/* Attached elsewhere while published: values of the old slot must fail. */
+		detach_sub(s);
+		e++;
+	}
+	e++;
+	/* cookie and wflag before word (release): a reader of the new word sees them. */
+	__atomic_store_n(&s->seq.cookie, (uint64_t)gen << 32 | e, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->wflag, waiter_flag(s->c, slot), __ATOMIC_RELAXED);
+	__atomic_store_n(&s->seq.word, w, __ATOMIC_RELEASE);
+	__atomic_store_n(&s->epoch, e, __ATOMIC_RELEASE);
 	wake_epoch(s);
 }
 
@@ -146,6 +233,10 @@ void mmn__seqpage_detach(struct mmn_client *c)
 	if (c->sp_addr && mmap(c->sp_addr, c->sp_len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
 			       0) == MAP_FAILED)
 		mmn__log(LOG_ERR, "mmn: replacing the sequence page failed: %m");
+	if (c->wp_live && mmap(c->wp_addr, c->wp_len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
+		mmn__log(LOG_ERR, "mmn: replacing the waiter page failed: %m");
+	c->wp_live = false;
 	if (c->sp_memfd < 0)
 		return;
 	old = mmap(NULL, c->sp_len, PROT_READ, MAP_SHARED, c->sp_memfd, 0);
@@ -173,20 +264,42 @@ void mmn__seqpage_unmap_all(struct mmn_client *c)
 		munmap(c->sp_addr, c->sp_len);
 	for (unsigned i = 0; i < c->nretired; i++)
 		munmap(c->retired[i].addr, c->retired[i].len);
+	if (c->wp_addr)
+		munmap(c->wp_addr, c->wp_len);
+	c->wp_addr = NULL;
+	c->wp_live = false;
 	c->sp_addr = NULL;
 	c->nretired = 0;
 }
 
-MMN_EXPORT uint64_t mmn_read_begin(struct mmn_sub *s)
+/*
+ * Sleep until the slot word at @w is no longer @v (odd) or a wake-up comes.
+ * With a waiter page, raise the slot's flag first and look again: mmnd
+ * wakes only flagged slots (the ordering argument is in proto/seqpage.h).
+ * mmnd clears the flag when it wakes; a flag left raised costs one wake.
+ */
+static void slot_wait(const uint64_t *w, uint64_t v, uint8_t *flag)
+{
+	if (flag) {
+		__atomic_store_n(flag, 1, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (__atomic_load_n(w, __ATOMIC_RELAXED) != v)
+			return;
+	}
+	futex((const uint32_t *)(const void *)w, FUTEX_WAIT, MMN_SEQ_WORD(v), NULL);
+}
+
+MMN_EXPORT uint64_t mmn_read_begin_slow(struct mmn_sub *s)
 {
 	static const struct timespec slot_lost = {.tv_nsec = 10 * 1000 * 1000};
 
 	if (!s)
 		return 1;
 	for (;;) {
-		const struct mmn_seqpage_slot *slot;
-		uint32_t e, gen;
-		uint64_t v;
+		const uint64_t *w;
+		uint64_t cookie, v;
+		uint8_t *flag;
+		uint32_t e;
 
 		if (mmn__forked(s->c))
 			return 1;
@@ -197,41 +310,33 @@ MMN_EXPORT uint64_t mmn_read_begin(struct mmn_sub *s)
 			futex(&s->epoch, FUTEX_WAIT_PRIVATE, e, NULL);
 			continue;
 		}
-		slot = __atomic_load_n(&s->slot, __ATOMIC_RELAXED);
-		gen = __atomic_load_n(&s->gen, __ATOMIC_RELAXED);
-		v = mmn_seqpage_load(slot);
-		if (__atomic_load_n(&s->epoch, __ATOMIC_ACQUIRE) != e)
+		w = __atomic_load_n(&s->seq.word, __ATOMIC_ACQUIRE);
+		cookie = __atomic_load_n(&s->seq.cookie, __ATOMIC_RELAXED);
+		flag = __atomic_load_n(&s->wflag, __ATOMIC_RELAXED);
+		v = __atomic_load_n(w, __ATOMIC_ACQUIRE);
+		if (w == &parked || (uint32_t)cookie != e ||
+		    __atomic_load_n(&s->epoch, __ATOMIC_ACQUIRE) != e)
 			continue;
-		if (MMN_SEQ_GEN(v) != gen) {
+		if (MMN_SEQ_GEN(v) != (uint32_t)(cookie >> 32)) {
 			/* mmnd gave the slot away: its Release/Revoked is on the way. */
 			futex(&s->epoch, FUTEX_WAIT_PRIVATE, e, &slot_lost);
 			continue;
 		}
 		if (MMN_SEQ_WORD(v) & 1) {
-			futex(&slot->seq, FUTEX_WAIT, MMN_SEQ_WORD(v), NULL);
+			slot_wait(w, v, flag);
 			continue;
 		}
-		return ((uint64_t)e << 32) | MMN_SEQ_WORD(v);
+		return cookie << 32 | MMN_SEQ_WORD(v);
 	}
+}
+
+/* For programs built against an mmn.h without the inline readers (MMN_1.0). */
+MMN_EXPORT uint64_t mmn_read_begin(struct mmn_sub *s)
+{
+	return mmn_read_begin_slow(s);
 }
 
 MMN_EXPORT bool mmn_read_retry(struct mmn_sub *s, uint64_t seq)
 {
-	const struct mmn_seqpage_slot *slot;
-	uint32_t e;
-	uint64_t v;
-
-	if (!s)
-		return true;
-	/* Order the caller's reads (its mapping) before the check, like smp_rmb(). */
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	if (mmn__forked(s->c))
-		return true;
-	e = __atomic_load_n(&s->epoch, __ATOMIC_ACQUIRE);
-	if ((e & 1) || e != (uint32_t)(seq >> 32))
-		return true;
-	slot = __atomic_load_n(&s->slot, __ATOMIC_RELAXED);
-	v = mmn_seqpage_load(slot);
-	return MMN_SEQ_GEN(v) != __atomic_load_n(&s->gen, __ATOMIC_RELAXED) ||
-	       MMN_SEQ_WORD(v) != (uint32_t)seq;
+	return !s || mmn__seq_retry(&s->seq, seq);
 }

@@ -47,7 +47,7 @@ static int attach_uffd(struct mmn_client *c)
 	return r;
 }
 
-static int handle_hello_reply(struct mmn_client *c, const Mmn__V1__HelloReply *h, int memfd)
+static int handle_hello_reply(struct mmn_client *c, const Mmn__V1__HelloReply *h, int memfd, int waitfd)
 {
 	int r;
 
@@ -60,6 +60,11 @@ static int handle_hello_reply(struct mmn_client *c, const Mmn__V1__HelloReply *h
 		if (c->sp_memfd != memfd)
 			close(memfd);
 		return r;
+	}
+	if (waitfd >= 0) {
+		r = mmn__waitpage_map(c, waitfd, h->seqpage_slots);
+		if (r < 0)
+			return r;
 	}
 	c->caps = h->event_mask & ((1ull << (MMN_EVENT_RESYNC + 1)) - 1);
 	if (h->acks_hold_kernel)
@@ -317,18 +322,24 @@ static int handle_release(struct mmn_client *c, uint64_t sub_id, int reason)
 
 /*
  * A HelloReply is accepted only as the answer to our Hello, with exactly one
- * descriptor: its memfd, taken from @fds then (the caller closes the rest, and
- * everything of a rejected packet).
+ * descriptor, its memfd, or two when it says waiter_flag (the waiter page
+ * follows); taken from @fds then (the caller closes the rest, and everything
+ * of a rejected packet).
  */
 static int hello_reply_packet(struct mmn_client *c, const MmnEnvelope *env, int *fds, size_t nfds)
 {
-	int memfd;
+	size_t want = env->hello_reply->waiter_flag ? 2 : 1;
+	int memfd, waitfd = -1;
 
-	if (c->state != CONN_HELLO || env->request_id != c->hello_req || nfds != 1)
+	if (c->state != CONN_HELLO || env->request_id != c->hello_req || nfds != want)
 		return -EPROTO;
 	memfd = fds[0];
 	fds[0] = -1;
-	return handle_hello_reply(c, env->hello_reply, memfd);
+	if (want == 2) {
+		waitfd = fds[1];
+		fds[1] = -1;
+	}
+	return handle_hello_reply(c, env->hello_reply, memfd, waitfd);
 }
 
 static int session_packet(struct mmn_client *c, const MmnEnvelope *env, int *fds, size_t nfds)

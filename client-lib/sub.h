@@ -53,18 +53,24 @@ static inline struct mmn_range mmn__out_range(const struct outstanding *o)
 }
 
 struct mmn_sub {
-	struct mmn_client *c;
-
 	/*
-	 * Read by mmn_read_begin/retry on any thread without a lock (atomic
-	 * builtins), written under c->lock.  epoch is a futex word: odd while
-	 * the sub is detached from a sequence slot (reconnecting, RESYNC in
-	 * flight, dead); slot/gen are valid while it is even.
+	 * First, at offset 0: what the inline readers of mmn.h read (seq.c
+	 * keeps the invariants mmn.h states).  Then, read by
+	 * mmn_read_begin_slow() on any thread without a lock (atomic builtins):
+	 * epoch, a futex word, odd while the sub is detached from a sequence
+	 * slot (reconnecting, RESYNC in flight, dead), even and equal to
+	 * seq.cookie's low half while seq.word points to slot; wflag; dead.  All
+	 * written under c->lock; slot/gen are the slot mmnd gave (sub.c),
+	 * which seq.c publishes in seq.
 	 */
+	struct mmn_sub_seq seq;
+	uint8_t *wflag; /* the slot's waiter flag (NULL: mmnd wakes every slot), set with seq.word */
 	uint32_t epoch;
 	uint32_t gen;
 	int dead;
 	const struct mmn_seqpage_slot *slot;
+
+	struct mmn_client *c;
 
 	/* Under c->lock. */
 	enum handle_state state;

@@ -79,7 +79,7 @@ struct mmn_sub *mmn__subscribe_new(struct mmn_client *c, pid_t pid, uint64_t sta
 	s->pid = pid;
 	s->start = start;
 	s->end = start + length;
-	s->epoch = 1; /* detached until mmnd gave a slot */
+	mmn__seq_init(s);
 	return s;
 }
 

@@ -15,6 +15,22 @@
  *
  *   mmn_read_begin():  v = load_acquire(slot);  while (v.seq odd) futex_wait(&slot.seq, v.seq);
  *   mmn_read_retry():  return load_acquire(slot) != v;
+ *
+ * The waiter page (Hello.waiter_flag, answered by HelloReply.waiter_flag):
+ * a second memfd, passed after the sequence page, that the client maps
+ * read-write: one byte per slot, non-zero while a reader may sleep on the
+ * slot.  Then mmnd FUTEX_WAKEs a slot only when its byte is set, and clears
+ * it.  The ordering is Dekker's, both sides with a seq_cst fence:
+ *
+ *   reader:  store(flag, 1); fence; if (load(slot) == v) futex_wait(&slot.seq, v.seq);
+ *   mmnd:    store_release(slot, new); fence; if (load(flag)) { store(flag, 0); futex_wake; }
+ *
+ * Either the reader's load sees the new slot value (it does not sleep), or
+ * mmnd's load sees the flag (it wakes; FUTEX_WAIT compares the value in the
+ * kernel, so a wake before the wait makes the wait return).  mmnd's clearing
+ * store cannot lose a later flag: a reader whose flag it overwrote stored it
+ * after mmnd's fence, so that reader's load sees the new value.  The page is
+ * the client's own: garbage there only costs that client wakes or sleeps.
  */
 #ifndef MMN_PROTO_SEQPAGE_H
 #define MMN_PROTO_SEQPAGE_H
@@ -43,6 +59,9 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "MMN_SEQ_WORD assumes 
 
 /* Bytes of a sequence page with @n slots. */
 #define MMN_SEQPAGE_SIZE(n) (sizeof(struct mmn_seqpage) + (size_t)(n) * sizeof(struct mmn_seqpage_slot))
+
+/* Bytes of a waiter page with @n slots: one flag byte each. */
+#define MMN_WAITPAGE_SIZE(n) ((size_t)(n))
 
 /* The slot as one 64-bit value: what mmn_read_begin() returns. */
 static inline uint64_t mmn_seqpage_load(const struct mmn_seqpage_slot *s)

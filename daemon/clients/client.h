@@ -68,6 +68,10 @@ struct client {
 	struct mmn_seqpage *page;
 	size_t page_size;
 	int memfd;
+	/* waiter page (Hello.waiter_flag), or NULL: then every slot end wakes */
+	uint8_t *waiters;
+	size_t waiters_size;
+	int wait_memfd; /* with waiters: until HelloReply has carried it, then -1 */
 	uint32_t nslots, nfree, gen;
 	uint32_t nused;	      /* slots [0, nused) were handed out at least once */
 	uint32_t free_cap;    /* room in free_slots, at least nused */

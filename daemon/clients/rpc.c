@@ -54,7 +54,7 @@ static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello
 	for (char *p = c->name; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
-	r = mmn__seqpage_create(c, b->opt.max_subs);
+	r = mmn__seqpage_create(c, b->opt.max_subs, h->waiter_flag);
 	if (r < 0) {
 		mmn__client_send_error(c, request_id, r, "cannot create the sequence page");
 		mmn__client_drop(c, r);
@@ -77,10 +77,18 @@ static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello
 	env.request_id = request_id;
 	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO_REPLY;
 	env.hello_reply = &rep;
-	r = mmn__wire_send(c->fd, &env, &c->memfd, 1, 1);
-	/* The client has its own descriptor now; our mapping stays. */
+	rep.waiter_flag = c->waiters != NULL;
+	{
+		int fds[2] = {c->memfd, c->wait_memfd};
+
+		r = mmn__wire_send(c->fd, &env, fds, rep.waiter_flag ? 2 : 1, 1);
+	}
+	/* The client has its own descriptors now; our mappings stay. */
 	close(c->memfd);
 	c->memfd = -1;
+	if (c->wait_memfd >= 0)
+		close(c->wait_memfd);
+	c->wait_memfd = -1;
 	if (r < 0) {
 		mmn__client_drop(c, r);
 		return;

@@ -6,11 +6,13 @@
 #ifndef MMN_DAEMON_SEQPAGE_SLOTS_H
 #define MMN_DAEMON_SEQPAGE_SLOTS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct client;
 
-int mmn__seqpage_create(struct client *c, uint32_t nslots);
+/* @waiter_flag: also a waiter page (c->waiters, c->wait_memfd); slot ends then wake only flagged slots. */
+int mmn__seqpage_create(struct client *c, uint32_t nslots, bool waiter_flag);
 void mmn__seqpage_destroy(struct client *c);
 int mmn__seqpage_alloc(struct client *c, uint32_t *slot, uint32_t *gen);
 void mmn__seqpage_free(struct client *c, uint32_t slot);
@@ -18,5 +20,7 @@ void mmn__seqpage_free(struct client *c, uint32_t slot);
 uint64_t mmn__seqpage_begin(struct client *c, uint32_t slot);
 uint64_t mmn__seqpage_end(struct client *c, uint32_t slot);
 uint64_t mmn__seqpage_value(struct client *c, uint32_t slot);
+/* FUTEX_WAKEs issued by this process's slot ends and frees (loop thread; for tests). */
+extern unsigned long mmn__seqpage_wakes;
 
 #endif

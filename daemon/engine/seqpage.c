@@ -3,7 +3,9 @@
  * The per-client sequence page (proto/seqpage.h): a sealed memfd mmnd maps
  * read-write and the client maps read-only.  mmnd is the only writer and
  * writes each slot as one 64-bit word with release semantics; every odd ->
- * even transition is followed by a shared FUTEX_WAKE.
+ * even transition is followed by a shared FUTEX_WAKE, for a client that
+ * negotiated the waiter page only when the slot's waiter flag is set
+ * (proto/seqpage.h states the protocol and why no wake-up is lost).
  */
 
 #include "engine/seqpage-slots.h"
@@ -31,35 +33,69 @@ static void slot_store(struct mmn_seqpage_slot *s, uint32_t seq, uint32_t gen)
 	__atomic_store_n((uint64_t *)(void *)s, v, __ATOMIC_RELEASE);
 }
 
-static void slot_wake(struct mmn_seqpage_slot *s)
+unsigned long mmn__seqpage_wakes;
+
+/* After a store that may end a wait on @slot (the store is before the fence). */
+static void slot_wake(struct client *c, uint32_t slot)
 {
+	if (c->waiters) {
+		/* Dekker: the slot store, then the flag load (proto/seqpage.h). */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (!__atomic_load_n(&c->waiters[slot], __ATOMIC_RELAXED))
+			return;
+		__atomic_store_n(&c->waiters[slot], 0, __ATOMIC_RELAXED);
+	}
+	mmn__seqpage_wakes++;
 	/* Shared futex: the waiters are in other processes. */
-	syscall(SYS_futex, &s->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	syscall(SYS_futex, &c->page->slots[slot].seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-int mmn__seqpage_create(struct client *c, uint32_t nslots)
+/* A sealed memfd of @size bytes mapped read-write at *@addr; the client may write it too (@seals). */
+static int memfd_map(const char *name, size_t size, unsigned seals, void **addr)
 {
-	size_t size = MMN_SEQPAGE_SIZE(nslots);
+	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING), r;
 	void *p;
-	int fd, r;
 
-	fd = memfd_create("mmn-seqpage", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -errno;
-	if (ftruncate(fd, (off_t)size) < 0) {
-		r = -errno;
+	if (ftruncate(fd, (off_t)size) < 0)
 		goto fail;
-	}
 	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED) {
-		r = -errno;
+	if (p == MAP_FAILED)
 		goto fail;
-	}
-	/* Our mapping stays writable; the client can only map it read-only. */
-	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0) {
+	if (fcntl(fd, F_ADD_SEALS, seals) < 0) {
 		r = -errno;
 		munmap(p, size);
-		goto fail;
+		close(fd);
+		return r;
+	}
+	*addr = p;
+	return fd;
+fail:
+	r = -errno;
+	close(fd);
+	return r;
+}
+
+int mmn__seqpage_create(struct client *c, uint32_t nslots, bool waiter_flag)
+{
+	size_t size = MMN_SEQPAGE_SIZE(nslots), wsize = MMN_WAITPAGE_SIZE(nslots);
+	void *p, *w = NULL;
+	int fd, wfd = -1;
+
+	/* Our mapping stays writable; the client can only map it read-only. */
+	fd = memfd_map("mmn-seqpage", size, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL,
+		       &p);
+	if (fd < 0)
+		return fd;
+	/* The client writes its flags: only the size is sealed (a shrink would fault us). */
+	if (waiter_flag) {
+		wfd = memfd_map("mmn-waiters", wsize, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL, &w);
+		if (wfd < 0) {
+			munmap(p, size);
+			close(fd);
+			return wfd;
+		}
 	}
 	/* Slots are handed out lazily (low ones first): nothing per slot until used. */
 	c->free_slots = NULL;
@@ -68,14 +104,14 @@ int mmn__seqpage_create(struct client *c, uint32_t nslots)
 	c->page = p;
 	c->page_size = size;
 	c->memfd = fd;
+	c->waiters = w;
+	c->waiters_size = w ? wsize : 0;
+	c->wait_memfd = wfd;
 	c->gen = 0;
 	c->page->magic = MMN_SEQPAGE_MAGIC;
 	c->page->version = MMN_SEQPAGE_VERSION;
 	c->page->nslots = nslots;
 	return 0;
-fail:
-	close(fd);
-	return r;
 }
 
 void mmn__seqpage_destroy(struct client *c)
@@ -84,7 +120,14 @@ void mmn__seqpage_destroy(struct client *c)
 		munmap(c->page, c->page_size);
 	if (c->memfd >= 0)
 		close(c->memfd);
+	if (c->waiters) {
+		munmap(c->waiters, c->waiters_size);
+		if (c->wait_memfd >= 0)
+			close(c->wait_memfd);
+	}
 	free(c->free_slots);
+	c->waiters = NULL;
+	c->wait_memfd = -1;
 	c->page = NULL;
 	c->memfd = -1;
 	c->free_slots = NULL;
@@ -138,7 +181,7 @@ void mmn__seqpage_free(struct client *c, uint32_t slot)
 	struct mmn_seqpage_slot *s = &c->page->slots[slot];
 
 	slot_store(s, s->seq + (s->seq & 1), 0);
-	slot_wake(s);
+	slot_wake(c, slot);
 	/* Room is there: free_cap >= nused > nfree (slot_fresh). */
 	c->free_slots[c->nfree++] = slot;
 }
@@ -156,7 +199,7 @@ uint64_t mmn__seqpage_end(struct client *c, uint32_t slot)
 	struct mmn_seqpage_slot *s = &c->page->slots[slot];
 
 	slot_store(s, s->seq + 1, s->gen);
-	slot_wake(s);
+	slot_wake(c, slot);
 	return mmn_seqpage_load(s);
 }
 

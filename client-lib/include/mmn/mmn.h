@@ -267,15 +267,103 @@ MMN_EXPORT int mmn_ack(struct mmn_sub *s, uint64_t event_id);
  * For a released/revoked subscription it returns at once and every
  * mmn_read_retry() reports a collision.  Must not be called from a
  * callback (it could wait for the invalidation that callback handles).
+ * The value is (epoch << 32) | seq: seq is the slot's even sequence number,
+ * epoch the library's count of the times @s was attached to a slot.
  */
-MMN_EXPORT uint64_t mmn_read_begin(struct mmn_sub *s);
-
 /**
  * mmn_read_retry() - true: an invalidation collided since mmn_read_begin()
  * returned @seq (or the library is disconnected): drop what you built and
  * retry.  Lock-free, no syscall.
  */
+
+/*
+ * Both are inline (three loads and a compare each, as in the kernel): they
+ * read the first bytes of struct mmn_sub, laid out as struct mmn_sub_seq
+ * below, and the sequence page mmnd writes (one 64-bit word per
+ * subscription: gen << 32 | seq, seq odd while an invalidation is in
+ * flight).  mmn_read_begin() calls mmn_read_begin_slow() for everything but
+ * the quiescent case: waiting, reconnection, a released subscription, a
+ * fork child, a NULL handle.
+ *
+ * ABI: the layout of struct mmn_sub_seq and the meaning of its fields are
+ * version MMN_SEQ_ABI, bound to the symbol mmn_read_begin_slow of version
+ * node MMN_1.2, which every program inlining these functions needs.  A
+ * library with another layout does not export mmn_read_begin_slow@MMN_1.2,
+ * so such a program fails to load instead of misreading.  Programs built
+ * against an older mmn.h call the exported mmn_read_begin/mmn_read_retry
+ * (MMN_1.0), which stay; define MMN_NO_INLINE before including mmn.h to
+ * call those too (e.g. through an FFI, or to keep the layout out of a
+ * binary).
+ *
+ * The library keeps these invariants (it writes under its lock, readers
+ * take no lock):
+ *  - word points to the subscription's slot only while the subscription is
+ *    attached to a live connection; otherwise (connecting, RESYNC being
+ *    delivered, released, removed) to a library word that is always odd.
+ *  - cookie is gen << 32 | epoch for the slot word points to: gen is the
+ *    generation mmnd gave the slot (never 0), epoch is even and grows at
+ *    every attachment, so a value from before a reconnection never matches
+ *    one after it, even when the new mmnd reuses slot, gen and seq.
+ *  - cookie is stored before word (release), so a reader that loads word
+ *    (acquire) then cookie never sees a cookie older than its word.
+ *  - in a fork child, the page under every word reads as zeros (gen 0
+ *    matches no cookie), so the child's readers fall to the slow path.
+ */
+#define MMN_SEQ_ABI 1
+
+struct mmn_sub_seq {
+	const uint64_t *word; /* the slot: gen << 32 | seq (little endian: seq is the futex word) */
+	uint64_t cookie;      /* gen << 32 | epoch */
+};
+
+/* Everything mmn_read_begin() does, for the cases the inline path leaves to it. */
+MMN_EXPORT uint64_t mmn_read_begin_slow(struct mmn_sub *s);
+
+/* The inline fast paths; not API on their own. */
+static inline int mmn__seq_begin(const struct mmn_sub_seq *q, uint64_t *seq)
+{
+	const uint64_t *w = __atomic_load_n(&q->word, __ATOMIC_ACQUIRE);
+	uint64_t cookie = __atomic_load_n(&q->cookie, __ATOMIC_RELAXED);
+	uint64_t v = __atomic_load_n(w, __ATOMIC_ACQUIRE);
+
+	/* Same gen, seq even (epoch is even: bit 0 of the xor is seq's). */
+	*seq = cookie << 32 | (uint32_t)v;
+	return !((v ^ cookie) & 0xffffffff00000001ull);
+}
+
+static inline int mmn__seq_retry(const struct mmn_sub_seq *q, uint64_t seq)
+{
+	const uint64_t *w;
+	uint64_t cookie, v;
+
+	/* Order the caller's reads (its mapping) before the check, like smp_rmb(). */
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	w = __atomic_load_n(&q->word, __ATOMIC_ACQUIRE);
+	cookie = __atomic_load_n(&q->cookie, __ATOMIC_RELAXED);
+	v = __atomic_load_n(w, __ATOMIC_ACQUIRE);
+	/* Same slot word (gen and seq) and same epoch: nothing happened. */
+	v ^= (cookie & 0xffffffff00000000ull) | (uint32_t)seq;
+	return (v | (uint32_t)(cookie ^ (seq >> 32))) != 0;
+}
+
+#if defined(MMN_BUILDING_LIBRARY) || defined(MMN_NO_INLINE)
+MMN_EXPORT uint64_t mmn_read_begin(struct mmn_sub *s);
 MMN_EXPORT bool mmn_read_retry(struct mmn_sub *s, uint64_t seq);
+#else
+static inline uint64_t mmn_read_begin(struct mmn_sub *s)
+{
+	uint64_t seq;
+
+	if (__builtin_expect(!s || !mmn__seq_begin((const struct mmn_sub_seq *)(void *)s, &seq), 0))
+		seq = mmn_read_begin_slow(s);
+	return seq;
+}
+
+static inline bool mmn_read_retry(struct mmn_sub *s, uint64_t seq)
+{
+	return !s || mmn__seq_retry((const struct mmn_sub_seq *)(void *)s, seq);
+}
+#endif
 
 /** mmn_strerror() - text for a (negative or positive) errno returned by libmmn. */
 MMN_EXPORT const char *mmn_strerror(int err);

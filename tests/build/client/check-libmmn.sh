@@ -18,18 +18,24 @@ if [ -z "$leaks" ] && [ -n "$syms" ]; then ok "nm -D exports only mmn_* ($(echo 
 else nok "nm -D exports only mmn_*" "leaked: $leaks"; fi
 
 # 2. Every function the header declares MMN_EXPORT is exported, versioned
-# MMN_1.0, or MMN_1.1 for the batch calls.
+# MMN_1.0, or MMN_1.1 for the batch calls, MMN_1.2 for the slow path of the
+# inline readers.
 declared=$(grep -o 'MMN_EXPORT [^(]*(' "$incdir/mmn/mmn.h" | grep -o 'mmn_[a-z_]*' | sort -u)
 missing=$(comm -23 <(echo "$declared") <(echo "$syms"))
 if [ -z "$missing" ]; then ok "every MMN_EXPORT function of mmn.h is exported"
 else nok "every MMN_EXPORT function of mmn.h is exported" "missing: $missing"; fi
 v11='^(mmn_subscribe_many|mmn_unsubscribe_many)@@MMN_1[.]1$'
-unversioned=$(nm -D --defined-only "$lib" | awk -v v11="$v11" '$2 != "A" && $3 !~ /@@MMN_1[.]0$/ && $3 !~ v11')
-if [ -z "$unversioned" ]; then ok "all symbols in version node MMN_1.0, the batch calls in MMN_1.1"
-else nok "all symbols in version node MMN_1.0, the batch calls in MMN_1.1" "$unversioned"; fi
+v12='^mmn_read_begin_slow@@MMN_1[.]2$'
+unversioned=$(nm -D --defined-only "$lib" | awk -v v11="$v11" -v v12="$v12" '$2 != "A" && $3 !~ /@@MMN_1[.]0$/ && $3 !~ v11 && $3 !~ v12')
+if [ -z "$unversioned" ]; then ok "all symbols in version node MMN_1.0, the batch calls in MMN_1.1, mmn_read_begin_slow in MMN_1.2"
+else nok "all symbols in version node MMN_1.0, the batch calls in MMN_1.1, mmn_read_begin_slow in MMN_1.2" "$unversioned"; fi
 in11=$(nm -D --defined-only "$lib" | grep -cE ' (mmn_subscribe_many|mmn_unsubscribe_many)@@MMN_1[.]1$')
 if [ "$in11" = 2 ]; then ok "mmn_subscribe_many and mmn_unsubscribe_many in MMN_1.1"
 else nok "mmn_subscribe_many and mmn_unsubscribe_many in MMN_1.1" "found $in11 of 2"; fi
+# Programs built against an mmn.h without the inline readers still find them.
+in10=$(nm -D --defined-only "$lib" | grep -cE ' (mmn_read_begin|mmn_read_retry)@@MMN_1[.]0$')
+if [ "$in10" = 2 ]; then ok "mmn_read_begin and mmn_read_retry still exported in MMN_1.0"
+else nok "mmn_read_begin and mmn_read_retry still exported in MMN_1.0" "found $in10 of 2"; fi
 
 # 3. soname.
 soname=$(readelf -d "$lib" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
@@ -38,6 +44,7 @@ else nok "soname libmmn.so.1" "got '$soname'"; fi
 
 # 4. The header on its own: C99 pedantic, C11, C++11/17.
 echo '#include <mmn/mmn.h>
+int reads(struct mmn_sub *s) { return mmn_read_retry(s, mmn_read_begin(s)); }
 int main(void) { struct mmn_sub_opts o = { .size = sizeof(o) }; return (int)o.size == 0; }' >"$tmp/h.c"
 for std in c99 c11; do
 	if out=$("$cc" -std=$std -pedantic -Wall -Wextra -Werror -I"$incdir" -c "$tmp/h.c" -o "$tmp/h.o" 2>&1); then
@@ -45,6 +52,7 @@ for std in c99 c11; do
 	else nok "header compiles alone with -std=$std -pedantic -Werror" "$out"; fi
 done
 echo '#include <mmn/mmn.h>
+int reads(mmn_sub *s) { return mmn_read_retry(s, mmn_read_begin(s)); }
 int main() { mmn_range r = mmn_range(); return r.blockable ? 1 : 0; }' >"$tmp/h.cc"
 if command -v "$cxx" >/dev/null; then
 	for std in c++11 c++17; do
@@ -67,7 +75,8 @@ int main(void)
 	int r = mmn_connect("/nonexistent/mmn.sock", &c);
 
 	printf("%s\n", mmn_strerror(r));
-	return r == -ENOENT ? 0 : 1;
+	/* The inline readers: NULL is a collision, without a client. */
+	return r == -ENOENT && mmn_read_retry(NULL, mmn_read_begin(NULL)) ? 0 : 1;
 }
 C
 export PKG_CONFIG_PATH="$build/meson-uninstalled"
@@ -86,6 +95,9 @@ if flags=$(pkg-config --cflags --libs mmn 2>&1) &&
 	if ldd_out=$(LD_LIBRARY_PATH="$libdir" ldd "$tmp/prog") && echo "$ldd_out" | grep -q 'libmmn.so.1 '; then
 		ok "it needs libmmn.so.1"
 	else nok "it needs libmmn.so.1" "$ldd_out"; fi
+	if objdump -T "$tmp/prog" | grep -qE '[(]MMN_1[.]2[)] +mmn_read_begin_slow$'; then
+		ok "inlining mmn_read_begin binds it to mmn_read_begin_slow@MMN_1.2 (the layout's version)"
+	else nok "inlining mmn_read_begin binds it to mmn_read_begin_slow@MMN_1.2" "$(objdump -T "$tmp/prog" | grep mmn_)"; fi
 else
 	nok "program built with only pkg-config links" "$flags" "${out:-}"
 fi

@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The inline mmn_read_begin()/mmn_read_retry() of mmn.h against a fake mmnd
+ * (fake-server.c): what they report for each state of a subscription (odd
+ * slot, slot given away, reconnection onto an identical slot word, fork
+ * child, release), and that the exported functions of MMN_1.0 (programs
+ * built against an older mmn.h) report the same.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fake-server.h"
+#include "lib/dispatch.h"
+#include "mmn/mmn.h"
+#include "tap.h"
+
+struct rec {
+	unsigned inval, ends, releases, resyncs;
+};
+
+static uint64_t (*old_begin)(struct mmn_sub *);
+static bool (*old_retry)(struct mmn_sub *, uint64_t);
+
+static int on_inval(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	struct rec *rec = ud;
+
+	(void)s;
+	rec->inval++;
+	rec->resyncs += r->event == MMN_EVENT_RESYNC;
+	return 0;
+}
+
+static void on_end(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	(void)s, (void)r;
+	((struct rec *)ud)->ends++;
+}
+
+static void on_release(struct mmn_sub *s, int reason, void *ud)
+{
+	(void)s, (void)reason;
+	((struct rec *)ud)->releases++;
+}
+
+static struct mmn_sub_opts opts_for(struct rec *rec)
+{
+	struct mmn_sub_opts o = {.size = sizeof(o),
+				 .flags = MMN_SUB_NONBLOCKING,
+				 .invalidate = on_inval,
+				 .invalidate_end = on_end,
+				 .release = on_release,
+				 .userdata = rec};
+	return o;
+}
+
+/* The slot word the fake mmnd wrote for subs[idx]. */
+static uint64_t slot_word(struct fake_server *fs, unsigned idx)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&fs->mu);
+	v = __atomic_load_n((uint64_t *)(void *)&fs->sp->slots[fs->subs[idx].slot], __ATOMIC_ACQUIRE);
+	pthread_mutex_unlock(&fs->mu);
+	return v;
+}
+
+/* A thread blocked in mmn_read_begin() until the test changes the state. */
+struct waiter {
+	struct mmn_sub *s;
+	int efd;
+	int changed;	 /* set by the test just before it ends the wait */
+	bool saw_change; /* read_begin returned after that */
+	uint64_t seq;
+	pthread_t t;
+};
+
+static void *waiter_main(void *arg)
+{
+	struct waiter *w = arg;
+	uint64_t one = 1;
+
+	if (write(w->efd, &one, sizeof(one)) < 0)
+		abort();
+	w->seq = mmn_read_begin(w->s);
+	w->saw_change = __atomic_load_n(&w->changed, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static void waiter_start(struct waiter *w, struct mmn_sub *s)
+{
+	struct pollfd p;
+
+	*w = (struct waiter){.s = s, .efd = eventfd(0, EFD_CLOEXEC)};
+	p = (struct pollfd){.fd = w->efd, .events = POLLIN};
+	pthread_create(&w->t, NULL, waiter_main, w);
+	poll(&p, 1, 5000); /* the waiter is about to call read_begin */
+	__atomic_store_n(&w->changed, 1, __ATOMIC_SEQ_CST);
+}
+
+static void waiter_join(struct waiter *w)
+{
+	pthread_join(w->t, NULL);
+	close(w->efd);
+}
+
+/* Quiescent: the inline value is even, carries the slot's seq, and both ABIs agree. */
+static void test_quiescent(struct fake_server *fs, struct mmn_sub *s, unsigned idx)
+{
+	uint64_t seq = mmn_read_begin(s), w = slot_word(fs, idx);
+
+	tap_ok(!(seq & 1), "quiescent: read_begin is even");
+	tap_is_u64((uint32_t)seq, (uint32_t)w, "its low half is the slot's seq");
+	tap_ok(!mmn_read_retry(s, seq), "read_retry: no collision");
+	tap_is_u64(old_begin(s), seq, "the exported mmn_read_begin (MMN_1.0) returns the same value");
+	tap_ok(!old_retry(s, seq), "the exported mmn_read_retry agrees");
+	tap_ok(mmn_read_retry(s, seq + 2) && mmn_read_retry(s, seq ^ (1ull << 33)),
+	       "another seq or another epoch collides");
+}
+
+/* Odd slot: retry collides, begin waits for the end. */
+static void test_odd(struct fake_server *fs, struct mmn_client *c, struct mmn_sub *s, unsigned idx,
+		     struct rec *rec)
+{
+	uint64_t seq = mmn_read_begin(s), ev;
+	struct waiter w;
+
+	ev = fs_invalidate(fs, idx, 0x10000, 0x11000, MMN_EVENT_UNMAP, false);
+	tap_ok(slot_word(fs, idx) & 1, "the invalidation made the slot odd");
+	tap_ok(mmn_read_retry(s, seq) && old_retry(s, seq), "odd slot: read_retry collides (both ABIs)");
+	waiter_start(&w, s);
+	fs_end(fs, idx, ev);
+	waiter_join(&w);
+	tap_ok(w.saw_change, "read_begin waited for the end of the invalidation");
+	tap_ok(!(w.seq & 1) && !mmn_read_retry(s, w.seq), "and returned a valid even value");
+	tap_ok(mmn_read_retry(s, seq), "the value from before the invalidation still collides");
+	dispatch_until(c, &rec->ends, rec->ends + 1);
+}
+
+/* Reconnection onto a slot word identical to the old one: the epoch tells them apart. */
+static void test_reconnect(struct fake_server *fs, struct mmn_client *c, struct mmn_sub *s, struct rec *rec)
+{
+	uint64_t seq = mmn_read_begin(s), before = slot_word(fs, 0), fresh;
+	unsigned ends = rec->ends;
+
+	fs_kill(fs);
+	tap_is_int(dispatch_until_err(c), -ECONNRESET, "connection lost");
+	tap_ok(mmn_read_retry(s, seq), "while disconnected: read_retry collides");
+	tap_ok(mmn_read_begin_slow(NULL) & 1, "read_begin_slow(NULL) is odd");
+	dispatch_until(c, &rec->resyncs, 1);
+	dispatch_until(c, &rec->ends, ends + 1); /* the RESYNC's end publishes the slot */
+	tap_is_u64(slot_word(fs, 0), before, "the new mmnd wrote the same slot word (slot, gen, seq)");
+	tap_ok(mmn_read_retry(s, seq) && old_retry(s, seq), "a value from before the reconnection collides");
+	fresh = mmn_read_begin(s);
+	tap_ok(!(fresh & 1) && !mmn_read_retry(s, fresh), "a new value is valid");
+	tap_ok((uint32_t)fresh == (uint32_t)seq && fresh != seq,
+	       "it differs from the old one in the epoch only");
+}
+
+/* mmnd gave the slot away (new gen): retry collides, begin waits, then Release. */
+static void test_gen(struct fake_server *fs, struct mmn_client *c, struct mmn_sub *s, unsigned idx,
+		     struct rec *rec)
+{
+	uint64_t seq = mmn_read_begin(s), w0 = slot_word(fs, idx);
+	struct waiter w;
+
+	pthread_mutex_lock(&fs->mu);
+	__atomic_store_n((uint64_t *)(void *)&fs->sp->slots[fs->subs[idx].slot], w0 + (7ull << 32),
+			 __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&fs->mu);
+	tap_ok(mmn_read_retry(s, seq) && old_retry(s, seq), "slot given away (new gen, same seq): collision");
+	waiter_start(&w, s);
+	fs_release(fs, idx);
+	dispatch_until(c, &rec->releases, 1);
+	waiter_join(&w);
+	tap_ok(w.saw_change, "read_begin waited while the slot had another gen, until the Release");
+	tap_ok((w.seq & 1) && mmn_read_retry(s, w.seq), "then returned an odd value that collides");
+	tap_ok((mmn_read_begin(s) & 1) && (old_begin(s) & 1),
+	       "released: read_begin is odd at once (both ABIs)");
+}
+
+/* In a fork child the inline readers report a collision; the parent is unaffected. */
+static void test_fork(struct fake_server *fs, struct mmn_sub *s, unsigned idx)
+{
+	uint64_t seq = mmn_read_begin(s);
+	int status;
+	pid_t pid;
+
+	tap_ok(!mmn_read_retry(s, seq), "before fork: valid");
+	pid = fork();
+	if (pid == 0) {
+		int bad = 0;
+
+		bad |= !mmn_read_retry(s, seq) << 0;
+		bad |= (mmn_read_begin(s) != 1) << 1;
+		bad |= !old_retry(s, seq) << 2;
+		bad |= (old_begin(s) != 1) << 3;
+		bad |= !mmn_read_retry(s, mmn_read_begin(s)) << 4;
+		_exit(bad);
+	}
+	waitpid(pid, &status, 0);
+	tap_ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	       "fork child: a parent's value collides, read_begin returns 1 (both ABIs)");
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		tap_diag("child status %#x", status);
+	tap_ok(!mmn_read_retry(s, seq) && (uint32_t)slot_word(fs, idx) == (uint32_t)seq,
+	       "parent: its value is still valid");
+}
+
+int main(void)
+{
+	struct fake_server fs;
+	struct mmn_client *c;
+	struct rec rec = {0}, rec2 = {0};
+	struct mmn_sub_opts o = opts_for(&rec), o2 = opts_for(&rec2);
+	struct mmn_sub *s, *s2;
+
+	old_begin = (uint64_t(*)(struct mmn_sub *))dlsym(RTLD_DEFAULT, "mmn_read_begin");
+	old_retry = (bool (*)(struct mmn_sub *, uint64_t))dlsym(RTLD_DEFAULT, "mmn_read_retry");
+	tap_require(old_begin && old_retry);
+	tap_require(fs_start(&fs) == 0);
+	tap_require(mmn_connect(fs.path, &c) == 0);
+	tap_require(mmn_subscribe(c, 0, 0x10000, 0x4000, &o, &s) == 0);
+	test_quiescent(&fs, s, 0);
+	test_reconnect(&fs, c, s, &rec);
+	test_odd(&fs, c, s, 0, &rec);
+	test_fork(&fs, s, 0);
+	tap_require(mmn_subscribe(c, 0, 0x20000, 0x1000, &o2, &s2) == 0);
+	test_gen(&fs, c, s2, (unsigned)fs_index(&fs, fs.next_sub_id), &rec2);
+	tap_is_int(mmn_unsubscribe(s2), 0, "unsubscribe the released sub");
+	tap_is_int(mmn_unsubscribe(s), 0, "unsubscribe");
+	mmn_disconnect(c);
+	fs_stop(&fs);
+	return tap_done();
+}
