@@ -267,6 +267,7 @@ static void client_main(pid_t target, bool blocking, int report_fd)
 	hello.version_min = 1;
 	hello.version_max = client_version;
 	hello.client_name = "fanout";
+	hello.waiter_flag = true; /* as libmmn: woken only when it flags a wait (never here) */
 	env.request_id = 1;
 	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO;
 	env.hello = &hello;
