@@ -22,8 +22,9 @@
  * forked before each scenario's loop exists, so they inherit no handle but
  * the listening socket (closed at once) and the report pipe.  Synchronisation
  * is by pipes and sockets only.  Rounds: $MMN_BENCH_ROUNDS (default 2000);
- * $MMN_BENCH_ONLY=blocking or =nonblocking runs one half, $MMN_BENCH_PROTO=2
- * only v2 clients in the non-blocking half.
+ * $MMN_BENCH_ONLY=blocking or =nonblocking runs one half; $MMN_BENCH_PROTO=N
+ * makes the blocking half's clients speak version N and the non-blocking
+ * half start at N.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -700,6 +701,9 @@ int main(int argc, char **argv)
 	fl = floor_pingpong(rounds);
 	print_stats("floor   SOCK_SEQPACKET ping-pong, 2 processes", fl);
 	printf("\n");
+	/* MMN_BENCH_PROTO=1: v1 clients in the blocking half too (a comparison). */
+	if (getenv("MMN_BENCH_PROTO"))
+		client_version = (uint32_t)atoi(getenv("MMN_BENCH_PROTO"));
 	/* MMN_BENCH_ONLY=blocking or =nonblocking: one half (for profiling). */
 	only = getenv("MMN_BENCH_ONLY");
 	failed = only && strcmp(only, "blocking") ? 0 : run_blocking(rounds, ns, fl);
