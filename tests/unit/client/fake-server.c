@@ -661,6 +661,16 @@ int fs_send_raw(struct fake_server *fs, const void *buf, size_t len)
 	return n == (ssize_t)len ? 0 : -EIO;
 }
 
+unsigned fs_get(struct fake_server *fs, const unsigned *counter)
+{
+	unsigned v;
+
+	pthread_mutex_lock(&fs->mu);
+	v = *counter;
+	pthread_mutex_unlock(&fs->mu);
+	return v;
+}
+
 bool fs_wait(struct fake_server *fs, const unsigned *counter, unsigned n)
 {
 	struct timespec ts;

@@ -115,5 +115,7 @@ void fs_pause_uffd(struct fake_server *fs);
 int fs_send(struct fake_server *fs, MmnEnvelope *env);
 /* Wait until *@counter >= @n (under fs->mu), at most 5 s.  Returns true when reached. */
 bool fs_wait(struct fake_server *fs, const unsigned *counter, unsigned n);
+/* *@counter read under fs->mu. */
+unsigned fs_get(struct fake_server *fs, const unsigned *counter);
 
 #endif

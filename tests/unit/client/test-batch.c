@@ -77,16 +77,6 @@ static void good_items(struct mmn_sub_request *q, size_t n, unsigned first)
 	}
 }
 
-static unsigned get(struct fake_server *fs, const unsigned *counter)
-{
-	unsigned v;
-
-	pthread_mutex_lock(&fs->mu);
-	v = *counter;
-	pthread_mutex_unlock(&fs->mu);
-	return v;
-}
-
 static void set_batch(struct fake_server *fs, uint32_t max_batch)
 {
 	pthread_mutex_lock(&fs->mu);
@@ -149,7 +139,7 @@ static void test_items(struct fake_server *fs)
 	struct mmn_sub_request q[12];
 	static const int want[12] = {0,	      -EINVAL, 0,	-EINVAL, -EPERM, -EOVERFLOW,
 				     -EINVAL, -EINVAL, -EINVAL, -E2BIG,	 0,	 -EOVERFLOW};
-	unsigned batches = get(fs, &fs->nbatch), items = get(fs, &fs->nbatch_items), subs, ok = 0;
+	unsigned batches = fs_get(fs, &fs->nbatch), items = fs_get(fs, &fs->nbatch_items), subs, ok = 0;
 	int n;
 
 	bad_flags.flags = 0;
@@ -178,9 +168,9 @@ static void test_items(struct fake_server *fs)
 			tap_diag("item %d: error %d, expected %d", i, q[i].error, want[i]);
 	}
 	tap_is_int(ok, 12, "every item has its own result, a handle exactly when it succeeded");
-	tap_is_int(get(fs, &fs->nbatch) - batches, 1, "one round trip for the items that needed mmnd");
-	tap_is_int(get(fs, &fs->nbatch_items) - items, 4, "only the items valid locally were sent (4)");
-	tap_is_int(get(fs, &fs->nsubs) - subs, 3, "mmnd made 3 subscriptions");
+	tap_is_int(fs_get(fs, &fs->nbatch) - batches, 1, "one round trip for the items that needed mmnd");
+	tap_is_int(fs_get(fs, &fs->nbatch_items) - items, 4, "only the items valid locally were sent (4)");
+	tap_is_int(fs_get(fs, &fs->nsubs) - subs, 3, "mmnd made 3 subscriptions");
 	tap_ok(fs->subs[subs].start == q[0].start && fs->subs[subs + 1].start == q[2].start &&
 		       fs->subs[subs + 2].start == q[10].start,
 	       "mmnd got them in order");
@@ -197,7 +187,7 @@ static unsigned subscribe_n(struct fake_server *fs, uint32_t mb, struct mmn_sub_
 			    const char *what)
 {
 	struct mmn_client *c = connect_with(fs, mb);
-	unsigned b0 = get(fs, &fs->nbatch), in_order = 0;
+	unsigned b0 = fs_get(fs, &fs->nbatch), in_order = 0;
 	int r;
 
 	r = mmn_subscribe_many(c, q, n);
@@ -207,7 +197,7 @@ static unsigned subscribe_n(struct fake_server *fs, uint32_t mb, struct mmn_sub_
 	tap_is_int(in_order, n, "mmnd made them in order");
 	unsubscribe_all(q, n);
 	mmn_disconnect(c);
-	return get(fs, &fs->nbatch) - b0;
+	return fs_get(fs, &fs->nbatch) - b0;
 }
 
 static void test_split(struct fake_server *fs)
@@ -249,8 +239,8 @@ static void test_fallback(struct fake_server *fs)
 	struct mmn_client *c = connect_with(fs, 0);
 	struct mmn_sub_request q[20];
 	struct mmn_sub *subs[20];
-	unsigned b0 = get(fs, &fs->nbatch), s0 = get(fs, &fs->nsubscribe), u0 = get(fs, &fs->nunsub);
-	unsigned ub0 = get(fs, &fs->nunsub_batch);
+	unsigned b0 = fs_get(fs, &fs->nbatch), s0 = fs_get(fs, &fs->nsubscribe), u0 = fs_get(fs, &fs->nunsub);
+	unsigned ub0 = fs_get(fs, &fs->nunsub_batch);
 	int errs[20], n, ok = 0;
 
 	good_items(q, 20, 0);
@@ -263,8 +253,8 @@ static void test_fallback(struct fake_server *fs)
 	n = mmn_subscribe_many(c, q, 20);
 	tap_is_int(n, 19, "max_batch 0: 19 of 20 succeed");
 	tap_is_int(q[5].error, -EINVAL, "the bad item fails as it would alone");
-	tap_is_int(get(fs, &fs->nbatch) - b0, 0, "no SubscribeMany sent to an mmnd without batches");
-	tap_is_int(get(fs, &fs->nsubscribe) - s0, 19, "one Subscribe per valid item");
+	tap_is_int(fs_get(fs, &fs->nbatch) - b0, 0, "no SubscribeMany sent to an mmnd without batches");
+	tap_is_int(fs_get(fs, &fs->nsubscribe) - s0, 19, "one Subscribe per valid item");
 	for (int i = 0; i < 20; i++)
 		subs[i] = q[i].sub;
 	n = mmn_unsubscribe_many(subs, 20, errs);
@@ -273,7 +263,7 @@ static void test_fallback(struct fake_server *fs)
 		ok += errs[i] == (i == 5 ? -EINVAL : 0);
 	tap_is_int(ok, 20, "each handle's result");
 	tap_ok(fs_wait(fs, &fs->nunsub, u0 + 19), "one Unsubscribe per handle");
-	tap_is_int(get(fs, &fs->nunsub_batch) - ub0, 0, "no UnsubscribeMany");
+	tap_is_int(fs_get(fs, &fs->nunsub_batch) - ub0, 0, "no UnsubscribeMany");
 	pthread_mutex_lock(&fs->mu);
 	fs->item_fail_length = 0;
 	pthread_mutex_unlock(&fs->mu);
@@ -296,7 +286,7 @@ static void test_batch_error(struct fake_server *fs)
 	for (int i = 0; i < 10; i++)
 		ok += i < 4 ? q[i].error == -E2BIG && !q[i].sub : !q[i].error && q[i].sub;
 	tap_is_int(ok, 10, "the first batch's items all got its Error, the others succeeded");
-	tap_is_int(get(fs, &fs->nbatch_rejected), 1, "mmnd rejected one batch");
+	tap_is_int(fs_get(fs, &fs->nbatch_rejected), 1, "mmnd rejected one batch");
 	unsubscribe_all(q, 10);
 	mmn_disconnect(c);
 }
@@ -320,8 +310,8 @@ static void test_unsubscribe_many(struct fake_server *fs)
 	subs[30] = NULL;
 	subs[31] = q[7].sub; /* removed before */
 	subs[32] = q[2].sub; /* twice in the array */
-	b0 = get(fs, &fs->nunsub_batch);
-	u0 = get(fs, &fs->nunsub);
+	b0 = fs_get(fs, &fs->nunsub_batch);
+	u0 = fs_get(fs, &fs->nunsub);
 	n = mmn_unsubscribe_many(subs, 33, errs);
 	tap_is_int(n, 29, "unsubscribe_many: 29 removed");
 	for (int i = 0; i < 33; i++)
@@ -329,7 +319,7 @@ static void test_unsubscribe_many(struct fake_server *fs)
 	tap_is_int(ok, 33, "errors: 0, -EALREADY (removed before, or earlier in the array), -EINVAL (NULL)");
 	tap_is_int(rec.ends, ends + 1, "the outstanding invalidation was ended before it returned");
 	tap_ok(fs_wait(fs, &fs->nunsub, u0 + 29), "mmnd was told of all 29");
-	tap_is_int(get(fs, &fs->nunsub_batch) - b0, 4, "in 4 UnsubscribeMany of at most 8");
+	tap_is_int(fs_get(fs, &fs->nunsub_batch) - b0, 4, "in 4 UnsubscribeMany of at most 8");
 	tap_is_int(mmn_unsubscribe_many(subs, 2, NULL), 0, "again, errors NULL: nothing removed");
 	mmn_disconnect(c);
 }
@@ -339,7 +329,7 @@ static void test_burst(struct fake_server *fs)
 {
 	struct mmn_client *c = connect_with(fs, 16);
 	struct mmn_sub_request q[50];
-	unsigned acks = get(fs, &fs->nacks), got = 0;
+	unsigned acks = fs_get(fs, &fs->nacks), got = 0;
 
 	memset(seen, 0, sizeof(seen));
 	tap_require(mmn_start_thread(c) == 0);
@@ -374,8 +364,8 @@ static void test_reconnect(struct fake_server *fs)
 	memset(seen, 0, sizeof(seen));
 	good_items(q, 40, 0);
 	tap_require(mmn_subscribe_many(c, q, 40) == 40);
-	hellos = get(fs, &fs->nhello);
-	resub0 = get(fs, &fs->nresubscribe);
+	hellos = fs_get(fs, &fs->nhello);
+	resub0 = fs_get(fs, &fs->nresubscribe);
 	resyncs = rec.resyncs;
 	fs_kill(fs);
 	tap_is_int(dispatch_until_err(c), -ECONNRESET, "connection loss reported");
@@ -388,7 +378,7 @@ static void test_reconnect(struct fake_server *fs)
 	dispatch_until(c, &rec.resyncs, resyncs + 40);
 	tap_ok(fs_wait(fs, &fs->nhello, hellos + 1), "reconnected");
 	tap_is_int(rec.resyncs - resyncs, 40, "one RESYNC per sub made by the batch");
-	tap_is_int(get(fs, &fs->nresubscribe) - resub0, 40, "each resubscribed");
+	tap_is_int(fs_get(fs, &fs->nresubscribe) - resub0, 40, "each resubscribed");
 	for (unsigned i = 0; i < 40; i++) {
 		int k = -1;
 
@@ -410,13 +400,13 @@ static void test_reconnect(struct fake_server *fs)
 /* Dispatch until the fake mmnd's *@counter reaches @n (5 s at most). */
 static bool dispatch_until_fs(struct mmn_client *c, struct fake_server *fs, const unsigned *counter, unsigned n)
 {
-	for (int i = 0; i < DISPATCH_POLLS && get(fs, counter) < n; i++) {
+	for (int i = 0; i < DISPATCH_POLLS && fs_get(fs, counter) < n; i++) {
 		struct pollfd p = {.fd = mmn_get_fd(c), .events = POLLIN};
 
 		poll(&p, 1, DISPATCH_POLL_MS);
 		mmn_dispatch(c);
 	}
-	return get(fs, counter) >= n;
+	return fs_get(fs, counter) >= n;
 }
 
 /* Whether the client's requests wait, unread, at the paused fake mmnd. */
@@ -440,7 +430,7 @@ static void test_unsub_during_resub(struct fake_server *fs, uint32_t mb, unsigne
 {
 	struct mmn_client *c = connect_with(fs, mb);
 	struct mmn_sub_request q[3];
-	unsigned resyncs = rec.resyncs, u0, found = 0, hellos = get(fs, &fs->nhello);
+	unsigned resyncs = rec.resyncs, u0, found = 0, hellos = fs_get(fs, &fs->nhello);
 	struct mmn_sub *s = NULL;
 	bool waiting = false;
 
@@ -457,11 +447,11 @@ static void test_unsub_during_resub(struct fake_server *fs, uint32_t mb, unsigne
 		poll(&p, 1, DISPATCH_POLL_MS);
 		mmn_dispatch(c);
 		/* After the HelloReply (the Hello itself was read): the re-Subscribes. */
-		waiting = get(fs, &fs->nhello) > hellos && requests_waiting(fs);
+		waiting = fs_get(fs, &fs->nhello) > hellos && requests_waiting(fs);
 	}
 	tap_ok(waiting, "reconnected; the re-Subscribes wait at mmnd (max_batch %u)", mb);
 	tap_is_int(mmn_unsubscribe(q[0].sub), 0, "a sub removed while its re-Subscribe is in flight");
-	u0 = get(fs, &fs->nunsub);
+	u0 = fs_get(fs, &fs->nunsub);
 	fs_resume(fs);
 	tap_ok(dispatch_until_fs(c, fs, &fs->nunsub, u0 + 1), "mmnd's new subscription of it is unsubscribed");
 	dispatch_until(c, &rec.resyncs, resyncs + n - 1);

@@ -47,16 +47,6 @@ static void on_end(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 		c->order[c->norder++] = 'e';
 }
 
-static unsigned get(struct fake_server *fs, const unsigned *counter)
-{
-	unsigned v;
-
-	pthread_mutex_lock(&fs->mu);
-	v = *counter;
-	pthread_mutex_unlock(&fs->mu);
-	return v;
-}
-
 static struct mmn_sub *subscribe(struct mmn_client *c, uint64_t start, uint32_t flags, struct rec *r)
 {
 	struct mmn_sub_opts o = {
@@ -119,8 +109,8 @@ static void test_v2(struct fake_server *fs)
 	id_1 = fs->subs[fs->nsubs - 1].id;
 	subscribe(c, BASE + 2 * PAGE, MMN_SUB_BLOCKING, &r2);
 	id_2 = fs->subs[fs->nsubs - 1].id;
-	acks0 = get(fs, &fs->nacks);
-	many0 = get(fs, &fs->nack_many);
+	acks0 = fs_get(fs, &fs->nacks);
+	many0 = fs_get(fs, &fs->nack_many);
 
 	recs[0] = inval(id_n, 7, BASE, false);
 	recs[0].kind = MMN_RECORD_INVALIDATE_END;
@@ -136,7 +126,7 @@ static void test_v2(struct fake_server *fs)
 	       "v2: with the Invalidate's seq, then the end's, for its event");
 	tap_ok(r1.inval == 1 && r1.ends == 0, "v2: a plain record is an Invalidate only");
 	tap_ok(fs_wait(fs, &fs->nacks, acks0 + 2), "v2: both blocking invalidations acked");
-	tap_is_int(get(fs, &fs->nack_many) - many0, 1, "v2: in one AckMany");
+	tap_is_int(fs_get(fs, &fs->nack_many) - many0, 1, "v2: in one AckMany");
 	tap_is_u64(fs->last_ack_sub, id_2, "v2: in order, the last names the last sub");
 
 	recs[0] = inval(id_n, 9, BASE, false);
@@ -156,13 +146,13 @@ static void test_v1(struct fake_server *fs)
 	tap_require(mmn_connect(fs->path, &c) == 0);
 	subscribe(c, BASE + 4 * PAGE, MMN_SUB_BLOCKING, &r1);
 	subscribe(c, BASE + 5 * PAGE, MMN_SUB_BLOCKING, &r2);
-	acks0 = get(fs, &fs->nacks);
-	many0 = get(fs, &fs->nack_many);
+	acks0 = fs_get(fs, &fs->nacks);
+	many0 = fs_get(fs, &fs->nack_many);
 	fs_invalidate(fs, fs->nsubs - 2, BASE + 4 * PAGE, BASE + 5 * PAGE, MMN_EVENT_UNMAP, true);
 	fs_invalidate(fs, fs->nsubs - 1, BASE + 5 * PAGE, BASE + 6 * PAGE, MMN_EVENT_UNMAP, true);
 	tap_ok(dispatch_reached(c, &r2.inval, 1) && r1.inval == 1, "v1: both Invalidates delivered");
 	tap_ok(fs_wait(fs, &fs->nacks, acks0 + 2), "v1: both acked");
-	tap_is_int(get(fs, &fs->nack_many) - many0, 0, "v1: as plain Acks, no AckMany");
+	tap_is_int(fs_get(fs, &fs->nack_many) - many0, 0, "v1: as plain Acks, no AckMany");
 	{
 		struct mmn_event_record rec = inval(fs->subs[fs->nsubs - 1].id, 99, BASE + 5 * PAGE, false);
 
