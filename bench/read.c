@@ -8,11 +8,12 @@
  * A fresh mmnd (uffd source) and one client subscribed to a page of its own
  * memory.  Each round times LOOP iterations of:
  *   pair      seq = mmn_read_begin(s); mmn_read_retry(s, seq)  (the inline
- *             readers of mmn.h);
+ *             readers of mmn.h, MMN_SEQ_ABI 2: retry is two loads and a
+ *             compare);
  *   floor     one acquire load of the subscription's slot word, what the
  *             kernel's mmu_interval_read_retry() costs;
  *   exported  the same pair through the exported functions of MMN_1.0
- *             (what programs built against an older mmn.h call).
+ *             (what programs built against an older mmn.h call; ABI 1).
  * Printed: median, p99 and max ns per iteration over the rounds, and the
  * ratio of each median to the floor's, measured in the same run on one
  * thread.  The machine is shared and noisy: read the ratios.

@@ -101,6 +101,13 @@ struct mmn_client {
 	size_t sp_len;
 	int sp_memfd; /* kept to wake futex waiters after the region is replaced */
 	uint32_t nslots;
+	/*
+	 * The highest slot gen ever published to readers, by any mmnd: kept
+	 * across reconnections, sent as Hello.gen_base - 1 (mmn.h: why gens
+	 * must never repeat).  gens_from_base: this connection's mmnd honours it.
+	 */
+	uint32_t gen_max;
+	bool gens_from_base;
 	struct {
 		void *addr;
 		size_t len;

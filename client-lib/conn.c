@@ -134,6 +134,7 @@ int mmn__conn_open(struct mmn_client *c)
 	hello.version_max = MMN_PROTO_VERSION;
 	hello.client_name = (char *)"libmmn";
 	hello.waiter_flag = true; /* seq.c raises a slot's flag before it sleeps on it */
+	hello.gen_base = (uint64_t)c->gen_max + 1; /* no gen this client saw again (mmn.h) */
 	env.request_id = c->hello_req = ++c->next_req;
 	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO;
 	env.hello = &hello;

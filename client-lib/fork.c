@@ -13,9 +13,10 @@
  *
  * The inline readers of mmn.h (mmn_read_begin/retry) ask nothing of this
  * file: the child's copy of each client's sequence page region becomes
- * zeros, which no subscription's gen matches, so its readers fall to
- * mmn_read_begin_slow() (which answers as in a child) and read_retry
- * reports a collision.  The parent's mapping is untouched.
+ * zeros, which no subscription's gen matches, so its readers fall to the
+ * slow path (which answers as in a child: a value no word ever holds), and
+ * read_retry compares 0 (or the always-odd parked word) with a value of
+ * gen >= 1 or with that one: a collision.  The parent's mapping is untouched.
  *
  * g_lock guards the client list; it is held from the prepare handler to the
  * parent/child handler, so the child sees a consistent list.  The child

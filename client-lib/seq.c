@@ -9,10 +9,17 @@
  * seq.cookie = gen << 32 | epoch.  Every sub also has an epoch in library
  * memory, a futex word, odd while the sub is not attached (disconnected,
  * RESYNC being delivered, released) and bumped at every attachment.
- * read_begin returns (epoch << 32) | slot.seq, so a value taken before a
- * reconnection never matches one after it, even when the new mmnd reuses
- * slot, gen and seq.  The inline readers of mmn.h handle the quiescent case;
- * mmn_read_begin_slow() here the rest.
+ *
+ * Two formats of value: ABI 2 (mmn_read_begin_slow2, the inline readers of
+ * today's mmn.h) returns the slot word itself, exact because a client's
+ * gens never repeat: c->gen_max, the highest gen ever published, goes to
+ * mmnd as Hello.gen_base - 1 (conn.c) and session.c releases every sub on a
+ * reconnection to an mmnd that does not honour it.  ABI 1
+ * (mmn_read_begin_slow@MMN_1.2 and the exported functions of MMN_1.0)
+ * returns (epoch << 32) | slot.seq and checks the epoch against the
+ * cookie, so a value taken before a reconnection never matches one after
+ * it by the epoch alone.  The inline readers handle the quiescent case;
+ * the slow paths here the rest.
  *
  * Readers never see an unmapped page: on connection loss every sub is
  * parked, then the page is replaced in place (MAP_FIXED) by an anonymous
@@ -150,9 +157,16 @@ int mmn__waitpage_map(struct mmn_client *c, int memfd, uint32_t nslots)
 /* Where seq.word points while a sub is not attached: odd, gen 0, never a valid slot. */
 static const uint64_t parked = 1;
 
+/*
+ * What the ABI 2 slow path returns for a sub that will never be read again
+ * (dead, fork child, NULL): odd, so not a value of a live slot, and neither
+ * parked's value nor 0 (a placeholder page), so every retry collides.
+ */
+#define NEVER UINT64_MAX
+
 /* A change to struct mmn_sub_seq or its meaning is a new MMN_SEQ_ABI and a new version node. */
-_Static_assert(offsetof(struct mmn_sub, seq) == 0 && MMN_SEQ_ABI == 1,
-	       "mmn.h: struct mmn_sub starts with struct mmn_sub_seq of ABI 1 (mmn_read_begin_slow@MMN_1.2)");
+_Static_assert(offsetof(struct mmn_sub, seq) == 0 && MMN_SEQ_ABI == 2,
+	       "mmn.h: struct mmn_sub starts with struct mmn_sub_seq of ABI 2 (mmn_read_begin_slow2@MMN_1.3)");
 
 static void wake_epoch(struct mmn_sub *s)
 {
@@ -206,6 +220,8 @@ void mmn__seq_publish(struct mmn_sub *s)
 		e++;
 	}
 	e++;
+	if (gen > s->c->gen_max)
+		s->c->gen_max = gen;
 	/* cookie and wflag before word (release): a reader of the new word sees them. */
 	__atomic_store_n(&s->seq.cookie, (uint64_t)gen << 32 | e, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->wflag, waiter_flag(s->c, slot), __ATOMIC_RELAXED);
@@ -289,48 +305,94 @@ static void slot_wait(const uint64_t *w, uint64_t v, uint8_t *flag)
 	futex((const uint32_t *)(const void *)w, FUTEX_WAIT, MMN_SEQ_WORD(v), NULL);
 }
 
-MMN_EXPORT uint64_t mmn_read_begin_slow(struct mmn_sub *s)
+enum quiet { QUIET, QUIET_FORKED, QUIET_DEAD };
+
+/*
+ * Wait until @s is attached and its slot even: QUIET with the slot word in
+ * *@v and seq.cookie in *@cookie; or QUIET_FORKED/QUIET_DEAD (with the
+ * epoch in *@cookie) when it never will be.
+ */
+static enum quiet wait_quiet(struct mmn_sub *s, uint64_t *v, uint64_t *cookie)
 {
 	static const struct timespec slot_lost = {.tv_nsec = 10 * 1000 * 1000};
 
-	if (!s)
-		return 1;
 	for (;;) {
 		const uint64_t *w;
-		uint64_t cookie, v;
 		uint8_t *flag;
 		uint32_t e;
 
 		if (mmn__forked(s->c))
-			return 1;
+			return QUIET_FORKED;
 		e = __atomic_load_n(&s->epoch, __ATOMIC_ACQUIRE);
+		*cookie = e;
 		if (__atomic_load_n(&s->dead, __ATOMIC_ACQUIRE))
-			return ((uint64_t)e << 32) | 1;
+			return QUIET_DEAD;
 		if (e & 1) {
 			futex(&s->epoch, FUTEX_WAIT_PRIVATE, e, NULL);
 			continue;
 		}
 		w = __atomic_load_n(&s->seq.word, __ATOMIC_ACQUIRE);
-		cookie = __atomic_load_n(&s->seq.cookie, __ATOMIC_RELAXED);
+		*cookie = __atomic_load_n(&s->seq.cookie, __ATOMIC_RELAXED);
 		flag = __atomic_load_n(&s->wflag, __ATOMIC_RELAXED);
-		v = __atomic_load_n(w, __ATOMIC_ACQUIRE);
-		if (w == &parked || (uint32_t)cookie != e ||
+		*v = __atomic_load_n(w, __ATOMIC_ACQUIRE);
+		if (w == &parked || (uint32_t)*cookie != e ||
 		    __atomic_load_n(&s->epoch, __ATOMIC_ACQUIRE) != e)
 			continue;
-		if (MMN_SEQ_GEN(v) != (uint32_t)(cookie >> 32)) {
+		if (MMN_SEQ_GEN(*v) != (uint32_t)(*cookie >> 32)) {
 			/* mmnd gave the slot away: its Release/Revoked is on the way. */
 			futex(&s->epoch, FUTEX_WAIT_PRIVATE, e, &slot_lost);
 			continue;
 		}
-		if (MMN_SEQ_WORD(v) & 1) {
-			slot_wait(w, v, flag);
+		if (MMN_SEQ_WORD(*v) & 1) {
+			slot_wait(w, *v, flag);
 			continue;
 		}
-		return cookie << 32 | MMN_SEQ_WORD(v);
+		return QUIET;
 	}
 }
 
-/* For programs built against an mmn.h without the inline readers (MMN_1.0). */
+/* ABI 2: the slot word. */
+MMN_EXPORT uint64_t mmn_read_begin_slow2(struct mmn_sub *s)
+{
+	uint64_t v, cookie;
+
+	if (!s || wait_quiet(s, &v, &cookie) != QUIET)
+		return NEVER;
+	return v;
+}
+
+/* ABI 1: epoch << 32 | seq; odd for a dead sub (with its epoch), 1 in a fork child. */
+MMN_EXPORT uint64_t mmn_read_begin_slow(struct mmn_sub *s)
+{
+	uint64_t v, cookie;
+
+	if (!s)
+		return 1;
+	switch (wait_quiet(s, &v, &cookie)) {
+	case QUIET:
+		return cookie << 32 | MMN_SEQ_WORD(v);
+	case QUIET_DEAD:
+		return cookie << 32 | 1;
+	default:
+		return 1;
+	}
+}
+
+/* The check of ABI 1: the same slot word (gen and seq) and the same epoch. */
+static bool retry_v1(const struct mmn_sub_seq *q, uint64_t seq)
+{
+	const uint64_t *w;
+	uint64_t cookie, v;
+
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	w = __atomic_load_n(&q->word, __ATOMIC_ACQUIRE);
+	cookie = __atomic_load_n(&q->cookie, __ATOMIC_RELAXED);
+	v = __atomic_load_n(w, __ATOMIC_ACQUIRE);
+	v ^= (cookie & 0xffffffff00000000ull) | (uint32_t)seq;
+	return (v | (uint32_t)(cookie ^ (seq >> 32))) != 0;
+}
+
+/* For programs built against an mmn.h without the inline readers (MMN_1.0, ABI 1's values). */
 MMN_EXPORT uint64_t mmn_read_begin(struct mmn_sub *s)
 {
 	return mmn_read_begin_slow(s);
@@ -338,5 +400,5 @@ MMN_EXPORT uint64_t mmn_read_begin(struct mmn_sub *s)
 
 MMN_EXPORT bool mmn_read_retry(struct mmn_sub *s, uint64_t seq)
 {
-	return !s || mmn__seq_retry(&s->seq, seq);
+	return !s || retry_v1(&s->seq, seq);
 }

@@ -47,6 +47,24 @@ static int attach_uffd(struct mmn_client *c)
 	return r;
 }
 
+/*
+ * An mmnd that ignores Hello.gen_base gives gens from 1 again, so a value a
+ * reader took before could equal a new slot word (mmn.h): once the client
+ * was given a gen, each sub is released with -ESTALE, not resubscribed.
+ */
+static void release_stale(struct mmn_client *c)
+{
+	for (struct mmn_sub *s = c->subs; s; s = s->next) {
+		const struct mmn_range r = {.start = s->start, .end = s->end, .event = MMN_EVENT_RESYNC};
+
+		if (s->state != HANDLE_ACTIVE)
+			continue;
+		s->state = HANDLE_DEAD;
+		mmn__seq_kill(s);
+		mmn__enqueue(c, QEV_RESYNC_FAIL, s, &r, -ESTALE);
+	}
+}
+
 static int handle_hello_reply(struct mmn_client *c, const Mmn__V1__HelloReply *h, int memfd, int waitfd)
 {
 	int r;
@@ -80,6 +98,9 @@ static int handle_hello_reply(struct mmn_client *c, const Mmn__V1__HelloReply *h
 	c->max_batch = h->max_batch;
 	c->version = h->version;
 	snprintf(c->source, sizeof(c->source), "%s", h->source ? h->source : "");
+	c->gens_from_base = h->gens_from_base;
+	if (!c->gens_from_base && c->gen_max)
+		release_stale(c);
 	if (c->needs_uffd && !h->registers_uffd) {
 		/* An mmnd from before registration moved into it: it would watch nothing. */
 		mmn__log(LOG_ERR,

@@ -54,7 +54,11 @@ static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello
 	for (char *p = c->name; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
-	r = mmn__seqpage_create(c, b->opt.max_subs, h->waiter_flag);
+	r = mmn__seqpage_create(c, b->opt.max_subs, h->waiter_flag, h->gen_base);
+	if (r == -EINVAL) {
+		mmn__client_protocol_error(c, request_id, r, "Hello.gen_base above 2^32");
+		return;
+	}
 	if (r < 0) {
 		mmn__client_send_error(c, request_id, r, "cannot create the sequence page");
 		mmn__client_drop(c, r);
@@ -78,6 +82,7 @@ static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello
 	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO_REPLY;
 	env.hello_reply = &rep;
 	rep.waiter_flag = c->waiters != NULL;
+	rep.gens_from_base = true;
 	{
 		int fds[2] = {c->memfd, c->wait_memfd};
 

@@ -11,9 +11,15 @@
 
 struct client;
 
-/* @waiter_flag: also a waiter page (c->waiters, c->wait_memfd); slot ends then wake only flagged slots. */
-int mmn__seqpage_create(struct client *c, uint32_t nslots, bool waiter_flag);
+/*
+ * @waiter_flag: also a waiter page (c->waiters, c->wait_memfd); slot ends then
+ * wake only flagged slots.  @gen_base (Hello.gen_base, 1..2^32; 0 = 1): the
+ * first gen alloc gives; gens never wrap.  0 or -EINVAL (base above 2^32),
+ * -errno of memfd_create/ftruncate/mmap/fcntl.
+ */
+int mmn__seqpage_create(struct client *c, uint32_t nslots, bool waiter_flag, uint64_t gen_base);
 void mmn__seqpage_destroy(struct client *c);
+/* 0, -ENOSPC (no free slot), -ENOMEM, -ERANGE (the client used gen 2^32 - 1). */
 int mmn__seqpage_alloc(struct client *c, uint32_t *slot, uint32_t *gen);
 void mmn__seqpage_free(struct client *c, uint32_t slot);
 /* Returns the slot's new 64-bit value. */

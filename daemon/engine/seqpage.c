@@ -77,12 +77,14 @@ fail:
 	return r;
 }
 
-int mmn__seqpage_create(struct client *c, uint32_t nslots, bool waiter_flag)
+int mmn__seqpage_create(struct client *c, uint32_t nslots, bool waiter_flag, uint64_t gen_base)
 {
 	size_t size = MMN_SEQPAGE_SIZE(nslots), wsize = MMN_WAITPAGE_SIZE(nslots);
 	void *p, *w = NULL;
 	int fd, wfd = -1;
 
+	if (gen_base > (uint64_t)UINT32_MAX + 1)
+		return -EINVAL;
 	/* Our mapping stays writable; the client can only map it read-only. */
 	fd = memfd_map("mmn-seqpage", size, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL,
 		       &p);
@@ -107,7 +109,8 @@ int mmn__seqpage_create(struct client *c, uint32_t nslots, bool waiter_flag)
 	c->waiters = w;
 	c->waiters_size = w ? wsize : 0;
 	c->wait_memfd = wfd;
-	c->gen = 0;
+	/* c->gen is the last gen given: base 2^32 leaves none (alloc fails). */
+	c->gen = gen_base ? (uint32_t)(gen_base - 1) : 0;
 	c->page->magic = MMN_SEQPAGE_MAGIC;
 	c->page->version = MMN_SEQPAGE_VERSION;
 	c->page->nslots = nslots;
@@ -160,6 +163,9 @@ int mmn__seqpage_alloc(struct client *c, uint32_t *slot, uint32_t *gen)
 	struct mmn_seqpage_slot *s;
 	int r;
 
+	/* Never wrap: the client may hold values of every gen below (Hello.gen_base). */
+	if (c->gen == UINT32_MAX)
+		return -ERANGE;
 	if (c->nfree) {
 		*slot = c->free_slots[--c->nfree];
 	} else {
@@ -167,9 +173,7 @@ int mmn__seqpage_alloc(struct client *c, uint32_t *slot, uint32_t *gen)
 		if (r < 0)
 			return r;
 	}
-	if (++c->gen == 0)
-		c->gen = 1;
-	*gen = c->gen;
+	*gen = ++c->gen;
 	s = &c->page->slots[*slot];
 	/* Keep seq monotonic across owners: a stale reader always sees a change. */
 	slot_store(s, s->seq + (s->seq & 1), *gen);

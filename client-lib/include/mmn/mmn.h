@@ -107,7 +107,7 @@ enum {
  * release() reasons: >= 0 come from mmnd (mmn.v1.RevokeReason, and 0 for
  * "the target address space is gone"); < 0 are negative errnos from the
  * library (e.g. -ENOMEM: after a reconnection the range could not be
- * watched again).
+ * watched again; -ESTALE, -ERANGE: see mmn_read_begin()).
  */
 enum {
 	MMN_RELEASE_TARGET_GONE = 0,
@@ -199,7 +199,8 @@ MMN_EXPORT uint64_t mmn_capabilities(struct mmn_client *c);
  * userfaultfd, e.g. a second mmn_client of this process subscribed an
  * overlapping range: use one client per process), -EAGAIN (a fork() was in
  * flight on another thread: try again); errors from mmnd
- * (-EPERM, -ESRCH, -ENOSPC, ...).
+ * (-EPERM, -ESRCH, -ENOSPC, -ERANGE: the client used every generation,
+ * see mmn_read_begin(), ...).
  */
 MMN_EXPORT int mmn_subscribe(struct mmn_client *c, pid_t pid, uint64_t start, uint64_t length,
 			     const struct mmn_sub_opts *opts, struct mmn_sub **out);
@@ -264,36 +265,42 @@ MMN_EXPORT int mmn_ack(struct mmn_sub *s, uint64_t event_id);
  * mmn_read_begin() - like mmu_interval_read_begin(): a sequence value to
  * pass to mmn_read_retry().  Waits (futex) while an invalidation of @s is in
  * flight and while the library is reconnecting.  No syscall otherwise.
- * For a released/revoked subscription it returns at once and every
- * mmn_read_retry() reports a collision.  Must not be called from a
- * callback (it could wait for the invalidation that callback handles).
- * The value is (epoch << 32) | seq: seq is the slot's even sequence number,
- * epoch the library's count of the times @s was attached to a slot.
+ * For a released/revoked subscription (and in a fork child, and for NULL)
+ * it returns at once a value every mmn_read_retry() reports as a
+ * collision.  Must not be called from a callback (it could wait for the
+ * invalidation that callback handles).  The value is the subscription's
+ * slot word as mmnd wrote it: gen << 32 | seq, seq even.
  */
 /**
  * mmn_read_retry() - true: an invalidation collided since mmn_read_begin()
- * returned @seq (or the library is disconnected): drop what you built and
- * retry.  Lock-free, no syscall.
+ * returned @seq (or the library is disconnected, or @s was released): drop
+ * what you built and retry.  Lock-free, no syscall.
  */
 
 /*
- * Both are inline (three loads and a compare each, as in the kernel): they
- * read the first bytes of struct mmn_sub, laid out as struct mmn_sub_seq
- * below, and the sequence page mmnd writes (one 64-bit word per
- * subscription: gen << 32 | seq, seq odd while an invalidation is in
- * flight).  mmn_read_begin() calls mmn_read_begin_slow() for everything but
+ * Both are inline, as in the kernel: mmn_read_retry() is two loads and a
+ * compare (the slot's address, the slot); mmn_read_begin() one load more
+ * (the expected gen) and calls mmn_read_begin_slow2() for everything but
  * the quiescent case: waiting, reconnection, a released subscription, a
- * fork child, a NULL handle.
+ * fork child, a NULL handle.  They read the first bytes of struct mmn_sub,
+ * laid out as struct mmn_sub_seq below, and the sequence page mmnd writes
+ * (one 64-bit word per subscription: gen << 32 | seq, seq odd while an
+ * invalidation is in flight).
  *
- * ABI: the layout of struct mmn_sub_seq and the meaning of its fields are
- * version MMN_SEQ_ABI, bound to the symbol mmn_read_begin_slow of version
- * node MMN_1.2, which every program inlining these functions needs.  A
- * library with another layout does not export mmn_read_begin_slow@MMN_1.2,
- * so such a program fails to load instead of misreading.  Programs built
- * against an older mmn.h call the exported mmn_read_begin/mmn_read_retry
- * (MMN_1.0), which stay; define MMN_NO_INLINE before including mmn.h to
- * call those too (e.g. through an FFI, or to keep the layout out of a
- * binary).
+ * Why one compare is exact: a client's gens never repeat.  Every Hello asks
+ * mmnd to start at one above the highest gen the client was ever given (by
+ * any mmnd, across reconnections), and mmnd never wraps; within one gen
+ * (one attachment of one subscription to a slot) seq only grows.  So a
+ * value from before an invalidation, a release or a reconnection never
+ * equals the word after it, even when a new mmnd reuses the slot and seq.
+ * Limits: after gen 2^32 - 1 (subscriptions and resubscriptions over the
+ * client's life) mmn_subscribe() fails with -ERANGE and a reconnection
+ * releases the subscriptions with -ERANGE: connect a new client.  An
+ * mmnd older than this (HelloReply.gens_from_base false) gives gens from 1
+ * on every connection: on a reconnection to it, once the client was given
+ * any gen, every subscription is released with -ESTALE (its old values
+ * could match again; no one-compare test can tell) and must be subscribed
+ * again; a client's first connection to it works as usual.
  *
  * The library keeps these invariants (it writes under its lock, readers
  * take no lock):
@@ -301,22 +308,37 @@ MMN_EXPORT int mmn_ack(struct mmn_sub *s, uint64_t event_id);
  *    attached to a live connection; otherwise (connecting, RESYNC being
  *    delivered, released, removed) to a library word that is always odd.
  *  - cookie is gen << 32 | epoch for the slot word points to: gen is the
- *    generation mmnd gave the slot (never 0), epoch is even and grows at
- *    every attachment, so a value from before a reconnection never matches
- *    one after it, even when the new mmnd reuses slot, gen and seq.
+ *    generation mmnd gave the slot (never 0); epoch is even and grows at
+ *    every attachment (read by programs of ABI 1 only).
  *  - cookie is stored before word (release), so a reader that loads word
  *    (acquire) then cookie never sees a cookie older than its word.
  *  - in a fork child, the page under every word reads as zeros (gen 0
- *    matches no cookie), so the child's readers fall to the slow path.
+ *    matches no cookie), so the child's mmn_read_begin() takes the slow
+ *    path, whose value (odd, not the library word's) no word ever holds.
+ *
+ * ABI: the layout of struct mmn_sub_seq and the meaning of its fields and
+ * of the value are version MMN_SEQ_ABI, bound to the slow path's symbol,
+ * which every program inlining these functions needs: ABI 2 (the value is
+ * the slot word) is mmn_read_begin_slow2 of version node MMN_1.3.  Programs
+ * built against ABI 1 (same layout, the value epoch << 32 | seq, checked
+ * against cookie too) call mmn_read_begin_slow@MMN_1.2, which the library
+ * still serves in that format; a library without a layout's symbol makes
+ * such a program fail to load instead of misreading.  Programs built
+ * against an older mmn.h call the exported mmn_read_begin/mmn_read_retry
+ * (MMN_1.0, ABI 1's values), which stay; define MMN_NO_INLINE before
+ * including mmn.h to call those too (e.g. through an FFI, or to keep the
+ * layout out of a binary).
  */
-#define MMN_SEQ_ABI 1
+#define MMN_SEQ_ABI 2
 
 struct mmn_sub_seq {
 	const uint64_t *word; /* the slot: gen << 32 | seq (little endian: seq is the futex word) */
 	uint64_t cookie;      /* gen << 32 | epoch */
 };
 
-/* Everything mmn_read_begin() does, for the cases the inline path leaves to it. */
+/* Everything mmn_read_begin() does, for the cases the inline path leaves to it (ABI 2). */
+MMN_EXPORT uint64_t mmn_read_begin_slow2(struct mmn_sub *s);
+/* The same in ABI 1's format, for programs built against it. */
 MMN_EXPORT uint64_t mmn_read_begin_slow(struct mmn_sub *s);
 
 /* The inline fast paths; not API on their own. */
@@ -327,23 +349,15 @@ static inline int mmn__seq_begin(const struct mmn_sub_seq *q, uint64_t *seq)
 	uint64_t v = __atomic_load_n(w, __ATOMIC_ACQUIRE);
 
 	/* Same gen, seq even (epoch is even: bit 0 of the xor is seq's). */
-	*seq = cookie << 32 | (uint32_t)v;
+	*seq = v;
 	return !((v ^ cookie) & 0xffffffff00000001ull);
 }
 
 static inline int mmn__seq_retry(const struct mmn_sub_seq *q, uint64_t seq)
 {
-	const uint64_t *w;
-	uint64_t cookie, v;
-
 	/* Order the caller's reads (its mapping) before the check, like smp_rmb(). */
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	w = __atomic_load_n(&q->word, __ATOMIC_ACQUIRE);
-	cookie = __atomic_load_n(&q->cookie, __ATOMIC_RELAXED);
-	v = __atomic_load_n(w, __ATOMIC_ACQUIRE);
-	/* Same slot word (gen and seq) and same epoch: nothing happened. */
-	v ^= (cookie & 0xffffffff00000000ull) | (uint32_t)seq;
-	return (v | (uint32_t)(cookie ^ (seq >> 32))) != 0;
+	return __atomic_load_n(__atomic_load_n(&q->word, __ATOMIC_ACQUIRE), __ATOMIC_ACQUIRE) != seq;
 }
 
 #if defined(MMN_BUILDING_LIBRARY) || defined(MMN_NO_INLINE)
@@ -355,7 +369,7 @@ static inline uint64_t mmn_read_begin(struct mmn_sub *s)
 	uint64_t seq;
 
 	if (__builtin_expect(!s || !mmn__seq_begin((const struct mmn_sub_seq *)(void *)s, &seq), 0))
-		seq = mmn_read_begin_slow(s);
+		seq = mmn_read_begin_slow2(s);
 	return seq;
 }
 

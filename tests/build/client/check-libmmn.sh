@@ -19,16 +19,21 @@ else nok "nm -D exports only mmn_*" "leaked: $leaks"; fi
 
 # 2. Every function the header declares MMN_EXPORT is exported, versioned
 # MMN_1.0, or MMN_1.1 for the batch calls, MMN_1.2 for the slow path of the
-# inline readers.
+# inline readers of MMN_SEQ_ABI 1 (still served), MMN_1.3 for ABI 2's.
 declared=$(grep -o 'MMN_EXPORT [^(]*(' "$incdir/mmn/mmn.h" | grep -o 'mmn_[a-z_]*' | sort -u)
 missing=$(comm -23 <(echo "$declared") <(echo "$syms"))
 if [ -z "$missing" ]; then ok "every MMN_EXPORT function of mmn.h is exported"
 else nok "every MMN_EXPORT function of mmn.h is exported" "missing: $missing"; fi
 v11='^(mmn_subscribe_many|mmn_unsubscribe_many)@@MMN_1[.]1$'
 v12='^mmn_read_begin_slow@@MMN_1[.]2$'
-unversioned=$(nm -D --defined-only "$lib" | awk -v v11="$v11" -v v12="$v12" '$2 != "A" && $3 !~ /@@MMN_1[.]0$/ && $3 !~ v11 && $3 !~ v12')
-if [ -z "$unversioned" ]; then ok "all symbols in version node MMN_1.0, the batch calls in MMN_1.1, mmn_read_begin_slow in MMN_1.2"
-else nok "all symbols in version node MMN_1.0, the batch calls in MMN_1.1, mmn_read_begin_slow in MMN_1.2" "$unversioned"; fi
+v13='^mmn_read_begin_slow2@@MMN_1[.]3$'
+unversioned=$(nm -D --defined-only "$lib" | awk -v v11="$v11" -v v12="$v12" -v v13="$v13" '$2 != "A" && $3 !~ /@@MMN_1[.]0$/ && $3 !~ v11 && $3 !~ v12 && $3 !~ v13')
+if [ -z "$unversioned" ]; then ok "all symbols in version node MMN_1.0, the batch calls in MMN_1.1, mmn_read_begin_slow in MMN_1.2, mmn_read_begin_slow2 in MMN_1.3"
+else nok "all symbols in version node MMN_1.0, the batch calls in MMN_1.1, mmn_read_begin_slow in MMN_1.2, mmn_read_begin_slow2 in MMN_1.3" "$unversioned"; fi
+# Programs inlining the readers of MMN_SEQ_ABI 1 still find their slow path.
+in12=$(nm -D --defined-only "$lib" | grep -cE ' mmn_read_begin_slow@@MMN_1[.]2$')
+if [ "$in12" = 1 ]; then ok "mmn_read_begin_slow (ABI 1) still exported in MMN_1.2"
+else nok "mmn_read_begin_slow (ABI 1) still exported in MMN_1.2" "found $in12 of 1"; fi
 in11=$(nm -D --defined-only "$lib" | grep -cE ' (mmn_subscribe_many|mmn_unsubscribe_many)@@MMN_1[.]1$')
 if [ "$in11" = 2 ]; then ok "mmn_subscribe_many and mmn_unsubscribe_many in MMN_1.1"
 else nok "mmn_subscribe_many and mmn_unsubscribe_many in MMN_1.1" "found $in11 of 2"; fi
@@ -95,9 +100,9 @@ if flags=$(pkg-config --cflags --libs mmn 2>&1) &&
 	if ldd_out=$(LD_LIBRARY_PATH="$libdir" ldd "$tmp/prog") && echo "$ldd_out" | grep -q 'libmmn.so.1 '; then
 		ok "it needs libmmn.so.1"
 	else nok "it needs libmmn.so.1" "$ldd_out"; fi
-	if objdump -T "$tmp/prog" | grep -qE '[(]MMN_1[.]2[)] +mmn_read_begin_slow$'; then
-		ok "inlining mmn_read_begin binds it to mmn_read_begin_slow@MMN_1.2 (the layout's version)"
-	else nok "inlining mmn_read_begin binds it to mmn_read_begin_slow@MMN_1.2" "$(objdump -T "$tmp/prog" | grep mmn_)"; fi
+	if objdump -T "$tmp/prog" | grep -qE '[(]MMN_1[.]3[)] +mmn_read_begin_slow2$'; then
+		ok "inlining mmn_read_begin binds it to mmn_read_begin_slow2@MMN_1.3 (the layout's version)"
+	else nok "inlining mmn_read_begin binds it to mmn_read_begin_slow2@MMN_1.3" "$(objdump -T "$tmp/prog" | grep mmn_)"; fi
 else
 	nok "program built with only pkg-config links" "$flags" "${out:-}"
 fi

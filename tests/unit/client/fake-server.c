@@ -58,12 +58,16 @@ int fs_send(struct fake_server *fs, MmnEnvelope *env)
 	return fs->conn < 0 ? -ENOTCONN : mmn__wire_send(fs->conn, env, NULL, 0, 0);
 }
 
-static void reply_hello(struct fake_server *fs, uint64_t req)
+static void reply_hello(struct fake_server *fs, uint64_t req, const Mmn__V1__Hello *hello)
 {
 	Mmn__V1__HelloReply h = MMN__V1__HELLO_REPLY__INIT;
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
 	new_page(fs);
+	/* gens as mmnd gives them: from Hello.gen_base, or from 1 for an older mmnd. */
+	fs->hello_gen_base = hello->gen_base;
+	fs->next_gen = fs->old_gens || !hello->gen_base ? 1 : hello->gen_base;
+	h.gens_from_base = !fs->old_gens;
 	h.version = fs->reply_version;
 	h.source = (char *)(fs->needs_uffd ? "uffd" : "test");
 	h.event_mask = fs->needs_uffd ? 0x301 : 0xff;
@@ -149,6 +153,9 @@ static struct fs_sub *new_sub(struct fake_server *fs, const Mmn__V1__Subscribe *
 	*err = -ENOSPC;
 	if (fs->nsubs == FS_MAX_SUBS)
 		return NULL;
+	*err = -ERANGE; /* gens never wrap */
+	if (fs->next_gen > UINT32_MAX)
+		return NULL;
 	fs->nsubscribe++;
 	fs->nresubscribe += m->resubscribe;
 	if (fs->needs_uffd) {
@@ -166,7 +173,7 @@ static struct fs_sub *new_sub(struct fake_server *fs, const Mmn__V1__Subscribe *
 	s->flags = m->flags;
 	s->event_mask = m->event_mask;
 	s->slot = fs->nsubs;
-	s->gen = 1;
+	s->gen = (uint32_t)fs->next_gen++;
 	s->active = true;
 	__atomic_store_n((uint64_t *)(void *)&fs->sp->slots[s->slot], (uint64_t)s->gen << 32,
 			 __ATOMIC_RELEASE);
@@ -341,7 +348,7 @@ static void on_packet(struct fake_server *fs)
 		fs->max_packet = (unsigned)n;
 	switch (env->body_case) {
 	case MMN__V1__ENVELOPE__BODY_HELLO:
-		reply_hello(fs, env->request_id);
+		reply_hello(fs, env->request_id, env->hello);
 		fs->conn_paused = fs->pause_after_hello;
 		break;
 	case MMN__V1__ENVELOPE__BODY_ATTACH_UFFD:

@@ -49,6 +49,14 @@ struct fake_server {
 	int refuse;		 /* non-zero: answer a connection with Error{refuse} and close it */
 	bool refuse_after_hello; /* with refuse: first wait until the Hello is queued, leave it unread */
 	bool old_uffd;	/* with needs_uffd: an mmnd that does not register ranges (registers_uffd false) */
+	/*
+	 * old_gens: an mmnd without Hello.gen_base (gens_from_base false), gens
+	 * from 1 on every connection.  Otherwise gens start at the Hello's
+	 * gen_base (next_gen; a test may raise it) and Subscribe fails with
+	 * -ERANGE past 2^32 - 1.  hello_gen_base: the last Hello's.
+	 */
+	bool old_gens;
+	uint64_t next_gen, hello_gen_base;
 	unsigned loops; /* server loop iterations */
 	/*
 	 * Right after a SubscribeReply, send an Invalidate{needs_ack} for the new

@@ -4,7 +4,8 @@
  * (Hello.waiter_flag) only a flagged slot is woken, so an event nobody
  * waits for costs no FUTEX_WAKE; a reader that raised its flag is still
  * woken, through the client's own mappings of the two memfds.  Without it
- * (an older client) every end wakes, as before.
+ * (an older client) every end wakes, as before.  Gens start at
+ * Hello.gen_base and never wrap.
  */
 #include <errno.h>
 #include <linux/futex.h>
@@ -56,7 +57,7 @@ static void test_without_flags(void)
 	unsigned long w0;
 	uint32_t slot, gen;
 
-	tap_require(c && mmn__seqpage_create(c, NSLOTS, false) == 0);
+	tap_require(c && mmn__seqpage_create(c, NSLOTS, false, 0) == 0);
 	tap_ok(c->waiters == NULL, "no waiter_flag: no waiter page");
 	tap_require(mmn__seqpage_alloc(c, &slot, &gen) == 0);
 	w0 = mmn__seqpage_wakes;
@@ -96,7 +97,7 @@ static void test_with_flags(void)
 	uint32_t gen;
 	pthread_t th;
 
-	tap_require(c && mmn__seqpage_create(c, NSLOTS, true) == 0);
+	tap_require(c && mmn__seqpage_create(c, NSLOTS, true, 0) == 0);
 	tap_ok(c->waiters && c->wait_memfd >= 0 && c->waiters_size >= NSLOTS, "waiter_flag: a waiter page");
 	client_maps(c, &r.page, &r.flags);
 	tap_require(mmn__seqpage_alloc(c, &r.slot, &gen) == 0 && pipe(r.done) == 0);
@@ -131,9 +132,42 @@ static void test_with_flags(void)
 	free(c);
 }
 
+/* Gens start at the client's base and end at 2^32 - 1: never a value the client saw. */
+static void test_gen_base(void)
+{
+	struct client *c = calloc(1, sizeof(*c));
+	uint32_t slot, slot2, gen;
+
+	tap_require(c);
+	tap_is_int(mmn__seqpage_create(c, NSLOTS, false, (uint64_t)UINT32_MAX + 2), -EINVAL,
+		   "gen_base above 2^32: -EINVAL");
+	tap_require(mmn__seqpage_create(c, NSLOTS, false, 1000) == 0);
+	tap_ok(mmn__seqpage_alloc(c, &slot, &gen) == 0 && gen == 1000, "the first gen is gen_base");
+	mmn__seqpage_free(c, slot);
+	tap_ok(mmn__seqpage_alloc(c, &slot, &gen) == 0 && gen == 1001, "the next one above it");
+	mmn__seqpage_destroy(c);
+
+	tap_require(mmn__seqpage_create(c, NSLOTS, false, UINT32_MAX) == 0);
+	tap_ok(mmn__seqpage_alloc(c, &slot, &gen) == 0 && gen == UINT32_MAX, "gen_base 2^32 - 1: one gen left");
+	tap_is_int(mmn__seqpage_alloc(c, &slot2, &gen), -ERANGE, "then -ERANGE, no wrap to 1");
+	mmn__seqpage_free(c, slot);
+	tap_is_int(mmn__seqpage_alloc(c, &slot2, &gen), -ERANGE, "also with a free slot");
+	mmn__seqpage_destroy(c);
+
+	tap_require(mmn__seqpage_create(c, NSLOTS, false, (uint64_t)UINT32_MAX + 1) == 0);
+	tap_is_int(mmn__seqpage_alloc(c, &slot, &gen), -ERANGE, "gen_base 2^32: no gen at all");
+	mmn__seqpage_destroy(c);
+
+	tap_require(mmn__seqpage_create(c, NSLOTS, false, 0) == 0);
+	tap_ok(mmn__seqpage_alloc(c, &slot, &gen) == 0 && gen == 1, "no gen_base (older client): gens from 1");
+	mmn__seqpage_destroy(c);
+	free(c);
+}
+
 int main(void)
 {
 	test_without_flags();
 	test_with_flags();
+	test_gen_base();
 	return tap_done();
 }
