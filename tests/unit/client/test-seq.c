@@ -77,6 +77,27 @@ static uint64_t slot_word(struct fake_server *fs, unsigned idx)
 	return v;
 }
 
+/* The gen_base of the last Hello the fake mmnd answered, and the slot of subs[idx]. */
+static uint64_t hello_base(struct fake_server *fs)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&fs->mu);
+	v = fs->hello_gen_base;
+	pthread_mutex_unlock(&fs->mu);
+	return v;
+}
+
+static unsigned slot_of(struct fake_server *fs, unsigned idx)
+{
+	unsigned v;
+
+	pthread_mutex_lock(&fs->mu);
+	v = fs->subs[idx].slot;
+	pthread_mutex_unlock(&fs->mu);
+	return v;
+}
+
 /* A thread blocked in mmn_read_begin() until the test changes the state. */
 struct waiter {
 	struct mmn_sub *s;
@@ -161,7 +182,7 @@ static void test_odd(struct fake_server *fs, struct mmn_client *c, struct mmn_su
 static void test_reconnect(struct fake_server *fs, struct mmn_client *c, struct mmn_sub *s, struct rec *rec)
 {
 	uint64_t seq = mmn_read_begin(s), v1 = mmn_read_begin_slow(s), before = slot_word(fs, 0), fresh;
-	unsigned ends = rec->ends, slot = fs->subs[0].slot;
+	unsigned ends = rec->ends, slot = slot_of(fs, 0);
 
 	fs_kill(fs);
 	tap_is_int(dispatch_until_err(c), -ECONNRESET, "connection lost");
@@ -171,8 +192,8 @@ static void test_reconnect(struct fake_server *fs, struct mmn_client *c, struct 
 	       "read_begin_slow2(NULL) is odd and collides");
 	dispatch_until(c, &rec->resyncs, 1);
 	dispatch_until(c, &rec->ends, ends + 1); /* the RESYNC's end publishes the slot */
-	tap_is_u64(fs->hello_gen_base, (before >> 32) + 1, "Hello.gen_base: one above the highest gen given");
-	tap_ok(fs->subs[0].slot == slot && (uint32_t)slot_word(fs, 0) == (uint32_t)before,
+	tap_is_u64(hello_base(fs), (before >> 32) + 1, "Hello.gen_base: one above the highest gen given");
+	tap_ok(slot_of(fs, 0) == slot && (uint32_t)slot_word(fs, 0) == (uint32_t)before,
 	       "the new mmnd gave the same slot with the same seq");
 	tap_ok(slot_word(fs, 0) >> 32 > before >> 32, "and a higher gen");
 	tap_ok(mmn_read_retry(s, seq), "a value from before the reconnection collides");
@@ -294,7 +315,7 @@ static void test_gens_exhausted(void)
 
 	tap_require(fs_start(&fs) == 0);
 	tap_require(mmn_connect(fs.path, &c) == 0);
-	tap_is_u64(fs.hello_gen_base, 1, "a new client asks for gens from 1");
+	tap_is_u64(hello_base(&fs), 1, "a new client asks for gens from 1");
 	pthread_mutex_lock(&fs.mu);
 	fs.next_gen = UINT32_MAX;
 	pthread_mutex_unlock(&fs.mu);
@@ -304,7 +325,7 @@ static void test_gens_exhausted(void)
 	fs_kill(&fs);
 	tap_is_int(dispatch_until_err(c), -ECONNRESET, "connection lost");
 	dispatch_until(c, &rec.releases, 1);
-	tap_is_u64(fs.hello_gen_base, 1ull << 32, "the next Hello asks for gens from 2^32");
+	tap_is_u64(hello_base(&fs), 1ull << 32, "the next Hello asks for gens from 2^32");
 	tap_is_int(rec.reason, -ERANGE, "no gen left: released with -ERANGE");
 	tap_ok(mmn_read_retry(s, seq), "its value collides");
 	tap_is_int(mmn_subscribe(c, 0, 0x20000, 0x1000, &o2, &s2), -ERANGE, "a new Subscribe: -ERANGE");
