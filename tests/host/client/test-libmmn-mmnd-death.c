@@ -233,7 +233,10 @@ static void after_restart(struct clients *k, unsigned ends)
 	tap_ok(dispatch_reached(k->c1, &k->r1.nresync, 1), "mmn_dispatch client: RESYNC after the restart");
 	tap_ok(dispatch_reached(k->c1, &k->r1.nend, ends + 1) && k->r1.nrelease == 0,
 	       "RESYNC ended, the subscription lives");
-	tap_ok(thread_until(&k->r2, &k->r2.nresync, 1), "library thread client: RESYNC after the restart");
+	/* Its end too: the REMOVE's end below must not be confused with the RESYNC's. */
+	tap_ok(thread_until(&k->r2, &k->r2.nresync, 1) &&
+		       thread_until(&k->r2, &k->r2.nend, __atomic_load_n(&k->r2.ninval, __ATOMIC_ACQUIRE)),
+	       "library thread client: RESYNC after the restart, and its end");
 	tap_is_int(count_uffds(), 0, "still no userfaultfd descriptor in the client");
 	n = k->r1.nend;
 	munmap(k->b1 + 8 * ps, ps);
