@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/sockios.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <stdio.h>
@@ -55,6 +56,10 @@ static void new_page(struct fake_server *fs)
 
 int fs_send(struct fake_server *fs, MmnEnvelope *env)
 {
+	uint64_t one = 1;
+
+	if (fs->send_note >= 0 && write(fs->send_note, &one, sizeof(one)) != sizeof(one))
+		abort();
 	return fs->conn < 0 ? -ENOTCONN : mmn__wire_send(fs->conn, env, NULL, 0, 0);
 }
 
@@ -494,7 +499,7 @@ int fs_start(struct fake_server *fs)
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
 	memset(fs, 0, sizeof(*fs));
-	fs->conn = fs->uffd = fs->memfd = fs->held_uffd = -1;
+	fs->conn = fs->uffd = fs->memfd = fs->held_uffd = fs->send_note = -1;
 	fs->reply_version = MMN_PROTO_VERSION;
 	fs->reply_extra_fd = -1;
 	fs->subs = calloc(FS_MAX_SUBS, sizeof(*fs->subs));
@@ -528,6 +533,18 @@ void fs_pause_uffd(struct fake_server *fs)
 
 	pthread_mutex_lock(&fs->mu);
 	fs->uffd_paused = true;
+	loops = fs->loops;
+	pthread_mutex_unlock(&fs->mu);
+	kick(fs);
+	fs_wait(fs, &fs->loops, loops + 1);
+}
+
+void fs_pause(struct fake_server *fs)
+{
+	unsigned loops;
+
+	pthread_mutex_lock(&fs->mu);
+	fs->conn_paused = true;
 	loops = fs->loops;
 	pthread_mutex_unlock(&fs->mu);
 	kick(fs);
@@ -676,6 +693,33 @@ unsigned fs_get(struct fake_server *fs, const unsigned *counter)
 	v = *counter;
 	pthread_mutex_unlock(&fs->mu);
 	return v;
+}
+
+/* SIOCOUTQ of a unix socket: the packets it sent that its peer has not received, in bytes. */
+int fs_unread(struct fake_server *fs)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&fs->mu);
+	if (fs->conn >= 0 && ioctl(fs->conn, SIOCOUTQ, &n) < 0)
+		n = -errno;
+	pthread_mutex_unlock(&fs->mu);
+	return n;
+}
+
+int fs_fill(struct fake_server *fs)
+{
+	Mmn__V1__InvalidateEnd m = MMN__V1__INVALIDATE_END__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+	int n = 0;
+
+	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE_END;
+	env.invalidate_end = &m;
+	pthread_mutex_lock(&fs->mu);
+	while (fs->conn >= 0 && mmn__wire_send(fs->conn, &env, NULL, 0, 1) == 0)
+		n++;
+	pthread_mutex_unlock(&fs->mu);
+	return n;
 }
 
 bool fs_wait(struct fake_server *fs, const unsigned *counter, unsigned n)

@@ -86,6 +86,7 @@ struct fake_server {
 	unsigned nunsub_batch, nunsub_batch_items; /* UnsubscribeMany seen, and their ids */
 	unsigned nbatch_rejected;	       /* SubscribeMany/UnsubscribeMany answered with an Error */
 	unsigned max_packet;		       /* largest packet received */
+	int send_note; /* >= 0: an eventfd fs_send() signals, fs->mu held, before each packet it sends */
 
 	int memfd;
 	struct mmn_seqpage *sp; /* read-write view of the current connection's page */
@@ -116,8 +117,17 @@ void fs_release(struct fake_server *fs, unsigned idx);
 /* The index in subs[] of the sub mmnd knows as @id, or -1. */
 int fs_index(struct fake_server *fs, uint64_t id);
 int fs_send_raw(struct fake_server *fs, const void *buf, size_t len);
-/* Read the client's requests again after pause_after_hello. */
+/* Stop reading the client's requests; returns once the server thread no longer polls the connection. */
+void fs_pause(struct fake_server *fs);
+/* Read the client's requests again after pause_after_hello or fs_pause(). */
 void fs_resume(struct fake_server *fs);
+/* Bytes of what the server sent that the client has not read yet (0 without a connection), or -errno. */
+int fs_unread(struct fake_server *fs);
+/*
+ * Fill the client's socket with packets it drops (InvalidateEnd of no sub):
+ * the server's next send blocks until the client reads.  Returns how many.
+ */
+int fs_fill(struct fake_server *fs);
 /* Stop reading the uffd; returns once the server thread no longer polls it. */
 void fs_pause_uffd(struct fake_server *fs);
 int fs_send(struct fake_server *fs, MmnEnvelope *env);

@@ -6,7 +6,10 @@
  * mmnd restarts twice (with and without batches) and every sub is
  * resubscribed (client-lib/resub.c) and found by its new id; after half of
  * them are removed (in random order) their events are dropped and the
- * others still arrive.  A correctness test: no timing.
+ * others still arrive.  This thread is the only reader of the client's
+ * socket and a blocking sender into it (through the fake mmnd): it reads
+ * every reply before it sends more, however late mmnd answers.  A
+ * correctness test: no timing.
  */
 #include <errno.h>
 #include <poll.h>
@@ -14,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "fake-server.h"
 #include "lib/dispatch.h"
@@ -26,6 +31,7 @@
 #define NSUBS	(NBATCH + NSINGLE)
 #define BASE	0x100000000ull
 #define PAGE	0x1000ull
+#define NLAG	100u /* removals mmnd reads late: well within a socket's buffer */
 
 static struct mmn_sub *handles[NSUBS];
 static unsigned inval[NSUBS], ends[NSUBS], releases[NSUBS], resyncs[NSUBS], resync_ends[NSUBS];
@@ -100,12 +106,18 @@ static struct mmn_sub_opts opts_of(unsigned i)
 	return o;
 }
 
-/* Whether the fake mmnd handled @n Unsubscribes (ids of UnsubscribeMany included). */
+/*
+ * Whether the fake mmnd handled @n Unsubscribes (ids of UnsubscribeMany
+ * included), and so sent their replies.  Never waits for fs->mu: the server
+ * thread holds it while it blocks sending to the client, whose socket only
+ * this thread reads; it is not done then.
+ */
 static bool fs_handled(struct fake_server *fs, unsigned n)
 {
 	bool done;
 
-	pthread_mutex_lock(&fs->mu);
+	if (pthread_mutex_trylock(&fs->mu))
+		return false;
 	done = fs->nunsub >= n;
 	pthread_mutex_unlock(&fs->mu);
 	return done;
@@ -121,6 +133,65 @@ static void drain(struct mmn_client *c)
 		if (r <= 0 && poll(&p, 1, 0) <= 0)
 			break;
 	}
+}
+
+/*
+ * Until mmnd handled @n Unsubscribes, then read its replies: all of them are
+ * queued by then.  This thread is the only reader of the client's socket
+ * and, in fs_invalidate() and fs_end(), a blocking sender into it: replies
+ * left unread fill it as it sends the next invalidations, and it waits for
+ * good.  True when mmnd handled them and nothing it sent is left unread.
+ */
+static bool unsubscribed(struct fake_server *fs, struct mmn_client *c, unsigned n)
+{
+	int unread;
+
+	/* Bounded by 500 polls of 10 ms that see nothing: mmnd is busy for as long as it answers. */
+	for (int idle = 0; idle < 500 && !fs_handled(fs, n);) {
+		struct pollfd p = {.fd = mmn_get_fd(c), .events = POLLIN};
+
+		idle += poll(&p, 1, 10) == 0;
+		drain(c);
+	}
+	drain(c);
+	if (!fs_handled(fs, n))
+		return false;
+	unread = fs_unread(fs);
+	if (unread)
+		tap_diag("%d bytes of mmnd's left unread", unread);
+	return !unread;
+}
+
+/*
+ * The worst cases of unsubscribed(), as a slow mmnd makes them: mmnd reads
+ * the Unsubscribes of the NLAG @subs only once mmn_unsubscribe_many()
+ * returned.  Then, @full, its first reply finds the client's socket full and
+ * it blocks, fs->mu held, until this thread reads; or it answers every one
+ * before the client reads a reply.  @n: Unsubscribes handled once these are.
+ */
+static void unsubscribe_lagging(struct fake_server *fs, struct mmn_client *c, struct mmn_sub **subs, unsigned n,
+				bool full)
+{
+	struct pollfd note = {.fd = eventfd(0, EFD_CLOEXEC), .events = POLLIN};
+
+	fs_pause(fs);
+	tap_is_int(mmn_unsubscribe_many(subs, NLAG, NULL), NLAG, "more reach a paused mmnd");
+	if (full) {
+		tap_ok(fs_fill(fs) > 0, "the client's socket is full");
+		pthread_mutex_lock(&fs->mu);
+		fs->send_note = note.fd;
+		pthread_mutex_unlock(&fs->mu);
+	}
+	fs_resume(fs);
+	if (full)
+		tap_ok(poll(&note, 1, 5000) == 1, "mmnd sends its first reply, and blocks");
+	else
+		tap_ok(fs_wait(fs, &fs->nunsub, n), "mmnd answers them all before the client reads any");
+	tap_ok(unsubscribed(fs, c, n), "every reply is read before this thread sends more");
+	pthread_mutex_lock(&fs->mu);
+	fs->send_note = -1;
+	pthread_mutex_unlock(&fs->mu);
+	close(note.fd);
 }
 
 static bool subscribe_all(struct fake_server *fs, struct mmn_client *c)
@@ -244,19 +315,13 @@ int main(void)
 			removed[nrm++] = handles[i];
 		}
 	}
-	for (unsigned k = 0; k < nrm; k += 2000) {
-		unsigned m = nrm - k < 2000 ? nrm - k : 2000;
-
+	for (unsigned k = 0, m; k < nrm - 2 * NLAG; k += m) {
+		m = nrm - 2 * NLAG - k < 2000 ? nrm - 2 * NLAG - k : 2000;
 		tap_is_int(mmn_unsubscribe_many(&removed[k], m, NULL), m, "unsubscribe_many of random subs");
-		/* mmnd handled them all, and its replies are read: it sends nothing more meanwhile. */
-		for (int w = 0; w < 500 && !fs_handled(&fs, nunsub + k + m); w++) {
-			struct pollfd p = {.fd = mmn_get_fd(c), .events = POLLIN};
-
-			poll(&p, 1, 10);
-			drain(c);
-		}
-		tap_ok(fs_handled(&fs, nunsub + k + m), "mmnd handled the Unsubscribes");
+		tap_ok(unsubscribed(&fs, c, nunsub + k + m), "mmnd handled the Unsubscribes, its replies are read");
 	}
+	unsubscribe_lagging(&fs, c, &removed[nrm - 2 * NLAG], nunsub + nrm - NLAG, true);
+	unsubscribe_lagging(&fs, c, &removed[nrm - NLAG], nunsub + nrm, false);
 	invalidate_random(&fs, c, &seed, 4000, gone, want);
 	tap_is_int(mismatches(want), 0, "after removing half: events of removed subs dropped, the others' arrive");
 	tap_is_int(wrong, 0, "every callback got the handle of its userdata");
