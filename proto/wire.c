@@ -130,32 +130,21 @@ static void close_all(int *fds, size_t n)
 		close(fds[i]);
 }
 
-ssize_t mmn__wire_recv(int sock, uint8_t *buf, size_t cap, int *fds, size_t maxfds, size_t *nfds)
+/*
+ * What one received packet of @n bytes (@msg as recvmsg filled it) is: its
+ * descriptors (at most @maxfds, more are closed) into @fds, their count in
+ * *@nfds, and @n, 0 (EOF: an empty packet) or -EMSGSIZE, as mmn__wire_recv()
+ * returns them.
+ */
+static ssize_t take_packet(struct msghdr *msg, ssize_t n, int *fds, size_t maxfds, size_t *nfds)
 {
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int) * MMN_WIRE_MAX_FDS)];
-	} control;
-	struct iovec iov = { .iov_base = buf, .iov_len = cap };
-	struct msghdr msg = { 0 };
 	struct cmsghdr *cmsg;
 	size_t got = 0;
-	ssize_t n;
 
 	*nfds = 0;
 	if (maxfds > MMN_WIRE_MAX_FDS)
 		maxfds = MMN_WIRE_MAX_FDS;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = control.buf;
-	msg.msg_controllen = sizeof(control.buf);
-	do
-		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-
-	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+	for (cmsg = CMSG_FIRSTHDR(msg); cmsg; cmsg = CMSG_NXTHDR(msg, cmsg)) {
 		size_t k;
 
 		if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS)
@@ -171,9 +160,9 @@ ssize_t mmn__wire_recv(int sock, uint8_t *buf, size_t cap, int *fds, size_t maxf
 				close(fd);
 		}
 		if (k > maxfds)
-			msg.msg_flags |= MSG_CTRUNC;
+			msg->msg_flags |= MSG_CTRUNC;
 	}
-	if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC) || (size_t)n > MMN_WIRE_MAX_MSG) {
+	if (msg->msg_flags & (MSG_TRUNC | MSG_CTRUNC) || (size_t)n > MMN_WIRE_MAX_MSG) {
 		close_all(fds, got);
 		return -EMSGSIZE;
 	}
@@ -188,4 +177,58 @@ ssize_t mmn__wire_recv(int sock, uint8_t *buf, size_t cap, int *fds, size_t maxf
 	}
 	*nfds = got;
 	return n;
+}
+
+ssize_t mmn__wire_recv(int sock, uint8_t *buf, size_t cap, int *fds, size_t maxfds, size_t *nfds)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * MMN_WIRE_MAX_FDS)];
+	} control;
+	struct iovec iov = { .iov_base = buf, .iov_len = cap };
+	struct msghdr msg = { 0 };
+	ssize_t n;
+
+	*nfds = 0;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = control.buf;
+	msg.msg_controllen = sizeof(control.buf);
+	do
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return take_packet(&msg, n, fds, maxfds, nfds);
+}
+
+ssize_t mmn__wire_recv_many(int sock, struct mmn_wire_packet *pkts, size_t n)
+{
+	struct mmsghdr mm[MMN_WIRE_RECV_MANY];
+	struct iovec iov[MMN_WIRE_RECV_MANY];
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * MMN_WIRE_MAX_FDS)];
+	} control[MMN_WIRE_RECV_MANY];
+	int got;
+
+	if (n > MMN_WIRE_RECV_MANY)
+		n = MMN_WIRE_RECV_MANY;
+	memset(mm, 0, n * sizeof(*mm));
+	for (size_t i = 0; i < n; i++) {
+		iov[i] = (struct iovec){ .iov_base = pkts[i].buf, .iov_len = sizeof(pkts[i].buf) };
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+		mm[i].msg_hdr.msg_control = control[i].buf;
+		mm[i].msg_hdr.msg_controllen = sizeof(control[i].buf);
+	}
+	do
+		got = recvmmsg(sock, mm, (unsigned)n, MSG_CMSG_CLOEXEC | MSG_DONTWAIT, NULL);
+	while (got < 0 && errno == EINTR);
+	if (got < 0)
+		return -errno;
+	for (int i = 0; i < got; i++)
+		pkts[i].len = take_packet(&mm[i].msg_hdr, (ssize_t)mm[i].msg_len, pkts[i].fds, MMN_WIRE_MAX_FDS,
+					  &pkts[i].nfds);
+	return got;
 }

@@ -78,4 +78,26 @@ int mmn__wire_send(int sock, const MmnEnvelope *env, const int *fds, size_t nfds
  */
 ssize_t mmn__wire_recv(int sock, uint8_t *buf, size_t cap, int *fds, size_t maxfds, size_t *nfds);
 
+/* One packet of mmn__wire_recv_many(). */
+struct mmn_wire_packet {
+	ssize_t len;	/* as mmn__wire_recv() returns it: > 0, 0 (EOF) or -EMSGSIZE */
+	size_t nfds;	/* descriptors received with it, O_CLOEXEC, now the caller's */
+	int fds[MMN_WIRE_MAX_FDS];
+	uint8_t buf[MMN_WIRE_MAX_MSG];
+};
+
+/* Most packets one mmn__wire_recv_many() call reads. */
+#define MMN_WIRE_RECV_MANY 8
+
+/*
+ * The packets queued on @sock, up to min(@n, MMN_WIRE_RECV_MANY), with one
+ * recvmmsg() that never blocks: a reader of many peers pays one system call
+ * per peer and wake-up, not a second one that finds the queue empty.
+ * Returns how many entries of @pkts it filled (each checked as
+ * mmn__wire_recv() checks one: a packet after an EOF or -EMSGSIZE entry is
+ * still filled, the caller stops there), or a negative errno (-EAGAIN when
+ * nothing is queued).
+ */
+ssize_t mmn__wire_recv_many(int sock, struct mmn_wire_packet *pkts, size_t n);
+
 #endif

@@ -376,34 +376,53 @@ static void handle_packet(struct client *c, const uint8_t *buf, size_t len, int 
 	b->arena_used = 0;
 }
 
+/* Handle one received packet; false when @c is dropped because of it (or was already). */
+static bool take_packet(struct client *c, struct mmn_wire_packet *p)
+{
+	if (p->len == -EMSGSIZE) {
+		mmn__client_protocol_error(c, 0, -EMSGSIZE, "message too large");
+		return false;
+	}
+	if (p->len == 0) {
+		mmn__client_drop(c, 0);
+		return false;
+	}
+	handle_packet(c, p->buf, (size_t)p->len, p->fds, p->nfds);
+	/* Descriptors the message did not take. */
+	for (size_t k = 0; k < p->nfds; k++)
+		if (p->fds[k] >= 0)
+			close(p->fds[k]);
+	return !c->dropping;
+}
+
+/*
+ * Read what @c has queued, RECV_BATCH packets at most (then the next loop
+ * iteration goes on): one recvmmsg() per MMN_WIRE_RECV_MANY packets, and
+ * none to learn that the queue is empty unless the last call filled them all.
+ */
 static void read_packets(struct client *c)
 {
-	uint8_t buf[MMN_WIRE_MAX_MSG];
-	int fds[MMN_WIRE_MAX_FDS];
+	struct mmn_wire_packet pkts[MMN_WIRE_RECV_MANY];
 
-	for (int i = 0; i < RECV_BATCH && !c->dropping; i++) {
-		size_t nfds = 0;
-		ssize_t n = mmn__wire_recv(c->fd, buf, sizeof(buf), fds, MMN_WIRE_MAX_FDS, &nfds);
+	for (int done = 0; done < RECV_BATCH && !c->dropping;) {
+		ssize_t got = mmn__wire_recv_many(c->fd, pkts, MMN_WIRE_RECV_MANY);
+		ssize_t i;
 
-		if (n == -EAGAIN)
+		if (got == -EAGAIN)
 			return;
-		if (n == -EMSGSIZE) {
-			mmn__client_protocol_error(c, 0, -EMSGSIZE, "message too large");
-			return;
-		}
-		if (n < 0) {
-			mmn__client_drop(c, (int)n);
+		if (got < 0) {
+			mmn__client_drop(c, (int)got);
 			return;
 		}
-		if (n == 0) {
-			mmn__client_drop(c, 0);
+		for (i = 0; i < got && take_packet(c, &pkts[i]); i++)
+			;
+		/* Packets after the one that dropped @c: close what they carried. */
+		for (ssize_t k = i + 1; k < got; k++)
+			for (size_t f = 0; f < pkts[k].nfds; f++)
+				close(pkts[k].fds[f]);
+		if (got < MMN_WIRE_RECV_MANY)
 			return;
-		}
-		handle_packet(c, buf, (size_t)n, fds, nfds);
-		/* Descriptors the message did not take. */
-		for (size_t k = 0; k < nfds; k++)
-			if (fds[k] >= 0)
-				close(fds[k]);
+		done += (int)got;
 	}
 }
 
