@@ -165,15 +165,21 @@ static int time_munmaps(const struct round_ops *o, int rounds, uint64_t *v, stru
 	return 0;
 }
 
-/* An address where nothing is mapped now, for the kmod source's fixed range. */
+/*
+ * The kmod source's fixed range: at 8 GiB, far below where mmap() places
+ * what it is not told where to (top-down from below the stack), so that
+ * nothing else (a thread stack, the seq page of a client) lands in the
+ * hole while it is unmapped.  NULL when that address is taken.
+ */
 static char *free_address(void)
 {
-	char *p = mmap(NULL, LEN, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *want = (char *)(8UL << 30);
+	char *p = mmap(want, LEN, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 
 	if (p == MAP_FAILED)
 		return NULL;
 	munmap(p, LEN);
-	return p;
+	return p == want ? p : NULL;
 }
 
 /* ---- libmmn clients ------------------------------------------------------------ */
