@@ -28,6 +28,16 @@
  * outlives the munmap: mmu interval notifiers are not tied to a VMA); with
  * the uffd source the munmap ends the registration, so every round maps a
  * fresh range and subscribes it (not timed).
+ *
+ * Reading the guest's figures: under TCG a wake-up of a task on the other
+ * (idle, halted) vCPU costs 70-110 us, one on the waker's own CPU about 25;
+ * the RTT is two such cross-CPU hops, a blocking munmap through mmnd four
+ * (munmapper -> mmnd -> client -> mmnd -> munmapper) plus the CPU work of
+ * each.  Every vCPU is a host thread, so a loaded host shows up as
+ * milliseconds anywhere (a wakee behind a running task waits for its
+ * 4 ms tick, HZ=250): compare figures of one run, at a low host load.
+ * For the CPU work alone, with no host noise, boot the guest with qemu's
+ * -icount shift=0 (one guest instruction per ns) and one vCPU.
  */
 #include <errno.h>
 #include <fcntl.h>
