@@ -117,7 +117,12 @@ int mmn_wait_ack(u64 seq)
 		mmn_count(MMN_STATS_A_STALE_ACKS);
 		return -ENOENT;
 	}
-	wake_up_all(&mmn_waitq);
+	/*
+	 * A sync wake-up: the daemon that sent the ACK goes back to waiting
+	 * for events, so the waiter may run on its CPU (no cross-CPU wake-up,
+	 * which costs most of a round trip in a virtual machine).
+	 */
+	__wake_up_sync(&mmn_waitq, TASK_NORMAL);
 	return 0;
 }
 
