@@ -76,6 +76,7 @@ struct mmn_client {
 	int epfd;    /* what mmn_get_fd() returns: sock, wakefd, timerfd */
 	int sock;    /* -1 while CONN_DOWN */
 	int wakefd;  /* eventfd: queued events are due */
+	bool wake_set; /* under lock: wakefd is signalled (mmn__eventfd_raise/lower) */
 	int timerfd; /* reconnection backoff */
 	int replyfd; /* eventfd: the pending request got its reply */
 	enum conn_state state;

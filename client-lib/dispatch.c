@@ -217,12 +217,12 @@ MMN_EXPORT int mmn_dispatch(struct mmn_client *c)
 	}
 	c->dispatching = true;
 	c->disp_thread = pthread_self();
-	mmn__eventfd_clear(c->wakefd);
+	mmn__eventfd_lower(c->wakefd, &c->wake_set);
 	if (c->state == CONN_DOWN)
 		mmn__conn_timer(c);
 	n = dispatch_locked(c, 64);
 	if (c->qlen || c->lost_pending)
-		mmn__eventfd_signal(c->wakefd);
+		mmn__eventfd_raise(c->wakefd, &c->wake_set);
 	r = c->pending_error;
 	c->pending_error = 0;
 	c->dispatching = false;

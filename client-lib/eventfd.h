@@ -7,6 +7,7 @@
 #ifndef MMN_CLIENT_EVENTFD_H
 #define MMN_CLIENT_EVENTFD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -27,6 +28,27 @@ static inline void mmn__eventfd_clear(int efd)
 
 	if (efd >= 0 && read(efd, &n, sizeof(n)) < 0) {
 		/* EAGAIN: nothing pending. */
+	}
+}
+
+/*
+ * The same with a flag kept under the caller's lock, so neither side makes a
+ * system call that changes nothing: raise @efd unless *@set says it is up,
+ * lower it only when it is.
+ */
+static inline void mmn__eventfd_raise(int efd, bool *set)
+{
+	if (!*set) {
+		mmn__eventfd_signal(efd);
+		*set = true;
+	}
+}
+
+static inline void mmn__eventfd_lower(int efd, bool *set)
+{
+	if (*set) {
+		mmn__eventfd_clear(efd);
+		*set = false;
 	}
 }
 

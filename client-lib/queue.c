@@ -67,7 +67,9 @@ int mmn__enqueue(struct mmn_client *c, enum qev_type type, struct mmn_sub *s, co
 		e->r = *r;
 	s->refs++;
 	c->qlen++;
-	mmn__eventfd_signal(c->wakefd);
+	/* mmn_dispatch() delivers it, or raises wakefd when it returns with events left. */
+	if (!c->dispatching)
+		mmn__eventfd_raise(c->wakefd, &c->wake_set);
 	return 0;
 }
 

@@ -33,7 +33,7 @@ struct qev {
 int mmn__queue_grow(struct mmn_client *c);
 /* True while the ring has room for a few more events without growing. */
 bool mmn__queue_has_room(const struct mmn_client *c);
-/* Queue an event for @s (pinning it) and signal c->wakefd; -ENOMEM when full. */
+/* Queue an event for @s (pinning it) and, outside mmn_dispatch(), raise c->wakefd; -ENOMEM when full. */
 int mmn__enqueue(struct mmn_client *c, enum qev_type type, struct mmn_sub *s, const struct mmn_range *r,
 		 int reason);
 /* The oldest event into @out (still pinning its sub), false when empty. */

@@ -423,7 +423,7 @@ static void session_lost(struct mmn_client *c, int err)
 		}
 	}
 	if (c->lost_pending)
-		mmn__eventfd_signal(c->wakefd);
+		mmn__eventfd_raise(c->wakefd, &c->wake_set);
 }
 
 const struct conn_ops mmn__session_ops = {
