@@ -62,41 +62,13 @@
 
 #include "e2e-driver.h"
 #include "mmnd-run.h"
+#include "samples.h"
 
 #define LEN	    (16 * 1024UL)
 #define MAX_CLIENTS 8
 
-struct stats {
-	double median, p99, max;
-};
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Median, p99 and max of @n samples in ns, as µs; sorts @v. */
-static struct stats stats_of(uint64_t *v, size_t n)
-{
-	qsort(v, n, sizeof(*v), cmp_u64);
-	return (struct stats){
-		.median = v[n / 2] / 1e3,
-		.p99 = v[(n * 99) / 100] / 1e3,
-		.max = v[n - 1] / 1e3,
-	};
-}
-
-static void print_stats(const char *what, const struct stats *s)
+static void print_stats(const char *what, const struct samples *s)
 {
 	printf("%-40s median %8.1f p99 %8.1f max %8.1f us  max/median %5.1f\n", what, s->median, s->p99, s->max,
 	       s->max / s->median);
@@ -105,7 +77,7 @@ static void print_stats(const char *what, const struct stats *s)
 
 /* ---- the floor: a SOCK_SEQPACKET ping-pong --------------------------------- */
 
-static int rtt(int rounds, uint64_t *v, struct stats *out)
+static int rtt(int rounds, uint64_t *v, struct samples *out)
 {
 	char msg[128] = {0};
 	int sv[2];
@@ -124,15 +96,15 @@ static int rtt(int rounds, uint64_t *v, struct stats *out)
 	}
 	close(sv[1]);
 	for (int i = 0; i < rounds; i++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = samples_now_ns();
 
 		if (write(sv[0], msg, sizeof(msg)) != sizeof(msg) || read(sv[0], msg, sizeof(msg)) != sizeof(msg))
 			return -EIO;
-		v[i] = now_ns() - t0;
+		v[i] = samples_now_ns() - t0;
 	}
 	close(sv[0]);
 	waitpid(pid, NULL, 0);
-	*out = stats_of(v, (size_t)rounds);
+	*out = samples_of_ns(v, (size_t)rounds);
 	return 0;
 }
 
@@ -150,7 +122,7 @@ struct round_ops {
 	char *fixed;
 };
 
-static int time_munmaps(const struct round_ops *o, int rounds, uint64_t *v, struct stats *out)
+static int time_munmaps(const struct round_ops *o, int rounds, uint64_t *v, struct samples *out)
 {
 	int flags = MAP_PRIVATE | MAP_ANONYMOUS | (o->fixed ? MAP_FIXED_NOREPLACE : 0);
 
@@ -165,13 +137,13 @@ static int time_munmaps(const struct round_ops *o, int rounds, uint64_t *v, stru
 		r = o->before ? o->before(o->ctx, p) : 0;
 		if (r < 0)
 			return r;
-		t0 = now_ns();
+		t0 = samples_now_ns();
 		munmap(p, LEN);
-		v[i] = now_ns() - t0;
+		v[i] = samples_now_ns() - t0;
 		if (o->after)
 			o->after(o->ctx);
 	}
-	*out = stats_of(v, (size_t)rounds);
+	*out = samples_of_ns(v, (size_t)rounds);
 	return 0;
 }
 
@@ -313,7 +285,7 @@ static void clients_down(struct clients *cs)
  * set): subscribed once at @fixed; uffd: subscribed every round.
  */
 static int time_mmn(const char *sock, int n, bool blocking, enum dispatch how, char *fixed, int rounds,
-		    uint64_t *v, struct stats *out)
+		    uint64_t *v, struct samples *out)
 {
 	struct clients cs = {.n = n, .blocking = blocking, .how = how, .sock = sock};
 	struct round_ops o = {.ctx = &cs, .fixed = fixed};
@@ -342,7 +314,7 @@ static int time_mmn(const char *sock, int n, bool blocking, enum dispatch how, c
 
 /* ---- kmod: the module's raw round trip ------------------------------------------- */
 
-static int time_kmod_raw(char *fixed, int rounds, uint64_t *v, struct stats *out)
+static int time_kmod_raw(char *fixed, int rounds, uint64_t *v, struct samples *out)
 {
 	struct round_ops o = {.fixed = fixed};
 	int ready[2], stop[2], status, r;
@@ -395,7 +367,7 @@ static int raw_uffd_register(void *ctx, char *p)
 	return ioctl(ru->uffd, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
 }
 
-static int time_uffd_raw(int rounds, uint64_t *v, struct stats *out)
+static int time_uffd_raw(int rounds, uint64_t *v, struct samples *out)
 {
 	struct raw_uffd ru = {.stopfd = eventfd(0, EFD_CLOEXEC)};
 	struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE};
@@ -428,12 +400,12 @@ struct bench {
 	bool kmod;
 	int rounds;
 	uint64_t *v;
-	struct stats rtt, none, raw;
+	struct samples rtt, none, raw;
 	char *fixed;
 	struct mmnd_run m;
 };
 
-static void print_mmn(const struct bench *b, const char *what, const struct stats *s)
+static void print_mmn(const struct bench *b, const char *what, const struct samples *s)
 {
 	double added = s->median - b->none.median, raw_added = b->raw.median - b->none.median;
 
@@ -463,7 +435,7 @@ static int run_mmn(struct bench *b)
 		{"mmn 8 blocking, library threads", 8, true, true, ON_THREAD},
 		{"mmn 8 blocking, one mmn_dispatch loop", 8, true, true, ON_LOOP},
 	};
-	struct stats s;
+	struct samples s;
 
 	for (size_t i = 0; i < sizeof(cfg) / sizeof(cfg[0]); i++) {
 		int r;

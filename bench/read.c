@@ -30,42 +30,19 @@
 #include <mmn/mmn.h>
 
 #include "mmnd-run.h"
+#include "samples.h"
 
 #define LOOP 4096
 
-struct stats {
-	double median, p99, max;
-};
 
 typedef uint64_t (*begin_fn)(struct mmn_sub *);
 typedef bool (*retry_fn)(struct mmn_sub *, uint64_t);
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Median, p99 and max of @n samples; sorts @v. */
-static struct stats stats_of(double *v, size_t n)
-{
-	qsort(v, n, sizeof(*v), cmp_double);
-	return (struct stats){.median = v[n / 2], .p99 = v[(n * 99) / 100], .max = v[n - 1]};
-}
 
 /* ns per begin+retry pair; *collisions counts retries that reported one (none expected). */
 __attribute__((noinline)) static double time_pairs(struct mmn_sub *s, unsigned *collisions)
 {
-	uint64_t t0 = now_ns();
+	uint64_t t0 = samples_now_ns();
 	unsigned bad = 0;
 
 	for (int i = 0; i < LOOP; i++) {
@@ -74,31 +51,31 @@ __attribute__((noinline)) static double time_pairs(struct mmn_sub *s, unsigned *
 		bad += mmn_read_retry(s, seq);
 	}
 	*collisions += bad;
-	return (double)(now_ns() - t0) / LOOP;
+	return (double)(samples_now_ns() - t0) / LOOP;
 }
 
 /* ns per acquire load of @word. */
 __attribute__((noinline)) static double time_loads(const uint64_t *word, uint64_t *sink)
 {
-	uint64_t t0 = now_ns(), sum = 0;
+	uint64_t t0 = samples_now_ns(), sum = 0;
 
 	for (int i = 0; i < LOOP; i++)
 		sum += __atomic_load_n(word, __ATOMIC_ACQUIRE);
 	*sink += sum;
-	return (double)(now_ns() - t0) / LOOP;
+	return (double)(samples_now_ns() - t0) / LOOP;
 }
 
 /* ns per pair through the exported functions. */
 __attribute__((noinline)) static double time_exported(struct mmn_sub *s, begin_fn begin, retry_fn retry,
 						      unsigned *collisions)
 {
-	uint64_t t0 = now_ns();
+	uint64_t t0 = samples_now_ns();
 	unsigned bad = 0;
 
 	for (int i = 0; i < LOOP; i++)
 		bad += retry(s, begin(s));
 	*collisions += bad;
-	return (double)(now_ns() - t0) / LOOP;
+	return (double)(samples_now_ns() - t0) / LOOP;
 }
 
 static int on_inval(struct mmn_sub *s, const struct mmn_range *r, void *ud)
@@ -108,7 +85,7 @@ static int on_inval(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 }
 
 /* The three series, interleaved round by round so that they share the noise. */
-static int measure(struct mmn_sub *s, int rounds, struct stats out[3])
+static int measure(struct mmn_sub *s, int rounds, struct samples out[3])
 {
 	double *v = calloc(3 * (size_t)rounds, sizeof(*v));
 	begin_fn begin = (begin_fn)dlsym(RTLD_DEFAULT, "mmn_read_begin");
@@ -129,7 +106,7 @@ static int measure(struct mmn_sub *s, int rounds, struct stats out[3])
 		v[2 * rounds + i] = time_exported(s, begin, retry, &collisions);
 	}
 	for (int k = 0; k < 3; k++)
-		out[k] = stats_of(v + (size_t)k * rounds, (size_t)rounds);
+		out[k] = samples_of(v + (size_t)k * rounds, (size_t)rounds);
 	free(v);
 	if (collisions)
 		fprintf(stderr, "read: %u retries reported a collision on a quiescent subscription\n",
@@ -137,7 +114,7 @@ static int measure(struct mmn_sub *s, int rounds, struct stats out[3])
 	return collisions || !sink ? -EIO : 0;
 }
 
-static int run(const char *mmnd, int rounds, struct stats out[3])
+static int run(const char *mmnd, int rounds, struct samples out[3])
 {
 	const char *args[] = {"--source=uffd", "--log-level=warning", NULL};
 	struct mmn_sub_opts o = {.size = sizeof(o), .flags = MMN_SUB_NONBLOCKING, .invalidate = on_inval};
@@ -168,7 +145,7 @@ static int run(const char *mmnd, int rounds, struct stats out[3])
 	return r;
 }
 
-static void print(const char *what, const struct stats *st, const struct stats *floor)
+static void print(const char *what, const struct samples *st, const struct samples *floor)
 {
 	printf("%-9s median %6.2f p99 %6.2f max %7.2f ns: x%.2f of the floor\n", what, st->median, st->p99,
 	       st->max, st->median / floor->median);
@@ -177,7 +154,7 @@ static void print(const char *what, const struct stats *st, const struct stats *
 int main(int argc, char **argv)
 {
 	int rounds = getenv("MMN_BENCH_ROUNDS") ? atoi(getenv("MMN_BENCH_ROUNDS")) : 2000;
-	struct stats st[3];
+	struct samples st[3];
 	char load[64] = "?";
 	FILE *f = fopen("/proc/loadavg", "r");
 	int r;

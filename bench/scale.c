@@ -42,41 +42,13 @@
 #include <mmn/mmn.h>
 
 #include "mmnd-run.h"
+#include "samples.h"
 #include "procstat.h"
 
 #define PAGE	   4096UL
 #define MAX_SIZES  8
 #define MUNMAP_SUBS 1000
 
-struct stats {
-	double median, p99, max;
-};
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Median, p99 and max of @n samples in ns, as µs; sorts @v. */
-static struct stats stats_of(uint64_t *v, size_t n)
-{
-	qsort(v, n, sizeof(*v), cmp_u64);
-	return (struct stats){
-		.median = v[n / 2] / 1e3,
-		.p99 = v[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1] / 1e3,
-		.max = v[n - 1] / 1e3,
-	};
-}
 
 /* A delivery: the time a callback (or the raw reader) saw it, and a count to wait on. */
 struct mark {
@@ -89,7 +61,7 @@ static struct mark probe = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
 
 static void mark_hit(struct mark *m)
 {
-	uint64_t t = now_ns();
+	uint64_t t = samples_now_ns();
 
 	pthread_mutex_lock(&m->lock);
 	m->at_ns = t;
@@ -150,7 +122,7 @@ static int time_deliveries(char *page, struct mark *m, uint64_t *v, int rounds)
 	for (int i = 0; i < rounds; i++) {
 		uint64_t seen = mark_count(m), t0, at;
 
-		t0 = now_ns();
+		t0 = samples_now_ns();
 		madvise((void *)page, PAGE, MADV_DONTNEED);
 		at = mark_wait(m, seen);
 		if (!at)
@@ -181,7 +153,7 @@ static void *raw_reader_main(void *arg)
 }
 
 /* The floor of the uffd source: madvise -> a raw reader has the event.  0 or -errno. */
-static int floor_uffd(int rounds, struct stats *out)
+static int floor_uffd(int rounds, struct samples *out)
 {
 	struct raw_reader rr = {.m = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0}};
 	struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE};
@@ -197,7 +169,7 @@ static int floor_uffd(int rounds, struct stats *out)
 	pthread_create(&rr.thread, NULL, raw_reader_main, &rr);
 	r = time_deliveries(page, &rr.m, v, rounds);
 	if (!r)
-		*out = stats_of(v, (size_t)rounds);
+		*out = samples_of_ns(v, (size_t)rounds);
 	(void)!write(rr.stop_fd[1], "x", 1);
 	pthread_join(rr.thread, NULL);
 	close(rr.stop_fd[0]);
@@ -212,7 +184,7 @@ out:
 }
 
 /* The floor of the kmod source: munmap of 1,000 pages nobody watches. */
-static int floor_munmap(int rounds, struct stats *out)
+static int floor_munmap(int rounds, struct samples *out)
 {
 	uint64_t *v = calloc((size_t)rounds, sizeof(*v));
 
@@ -225,11 +197,11 @@ static int floor_munmap(int rounds, struct stats *out)
 		if (p == MAP_FAILED)
 			return free(v), -errno;
 		memset(p, 1, MUNMAP_SUBS * PAGE);
-		t0 = now_ns();
+		t0 = samples_now_ns();
 		munmap(p, MUNMAP_SUBS * PAGE);
-		v[i] = now_ns() - t0;
+		v[i] = samples_now_ns() - t0;
 	}
-	*out = stats_of(v, (size_t)rounds);
+	*out = samples_of_ns(v, (size_t)rounds);
 	free(v);
 	return 0;
 }
@@ -238,7 +210,7 @@ struct bench {
 	const char *mmnd, *source;
 	size_t sizes[MAX_SIZES];
 	int nsizes, rounds;
-	struct stats floor;
+	struct samples floor;
 };
 
 /* One mmnd and one connected client with its library thread.  0 or -errno. */
@@ -288,14 +260,14 @@ static int subscribe_pages(struct mmn_client *c, char *base, size_t n, const str
 struct size_run {
 	double sub_us, unsub_us; /* per subscription */
 	double rss_bytes;	  /* mmnd's, per subscription */
-	struct stats delivery;
+	struct samples delivery;
 };
 
 static const struct mmn_sub_opts quiet_opts = {
 	.size = sizeof(struct mmn_sub_opts), .flags = MMN_SUB_NONBLOCKING, .invalidate = on_quiet};
 
 /* The probe page's own subscription, then @rounds deliveries to it.  0 or -errno. */
-static int measure_delivery(struct mmn_client *c, int rounds, struct stats *out)
+static int measure_delivery(struct mmn_client *c, int rounds, struct samples *out)
 {
 	struct mmn_sub_opts o = {.size = sizeof(o), .flags = MMN_SUB_NONBLOCKING, .invalidate = on_probe,
 				 .userdata = &probe};
@@ -311,7 +283,7 @@ static int measure_delivery(struct mmn_client *c, int rounds, struct stats *out)
 	if (!r)
 		r = time_deliveries(page, &probe, v, rounds);
 	if (!r)
-		*out = stats_of(v, (size_t)rounds);
+		*out = samples_of_ns(v, (size_t)rounds);
 	if (s)
 		mmn_unsubscribe(s);
 out:
@@ -339,17 +311,17 @@ static int run_size(const struct bench *b, size_t n, struct size_run *out)
 	if (r < 0)
 		goto out;
 	rss0 = procstat_rss_kb(m.pid);
-	t0 = now_ns();
+	t0 = samples_now_ns();
 	r = subscribe_pages(c, base, n, &quiet_opts, subs);
-	out->sub_us = (now_ns() - t0) / 1e3 / (double)n;
+	out->sub_us = (samples_now_ns() - t0) / 1e3 / (double)n;
 	rss1 = procstat_rss_kb(m.pid);
 	out->rss_bytes = (double)(rss1 - rss0) * 1024.0 / (double)n;
 	if (!r)
 		r = measure_delivery(c, b->rounds, &out->delivery);
-	t0 = now_ns();
+	t0 = samples_now_ns();
 	if (!r && mmn_unsubscribe_many(subs, n, NULL) != (int)n)
 		r = -EIO;
-	out->unsub_us = (now_ns() - t0) / 1e3 / (double)n;
+	out->unsub_us = (samples_now_ns() - t0) / 1e3 / (double)n;
 out:
 	if (c)
 		mmn_disconnect(c);
@@ -364,7 +336,7 @@ out:
  * @rounds munmaps of 1,000 pages covered by @nsubs subscriptions (1,000 of
  * a page, or one of all), @blocking or not.  0 or -errno.
  */
-static int time_munmaps(struct mmn_client *c, int nsubs, bool blocking, int rounds, struct stats *out)
+static int time_munmaps(struct mmn_client *c, int nsubs, bool blocking, int rounds, struct samples *out)
 {
 	struct mmn_sub_opts o = quiet_opts;
 	struct mmn_sub **subs = calloc(MUNMAP_SUBS, sizeof(*subs));
@@ -383,20 +355,20 @@ static int time_munmaps(struct mmn_client *c, int nsubs, bool blocking, int roun
 			r = mmn_subscribe(c, 0, (uintptr_t)p, MUNMAP_SUBS * PAGE, &o, &subs[0]);
 		else
 			r = subscribe_pages(c, p, MUNMAP_SUBS, &o, subs);
-		t0 = now_ns();
+		t0 = samples_now_ns();
 		munmap(p, MUNMAP_SUBS * PAGE);
-		v[i] = now_ns() - t0;
+		v[i] = samples_now_ns() - t0;
 		if (!r)
 			mmn_unsubscribe_many(subs, (size_t)nsubs, NULL);
 	}
 	if (!r)
-		*out = stats_of(v, (size_t)rounds);
+		*out = samples_of_ns(v, (size_t)rounds);
 	free(subs);
 	free(v);
 	return r;
 }
 
-static void print_size(size_t n, const struct size_run *r, const struct size_run *first, const struct stats *floor)
+static void print_size(size_t n, const struct size_run *r, const struct size_run *first, const struct samples *floor)
 {
 	printf("n=%-8zu subscribe %7.2f us (%9.0f/s) x%.2f | unsubscribe %7.2f us (%9.0f/s) | rss %6.1f B/sub\n", n,
 	       r->sub_us, 1e6 / r->sub_us, r->sub_us / first->sub_us, r->unsub_us, 1e6 / r->unsub_us,
@@ -411,7 +383,7 @@ static int munmap_phase(const struct bench *b)
 {
 	struct mmnd_run m = {0};
 	struct mmn_client *c = NULL;
-	struct stats one, many;
+	struct samples one, many;
 	int rounds = b->rounds / 10 > 20 ? b->rounds / 10 : 20, r;
 
 	r = daemon_up(b, &m, &c);
