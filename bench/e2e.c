@@ -485,15 +485,10 @@ static int run(struct bench *b)
 int main(int argc, char **argv)
 {
 	struct bench b = {.rounds = getenv("MMN_BENCH_ROUNDS") ? atoi(getenv("MMN_BENCH_ROUNDS")) : 2000};
-	char load[64] = "?";
-	FILE *f = fopen("/proc/loadavg", "r");
+	char load[64];
 	int r;
 
-	if (f) {
-		(void)!fgets(load, sizeof(load), f);
-		load[strcspn(load, "\n")] = 0;
-		fclose(f);
-	}
+	samples_load(load, sizeof(load));
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--source=kmod"))
 			b.kmod = true;

@@ -155,15 +155,10 @@ int main(int argc, char **argv)
 {
 	int rounds = getenv("MMN_BENCH_ROUNDS") ? atoi(getenv("MMN_BENCH_ROUNDS")) : 2000;
 	struct samples st[3];
-	char load[64] = "?";
-	FILE *f = fopen("/proc/loadavg", "r");
+	char load[64];
 	int r;
 
-	if (f) {
-		(void)!fgets(load, sizeof(load), f);
-		load[strcspn(load, "\n")] = 0;
-		fclose(f);
-	}
+	samples_load(load, sizeof(load));
 	if (argc == 3 && !strncmp(argv[2], "--rounds=", 9))
 		rounds = atoi(argv[2] + 9);
 	if (argc < 2 || argc > 3 || rounds < 100) {

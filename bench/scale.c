@@ -431,15 +431,10 @@ int main(int argc, char **argv)
 {
 	struct size_run runs[MAX_SIZES];
 	struct bench b = {0};
-	char load[64] = "?";
-	FILE *f = fopen("/proc/loadavg", "r");
+	char load[64];
 	int r;
 
-	if (f) {
-		(void)!fgets(load, sizeof(load), f);
-		load[strcspn(load, "\n")] = 0;
-		fclose(f);
-	}
+	samples_load(load, sizeof(load));
 	if (parse(argc, argv, &b) < 0) {
 		fprintf(stderr, "usage: %s MMND [--source=uffd|kmod] [--sizes=N,N,...] [--rounds=N]\n", argv[0]);
 		return 2;

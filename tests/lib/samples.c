@@ -2,7 +2,9 @@
 /* Timing samples for the benchmarks (see samples.h). */
 #include "samples.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 uint64_t samples_now_ns(void)
@@ -49,4 +51,17 @@ struct samples samples_of(double *v, size_t n)
 {
 	qsort(v, n, sizeof(*v), cmp_double);
 	return (struct samples){.median = v[n / 2], .p99 = v[p99_index(n)], .max = v[n - 1]};
+}
+
+void samples_load(char *buf, size_t len)
+{
+	FILE *f = fopen("/proc/loadavg", "r");
+
+	snprintf(buf, len, "?");
+	if (f) {
+		if (!fgets(buf, (int)len, f))
+			snprintf(buf, len, "?");
+		buf[strcspn(buf, "\n")] = 0;
+		fclose(f);
+	}
 }

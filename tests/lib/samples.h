@@ -19,5 +19,7 @@ uint64_t samples_now_ns(void);
 struct samples samples_of_ns(uint64_t *v, size_t n);
 /* Median, p99 and max of @n (> 0) samples, in their own unit; sorts @v. */
 struct samples samples_of(double *v, size_t n);
+/* The machine's load (the line of /proc/loadavg, "?" if unreadable) into @buf. */
+void samples_load(char *buf, size_t len);
 
 #endif
