@@ -53,6 +53,12 @@
 #define MMN_BACKOFF_MIN_MS 20
 #define MMN_BACKOFF_MAX_MS 1000
 #define MMN_HASH_INIT_BITS 6 /* buckets of the hash of c->subs inside the client: 64 */
+/*
+ * Most events the dispatch thread delivers while acks of earlier ones wait
+ * to be sent together (dispatch.c): a bound on how long a steady stream of
+ * events can hold an ack back.
+ */
+#define MMN_ACK_WAIT_EVENTS 256
 
 struct conn_ops;
 struct mmn_sub;
@@ -177,10 +183,12 @@ struct mmn_client {
 	/*
 	 * Acks of the dispatch thread not sent yet (conn.c, protocol v2): sent
 	 * as one AckMany before any other message, when full, and when the
-	 * dispatch thread has delivered what one packet queued (dispatch.c).
+	 * dispatch thread has delivered everything it read, or
+	 * MMN_ACK_WAIT_EVENTS events after the oldest (dispatch.c).
 	 * Under c->lock; emptied when the connection is lost.
 	 */
 	unsigned nacks;
+	unsigned ack_waited; /* events delivered since the oldest of them (dispatch.c) */
 	uint64_t ack_sub[MMN_MAX_BATCH], ack_event[MMN_MAX_BATCH];
 
 	/* Dispatch (dispatch.c). */

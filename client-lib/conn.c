@@ -45,6 +45,7 @@ int mmn__conn_flush_acks(struct mmn_client *c)
 	m.sub_ids = c->ack_sub;
 	m.event_ids = c->ack_event;
 	c->nacks = 0;
+	c->ack_waited = 0;
 	env.body_case = MMN__V1__ENVELOPE__BODY_ACK_MANY;
 	env.ack_many = &m;
 	return send_now(c, &env, NULL, 0);
@@ -180,7 +181,7 @@ void mmn__conn_lost(struct mmn_client *c, int err)
 		close(fd);
 	}
 	c->conn_gen++;
-	c->nacks = 0; /* nothing of that daemon waits for them */
+	c->nacks = c->ack_waited = 0; /* nothing of that daemon waits for them */
 	c->state = CONN_DOWN;
 	c->conn_ops->lost(c, err);
 	if (c->initial) {

@@ -9,6 +9,7 @@
 
 #include "client.h"
 #include "conn.h"
+#include "dispatch.h"
 #include "eventfd.h"
 #include "fork.h"
 #include "mmn/mmn.h"
@@ -183,26 +184,38 @@ static int dispatch_locked(struct mmn_client *c, int budget)
 		if (mmn__dequeue(c, &e)) {
 			n += deliver(c, &e);
 			mmn__sub_put(e.s);
+			/* A steady stream never empties the queue: acks wait this long at most. */
+			if (c->nacks && ++c->ack_waited >= MMN_ACK_WAIT_EVENTS)
+				mmn__conn_flush_acks(c);
 			continue;
 		}
 		if (c->lost_pending) {
 			n += deliver_lost_subs(c);
 			continue;
 		}
-		/*
-		 * What the last packet queued is delivered: its acks go as one
-		 * AckMany before the next packet is read.  Never grow the queue
-		 * on the dispatch path: deliver first.
-		 */
-		mmn__conn_flush_acks(c);
+		/* Never grow the queue on the dispatch path: deliver first. */
 		if ((!mmn__queue_has_room(c) || mmn__conn_read_packet(c) <= 0) && !c->qlen)
 			break;
 	}
-	mmn__conn_flush_acks(c);
+	/*
+	 * The acks of everything delivered go as one AckMany (MMN_MAX_BATCH at
+	 * most: mmn__conn_ack() sends a full one at once) when nothing read is
+	 * left to deliver, so mmnd is woken once for a burst rather than once a
+	 * packet.  With events left (the budget is spent) they wait for the
+	 * next call, which wakefd, raised by mmn_dispatch(), brings at once,
+	 * and never longer than MMN_ACK_WAIT_EVENTS deliveries.
+	 */
+	if (!c->qlen && !c->lost_pending)
+		mmn__conn_flush_acks(c);
 	return n;
 }
 
 MMN_EXPORT int mmn_dispatch(struct mmn_client *c)
+{
+	return mmn__dispatch(c, MMN_DISPATCH_BUDGET);
+}
+
+int mmn__dispatch(struct mmn_client *c, int budget)
 {
 	int n, r;
 
@@ -220,7 +233,7 @@ MMN_EXPORT int mmn_dispatch(struct mmn_client *c)
 	mmn__eventfd_lower(c->wakefd, &c->wake_set);
 	if (c->state == CONN_DOWN)
 		mmn__conn_timer(c);
-	n = dispatch_locked(c, 64);
+	n = dispatch_locked(c, budget);
 	if (c->qlen || c->lost_pending)
 		mmn__eventfd_raise(c->wakefd, &c->wake_set);
 	r = c->pending_error;

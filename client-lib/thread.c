@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "dispatch.h"
 #include "error.h"
 #include "eventfd.h"
 #include "fork.h"
@@ -66,7 +67,7 @@ static void *thread_main(void *arg)
 		if (p[1].revents)
 			break;
 		if (p[0].revents)
-			mmn_dispatch(c);
+			mmn__dispatch(c, MMN_THREAD_BUDGET);
 	}
 	return NULL;
 }
