@@ -7,6 +7,7 @@
  * connection, and with a v1 mmnd the library acks one Ack per event.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "event-record.h"
@@ -16,6 +17,8 @@
 #include "tap.h"
 
 #define BASE 0x40000000ull
+/* libmmn's MMN_ACK_WAIT_EVENTS (client-lib/client.h, not installed) */
+#define MMN_ACK_WAIT_EVENTS_TEST 256
 #define PAGE 0x1000ull
 
 struct rec {
@@ -136,6 +139,69 @@ static void test_v2(struct fake_server *fs)
 	mmn_disconnect(c);
 }
 
+/* The non-blocking sub's callback of test_ack_bound(): at its 290th event, was the ack sent? */
+static struct fake_server *bound_fs;
+static unsigned bound_acks0, bound_seen;
+static bool bound_acked;
+
+static int on_bound_inval(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	if (++bound_seen == MMN_ACK_WAIT_EVENTS_TEST + 34)
+		bound_acked = fs_wait(bound_fs, &bound_fs->nacks, bound_acks0 + 1);
+	return 0;
+}
+
+/*
+ * Acks wait for the rest of a burst, but not for ever: two blocking events
+ * in two packets of one burst are acked by one AckMany; a blocking event
+ * followed by 300 others is acked before the 290th of them is delivered.
+ */
+static void test_ack_bound(struct fake_server *fs)
+{
+	struct rec r1 = {0}, r2 = {0};
+	struct mmn_sub_opts o = {.size = sizeof(o), .flags = MMN_SUB_NONBLOCKING, .invalidate = on_bound_inval};
+	struct mmn_client *c = NULL;
+	struct mmn_event_record recs[MMN_EVENT_BATCH_MAX];
+	struct mmn_sub *n;
+	uint64_t id_1, id_2, id_n;
+	unsigned many0, acks0;
+
+	fs->reply_version = 2;
+	tap_require(mmn_connect(fs->path, &c) == 0);
+	subscribe(c, BASE + 8 * PAGE, MMN_SUB_BLOCKING, &r1);
+	id_1 = fs->subs[fs->nsubs - 1].id;
+	subscribe(c, BASE + 9 * PAGE, MMN_SUB_BLOCKING, &r2);
+	id_2 = fs->subs[fs->nsubs - 1].id;
+	tap_require(mmn_subscribe(c, 0, BASE + 10 * PAGE, PAGE, &o, &n) == 0);
+	id_n = fs->subs[fs->nsubs - 1].id;
+
+	many0 = fs_get(fs, &fs->nack_many);
+	acks0 = fs_get(fs, &fs->nacks);
+	recs[0] = inval(id_1, 20, BASE + 8 * PAGE, true);
+	send_batch(fs, recs, 1);
+	recs[0] = inval(id_2, 21, BASE + 9 * PAGE, true);
+	send_batch(fs, recs, 1);
+	tap_ok(dispatch_reached(c, &r2.inval, 1) && fs_wait(fs, &fs->nacks, acks0 + 2),
+	       "burst: two blocking events in two packets, both acked");
+	tap_is_int(fs_get(fs, &fs->nack_many) - many0, 1, "burst: by one AckMany");
+
+	bound_fs = fs;
+	bound_acks0 = fs_get(fs, &fs->nacks);
+	recs[0] = inval(id_1, 22, BASE + 8 * PAGE, true);
+	for (size_t i = 1; i < MMN_EVENT_BATCH_MAX; i++)
+		recs[i] = inval(id_n, 100 + i, BASE + 10 * PAGE, false);
+	send_batch(fs, recs, MMN_EVENT_BATCH_MAX);
+	for (unsigned k = 1; k < 6; k++) {
+		for (size_t i = 0; i < MMN_EVENT_BATCH_MAX; i++)
+			recs[i] = inval(id_n, 100 + k * MMN_EVENT_BATCH_MAX + i, BASE + 10 * PAGE, false);
+		send_batch(fs, recs, MMN_EVENT_BATCH_MAX);
+	}
+	tap_ok(dispatch_reached(c, &bound_seen, 6 * MMN_EVENT_BATCH_MAX - 1), "bound: 335 events delivered");
+	tap_ok(bound_acked, "bound: the blocking event was acked before the %d-th event after it",
+	       MMN_ACK_WAIT_EVENTS_TEST + 34);
+	mmn_disconnect(c);
+}
+
 static void test_v1(struct fake_server *fs)
 {
 	struct rec r1 = {0}, r2 = {0};
@@ -168,6 +234,7 @@ int main(void)
 
 	tap_require(fs_start(&fs) == 0);
 	test_v2(&fs);
+	test_ack_bound(&fs);
 	test_v1(&fs);
 	fs_stop(&fs);
 	return tap_done();
