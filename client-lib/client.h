@@ -189,7 +189,7 @@ struct mmn_client {
 	 */
 	unsigned nacks;
 	unsigned ack_waited; /* events delivered since the oldest of them (dispatch.c) */
-	uint64_t ack_sub[MMN_MAX_BATCH], ack_event[MMN_MAX_BATCH];
+	uint64_t ack_sub[MMN_MAX_ACKS], ack_event[MMN_MAX_ACKS];
 
 	/* Dispatch (dispatch.c). */
 	bool lost_pending; /* some sub in c->subs has ->lost set */

@@ -64,7 +64,7 @@ int mmn__conn_ack(struct mmn_client *c, uint64_t sub_id, uint64_t event_id, bool
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
 	if (batch && c->version >= 2) {
-		if (c->nacks == MMN_MAX_BATCH) {
+		if (c->nacks == MMN_MAX_ACKS) {
 			int r = mmn__conn_flush_acks(c);
 
 			if (r < 0)

@@ -198,7 +198,7 @@ static int dispatch_locked(struct mmn_client *c, int budget)
 			break;
 	}
 	/*
-	 * The acks of everything delivered go as one AckMany (MMN_MAX_BATCH at
+	 * The acks of everything delivered go as one AckMany (MMN_MAX_ACKS at
 	 * most: mmn__conn_ack() sends a full one at once) when nothing read is
 	 * left to deliver, so mmnd is woken once for a burst rather than once a
 	 * packet.  With events left (the budget is spent) they wait for the

@@ -35,6 +35,13 @@
  */
 #define MMN_MAX_BATCH 112
 
+/*
+ * Most Acks in one AckMany (v2).  A pair takes at most 20 bytes on the wire
+ * (two 10-byte varints in packed lists), the lists' tags and lengths and the
+ * envelope at most 30, so 200 pairs fit in MMN_WIRE_MAX_MSG.
+ */
+#define MMN_MAX_ACKS 200
+
 /* Most file descriptors one packet may carry. */
 #define MMN_WIRE_MAX_FDS 2
 

@@ -167,7 +167,7 @@ static void do_ack_many(struct client *c, uint64_t request_id, const Mmn__V1__Ac
 		mmn__client_protocol_error(c, request_id, -EPROTO, "AckMany needs protocol version 2");
 		return;
 	}
-	if (m->n_sub_ids != m->n_event_ids || !m->n_sub_ids || m->n_sub_ids > MMN_MAX_BATCH) {
+	if (m->n_sub_ids != m->n_event_ids || !m->n_sub_ids || m->n_sub_ids > MMN_MAX_ACKS) {
 		mmn__client_protocol_error(c, request_id, -EBADMSG, "AckMany: lists of different or bad length");
 		return;
 	}

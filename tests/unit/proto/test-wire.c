@@ -14,6 +14,7 @@
 #include "lib/scm.h"
 #include "tap.h"
 #include "seqpage.h"
+#include "event-record.h"
 #include "wire.h"
 
 #define E(x) MMN__V1__ENVELOPE__BODY_##x
@@ -461,6 +462,40 @@ static void test_batches(void)
 	}
 }
 
+/* v2: the widest AckMany and the fullest EventBatch either side may send fit one packet. */
+static void test_v2(void)
+{
+	static uint64_t ids[MMN_MAX_ACKS];
+	static struct mmn_event_record recs[MMN_EVENT_BATCH_MAX];
+	Mmn__V1__AckMany am = MMN__V1__ACK_MANY__INIT;
+	Mmn__V1__EventBatch eb = MMN__V1__EVENT_BATCH__INIT;
+	MmnEnvelope e = MMN__V1__ENVELOPE__INIT, *o;
+
+	for (int i = 0; i < MMN_MAX_ACKS; i++)
+		ids[i] = UINT64_MAX;
+	am.n_sub_ids = am.n_event_ids = MMN_MAX_ACKS;
+	am.sub_ids = am.event_ids = ids;
+	e.request_id = UINT64_MAX;
+	e.body_case = E(ACK_MANY);
+	e.ack_many = &am;
+	if ((o = roundtrip(&e, "AckMany of MMN_MAX_ACKS widest pairs (fits one packet)"))) {
+		tap_ok(o->ack_many->n_sub_ids == MMN_MAX_ACKS && o->ack_many->event_ids[MMN_MAX_ACKS - 1] == UINT64_MAX,
+		       "AckMany lists survive");
+		mmn__wire_free(o);
+	}
+	memset(recs, 0xff, sizeof(recs));
+	eb.records.data = (uint8_t *)recs;
+	eb.records.len = sizeof(recs);
+	e.body_case = E(EVENT_BATCH);
+	e.event_batch = &eb;
+	if ((o = roundtrip(&e, "EventBatch of MMN_EVENT_BATCH_MAX records (fits one packet)"))) {
+		tap_ok(o->event_batch->records.len == sizeof(recs) &&
+			       memcmp(o->event_batch->records.data, recs, sizeof(recs)) == 0,
+		       "EventBatch records survive byte for byte");
+		mmn__wire_free(o);
+	}
+}
+
 int main(void)
 {
 	test_hello();
@@ -468,6 +503,7 @@ int main(void)
 	test_events();
 	test_misc();
 	test_batches();
+	test_v2();
 	test_rejects();
 	test_socket();
 	test_seqpage();
