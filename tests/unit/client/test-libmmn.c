@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "fake-server.h"
+#include "lib/read-waiter.h"
 #include "lib/dispatch.h"
 #include "mmn/mmn.h"
 #include "tap.h"
@@ -170,27 +171,6 @@ static void test_sub_args(struct mmn_client *c)
 	tap_is_int(mmn_ack(s, 1), -EALREADY, "ack on a removed sub -> -EALREADY");
 }
 
-/* A thread blocked in read_begin while an invalidation (or a reconnection) is in flight. */
-struct waiter {
-	struct mmn_sub *s;
-	int efd;
-	int ended;    /* set by the test just before it ends the invalidation */
-	bool saw_end; /* read_begin returned after that */
-	uint64_t seq;
-};
-
-static void *waiter_main(void *arg)
-{
-	struct waiter *w = arg;
-	uint64_t one = 1;
-
-	if (write(w->efd, &one, sizeof(one)) < 0)
-		abort();
-	w->seq = mmn_read_begin(w->s);
-	w->saw_end = __atomic_load_n(&w->ended, __ATOMIC_SEQ_CST);
-	return NULL;
-}
-
 static void test_events(struct fake_server *fs, struct mmn_client *c)
 {
 	struct rec rec = {0}, rb = {0};
@@ -216,17 +196,12 @@ static void test_events(struct fake_server *fs, struct mmn_client *c)
 	tap_ok(!rec.last.needs_ack, "needs_ack false for a non-blocking sub");
 	tap_ok(mmn_read_retry(s, seq), "read_retry: collision while in flight");
 	{
-		struct waiter w = {.s = s, .efd = eventfd(0, EFD_CLOEXEC)};
-		struct pollfd p = {.fd = w.efd, .events = POLLIN};
-		pthread_t t;
+		struct read_waiter w;
 
-		pthread_create(&t, NULL, waiter_main, &w);
-		poll(&p, 1, 5000); /* the waiter is about to call read_begin */
-		__atomic_store_n(&w.ended, 1, __ATOMIC_SEQ_CST);
+		read_waiter_start(&w, s);
 		fs_end(fs, idx, ev);
-		pthread_join(t, NULL);
-		close(w.efd);
-		tap_ok(w.saw_end, "read_begin waited for the end of the invalidation");
+		read_waiter_join(&w);
+		tap_ok(w.saw_change, "read_begin waited for the end of the invalidation");
 		tap_ok(!(w.seq & 1) && !mmn_read_retry(s, w.seq), "and returned a valid even value");
 	}
 	tap_is_int(dispatch_until(c, &rec.ends, 1), 0, "invalidate_end delivered");
@@ -389,17 +364,12 @@ static void test_readers(struct fake_server *fs, struct mmn_client *c)
 /* While disconnected, read_begin waits; it returns a valid value after the RESYNC. */
 static void check_read_begin_waits(struct mmn_client *c, struct mmn_sub *s, struct rec *rec)
 {
-	struct waiter w = {.s = s, .efd = eventfd(0, EFD_CLOEXEC)};
-	struct pollfd p = {.fd = w.efd, .events = POLLIN};
-	pthread_t t;
+	struct read_waiter w;
 
-	pthread_create(&t, NULL, waiter_main, &w);
-	poll(&p, 1, 5000);
-	__atomic_store_n(&w.ended, 1, __ATOMIC_SEQ_CST); /* nothing reconnects before we dispatch */
+	read_waiter_start(&w, s); /* nothing reconnects before we dispatch */
 	dispatch_until(c, &rec->resyncs, 1);
-	pthread_join(t, NULL);
-	close(w.efd);
-	tap_ok(w.saw_end, "read_begin waited while disconnected");
+	read_waiter_join(&w);
+	tap_ok(w.saw_change, "read_begin waited while disconnected");
 	tap_ok(!mmn_read_retry(s, w.seq), "and returned a valid value after the RESYNC");
 }
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "fake-server.h"
+#include "lib/read-waiter.h"
 #include "lib/dispatch.h"
 #include "mmn/mmn.h"
 #include "tap.h"
@@ -98,45 +99,6 @@ static unsigned slot_of(struct fake_server *fs, unsigned idx)
 	return v;
 }
 
-/* A thread blocked in mmn_read_begin() until the test changes the state. */
-struct waiter {
-	struct mmn_sub *s;
-	int efd;
-	int changed;	 /* set by the test just before it ends the wait */
-	bool saw_change; /* read_begin returned after that */
-	uint64_t seq;
-	pthread_t t;
-};
-
-static void *waiter_main(void *arg)
-{
-	struct waiter *w = arg;
-	uint64_t one = 1;
-
-	if (write(w->efd, &one, sizeof(one)) < 0)
-		abort();
-	w->seq = mmn_read_begin(w->s);
-	w->saw_change = __atomic_load_n(&w->changed, __ATOMIC_SEQ_CST);
-	return NULL;
-}
-
-static void waiter_start(struct waiter *w, struct mmn_sub *s)
-{
-	struct pollfd p;
-
-	*w = (struct waiter){.s = s, .efd = eventfd(0, EFD_CLOEXEC)};
-	p = (struct pollfd){.fd = w->efd, .events = POLLIN};
-	pthread_create(&w->t, NULL, waiter_main, w);
-	poll(&p, 1, 5000); /* the waiter is about to call read_begin */
-	__atomic_store_n(&w->changed, 1, __ATOMIC_SEQ_CST);
-}
-
-static void waiter_join(struct waiter *w)
-{
-	pthread_join(w->t, NULL);
-	close(w->efd);
-}
-
 /* Quiescent: the inline value is the slot word; ABI 1 and MMN_1.0 agree in their own format. */
 static void test_quiescent(struct fake_server *fs, struct mmn_sub *s, unsigned idx)
 {
@@ -159,15 +121,15 @@ static void test_odd(struct fake_server *fs, struct mmn_client *c, struct mmn_su
 		     struct rec *rec)
 {
 	uint64_t seq = mmn_read_begin(s), v1 = mmn_read_begin_slow(s), ev;
-	struct waiter w;
+	struct read_waiter w;
 
 	ev = fs_invalidate(fs, idx, 0x10000, 0x11000, MMN_EVENT_UNMAP, false);
 	tap_ok(slot_word(fs, idx) & 1, "the invalidation made the slot odd");
 	tap_ok(mmn_read_retry(s, seq), "odd slot: read_retry collides");
 	tap_ok(old_retry(s, v1), "ABI 1: collides too");
-	waiter_start(&w, s);
+	read_waiter_start(&w, s);
 	fs_end(fs, idx, ev);
-	waiter_join(&w);
+	read_waiter_join(&w);
 	tap_ok(w.saw_change, "read_begin waited for the end of the invalidation");
 	tap_ok(!(w.seq & 1) && !mmn_read_retry(s, w.seq), "and returned a valid even value");
 	tap_ok(mmn_read_retry(s, seq), "the value from before the invalidation still collides");
@@ -208,17 +170,17 @@ static void test_gen(struct fake_server *fs, struct mmn_client *c, struct mmn_su
 		     struct rec *rec)
 {
 	uint64_t seq = mmn_read_begin(s), v1 = mmn_read_begin_slow(s), w0 = slot_word(fs, idx);
-	struct waiter w;
+	struct read_waiter w;
 
 	pthread_mutex_lock(&fs->mu);
 	__atomic_store_n((uint64_t *)(void *)&fs->sp->slots[fs->subs[idx].slot], w0 + (7ull << 32),
 			 __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&fs->mu);
 	tap_ok(mmn_read_retry(s, seq) && old_retry(s, v1), "slot given away (new gen, same seq): collision (both ABIs)");
-	waiter_start(&w, s);
+	read_waiter_start(&w, s);
 	fs_release(fs, idx);
 	dispatch_until(c, &rec->releases, 1);
-	waiter_join(&w);
+	read_waiter_join(&w);
 	tap_ok(w.saw_change, "read_begin waited while the slot had another gen, until the Release");
 	tap_ok((w.seq & 1) && mmn_read_retry(s, w.seq), "then returned an odd value that collides");
 	tap_ok((mmn_read_begin(s) & 1) && (old_begin(s) & 1) && (mmn_read_begin_slow(s) & 1),
