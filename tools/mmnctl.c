@@ -227,7 +227,8 @@ static void help(void)
 	       "     --bus=BUS         system (default), session or an sd-bus ADDRESS\n"
 	       "     --client=ID       subscriptions: only those of client ID\n"
 	       "     --pid=PID         subscriptions: only those on target PID\n"
-	       "\nKeys for set-default: ack-timeout-ms, ack-cap-ms, max-clients, max-subs, max-queued.\n"
+	       "\nKeys for set-default: ack-timeout-ms, ack-cap-ms, max-clients, max-subs, max-queued,\n"
+	       "max-clients-per-uid, max-subs-per-uid, hello-timeout-ms.\n"
 	       "Exit status: 0 success, 1 failure, 2 usage error.\n"
 	       "\nSee the mmnctl(1) man page for details.\n");
 }

@@ -43,7 +43,8 @@ expect "pretty short off" mmnctl --json ""
 expect "system session" mmnctl --bus s
 expect "--no-legend --no-pager" mmnctl --no
 expect "ack-timeout-ms= ack-cap-ms=" mmnctl set-default ack
-expect "max-clients= max-subs= max-queued=" mmnctl --no-pager set-default max
+expect "max-clients= max-subs= max-queued= max-clients-per-uid= max-subs-per-uid=" mmnctl --no-pager set-default max
+expect "hello-timeout-ms=" mmnctl set-default hello
 expect "--client= --pid=" mmnctl subscriptions ""
 expect "monitor" mmnctl --json short mo
 echo "1..$n"
