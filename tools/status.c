@@ -31,6 +31,8 @@ static struct prop props[] = {
 	{.name = "NonBlockableRefusals", .type = 't'},
 	{.name = "QueueOverflows", .type = 't'},
 	{.name = "ProtocolErrors", .type = 't'},
+	{.name = "ImpliedEnds", .type = 't'},
+	{.name = "EndTimeouts", .type = 't'},
 	{.name = "DefaultAckTimeoutMSec", .type = 'u'},
 	{.name = "AckCapMSec", .type = 'u'},
 	{.name = "MaxClients", .type = 'u'},
@@ -200,6 +202,8 @@ static void status_human(void)
 	printf(LABEL "%" PRIu64 "\n", "Non-blockable refusals", P("NonBlockableRefusals"));
 	printf(LABEL "%" PRIu64 "\n", "Queue overflows", P("QueueOverflows"));
 	printf(LABEL "%" PRIu64 "\n", "Protocol errors", P("ProtocolErrors"));
+	printf(LABEL "%" PRIu64 " implied by a later END, %" PRIu64 " by the END timer\n", "Lost ENDs",
+	       P("ImpliedEnds"), P("EndTimeouts"));
 	printf(LABEL "%" PRIu64 " ms (cap %" PRIu64 " ms)\n", "Ack timeout", P("DefaultAckTimeoutMSec"),
 	       P("AckCapMSec"));
 	printf(LABEL "%" PRIu64 "\n", "Queued events max", P("MaxQueuedEvents"));

@@ -155,6 +155,8 @@ static const struct key_off stat_keys[] = {
 	{"NonBlockableRefusals", offsetof(struct admin_stats, nonblock_refusals)},
 	{"QueueOverflows", offsetof(struct admin_stats, queue_overflows)},
 	{"ProtocolErrors", offsetof(struct admin_stats, protocol_errors)},
+	{"ImpliedEnds", offsetof(struct admin_stats, implied_ends)},
+	{"EndTimeouts", offsetof(struct admin_stats, end_timeouts)},
 };
 
 /* SetDefaults keys and default property names, each with its range (minimum 1). */
@@ -489,6 +491,8 @@ static const sd_bus_vtable manager_vtable[] = {
 	STAT_PROP("NonBlockableRefusals"),
 	STAT_PROP("QueueOverflows"),
 	STAT_PROP("ProtocolErrors"),
+	STAT_PROP("ImpliedEnds"),
+	STAT_PROP("EndTimeouts"),
 	DEFAULT_PROP("DefaultAckTimeoutMSec"),
 	DEFAULT_PROP("AckCapMSec"),
 	DEFAULT_PROP("MaxClients"),

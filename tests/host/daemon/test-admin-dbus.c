@@ -234,6 +234,8 @@ static void test_properties(void)
 	tap_is_u64(get_t("NonBlockableRefusals"), 0, "NonBlockableRefusals");
 	tap_is_u64(get_t("QueueOverflows"), 0, "QueueOverflows");
 	tap_is_u64(get_t("ProtocolErrors"), 0, "ProtocolErrors");
+	tap_is_u64(get_t("ImpliedEnds"), 0, "ImpliedEnds");
+	tap_is_u64(get_t("EndTimeouts"), 0, "EndTimeouts");
 	tap_is_int(get_u("DefaultAckTimeoutMSec"), 1000, "DefaultAckTimeoutMSec");
 	tap_is_int(get_u("AckCapMSec"), 5000, "AckCapMSec");
 	tap_is_int(get_u("MaxClients"), 1024, "MaxClients");
@@ -331,7 +333,7 @@ static void test_stats(void)
 		if (strcmp(key, "Subscriptions") == 0)
 			subs = (int)v;
 	}
-	tap_is_int(n, 10, "GetStats has the ten counters");
+	tap_is_int(n, 12, "GetStats has the twelve counters");
 	tap_is_int(subs, 3, "GetStats Subscriptions matches");
 	sd_bus_message_unref(reply);
 }

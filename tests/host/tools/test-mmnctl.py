@@ -198,7 +198,8 @@ ok(st is not None and st["clients"] == 2 and st["subscriptions"] == 2, "status -
 stats = mmnctl_json("stats")
 ok(stats is not None and set(stats) == {"clients", "subscriptions", "kernel_subscriptions", "invalidations",
                                         "blocking_acks", "timeouts", "evictions", "non_blockable_refusals",
-                                        "queue_overflows", "protocol_errors"}, "stats --json: the ten counters")
+                                        "queue_overflows", "protocol_errors", "implied_ends", "end_timeouts"},
+   "stats --json: the twelve counters")
 ok(stats is not None and stats["clients"] == 2, "stats --json: clients")
 
 rc, out, err = mmnctl("--no-legend", "clients")
