@@ -184,8 +184,39 @@ static bool coalesce(struct client *c, struct sub *s)
 	return c->coalescing;
 }
 
-static int batch_invalidate(struct client *c, uint64_t sub_id, uint64_t event_id, uint64_t start, uint64_t end,
-			    uint32_t event, bool blockable, bool needs_ack, uint64_t seq, uint32_t deadline_ms)
+/* v1: the one message @rec stands for (an INVALIDATE or an END record), as its own packet. */
+static int send_record_v1(struct client *c, const struct mmn_event_record *rec, uint64_t queue_sub)
+{
+	Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;
+	Mmn__V1__InvalidateEnd ie = MMN__V1__INVALIDATE_END__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	if (rec->kind == MMN_RECORD_END) {
+		ie.sub_id = rec->sub_id;
+		ie.event_id = rec->event_id;
+		ie.seq = rec->seq;
+		env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE_END;
+		env.invalidate_end = &ie;
+		return send_env(c, &env, queue_sub);
+	}
+	inv.sub_id = rec->sub_id;
+	inv.event_id = rec->event_id;
+	inv.start = rec->start;
+	inv.end = rec->end;
+	inv.event = (Mmn__V1__EventType)rec->event;
+	inv.blockable = rec->flags & MMN_RECORD_BLOCKABLE;
+	inv.needs_ack = rec->flags & MMN_RECORD_NEEDS_ACK;
+	inv.seq = rec->seq;
+	inv.deadline_ms = rec->deadline_ms;
+	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE;
+	env.invalidate = &inv;
+	return send_env(c, &env, queue_sub);
+}
+
+/* One record for either version: batched for v2, its own packet for v1. */
+int mmn__client_send_invalidate(struct client *c, struct sub *s, uint64_t sub_id, uint64_t event_id,
+				uint64_t start, uint64_t end, uint32_t event, bool blockable, bool needs_ack,
+				uint64_t seq, uint32_t deadline_ms, bool nonblocking)
 {
 	struct mmn_event_record rec = {
 		.sub_id = sub_id,
@@ -199,33 +230,11 @@ static int batch_invalidate(struct client *c, uint64_t sub_id, uint64_t event_id
 		.flags = (blockable ? MMN_RECORD_BLOCKABLE : 0) | (needs_ack ? MMN_RECORD_NEEDS_ACK : 0),
 	};
 
-	return batch_add(c, &rec);
-}
-
-int mmn__client_send_invalidate(struct client *c, struct sub *s, uint64_t sub_id, uint64_t event_id,
-				uint64_t start, uint64_t end, uint32_t event, bool blockable, bool needs_ack,
-				uint64_t seq, uint32_t deadline_ms, bool nonblocking)
-{
-	Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;
-	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
-
 	if (nonblocking && coalesce(c, s))
 		return 1;
 	if (c->version >= 2)
-		return batch_invalidate(c, sub_id, event_id, start, end, event, blockable, needs_ack, seq,
-					deadline_ms);
-	inv.sub_id = sub_id;
-	inv.event_id = event_id;
-	inv.start = start;
-	inv.end = end;
-	inv.event = (Mmn__V1__EventType)event;
-	inv.blockable = blockable;
-	inv.needs_ack = needs_ack;
-	inv.seq = seq;
-	inv.deadline_ms = deadline_ms;
-	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE;
-	env.invalidate = &inv;
-	return send_env(c, &env, nonblocking ? s->id : 0);
+		return batch_add(c, &rec);
+	return send_record_v1(c, &rec, nonblocking ? s->id : 0);
 }
 
 /* How far back an InvalidateEnd looks for its Invalidate in the batch (bounded work per end). */
@@ -236,39 +245,31 @@ int mmn__client_send_invalidate(struct client *c, struct sub *s, uint64_t sub_id
  * no ack, when no later record is of the same sub: the sub's own order of
  * messages stays as it was, only other subs' records are overtaken.
  */
-static int batch_end(struct client *c, uint64_t sub_id, uint64_t event_id, uint64_t seq)
+static int batch_end(struct client *c, const struct mmn_event_record *end)
 {
-	struct mmn_event_record rec = {.sub_id = sub_id, .event_id = event_id, .seq = seq, .kind = MMN_RECORD_END};
-
-	for (uint32_t i = c->nbatch, n = 0; i-- > 0 && n < FOLD_LOOKBACK && event_id; n++) {
+	for (uint32_t i = c->nbatch, n = 0; i-- > 0 && n < FOLD_LOOKBACK && end->event_id; n++) {
 		struct mmn_event_record *r = &c->batch[i];
 
-		if (r->sub_id != sub_id)
+		if (r->sub_id != end->sub_id)
 			continue;
-		if (r->kind == MMN_RECORD_INVALIDATE && r->event_id == event_id &&
+		if (r->kind == MMN_RECORD_INVALIDATE && r->event_id == end->event_id &&
 		    !(r->flags & MMN_RECORD_NEEDS_ACK)) {
 			r->kind = MMN_RECORD_INVALIDATE_END;
-			r->end_seq = seq;
+			r->end_seq = end->seq;
 			return 0;
 		}
 		break;
 	}
-	return batch_add(c, &rec);
+	return batch_add(c, end);
 }
 
 int mmn__client_send_invalidate_end(struct client *c, uint64_t sub_id, uint64_t event_id, uint64_t seq)
 {
-	Mmn__V1__InvalidateEnd end = MMN__V1__INVALIDATE_END__INIT;
-	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+	struct mmn_event_record rec = {.sub_id = sub_id, .event_id = event_id, .seq = seq, .kind = MMN_RECORD_END};
 
 	if (c->version >= 2 && !c->dropping && !c->closed)
-		return batch_end(c, sub_id, event_id, seq);
-	end.sub_id = sub_id;
-	end.event_id = event_id;
-	end.seq = seq;
-	env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE_END;
-	env.invalidate_end = &end;
-	return mmn__client_send(c, &env);
+		return batch_end(c, &rec);
+	return send_record_v1(c, &rec, 0);
 }
 
 int mmn__client_send_status(struct client *c, uint64_t request_id, int err)
