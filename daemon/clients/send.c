@@ -366,26 +366,21 @@ static void flush_resync(struct client *c)
 	list_for_each(pos, &c->subs)
 	{
 		struct sub *s = list_entry(pos, struct sub, clink);
-		Mmn__V1__Invalidate inv = MMN__V1__INVALIDATE__INIT;
-		Mmn__V1__InvalidateEnd end = MMN__V1__INVALIDATE_END__INIT;
-		MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+		struct mmn_event_record rec = {
+			.sub_id = s->id,
+			.start = s->start,
+			.end = s->end,
+			.kind = MMN_RECORD_INVALIDATE,
+			.event = MMN__V1__EVENT_TYPE__EVENT_RESYNC,
+		};
 
 		if (!s->resync)
 			continue;
 		s->resync = false;
-		inv.sub_id = s->id;
-		inv.start = s->start;
-		inv.end = s->end;
-		inv.event = MMN__V1__EVENT_TYPE__EVENT_RESYNC;
-		inv.seq = mmn__seqpage_value(c, s->slot);
-		env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE;
-		env.invalidate = &inv;
-		send_env(c, &env, s->id);
-		end.sub_id = s->id;
-		end.seq = inv.seq;
-		env.body_case = MMN__V1__ENVELOPE__BODY_INVALIDATE_END;
-		env.invalidate_end = &end;
-		send_env(c, &env, s->id);
+		rec.seq = mmn__seqpage_value(c, s->slot);
+		send_record_v1(c, &rec, s->id);
+		rec.kind = MMN_RECORD_END;
+		send_record_v1(c, &rec, s->id);
 	}
 }
 
