@@ -175,7 +175,7 @@ struct mmn_client {
 	struct mmn_sub *tombs, *tombs_tail;
 	unsigned ntombs;
 
-	/* Event queue (queue.c): a ring, grown only outside delivery. */
+	/* Event queue (queue.c): a ring of @qcap entries, a power of two, grown only outside delivery. */
 	struct qev *q;
 	size_t qcap, qhead, qlen;
 	size_t qmap_len;
@@ -190,6 +190,23 @@ struct mmn_client {
 	unsigned nacks;
 	unsigned ack_waited; /* events delivered since the oldest of them (dispatch.c) */
 	uint64_t ack_sub[MMN_MAX_ACKS], ack_event[MMN_MAX_ACKS];
+	uint32_t ack_run[MMN_MAX_ACKS]; /* with @ack_runs: Invalidates each entry acks */
+	/*
+	 * AckMany runs (HelloReply.ack_runs): @run gathers the Invalidates the
+	 * dispatch thread delivered one after another, of one event, acked at
+	 * once or owing nothing; it becomes one entry of the acks above when
+	 * broken or flushed (conn.c).  @rx_event/@rx_ord number the Invalidates
+	 * of an event as they are read (session.c), delivered or not.  Under
+	 * c->lock; reset when the connection is lost.
+	 */
+	bool ack_runs;
+	struct ack_run {
+		uint64_t sub_id, event_id; /* the first Invalidate's */
+		uint32_t first, next;	   /* its place, and one past the last's */
+		bool open, needed;	   /* needed: some Invalidate in it asked an ack */
+	} run;
+	uint64_t rx_event;
+	uint32_t rx_ord;
 
 	/* Dispatch (dispatch.c). */
 	bool lost_pending; /* some sub in c->subs has ->lost set */

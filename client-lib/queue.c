@@ -27,11 +27,11 @@ int mmn__queue_grow(struct mmn_client *c)
 		return -ENOMEM;
 	mlock(q, len);
 	for (size_t i = 0; i < c->qlen; i++)
-		q[i] = c->q[(c->qhead + i) % c->qcap];
+		q[i] = c->q[(c->qhead + i) & (c->qcap - 1)];
 	if (c->q)
 		munmap(c->q, c->qmap_len);
 	c->q = q;
-	c->qcap = len / sizeof(struct qev);
+	c->qcap = cap;
 	c->qmap_len = len;
 	c->qhead = 0;
 	return 0;
@@ -58,7 +58,7 @@ int mmn__enqueue(struct mmn_client *c, enum qev_type type, struct mmn_sub *s, co
 		mmn__log(LOG_ERR, "mmn: event queue full, dropping the connection");
 		return -ENOMEM;
 	}
-	e = &c->q[(c->qhead + c->qlen) % c->qcap];
+	e = &c->q[(c->qhead + c->qlen) & (c->qcap - 1)];
 	memset(e, 0, sizeof(*e));
 	e->type = type;
 	e->s = s;
@@ -73,12 +73,25 @@ int mmn__enqueue(struct mmn_client *c, enum qev_type type, struct mmn_sub *s, co
 	return 0;
 }
 
+int mmn__enqueue_invalidate(struct mmn_client *c, struct mmn_sub *s, const struct mmn_range *r, uint32_t ord)
+{
+	int ret = mmn__enqueue(c, QEV_INVALIDATE, s, r, 0);
+	struct qev *e;
+
+	if (ret < 0)
+		return ret;
+	e = &c->q[(c->qhead + c->qlen - 1) & (c->qcap - 1)];
+	e->ord = ord;
+	e->conn = (uint32_t)c->conn_gen;
+	return 0;
+}
+
 bool mmn__dequeue(struct mmn_client *c, struct qev *out)
 {
 	if (!c->qlen)
 		return false;
 	*out = c->q[c->qhead];
-	c->qhead = (c->qhead + 1) % c->qcap;
+	c->qhead = (c->qhead + 1) & (c->qcap - 1);
 	c->qlen--;
 	return true;
 }

@@ -84,6 +84,14 @@ struct client {
 	uint32_t nsubs;
 	uint32_t pending_acks;
 	uint64_t evictions;
+	/*
+	 * Fan-out scratch (engine/fanout.c, loop thread): the last recipient
+	 * sent to this client by fan-out number @chain_gen (broker's
+	 * fanout_gen), to link the next one (struct recip, next_of_client).
+	 * Meaningless for any other fan-out.
+	 */
+	uint64_t chain_gen;
+	uint32_t chain_last;
 	/* outgoing queue */
 	struct list outq;
 	uint32_t nqueued;
@@ -94,10 +102,13 @@ struct client {
 	 * event, freed with the client) and sent as one EventBatch when it is
 	 * full, before any other message to @c, or before the loop polls.
 	 * While @nbatch > 0, @blink is on broker->batched; else it is empty.
+	 * @nfoldable counts the records of @batch an InvalidateEnd may fold
+	 * into (Invalidates asking no ack): with none, an end skips the search.
 	 */
 	uint32_t version; /* negotiated in Hello; 0 before */
+	bool ack_runs;	  /* Hello.ack_runs (v2): AckMany may carry runs */
 	struct mmn_event_record *batch;
-	uint32_t nbatch;
+	uint32_t nbatch, nfoldable;
 	struct list blink;
 };
 

@@ -107,6 +107,7 @@ static int batch_send(struct client *c)
 	if (!n)
 		return 0;
 	c->nbatch = 0;
+	c->nfoldable = 0;
 	list_del(&c->blink);
 	if (c->dropping || c->closed)
 		return -ENOTCONN;
@@ -150,6 +151,8 @@ static int batch_add(struct client *c, const struct mmn_event_record *rec)
 			return r;
 	}
 	c->batch[c->nbatch++] = *rec;
+	if (rec->kind == MMN_RECORD_INVALIDATE && !(rec->flags & MMN_RECORD_NEEDS_ACK))
+		c->nfoldable++;
 	if (!list_linked(&c->blink))
 		list_add_tail(&c->b->batched, &c->blink);
 	return 0;
@@ -247,7 +250,7 @@ int mmn__client_send_invalidate(struct client *c, struct sub *s, uint64_t sub_id
  */
 static int batch_end(struct client *c, const struct mmn_event_record *end)
 {
-	for (uint32_t i = c->nbatch, n = 0; i-- > 0 && n < FOLD_LOOKBACK && end->event_id; n++) {
+	for (uint32_t i = c->nbatch, n = 0; i-- > 0 && n < FOLD_LOOKBACK && c->nfoldable && end->event_id; n++) {
 		struct mmn_event_record *r = &c->batch[i];
 
 		if (r->sub_id != end->sub_id)
@@ -256,6 +259,7 @@ static int batch_end(struct client *c, const struct mmn_event_record *end)
 		    !(r->flags & MMN_RECORD_NEEDS_ACK)) {
 			r->kind = MMN_RECORD_INVALIDATE_END;
 			r->end_seq = end->seq;
+			c->nfoldable--;
 			return 0;
 		}
 		break;
