@@ -18,6 +18,7 @@
 
 #include "client.h"
 #include "conn.h"
+#include "queue.h"
 #include "error.h"
 #include "fork.h"
 #include "mmn/mmn.h"
@@ -34,7 +35,8 @@ static int send_now(struct mmn_client *c, const MmnEnvelope *env, const int *fds
 	return r;
 }
 
-int mmn__conn_flush_acks(struct mmn_client *c)
+/* Send the batched acks (not the open run) as one AckMany.  0 or -errno. */
+static int send_acks(struct mmn_client *c)
 {
 	Mmn__V1__AckMany m = MMN__V1__ACK_MANY__INIT;
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
@@ -44,11 +46,54 @@ int mmn__conn_flush_acks(struct mmn_client *c)
 	m.n_sub_ids = m.n_event_ids = c->nacks;
 	m.sub_ids = c->ack_sub;
 	m.event_ids = c->ack_event;
+	if (c->ack_runs) {
+		m.n_runs = c->nacks;
+		m.runs = c->ack_run;
+	}
 	c->nacks = 0;
 	c->ack_waited = 0;
 	env.body_case = MMN__V1__ENVELOPE__BODY_ACK_MANY;
 	env.ack_many = &m;
 	return send_now(c, &env, NULL, 0);
+}
+
+/* One more entry of the batched acks (sending a full batch first).  0 or -errno. */
+static int ack_push(struct mmn_client *c, uint64_t sub_id, uint64_t event_id, uint32_t n)
+{
+	if (c->nacks == (c->ack_runs ? MMN_MAX_ACK_RUNS : MMN_MAX_ACKS)) {
+		int r = send_acks(c);
+
+		if (r < 0)
+			return r;
+	}
+	c->ack_sub[c->nacks] = sub_id;
+	c->ack_event[c->nacks] = event_id;
+	c->ack_run[c->nacks] = n;
+	c->nacks++;
+	return 0;
+}
+
+/* The open run, if it acks anything, becomes an entry of the batched acks. */
+static int run_close(struct mmn_client *c)
+{
+	struct ack_run *run = &c->run;
+
+	if (!run->open)
+		return 0;
+	run->open = false;
+	return run->needed ? ack_push(c, run->sub_id, run->event_id, run->next - run->first) : 0;
+}
+
+int mmn__conn_flush_acks(struct mmn_client *c)
+{
+	int r = run_close(c);
+
+	return r < 0 ? r : send_acks(c);
+}
+
+bool mmn__conn_acks_waiting(const struct mmn_client *c)
+{
+	return c->nacks || (c->run.open && c->run.needed);
 }
 
 int mmn__conn_send(struct mmn_client *c, const MmnEnvelope *env, const int *fds, size_t nfds)
@@ -64,22 +109,40 @@ int mmn__conn_ack(struct mmn_client *c, uint64_t sub_id, uint64_t event_id, bool
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
 	if (batch && c->version >= 2) {
-		if (c->nacks == MMN_MAX_ACKS) {
-			int r = mmn__conn_flush_acks(c);
+		int r = run_close(c); /* acks keep their order */
 
-			if (r < 0)
-				return r;
-		}
-		c->ack_sub[c->nacks] = sub_id;
-		c->ack_event[c->nacks] = event_id;
-		c->nacks++;
-		return 0;
+		return r < 0 ? r : ack_push(c, sub_id, event_id, 1);
 	}
 	a.sub_id = sub_id;
 	a.event_id = event_id;
 	env.body_case = MMN__V1__ENVELOPE__BODY_ACK;
 	env.ack = &a;
 	return mmn__conn_send(c, &env, NULL, 0);
+}
+
+int mmn__conn_ack_delivered(struct mmn_client *c, uint64_t sub_id, const struct qev *e)
+{
+	struct ack_run *run = &c->run;
+	const struct mmn_range *r = &e->r;
+	int ret;
+
+	if (!c->ack_runs || e->conn != (uint32_t)c->conn_gen)
+		return r->needs_ack ? mmn__conn_ack(c, sub_id, r->event_id, true) : 0;
+	if (run->open && run->event_id == r->event_id && e->ord >= run->next) {
+		/* Places skipped were Invalidates of subs removed meanwhile: acked already. */
+		run->next = e->ord + 1;
+		run->needed |= r->needs_ack;
+		return 0;
+	}
+	ret = run_close(c);
+	*run = (struct ack_run){.sub_id = sub_id, .event_id = r->event_id, .first = e->ord, .next = e->ord + 1,
+				.open = true, .needed = r->needs_ack};
+	return ret;
+}
+
+int mmn__conn_ack_break(struct mmn_client *c)
+{
+	return run_close(c);
 }
 
 static void arm_timer(struct mmn_client *c, unsigned ms)
@@ -136,6 +199,7 @@ int mmn__conn_open(struct mmn_client *c)
 	hello.client_name = (char *)"libmmn";
 	hello.waiter_flag = true; /* seq.c raises a slot's flag before it sleeps on it */
 	hello.gen_base = (uint64_t)c->gen_max + 1; /* no gen this client saw again (mmn.h) */
+	hello.ack_runs = true;			   /* dispatch.c acks delivered Invalidates in runs */
 	env.request_id = c->hello_req = ++c->next_req;
 	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO;
 	env.hello = &hello;
@@ -182,6 +246,9 @@ void mmn__conn_lost(struct mmn_client *c, int err)
 	}
 	c->conn_gen++;
 	c->nacks = c->ack_waited = 0; /* nothing of that daemon waits for them */
+	c->run.open = false;
+	c->rx_event = 0;
+	c->rx_ord = 0;
 	c->state = CONN_DOWN;
 	c->conn_ops->lost(c, err);
 	if (c->initial) {

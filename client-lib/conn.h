@@ -8,9 +8,12 @@
 #ifndef MMN_CLIENT_CONN_H
 #define MMN_CLIENT_CONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "wire.h"
+
+struct qev;
 
 struct mmn_client;
 
@@ -39,7 +42,19 @@ int mmn__conn_send(struct mmn_client *c, const MmnEnvelope *env, const int *fds,
  * it is sent now.  0 or -errno.
  */
 int mmn__conn_ack(struct mmn_client *c, uint64_t sub_id, uint64_t event_id, bool batch);
-/* Send the batched acks as one AckMany.  0 or -errno. */
+/*
+ * The Invalidate @e, of @sub_id, was delivered and owes nothing now (acked
+ * by its callback, or it asked no ack): it joins the open run when it is
+ * the next of the same event, else it starts one.  Without runs (an mmnd
+ * that does not take them, or @e of an earlier connection) an ack it asked
+ * is batched as mmn__conn_ack() does.  0 or -errno.
+ */
+int mmn__conn_ack_delivered(struct mmn_client *c, uint64_t sub_id, const struct qev *e);
+/* An Invalidate was delivered but not acked (MMN_ACK_LATER, or not sent): the open run ends.  0 or -errno. */
+int mmn__conn_ack_break(struct mmn_client *c);
+/* True while an ack waits to be sent (batched, or in the open run). */
+bool mmn__conn_acks_waiting(const struct mmn_client *c);
+/* Send the batched acks and the open run as one AckMany.  0 or -errno. */
 int mmn__conn_flush_acks(struct mmn_client *c);
 /*
  * Read and hand up one packet.  Returns 1 when one was handled, 0 when

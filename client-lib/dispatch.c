@@ -41,8 +41,13 @@ static void drop_out(struct mmn_sub *s, struct outstanding *o)
 		pthread_cond_broadcast(&(c)->cb_cond);                                                       \
 	} while (0)
 
-static int deliver_invalidate(struct mmn_client *c, struct mmn_sub *s, struct mmn_range *r)
+/*
+ * The ack follows the callback unless it said MMN_ACK_LATER; one that owes
+ * nothing now joins the run of acks (conn.c), anything else breaks it.
+ */
+static int deliver_invalidate(struct mmn_client *c, struct mmn_sub *s, struct qev *e)
 {
+	struct mmn_range *r = &e->r;
 	uint64_t gen = c->conn_gen;
 	int ret = 0;
 
@@ -51,8 +56,11 @@ static int deliver_invalidate(struct mmn_client *c, struct mmn_sub *s, struct mm
 		s->nout++;
 	}
 	CALLBACK(c, s, ret = s->opts.invalidate(s, r, s->opts.userdata));
-	if (r->needs_ack && ret != MMN_ACK_LATER && s->state == HANDLE_ACTIVE && gen == c->conn_gen)
-		mmn__sub_send_ack(c, s, r->event_id, true);
+	if (s->state == HANDLE_ACTIVE && gen == c->conn_gen && !(r->needs_ack && ret == MMN_ACK_LATER) &&
+	    mmn__sub_acks_go(c, s))
+		mmn__conn_ack_delivered(c, s->sub_id, e);
+	else
+		mmn__conn_ack_break(c);
 	return 1;
 }
 
@@ -158,11 +166,17 @@ static int deliver(struct mmn_client *c, struct qev *e)
 {
 	struct mmn_sub *s = e->s;
 
-	if (s->state == HANDLE_GONE)
+	if (s->state == HANDLE_GONE) {
+		if (e->type == QEV_INVALIDATE)
+			mmn__conn_ack_break(c);
 		return 0;
+	}
 	switch (e->type) {
 	case QEV_INVALIDATE:
-		return s->state == HANDLE_ACTIVE ? deliver_invalidate(c, s, &e->r) : 0;
+		if (s->state == HANDLE_ACTIVE)
+			return deliver_invalidate(c, s, e);
+		mmn__conn_ack_break(c);
+		return 0;
 	case QEV_END:
 		return s->state == HANDLE_ACTIVE ? deliver_end(c, s, &e->r) : 0;
 	case QEV_RELEASE:
@@ -185,7 +199,7 @@ static int dispatch_locked(struct mmn_client *c, int budget)
 			n += deliver(c, &e);
 			mmn__sub_put(e.s);
 			/* A steady stream never empties the queue: acks wait this long at most. */
-			if (c->nacks && ++c->ack_waited >= MMN_ACK_WAIT_EVENTS)
+			if (mmn__conn_acks_waiting(c) && ++c->ack_waited >= MMN_ACK_WAIT_EVENTS)
 				mmn__conn_flush_acks(c);
 			continue;
 		}

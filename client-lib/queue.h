@@ -26,6 +26,12 @@ struct qev {
 	enum qev_type type;
 	struct mmn_sub *s; /* pinned by s->refs */
 	int reason;
+	/*
+	 * QEV_INVALIDATE: its place among the Invalidates of its event on its
+	 * connection (session.c) and that connection ((uint32_t)c->conn_gen),
+	 * for AckMany runs (conn.c).
+	 */
+	uint32_t ord, conn;
 	struct mmn_range r;
 };
 
@@ -36,6 +42,8 @@ bool mmn__queue_has_room(const struct mmn_client *c);
 /* Queue an event for @s (pinning it) and, outside mmn_dispatch(), raise c->wakefd; -ENOMEM when full. */
 int mmn__enqueue(struct mmn_client *c, enum qev_type type, struct mmn_sub *s, const struct mmn_range *r,
 		 int reason);
+/* mmn__enqueue() of an Invalidate, the @ord-th of its event on this connection. */
+int mmn__enqueue_invalidate(struct mmn_client *c, struct mmn_sub *s, const struct mmn_range *r, uint32_t ord);
 /* The oldest event into @out (still pinning its sub), false when empty. */
 bool mmn__dequeue(struct mmn_client *c, struct qev *out);
 

@@ -97,6 +97,7 @@ static int handle_hello_reply(struct mmn_client *c, const Mmn__V1__HelloReply *h
 	c->client_id = h->client_id;
 	c->max_batch = h->max_batch;
 	c->version = h->version;
+	c->ack_runs = h->ack_runs && h->version >= 2;
 	snprintf(c->source, sizeof(c->source), "%s", h->source ? h->source : "");
 	c->gens_from_base = h->gens_from_base;
 	if (!c->gens_from_base && c->gen_max)
@@ -243,9 +244,16 @@ static int handle_invalidate(struct mmn_client *c, const struct mmn_event_record
 {
 	struct mmn_sub *s = mmn__sub_by_id(c, m->sub_id);
 	struct mmn_range r = {0};
+	uint32_t ord;
 
 	if (m->start >= m->end || m->event > MMN_EVENT_RESYNC)
 		return -EPROTO;
+	/* Every Invalidate of the event counts, delivered or not (AckMany.runs). */
+	if (m->event_id != c->rx_event) {
+		c->rx_event = m->event_id;
+		c->rx_ord = 0;
+	}
+	ord = c->rx_ord++;
 	if (!s)
 		return 0; /* removed meanwhile: Unsubscribe counts as the ack */
 	r.start = m->start < s->start ? s->start : m->start;
@@ -257,7 +265,7 @@ static int handle_invalidate(struct mmn_client *c, const struct mmn_event_record
 	r.seq = m->seq;
 	r.event_id = m->event_id;
 	r.needs_ack = m->flags & MMN_RECORD_NEEDS_ACK;
-	return mmn__enqueue(c, QEV_INVALIDATE, s, &r, 0);
+	return mmn__enqueue_invalidate(c, s, &r, ord);
 }
 
 static int handle_end(struct mmn_client *c, uint64_t sub_id, uint64_t event_id, uint64_t seq)

@@ -348,9 +348,13 @@ void mmn__sub_send_unsubscribe_many(struct mmn_client *c, uint64_t *ids, size_t 
 	mmn__conn_send(c, &env, NULL, 0);
 }
 
+bool mmn__sub_acks_go(const struct mmn_client *c, const struct mmn_sub *s)
+{
+	/* Otherwise that daemon is gone: nothing waits for the ack. */
+	return c->state != CONN_DOWN && c->state != CONN_HELLO && !s->resub_req;
+}
+
 int mmn__sub_send_ack(struct mmn_client *c, struct mmn_sub *s, uint64_t event_id, bool batch)
 {
-	if (c->state == CONN_DOWN || c->state == CONN_HELLO || s->resub_req)
-		return 0; /* that daemon is gone: nothing waits for this ack */
-	return mmn__conn_ack(c, s->sub_id, event_id, batch);
+	return mmn__sub_acks_go(c, s) ? mmn__conn_ack(c, s->sub_id, event_id, batch) : 0;
 }

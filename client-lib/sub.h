@@ -139,6 +139,8 @@ int mmn__sub_send_subscribe_many(struct mmn_client *c, struct mmn_sub *const *su
 				 bool resubscribe);
 /* One UnsubscribeMany of @ids; its reply is ignored. */
 void mmn__sub_send_unsubscribe_many(struct mmn_client *c, uint64_t *ids, size_t n);
+/* True while an ack of @s reaches the daemon that asked it (connected, @s not being resubscribed). */
+bool mmn__sub_acks_go(const struct mmn_client *c, const struct mmn_sub *s);
 /*
  * Ack @event_id of @s; 0 without sending when that connection is gone.
  * @batch: the dispatch thread's ack, which may wait for the others of its

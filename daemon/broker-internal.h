@@ -89,6 +89,7 @@ struct broker {
 	uv_prepare_t batch_prepare;
 	uint32_t nclients, ntargets;
 	uint64_t next_client_id, next_sub_id;
+	uint64_t fanout_gen; /* fanout_notify calls so far: struct client's chain_gen */
 	uint64_t nksubs;
 	/*
 	 * Every event's recipient array (pooled or in flight) holds at least

@@ -42,6 +42,12 @@
  */
 #define MMN_MAX_ACKS 200
 
+/*
+ * Most entries in one AckMany that has runs (HelloReply.ack_runs): an entry
+ * takes at most 25 bytes then (a 5-byte varint more), so 160 fit.
+ */
+#define MMN_MAX_ACK_RUNS 160
+
 /* Most file descriptors one packet may carry. */
 #define MMN_WIRE_MAX_FDS 2
 

@@ -311,6 +311,7 @@ static void client_destroy(struct client *c)
 	free(c->batch);
 	c->batch = NULL;
 	c->nbatch = 0;
+	c->nfoldable = 0;
 	mmn__seqpage_destroy(c);
 	if (c->pidfd >= 0)
 		close(c->pidfd);

@@ -83,6 +83,8 @@ static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello
 	env.hello_reply = &rep;
 	rep.waiter_flag = c->waiters != NULL;
 	rep.gens_from_base = true;
+	rep.ack_runs = h->ack_runs && rep.version >= 2;
+	c->ack_runs = rep.ack_runs;
 	{
 		int fds[2] = {c->memfd, c->wait_memfd};
 
@@ -171,8 +173,22 @@ static void do_ack_many(struct client *c, uint64_t request_id, const Mmn__V1__Ac
 		mmn__client_protocol_error(c, request_id, -EBADMSG, "AckMany: lists of different or bad length");
 		return;
 	}
+	if (m->n_runs && !c->ack_runs) {
+		mmn__client_protocol_error(c, request_id, -EPROTO, "AckMany.runs needs Hello.ack_runs");
+		return;
+	}
+	if (m->n_runs && (m->n_runs != m->n_sub_ids || m->n_runs > MMN_MAX_ACK_RUNS)) {
+		mmn__client_protocol_error(c, request_id, -EBADMSG, "AckMany: runs of bad length");
+		return;
+	}
+	for (size_t i = 0; i < m->n_runs; i++) {
+		if (!m->runs[i]) {
+			mmn__client_protocol_error(c, request_id, -EBADMSG, "AckMany: a run of 0");
+			return;
+		}
+	}
 	for (size_t i = 0; i < m->n_sub_ids && !c->dropping; i++)
-		mmn__fanout_ack(c, m->sub_ids[i], m->event_ids[i]);
+		mmn__fanout_ack_run(c, m->sub_ids[i], m->event_ids[i], m->n_runs ? m->runs[i] : 1);
 }
 
 static void do_share(struct client *c, uint64_t request_id, const Mmn__V1__Share *s)

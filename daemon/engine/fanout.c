@@ -225,6 +225,8 @@ static int gather_sub(struct itree_node *n, void *ud)
 	r->sub = s;
 	r->sub_id = s->id;
 	r->c = s->c;
+	r->client_id = s->c->id;
+	r->next_of_client = RECIP_NONE;
 	r->start = in_range && s->start < g->start ? g->start : s->start;
 	r->end = in_range && s->end > g->end ? g->end : s->end;
 	r->state = RECIP_NOTIFIED;
@@ -325,11 +327,23 @@ static int fanout_gather(struct broker *b, struct event *e, const struct source_
 	return g.err;
 }
 
+/* Recipient @i of @e was sent its Invalidate: link it after its client's previous one. */
+static void chain_link(struct event *e, uint32_t i)
+{
+	struct client *c = e->recips[i].c;
+
+	if (c->chain_gen == e->b->fanout_gen && c->chain_last < i)
+		e->recips[c->chain_last].next_of_client = i;
+	c->chain_gen = e->b->fanout_gen;
+	c->chain_last = i;
+}
+
 /* @e is in flight: turn its recipients' slots odd, send, arm the deadlines. */
 static void fanout_notify(struct broker *b, struct event *e)
 {
 	uint64_t now = uv_now(b->loop);
 
+	b->fanout_gen++; /* a new chain of recipients per client (chain_link) */
 	/* Slots first, then every message in one pass, then the deadlines. */
 	for (uint32_t i = 0; i < e->nrecips; i++) {
 		struct recip *r = &e->recips[i];
@@ -349,6 +363,8 @@ static void fanout_notify(struct broker *b, struct event *e)
 		struct recip *r = &e->recips[i];
 
 		send_invalidate(e, r, mmn__seqpage_value(r->c, r->sub->slot));
+		if (!r->suppressed)
+			chain_link(e, i);
 	}
 	if (e->npending)
 		arm_timer(e);
@@ -604,6 +620,28 @@ int mmn__fanout_ack(struct client *c, uint64_t sub_id, uint64_t event_id)
 	if (r->state == RECIP_PENDING) {
 		c->b->stats.blocking_acks++;
 		mmn__recips_settle(e, r);
+	}
+	return 0;
+}
+
+int mmn__fanout_ack_run(struct client *c, uint64_t sub_id, uint64_t event_id, uint32_t n)
+{
+	struct event *e = event_find(c->b, event_id);
+	struct recip *r;
+	uint32_t i;
+
+	if (!e)
+		return -ENOENT;
+	r = mmn__recips_find(e, sub_id);
+	if (!r || r->client_id != c->id)
+		return -ENOENT;
+	/* The chain holds only @c's recipients: n steps, each O(1). */
+	for (i = (uint32_t)(r - e->recips); n-- > 0 && i != RECIP_NONE; i = e->recips[i].next_of_client) {
+		r = &e->recips[i];
+		if (r->state == RECIP_PENDING && r->c == c) {
+			c->b->stats.blocking_acks++;
+			mmn__recips_settle(e, r);
+		}
 	}
 	return 0;
 }

@@ -28,6 +28,8 @@ enum recip_state {
 	RECIP_CLOSED,	/* sub gone: pairing closed by Revoked/Release, or client lost */
 };
 
+#define RECIP_NONE UINT32_MAX
+
 struct recip {
 	struct sub *sub; /* NULL when closed */
 	uint64_t sub_id;
@@ -38,6 +40,13 @@ struct recip {
 	 * a client, so a later client at the same address cannot match it.
 	 */
 	struct client *c;
+	uint64_t client_id;  /* the sub's client at fan-out; kept when closed */
+	/*
+	 * The index of the next recipient of this event sent to the same
+	 * client, in the order sent, or RECIP_NONE: an AckMany run walks it.
+	 * Set by fanout_notify; recipients never move within @recips.
+	 */
+	uint32_t next_of_client;
 	uint64_t deadline;   /* loop time, ms */
 	uint64_t start, end; /* the event's range clipped to the sub */
 	uint8_t state;
@@ -87,6 +96,12 @@ struct event {
 
 void mmn__fanout_event(struct broker *b, const struct source_event *ev);
 int mmn__fanout_ack(struct client *c, uint64_t sub_id, uint64_t event_id);
+/*
+ * Ack @n >= 1 consecutive Invalidates of @event_id sent to @c, the first
+ * for @sub_id (AckMany.runs): O(n).  0, or -ENOENT if the event or that
+ * first recipient is not @c's.
+ */
+int mmn__fanout_ack_run(struct client *c, uint64_t sub_id, uint64_t event_id, uint32_t n);
 void mmn__fanout_flush_acks(struct broker *b);
 void mmn__fanout_free_pool(struct broker *b);
 /* Drain: ack every event still waiting. */

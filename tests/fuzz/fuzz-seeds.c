@@ -701,6 +701,7 @@ static void v2_seeds(void)
 	Mmn__V1__EventBatch eb = MMN__V1__EVENT_BATCH__INIT;
 	Mmn__V1__AckMany am = MMN__V1__ACK_MANY__INIT;
 	uint64_t subs[2] = {1, 1}, evs[2] = {1, 2};
+	uint32_t run = 2;
 	MmnEnvelope e;
 	struct seed s;
 
@@ -721,6 +722,17 @@ static void v2_seeds(void)
 	e = ENV(ack_many, ACK_MANY, &am);
 	seed_env(&s, 0, &e);
 	seed_write(&s, "wire-rpc", "events-ack-many");
+
+	/* The same acks as runs (Hello.ack_runs): one run of 2 from sub 1 of event 2. */
+	am.n_sub_ids = am.n_event_ids = am.n_runs = 1;
+	am.event_ids = &evs[1];
+	am.runs = &run;
+	seed_begin(&s, 1 | 16 | 32);
+	e = ENV(subscribe, SUBSCRIBE, &blk);
+	seed_env(&s, 2, &e);
+	e = ENV(ack_many, ACK_MANY, &am);
+	seed_env(&s, 0, &e);
+	seed_write(&s, "wire-rpc", "events-ack-runs");
 }
 
 int main(int argc, char **argv)

@@ -78,6 +78,7 @@ static void send_hello(int fd)
 	hello.version_min = 1;
 	hello.version_max = 2; /* v2: AckMany is accepted, events come as EventBatch */
 	hello.client_name = (char *)"fuzz";
+	hello.ack_runs = true; /* AckMany.runs are accepted */
 	env.request_id = 1;
 	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO;
 	env.hello = &hello;

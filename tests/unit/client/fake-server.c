@@ -63,6 +63,24 @@ int fs_send(struct fake_server *fs, MmnEnvelope *env)
 	return fs->conn < 0 ? -ENOTCONN : mmn__wire_send(fs->conn, env, NULL, 0, 0);
 }
 
+static void on_ack_many(struct fake_server *fs, const Mmn__V1__AckMany *m)
+{
+	fs->nack_many++;
+	if (m->n_runs && (!fs->reply_ack_runs || m->n_runs != m->n_sub_ids))
+		fs->bad_runs++;
+	for (size_t i = 0; i < m->n_sub_ids && i < m->n_event_ids; i++) {
+		uint32_t run = i < m->n_runs ? m->runs[i] : 1;
+
+		if (!run)
+			fs->bad_runs++;
+		if (fs->nack_log < FS_ACK_LOG)
+			fs->ack_log[fs->nack_log++] = (struct fs_ack){m->sub_ids[i], m->event_ids[i], run};
+		fs->nacks++;
+		fs->last_ack_sub = m->sub_ids[i];
+		fs->last_ack_event = m->event_ids[i];
+	}
+}
+
 static void reply_hello(struct fake_server *fs, uint64_t req, const Mmn__V1__Hello *hello)
 {
 	Mmn__V1__HelloReply h = MMN__V1__HELLO_REPLY__INIT;
@@ -83,6 +101,7 @@ static void reply_hello(struct fake_server *fs, uint64_t req, const Mmn__V1__Hel
 	h.seqpage_slots = fs->nslots;
 	h.default_ack_timeout_ms = 1000;
 	h.max_batch = fs->max_batch;
+	h.ack_runs = fs->reply_ack_runs && hello->ack_runs;
 	env.request_id = req;
 	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO_REPLY;
 	env.hello_reply = &h;
@@ -387,12 +406,7 @@ static void on_packet(struct fake_server *fs)
 		fs->last_ack_event = env->ack->event_id;
 		break;
 	case MMN__V1__ENVELOPE__BODY_ACK_MANY: /* v2: as many Acks, in order */
-		fs->nack_many++;
-		for (size_t i = 0; i < env->ack_many->n_sub_ids && i < env->ack_many->n_event_ids; i++) {
-			fs->nacks++;
-			fs->last_ack_sub = env->ack_many->sub_ids[i];
-			fs->last_ack_event = env->ack_many->event_ids[i];
-		}
+		on_ack_many(fs, env->ack_many);
 		break;
 	default:
 		break;

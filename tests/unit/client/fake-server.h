@@ -28,6 +28,8 @@ struct fs_sub {
 	bool active;
 };
 
+#define FS_ACK_LOG 64
+
 struct fake_server {
 	char dir[64], path[108];
 	int lfd, conn, ctl;
@@ -97,6 +99,17 @@ struct fake_server {
 
 	unsigned nconn, nhello, nunsub, nacks, nattach; /* nunsub: Unsubscribes and ids of UnsubscribeMany */
 	unsigned nack_many; /* AckMany packets (each counted in nacks per pair too) */
+	/*
+	 * reply_ack_runs: HelloReply.ack_runs.  Every AckMany entry is kept in
+	 * ack_log (up to FS_ACK_LOG; run 1 without runs); bad_runs counts
+	 * AckMany packets with runs the reply did not allow, or malformed.
+	 */
+	bool reply_ack_runs;
+	struct fs_ack {
+		uint64_t sub_id, event_id;
+		uint32_t run;
+	} ack_log[FS_ACK_LOG];
+	unsigned nack_log, bad_runs;
 	uint64_t last_ack_sub, last_ack_event;
 	int uffd;
 	int held_uffd; /* for uffd_holder: registered with, not read, until handed over */

@@ -3,8 +3,9 @@
  * Protocol v2 in libmmn (client-lib/session.c, conn.c) against the fake
  * mmnd: an EventBatch's records become the callbacks their messages would
  * (a folded record: invalidate, then invalidate_end, with its two seqs), the
- * acks of one packet go back as one AckMany, a malformed batch drops the
- * connection, and with a v1 mmnd the library acks one Ack per event.
+ * acks of one packet go back as one AckMany (in runs when mmnd takes them),
+ * a malformed batch drops the connection, and with a v1 mmnd the library
+ * acks one Ack per event.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -202,6 +203,74 @@ static void test_ack_bound(struct fake_server *fs)
 	mmn_disconnect(c);
 }
 
+static struct mmn_sub *later_sub;
+
+static int on_later(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	later_sub = s;
+	return on_inval(s, r, ud) + MMN_ACK_LATER;
+}
+
+static bool logged(const struct fake_server *fs, unsigned i, uint64_t sub_id, uint64_t ev, uint32_t run)
+{
+	return i < fs->nack_log && fs->ack_log[i].sub_id == sub_id && fs->ack_log[i].event_id == ev &&
+	       fs->ack_log[i].run == run;
+}
+
+/*
+ * AckMany runs: the Invalidates of one event delivered in a row and acked
+ * at once go back as one entry, whether they asked an ack or not and
+ * across one whose sub the client no longer knows; MMN_ACK_LATER breaks
+ * the run and its ack follows alone.
+ */
+static void test_ack_runs(struct fake_server *fs)
+{
+	struct rec r[4] = {{0}};
+	struct mmn_sub_opts o = {.size = sizeof(o), .flags = MMN_SUB_BLOCKING, .invalidate = on_later, .userdata = &r[2]};
+	struct mmn_client *c = NULL;
+	struct mmn_event_record recs[5];
+	uint64_t id[4];
+	unsigned acks0, log0;
+
+	fs->reply_version = 2;
+	fs->reply_ack_runs = true;
+	tap_require(mmn_connect(fs->path, &c) == 0);
+	for (int i = 0; i < 4; i++) {
+		if (i == 2)
+			tap_require(mmn_subscribe(c, 0, BASE + 20 * PAGE + i * PAGE, PAGE, &o, &later_sub) == 0);
+		else
+			subscribe(c, BASE + 20 * PAGE + i * PAGE, MMN_SUB_BLOCKING, &r[i]);
+		id[i] = fs->subs[fs->nsubs - 1].id;
+	}
+	acks0 = fs_get(fs, &fs->nacks);
+	log0 = fs_get(fs, &fs->nack_log);
+	recs[0] = inval(id[0], 40, BASE + 20 * PAGE, true);
+	recs[1] = inval(id[3] + 1000, 40, BASE + 20 * PAGE, true); /* a sub the client does not know */
+	recs[2] = inval(id[1], 40, BASE + 21 * PAGE, true);
+	recs[3] = inval(id[2], 40, BASE + 22 * PAGE, true);
+	recs[4] = inval(id[3], 40, BASE + 23 * PAGE, true);
+	send_batch(fs, recs, 5);
+	tap_ok(dispatch_reached(c, &r[3].inval, 1) && fs_wait(fs, &fs->nacks, acks0 + 2),
+	       "runs: five Invalidates delivered, two entries acked");
+	tap_ok(logged(fs, log0, id[0], 40, 3), "runs: the first three (one of an unknown sub) as one run");
+	tap_ok(logged(fs, log0 + 1, id[3], 40, 1), "runs: MMN_ACK_LATER broke it, the last one runs alone");
+	tap_is_int(mmn_ack(later_sub, 40), 0, "runs: mmn_ack() of the one held");
+	tap_ok(fs_wait(fs, &fs->nacks, acks0 + 3) && fs->last_ack_sub == id[2] && fs->last_ack_event == 40,
+	       "runs: its ack follows on its own");
+
+	log0 = fs_get(fs, &fs->nack_log);
+	recs[0] = inval(id[0], 41, BASE + 20 * PAGE, false);
+	recs[1] = inval(id[1], 41, BASE + 21 * PAGE, false);
+	recs[2] = inval(id[3], 41, BASE + 23 * PAGE, true);
+	send_batch(fs, recs, 3);
+	tap_ok(dispatch_reached(c, &r[3].inval, 2) && fs_wait(fs, &fs->nack_log, log0 + 1),
+	       "runs: an event asking one ack of three");
+	tap_ok(logged(fs, log0, id[0], 41, 3), "runs: one run over all three, from the first");
+	tap_is_int(fs_get(fs, &fs->bad_runs), 0, "runs: every run well formed");
+	mmn_disconnect(c);
+	fs->reply_ack_runs = false;
+}
+
 static void test_v1(struct fake_server *fs)
 {
 	struct rec r1 = {0}, r2 = {0};
@@ -236,6 +305,8 @@ int main(void)
 	test_v2(&fs);
 	test_ack_bound(&fs);
 	test_v1(&fs);
+	tap_is_int(fs_get(&fs, &fs.bad_runs), 0, "no runs to an mmnd that did not offer them");
+	test_ack_runs(&fs);
 	fs_stop(&fs);
 	return tap_done();
 }

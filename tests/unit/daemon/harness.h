@@ -52,6 +52,7 @@ struct tclient {
 	uint32_t nslots;
 	uint64_t next_rid;
 	uint32_t version; /* negotiated; 2: events come as EventBatch records */
+	bool ack_runs;	  /* HelloReply.ack_runs: AckMany may carry runs */
 	/* The rest of the last EventBatch, as v1 messages (tc_recv() hands them out in order). */
 	MmnEnvelope *held[2 * MMN_EVENT_BATCH_MAX];
 	unsigned nheld, iheld;
@@ -238,8 +239,8 @@ static inline int tc_send(struct tclient *c, MmnEnvelope *env)
 	return mmn__wire_send(c->fd, env, NULL, 0, 0);
 }
 
-/* Connect and say Hello offering protocol versions 1..@version. */
-static inline int tc_hello_v(struct harness *h, struct tclient *c, uint32_t version)
+/* Connect and say Hello offering protocol versions 1..@version, and AckMany runs if @ack_runs. */
+static inline int tc_hello_runs(struct harness *h, struct tclient *c, uint32_t version, bool ack_runs)
 {
 	Mmn__V1__Hello hello = MMN__V1__HELLO__INIT;
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT, *rep;
@@ -250,6 +251,7 @@ static inline int tc_hello_v(struct harness *h, struct tclient *c, uint32_t vers
 	hello.version_min = 1;
 	hello.version_max = version;
 	hello.client_name = (char *)"test";
+	hello.ack_runs = ack_runs;
 	env.request_id = ++c->next_rid;
 	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO;
 	env.hello = &hello;
@@ -262,12 +264,18 @@ static inline int tc_hello_v(struct harness *h, struct tclient *c, uint32_t vers
 	}
 	c->id = rep->hello_reply->client_id;
 	c->version = rep->hello_reply->version;
+	c->ack_runs = rep->hello_reply->ack_runs;
 	c->nslots = rep->hello_reply->seqpage_slots;
 	c->page_size = MMN_SEQPAGE_SIZE(c->nslots);
 	c->page = mmap(NULL, c->page_size, PROT_READ, MAP_SHARED, memfd, 0);
 	close(memfd);
 	mmn__wire_free(rep);
 	return c->page == MAP_FAILED ? -errno : 0;
+}
+
+static inline int tc_hello_v(struct harness *h, struct tclient *c, uint32_t version)
+{
+	return tc_hello_runs(h, c, version, false);
 }
 
 static inline int tc_hello(struct harness *h, struct tclient *c)
@@ -323,6 +331,22 @@ static inline uint64_t tc_subscribe(struct harness *h, struct tclient *c, uint64
 	}
 	mmn__wire_free(rep);
 	return id;
+}
+
+/* One AckMany entry: @run Invalidates of @event_id from @sub_id's on (a 0 run: no runs list). */
+static inline int tc_ack_run(struct tclient *c, uint64_t sub_id, uint64_t event_id, uint32_t run)
+{
+	Mmn__V1__AckMany am = MMN__V1__ACK_MANY__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
+
+	am.n_sub_ids = am.n_event_ids = 1;
+	am.sub_ids = &sub_id;
+	am.event_ids = &event_id;
+	am.n_runs = 1;
+	am.runs = &run;
+	env.body_case = MMN__V1__ENVELOPE__BODY_ACK_MANY;
+	env.ack_many = &am;
+	return tc_send(c, &env);
 }
 
 /* Ack (a v2 client: an AckMany of one). */

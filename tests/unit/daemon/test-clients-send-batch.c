@@ -4,8 +4,9 @@
  * Invalidates and InvalidateEnds of one loop iteration travel as EventBatch
  * records in as few packets as fit, an end folds into its own Invalidate
  * when it asks no ack, every other message keeps its place after the
- * records before it, AckMany acks, and a v1 client beside it still gets one
- * message per packet.  Test source, raw clients, no sleeps.
+ * records before it, AckMany acks (one by one, or in runs of the
+ * Invalidates a client got in a row), and a v1 client beside it still gets
+ * one message per packet.  Test source, raw clients, no sleeps.
  */
 #include "harness.h"
 
@@ -175,6 +176,85 @@ static void test_ack_many(void)
 	tap_is_int(h_fini(&h), 0, "ack: loop closes clean");
 }
 
+static void pump_until_acked(struct harness *h, uint64_t ev)
+{
+	for (int i = 0; i < 20 && !mmn__source_test_acked(h->src, ev); i++)
+		h_pump(h, 1);
+}
+
+static int blocking_acks(struct harness *h)
+{
+	struct admin_stats st;
+
+	mmn__admin_stats(h->b, &st);
+	return (int)st.blocking_acks;
+}
+
+/* An error for @c (after any EventBatch still on its way), then EOF: @what. */
+static void expect_dropped(struct harness *h, struct tclient *c, int err, const char *what)
+{
+	MmnEnvelope *m = recv_packet(h, c);
+
+	while (m && m->body_case == MMN__V1__ENVELOPE__BODY_EVENT_BATCH) {
+		mmn__wire_free(m);
+		m = recv_packet(h, c);
+	}
+
+	tap_ok(m && m->body_case == MMN__V1__ENVELOPE__BODY_ERROR && m->error->error == err, "runs: %s", what);
+	mmn__wire_free(m);
+	tap_ok(tc_eof(h, c->fd), "runs: and the connection is closed");
+	tc_close(c);
+}
+
+/*
+ * AckMany runs: two clients' blocking subs interleaved by address, A1 B1 A2
+ * B2 A3, one event over all.  A's run of 3 from A1 acks A1, A2 and A3 (its
+ * own Invalidates in the order it got them), none of B's; B's run of 2 ends
+ * the wait.  A run from a sub of another client acks nothing.
+ */
+static void test_ack_runs(void)
+{
+	struct harness h;
+	struct tclient a, bc;
+	uint64_t sa[3], sb[2], ev;
+
+	h_init(&h, NULL);
+	h_require(tc_hello_runs(&h, &a, 2, true) == 0 && tc_hello_runs(&h, &bc, 2, true) == 0);
+	tap_ok(a.ack_runs && bc.ack_runs, "runs: HelloReply says ack_runs to a v2 client asking it");
+	for (int i = 0; i < 5; i++) {
+		uint64_t id = tc_subscribe(&h, i % 2 ? &bc : &a, A + (uint64_t)i * 0x1000, 0x1000, true, 5000, NULL);
+
+		h_require(id);
+		if (i % 2)
+			sb[i / 2] = id;
+		else
+			sa[i / 2] = id;
+	}
+	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x5000, 0, true);
+	h_require(ev);
+	h_pump(&h, 1);
+	tc_ack_run(&bc, sa[0], ev, 3);
+	tc_ack_run(&a, sa[0], ev, 3);
+	h_pump(&h, 2);
+	tap_ok(!mmn__source_test_acked(h.src, ev), "runs: A's run of 3 leaves B owing");
+	tap_is_int(blocking_acks(&h), 3, "runs: it acked A1, A2, A3 and nothing of B's run from A1");
+	tc_ack_run(&bc, sb[0], ev, 2);
+	pump_until_acked(&h, ev);
+	tap_ok(mmn__source_test_acked(h.src, ev), "runs: B's run of 2 ends the wait");
+	tap_is_int(blocking_acks(&h), 5, "runs: five acks in all");
+	mmn__source_test_end(h.src, ev);
+	h_pump(&h, 1);
+
+	tc_ack_run(&a, sa[0], ev, 0);
+	expect_dropped(&h, &a, -EBADMSG, "a run of 0: Error(-EBADMSG)");
+	tc_close(&bc);
+	h_require(tc_hello_v(&h, &bc, 2) == 0);
+	tap_ok(!bc.ack_runs, "runs: not offered to a client that did not ask");
+	tc_ack_run(&bc, 1, 1, 1);
+	expect_dropped(&h, &bc, -EPROTO, "runs without Hello.ack_runs: Error(-EPROTO)");
+	tap_is_int(h_fini(&h), 0, "runs: loop closes clean");
+}
+
 /* A v1 client may not send AckMany. */
 static void test_v1_ack_many(void)
 {
@@ -206,5 +286,6 @@ int main(void)
 	test_split();
 	test_ack_many();
 	test_v1_ack_many();
+	test_ack_runs();
 	return tap_done();
 }
