@@ -97,7 +97,7 @@ if flags=$(pkg-config --cflags --libs mmn 2>&1) &&
 	if out=$(LD_PRELOAD="$preload" ASAN_OPTIONS=detect_leaks=0 LD_LIBRARY_PATH="$libdir" "$tmp/prog" 2>&1); then
 		ok "and runs: $out"
 	else nok "and runs" "$out"; fi
-	if ldd_out=$(LD_LIBRARY_PATH="$libdir" ldd "$tmp/prog") && echo "$ldd_out" | grep -q 'libmmn.so.1 '; then
+	if ldd_out=$(LD_LIBRARY_PATH="$libdir" ldd "$tmp/prog") && grep -q 'libmmn.so.1 ' <<<"$ldd_out"; then
 		ok "it needs libmmn.so.1"
 	else nok "it needs libmmn.so.1" "$ldd_out"; fi
 	if objdump -T "$tmp/prog" | grep -qE '[(]MMN_1[.]3[)] +mmn_read_begin_slow2$'; then

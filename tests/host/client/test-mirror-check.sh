@@ -24,5 +24,5 @@ get() { echo "$out" | sed -n "s/.* $1=\([0-9]*\).*/\1/p"; }
 [ "$(get mirrored)" -gt 0 ] 2>/dev/null && echo "ok 2 - pages mirrored: $(get mirrored)" || echo "not ok 2 - nothing mirrored"
 [ "$(get checks)" -gt 0 ] 2>/dev/null && echo "ok 3 - checks: $(get checks), stale windows (uffd source): $(get stale)" ||
 	echo "not ok 3 - no check ran"
-echo "$out" | grep -q '^mirror: ' || exit 1
+grep -q "^mirror: " <<<"$out" || exit 1
 [ $rc -eq 0 ]
