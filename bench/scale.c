@@ -2,7 +2,7 @@
 /*
  * bench/scale: mmnd and libmmn at a registration cache's load.
  *
- *   scale MMND [--source=uffd|kmod] [--sizes=1000,10000,100000,1000000] [--rounds=N]
+ *   scale MMND [--source=uffd|kmod] [--sizes=1000,10000,100000,1000000|none] [--rounds=N]
  *
  * For each size n, a fresh mmnd and one client that subscribes n adjacent
  * page-sized ranges of its own memory (mmn_subscribe_many), then:
@@ -422,6 +422,8 @@ static int parse(int argc, char **argv, struct bench *b)
 		else
 			return -EINVAL;
 	}
+	if (!strcmp(sizes, "none")) /* the munmap phase only */
+		return b->rounds > 0 ? 0 : -EINVAL;
 	for (const char *p = sizes; *p && b->nsizes < MAX_SIZES; p = strchr(p, ',') ? strchr(p, ',') + 1 : "")
 		b->sizes[b->nsizes++] = strtoul(p, NULL, 10);
 	return b->nsizes && b->rounds > 0 && b->sizes[0] ? 0 : -EINVAL;
@@ -436,7 +438,7 @@ int main(int argc, char **argv)
 
 	samples_load(load, sizeof(load));
 	if (parse(argc, argv, &b) < 0) {
-		fprintf(stderr, "usage: %s MMND [--source=uffd|kmod] [--sizes=N,N,...] [--rounds=N]\n", argv[0]);
+		fprintf(stderr, "usage: %s MMND [--source=uffd|kmod] [--sizes=N,N,...|none] [--rounds=N]\n", argv[0]);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -449,7 +451,7 @@ int main(int argc, char **argv)
 	       b.rounds, load, !strcmp(b.source, "uffd") ? "raw userfaultfd reader" : "munmap, no subscription",
 	       b.floor.median, b.floor.p99, b.floor.max);
 	/* A warm-up round of the first size, not reported: the first daemon start and faults. */
-	r = run_size(&b, b.sizes[0], &runs[0]);
+	r = b.nsizes ? run_size(&b, b.sizes[0], &runs[0]) : 0;
 	for (int i = 0; i < b.nsizes && r >= 0; i++) {
 		r = run_size(&b, b.sizes[i], &runs[i]);
 		if (r >= 0)
