@@ -246,6 +246,23 @@ static int run(const char *mode)
 	return tap_done();
 }
 
+/*
+ * LD_PRELOAD for @adapter: a sanitized build's runtime must come first in
+ * the initial library list, so it is named in front of the adapter.
+ */
+static void set_preload(const char *adapter)
+{
+	void *asan = dlsym(RTLD_DEFAULT, "__asan_init");
+	char v[4096];
+	Dl_info di;
+
+	if (asan && dladdr(asan, &di) && di.dli_fname && strstr(di.dli_fname, "asan"))
+		snprintf(v, sizeof(v), "%s:%s", di.dli_fname, adapter);
+	else
+		snprintf(v, sizeof(v), "%s", adapter);
+	setenv("LD_PRELOAD", v, 1);
+}
+
 /* Runs this program as "run MODE" with mmnd's socket (and the preload) in its environment. */
 static int spawn(const char *self, const char *adapter, const char *mode, const char *sock)
 {
@@ -261,7 +278,7 @@ static int spawn(const char *self, const char *adapter, const char *mode, const 
 		if (strcmp(mode, "unreachable") == 0)
 			setenv("MMN_SOCKET", "/nonexistent/mmnd.sock", 1);
 		if (strcmp(mode, "without") != 0 && strcmp(mode, "api") != 0)
-			setenv("LD_PRELOAD", adapter, 1);
+			set_preload(adapter);
 		if (strcmp(mode, "bound") == 0)
 			setenv("MMN_UCX_MAX_SUBS", "32", 1);
 		execl(self, self, "run", mode, (char *)NULL);
