@@ -88,8 +88,9 @@ extern __typeof__(ucs_rcache_create) self_rcache_create
 	__attribute__((alias("ucs_rcache_create"), visibility("hidden")));
 
 /*
- * The adapter's state; one per process.  The function pointers are set
- * once, before active; active is set last (release) and never cleared.
+ * The adapter's state; one per process.  client, sub_flags, max_subs, page
+ * and vm_munmap are set once, before active; active is set (release) and
+ * never cleared; forked is set in a fork child.
  */
 static struct {
 	pthread_mutex_t enable_lock;
@@ -99,12 +100,11 @@ static struct {
 	struct mmn_client *client;
 	uint32_t sub_flags; /* MMN_SUB_BLOCKING or MMN_SUB_NONBLOCKING */
 	size_t max_subs;
+	uint64_t page;
 	bool active;	    /* atomic */
+	bool forked;	    /* atomic: this is a fork child of the enabled process */
 	bool preloaded;	    /* the constructor acts; set before main() */
 	bool auto_tried;    /* atomic: the preload's one attempt was made */
-	rcache_create_fn create;
-	rcache_destroy_fn destroy;
-	rcache_get_fn get;
 	vm_munmap_fn vm_munmap;
 	ucs_rcache_t *watched[RCACHES_MAX]; /* atomic slots; NULL = free */
 } ad = {
@@ -143,6 +143,39 @@ static void report(const char *fmt, ...)
 static bool is_active(void)
 {
 	return __atomic_load_n(&ad.active, __ATOMIC_ACQUIRE);
+}
+
+/* libucs's definition of @name (the next one after this library's), looked up once. */
+static void *next_fn(void **slot, const char *name)
+{
+	void *f = __atomic_load_n(slot, __ATOMIC_RELAXED);
+
+	if (!f) {
+		f = dlsym(RTLD_NEXT, name);
+		__atomic_store_n(slot, f, __ATOMIC_RELAXED);
+	}
+	return f;
+}
+
+static rcache_get_fn real_get(void)
+{
+	static void *f;
+
+	return (rcache_get_fn)next_fn(&f, "ucs_rcache_get");
+}
+
+static rcache_create_fn real_create(void)
+{
+	static void *f;
+
+	return (rcache_create_fn)next_fn(&f, "ucs_rcache_create");
+}
+
+static rcache_destroy_fn real_destroy(void)
+{
+	static void *f;
+
+	return (rcache_destroy_fn)next_fn(&f, "ucs_rcache_destroy");
 }
 
 static void ucx_invalidate(uint64_t start, uint64_t end)
@@ -184,11 +217,22 @@ static int on_invalidate(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 	return MMN_ACK_LATER;
 }
 
-/* Revoked (ack deadline, admin, lost events, mmnd stopping): UCX forgets the range. */
+/*
+ * Revoked (ack deadline, admin, lost events, mmnd stopping): UCX forgets the
+ * range.  Marked released, so that subscribe_gaps() does not insert an
+ * entry released before it was inserted.
+ */
 static void on_release(struct mmn_sub *s, int reason, void *ud)
 {
 	struct cover_ent *e = ud;
-	bool mine = take(e);
+	bool mine;
+
+	pthread_mutex_lock(&ad.tab_lock);
+	e->released = true;
+	mine = e->in_table;
+	if (mine)
+		cover_remove(&ad.cover, e);
+	pthread_mutex_unlock(&ad.tab_lock);
 
 	ucx_invalidate(e->start, e->end);
 	REPORT_ONCE("a subscription was released (reason %d); its registrations were dropped", reason);
@@ -257,7 +301,7 @@ static int subscribe_gaps(const struct cover_gap *gaps, size_t n)
 		if (!err) {
 			ents[i]->sub = req[i].sub;
 			pthread_mutex_lock(&ad.tab_lock);
-			err = cover_insert(&ad.cover, ents[i]);
+			err = ents[i]->released ? -ECONNRESET : cover_insert(&ad.cover, ents[i]);
 			pthread_mutex_unlock(&ad.tab_lock);
 			if (err)
 				mmn_unsubscribe(req[i].sub);
@@ -340,24 +384,16 @@ static void unwatch(ucs_rcache_t *rc)
 	}
 }
 
-static uint64_t page_size(void)
-{
-	static uint64_t ps;
-
-	if (!ps)
-		ps = (uint64_t)sysconf(_SC_PAGESIZE);
-	return ps;
-}
-
 /* The registration path: subscribe the buffer, register, check the region the cache made. */
 static ucs_status_t get_watched(ucs_rcache_t *rc, void *address, size_t length, int prot, void *arg,
 				ucs_rcache_region_t **region_p)
 {
-	uint64_t ps = page_size();
+	uint64_t ps = ad.page;
 	uint64_t start = (uintptr_t)address & ~(ps - 1);
 	uint64_t end = ((uintptr_t)address + length + ps - 1) & ~(ps - 1);
-	int r = end > start ? cover_range(start, end) : 0;
-	ucs_status_t st = ad.get(rc, address, length, prot, arg, region_p);
+	bool forked = __atomic_load_n(&ad.forked, __ATOMIC_RELAXED);
+	int r = forked ? -ECHILD : end > start ? cover_range(start, end) : 0;
+	ucs_status_t st = real_get()(rc, address, length, prot, arg, region_p);
 	uint64_t rs, re;
 
 	if (st != UCS_OK)
@@ -366,6 +402,10 @@ static ucs_status_t get_watched(ucs_rcache_t *rc, void *address, size_t length, 
 	re = (*region_p)->super.end;
 	if (r == 0 && covered(rs, re))
 		return st;
+	/*
+	 * In a fork child nothing is watched (the connection is the parent's)
+	 * and the cover is the parent's: no region is kept, old ones included.
+	 */
 	/* Registered before all of it was watched: watch it for next time, do not cache this one. */
 	if (r == 0)
 		r = cover_range(rs & ~(ps - 1), (re + ps - 1) & ~(ps - 1));
@@ -379,13 +419,13 @@ static ucs_status_t get_watched(ucs_rcache_t *rc, void *address, size_t length, 
 EXPORT ucs_status_t ucs_rcache_get(ucs_rcache_t *rcache, void *address, size_t length, int prot, void *arg,
 				   ucs_rcache_region_t **region_p)
 {
-	rcache_get_fn get = ad.get;
+	rcache_get_fn get = real_get();
 
+	if (!get)
+		return UCS_ERR_UNSUPPORTED;
 	if (is_active() && watched(rcache))
 		return get_watched(rcache, address, length, prot, arg, region_p);
-	if (!get)
-		get = (rcache_get_fn)dlsym(RTLD_NEXT, "ucs_rcache_get");
-	return get ? get(rcache, address, length, prot, arg, region_p) : UCS_ERR_UNSUPPORTED;
+	return get(rcache, address, length, prot, arg, region_p);
 }
 
 static void enable_auto(void);
@@ -393,12 +433,11 @@ static void enable_auto(void);
 EXPORT ucs_status_t ucs_rcache_create(const ucs_rcache_params_t *params, const char *name,
 				      ucs_stats_node_t *stats_parent, ucs_rcache_t **rcache_p)
 {
-	rcache_create_fn create;
+	rcache_create_fn create = real_create();
 	ucs_status_t st;
 
 	if (ad.preloaded)
 		enable_auto();
-	create = ad.create ? ad.create : (rcache_create_fn)dlsym(RTLD_NEXT, "ucs_rcache_create");
 	if (!create)
 		return UCS_ERR_UNSUPPORTED;
 	st = create(params, name, stats_parent, rcache_p);
@@ -409,11 +448,9 @@ EXPORT ucs_status_t ucs_rcache_create(const ucs_rcache_params_t *params, const c
 
 EXPORT void ucs_rcache_destroy(ucs_rcache_t *rcache)
 {
-	rcache_destroy_fn destroy = ad.destroy;
+	rcache_destroy_fn destroy = real_destroy();
 
 	unwatch(rcache);
-	if (!destroy)
-		destroy = (rcache_destroy_fn)dlsym(RTLD_NEXT, "ucs_rcache_destroy");
 	if (destroy)
 		destroy(rcache);
 }
@@ -424,12 +461,9 @@ static int resolve(set_external_fn *set_external)
 	ucp_version_fn version = (ucp_version_fn)dlsym(RTLD_DEFAULT, "ucp_get_version");
 	unsigned major, minor, release;
 
-	ad.create = (rcache_create_fn)dlsym(RTLD_NEXT, "ucs_rcache_create");
-	ad.destroy = (rcache_destroy_fn)dlsym(RTLD_NEXT, "ucs_rcache_destroy");
-	ad.get = (rcache_get_fn)dlsym(RTLD_NEXT, "ucs_rcache_get");
 	ad.vm_munmap = (vm_munmap_fn)dlsym(RTLD_DEFAULT, "ucm_vm_munmap");
 	*set_external = (set_external_fn)dlsym(RTLD_DEFAULT, "ucm_set_external_event");
-	if (!ad.create || !ad.destroy || !ad.get || !ad.vm_munmap || !*set_external)
+	if (!real_create() || !real_destroy() || !real_get() || !ad.vm_munmap || !*set_external)
 		return -ENOTSUP;
 	/* ucs_rcache_get() changed its arguments in 1.17: only the version built for. */
 	if (version) {
@@ -462,6 +496,11 @@ static bool disabled_by_env(void)
 	return s && *s && strcmp(s, "0") != 0;
 }
 
+static void in_fork_child(void)
+{
+	__atomic_store_n(&ad.forked, true, __ATOMIC_RELAXED);
+}
+
 static int enable_locked(const char *socket_path)
 {
 	set_external_fn set_external;
@@ -484,6 +523,9 @@ static int enable_locked(const char *socket_path)
 	ad.client = c;
 	ad.sub_flags = mmn_capabilities(c) & MMN_CAP_ACKS_HOLD_KERNEL ? MMN_SUB_BLOCKING : MMN_SUB_NONBLOCKING;
 	ad.max_subs = max_subs_from_env();
+	ad.page = (uint64_t)sysconf(_SC_PAGESIZE);
+	if (pthread_atfork(NULL, NULL, in_fork_child) != 0)
+		REPORT_ONCE("pthread_atfork failed: registrations in fork children are kept");
 	/*
 	 * Active first: a cache created meanwhile on another thread is watched
 	 * and may keep hooks too (harmless), never the reverse (no hooks, not

@@ -9,6 +9,7 @@
  *     buffer (through mmnd and ucm_vm_munmap), the next lookup is a miss that
  *     registers the new pages, and the old region is deregistered; the same
  *     for MADV_DONTNEED (raw, too);
+ *     in a fork child (which watches nothing) no registration is kept;
  *   without it: the next lookup is a hit on the stale region (the bug).
  *   unreachable: preloaded, but mmnd's socket is wrong: the adapter stays
  *     off and UCX's own hooks still catch a libc munmap;
@@ -219,6 +220,29 @@ static int run_bound(void)
 	return tap_done();
 }
 
+/*
+ * A fork child's connection is the parent's: it watches nothing, so a
+ * lookup there may hit (the parent's region) but no region is kept.
+ */
+static void check_fork(ucs_rcache_t *rc, char *buf, size_t len)
+{
+	unsigned before = __atomic_load_n(&nreg, __ATOMIC_RELAXED);
+	struct child c = {.pidfd = -1};
+	int st;
+
+	fflush(stdout);
+	c.pid = fork();
+	if (c.pid == 0) {
+		unsigned a = lookup(rc, buf, len), b = lookup(rc, buf, len), d = lookup(rc, buf, len);
+
+		_exit(a == before && b == before + 1 && d == before + 2 ? 0 : 1);
+	}
+	tap_require(c.pid > 0);
+	st = child_wait(&c, WAIT_MS);
+	tap_ok(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	       "in a fork child a hit is dropped after use and nothing new is kept");
+}
+
 static int run(const char *mode)
 {
 	bool with = strcmp(mode, "without") != 0;
@@ -238,8 +262,10 @@ static int run(const char *mode)
 	tap_is_int(lookup(rc, buf, len), 1, "first lookup registers");
 	tap_is_int(lookup(rc, buf, len), 1, "second lookup is a hit");
 	check_unmap(rc, buf, len, with, raw);
-	if (with && raw)
+	if (with && raw) {
 		check_dontneed(rc, buf, len);
+		check_fork(rc, buf, len);
+	}
 	ucm_unset_event_handler(UCM_EVENT_VM_UNMAPPED, on_unmapped, NULL);
 	ucs_rcache_destroy(rc);
 	munmap(buf, len);
