@@ -19,11 +19,11 @@
 struct mmn_sub;
 
 struct cover_ent {
-	uint64_t start, end;  /* [start, end), page aligned */
-	uint64_t serial;      /* insertion order: the oldest is evicted first */
-	struct mmn_sub *sub;  /* set before insertion, never changed */
-	bool in_table;	      /* inserted and not yet removed */
-	bool released;	      /* the subscription was revoked: never (again) inserted */
+	uint64_t start, end; /* [start, end), page aligned */
+	uint64_t serial;     /* insertion order: the oldest is evicted first */
+	struct mmn_sub *sub; /* set before insertion, never changed */
+	bool in_table;	     /* inserted and not yet removed */
+	bool released;	     /* the subscription was revoked: never (again) inserted */
 };
 
 struct cover_gap {

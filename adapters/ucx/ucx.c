@@ -69,9 +69,9 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-#define GAPS_MAX 16	   /* gaps subscribed per round */
-#define ROUNDS_MAX 8	   /* rounds before giving up on a range */
-#define RCACHES_MAX 64	   /* watched caches */
+#define GAPS_MAX	 16 /* gaps subscribed per round */
+#define ROUNDS_MAX	 8  /* rounds before giving up on a range */
+#define RCACHES_MAX	 64 /* watched caches */
 #define MAX_SUBS_DEFAULT 4096
 
 typedef ucs_status_t (*rcache_create_fn)(const ucs_rcache_params_t *, const char *, ucs_stats_node_t *,
@@ -83,7 +83,8 @@ typedef void (*set_external_fn)(int);
 typedef void (*ucp_version_fn)(unsigned *, unsigned *, unsigned *);
 
 /* Hidden aliases: this library's own definitions, to tell whether calls reach them. */
-extern __typeof__(ucs_rcache_get) self_rcache_get __attribute__((alias("ucs_rcache_get"), visibility("hidden")));
+extern __typeof__(ucs_rcache_get) self_rcache_get
+	__attribute__((alias("ucs_rcache_get"), visibility("hidden")));
 extern __typeof__(ucs_rcache_create) self_rcache_create
 	__attribute__((alias("ucs_rcache_create"), visibility("hidden")));
 
@@ -101,10 +102,10 @@ static struct {
 	uint32_t sub_flags; /* MMN_SUB_BLOCKING or MMN_SUB_NONBLOCKING */
 	size_t max_subs;
 	uint64_t page;
-	bool active;	    /* atomic */
-	bool forked;	    /* atomic: this is a fork child of the enabled process */
-	bool preloaded;	    /* the constructor acts; set before main() */
-	bool auto_tried;    /* atomic: the preload's one attempt was made */
+	bool active;	 /* atomic */
+	bool forked;	 /* atomic: this is a fork child of the enabled process */
+	bool preloaded;	 /* the constructor acts; set before main() */
+	bool auto_tried; /* atomic: the preload's one attempt was made */
 	vm_munmap_fn vm_munmap;
 	ucs_rcache_t *watched[RCACHES_MAX]; /* atomic slots; NULL = free */
 } ad = {
@@ -114,11 +115,11 @@ static struct {
 };
 
 /* One line on stderr per call site, the first time only; never aborts. */
-#define REPORT_ONCE(...)                                                                     \
-	do {                                                                                 \
-		static bool reported_;                                                       \
-		if (!__atomic_exchange_n(&reported_, true, __ATOMIC_RELAXED))                \
-			report(__VA_ARGS__);                                                 \
+#define REPORT_ONCE(...)                                                                                     \
+	do {                                                                                                 \
+		static bool reported_;                                                                       \
+		if (!__atomic_exchange_n(&reported_, true, __ATOMIC_RELAXED))                                \
+			report(__VA_ARGS__);                                                                 \
 	} while (0)
 
 static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -521,7 +522,8 @@ static int enable_locked(const char *socket_path)
 		return r;
 	}
 	ad.client = c;
-	ad.sub_flags = mmn_capabilities(c) & MMN_CAP_ACKS_HOLD_KERNEL ? MMN_SUB_BLOCKING : MMN_SUB_NONBLOCKING;
+	ad.sub_flags =
+		mmn_capabilities(c) & MMN_CAP_ACKS_HOLD_KERNEL ? MMN_SUB_BLOCKING : MMN_SUB_NONBLOCKING;
 	ad.max_subs = max_subs_from_env();
 	ad.page = (uint64_t)sysconf(_SC_PAGESIZE);
 	if (pthread_atfork(NULL, NULL, in_fork_child) != 0)

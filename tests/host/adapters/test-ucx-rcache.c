@@ -47,7 +47,7 @@
 #include "lib/mmnd-run.h"
 #include "tap.h"
 
-#define NPAGES 4
+#define NPAGES	4
 #define WAIT_MS 10000
 
 static unsigned nreg, ndereg; /* the cache's ops, on the calling thread */
@@ -170,7 +170,8 @@ static void check_unmap(ucs_rcache_t *rc, char *buf, size_t len, bool with, bool
 			 -1, 0) == buf);
 	memset(buf, 2, len);
 	if (with) {
-		tap_is_int(lookup(rc, buf, len), 2, "lookup after munmap + mmap is a miss (new pages registered)");
+		tap_is_int(lookup(rc, buf, len), 2,
+			   "lookup after munmap + mmap is a miss (new pages registered)");
 		tap_ok(__atomic_load_n(&ndereg, __ATOMIC_RELAXED) >= 1, "the stale region was deregistered");
 	} else {
 		tap_is_int(lookup(rc, buf, len), 1, "without the adapter the stale region is handed out");

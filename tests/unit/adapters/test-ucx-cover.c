@@ -13,7 +13,7 @@
 #include "lib/prng.h"
 #include "tap.h"
 
-#define P 0x1000ull
+#define P      0x1000ull
 #define NPAGES 256
 
 static struct cover_ent *ent(uint64_t a, uint64_t b)
@@ -35,7 +35,8 @@ static void basics(void)
 	tap_ok(g[0].start == P && g[0].end == 3 * P, "the gap is the range");
 	tap_is_int(cover_insert(&c, a), 0, "insert [2,3)");
 	tap_is_u64(cover_gaps(&c, P, 4 * P, g, 4), 2, "two gaps around it");
-	tap_ok(g[0].start == P && g[0].end == 2 * P && g[1].start == 3 * P && g[1].end == 4 * P, "[1,2) and [3,4)");
+	tap_ok(g[0].start == P && g[0].end == 2 * P && g[1].start == 3 * P && g[1].end == 4 * P,
+	       "[1,2) and [3,4)");
 	tap_is_u64(cover_gaps(&c, P, 4 * P, g, 1), 2, "max 1: still counts 2");
 	tap_is_u64(cover_gaps(&c, 2 * P, 3 * P, NULL, 0), 0, "[2,3) covered");
 	tap_is_int(cover_insert(&c, d), 0, "insert [8,9)");

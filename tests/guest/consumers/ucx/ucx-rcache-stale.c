@@ -31,8 +31,8 @@
 #include <ucm/api/ucm.h>
 #include <ucp/api/ucp.h>
 
-#define LEN (1u << 20)
-#define TAG 0x6d6d6eu
+#define LEN    (1u << 20)
+#define TAG    0x6d6d6eu
 #define WAIT_S 10
 
 static int n_tap, failed;
@@ -186,7 +186,8 @@ int main(int argc, char **argv)
 	ok(all(dst, 0x11), "first message delivered");
 
 	if (syscall(SYS_munmap, src, LEN) != 0 ||
-	    mmap(src, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != src)
+	    mmap(src, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1,
+		 0) != src)
 		bail("remap", UCS_ERR_IO_ERROR);
 	memset(src, 0x22, LEN);
 	wait_unmapped();
