@@ -274,7 +274,7 @@ static int subscribe_gaps(const struct cover_gap *gaps, size_t n)
 	struct mmn_sub_opts opts[GAPS_MAX];
 	struct mmn_sub_request req[GAPS_MAX];
 	struct cover_ent *ents[GAPS_MAX];
-	int r = 0;
+	int r = 0, sent;
 
 	for (size_t i = 0; i < n; i++) {
 		ents[i] = calloc(1, sizeof(*ents[i]));
@@ -295,9 +295,9 @@ static int subscribe_gaps(const struct cover_gap *gaps, size_t n)
 		req[i] = (struct mmn_sub_request){
 			.start = gaps[i].start, .length = gaps[i].end - gaps[i].start, .opts = &opts[i]};
 	}
-	mmn_subscribe_many(ad.client, req, n);
+	sent = mmn_subscribe_many(ad.client, req, n);
 	for (size_t i = 0; i < n; i++) {
-		int err = req[i].sub ? 0 : (req[i].error ? req[i].error : -EIO);
+		int err = req[i].sub ? 0 : req[i].error ? req[i].error : sent < 0 ? sent : -EIO;
 
 		if (!err) {
 			ents[i]->sub = req[i].sub;
@@ -404,10 +404,11 @@ static ucs_status_t get_watched(ucs_rcache_t *rc, void *address, size_t length, 
 	if (r == 0 && covered(rs, re))
 		return st;
 	/*
-	 * In a fork child nothing is watched (the connection is the parent's)
-	 * and the cover is the parent's: no region is kept, old ones included.
+	 * Registered before all of it was watched: watch it for next time, do
+	 * not cache this one.  In a fork child nothing is watched (the
+	 * connection and the cover are the parent's): no region is kept, the
+	 * ones cached before fork() included.
 	 */
-	/* Registered before all of it was watched: watch it for next time, do not cache this one. */
 	if (r == 0)
 		r = cover_range(rs & ~(ps - 1), (re + ps - 1) & ~(ps - 1));
 	if (r < 0)
