@@ -18,7 +18,11 @@
  *     was subscribed), the oldest were evicted (their next lookup registers
  *     again) and the newest still sees its unmap.
  *   test-ucx-rcache MMND ADAPTER preload|without|unreachable|bound   (not linked with it)
- *   test-ucx-rcache-api MMND ADAPTER api           (linked; calls mmn_ucx_enable())
+ *   restart (linked, one process): mmnd is killed under a registered
+ *     buffer; while it is gone the application goes on and new
+ *     registrations are not cached; after it restarts, RESYNC drops what
+ *     was cached and new registrations are cached again.
+ *   test-ucx-rcache-api MMND ADAPTER api|restart   (linked; calls mmn_ucx_enable())
  * The parent starts mmnd and runs the checks in a child with MMN_SOCKET
  * (and LD_PRELOAD=ADAPTER for preload) set, so the preload's constructor
  * finds mmnd running.
@@ -290,6 +294,52 @@ static void set_preload(const char *adapter)
 	setenv("LD_PRELOAD", v, 1);
 }
 
+#ifdef TEST_API
+/* Lookups while mmnd is gone and after it came back (see the top). */
+static void check_restart(struct mmnd_run *m, ucs_rcache_t *rc, char *buf, char *buf2, size_t len)
+{
+	tap_is_int(lookup(rc, buf, len), 1, "first lookup registers");
+	tap_is_int(lookup(rc, buf, len), 1, "second lookup is a hit");
+	tap_ok(WIFSIGNALED(mmnd_run_kill(m, SIGKILL, 5000)), "mmnd killed");
+	tap_is_int(lookup(rc, buf2, len), 2, "mmnd gone: a new buffer registers");
+	tap_is_int(lookup(rc, buf2, len), 3, "mmnd gone: and is not cached");
+	expect_unmapped(buf, len);
+	tap_require(mmnd_run_start(m, NULL, 20000) == 0);
+	tap_ok(wait_seen(), "after the restart RESYNC reaches UCX for the cached buffer");
+	tap_is_int(lookup(rc, buf, len), 4, "the buffer cached before is registered again");
+	tap_is_int(lookup(rc, buf2, len), 5, "a buffer registers");
+	tap_is_int(lookup(rc, buf2, len), 5, "and is cached again");
+}
+
+static int run_restart(const char *mmnd)
+{
+	size_t len = NPAGES * (size_t)sysconf(_SC_PAGESIZE);
+	struct mmnd_run m;
+	ucs_rcache_t *rc;
+	char *buf, *buf2;
+
+	if (!mmnd_run_uffd_available())
+		tap_skip_all("userfaultfd unavailable");
+	tap_require(mmnd_run_init(&m, mmnd) == 0 && mmnd_run_start(&m, NULL, 20000) == 0);
+	setenv("MMN_SOCKET", m.sock, 1);
+	tap_is_int(mmn_ucx_enable(NULL), 0, "mmn_ucx_enable");
+	tap_require(sem_init(&seen, 0, 0) == 0);
+	rc = make_cache();
+	tap_require(rc);
+	tap_require(ucm_set_event_handler(UCM_EVENT_VM_UNMAPPED, 2000, on_unmapped, NULL) == UCS_OK);
+	buf = mmap(NULL, 2 * len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	tap_require(buf != MAP_FAILED);
+	buf2 = buf + len;
+	memset(buf, 1, 2 * len);
+	check_restart(&m, rc, buf, buf2, len);
+	ucm_unset_event_handler(UCM_EVENT_VM_UNMAPPED, on_unmapped, NULL);
+	ucs_rcache_destroy(rc);
+	munmap(buf, 2 * len);
+	mmnd_run_fini(&m);
+	return tap_done();
+}
+#endif
+
 /* Runs this program as "run MODE" with mmnd's socket (and the preload) in its environment. */
 static int spawn(const char *self, const char *adapter, const char *mode, const char *sock)
 {
@@ -329,8 +379,12 @@ int main(int argc, char **argv)
 
 	if (argc == 3 && strcmp(argv[1], "run") == 0)
 		return strcmp(argv[2], "bound") == 0 ? run_bound() : run(argv[2]);
+#ifdef TEST_API
+	if (argc == 4 && strcmp(argv[3], "restart") == 0)
+		return run_restart(argv[1]);
+#endif
 	if (argc != 4) {
-		fprintf(stderr, "usage: %s MMND ADAPTER preload|without|unreachable|bound|api\n", argv[0]);
+		fprintf(stderr, "usage: %s MMND ADAPTER preload|without|unreachable|bound|api|restart\n", argv[0]);
 		return 2;
 	}
 	if (!mmnd_run_uffd_available())
