@@ -40,6 +40,10 @@
  * cannot be subscribed is invalidated right after registering, so UCX never
  * keeps a region that mmn does not watch.
  *
+ * The event is external for the whole process: a UCM user outside UCX's
+ * caches that registers for UCM_EVENT_VM_UNMAPPED gets no hooks either, and
+ * hears only of the ranges the caches registered.
+ *
  * Blocking subscriptions where acks hold the kernel (mmn.ko), non-blocking
  * otherwise.  Every event type invalidates (unmap, migration, protection
  * changes and the rest all make a pinned registration stale or wrong).
