@@ -52,7 +52,9 @@
  * subscribing and evicting (held across mmn_subscribe_many() and
  * mmn_unsubscribe(); callbacks never take it).  tab_lock protects the cover
  * and each entry's in_table; it is held only around cover.c calls, never
- * across a call into libmmn or UCX.  Order: sub_lock, tab_lock.
+ * across a call into libmmn or UCX.  Order: sub_lock, tab_lock.  A lookup
+ * that hits takes tab_lock once (the pre-check); the post-check is a load
+ * of the removal count when the region lies inside the checked range.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -102,6 +104,7 @@ static struct {
 	pthread_mutex_t sub_lock;
 	pthread_mutex_t tab_lock;
 	struct cover cover; /* tab_lock */
+	uint64_t removals;  /* entries removed from the cover; written under tab_lock, read atomically */
 	struct mmn_client *client;
 	uint32_t sub_flags; /* MMN_SUB_BLOCKING or MMN_SUB_NONBLOCKING */
 	size_t max_subs;
@@ -112,6 +115,7 @@ static struct {
 	bool auto_tried; /* atomic: the preload's one attempt was made */
 	vm_munmap_fn vm_munmap;
 	ucs_rcache_t *watched[RCACHES_MAX]; /* atomic slots; NULL = free */
+	size_t nwatched;		    /* atomic: slots ever used (only grows) */
 } ad = {
 	.enable_lock = PTHREAD_MUTEX_INITIALIZER,
 	.sub_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -188,6 +192,13 @@ static void ucx_invalidate(uint64_t start, uint64_t end)
 	ad.vm_munmap((void *)(uintptr_t)start, end - start);
 }
 
+/* Removes @e from the cover; under tab_lock.  A covered range seen before is in doubt from here. */
+static void uncover(struct cover_ent *e)
+{
+	cover_remove(&ad.cover, e);
+	__atomic_store_n(&ad.removals, ad.removals + 1, __ATOMIC_RELEASE);
+}
+
 /* Takes @e out of the cover if it is still in; true when the caller now owns it. */
 static bool take(struct cover_ent *e)
 {
@@ -196,7 +207,7 @@ static bool take(struct cover_ent *e)
 	pthread_mutex_lock(&ad.tab_lock);
 	mine = e->in_table;
 	if (mine)
-		cover_remove(&ad.cover, e);
+		uncover(e);
 	pthread_mutex_unlock(&ad.tab_lock);
 	return mine;
 }
@@ -236,7 +247,7 @@ static void on_release(struct mmn_sub *s, int reason, void *ud)
 	e->released = true;
 	mine = e->in_table;
 	if (mine)
-		cover_remove(&ad.cover, e);
+		uncover(e);
 	pthread_mutex_unlock(&ad.tab_lock);
 
 	ucx_invalidate(e->start, e->end);
@@ -259,7 +270,7 @@ static int make_room(size_t n, uint64_t start, uint64_t end)
 		if (full) {
 			e = cover_oldest_outside(&ad.cover, start, end);
 			if (e)
-				cover_remove(&ad.cover, e);
+				uncover(e);
 		}
 		pthread_mutex_unlock(&ad.tab_lock);
 		if (!full)
@@ -319,8 +330,11 @@ static int subscribe_gaps(const struct cover_gap *gaps, size_t n)
 	return r;
 }
 
-/* Makes [start, end) covered.  0, or a negative errno (part of it is not watched). */
-static int cover_range(uint64_t start, uint64_t end)
+/*
+ * Makes [start, end) covered.  0, with *@removals the removal count when
+ * it was found covered; or a negative errno (part of it is not watched).
+ */
+static int cover_range(uint64_t start, uint64_t end, uint64_t *removals)
 {
 	struct cover_gap gaps[GAPS_MAX];
 	int r = -EAGAIN;
@@ -331,6 +345,7 @@ static int cover_range(uint64_t start, uint64_t end)
 
 		pthread_mutex_lock(&ad.tab_lock);
 		n = cover_gaps(&ad.cover, start, end, gaps, GAPS_MAX);
+		*removals = ad.removals;
 		pthread_mutex_unlock(&ad.tab_lock);
 		if (n == 0) {
 			r = 0;
@@ -361,7 +376,9 @@ static bool covered(uint64_t start, uint64_t end)
 
 static bool watched(ucs_rcache_t *rc)
 {
-	for (size_t i = 0; i < RCACHES_MAX; i++)
+	size_t n = __atomic_load_n(&ad.nwatched, __ATOMIC_ACQUIRE);
+
+	for (size_t i = 0; i < n; i++)
 		if (__atomic_load_n(&ad.watched[i], __ATOMIC_ACQUIRE) == rc)
 			return true;
 	return false;
@@ -373,8 +390,14 @@ static void watch(ucs_rcache_t *rc)
 		ucs_rcache_t *none = NULL;
 
 		if (__atomic_compare_exchange_n(&ad.watched[i], &none, rc, false, __ATOMIC_RELEASE,
-						__ATOMIC_RELAXED))
+						__ATOMIC_RELAXED)) {
+			size_t n = __atomic_load_n(&ad.nwatched, __ATOMIC_RELAXED);
+
+			while (n < i + 1 && !__atomic_compare_exchange_n(&ad.nwatched, &n, i + 1, false,
+									 __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+				;
 			return;
+		}
 	}
 	REPORT_ONCE("more than %d registration caches: the others keep UCX's hooks", RCACHES_MAX);
 }
@@ -397,14 +420,17 @@ static ucs_status_t get_watched(ucs_rcache_t *rc, void *address, size_t length, 
 	uint64_t start = (uintptr_t)address & ~(ps - 1);
 	uint64_t end = ((uintptr_t)address + length + ps - 1) & ~(ps - 1);
 	bool forked = __atomic_load_n(&ad.forked, __ATOMIC_RELAXED);
-	int r = forked ? -ECHILD : end > start ? cover_range(start, end) : 0;
+	uint64_t seen = 0, rs, re, unused;
+	int r = forked ? -ECHILD : end > start ? cover_range(start, end, &seen) : -EINVAL;
 	ucs_status_t st = real_get()(rc, address, length, prot, arg, region_p);
-	uint64_t rs, re;
 
 	if (st != UCS_OK)
 		return st;
 	rs = (*region_p)->super.start;
 	re = (*region_p)->super.end;
+	/* Inside what was covered, with nothing removed since: still covered (no lock). */
+	if (r == 0 && rs >= start && re <= end && __atomic_load_n(&ad.removals, __ATOMIC_ACQUIRE) == seen)
+		return st;
 	if (r == 0 && covered(rs, re))
 		return st;
 	/*
@@ -414,7 +440,7 @@ static ucs_status_t get_watched(ucs_rcache_t *rc, void *address, size_t length, 
 	 * ones cached before fork() included.
 	 */
 	if (r == 0)
-		r = cover_range(rs & ~(ps - 1), (re + ps - 1) & ~(ps - 1));
+		r = cover_range(rs & ~(ps - 1), (re + ps - 1) & ~(ps - 1), &unused);
 	if (r < 0)
 		REPORT_ONCE("cannot watch a registered range (%s): such registrations are not cached",
 			    mmn_strerror(r));
