@@ -85,7 +85,7 @@ done
 # --- lintian: no error ---
 changes=$tmp/mmn_${version}_$arch.changes
 t0=$SECONDS
-lintian --info --display-level '>=pedantic' "$changes" >"$tmp/lintian.out" 2>&1
+lintian --info --show-overrides --display-level '>=pedantic' "$changes" >"$tmp/lintian.out" 2>&1
 lintian_rc=$?
 echo "# lintian ($((SECONDS - t0)) s): $(grep -c '^E: ' "$tmp/lintian.out") errors," \
 	"$(grep -c '^W: ' "$tmp/lintian.out") warnings, $(grep -c '^I: ' "$tmp/lintian.out") info," \
