@@ -3,11 +3,14 @@
 # Install into a DESTDIR and check what systemd and D-Bus will read there:
 # systemd-analyze verify on every unit (ExecStart= resolved inside the
 # DESTDIR), the systemd-analyze security exposure, the D-Bus policy and
-# activation file, sysusers.d and modules-load.d.  TAP.
+# activation file, sysusers.d; modules-load.d and the DKMS source only when
+# the build installs the module's source (-Ddkms=true).  TAP.
 #
-#   verify-units.sh MESON BUILD_ROOT PREFIX UNITDIR SYSUSERSDIR MODULESLOADDIR DBUSPOLICYDIR DBUSSERVICEDIR
+#   verify-units.sh MESON BUILD_ROOT PREFIX UNITDIR SYSUSERSDIR MODULESLOADDIR DBUSPOLICYDIR DBUSSERVICEDIR DKMS_DIR
+#
+# DKMS_DIR: /usr/src/mmn-VERSION with -Ddkms=true, else empty.
 set -u
-meson=$1 build=$2 prefix=$3 unitdir=$4 sysusersdir=$5 modulesloaddir=$6 policydir=$7 servicedir=$8
+meson=$1 build=$2 prefix=$3 unitdir=$4 sysusersdir=$5 modulesloaddir=$6 policydir=$7 servicedir=$8 dkms=$9
 max_exposure=25 # systemd-analyze security --threshold: 2.5
 
 if ! command -v systemd-analyze >/dev/null; then
@@ -36,9 +39,9 @@ check() {
 }
 
 check "meson install into a DESTDIR" "$meson" install -C "$build" --no-rebuild --destdir "$dest" --quiet \
-	--tags runtime,man,systemd
+	--tags runtime,man,systemd,dkms
 for f in "$unitdir/mmnd.service" "$unitdir/mmnd.socket" "$policydir/org.mmn.Broker1.conf" \
-	"$servicedir/org.mmn.Broker1.service" "$sysusersdir/mmn.conf" "$modulesloaddir/mmn.conf" \
+	"$servicedir/org.mmn.Broker1.service" "$sysusersdir/mmn.conf" \
 	"$prefix/sbin/mmnd" "$prefix/bin/mmnctl" "$prefix/share/man/man1/mmnctl.1" \
 	"$prefix/share/man/man8/mmnd.8" "$prefix/share/man/man5/org.mmn.Broker1.5" \
 	"$prefix/share/bash-completion/completions/mmnctl" "$prefix/share/zsh/vendor-completions/_mmnctl"; do
@@ -97,7 +100,17 @@ if command -v systemd-sysusers >/dev/null; then
 	check "systemd-sysusers --root creates group mmn" sh -c \
 		'mkdir -p "$1/etc" && systemd-sysusers --root="$1" && grep "^mmn:" "$1/etc/group"' -- "$dest"
 fi
-if grep -qx mmn "$dest$modulesloaddir/mmn.conf"; then ok "modules-load.d loads mmn"; else not_ok "modules-load.d loads mmn"; fi
+if [ -n "$dkms" ]; then
+	if grep -qx mmn "$dest$modulesloaddir/mmn.conf"; then ok "modules-load.d loads mmn"; else not_ok "modules-load.d loads mmn"; fi
+	for f in dkms.conf Kbuild main.c include/uapi/linux/mmn.h; do
+		if [ -f "$dest$dkms/$f" ]; then ok "installed $dkms/$f"; else not_ok "installed $dkms/$f"; fi
+	done
+	check "dkms.conf names the version of $dkms" grep -qx "PACKAGE_VERSION=\"${dkms##*/mmn-}\"" "$dest$dkms/dkms.conf"
+elif [ -e "$dest$modulesloaddir/mmn.conf" ] || [ -e "$dest/usr/src" ]; then
+	not_ok "without -Ddkms=true neither modules-load.d/mmn.conf nor the module source is installed"
+else
+	ok "without -Ddkms=true neither modules-load.d/mmn.conf nor the module source is installed"
+fi
 check "mmnctl --help runs from the DESTDIR" "$dest$prefix/bin/mmnctl" --help
 
 echo "1..$n"

@@ -6,13 +6,16 @@
 # system bus and its policy, restart after SIGSEGV with the client
 # resynchronising, and restart when the watchdog ping stops.  TAP.
 #
-#   test-systemd-guest.sh BUILD_ROOT SOURCE_ROOT TEST_CLIENT EXPECTED_SOURCE [EVENT_SOURCE]
+#   test-systemd-guest.sh BUILD_ROOT SOURCE_ROOT TEST_CLIENT SBINDIR BINDIR EXPECTED_SOURCE [EVENT_SOURCE]
 #
+# SBINDIR, BINDIR: where the build installs mmnd and mmnctl (its --prefix),
+# which the built mmnd.service names.
 # EXPECTED_SOURCE: what the shipped --source=auto must pick (uffd without
 # mmn.ko, kmod with it).  EVENT_SOURCE replaces --source in a drop-in, to
 # exercise the unit when no real source can run.
 set -u
-build=$1 src=$2 client=$3 expect=$4 source=${5:-}
+build=$1 src=$2 client=$3 sbindir=$4 bindir=$5 expect=$6 source=${7:-}
+export PATH="$bindir:$PATH"
 n=0
 failed=0
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
@@ -39,15 +42,15 @@ finish() {
 }
 
 # --- install what `meson install` would, into the guest's root ---
-install -D -m 755 "$build/daemon/mmnd" /usr/local/sbin/mmnd &&
-	install -D -m 755 "$build/tools/mmnctl" /usr/local/bin/mmnctl &&
+install -D -m 755 "$build/daemon/mmnd" "$sbindir/mmnd" &&
+	install -D -m 755 "$build/tools/mmnctl" "$bindir/mmnctl" &&
 	install -D -m 644 "$build/systemd/mmnd.service" /etc/systemd/system/mmnd.service &&
 	install -D -m 644 "$src/systemd/mmnd.socket" /etc/systemd/system/mmnd.socket &&
 	install -D -m 644 "$src/systemd/org.mmn.Broker1.conf" /usr/share/dbus-1/system.d/org.mmn.Broker1.conf &&
 	install -D -m 644 "$src/systemd/org.mmn.Broker1.service" \
 		/usr/share/dbus-1/system-services/org.mmn.Broker1.service &&
 	install -D -m 644 "$src/systemd/sysusers.d/mmn.conf" /usr/lib/sysusers.d/mmn.conf
-check "installed the units, policy and binaries" test -x /usr/local/sbin/mmnd
+check "installed the units, policy and binaries ($sbindir/mmnd, $bindir/mmnctl)" test -x "$sbindir/mmnd"
 check "systemd-sysusers creates group mmn" sh -c 'systemd-sysusers && getent group mmn'
 # dbus-daemon applies <policy group=> by the user database, not by a
 # process's supplementary groups: make nobody a member before the bus starts.
@@ -61,7 +64,7 @@ TimeoutAbortSec=2s
 RestartSec=200ms
 EOF
 if [ -n "$source" ]; then
-	printf '[Service]\nExecStart=\nExecStart=/usr/local/sbin/mmnd --bus=system --source=%s\n' "$source" \
+	printf '[Service]\nExecStart=\nExecStart=%s/mmnd --bus=system --source=%s\n' "$sbindir" "$source" \
 		>/run/systemd/system/mmnd.service.d/source.conf
 	echo "# mmnd runs with --source=$source (drop-in)"
 fi
