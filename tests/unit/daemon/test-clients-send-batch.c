@@ -26,6 +26,18 @@ static const struct mmn_event_record *records(const MmnEnvelope *m, size_t *n)
 	return (const struct mmn_event_record *)(const void *)m->event_batch->records.data;
 }
 
+/* The next packet; its records in *@r and *@n when it is an EventBatch (else *@n = 0). */
+static MmnEnvelope *recv_records(struct harness *h, struct tclient *c, const struct mmn_event_record **r,
+				 size_t *n)
+{
+	MmnEnvelope *m = recv_packet(h, c);
+
+	*n = 0;
+	if (m && m->body_case == MMN__V1__ENVELOPE__BODY_EVENT_BATCH)
+		*r = records(m, n);
+	return m;
+}
+
 /* Two non-blocking subs, one event over both ending at once, one more in flight: one packet, folded. */
 static void test_fold(void)
 {
@@ -138,9 +150,7 @@ static void test_ack_many(void)
 	s2 = tc_subscribe(&h, &c, A + 0x1000, 0x1000, true, 5000, NULL);
 	h_require(s1 && s2);
 	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x2000, 0, true);
-	m = recv_packet(&h, &c);
-	if (m && m->body_case == MMN__V1__ENVELOPE__BODY_EVENT_BATCH)
-		r = records(m, &n);
+	m = recv_records(&h, &c, &r, &n);
 	tap_ok(n == 2 && r[0].kind == MMN_RECORD_INVALIDATE && (r[0].flags & MMN_RECORD_NEEDS_ACK) &&
 		       r[1].kind == MMN_RECORD_INVALIDATE && (r[1].flags & MMN_RECORD_NEEDS_ACK) &&
 		       r[0].deadline_ms > 0,
@@ -277,9 +287,7 @@ static void test_no_end(void)
 	s2 = tc_subscribe(&h, &c, A + 0x1000, 0x1000, true, 5000, NULL);
 	h_require(s1 && s2);
 	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x2000, 0, true);
-	m = recv_packet(&h, &c);
-	if (m && m->body_case == MMN__V1__ENVELOPE__BODY_EVENT_BATCH)
-		r = records(m, &n);
+	m = recv_records(&h, &c, &r, &n);
 	tap_ok(n == 2 && r[0].sub_id == s1 && r[1].sub_id == s2, "no_end: both subs get their Invalidate");
 	mmn__wire_free(m);
 	tap_ok(tc_seq(&c, slot1) % 2 == 1, "no_end: its slot is odd while the event is in flight");
