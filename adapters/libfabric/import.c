@@ -13,6 +13,7 @@
 #include <rdma/fi_errno.h>
 #include <rdma/fi_ext.h>
 
+#include "import.h"
 #include "monitor.h"
 #include "mmn/libfabric.h"
 
@@ -26,6 +27,13 @@
 static pthread_mutex_t import_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fid_mem_monitor imp_fid;
 static struct mlf_monitor *imp_mon;
+/* mlf_import_report_errors(); reported: the one report was made. */
+static bool report, reported;
+
+void mlf_import_report_errors(bool on)
+{
+	__atomic_store_n(&report, on, __ATOMIC_RELAXED);
+}
 
 static int mon_start(struct fid_mem_monitor *fm)
 {
@@ -40,7 +48,16 @@ static void mon_stop(struct fid_mem_monitor *fm)
 /* libfabric calls it under its cache lock, on a miss. */
 static int mon_subscribe(struct fid_mem_monitor *fm, const void *addr, size_t len)
 {
-	return mlf_subscribe(imp_mon, (uint64_t)(uintptr_t)addr, len);
+	int ret = mlf_subscribe(imp_mon, (uint64_t)(uintptr_t)addr, len);
+
+	/* -EAGAIN: invalidated while subscribing, nothing wrong. */
+	if (ret && ret != -EAGAIN && __atomic_load_n(&report, __ATOMIC_RELAXED) &&
+	    !__atomic_exchange_n(&reported, true, __ATOMIC_RELAXED))
+		fprintf(stderr,
+			"libmmn-libfabric: watching %p+%zu failed: %s; such registrations stay uncached "
+			"(reported once)\n",
+			addr, len, mmn_strerror(ret));
+	return ret;
 }
 
 /*

@@ -6,12 +6,14 @@
  * MMN_LIBFABRIC=0; a runtime that links the library calls
  * mmn_libfabric_import() itself.  A failure is reported once on stderr
  * and leaves libfabric with its own monitors; it never ends the program.
+ * Once imported, the first failed subscription is reported the same way.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "import.h"
 #include "mmn/libfabric.h"
 #include "mmn/mmn.h"
 
@@ -43,6 +45,7 @@ __attribute__((constructor)) static void preload_import(void)
 		}
 		o.max_subs = (unsigned)v;
 	}
+	mlf_import_report_errors(true);
 	ret = mmn_libfabric_import(&o);
 	if (ret && ret != -EALREADY)
 		fprintf(stderr, "libmmn-libfabric: not imported, libfabric keeps its own memory monitor: %s\n",
