@@ -7,7 +7,8 @@
  * their subscription, which is then notified and dropped; at most max_subs
  * subscriptions are live (least recently used evicted, its range
  * notified) and the dropped ones are removed from mmnd, so many distinct
- * registrations stay bounded.
+ * registrations stay bounded; after mmnd's death and restart the RESYNC
+ * drops everything and subscribing works again.
  *   test-libfabric-monitor MMND
  */
 #include <errno.h>
@@ -231,6 +232,30 @@ static void test_many(struct mlf_monitor *m)
 	munmap(big, 2 * n * ps);
 }
 
+/*
+ * mmnd SIGKILLed under the monitor: subscribing fails (no hang) while it is
+ * gone; after the restart libmmn's RESYNC notifies every subscription's
+ * range, and the monitor subscribes again.
+ */
+static void test_mmnd_death(struct mlf_monitor *m, struct mmnd_run *d)
+{
+	unsigned mark;
+	int ret;
+
+	tap_is_int(mlf_subscribe(m, pg(14), ps), 0, "subscribe page 14");
+	tap_ok(mlf_valid(m, pg(14), ps), "valid: page 14");
+	mark = rec_mark();
+	tap_ok(mmnd_run_kill(d, SIGKILL, 5000) >= 0, "mmnd SIGKILLed");
+	ret = mlf_subscribe(m, pg(15), ps);
+	tap_ok(ret < 0, "subscribe while mmnd is gone fails: %d (%s)", ret, mmn_strerror(ret));
+	tap_require(mmnd_run_start(d, NULL, 20000) == 0);
+	tap_ok(rec_wait(mark, pg(14), ps), "after the restart: page 14's range notified (RESYNC)");
+	mlf_drain(m);
+	tap_ok(!mlf_valid(m, pg(14), ps), "not valid after the RESYNC");
+	tap_is_int(mlf_subscribe(m, pg(14), ps), 0, "subscribe page 14 again");
+	tap_ok(mlf_valid(m, pg(14), ps), "valid again");
+}
+
 static void test_errors(struct mlf_monitor *m)
 {
 	char *gone = mmap(NULL, ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -274,6 +299,7 @@ int main(int argc, char **argv)
 	test_pending(m);
 	test_bound(m);
 	test_many(m);
+	test_mmnd_death(m, &d);
 	test_errors(m);
 
 	mlf_destroy(m);
