@@ -9,13 +9,17 @@
  * notified) and the dropped ones are removed from mmnd, so many distinct
  * registrations stay bounded; after mmnd's death and restart the RESYNC
  * drops everything and subscribing works again.
- *   test-libfabric-monitor MMND
+ * With kmod (in a guest with mmn.ko) the subscriptions are blocking: a
+ * notify held up is acked by the keeper (late_acks), munmap waits for it.
+ *   test-libfabric-monitor MMND [uffd|kmod]
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,6 +85,17 @@ static unsigned rec_mark(void)
 	return n;
 }
 
+/* Whether notify got exactly [start, start + len) after mark @from, now. */
+static bool rec_seen(unsigned from, uint64_t start, uint64_t len)
+{
+	bool ok;
+
+	pthread_mutex_lock(&rec.lock);
+	ok = rec_has_locked(from, start, len);
+	pthread_mutex_unlock(&rec.lock);
+	return ok;
+}
+
 /* Whether notify got exactly [start, start + len) after mark @from, waiting 5 s at most for it. */
 static bool rec_wait(unsigned from, uint64_t start, uint64_t len)
 {
@@ -109,6 +124,8 @@ static struct mmn_libfabric_stats stats(struct mlf_monitor *m)
 
 static uint64_t ps;
 static char *R; /* 16 pages */
+static bool kmod; /* mmnd runs the kmod source (in a guest with mmn.ko): blocking subscriptions */
+static const char *const kmod_args[] = {"--source=kmod", "--ack-timeout-ms=2000", "--ack-cap-ms=2000", "--log-level=warning", NULL};
 
 static uint64_t pg(unsigned i)
 {
@@ -135,9 +152,14 @@ static void test_merge(struct mlf_monitor *m)
 
 static void test_invalidate(struct mlf_monitor *m)
 {
+	uint64_t late0 = stats(m).late_acks;
 	unsigned mark = rec_mark();
 
 	tap_is_int(munmap(R + ps, ps), 0, "munmap page 1");
+	/* Unless the keeper acked first (the notifier was not scheduled for MLF_ACK_LATE_MS). */
+	if (kmod)
+		tap_ok(rec_seen(mark, pg(1), ps) || stats(m).late_acks > late0,
+		       "kmod: notify ran before munmap returned");
 	tap_ok(rec_wait(mark, pg(1), ps), "notify: exactly page 1");
 	tap_ok(!mlf_valid(m, pg(0), ps), "not valid: page 0 shared the invalidated subscription");
 	tap_is_u64(stats(m).subs, 0, "the invalidated subscription was dropped");
@@ -161,6 +183,7 @@ static void test_invalidate(struct mlf_monitor *m)
  */
 static void test_pending(struct mlf_monitor *m)
 {
+	uint64_t late0 = stats(m).late_acks;
 	unsigned mark;
 
 	tap_is_int(mlf_subscribe(m, pg(0), 2 * ps), 0, "subscribe pages 0-1");
@@ -174,6 +197,8 @@ static void test_pending(struct mlf_monitor *m)
 	tap_is_int(mlf_subscribe(m, pg(0), 4 * ps), 0, "subscribe pages 0-3 (a new entry)");
 	tap_ok(!mlf_valid(m, pg(0), 2 * ps), "not valid: the old entry over page 1, notify not done");
 	tap_ok(mlf_valid(m, pg(2), 2 * ps), "valid: pages 2-3 overlap no pending invalidation");
+	/* kmod: munmap returned because the keeper acked while notify was held up. */
+	tap_is_int(stats(m).late_acks - late0, kmod ? 1 : 0, "late acks: kmod 1, uffd none (nothing to ack)");
 	gate(false);
 	mlf_drain(m);
 	tap_ok(mlf_valid(m, pg(0), 4 * ps), "valid once notify ran: pages 0-3");
@@ -263,9 +288,11 @@ static void test_errors(struct mlf_monitor *m)
 
 	tap_require(gone != MAP_FAILED);
 	munmap(gone, ps);
-	tap_is_int(mlf_subscribe(m, (uintptr_t)gone, ps), -ENOMEM, "subscribe unmapped memory: -ENOMEM");
-	tap_is_u64(stats(m).errors - err0, 1, "counted as an error");
-	tap_ok(!mlf_valid(m, (uintptr_t)gone, ps), "not valid: never subscribed");
+	if (!kmod) { /* the uffd source watches mapped memory only */
+		tap_is_int(mlf_subscribe(m, (uintptr_t)gone, ps), -ENOMEM, "subscribe unmapped memory: -ENOMEM");
+		tap_is_u64(stats(m).errors - err0, 1, "counted as an error");
+		tap_ok(!mlf_valid(m, (uintptr_t)gone, ps), "not valid: never subscribed");
+	}
 	tap_is_int(mlf_subscribe(m, pg(0), 0), -EINVAL, "length 0: -EINVAL");
 	tap_is_int(mlf_subscribe(m, UINT64_MAX - 10, 100), -EINVAL, "wrapping range: -EINVAL");
 	tap_is_int(mlf_subscribe(NULL, pg(0), ps), -EINVAL, "NULL monitor: -EINVAL");
@@ -274,19 +301,24 @@ static void test_errors(struct mlf_monitor *m)
 
 int main(int argc, char **argv)
 {
+	struct mmn_libfabric_stats st;
 	struct mmnd_run d;
 	struct mmn_client *c;
 	struct mlf_monitor *m;
 
-	if (argc != 2)
-		tap_skip_all("usage: test-libfabric-monitor MMND");
-	if (!mmnd_run_uffd_available())
+	if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "uffd") && strcmp(argv[2], "kmod")))
+		tap_skip_all("usage: test-libfabric-monitor MMND [uffd|kmod]");
+	kmod = argc == 3 && !strcmp(argv[2], "kmod");
+	if (!kmod && !mmnd_run_uffd_available())
 		tap_skip_all("userfaultfd unavailable (or under valgrind): the uffd source cannot run here");
 	signal(SIGPIPE, SIG_IGN);
 	ps = (uint64_t)sysconf(_SC_PAGESIZE);
 	tap_require(mmnd_run_init(&d, argv[1]) == 0);
-	tap_require(mmnd_run_start(&d, NULL, 20000) == 0);
+	tap_require(mmnd_run_start(&d, kmod ? kmod_args : NULL, 20000) == 0);
 	tap_require(mmn_connect(d.sock, &c) == 0);
+	tap_is_int(!!(mmn_capabilities(c) & MMN_CAP_ACKS_HOLD_KERNEL), kmod,
+		   kmod ? "kmod source: acks hold the kernel (blocking subscriptions)"
+			: "uffd source: acks do not hold the kernel (non-blocking subscriptions)");
 	tap_is_int(mlf_create(c, MAX_SUBS, NULL, NULL, &m), -EINVAL, "create without notify: -EINVAL");
 	tap_require(mlf_create(c, MAX_SUBS, rec_notify, NULL, &m) == 0);
 	R = mmap(NULL, 16 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -302,6 +334,11 @@ int main(int argc, char **argv)
 	test_mmnd_death(m, &d);
 	test_errors(m);
 
+	st = stats(m);
+	tap_diag("subscribes %" PRIu64 " unsubscribes %" PRIu64 " merges %" PRIu64 " evictions %" PRIu64
+		 " invalidations %" PRIu64 " notifies %" PRIu64 " late_acks %" PRIu64 " errors %" PRIu64,
+		 st.subscribes, st.unsubscribes, st.merges, st.evictions, st.invalidations, st.notifies,
+		 st.late_acks, st.errors);
 	mlf_destroy(m);
 	mmn_disconnect(c);
 	munmap(R, 16 * ps);
