@@ -54,6 +54,14 @@ struct mlf_monitor {
 	mlf_notify_fn notify;
 	void *ctx;
 	uint32_t sub_flags;
+	/*
+	 * The source holds the kernel (mmn.ko): its subscriptions are mmu
+	 * interval notifiers on address ranges, which outlive the mappings, so
+	 * an invalidation only disarms a node until its range is notified.  The
+	 * userfaultfd source watches the mappings themselves: an invalidated
+	 * node is dropped.
+	 */
+	bool keep;
 	unsigned max_subs;
 	/* Serialises mlf_subscribe(); taken before lk. */
 	pthread_mutex_t sub_lock;
@@ -71,6 +79,7 @@ struct mlf_monitor {
 	struct node *nodes; /* nnodes = 2 * max_subs: the live ones and those being reaped */
 	size_t nnodes;
 	unsigned npend;	    /* events not EV_FREE */
+	unsigned ninflight; /* invalidations whose end has not come (mlf_drain() waits for them) */
 	unsigned nunacked;  /* events with !acked */
 	bool flush_req;	    /* a notify of everything is due (the event array overflowed) */
 	bool flushing;	    /* ... and runs */
@@ -157,7 +166,8 @@ static void ack_locked(struct mlf_monitor *m, struct event *e)
 	if (!e->node || e->node->state != NODE_REAPING)
 		(void)mmn_ack(e->sub, e->event_id);
 	e->acked = true;
-	m->nunacked--;
+	if (!--m->nunacked && m->reap)
+		pthread_cond_signal(&m->work);
 }
 
 static void ack_all_locked(struct mlf_monitor *m, uint64_t older_than_ms)
@@ -197,7 +207,11 @@ static int on_invalidate(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 
 	pthread_mutex_lock(&m->lk);
 	m->st.invalidations++;
-	doom_locked(m, n);
+	m->ninflight++;
+	if (m->keep && r->event != MMN_EVENT_RELEASE)
+		n->armed = false; /* re-armed once the range is notified */
+	else
+		doom_locked(m, n);
 	e = queue_locked(m, r->start, r->end, n);
 	/* While a subscribe holds the cache lock, valid() refusing the range is enough: ack now. */
 	if (e && r->needs_ack && !m->subscribing && n->state != NODE_REAPING) {
@@ -210,6 +224,20 @@ static int on_invalidate(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 	}
 	pthread_mutex_unlock(&m->lk);
 	return ret;
+}
+
+/* The invalidation is over (its sequence even again): a node notified meanwhile can be re-armed. */
+static void on_invalidate_end(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	struct node *n = ud;
+	struct mlf_monitor *m = n->m;
+
+	pthread_mutex_lock(&m->lk);
+	if (n->state == NODE_LIVE && !n->armed && !n->npending)
+		arm(n);
+	if (m->ninflight && !--m->ninflight)
+		pthread_cond_broadcast(&m->idle);
+	pthread_mutex_unlock(&m->lk);
 }
 
 static void on_release(struct mmn_sub *s, int reason, void *ud)
@@ -334,6 +362,7 @@ static int subscribe_node(struct mlf_monitor *m, struct node *n, uint64_t s, uin
 		.size = sizeof(o),
 		.flags = m->sub_flags,
 		.invalidate = on_invalidate,
+		.invalidate_end = on_invalidate_end,
 		.release = on_release,
 		.userdata = n,
 	};
@@ -470,8 +499,13 @@ static void notify_event_locked(struct mlf_monitor *m, struct event *e)
 	m->notify(m->ctx, start, end - start);
 	pthread_mutex_lock(&m->lk);
 	ack_locked(m, e);
-	if (e->node && --e->node->npending == 0)
+	if (e->node && --e->node->npending == 0) {
 		m->reap = true;
+		/* Every entry older than the invalidations is gone: newer ones are good
+		 * (arm() fails while one is still in flight; its end arms then). */
+		if (e->node->state == NODE_LIVE && !e->node->armed)
+			arm(e->node);
+	}
 	e->state = EV_FREE;
 	m->npend--;
 	m->st.notifies++;
@@ -497,12 +531,18 @@ static struct event *next_queued_locked(struct mlf_monitor *m)
 	return NULL;
 }
 
-/* Notifies, acks after notify, unsubscribes what is gone. */
+/*
+ * Notifies, acks after notify, unsubscribes what is gone.  Not while an ack
+ * is due: mmn_unsubscribe() frees under libmmn's client lock, and a free
+ * that returns memory to the kernel waits for the mmap lock the kernel may
+ * hold until that ack, which needs the client lock.
+ */
 static void *notifier_main(void *arg)
 {
 	struct mlf_monitor *m = arg;
 	struct event *e;
 
+	pthread_setname_np(pthread_self(), "mmn-lf-notify");
 	touch_stack();
 	pthread_mutex_lock(&m->lk);
 	while (!m->stopping) {
@@ -510,7 +550,7 @@ static void *notifier_main(void *arg)
 			flush_locked(m);
 		else if ((e = next_queued_locked(m)))
 			notify_event_locked(m, e);
-		else if (!m->reap || !reap_one_locked(m, false)) {
+		else if (!m->reap || m->nunacked || !reap_one_locked(m, false)) {
 			pthread_cond_broadcast(&m->idle);
 			pthread_cond_wait(&m->work, &m->lk);
 		}
@@ -524,6 +564,7 @@ static void *keeper_main(void *arg)
 {
 	struct mlf_monitor *m = arg;
 
+	pthread_setname_np(pthread_self(), "mmn-lf-keeper");
 	touch_stack();
 	pthread_mutex_lock(&m->lk);
 	while (!m->stopping) {
@@ -615,7 +656,8 @@ int mlf_create(struct mmn_client *c, unsigned max_subs, mlf_notify_fn notify, vo
 	m->ctx = ctx;
 	m->max_subs = max_subs;
 	m->nnodes = 2 * (size_t)max_subs;
-	m->sub_flags = mmn_capabilities(c) & MMN_CAP_ACKS_HOLD_KERNEL ? MMN_SUB_BLOCKING : MMN_SUB_NONBLOCKING;
+	m->keep = mmn_capabilities(c) & MMN_CAP_ACKS_HOLD_KERNEL;
+	m->sub_flags = m->keep ? MMN_SUB_BLOCKING : MMN_SUB_NONBLOCKING;
 	m->nodes = calloc(m->nnodes, sizeof(*m->nodes));
 	ret = init_locks(m);
 	if (!ret && (!m->nodes || spans_init(&m->live, max_subs)))
@@ -680,7 +722,7 @@ void mlf_stop(struct mlf_monitor *m)
 void mlf_drain(struct mlf_monitor *m)
 {
 	pthread_mutex_lock(&m->lk);
-	while (m->npend || m->flush_req || m->flushing || m->reap) {
+	while (m->npend || m->flush_req || m->flushing || m->reap || m->ninflight) {
 		pthread_cond_signal(&m->work);
 		pthread_cond_wait(&m->idle, &m->lk);
 	}

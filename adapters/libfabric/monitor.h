@@ -6,8 +6,11 @@
  *
  * Subscriptions: page-granular, merged with the live ones they overlap or
  * touch, at most max_subs live (the least recently used is evicted: its
- * range is notified, since its entries would go unwatched).  A subscription
- * is dropped when an invalidation hits it; the cache never unsubscribes.
+ * range is notified, since its entries would go unwatched); the cache never
+ * unsubscribes.  An invalidation drops its subscription on the userfaultfd
+ * source (which watches mappings, not addresses); on mmn.ko (mmu interval
+ * notifiers on address ranges) it only disarms it until the range is
+ * notified, so a reused address needs no new subscription.
  *
  * Invalidations: the libmmn callback only records the range (no libfabric
  * lock, no allocation) and returns MMN_ACK_LATER; the notifier thread calls
@@ -56,7 +59,10 @@ bool mlf_valid(struct mlf_monitor *m, uint64_t addr, uint64_t len);
 /* The cache has no user any more: drop every subscription. */
 void mlf_stop(struct mlf_monitor *m);
 
-/* Wait until every recorded range is notified and every dropped subscription removed. */
+/*
+ * Wait until every recorded range is notified, every invalidation ended
+ * and every dropped subscription removed (tests).
+ */
 void mlf_drain(struct mlf_monitor *m);
 
 void mlf_stats(struct mlf_monitor *m, struct mmn_libfabric_stats *out);
