@@ -4,11 +4,13 @@
  * MR cache on) and knows nothing of mmn: run it as is, or with
  * LD_PRELOAD=libmmn-libfabric.so to put libfabric's MR cache on mmn.
  *
- *   consumers-libfabric reuse|mprotect|move|loop [N]
+ *   consumers-libfabric reuse|reuse-syscall|mprotect|move|loop [N]
  *
- * reuse:    register a buffer, release the MR (it stays cached), munmap and
- *           mmap the same address with new contents, register it again and
- *           RMA-read it through the endpoint's loopback connection.
+ * reuse:    register a buffer, munmap and mmap the same address with new
+ *           contents, register it again and RMA-read it through the
+ *           endpoint's loopback connection.
+ * reuse-syscall: the same with munmap and mmap as raw system calls, which
+ *           libfabric's own memhooks monitor does not intercept.
  * mprotect: the same with mprotect(PROT_READ) and back instead.
  * move:     the same with move_pages() of every page to another NUMA node.
  * loop N:   register and release N distinct buffers, freeing each.
@@ -17,8 +19,10 @@
  * miss (a new memory key), stale=1 when the RMA read returned the old
  * pages' contents; loop prints regs_per_sec.  Exit 0 when the run worked
  * (whatever it found), 1 on a libfabric or system error, 2 on usage.
- * Environment: MMN_RXE_DEV (verbs device, e.g. rxe0) and MMN_RXE_ADDR
- * (its address, e.g. fe80::1%mmnv0) select the endpoint; both optional.
+ * Environment: MMN_RXE_DEV (verbs device, e.g. rxe0) selects the domain
+ * (rdma_cm takes the device's address: on rxe over a veth, its IPv6
+ * link-local one); FI_UNIVERSE_SIZE defaults to 16 here (rxm sizes its
+ * verbs CQs by it, and 256 peers overflow rxe's CQs).
  * CONSUMERS_LIBFABRIC_PROV replaces "verbs;ofi_rxm" (e.g. "tcp;ofi_rxm"
  * to try the program where there is no RDMA device: no MR cache there).
  */
@@ -91,12 +95,12 @@ static void open_all(void)
 	struct fi_info *h = hints();
 	struct fi_cq_attr cqa = {.format = FI_CQ_FORMAT_CONTEXT};
 	struct fi_av_attr ava = {.type = FI_AV_TABLE};
-	const char *addr = getenv("MMN_RXE_ADDR");
-	char name[256];
-	size_t len = sizeof(name);
+	char name[256], str[256];
+	size_t len = sizeof(name), slen = sizeof(str);
 
-	FI_CHECK(fi_getinfo(FI_VERSION(1, 17), addr && *addr ? addr : NULL, NULL, addr && *addr ? FI_SOURCE : 0,
-			    h, &f.info));
+	/* rxm sizes its verbs CQs by the universe: 256 peers overflow rxe's 32767 CQEs. */
+	setenv("FI_UNIVERSE_SIZE", "16", 0);
+	FI_CHECK(fi_getinfo(FI_VERSION(1, 17), NULL, NULL, 0, h, &f.info));
 	fi_freeinfo(h);
 	FI_CHECK(fi_fabric(f.info->fabric_attr, &f.fabric, NULL));
 	FI_CHECK(fi_domain(f.fabric, f.info, &f.domain, NULL));
@@ -111,8 +115,9 @@ static void open_all(void)
 		fprintf(stderr, "consumers-libfabric: fi_av_insert of our own address failed\n");
 		exit(1);
 	}
-	printf("provider=%s domain=%s mr_mode=0x%x\n", f.info->fabric_attr->prov_name, f.info->domain_attr->name,
-	       (unsigned)f.info->domain_attr->mr_mode);
+	printf("provider=%s domain=%s mr_mode=0x%x addr=%s\n", f.info->fabric_attr->prov_name,
+	       f.info->domain_attr->name, (unsigned)f.info->domain_attr->mr_mode,
+	       fi_av_straddr(f.av, name, str, &slen));
 }
 
 static void close_all(void)
@@ -194,7 +199,7 @@ static char *map_at(void *at, size_t len, char fill)
 	return p;
 }
 
-enum change { CH_REUSE, CH_MPROTECT, CH_MOVE };
+enum change { CH_REUSE, CH_REUSE_SYSCALL, CH_MPROTECT, CH_MOVE };
 
 #define MPOL_MF_MOVE_ (1 << 1)
 
@@ -226,6 +231,14 @@ static void change(char *buf, size_t len, enum change ch)
 		if (munmap(buf, len))
 			die("munmap");
 		(void)map_at(buf, len, 'B');
+		break;
+	case CH_REUSE_SYSCALL: /* past libc: libfabric's memhooks monitor does not see it */
+		if (syscall(SYS_munmap, buf, len))
+			die("munmap");
+		if ((void *)syscall(SYS_mmap, buf, len, PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != buf)
+			die("mmap");
+		memset(buf, 'B', len);
 		break;
 	case CH_MPROTECT:
 		if (mprotect(buf, len, PROT_READ) || mprotect(buf, len, PROT_READ | PROT_WRITE))
@@ -274,19 +287,29 @@ static void one(enum change ch)
 static void loop(unsigned long n)
 {
 	size_t len = 16 * ps;
-	uint64_t t0 = now_ns(), dt;
+	uint64_t t0 = now_ns(), dt, t_reg = 0, t_unmap = 0, max_reg = 0, max_unmap = 0;
 
 	for (unsigned long i = 0; i < n; i++) {
 		char *p = map_at(NULL, len, (char)i);
+		uint64_t a = now_ns(), b, c;
 		struct fid_mr *mr = reg(p, len, FI_REMOTE_READ);
 
 		fi_close(&mr->fid);
+		b = now_ns();
 		if (munmap(p, len))
 			die("munmap");
+		c = now_ns();
+		t_reg += b - a;
+		t_unmap += c - b;
+		max_reg = b - a > max_reg ? b - a : max_reg;
+		max_unmap = c - b > max_unmap ? c - b : max_unmap;
 	}
 	dt = now_ns() - t0;
 	printf("registrations=%lu ns=%llu regs_per_sec=%.0f\n", n, (unsigned long long)dt,
 	       dt ? (double)n * 1e9 / (double)dt : 0.0);
+	printf("reg_ns_avg=%llu reg_ns_max=%llu munmap_ns_avg=%llu munmap_ns_max=%llu\n",
+	       (unsigned long long)(t_reg / (n ? n : 1)), (unsigned long long)max_reg,
+	       (unsigned long long)(t_unmap / (n ? n : 1)), (unsigned long long)max_unmap);
 }
 
 int main(int argc, char **argv)
@@ -296,13 +319,16 @@ int main(int argc, char **argv)
 
 	ps = (size_t)sysconf(_SC_PAGESIZE);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (strcmp(mode, "reuse") && strcmp(mode, "mprotect") && strcmp(mode, "move") && strcmp(mode, "loop")) {
-		fprintf(stderr, "usage: consumers-libfabric reuse|mprotect|move|loop [N]\n");
+	if (strcmp(mode, "reuse") && strcmp(mode, "reuse-syscall") && strcmp(mode, "mprotect") &&
+	    strcmp(mode, "move") && strcmp(mode, "loop")) {
+		fprintf(stderr, "usage: consumers-libfabric reuse|reuse-syscall|mprotect|move|loop [N]\n");
 		return 2;
 	}
 	open_all();
 	if (!strcmp(mode, "reuse"))
 		one(CH_REUSE);
+	else if (!strcmp(mode, "reuse-syscall"))
+		one(CH_REUSE_SYSCALL);
 	else if (!strcmp(mode, "mprotect"))
 		one(CH_MPROTECT);
 	else if (!strcmp(mode, "move"))
