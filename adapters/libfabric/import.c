@@ -35,8 +35,10 @@ void mlf_import_report_errors(bool on)
 	__atomic_store_n(&report, on, __ATOMIC_RELAXED);
 }
 
+/* libfabric calls it under its monitor state lock: mlf_start() only queues. */
 static int mon_start(struct fid_mem_monitor *fm)
 {
+	mlf_start(imp_mon);
 	return 0;
 }
 

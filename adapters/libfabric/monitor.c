@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -12,7 +14,7 @@
 #include "spans.h"
 
 #define MLF_EVENTS 512		     /* invalidations waiting for notify; beyond: flush all */
-#define MLF_STACK_TOUCH (64 * 1024)  /* stack the threads fault in before they work */
+#define MLF_STACK (256 * 1024)	     /* each thread's stack: populated and locked */
 #define MLF_TICK_NS (10 * 1000 * 1000) /* keeper's period while an ack is due */
 
 enum node_state {
@@ -85,10 +87,12 @@ struct mlf_monitor {
 	bool flushing;	    /* ... and runs */
 	bool subscribing;   /* mlf_subscribe() holds the cache lock (or destroy runs): ack at once */
 	bool reap;	    /* a node may wait for its unsubscribe */
+	bool rearm;	    /* an invalidation ended: the notifier re-arms what it can */
 	bool stopping;
 	uint64_t clock;
 	struct mmn_libfabric_stats st;
 	pthread_t notifier, keeper;
+	void *stacks;	    /* both threads' stacks (2 * MLF_STACK), mapped populated */
 	struct event ev[MLF_EVENTS];
 };
 
@@ -100,12 +104,38 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Fault in the stack the thread will use while an ack is due. */
-static void touch_stack(void)
+/* mlock the loaded segments of the object whose base is @data (best effort). */
+static int lock_object(struct dl_phdr_info *info, size_t size, void *data)
 {
-	volatile char buf[MLF_STACK_TOUCH];
+	uintptr_t ps = (uintptr_t)sysconf(_SC_PAGESIZE);
+	bool ours = false;
 
-	memset((char *)buf, 0, sizeof(buf));
+	for (int i = 0; i < info->dlpi_phnum; i++)
+		if (info->dlpi_phdr[i].p_type == PT_LOAD &&
+		    info->dlpi_addr + info->dlpi_phdr[i].p_vaddr - info->dlpi_phdr[i].p_offset == (uintptr_t)data)
+			ours = true;
+	for (int i = 0; ours && i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t a = (info->dlpi_addr + ph->p_vaddr) & ~(ps - 1);
+		uintptr_t b = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + ps - 1) & ~(ps - 1);
+
+		if (ph->p_type == PT_LOAD)
+			(void)mlock((void *)a, b - a);
+	}
+	return 0;
+}
+
+/*
+ * The keeper must not fault while the kernel holds the mmap lock for our
+ * ack (a first execution of a text page is a file fault): lock this
+ * code.  libmmn locks its own, and libprotobuf-c, for its thread.
+ */
+static void lock_code(void)
+{
+	Dl_info di;
+
+	if (dladdr((void *)mlf_create, &di) && di.dli_fbase)
+		dl_iterate_phdr(lock_object, di.dli_fbase);
 }
 
 /* Resident and locked (best effort: RLIMIT_MEMLOCK may refuse the lock). */
@@ -226,18 +256,36 @@ static int on_invalidate(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 	return ret;
 }
 
-/* The invalidation is over (its sequence even again): a node notified meanwhile can be re-armed. */
+/*
+ * The invalidation is over (its sequence even again): the notifier re-arms
+ * the nodes notified meanwhile.  Not here: reading the sequence page may
+ * fault, and libmmn's thread must not.
+ */
 static void on_invalidate_end(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 {
 	struct node *n = ud;
 	struct mlf_monitor *m = n->m;
 
 	pthread_mutex_lock(&m->lk);
-	if (n->state == NODE_LIVE && !n->armed && !n->npending)
-		arm(n);
+	if (n->state == NODE_LIVE && !n->armed) {
+		m->rearm = true;
+		pthread_cond_signal(&m->work);
+	}
 	if (m->ninflight && !--m->ninflight)
 		pthread_cond_broadcast(&m->idle);
 	pthread_mutex_unlock(&m->lk);
+}
+
+/* Arm the live nodes whose events are all notified. */
+static void rearm_locked(struct mlf_monitor *m)
+{
+	m->rearm = false;
+	for (size_t i = 0; i < m->live.n; i++) {
+		struct node *n = (struct node *)m->live.v[i];
+
+		if (!n->armed && !n->npending)
+			arm(n);
+	}
 }
 
 static void on_release(struct mmn_sub *s, int reason, void *ud)
@@ -460,6 +508,9 @@ int mlf_subscribe(struct mlf_monitor *m, uint64_t addr, uint64_t len)
 		goto out;
 	pthread_mutex_unlock(&m->lk);
 	ret = subscribe_node(m, n, s, e, &start, &end, &sub);
+	/* Fault the sequence slot in here, not later under lk (arm() reads it). */
+	if (!ret)
+		(void)mmn_read_retry(sub, 0);
 	pthread_mutex_lock(&m->lk);
 	ret = install_locked(m, n, ret, sub, start, end);
 out:
@@ -543,11 +594,12 @@ static void *notifier_main(void *arg)
 	struct event *e;
 
 	pthread_setname_np(pthread_self(), "mmn-lf-notify");
-	touch_stack();
 	pthread_mutex_lock(&m->lk);
 	while (!m->stopping) {
 		if (m->flush_req)
 			flush_locked(m);
+		else if (m->rearm)
+			rearm_locked(m);
 		else if ((e = next_queued_locked(m)))
 			notify_event_locked(m, e);
 		else if (!m->reap || m->nunacked || !reap_one_locked(m, false)) {
@@ -565,8 +617,10 @@ static void *keeper_main(void *arg)
 	struct mlf_monitor *m = arg;
 
 	pthread_setname_np(pthread_self(), "mmn-lf-keeper");
-	touch_stack();
 	pthread_mutex_lock(&m->lk);
+	/* Run the timed wait once now: a first call of it must not fault later. */
+	(void)pthread_cond_timedwait(&m->tick, &m->lk, &(struct timespec){0, 0});
+	(void)now_ms();
 	while (!m->stopping) {
 		struct timespec ts;
 
@@ -603,17 +657,40 @@ static int init_locks(struct mlf_monitor *m)
 	return 0;
 }
 
-/* Both threads, with every signal blocked (the application's handlers stay on its threads). */
+static int spawn(struct mlf_monitor *m, pthread_t *t, void *(*fn)(void *), char *stack)
+{
+	pthread_attr_t attr;
+	int ret;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setstack(&attr, stack, MLF_STACK);
+	ret = pthread_create(t, &attr, fn, m);
+	pthread_attr_destroy(&attr);
+	return ret;
+}
+
+/*
+ * Both threads, with every signal blocked (the application's handlers stay
+ * on its threads), on stacks mapped populated and locked: a thread that
+ * acks must not fault while the kernel holds the mmap lock for that ack.
+ */
 static int start_threads(struct mlf_monitor *m)
 {
 	sigset_t all, old;
 	int ret;
 
+	m->stacks = mmap(NULL, 2 * MLF_STACK, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_POPULATE, -1, 0);
+	if (m->stacks == MAP_FAILED) {
+		m->stacks = NULL;
+		return -ENOMEM;
+	}
+	(void)mlock(m->stacks, 2 * MLF_STACK);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = pthread_create(&m->notifier, NULL, notifier_main, m);
+	ret = spawn(m, &m->notifier, notifier_main, m->stacks);
 	if (!ret) {
-		ret = pthread_create(&m->keeper, NULL, keeper_main, m);
+		ret = spawn(m, &m->keeper, keeper_main, (char *)m->stacks + MLF_STACK);
 		if (ret) {
 			pthread_mutex_lock(&m->lk);
 			m->stopping = true;
@@ -628,6 +705,8 @@ static int start_threads(struct mlf_monitor *m)
 
 static void free_monitor(struct mlf_monitor *m)
 {
+	if (m->stacks)
+		munmap(m->stacks, 2 * MLF_STACK);
 	spans_fini(&m->live);
 	free(m->nodes);
 	pthread_mutex_destroy(&m->sub_lock);
@@ -665,6 +744,7 @@ int mlf_create(struct mmn_client *c, unsigned max_subs, mlf_notify_fn notify, vo
 	if (!ret) {
 		pin(m->nodes, m->nnodes * sizeof(*m->nodes));
 		pin(m->live.v, max_subs * sizeof(*m->live.v));
+		lock_code();
 		ret = mmn_start_thread(c);
 		if (ret == -EALREADY)
 			ret = 0;
@@ -709,6 +789,16 @@ void mlf_destroy(struct mlf_monitor *m)
 	free_monitor(m);
 }
 
+void mlf_start(struct mlf_monitor *m)
+{
+	if (!m)
+		return;
+	/* Notify an empty range once: libfabric's notify path gets faulted in now. */
+	pthread_mutex_lock(&m->lk);
+	(void)queue_locked(m, 0, 1, NULL);
+	pthread_mutex_unlock(&m->lk);
+}
+
 void mlf_stop(struct mlf_monitor *m)
 {
 	if (!m)
@@ -722,7 +812,7 @@ void mlf_stop(struct mlf_monitor *m)
 void mlf_drain(struct mlf_monitor *m)
 {
 	pthread_mutex_lock(&m->lk);
-	while (m->npend || m->flush_req || m->flushing || m->reap || m->ninflight) {
+	while (m->npend || m->flush_req || m->flushing || m->reap || m->rearm || m->ninflight) {
 		pthread_cond_signal(&m->work);
 		pthread_cond_wait(&m->idle, &m->lk);
 	}

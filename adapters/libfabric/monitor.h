@@ -56,6 +56,13 @@ int mlf_subscribe(struct mlf_monitor *m, uint64_t addr, uint64_t len);
 /* Whether an entry of [addr, addr + len) is still good.  No syscall. */
 bool mlf_valid(struct mlf_monitor *m, uint64_t addr, uint64_t len);
 
+/*
+ * A cache starts using the monitor: notify [0, 1) once from the notifier,
+ * so that the first real invalidation (maybe under an mmap lock the kernel
+ * holds for our ack) does not fault in libfabric's notify path.
+ */
+void mlf_start(struct mlf_monitor *m);
+
 /* The cache has no user any more: drop every subscription. */
 void mlf_stop(struct mlf_monitor *m);
 
