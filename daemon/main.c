@@ -76,8 +76,8 @@ static void help(void)
 	       "                                 (%u; 1..%u)\n"
 	       "  --ready-fd=FD                 write \"READY=1\\n\" to FD when serving, then close it\n"
 	       "  --log-level=err|warning|info|debug\n"
-	       "  --config=PATH                 settings file (default %s; a missing default\n"
-	       "                                 file is fine); the command line wins over it\n"
+	       "  --config=PATH                 settings file, mmnd.conf(5); the command line wins\n"
+	       "                                 over it (default %s, may be missing)\n"
 	       "  --foreground                  accepted for compatibility; mmnd never forks\n"
 	       "  --version, --help\n\n"
 	       "See mmnd(8).\n",

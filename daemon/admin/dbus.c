@@ -466,8 +466,8 @@ static int method_reload(sd_bus_message *m, void *ud, sd_bus_error *error)
 		return r;
 	r = mmn__admin_reload(bus->broker, why, sizeof(why));
 	if (r < 0)
-		return sd_bus_error_setf(error, BUS_ERROR_RELOAD_FAILED,
-					 "Failed to reload, nothing was changed: %s", why[0] ? why : strerror(-r));
+		return sd_bus_error_setf(error, BUS_ERROR_RELOAD_FAILED, "%s; nothing was changed",
+					 why[0] ? why : strerror(-r));
 	r = emit_defaults_changed(bus);
 	warn_emit(bus, r, "PropertiesChanged");
 	return sd_bus_reply_method_return(m, NULL);

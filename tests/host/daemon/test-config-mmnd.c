@@ -182,6 +182,13 @@ static void test_bad_file(sd_bus *b, const char *mmnctl)
 	       "bad file: a deadline above the cap is refused too (%s)", e.message ? e.message : "-");
 	sd_bus_error_free(&e);
 	tap_is_int(prop(b, "DefaultAckTimeoutMSec"), 1000, "bad file: DefaultAckTimeoutMSec stays 1000");
+
+	unlink(conf);
+	r = sd_bus_call_method(b, BUS_NAME, BUS_PATH, BUS_IFACE, "Reload", &e, NULL, NULL);
+	tap_ok(r < 0 && e.message && strstr(e.message, conf) && strstr(e.message, "No such file"),
+	       "bad file: a --config file that is gone is refused (%s)", e.message ? e.message : "-");
+	sd_bus_error_free(&e);
+	tap_is_int(prop(b, "MaxClients"), 200, "bad file: MaxClients stays 200");
 }
 
 int main(int argc, char **argv)
