@@ -100,6 +100,8 @@ struct broker {
 	struct admin_stats stats;
 	struct admin_observer obs;
 	bool has_obs;
+	/* What Reload re-reads (admin.c), or NULL: nothing.  Owned by main.c, outlives the broker. */
+	struct config *config;
 	bool draining, freed, source_lost;
 	unsigned handles; /* open uv handles; the broker is freed when 0 after free */
 	struct ratelimit rl_client;

@@ -23,6 +23,7 @@
 
 #include "admin/admin.h"
 #include "broker.h"
+#include "config.h"
 #include "log.h"
 #include "options.h"
 #include "source/source.h"
@@ -75,6 +76,8 @@ static void help(void)
 	       "                                 (%u; 1..%u)\n"
 	       "  --ready-fd=FD                 write \"READY=1\\n\" to FD when serving, then close it\n"
 	       "  --log-level=err|warning|info|debug\n"
+	       "  --config=PATH                 settings file, mmnd.conf(5); the command line wins\n"
+	       "                                 over it (default %s, may be missing)\n"
 	       "  --foreground                  accepted for compatibility; mmnd never forks\n"
 	       "  --version, --help\n\n"
 	       "See mmnd(8).\n",
@@ -84,46 +87,7 @@ static void help(void)
 	       MMN_BROKER_MAX_QUEUED_LIMIT, MMN_BROKER_DEFAULT_MAX_CLIENTS_PER_UID,
 	       MMN_BROKER_MAX_CLIENTS_LIMIT, MMN_BROKER_DEFAULT_MAX_SUBS_PER_UID,
 	       MMN_BROKER_MAX_SUBS_PER_UID_LIMIT, MMN_BROKER_DEFAULT_HELLO_TIMEOUT_MS,
-	       MMN_BROKER_MAX_HELLO_TIMEOUT_MS);
-}
-
-/* The numeric options: where each goes and its range (the broker's, see broker.h). */
-struct num_opt {
-	const char *name;
-	size_t off; /* in struct broker_options */
-	uint32_t min, max;
-};
-
-static const struct num_opt num_opts[] = {
-	{"ack-timeout-ms", offsetof(struct broker_options, ack_timeout_ms), 1, MMN_BROKER_MAX_ACK_CAP_MS},
-	{"ack-cap-ms", offsetof(struct broker_options, ack_cap_ms), 1, MMN_BROKER_MAX_ACK_CAP_MS},
-	{"max-clients", offsetof(struct broker_options, max_clients), 1, MMN_BROKER_MAX_CLIENTS_LIMIT},
-	{"max-subs", offsetof(struct broker_options, max_subs), 1, MMN_BROKER_MAX_SUBS_LIMIT},
-	{"max-queued", offsetof(struct broker_options, max_queued), 1, MMN_BROKER_MAX_QUEUED_LIMIT},
-	{"max-clients-per-uid", offsetof(struct broker_options, max_clients_per_uid), 1,
-	 MMN_BROKER_MAX_CLIENTS_LIMIT},
-	{"max-subs-per-uid", offsetof(struct broker_options, max_subs_per_uid), 1,
-	 MMN_BROKER_MAX_SUBS_PER_UID_LIMIT},
-	{"hello-timeout-ms", offsetof(struct broker_options, hello_timeout_ms), 1,
-	 MMN_BROKER_MAX_HELLO_TIMEOUT_MS},
-};
-
-#define N_NUM_OPTS (sizeof(num_opts) / sizeof(num_opts[0]))
-
-/* Parse --NAME=@arg into @o; prints why not and returns -1. */
-static int parse_num_opt(const struct num_opt *n, const char *arg, struct broker_options *o)
-{
-	uint32_t *field = (uint32_t *)((char *)o + n->off);
-	int r = mmn__option_parse_u32(arg, n->min, n->max, field);
-
-	if (r < 0) {
-		fprintf(stderr,
-			"mmnd: --%s is out of range or not a number: it must be an integer between %" PRIu32
-			" and %" PRIu32 ", not '%s'\n",
-			n->name, n->min, n->max, arg);
-		return -1;
-	}
-	return 0;
+	       MMN_BROKER_MAX_HELLO_TIMEOUT_MS, MMN_CONFIG_PATH);
 }
 
 static int open_source(uv_loop_t *loop, const char *name, struct source **out)
@@ -265,8 +229,11 @@ static void signal_cb(uv_signal_t *h, int signum)
 	struct mmnd *m = h->data;
 
 	if (signum == SIGHUP) {
+		char why[512];
+
+		/* mmn__admin_reload() logs what it did or why it refused. */
 		notify("RELOADING=1");
-		mmn__admin_reload(m->broker);
+		mmn__admin_reload(m->broker, why, sizeof(why));
 		notify("READY=1");
 		return;
 	}
@@ -341,75 +308,64 @@ static int parse_bus(const char *s, enum bus_kind *kind, const char **address)
 	return 0;
 }
 
+/* The command line and the file; lives as long as main() (the broker keeps &cfg for Reload). */
 struct args {
-	const char *source_name, *socket_path, *bus_arg, *bus_address;
+	struct config cfg;
+	const char *bus_arg, *bus_address;
 	enum bus_kind bus_kind;
-	struct broker_options o;
 	uint32_t ready_fd;
 };
 
 enum {
-	O_SOURCE = 256,
-	O_SOCKET,
-	O_BUS,
-	O_READY_FD,
-	O_LOG_LEVEL,
+	O_READY_FD = 256,
+	O_CONFIG,
 	O_FOREGROUND,
 	O_VERSION,
-	O_NUM = 512, /* + index in num_opts */
+	O_KEY = 512, /* + enum config_key: the options the file also sets (config.c's table) */
 };
 
-static const struct option long_opts[] = {
-	{"source", required_argument, NULL, O_SOURCE},
-	{"socket", required_argument, NULL, O_SOCKET},
-	{"bus", required_argument, NULL, O_BUS},
-	{"ack-timeout-ms", required_argument, NULL, O_NUM + 0},
-	{"ack-cap-ms", required_argument, NULL, O_NUM + 1},
-	{"max-clients", required_argument, NULL, O_NUM + 2},
-	{"max-subs", required_argument, NULL, O_NUM + 3},
-	{"max-queued", required_argument, NULL, O_NUM + 4},
-	{"max-clients-per-uid", required_argument, NULL, O_NUM + 5},
-	{"max-subs-per-uid", required_argument, NULL, O_NUM + 6},
-	{"hello-timeout-ms", required_argument, NULL, O_NUM + 7},
+static const struct option other_opts[] = {
 	{"ready-fd", required_argument, NULL, O_READY_FD},
-	{"log-level", required_argument, NULL, O_LOG_LEVEL},
+	{"config", required_argument, NULL, O_CONFIG},
 	{"foreground", no_argument, NULL, O_FOREGROUND},
 	{"version", no_argument, NULL, O_VERSION},
 	{"help", no_argument, NULL, 'h'},
 	{},
 };
 
+#define N_LONG_OPTS (CONFIG_N_KEYS + sizeof(other_opts) / sizeof(other_opts[0]))
+
+/* config.c's keys, then the command-line-only options. */
+static void build_long_opts(struct option *lo)
+{
+	for (int k = 0; k < CONFIG_N_KEYS; k++)
+		lo[k] = (struct option){mmn__config_key_name((enum config_key)k), required_argument, NULL,
+					O_KEY + k};
+	memcpy(lo + CONFIG_N_KEYS, other_opts, sizeof(other_opts));
+}
+
 /* One option; -1: exit 1 (said why), 1: exit 0, 0: go on. */
 static int parse_one(int c, struct args *a)
 {
-	int r;
+	char why[256];
 
-	if (c >= O_NUM && c < O_NUM + (int)N_NUM_OPTS)
-		return parse_num_opt(&num_opts[c - O_NUM], optarg, &a->o);
+	if (c >= O_KEY && c < O_KEY + CONFIG_N_KEYS) {
+		if (mmn__config_set(&a->cfg.cmdline, (enum config_key)(c - O_KEY), optarg, why,
+				    sizeof(why)) == 0)
+			return 0;
+		fprintf(stderr, "mmnd: --%s %s\n", mmn__config_key_name((enum config_key)(c - O_KEY)), why);
+		return -1;
+	}
 	switch (c) {
-	case O_SOURCE:
-		a->source_name = optarg;
-		return 0;
-	case O_SOCKET:
-		a->socket_path = optarg;
-		return 0;
-	case O_BUS:
-		a->bus_arg = optarg;
-		return 0;
 	case O_READY_FD:
 		if (mmn__option_parse_u32(optarg, 0, INT32_MAX, &a->ready_fd) < 0) {
 			fprintf(stderr, "mmnd: --ready-fd must be a descriptor number, not '%s'\n", optarg);
 			return -1;
 		}
 		return 0;
-	case O_LOG_LEVEL:
-		r = mmn__log_parse_level(optarg);
-		if (r < 0) {
-			fprintf(stderr, "mmnd: --log-level must be err, warning, info or debug, not '%s'\n",
-				optarg);
-			return -1;
-		}
-		mmn__log_set_level(r);
+	case O_CONFIG:
+		a->cfg.path = optarg;
+		a->cfg.explicit_path = true;
 		return 0;
 	case O_FOREGROUND:
 		return 0;
@@ -425,17 +381,18 @@ static int parse_one(int c, struct args *a)
 	}
 }
 
-/* The command line into @a; -1: exit 1 (said why), 1: exit 0, 0: go on. */
+/* The command line, then the file under it, into @a; -1: exit 1 (said why), 1: exit 0, 0: go on. */
 static int parse_args(int argc, char **argv, struct args *a)
 {
-	bool timeout_given = false;
-	const char *why;
+	struct option lo[N_LONG_OPTS];
+	struct config_settings *s = &a->cfg.running;
+	char why[512];
 	int c, r;
 
-	*a = (struct args){.source_name = "auto", .ready_fd = UINT32_MAX};
-	mmn__broker_options_default(&a->o);
-	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) >= 0) {
-		timeout_given = timeout_given || c == O_NUM + 0;
+	*a = (struct args){.cfg = {.path = MMN_CONFIG_PATH}, .ready_fd = UINT32_MAX};
+	mmn__config_settings_init(&a->cfg.cmdline);
+	build_long_opts(lo);
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) >= 0) {
 		r = parse_one(c, a);
 		if (r != 0)
 			return r;
@@ -444,15 +401,12 @@ static int parse_args(int argc, char **argv, struct args *a)
 		fprintf(stderr, "mmnd: unexpected argument '%s'\n", argv[optind]);
 		return -1;
 	}
-	/* A lower cap alone lowers the default deadline with it. */
-	if (!timeout_given && a->o.ack_timeout_ms > a->o.ack_cap_ms)
-		a->o.ack_timeout_ms = a->o.ack_cap_ms;
-	if (mmn__broker_options_explain(&a->o, &why) < 0) {
+	if (mmn__config_load(&a->cfg, s, why, sizeof(why)) < 0) {
 		fprintf(stderr, "mmnd: %s\n", why);
 		return -1;
 	}
-	if (!a->bus_arg)
-		a->bus_arg = getenv("NOTIFY_SOCKET") ? "system" : "none";
+	mmn__log_set_level(s->log_level);
+	a->bus_arg = s->bus[0] ? s->bus : getenv("NOTIFY_SOCKET") ? "system" : "none";
 	if (parse_bus(a->bus_arg, &a->bus_kind, &a->bus_address) < 0) {
 		fprintf(stderr, "mmnd: bad --bus value '%s'\n", a->bus_arg);
 		return -1;
@@ -499,6 +453,7 @@ int main(int argc, char **argv)
 	struct args a;
 	struct source *src = NULL;
 	struct mmnd m = {0};
+	const char *socket_path;
 	int r;
 
 	r = parse_args(argc, argv, &a);
@@ -515,20 +470,22 @@ int main(int argc, char **argv)
 		mmn__log(LOG_ERR, NULL, "Failed to create the event loop: %s", uv_strerror(r));
 		return 1;
 	}
-	r = open_source(&m.loop, a.source_name, &src);
+	r = open_source(&m.loop, a.cfg.running.source, &src);
 	if (r < 0) {
 		mmn__log(LOG_ERR, MMN_MSGID_SOURCE_MISSING, "Failed to open the %s event source: %s",
-			 a.source_name, strerror(-r));
+			 a.cfg.running.source, strerror(-r));
 		goto fail_loop;
 	}
-	r = mmn__broker_new(&m.loop, src, &a.o, &m.broker);
+	r = mmn__broker_new(&m.loop, src, &a.cfg.running.o, &m.broker);
 	if (r < 0) {
 		mmn__log(LOG_ERR, NULL, "Failed to start the broker: %s", strerror(-r));
 		goto fail_loop;
 	}
-	r = listen_sockets(m.broker, a.socket_path);
+	mmn__admin_set_config(m.broker, &a.cfg);
+	socket_path = a.cfg.running.socket[0] ? a.cfg.running.socket : NULL;
+	r = listen_sockets(m.broker, socket_path);
 	if (r < 0) {
-		log_listen_error(a.socket_path, r);
+		log_listen_error(socket_path, r);
 		goto fail;
 	}
 	if (a.bus_kind != BUS_NONE) {

@@ -9,8 +9,11 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "broker-internal.h"
+#include "config.h"
 #include "clients/client.h"
 #include "clients/send.h"
 #include "engine/seqpage-slots.h"
@@ -168,9 +171,70 @@ int mmn__admin_evict(struct broker *b, uint64_t client_id)
 	return -ENOENT;
 }
 
-/* mmnd has no configuration file yet: options come from the command line and SetDefaults. */
-int mmn__admin_reload(struct broker *b)
+void mmn__admin_set_config(struct broker *b, struct config *c)
 {
+	b->config = c;
+}
+
+/* Keys that differ from the running values but apply only at a restart: logged, left as they are. */
+static void note_restart_keys(const struct config *c, const struct config_settings *s)
+{
+	char was[CONFIG_BUS_MAX], now[CONFIG_BUS_MAX];
+
+	for (int k = 0; k < CONFIG_N_KEYS; k++) {
+		if (mmn__config_key_live((enum config_key)k) ||
+		    mmn__config_same(&c->running, s, (enum config_key)k))
+			continue;
+		mmn__config_format(&c->running, (enum config_key)k, was, sizeof(was));
+		mmn__config_format(s, (enum config_key)k, now, sizeof(now));
+		mmn__log(LOG_NOTICE, NULL,
+			 "%s: %s changed to %s; it takes effect when mmnd restarts (still %s)", c->path,
+			 mmn__config_key_name((enum config_key)k), now, was);
+	}
+}
+
+/*
+ * Everything is validated by mmn__config_load() before anything changes;
+ * mmn__admin_set_defaults() checks the same ranges, so it cannot refuse
+ * what was loaded (it is still checked, and then nothing has changed).
+ */
+int mmn__admin_reload(struct broker *b, char *msg, size_t msg_size)
+{
+	struct config *c = b->config;
+	struct config_settings s;
+	struct admin_defaults d;
+	int r;
+
+	if (msg_size)
+		msg[0] = 0;
+	if (!c)
+		return 0;
+	r = mmn__config_load(c, &s, msg, msg_size);
+	if (r < 0) {
+		mmn__log(LOG_ERR, NULL, "Reload refused, the settings in force are unchanged: %s", msg);
+		return r;
+	}
+	d = (struct admin_defaults){
+		.ack_timeout_ms = s.o.ack_timeout_ms,
+		.ack_cap_ms = s.o.ack_cap_ms,
+		.max_clients = s.o.max_clients,
+		.max_subs_per_client = s.o.max_subs,
+		.max_queued_events = s.o.max_queued,
+		.max_clients_per_uid = s.o.max_clients_per_uid,
+		.max_subs_per_uid = s.o.max_subs_per_uid,
+		.hello_timeout_ms = s.o.hello_timeout_ms,
+	};
+	r = mmn__admin_set_defaults(b, &d);
+	if (r < 0) {
+		snprintf(msg, msg_size, "%s: the broker refused the new limits: %s", c->path, strerror(-r));
+		mmn__log(LOG_ERR, NULL, "Reload refused, the settings in force are unchanged: %s", msg);
+		return r;
+	}
+	mmn__log_set_level(s.log_level);
+	note_restart_keys(c, &s);
+	c->running.o = s.o;
+	c->running.log_level = s.log_level;
+	mmn__log(LOG_INFO, NULL, "Reloaded %s", c->path);
 	return 0;
 }
 

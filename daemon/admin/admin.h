@@ -13,6 +13,7 @@
 #include <uv.h>
 
 struct broker;
+struct config;
 
 struct admin_stats {
 	uint64_t clients, subscriptions, kernel_subscriptions;
@@ -94,8 +95,16 @@ void mmn__admin_foreach_sub(struct broker *b, uint64_t client_id, pid_t pid,
 			    void (*fn)(const struct admin_sub *, void *), void *ud);
 /* -ENOENT for an unknown client. */
 int mmn__admin_evict(struct broker *b, uint64_t client_id);
-/* Re-read configuration; 0 or negative errno. */
-int mmn__admin_reload(struct broker *b);
+/*
+ * Re-read the configuration file (mmnd.conf(5)) set by
+ * mmn__admin_set_config() and apply it: the live keys at once, the others
+ * noted in the log as waiting for a restart.  All or nothing: 0, or a
+ * negative errno with @msg saying why ("PATH:LINE: KEY ...") and no
+ * setting changed.  Without a configuration, 0 and nothing changes.
+ */
+int mmn__admin_reload(struct broker *b, char *msg, size_t msg_size);
+/* What mmn__admin_reload() re-reads; @c must outlive @b. */
+void mmn__admin_set_config(struct broker *b, struct config *c);
 /* One observer at a time (the bus); NULL removes it. */
 void mmn__admin_set_observer(struct broker *b, const struct admin_observer *obs);
 

@@ -458,15 +458,16 @@ static int method_set_defaults(sd_bus_message *m, void *ud, sd_bus_error *error)
 static int method_reload(sd_bus_message *m, void *ud, sd_bus_error *error)
 {
 	struct bus *bus = ud;
+	char why[512];
 	int r;
 
 	r = check_access(bus, m, true, error);
 	if (r < 0)
 		return r;
-	r = mmn__admin_reload(bus->broker);
+	r = mmn__admin_reload(bus->broker, why, sizeof(why));
 	if (r < 0)
-		return sd_bus_error_setf(error, BUS_ERROR_RELOAD_FAILED, "Failed to reload: %s",
-					 strerror(-r));
+		return sd_bus_error_setf(error, BUS_ERROR_RELOAD_FAILED, "%s; nothing was changed",
+					 why[0] ? why : strerror(-r));
 	r = emit_defaults_changed(bus);
 	warn_emit(bus, r, "PropertiesChanged");
 	return sd_bus_reply_method_return(m, NULL);

@@ -131,8 +131,10 @@ int mmn__admin_evict(struct broker *b, uint64_t client_id)
 	return -ENOENT;
 }
 
-int mmn__admin_reload(struct broker *b)
+int mmn__admin_reload(struct broker *b, char *msg, size_t msg_size)
 {
+	if (msg_size)
+		msg[0] = 0;
 	printf("reload\n");
 	fflush(stdout);
 	return 0;
