@@ -160,8 +160,9 @@ int mmn__admin_evict(struct broker *b, uint64_t client_id)
 		}
 		b->stats.evictions++;
 		c->evictions++;
-		mmn__log(LOG_NOTICE, MMN_MSGID_CLIENT_EVICT,
-			 "Client %" PRIu64 " (pid %d) evicted by an administrator", c->id, (int)c->pid);
+		mmn__log_fields(LOG_NOTICE, MMN_MSGID_CLIENT_EVICT, &CLIENT_FIELDS(c),
+				"Client %" PRIu64 " (pid %d) evicted by an administrator", c->id,
+				(int)c->pid);
 		if (b->has_obs && b->obs.client_evicted)
 			b->obs.client_evicted(b->obs.ud, c->id, "admin");
 		mmn__client_drop(c, -ECONNABORTED);

@@ -122,6 +122,10 @@ struct listener {
 	ino_t ino;
 };
 
+/* The journal fields naming @c (log.h). */
+#define CLIENT_FIELDS(c)                                                                                     \
+	((struct log_fields){.has = LOG_F_CLIENT, .client_pid = (c)->pid, .client_uid = (c)->uid})
+
 /* Take connection @fd (refused with Error when a limit is reached, see broker.h). */
 int mmn__client_accept(struct broker *b, int fd);
 /* @c completed Hello: its deadline is off. */
