@@ -106,6 +106,7 @@ void mmn__admin_foreach_client(struct broker *b, void (*fn)(const struct admin_c
 			.subscriptions = c->nsubs,
 			.pending_acks = c->pending_acks,
 			.evictions = c->evictions,
+			.ack_latency = &c->ack_latency,
 		};
 
 		if (c->hello)
