@@ -2,11 +2,13 @@
 #include "log.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #ifdef HAVE_SYSTEMD
@@ -68,33 +70,89 @@ static int stderr_is_journal(void)
 #endif
 }
 
-void mmn__log(int level, const char *msgid, const char *fmt, ...)
+unsigned mmn__log_fields_format(const struct log_fields *f, char out[LOG_FIELDS_MAX][LOG_FIELD_LEN])
+{
+	unsigned n = 0;
+
+	if (!f)
+		return 0;
+	if (f->has & LOG_F_CLIENT) {
+		snprintf(out[n++], LOG_FIELD_LEN, "CLIENT_PID=%d", f->client_pid);
+		snprintf(out[n++], LOG_FIELD_LEN, "CLIENT_UID=%u", f->client_uid);
+	}
+	if (f->has & LOG_F_SUB)
+		snprintf(out[n++], LOG_FIELD_LEN, "SUB_ID=%" PRIu64, f->sub_id);
+	if (f->has & LOG_F_TARGET)
+		snprintf(out[n++], LOG_FIELD_LEN, "TARGET_PID=%d", f->target_pid);
+	if (f->has & LOG_F_EVENT)
+		snprintf(out[n++], LOG_FIELD_LEN, "EVENT=%" PRIu64, f->event);
+	return n;
+}
+
+#ifdef HAVE_SYSTEMD
+/* MESSAGE, PRIORITY, SYSLOG_IDENTIFIER, MESSAGE_ID and @f's fields, in one sd_journal_sendv. */
+static void journal_send(int level, const char *msgid, const struct log_fields *f, const char *msg)
+{
+	char fields[LOG_FIELDS_MAX][LOG_FIELD_LEN], prio[16], id[64], text[1100];
+	struct iovec iov[4 + LOG_FIELDS_MAX];
+	unsigned n = 0, nf;
+
+	snprintf(text, sizeof(text), "MESSAGE=%s", msg);
+	snprintf(prio, sizeof(prio), "PRIORITY=%d", level);
+	iov[n++] = (struct iovec){text, strlen(text)};
+	iov[n++] = (struct iovec){prio, strlen(prio)};
+	iov[n++] = (struct iovec){(char *)"SYSLOG_IDENTIFIER=mmnd", strlen("SYSLOG_IDENTIFIER=mmnd")};
+	if (msgid) {
+		snprintf(id, sizeof(id), "MESSAGE_ID=%s", msgid);
+		iov[n++] = (struct iovec){id, strlen(id)};
+	}
+	nf = mmn__log_fields_format(f, fields);
+	for (unsigned i = 0; i < nf; i++)
+		iov[n++] = (struct iovec){fields[i], strlen(fields[i])};
+	sd_journal_sendv(iov, (int)n);
+}
+#endif
+
+__attribute__((format(printf, 4, 0))) static void
+vlog(int level, const char *msgid, const struct log_fields *f, const char *fmt, va_list ap)
 {
 	char buf[1024];
-	va_list ap;
 	int saved = errno;
 
-	if (level > max_level)
-		return;
-	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
 	if (to_journal < 0)
 		to_journal = stderr_is_journal();
 #ifdef HAVE_SYSTEMD
 	if (to_journal) {
-		if (msgid)
-			sd_journal_send("MESSAGE=%s", buf, "PRIORITY=%d", level, "MESSAGE_ID=%s", msgid,
-					"SYSLOG_IDENTIFIER=mmnd", NULL);
-		else
-			sd_journal_send("MESSAGE=%s", buf, "PRIORITY=%d", level, "SYSLOG_IDENTIFIER=mmnd",
-					NULL);
+		journal_send(level, msgid, f, buf);
 		errno = saved;
 		return;
 	}
 #endif
 	fprintf(stderr, "<%d>%s\n", level, buf);
 	errno = saved;
+}
+
+void mmn__log(int level, const char *msgid, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level > max_level)
+		return;
+	va_start(ap, fmt);
+	vlog(level, msgid, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void mmn__log_fields(int level, const char *msgid, const struct log_fields *f, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level > max_level)
+		return;
+	va_start(ap, fmt);
+	vlog(level, msgid, f, fmt, ap);
+	va_end(ap);
 }
 
 bool mmn__ratelimit_ok(struct ratelimit *rl, uint64_t now_ms)

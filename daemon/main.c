@@ -208,7 +208,8 @@ static void stop(struct mmnd *m)
 		return;
 	m->stopping = true;
 	notify("STOPPING=1\nSTATUS=Draining");
-	mmn__log(LOG_INFO, NULL, "Stopping: acking pending invalidations and closing connections");
+	mmn__log(LOG_INFO, MMN_MSGID_STOPPING,
+		 "Stopping: acking pending invalidations and closing connections");
 	mmn__broker_drain(m->broker);
 	if (m->bus)
 		bus_close(m->bus);

@@ -25,6 +25,7 @@
 #endif
 
 enum json_mode arg_json = JSON_OFF;
+enum stats_format arg_format = FORMAT_TEXT;
 bool arg_legend = true;
 uint64_t arg_client;
 uint32_t arg_pid;
@@ -204,7 +205,7 @@ static const struct verb {
 	{"status", 1, 1, true, verb_status, "Show mmnd's source, counts and defaults (default)"},
 	{"clients", 1, 1, true, verb_clients, "List connected clients"},
 	{"subscriptions", 1, 1, true, verb_subscriptions, "List subscriptions [--client ID | --pid PID]"},
-	{"stats", 1, 1, true, verb_stats, "Show counters"},
+	{"stats", 1, 1, true, verb_stats, "Show counters and per-client ack latency [--format=openmetrics]"},
 	{"evict", 2, 2, false, verb_evict, "Evict client ID (root)"},
 	{"set-default", 2, INT_MAX, false, verb_set_default, "Set KEY=VALUE... defaults (root)"},
 	{"reload", 1, 1, false, verb_reload, "Re-read configuration (root)"},
@@ -227,13 +228,14 @@ static void help(void)
 	       "     --bus=BUS         system (default), session or an sd-bus ADDRESS\n"
 	       "     --client=ID       subscriptions: only those of client ID\n"
 	       "     --pid=PID         subscriptions: only those on target PID\n"
+	       "     --format=FORMAT   stats: text (default) or openmetrics\n"
 	       "\nKeys for set-default: ack-timeout-ms, ack-cap-ms, max-clients, max-subs, max-queued,\n"
 	       "max-clients-per-uid, max-subs-per-uid, hello-timeout-ms.\n"
 	       "Exit status: 0 success, 1 failure, 2 usage error.\n"
 	       "\nSee the mmnctl(1) man page for details.\n");
 }
 
-enum { ARG_VERSION = 0x100, ARG_JSON, ARG_NO_LEGEND, ARG_NO_PAGER, ARG_BUS, ARG_CLIENT, ARG_PID };
+enum { ARG_VERSION = 0x100, ARG_JSON, ARG_NO_LEGEND, ARG_NO_PAGER, ARG_BUS, ARG_CLIENT, ARG_PID, ARG_FORMAT };
 
 static int parse_argv(int argc, char **argv)
 {
@@ -245,6 +247,7 @@ static int parse_argv(int argc, char **argv)
 						{"bus", required_argument, NULL, ARG_BUS},
 						{"client", required_argument, NULL, ARG_CLIENT},
 						{"pid", required_argument, NULL, ARG_PID},
+						{"format", required_argument, NULL, ARG_FORMAT},
 						{}};
 	uint64_t v;
 	int c;
@@ -290,6 +293,15 @@ static int parse_argv(int argc, char **argv)
 				return ctl_usage_error("invalid pid \"%s\"", optarg);
 			arg_pid = (uint32_t)v;
 			break;
+		case ARG_FORMAT:
+			if (strcmp(optarg, "text") == 0)
+				arg_format = FORMAT_TEXT;
+			else if (strcmp(optarg, "openmetrics") == 0)
+				arg_format = FORMAT_OPENMETRICS;
+			else
+				return ctl_usage_error("unknown --format \"%s\" (text or openmetrics)",
+						       optarg);
+			break;
 		default:
 			return -EXIT_USAGE;
 		}
@@ -328,6 +340,10 @@ int main(int argc, char **argv)
 		return -ctl_usage_error("--client and --pid apply to \"subscriptions\" only");
 	if (arg_client && arg_pid)
 		return -ctl_usage_error("--client and --pid are mutually exclusive");
+	if (arg_format != FORMAT_TEXT && v->fn != verb_stats)
+		return -ctl_usage_error("--format applies to \"stats\" only");
+	if (arg_format != FORMAT_TEXT && arg_json != JSON_OFF)
+		return -ctl_usage_error("--format=openmetrics and --json are mutually exclusive");
 	if (arg_json != JSON_OFF && !v->reads)
 		return -ctl_usage_error("--json applies to read commands only");
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * mmnctl's pieces: mmnctl.c (options, verbs table, bus connection, errors,
- * pager), status.c (status, stats), list.c (clients, subscriptions),
- * change.c (evict, set-default, reload), monitor.c.
+ * pager), status.c (status), stats.c (stats, with hist.c and
+ * openmetrics.c), list.c (clients, subscriptions), change.c (evict,
+ * set-default, reload), monitor.c.
  */
 #ifndef MMN_TOOLS_MMNCTL_H
 #define MMN_TOOLS_MMNCTL_H
@@ -21,8 +22,10 @@
 #define EXIT_USAGE 2
 
 enum json_mode { JSON_OFF, JSON_SHORT, JSON_PRETTY };
+enum stats_format { FORMAT_TEXT, FORMAT_OPENMETRICS };
 
 extern enum json_mode arg_json;
+extern enum stats_format arg_format; /* stats --format */
 extern bool arg_legend;
 extern uint64_t arg_client; /* subscriptions --client */
 extern uint32_t arg_pid;    /* subscriptions --pid */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* mmnctl status, mmnctl stats. */
+/* mmnctl status. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -223,44 +223,5 @@ int verb_status(sd_bus *bus, int argc, char **argv)
 		status_json();
 	else
 		status_human();
-	return 0;
-}
-
-/* stats */
-
-int verb_stats(sd_bus *bus, int argc, char **argv)
-{
-	sd_bus_message *reply = NULL;
-	const char *key;
-	uint64_t v;
-	char snake[64];
-	struct json j;
-	int r;
-
-	if (ctl_call(bus, "GetStats", &reply, "read statistics", NULL) < 0)
-		return -1;
-	r = sd_bus_message_enter_container(reply, 'a', "{st}");
-	if (arg_json != JSON_OFF) {
-		ctl_json_begin(&j);
-		json_begin_object(&j);
-	}
-	while (r >= 0 && (r = sd_bus_message_read(reply, "{st}", &key, &v)) > 0) {
-		if (arg_json == JSON_OFF) {
-			printf("%22s: %" PRIu64 "\n", key, v);
-			continue;
-		}
-		json_snake_case(key, snake, sizeof(snake));
-		json_key(&j, snake);
-		json_u64(&j, v);
-	}
-	sd_bus_message_unref(reply);
-	if (arg_json != JSON_OFF) {
-		json_end_object(&j);
-		json_finish(&j);
-	}
-	if (r < 0) {
-		fprintf(stderr, "mmnctl: failed to parse statistics: %s\n", strerror(-r));
-		return -1;
-	}
 	return 0;
 }

@@ -106,6 +106,7 @@ void mmn__admin_foreach_client(struct broker *b, void (*fn)(const struct admin_c
 			.subscriptions = c->nsubs,
 			.pending_acks = c->pending_acks,
 			.evictions = c->evictions,
+			.ack_latency = &c->ack_latency,
 		};
 
 		if (c->hello)
@@ -160,8 +161,9 @@ int mmn__admin_evict(struct broker *b, uint64_t client_id)
 		}
 		b->stats.evictions++;
 		c->evictions++;
-		mmn__log(LOG_NOTICE, MMN_MSGID_CLIENT_EVICT,
-			 "Client %" PRIu64 " (pid %d) evicted by an administrator", c->id, (int)c->pid);
+		mmn__log_fields(LOG_NOTICE, MMN_MSGID_CLIENT_EVICT, &CLIENT_FIELDS(c),
+				"Client %" PRIu64 " (pid %d) evicted by an administrator", c->id,
+				(int)c->pid);
 		if (b->has_obs && b->obs.client_evicted)
 			b->obs.client_evicted(b->obs.ud, c->id, "admin");
 		mmn__client_drop(c, -ECONNABORTED);

@@ -14,6 +14,7 @@
 
 struct broker;
 struct config;
+struct mmn_hist;
 
 struct admin_stats {
 	uint64_t clients, subscriptions, kernel_subscriptions;
@@ -48,6 +49,7 @@ struct admin_client {
 	uint32_t subscriptions;
 	uint32_t pending_acks;
 	uint64_t evictions;          /* subscriptions revoked for missed deadlines */
+	const struct mmn_hist *ack_latency; /* blocking-ack latency (hist.h); NULL: none yet */
 };
 
 struct admin_sub {

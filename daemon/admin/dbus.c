@@ -25,6 +25,7 @@
 #include "admin/admin.h"
 #include "broker.h"
 #include "admin/bus-uv.h"
+#include "hist.h"
 #include "log.h"
 #include "options.h"
 
@@ -295,6 +296,58 @@ static int method_list_clients(sd_bus_message *m, void *ud, sd_bus_error *error)
 	return reply_array(bus, m, "(tuussuut)", walk_clients, 0, 0);
 }
 
+/*
+ * GetClientHistograms: per client, every bucket of its blocking-ack latency
+ * histogram as (upper bound in ns, UINT64_MAX for the last; count in that
+ * bucket alone), the sum of the latencies in ns and its deadline misses.
+ */
+static int append_client_hist(sd_bus_message *reply, const struct admin_client *c)
+{
+	int r;
+
+	r = sd_bus_message_open_container(reply, 'r', "tuusa(tt)tt");
+	if (r >= 0)
+		r = sd_bus_message_append(reply, "tuus", c->id, (uint32_t)c->pid, (uint32_t)c->uid,
+					  c->name ? c->name : "");
+	if (r >= 0)
+		r = sd_bus_message_open_container(reply, 'a', "(tt)");
+	for (unsigned i = 0; r >= 0 && i < MMN_HIST_BUCKETS; i++)
+		r = sd_bus_message_append(reply, "(tt)", mmn__hist_bound_ns(i),
+					  c->ack_latency ? c->ack_latency->bucket[i] : 0);
+	if (r >= 0)
+		r = sd_bus_message_close_container(reply);
+	if (r >= 0)
+		r = sd_bus_message_append(reply, "tt", c->ack_latency ? c->ack_latency->sum_ns : 0,
+					  c->evictions);
+	if (r >= 0)
+		r = sd_bus_message_close_container(reply);
+	return r;
+}
+
+static void client_hist_cb(const struct admin_client *c, void *ud)
+{
+	struct walk *w = ud;
+
+	if (w->r >= 0)
+		w->r = append_client_hist(w->reply, c);
+}
+
+static void walk_client_hists(struct bus *bus, struct walk *w, uint64_t client_id, pid_t pid)
+{
+	mmn__admin_foreach_client(bus->broker, client_hist_cb, w);
+}
+
+static int method_get_client_histograms(sd_bus_message *m, void *ud, sd_bus_error *error)
+{
+	struct bus *bus = ud;
+	int r;
+
+	r = check_access(bus, m, false, error);
+	if (r < 0)
+		return r;
+	return reply_array(bus, m, "(tuusa(tt)tt)", walk_client_hists, 0, 0);
+}
+
 static void list_sub_cb(const struct admin_sub *s, void *ud)
 {
 	struct walk *w = ud;
@@ -509,6 +562,8 @@ static const sd_bus_vtable manager_vtable[] = {
 				 SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_NAMES("GetStats", NULL, , "a{st}", SD_BUS_PARAM(stats), method_get_stats,
 				 SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_NAMES("GetClientHistograms", NULL, , "a(tuusa(tt)tt)", SD_BUS_PARAM(clients),
+				 method_get_client_histograms, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_NAMES("EvictClient", "t", SD_BUS_PARAM(client_id), NULL, , method_evict_client,
 				 SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_NAMES("SetDefaults", "a{sv}", SD_BUS_PARAM(settings), NULL, , method_set_defaults,

@@ -120,7 +120,11 @@ static int admit(struct broker *b, int fd, const struct ucred *cred, bool limite
 		snprintf(msg, sizeof(msg), "too many connections from uid %u (at most %" PRIu32 ")",
 			 (unsigned)cred->uid, uid_conn_cap(b));
 		if (mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
-			mmn__log(LOG_NOTICE, NULL, "Refused a connection of pid %d: %s", (int)cred->pid, msg);
+			mmn__log_fields(LOG_NOTICE, NULL,
+					&(struct log_fields){.has = LOG_F_CLIENT,
+							     .client_pid = cred->pid,
+							     .client_uid = cred->uid},
+					"Refused a connection of pid %d: %s", (int)cred->pid, msg);
 		refuse(fd, -EUSERS, msg);
 		return -EUSERS;
 	}
@@ -237,9 +241,9 @@ static void hello_timer_cb(uv_timer_t *h)
 			continue; /* said Hello, or was dropped: off the list */
 		snprintf(msg, sizeof(msg), "no Hello within %" PRIu32 " ms", b->opt.hello_timeout_ms);
 		if (mmn__ratelimit_ok(&b->rl_client, now))
-			mmn__log(LOG_DEBUG, NULL,
-				 "Connection %" PRIu64 " (pid %d, uid %u) sent %s; closing it", c->id,
-				 (int)c->pid, (unsigned)c->uid, msg);
+			mmn__log_fields(LOG_DEBUG, NULL, &CLIENT_FIELDS(c),
+					"Connection %" PRIu64 " (pid %d, uid %u) sent %s; closing it", c->id,
+					(int)c->pid, (unsigned)c->uid, msg);
 		mmn__client_send_error(c, 0, -ETIMEDOUT, msg);
 		mmn__client_drop(c, -ETIMEDOUT); /* unlinks it from unhello */
 	}
@@ -283,11 +287,13 @@ static void log_detach(struct client *c)
 	bool hangup = e == 0 || e == -EPIPE || e == -ECONNRESET;
 
 	if (hangup && mmn__log_get_level() >= LOG_DEBUG && mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
-		mmn__log(LOG_DEBUG, MMN_MSGID_CLIENT_DETACH, "Client %" PRIu64 " (pid %d, %s) disconnected",
-			 c->id, (int)c->pid, c->name[0] ? c->name : "unnamed");
+		mmn__log_fields(LOG_DEBUG, MMN_MSGID_CLIENT_DETACH, &CLIENT_FIELDS(c),
+				"Client %" PRIu64 " (pid %d, %s) disconnected", c->id, (int)c->pid,
+				c->name[0] ? c->name : "unnamed");
 	else if (!hangup && mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
-		mmn__log(LOG_INFO, MMN_MSGID_CLIENT_DETACH, "Client %" PRIu64 " (pid %d, %s) detached: %s",
-			 c->id, (int)c->pid, c->name[0] ? c->name : "unnamed", strerror(-e));
+		mmn__log_fields(LOG_INFO, MMN_MSGID_CLIENT_DETACH, &CLIENT_FIELDS(c),
+				"Client %" PRIu64 " (pid %d, %s) detached: %s", c->id, (int)c->pid,
+				c->name[0] ? c->name : "unnamed", strerror(-e));
 }
 
 static void client_destroy(struct client *c)

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "engine/list.h"
+#include "hist.h"
 #include "wire.h"
 
 struct broker;
@@ -83,7 +84,19 @@ struct client {
 	struct list shares;
 	uint32_t nsubs;
 	uint32_t pending_acks;
+	/*
+	 * Subscriptions revoked for a missed ack deadline (engine/fanout.c
+	 * evict), plus one for an administrator's EvictClient, which drops
+	 * the client at once: a listed client's count is its deadline misses.
+	 */
 	uint64_t evictions;
+	/*
+	 * Blocking-ack latency: from the event's start (struct event
+	 * begin_ns, when its Invalidates go out) to this client's ack for
+	 * one recipient, counted by engine/fanout.c as each ack settles a
+	 * pending recipient (Ack and AckMany alike).  Loop thread only.
+	 */
+	struct mmn_hist ack_latency;
 	/*
 	 * Fan-out scratch (engine/fanout.c, loop thread): the last recipient
 	 * sent to this client by fan-out number @chain_gen (broker's
@@ -121,6 +134,10 @@ struct listener {
 	dev_t dev;  /* @path's file as bound */
 	ino_t ino;
 };
+
+/* The journal fields naming @c (log.h). */
+#define CLIENT_FIELDS(c)                                                                                     \
+	((struct log_fields){.has = LOG_F_CLIENT, .client_pid = (c)->pid, .client_uid = (c)->uid})
 
 /* Take connection @fd (refused with Error when a limit is reached, see broker.h). */
 int mmn__client_accept(struct broker *b, int fd);

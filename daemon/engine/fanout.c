@@ -620,6 +620,7 @@ int mmn__fanout_ack(struct client *c, uint64_t sub_id, uint64_t event_id)
 		return -ENOENT;
 	if (r->state == RECIP_PENDING) {
 		c->b->stats.blocking_acks++;
+		mmn__hist_add(&c->ack_latency, uv_hrtime() - e->begin_ns);
 		mmn__recips_settle(e, r);
 	}
 	return 0;
@@ -641,6 +642,7 @@ int mmn__fanout_ack_run(struct client *c, uint64_t sub_id, uint64_t event_id, ui
 		r = &e->recips[i];
 		if (r->state == RECIP_PENDING && r->c == c) {
 			c->b->stats.blocking_acks++;
+			mmn__hist_add(&c->ack_latency, uv_hrtime() - e->begin_ns);
 			mmn__recips_settle(e, r);
 		}
 	}

@@ -49,7 +49,7 @@ void mmn__kmod_lost(struct kmod_source *ks, int err)
 	ks->lost = true;
 	uv_poll_stop(&ks->poll);
 	uv_idle_stop(&ks->idle);
-	mmn__log(LOG_ERR, NULL, "kmod source lost: %s", strerror(-err));
+	mmn__log(LOG_ERR, MMN_MSGID_SOURCE_LOST, "kmod source lost: %s", strerror(-err));
 	ks->base.emit(&ev, ks->base.userdata);
 }
 
@@ -79,7 +79,8 @@ void mmn__kmod_overrun(struct kmod_source *ks)
 		return;
 	}
 	if (mmn__ratelimit_ok(&ks->rl, mmn__kmod_now_ms()))
-		mmn__log(LOG_WARNING, NULL, "kmod: netlink receive queue overran, resynchronising %zu subscriptions",
+		mmn__log(LOG_WARNING, MMN_MSGID_SOURCE_RESYNC,
+			 "kmod: netlink receive queue overran, resynchronising %zu subscriptions",
 			 ks->nksubs);
 	/* collect first: the broker calls ksub_del from emit */
 	ids = calloc(ks->nksubs ? ks->nksubs : 1, sizeof(*ids));

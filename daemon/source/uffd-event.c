@@ -206,11 +206,12 @@ void mmn__uffd_defer_close(struct target *t, enum close_reason why)
 static void log_fault(struct uffd_source *s, struct target *t, const struct uffd_msg *m)
 {
 	if (mmn__ratelimit_ok(&s->log_rl, uv_now(s->src.loop)))
-		mmn__log(LOG_WARNING, NULL,
-			 "uffd source: unexpected page fault at 0x%llx (flags 0x%llx) in pid %d, resolved; "
-			 "the client write-protected it or registered a faulting mode",
-			 (unsigned long long)m->arg.pagefault.address,
-			 (unsigned long long)m->arg.pagefault.flags, (int)t->pid);
+		mmn__log_fields(
+			LOG_WARNING, NULL, &(struct log_fields){.has = LOG_F_TARGET, .target_pid = t->pid},
+			"uffd source: unexpected page fault at 0x%llx (flags 0x%llx) in pid %d, resolved; "
+			"the client write-protected it or registered a faulting mode",
+			(unsigned long long)m->arg.pagefault.address,
+			(unsigned long long)m->arg.pagefault.flags, (int)t->pid);
 }
 
 /*
@@ -355,8 +356,10 @@ void mmn__uffd_uffd_cb(uv_poll_t *h, int status, int events)
 	if (status < 0 && w->t == t) {
 		/* POLLERR (never initialised) or a read error: nothing more will come from it. */
 		if (mmn__ratelimit_ok(&s->log_rl, uv_now(s->src.loop)))
-			mmn__log(LOG_WARNING, NULL, "uffd source: a userfaultfd of pid %d failed: %s",
-				 (int)t->pid, strerror(-status));
+			mmn__log_fields(LOG_WARNING, NULL,
+					&(struct log_fields){.has = LOG_F_TARGET, .target_pid = t->pid},
+					"uffd source: a userfaultfd of pid %d failed: %s", (int)t->pid,
+					strerror(-status));
 		mmn__uffd_uffds_close_watch(t, w);
 		if (!t->nuffds) {
 			t->dead = true;

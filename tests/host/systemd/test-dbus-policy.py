@@ -133,6 +133,10 @@ rc, out = call(member, "ListSubscriptions", "tu", "0", "0")
 ok(rc == 0, "group member: ListSubscriptions")
 rc, out = call(member, "GetStats")
 ok(rc == 0, "group member: GetStats")
+rc, out = call(member, "GetClientHistograms")
+ok(rc == 0, f"group member: GetClientHistograms ({out.strip()})")
+rc, out = mmnctl(member, "stats", "--format=openmetrics")
+ok(rc == 0 and out.endswith("# EOF\n"), "group member: mmnctl stats --format=openmetrics")
 rc, out = busctl(member, "get-property", "org.mmn.Broker1", "/org/mmn/Broker1", "org.mmn.Broker1.Manager",
                  "Source")
 ok(rc == 0 and "test" in out, "group member: Get Source")
@@ -143,6 +147,8 @@ for args in (["evict", "1"], ["set-default", "max-clients=1"], ["reload"]):
 rc, out = mmnctl(other, "clients")
 ok(rc == 1 and "permission denied" in out and "Rejected send message" in out,
    "other user: ListClients rejected by the bus, mmnctl says permission denied")
+rc, out = call(other, "GetClientHistograms")
+ok(rc != 0, "other user: GetClientHistograms rejected")
 rc, out = busctl(other, "get-property", "org.mmn.Broker1", "/org/mmn/Broker1", "org.mmn.Broker1.Manager",
                  "Source")
 ok(rc != 0, "other user: properties rejected")

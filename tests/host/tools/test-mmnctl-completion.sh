@@ -47,5 +47,9 @@ expect "max-clients= max-subs= max-queued= max-clients-per-uid= max-subs-per-uid
 expect "hello-timeout-ms=" mmnctl set-default hello
 expect "--client= --pid=" mmnctl subscriptions ""
 expect "monitor" mmnctl --json short mo
+expect "text openmetrics" mmnctl --format ""
+expect "openmetrics" mmnctl stats --format o
+expect "--format=" mmnctl stats ""
+expect "status stats" mmnctl --format openmetrics st
 echo "1..$n"
 exit $failed

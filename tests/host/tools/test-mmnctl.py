@@ -10,6 +10,7 @@ the client.  TAP.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -95,6 +96,76 @@ def mmnctl_json(*args, as_nobody=None):
     except ValueError as e:
         diag(f"mmnctl {' '.join(args)}: not JSON ({e}): {out!r}")
         return None
+
+
+SAMPLE = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
+
+
+def parse_labels(text):
+    labels, pos = {}, 0
+    while pos < len(text):
+        m = LABEL.match(text, pos)
+        if not m or m.group(1) in labels:
+            raise ValueError(f"bad labels {text!r}")
+        labels[m.group(1)] = m.group(2)
+        pos = m.end()
+    return labels
+
+
+def parse_openmetrics(text):
+    """Check an OpenMetrics exposition; returns (samples [(name, labels, value)], {family: type})."""
+    lines = text.split("\n")
+    if lines[-1] != "" or lines[-2] != "# EOF" or "# EOF" in lines[:-2]:
+        raise ValueError("does not end with one '# EOF' line")
+    types, samples, seen = {}, [], []
+    for line in lines[:-2]:
+        if line.startswith("#"):
+            kw, name, rest = (line.split(" ", 3) + [""])[1:4]
+            if kw not in ("TYPE", "HELP", "UNIT") or not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", name):
+                raise ValueError(f"bad metadata line {line!r}")
+            if kw == "TYPE":
+                if name in types or rest not in ("counter", "gauge", "histogram", "unknown"):
+                    raise ValueError(f"bad TYPE {line!r}")
+                types[name] = rest
+                seen.append(name)
+            continue
+        m = SAMPLE.fullmatch(line)
+        if not m:
+            raise ValueError(f"bad sample line {line!r}")
+        name, labels, value = m.group(1), parse_labels(m.group(2) or ""), float(m.group(3))
+        family = re.sub(r"_(total|bucket|count|sum)$", "", name)
+        if not seen or seen[-1] not in (name, family):
+            raise ValueError(f"sample {name} outside its family (last TYPE {seen[-1:]})")
+        if types[seen[-1]] == "counter" and not name.endswith("_total"):
+            raise ValueError(f"counter sample {name} without _total")
+        samples.append((name, labels, value))
+    return samples, types
+
+
+def openmetrics():
+    rc, out, err = mmnctl("--format=openmetrics", "stats")
+    if rc != 0:
+        diag(f"stats --format=openmetrics: rc {rc}: {err}")
+        return None
+    try:
+        return parse_openmetrics(out)
+    except ValueError as e:
+        diag(f"stats --format=openmetrics: {e}:\n{out}")
+        return None
+
+
+def hist_count(samples, pid):
+    """pid's ack count, after checking its buckets are cumulative and end at +Inf == _count."""
+    mine = [(n, lb, v) for n, lb, v in samples if lb.get("pid") == str(pid)]
+    buckets = [(lb["le"], v) for n, lb, v in mine if n == "mmn_ack_latency_seconds_bucket"]
+    count = [v for n, lb, v in mine if n == "mmn_ack_latency_seconds_count"]
+    if not buckets or buckets[-1][0] != "+Inf" or len(count) != 1 or buckets[-1][1] != count[0] \
+            or any(a[1] > b[1] for a, b in zip(buckets, buckets[1:])) \
+            or not [v for n, lb, v in mine if n == "mmn_deadline_misses_total"]:
+        diag(f"pid {pid}: bad histogram {mine}")
+        return None
+    return int(count[0])
 
 
 def start_client(mode, pages):
@@ -196,11 +267,25 @@ ok(one is not None and [s["pid"] for s in one] == [pid_b], "subscriptions --pid"
 st = mmnctl_json("status")
 ok(st is not None and st["clients"] == 2 and st["subscriptions"] == 2, "status --json: 2 clients, 2 subscriptions")
 stats = mmnctl_json("stats")
-ok(stats is not None and set(stats) == {"clients", "subscriptions", "kernel_subscriptions", "invalidations",
-                                        "blocking_acks", "timeouts", "evictions", "non_blockable_refusals",
-                                        "queue_overflows", "protocol_errors", "implied_ends", "end_timeouts"},
-   "stats --json: the twelve counters")
+counters = {"clients", "subscriptions", "kernel_subscriptions", "invalidations", "blocking_acks", "timeouts",
+            "evictions", "non_blockable_refusals", "queue_overflows", "protocol_errors", "implied_ends",
+            "end_timeouts"}
+ok(stats is not None and set(stats) == counters | {"client_ack_latency"},
+   "stats --json: the twelve counters and client_ack_latency")
 ok(stats is not None and stats["clients"] == 2, "stats --json: clients")
+ok(stats is not None and sorted(c["pid"] for c in stats["client_ack_latency"]) == sorted([pid_a, pid_b])
+   and all(c["acks"] == 0 and c["deadline_misses"] == 0 for c in stats["client_ack_latency"]),
+   "stats --json: both clients, no acks, no misses yet")
+om = openmetrics()
+ok(om is not None and om[1].get("mmn_clients") == "gauge" and om[1].get("mmn_ack_latency_seconds") == "histogram",
+   "stats --format=openmetrics: well formed, with the gauges and the histogram family")
+ok(om is not None and hist_count(om[0], pid_a) == 0 and hist_count(om[0], pid_b) == 0,
+   "stats --format=openmetrics: both clients' histograms, empty")
+ok(mmnctl("--format=openmetrics", "status")[0] == 2, "--format outside stats: exit 2")
+ok(mmnctl("--format=openmetrics", "--json=short", "stats")[0] == 2, "--format with --json: exit 2")
+ok(mmnctl("--format=xml", "stats")[0] == 2, "unknown --format: exit 2")
+rc, out, err = mmnctl("stats")
+ok(rc == 0 and "P50" in out and f" {pid_a} " in out, "stats: the per-client table")
 
 rc, out, err = mmnctl("--no-legend", "clients")
 ok(rc == 0 and len(out.splitlines()) == 2 and "PID" not in out, "clients --no-legend: two bare lines")
@@ -220,6 +305,13 @@ if source == "uffd":
        f"monitor: InvalidationSampled ({line})")
     stats = mmnctl_json("stats")
     ok(stats is not None and stats["invalidations"] >= 1, "stats: invalidations counted")
+    # The signal comes once every recipient settled: an ack A owed is counted by now.  The
+    # userfaultfd source's events ask no ack (acks do not hold the kernel): A's count is the
+    # BlockingAcks counter, 0 here, 1 under mmn.ko (daemon-engine-fanout-latency counts acks).
+    om = openmetrics()
+    ok(om is not None and hist_count(om[0], pid_a) == stats["blocking_acks"],
+       f"openmetrics: client A's histogram counts its blocking acks ({stats['blocking_acks']})")
+    ok(om is not None and hist_count(om[0], pid_b) == 0, "openmetrics: client B acked nothing")
 
 # Defaults.
 rc, out, err = mmnctl("set-default", "ack-timeout-ms=250", "max-queued=64")
