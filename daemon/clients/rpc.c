@@ -104,7 +104,7 @@ static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello
 	c->version = rep.version;
 	mmn__client_hello_done(c);
 	if (mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
-		mmn__log(LOG_INFO, MMN_MSGID_CLIENT_ATTACH,
+		mmn__log_fields(LOG_INFO, MMN_MSGID_CLIENT_ATTACH, &CLIENT_FIELDS(c),
 			 "Client %" PRIu64 " (pid %d, uid %u, %s) attached", c->id, (int)c->pid,
 			 (unsigned)c->uid, c->name[0] ? c->name : "unnamed");
 	if (b->has_obs && b->obs.client_connected) {

@@ -178,7 +178,7 @@ static bool coalesce(struct client *c, struct sub *s)
 		c->coalescing = true;
 		b->stats.queue_overflows++;
 		if (mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
-			mmn__log(LOG_WARNING, NULL,
+			mmn__log_fields(LOG_WARNING, MMN_MSGID_QUEUE_OVERFLOW, &CLIENT_FIELDS(c),
 				 "Client %" PRIu64 " (pid %d) is not reading; coalescing its events", c->id,
 				 (int)c->pid);
 	}
@@ -446,7 +446,7 @@ void mmn__client_protocol_error(struct client *c, uint64_t request_id, int err, 
 		return;
 	b->stats.protocol_errors++;
 	if (mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
-		mmn__log(LOG_NOTICE, NULL,
+		mmn__log_fields(LOG_NOTICE, MMN_MSGID_PROTOCOL_ERROR, &CLIENT_FIELDS(c),
 			 "Client %" PRIu64 " (pid %d) sent a bad message (%s): %s; dropping it", c->id,
 			 (int)c->pid, strerror(-err), msg);
 	mmn__client_send_error(c, request_id, err, msg);

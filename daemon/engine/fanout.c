@@ -553,7 +553,10 @@ static void evict(struct event *e, struct recip *r)
 	b->stats.evictions++;
 	c->evictions++;
 	if (mmn__ratelimit_ok(&b->rl_client, uv_now(b->loop)))
-		mmn__log(LOG_WARNING, MMN_MSGID_CLIENT_EVICT,
+		mmn__log_fields(LOG_WARNING, MMN_MSGID_CLIENT_EVICT,
+			 &(struct log_fields){.has = LOG_F_CLIENT | LOG_F_SUB | LOG_F_TARGET | LOG_F_EVENT,
+					      .client_pid = c->pid, .client_uid = c->uid, .sub_id = s->id,
+					      .target_pid = e->t->pid, .event = e->id},
 			 "Client %" PRIu64 " (pid %d, %s) missed its %u ms ack deadline for event %" PRIu64
 			 ", evicted from subscription %" PRIu64,
 			 c->id, (int)c->pid, c->name[0] ? c->name : "unnamed", s->timeout_ms, e->id, s->id);
@@ -651,7 +654,7 @@ int mmn__fanout_ack_run(struct client *c, uint64_t sub_id, uint64_t event_id, ui
 
 static void fanout_lost(struct broker *b, int err)
 {
-	mmn__log(LOG_ERR, MMN_MSGID_SOURCE_MISSING,
+	mmn__log(LOG_ERR, MMN_MSGID_SOURCE_LOST,
 		 "Event source %s failed: %s; every subscription is revoked", b->src->caps.name,
 		 strerror(err < 0 ? -err : err));
 	b->source_lost = true;
