@@ -282,6 +282,8 @@ static void client_main(pid_t target, bool blocking, int report_fd)
 	sub.length = RANGE_LEN;
 	sub.flags = blocking ? MMN__V1__SUB_FLAG__SUB_BLOCKING : MMN__V1__SUB_FLAG__SUB_NONBLOCKING;
 	sub.ack_timeout_ms = 5000;
+	/* Blocking: as libmmn subscribes for a callback that wants no ends (no invalidate_end). */
+	sub.no_end = blocking;
 	env.request_id = 2;
 	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE;
 	env.subscribe = &sub;

@@ -438,7 +438,8 @@ int main(int argc, char **argv)
 
 	samples_load(load, sizeof(load));
 	if (parse(argc, argv, &b) < 0) {
-		fprintf(stderr, "usage: %s MMND [--source=uffd|kmod] [--sizes=N,N,...|none] [--rounds=N]\n", argv[0]);
+		fprintf(stderr, "usage: %s MMND [--source=uffd|kmod] [--sizes=N,N,...|none] [--rounds=N]\n",
+			argv[0]);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

@@ -135,8 +135,12 @@ int mmn__conn_ack_delivered(struct mmn_client *c, uint64_t sub_id, const struct 
 		return 0;
 	}
 	ret = run_close(c);
-	*run = (struct ack_run){.sub_id = sub_id, .event_id = r->event_id, .first = e->ord, .next = e->ord + 1,
-				.open = true, .needed = r->needs_ack};
+	*run = (struct ack_run){.sub_id = sub_id,
+				.event_id = r->event_id,
+				.first = e->ord,
+				.next = e->ord + 1,
+				.open = true,
+				.needed = r->needs_ack};
 	return ret;
 }
 

@@ -51,7 +51,8 @@ static int deliver_invalidate(struct mmn_client *c, struct mmn_sub *s, struct qe
 	uint64_t gen = c->conn_gen;
 	int ret = 0;
 
-	if (s->nout < MMN_MAX_OUTSTANDING) {
+	/* Outstanding until its end, for an invalidate_end callback only. */
+	if (s->opts.invalidate_end && s->nout < MMN_MAX_OUTSTANDING) {
 		s->out[s->nout] = mmn__out_pack(r);
 		s->nout++;
 	}

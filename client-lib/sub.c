@@ -252,6 +252,8 @@ static void fill_subscribe(Mmn__V1__Subscribe *m, const struct mmn_sub *s, bool 
 	m->event_mask = s->opts.event_mask;
 	m->ack_timeout_ms = s->opts.ack_timeout_ms;
 	m->resubscribe = resubscribe;
+	/* No invalidate_end callback: the ends would be read and dropped (the slot ends without them). */
+	m->no_end = !s->opts.invalidate_end;
 }
 
 int mmn__sub_send_subscribe(struct mmn_client *c, const struct mmn_sub *s, uint64_t req_id, bool resubscribe)

@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -60,7 +61,19 @@ static void *thread_main(void *arg)
 {
 	struct mmn_client *c = arg;
 	struct pollfd p[2] = {{.fd = c->epfd, .events = POLLIN}, {.fd = c->stopfd, .events = POLLIN}};
+	void *volatile first;
 
+	/*
+	 * Callbacks allocate and free (an RDMA cache's ibv_dereg_mr() frees).
+	 * glibc attaches a malloc arena to a thread at its first malloc or
+	 * free, creating one with mmap() when the others are taken: in a
+	 * callback, while the kernel holds the mmap lock for the invalidation
+	 * we are to ack, that mmap() would wait for the ack until the deadline.
+	 * So the arena is attached here, before the first event (volatile: the
+	 * pair must not be optimised away).
+	 */
+	first = malloc(1);
+	free(first);
 	for (;;) {
 		if (poll(p, 2, -1) < 0 && errno != EINTR)
 			break;

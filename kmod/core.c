@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * mmn: the module-wide state shared by every file (declared in core.h) and
- * the module parameters.
+ * the module parameters.  The test knob fail_event_alloc exists only in a
+ * module built with MMN_TEST_KNOBS=y (Kbuild): never in a release build.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -15,7 +16,9 @@ struct mmn_daemon mmn_daemon;
 DEFINE_MUTEX(mmn_ctl_mutex);
 struct workqueue_struct *mmn_wq;
 atomic64_t mmn_stats[__MMN_STATS_A_MAX];
+#ifdef MMN_TEST_KNOBS
 atomic_t mmn_fail_event_alloc = ATOMIC_INIT(0);
+#endif
 
 unsigned int mmn_max_ack_timeout_ms = 2000;
 unsigned int mmn_default_ack_timeout_ms = 1000;
@@ -56,6 +59,18 @@ static const struct kernel_param_ops max_subs_ops = {
 	.get = param_get_uint,
 };
 
+module_param_cb(max_ack_timeout_ms, &timeout_ops, &mmn_max_ack_timeout_ms, 0644);
+MODULE_PARM_DESC(max_ack_timeout_ms,
+		 "cap on every ack wait in ms (1.."
+		 __stringify(MMN_ACK_TIMEOUT_MAX_MS) ", default 2000)");
+module_param_cb(default_ack_timeout_ms, &timeout_ops,
+		&mmn_default_ack_timeout_ms, 0644);
+MODULE_PARM_DESC(default_ack_timeout_ms,
+		 "ack timeout when neither BIND nor SUBSCRIBE gives one (default 1000)");
+module_param_cb(max_subs, &max_subs_ops, &mmn_max_subs, 0644);
+MODULE_PARM_DESC(max_subs, "most subscriptions at a time (default 4096)");
+
+#ifdef MMN_TEST_KNOBS
 static int set_fail(const char *val, const struct kernel_param *kp)
 {
 	unsigned int v;
@@ -80,16 +95,7 @@ static const struct kernel_param_ops fail_ops = {
 	.get = get_fail,
 };
 
-module_param_cb(max_ack_timeout_ms, &timeout_ops, &mmn_max_ack_timeout_ms, 0644);
-MODULE_PARM_DESC(max_ack_timeout_ms,
-		 "cap on every ack wait in ms (1.."
-		 __stringify(MMN_ACK_TIMEOUT_MAX_MS) ", default 2000)");
-module_param_cb(default_ack_timeout_ms, &timeout_ops,
-		&mmn_default_ack_timeout_ms, 0644);
-MODULE_PARM_DESC(default_ack_timeout_ms,
-		 "ack timeout when neither BIND nor SUBSCRIBE gives one (default 1000)");
-module_param_cb(max_subs, &max_subs_ops, &mmn_max_subs, 0644);
-MODULE_PARM_DESC(max_subs, "most subscriptions at a time (default 4096)");
 module_param_cb(fail_event_alloc, &fail_ops, &mmn_fail_event_alloc, 0600);
 MODULE_PARM_DESC(fail_event_alloc,
 		 "test knob: fail the next N event allocations (default 0: off)");
+#endif /* MMN_TEST_KNOBS */

@@ -42,10 +42,12 @@ extern unsigned int mmn_max_subs;
 extern atomic64_t mmn_stats[__MMN_STATS_A_MAX];
 
 /*
- * Test knob (module parameter fail_event_alloc, 0 = off, the default): the
- * next N allocations of the invalidate path's messages fail as if memory
- * were short, so the guest tests can reach the lost-event fallback.
+ * Test knob (module parameter fail_event_alloc, 0 = off, the default; only
+ * in a module built with MMN_TEST_KNOBS=y): the next N allocations of the
+ * invalidate path's messages fail as if memory were short, so the guest
+ * tests can reach the lost-event fallback.
  */
+#ifdef MMN_TEST_KNOBS
 extern atomic_t mmn_fail_event_alloc;
 
 static inline bool mmn_fail_alloc(void)
@@ -53,6 +55,12 @@ static inline bool mmn_fail_alloc(void)
 	return unlikely(atomic_read(&mmn_fail_event_alloc) > 0) &&
 	       atomic_dec_if_positive(&mmn_fail_event_alloc) >= 0;
 }
+#else
+static inline bool mmn_fail_alloc(void)
+{
+	return false;
+}
+#endif
 
 static inline void mmn_count(int stat)
 {

@@ -38,6 +38,37 @@ static int unicast(struct sk_buff *skb)
 	return genlmsg_unicast(&init_net, skb, READ_ONCE(mmn_daemon.portid));
 }
 
+/*
+ * The uapi value of the kernel's invalidation event.  The kernel's enum
+ * mmu_notifier_event is internal (it may be renumbered or grow); the uapi's
+ * enum mmn_event is ABI.  No default: Kbuild makes -Wswitch an error, so a
+ * kernel with an event this switch does not name fails to build until the
+ * uapi has a value for it.  A value outside the enum reads as CLEAR, which
+ * asks a consumer for what every invalidation asks.
+ */
+static u32 uapi_event(enum mmu_notifier_event event)
+{
+	switch (event) {
+	case MMU_NOTIFY_UNMAP:
+		return MMN_EVENT_UNMAP;
+	case MMU_NOTIFY_CLEAR:
+		return MMN_EVENT_CLEAR;
+	case MMU_NOTIFY_PROTECTION_VMA:
+		return MMN_EVENT_PROTECTION_VMA;
+	case MMU_NOTIFY_PROTECTION_PAGE:
+		return MMN_EVENT_PROTECTION_PAGE;
+	case MMU_NOTIFY_SOFT_DIRTY:
+		return MMN_EVENT_SOFT_DIRTY;
+	case MMU_NOTIFY_RELEASE:
+		return MMN_EVENT_RELEASE;
+	case MMU_NOTIFY_MIGRATE:
+		return MMN_EVENT_MIGRATE;
+	case MMU_NOTIFY_EXCLUSIVE:
+		return MMN_EVENT_EXCLUSIVE;
+	}
+	return MMN_EVENT_CLEAR;
+}
+
 static size_t sub_size(bool ranges)
 {
 	size_t sz = nla_total_size(0) + nla_total_size(sizeof(u32));
@@ -87,7 +118,7 @@ int mmn_ev_invalidate(const struct mmn_batch *b,
 	hdr = genlmsg_put(skb, 0, 0, mmn_family, 0, MMN_CMD_INVALIDATE);
 	if (!hdr ||
 	    nla_put_u64_64bit(skb, MMN_A_SEQ, b->seq, MMN_A_PAD) ||
-	    nla_put_u32(skb, MMN_A_EVENT, range->event) ||
+	    nla_put_u32(skb, MMN_A_EVENT, uapi_event(range->event)) ||
 	    nla_put_u32(skb, MMN_A_EVENT_FLAGS, evflags) ||
 	    nla_put_u64_64bit(skb, MMN_A_RANGE_START, range->start, MMN_A_PAD) ||
 	    nla_put_u64_64bit(skb, MMN_A_RANGE_END, range->end, MMN_A_PAD) ||

@@ -13,6 +13,7 @@
 #include <linux/capability.h>
 #include <linux/netlink.h>
 #include <linux/sched.h>
+#include <linux/version.h>
 #include <net/genetlink.h>
 #include <net/net_namespace.h>
 #include <net/netlink.h>
@@ -73,8 +74,14 @@ reject:
 	return -EPERM;
 }
 
+/* Since 6.2 the family's pre_doit gets the split op of the command. */
+#if KERNEL_VERSION(6, 2, 0) <= LINUX_VERSION_CODE
+static int pre_doit(const struct genl_split_ops *ops, struct sk_buff *skb,
+		    struct genl_info *info)
+#else
 static int pre_doit(const struct genl_ops *ops, struct sk_buff *skb,
 		    struct genl_info *info)
+#endif
 {
 	return check_sender(info->snd_portid, ops->cmd, info->extack);
 }
@@ -258,7 +265,7 @@ nospace:
 	return -EMSGSIZE;
 }
 
-/* Dumps do not go through pre_doit in 6.1: check the sender here. */
+/* Dumps never go through the family's pre_doit: check the sender here. */
 static int get_subs_start(struct netlink_callback *cb)
 {
 	return check_sender(NETLINK_CB(cb->skb).portid, MMN_CMD_GET_SUBS,

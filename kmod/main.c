@@ -61,4 +61,5 @@ module_exit(mmn_exit);
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("mmu interval notifiers for user space over generic netlink");
 MODULE_AUTHOR("mmn developers");
+MODULE_VERSION(MMN_VERSION);
 MODULE_ALIAS_GENL_FAMILY(MMN_GENL_NAME);

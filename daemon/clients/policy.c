@@ -70,6 +70,7 @@ int mmn__policy_check_subscribe(const struct broker *b, const Mmn__V1__Subscribe
 	out->flags = s->flags;
 	out->mask = s->event_mask ? s->event_mask : MMN_EVENT_MASK_ALL;
 	out->timeout_ms = timeout;
+	out->no_end = s->no_end;
 	return 0;
 }
 

@@ -250,7 +250,8 @@ int mmn__client_send_invalidate(struct client *c, struct sub *s, uint64_t sub_id
  */
 static int batch_end(struct client *c, const struct mmn_event_record *end)
 {
-	for (uint32_t i = c->nbatch, n = 0; i-- > 0 && n < FOLD_LOOKBACK && c->nfoldable && end->event_id; n++) {
+	for (uint32_t i = c->nbatch, n = 0; i-- > 0 && n < FOLD_LOOKBACK && c->nfoldable && end->event_id;
+	     n++) {
 		struct mmn_event_record *r = &c->batch[i];
 
 		if (r->sub_id != end->sub_id)
@@ -384,7 +385,8 @@ static void flush_resync(struct client *c)
 		rec.seq = mmn__seqpage_value(c, s->slot);
 		send_record_v1(c, &rec, s->id);
 		rec.kind = MMN_RECORD_END;
-		send_record_v1(c, &rec, s->id);
+		if (!s->no_end)
+			send_record_v1(c, &rec, s->id);
 	}
 }
 

@@ -430,9 +430,10 @@ static void recip_end(struct event *e, struct recip *r)
 						  : mmn__seqpage_value(s->c, s->slot);
 		/*
 		 * A coalesced Invalidate is paired by its resync pair; one the
-		 * client got (or has queued) is always paired.
+		 * client got (or has queued) is always paired, unless the sub
+		 * asked for no ends (Subscribe.no_end).
 		 */
-		if (!r->suppressed)
+		if (!r->suppressed && !s->no_end)
 			e->b->sink.send_invalidate_end(s->c, r->sub_id, e->id, seq);
 	} else if (s->inflight) {
 		s->inflight--;

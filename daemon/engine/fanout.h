@@ -40,7 +40,7 @@ struct recip {
 	 * a client, so a later client at the same address cannot match it.
 	 */
 	struct client *c;
-	uint64_t client_id;  /* the sub's client at fan-out; kept when closed */
+	uint64_t client_id; /* the sub's client at fan-out; kept when closed */
 	/*
 	 * The index of the next recipient of this event sent to the same
 	 * client, in the order sent, or RECIP_NONE: an AckMany run walks it.

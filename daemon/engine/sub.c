@@ -382,6 +382,7 @@ static struct sub *sub_new(struct target *t, struct client *c, const struct sub_
 	s->flags = r->flags;
 	s->mask = r->mask;
 	s->timeout_ms = r->timeout_ms;
+	s->no_end = r->no_end;
 	s->state = SUB_LIVE;
 	list_init(&s->d.link);
 	s->d.kind = DEF_REMOVE;
@@ -729,7 +730,8 @@ void mmn__sub_resync(struct sub *s)
 	sk->send_invalidate(s->c, s, s->id, 0, s->start, s->end, MMN__V1__EVENT_TYPE__EVENT_RESYNC, false,
 			    false, seq, 0, false);
 	seq = s->inflight ? mmn__seqpage_value(s->c, s->slot) : mmn__seqpage_end(s->c, s->slot);
-	sk->send_invalidate_end(s->c, s->id, 0, seq);
+	if (!s->no_end)
+		sk->send_invalidate_end(s->c, s->id, 0, seq);
 }
 
 static int resync_visit(struct itree_node *n, void *ud)

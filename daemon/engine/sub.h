@@ -41,6 +41,7 @@ struct sub_req {
 	uint64_t mask;
 	uint32_t timeout_ms; /* effective */
 	bool resubscribe;    /* uffd source: register leniently (Subscribe.resubscribe) */
+	bool no_end;	     /* Subscribe.no_end: no InvalidateEnd messages */
 };
 
 /* One result of a SubscribeMany item (sub_id 0 when @error). */
@@ -85,6 +86,7 @@ struct sub {
 	uint64_t start, end;
 	uint32_t flags; /* MMN__V1__SUB_FLAG__SUB_BLOCKING or _NONBLOCKING */
 	uint64_t mask;
+	bool no_end; /* Subscribe.no_end: its events end in the slot only, never in a message */
 	uint32_t timeout_ms;
 	uint32_t slot, gen;
 	uint32_t inflight; /* in-flight events it was notified of (slot odd while > 0) */

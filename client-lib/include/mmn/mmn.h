@@ -30,8 +30,10 @@
  * that is not resident, must not allocate memory that may need new pages and
  * must not call mmap/munmap/mprotect/madvise or read /proc/self/maps: it would
  * wait for the mmap lock until the ack deadline.  mmn_start_thread() runs a
- * fault-free thread (locked, pre-faulted stack and buffers); keep your
- * callbacks fault-free too (touch only locked or already resident memory).
+ * fault-free thread (locked, pre-faulted stack and buffers, and its malloc
+ * arena attached before the first event, so that a first free() in a
+ * callback maps nothing); keep your callbacks fault-free too (touch only
+ * locked or already resident memory; a heap that grows or shrinks maps).
  *
  * userfaultfd source (no module): the process's munmap/madvise/mremap/fork
  * of a subscribed range wait until mmnd has read the event from the

@@ -316,15 +316,14 @@ static size_t run_case(struct verbs_loop *l, struct ibv_mr *sink, struct cache *
 /*
  * The invalidate callback runs on libmmn's thread while munmap waits for
  * its ack with the mmap lock held, and must not mmap, munmap or brk then.
- * ibv_dereg_mr() frees, and glibc's first free() on a thread sets up that
- * thread's cache, whose malloc creates a new arena with mmap(): it would
- * wait for the mmap lock until the ack deadline evicted the client.  So:
- * one arena (the main one), which grows with 1 MiB to spare and never
- * shrinks.
+ * ibv_dereg_mr() frees: libmmn gives its thread a malloc arena before the
+ * first event (a first free() in a callback would create one with mmap()
+ * and wait for the mmap lock until the ack deadline evicted the client);
+ * what is left to the program is that heaps grow with room to spare and
+ * never shrink while it caches.
  */
 static void malloc_for_callbacks(void)
 {
-	mallopt(M_ARENA_MAX, 1);
 	mallopt(M_TOP_PAD, 1 << 20);
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	mallopt(M_MMAP_THRESHOLD, 64 << 20);

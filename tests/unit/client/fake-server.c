@@ -220,6 +220,7 @@ static void on_subscribe(struct fake_server *fs, uint64_t req, const Mmn__V1__Su
 	struct fs_sub *s;
 	int err;
 
+	fs->last_no_end = m->no_end;
 	s = new_sub(fs, m, &err);
 	if (!s) {
 		if (err == -ENOSPC)

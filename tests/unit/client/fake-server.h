@@ -110,6 +110,7 @@ struct fake_server {
 		uint32_t run;
 	} ack_log[FS_ACK_LOG];
 	unsigned nack_log, bad_runs;
+	bool last_no_end; /* Subscribe.no_end of the last Subscribe */
 	uint64_t last_ack_sub, last_ack_event;
 	int uffd;
 	int held_uffd; /* for uffd_holder: registered with, not read, until handed over */

@@ -226,7 +226,8 @@ static bool logged(const struct fake_server *fs, unsigned i, uint64_t sub_id, ui
 static void test_ack_runs(struct fake_server *fs)
 {
 	struct rec r[4] = {{0}};
-	struct mmn_sub_opts o = {.size = sizeof(o), .flags = MMN_SUB_BLOCKING, .invalidate = on_later, .userdata = &r[2]};
+	struct mmn_sub_opts o = {
+		.size = sizeof(o), .flags = MMN_SUB_BLOCKING, .invalidate = on_later, .userdata = &r[2]};
 	struct mmn_client *c = NULL;
 	struct mmn_event_record recs[5];
 	uint64_t id[4];
@@ -237,10 +238,15 @@ static void test_ack_runs(struct fake_server *fs)
 	tap_require(mmn_connect(fs->path, &c) == 0);
 	for (int i = 0; i < 4; i++) {
 		if (i == 2)
-			tap_require(mmn_subscribe(c, 0, BASE + 20 * PAGE + i * PAGE, PAGE, &o, &later_sub) == 0);
+			tap_require(mmn_subscribe(c, 0, BASE + 20 * PAGE + i * PAGE, PAGE, &o, &later_sub) ==
+				    0);
 		else
 			subscribe(c, BASE + 20 * PAGE + i * PAGE, MMN_SUB_BLOCKING, &r[i]);
 		id[i] = fs->subs[fs->nsubs - 1].id;
+		if (i >= 1)
+			tap_ok(fs->last_no_end == (i == 2), "no_end: %s",
+			       i == 2 ? "asked by a sub without invalidate_end"
+				      : "not asked by a sub with one");
 	}
 	acks0 = fs_get(fs, &fs->nacks);
 	log0 = fs_get(fs, &fs->nack_log);

@@ -53,6 +53,7 @@ struct tclient {
 	uint64_t next_rid;
 	uint32_t version; /* negotiated; 2: events come as EventBatch records */
 	bool ack_runs;	  /* HelloReply.ack_runs: AckMany may carry runs */
+	bool no_end;	  /* set by the test: its next Subscribes say no_end */
 	/* The rest of the last EventBatch, as v1 messages (tc_recv() hands them out in order). */
 	MmnEnvelope *held[2 * MMN_EVENT_BATCH_MAX];
 	unsigned nheld, iheld;
@@ -307,6 +308,7 @@ static inline MmnEnvelope *tc_subscribe_req(struct harness *h, struct tclient *c
 	s.length = length;
 	s.flags = flags;
 	s.ack_timeout_ms = timeout_ms;
+	s.no_end = c->no_end;
 	env.request_id = ++c->next_rid;
 	env.body_case = MMN__V1__ENVELOPE__BODY_SUBSCRIBE;
 	env.subscribe = &s;

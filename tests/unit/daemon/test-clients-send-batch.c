@@ -26,6 +26,18 @@ static const struct mmn_event_record *records(const MmnEnvelope *m, size_t *n)
 	return (const struct mmn_event_record *)(const void *)m->event_batch->records.data;
 }
 
+/* The next packet; its records in *@r and *@n when it is an EventBatch (else *@n = 0). */
+static MmnEnvelope *recv_records(struct harness *h, struct tclient *c, const struct mmn_event_record **r,
+				 size_t *n)
+{
+	MmnEnvelope *m = recv_packet(h, c);
+
+	*n = 0;
+	if (m && m->body_case == MMN__V1__ENVELOPE__BODY_EVENT_BATCH)
+		*r = records(m, n);
+	return m;
+}
+
 /* Two non-blocking subs, one event over both ending at once, one more in flight: one packet, folded. */
 static void test_fold(void)
 {
@@ -138,9 +150,7 @@ static void test_ack_many(void)
 	s2 = tc_subscribe(&h, &c, A + 0x1000, 0x1000, true, 5000, NULL);
 	h_require(s1 && s2);
 	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x2000, 0, true);
-	m = recv_packet(&h, &c);
-	if (m && m->body_case == MMN__V1__ENVELOPE__BODY_EVENT_BATCH)
-		r = records(m, &n);
+	m = recv_records(&h, &c, &r, &n);
 	tap_ok(n == 2 && r[0].kind == MMN_RECORD_INVALIDATE && (r[0].flags & MMN_RECORD_NEEDS_ACK) &&
 		       r[1].kind == MMN_RECORD_INVALIDATE && (r[1].flags & MMN_RECORD_NEEDS_ACK) &&
 		       r[0].deadline_ms > 0,
@@ -200,7 +210,8 @@ static void expect_dropped(struct harness *h, struct tclient *c, int err, const 
 		m = recv_packet(h, c);
 	}
 
-	tap_ok(m && m->body_case == MMN__V1__ENVELOPE__BODY_ERROR && m->error->error == err, "runs: %s", what);
+	tap_ok(m && m->body_case == MMN__V1__ENVELOPE__BODY_ERROR && m->error->error == err, "runs: %s",
+	       what);
 	mmn__wire_free(m);
 	tap_ok(tc_eof(h, c->fd), "runs: and the connection is closed");
 	tc_close(c);
@@ -222,7 +233,8 @@ static void test_ack_runs(void)
 	h_require(tc_hello_runs(&h, &a, 2, true) == 0 && tc_hello_runs(&h, &bc, 2, true) == 0);
 	tap_ok(a.ack_runs && bc.ack_runs, "runs: HelloReply says ack_runs to a v2 client asking it");
 	for (int i = 0; i < 5; i++) {
-		uint64_t id = tc_subscribe(&h, i % 2 ? &bc : &a, A + (uint64_t)i * 0x1000, 0x1000, true, 5000, NULL);
+		uint64_t id = tc_subscribe(&h, i % 2 ? &bc : &a, A + (uint64_t)i * 0x1000, 0x1000, true, 5000,
+					   NULL);
 
 		h_require(id);
 		if (i % 2)
@@ -253,6 +265,46 @@ static void test_ack_runs(void)
 	tc_ack_run(&bc, 1, 1, 1);
 	expect_dropped(&h, &bc, -EPROTO, "runs without Hello.ack_runs: Error(-EPROTO)");
 	tap_is_int(h_fini(&h), 0, "runs: loop closes clean");
+}
+
+/* Subscribe.no_end: the sub's events end in its slot, with no InvalidateEnd; a sub beside it still gets its
+ * own. */
+static void test_no_end(void)
+{
+	struct harness h;
+	struct tclient c;
+	uint32_t slot1 = 0;
+	uint64_t s1, s2, ev;
+	const struct mmn_event_record *r = NULL;
+	MmnEnvelope *m;
+	size_t n = 0;
+
+	h_init(&h, NULL);
+	h_require(tc_hello_v(&h, &c, 2) == 0);
+	c.no_end = true;
+	s1 = tc_subscribe(&h, &c, A, 0x1000, true, 5000, &slot1);
+	c.no_end = false;
+	s2 = tc_subscribe(&h, &c, A + 0x1000, 0x1000, true, 5000, NULL);
+	h_require(s1 && s2);
+	ev = mmn__source_test_invalidate(h.src, getpid(), A, A + 0x2000, 0, true);
+	m = recv_records(&h, &c, &r, &n);
+	tap_ok(n == 2 && r[0].sub_id == s1 && r[1].sub_id == s2, "no_end: both subs get their Invalidate");
+	mmn__wire_free(m);
+	tap_ok(tc_seq(&c, slot1) % 2 == 1, "no_end: its slot is odd while the event is in flight");
+	tc_ack(&c, s1, ev);
+	tc_ack(&c, s2, ev);
+	pump_until_acked(&h, ev);
+	mmn__source_test_end(h.src, ev);
+	m = recv_packet(&h, &c);
+	n = 0;
+	if (m && m->body_case == MMN__V1__ENVELOPE__BODY_EVENT_BATCH)
+		r = records(m, &n);
+	tap_ok(n == 1 && r[0].kind == MMN_RECORD_END && r[0].sub_id == s2,
+	       "no_end: only the other sub gets an END");
+	mmn__wire_free(m);
+	tap_ok(tc_seq(&c, slot1) % 2 == 0, "no_end: its slot is even once the event ended");
+	tc_close(&c);
+	tap_is_int(h_fini(&h), 0, "no_end: loop closes clean");
 }
 
 /* A v1 client may not send AckMany. */
@@ -287,5 +339,6 @@ int main(void)
 	test_ack_many();
 	test_v1_ack_many();
 	test_ack_runs();
+	test_no_end();
 	return tap_done();
 }

@@ -80,7 +80,8 @@
  * - Module parameters (/sys/module/mmn/parameters): max_ack_timeout_ms
  *   (1..MMN_ACK_TIMEOUT_MAX_MS, default 2000), default_ack_timeout_ms (used when neither BIND
  *   nor SUBSCRIBE gives TIMEOUT_MS, default 1000), max_subs (default 4096).
- *   fail_event_alloc (root only, default 0) is a test knob: the next N
+ *   fail_event_alloc (root only, default 0) is a test knob, only in a
+ *   module built with MMN_TEST_KNOBS=y (the tests' build): the next N
  *   message allocations of the invalidate path fail.
  * - Subscription ids are allocated cyclically: an id is not reused until
  *   the 32-bit space wrapped, so a late message for an old id never names a
@@ -183,7 +184,11 @@ enum mmn_event_flags {
 	__MMN_EV_F_ALL		= MMN_EV_F_BLOCKABLE | MMN_EV_F_NEEDS_ACK | MMN_EV_F_REFUSED,
 };
 
-/* Same values as the kernel's enum mmu_notifier_event (6.1). */
+/*
+ * MMN_A_EVENT: what the kernel's invalidation was for.  The module maps each
+ * kernel event (enum mmu_notifier_event) to one of these; the values are
+ * fixed, whatever the kernel numbers its own.
+ */
 enum mmn_event {
 	MMN_EVENT_UNMAP			= 0,
 	MMN_EVENT_CLEAR			= 1,
