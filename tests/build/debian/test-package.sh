@@ -7,8 +7,9 @@
 # .changes, which must report no error, what each package ships
 # (modules-load.d only in mmn-dkms), each library's symbols file against
 # the library, examples/hello.c built from libmmn-dev with
-# `pkg-config --cflags --libs mmn` alone (and with mmn-ucx), and mmn-dkms's
-# source built by dkms against KERNEL_BUILD.  TAP.
+# `pkg-config --cflags --libs mmn` alone (and the adapters' clients with
+# mmn-ucx and mmn-libfabric), and mmn-dkms's source built by dkms against
+# KERNEL_BUILD.  TAP.
 #
 #   test-package.sh SOURCE_ROOT DEBIAN_BUILD OUT_DIR [KERNEL_BUILD]
 #
@@ -74,7 +75,8 @@ done
 deb() { echo "$out/${1}_${version}_$2.deb"; }
 # PACKAGE:ARCH; the adapters' packages are built whatever meson would find
 # (debian/rules enables them).
-packages="mmnd:$arch libmmn1:$arch libmmn-dev:$arch mmn-dkms:all libmmn-ucx1:$arch libmmn-ucx-dev:$arch"
+packages="mmnd:$arch libmmn1:$arch libmmn-dev:$arch mmn-dkms:all libmmn-ucx1:$arch libmmn-ucx-dev:$arch
+	libmmn-libfabric1:$arch libmmn-libfabric-dev:$arch"
 for p in $packages; do
 	if [ -f "$(deb "${p%%:*}" "${p#*:}")" ]; then ok "built ${p%%:*}"; else not_ok "built ${p%%:*}"; fi
 done
@@ -118,6 +120,10 @@ has libmmn-ucx1 "/usr/lib/$multiarch/libmmn-ucx.so.1" "/usr/lib/$multiarch/libmm
 	/usr/share/man/man7/libmmn-ucx.7.gz
 has libmmn-ucx-dev /usr/include/mmn/ucx.h "/usr/lib/$multiarch/libmmn-ucx.so" \
 	"/usr/lib/$multiarch/pkgconfig/mmn-ucx.pc"
+has libmmn-libfabric1 "/usr/lib/$multiarch/libmmn-libfabric.so.1" "/usr/lib/$multiarch/libmmn-libfabric.so.1.0.0" \
+	/usr/share/man/man7/libmmn-libfabric.7.gz
+has libmmn-libfabric-dev /usr/include/mmn/libfabric.h "/usr/lib/$multiarch/libmmn-libfabric.so" \
+	"/usr/lib/$multiarch/pkgconfig/mmn-libfabric.pc"
 kver=${version%%-*}
 has mmn-dkms /usr/lib/modules-load.d/mmn.conf "/usr/src/mmn-$kver/dkms.conf" "/usr/src/mmn-$kver/Kbuild" \
 	"/usr/src/mmn-$kver/include/uapi/linux/mmn.h"
@@ -163,6 +169,13 @@ symbols_exact() {
 }
 symbols_exact libmmn1 libmmn.so.1 "$src/client-lib/libmmn.sym"
 symbols_exact libmmn-ucx1 libmmn-ucx.so.1 "$src/adapters/ucx/libmmn-ucx.sym"
+symbols_exact libmmn-libfabric1 libmmn-libfabric.so.1 "$src/adapters/libfabric/libmmn-libfabric.sym"
+if dpkg-deb -f "$(deb libmmn-libfabric1 $arch)" Depends | grep -q 'libfabric1' &&
+	dpkg-deb -f "$(deb libmmn-libfabric1 $arch)" Depends | grep -q 'libmmn1'; then
+	ok "libmmn-libfabric1 depends on libfabric1 and libmmn1"
+else
+	not_ok "libmmn-libfabric1 depends on libfabric1 and libmmn1"
+fi
 
 # --- a client built with pkg-config alone, against the unpacked packages ---
 pc() { PKG_CONFIG_LIBDIR="$root/usr/lib/$multiarch/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$root" \
@@ -181,19 +194,26 @@ else
 	not_ok "hello.c built with \`pkg-config --cflags --libs mmn\`"
 	echo "$flags ${cc_out:-}" | sed 's/^/# /'
 fi
-# The UCX adapter linked instead of preloaded: its header and mmn-ucx.pc
-# (which requires mmn.pc) are enough.  -rpath-link: ld looks for
-# libmmn-ucx's own libmmn.so.1 in the system's directories, not in $root.
-printf '#include <mmn/ucx.h>\nint main(void) { return mmn_ucx_enabled() ? 0 : 0; }\n' >"$tmp/ucx.c"
-if flags=$(pc --cflags --libs mmn-ucx 2>&1) &&
-	cc_out=$(cc -Wall -Wextra -Werror -o "$tmp/ucx" "$tmp/ucx.c" $flags \
-		-Wl,-rpath-link="$root/usr/lib/$multiarch" 2>&1) &&
-	readelf -d "$tmp/ucx" | grep -q 'NEEDED.*\[libmmn-ucx\.so\.1\]'; then
-	ok "a client of <mmn/ucx.h> built with \`pkg-config --cflags --libs mmn-ucx\` ($flags)"
-else
-	not_ok "a client of <mmn/ucx.h> built with \`pkg-config --cflags --libs mmn-ucx\`"
-	echo "$flags ${cc_out:-}" | sed 's/^/# /'
-fi
+# The adapters linked instead of preloaded: each header and .pc (which
+# requires mmn.pc) are enough.  -rpath-link: ld looks for the adapter's own
+# libmmn.so.1 in the system's directories, not in $root.
+# adapter_client PC HEADER CALL
+adapter_client() {
+	local pc_name=$1 header=$2 call=$3 flags cc_out
+	printf '#include <stddef.h>\n#include <%s>\nint main(void) { return %s ? 0 : 0; }\n' "$header" "$call" \
+		>"$tmp/$pc_name.c"
+	if flags=$(pc --cflags --libs "$pc_name" 2>&1) &&
+		cc_out=$(cc -Wall -Wextra -Werror -o "$tmp/$pc_name" "$tmp/$pc_name.c" $flags \
+			-Wl,-rpath-link="$root/usr/lib/$multiarch" 2>&1) &&
+		readelf -d "$tmp/$pc_name" | grep -q "NEEDED.*\[lib$pc_name\.so\.1\]"; then
+		ok "a client of <$header> built with \`pkg-config --cflags --libs $pc_name\` ($flags)"
+	else
+		not_ok "a client of <$header> built with \`pkg-config --cflags --libs $pc_name\`"
+		echo "$flags ${cc_out:-}" | sed 's/^/# /'
+	fi
+}
+adapter_client mmn-ucx mmn/ucx.h 'mmn_ucx_enabled()'
+adapter_client mmn-libfabric mmn/libfabric.h 'mmn_libfabric_import(NULL)'
 
 # --- DKMS builds mmn.ko from mmn-dkms's source, with its dkms.conf ---
 if [ -z "$kdir" ] || [ ! -f "$kdir/Makefile" ]; then
