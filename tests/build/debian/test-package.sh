@@ -1,19 +1,22 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-or-later
-# The Debian packages, built as a user would: a copy of the source tree (the
-# files git tracks or would track, as they are in the work tree), then
-# `dpkg-buildpackage -us -uc -b` in it and lintian on the .changes, which
-# must report no error.  Then what each package ships (modules-load.d only
-# in mmn-dkms), libmmn1's symbols against the library, examples/hello.c
-# built from libmmn-dev with `pkg-config --cflags --libs mmn` alone, and
-# mmn-dkms's source built by dkms against KERNEL_BUILD.  TAP.
+# The Debian packages, built as a user would: tests/lib/debian-build copies
+# the source tree (the files git tracks or would track, as they are in the
+# work tree) and runs `dpkg-buildpackage -us -uc -b` in it, into OUT_DIR,
+# where tests/guest/debian takes the packages from.  Then lintian on the
+# .changes, which must report no error, what each package ships
+# (modules-load.d only in mmn-dkms), each library's symbols file against
+# the library, examples/hello.c built from libmmn-dev with
+# `pkg-config --cflags --libs mmn` alone (and the adapters' clients with
+# mmn-ucx and mmn-libfabric), and mmn-dkms's source built by dkms against
+# KERNEL_BUILD.  TAP.
 #
-#   test-package.sh SOURCE_ROOT [KERNEL_BUILD]
+#   test-package.sh SOURCE_ROOT DEBIAN_BUILD OUT_DIR [KERNEL_BUILD]
 #
 # KERNEL_BUILD: a kernel headers directory (/lib/modules/KREL/build); empty
 # skips the DKMS build.
 set -u
-src=$1 kdir=${2:-}
+src=$1 debian_build=$2 out=$3 kdir=${4:-}
 n=0
 failed=0
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
@@ -32,58 +35,55 @@ for tool in dpkg-buildpackage dpkg-checkbuilddeps lintian; do
 	fi
 done
 
-tmp=$(mktemp -d /tmp/mmn-deb-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
 start=$SECONDS
 
-# --- a clean copy: no build directories, no earlier package build ---
-mkdir "$tmp/mmn"
-if git -C "$src" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-	(cd "$src" && git ls-files -z --cached --others --exclude-standard |
-		xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh |
-		tar --null -T - -cf -) | tar -C "$tmp/mmn" -xf -
-else
-	tar -C "$src" --exclude='./build*' --exclude='./obj-*' --exclude=./debian/tmp \
-		--exclude=./debian/.debhelper -cf - . | tar -C "$tmp/mmn" -xf -
-fi
-if [ -f "$tmp/mmn/debian/control" ]; then ok "copied the source tree ($(du -sh "$tmp/mmn" | cut -f1))"
-else not_ok "copied the source tree"; finish; fi
-
-if out=$(cd "$tmp/mmn" && dpkg-checkbuilddeps 2>&1); then
+if out_deps=$(cd "$src" && dpkg-checkbuilddeps 2>&1); then
 	ok "build dependencies installed"
 else
 	not_ok "build dependencies installed"
-	echo "$out" | sed 's/^/# /'
+	echo "$out_deps" | sed 's/^/# /'
 	finish
 fi
 
-# --- dpkg-buildpackage ---
+# --- dpkg-buildpackage, in this run (tests/guest/debian may take its result) ---
 t0=$SECONDS
-if (cd "$tmp/mmn" && DEB_BUILD_OPTIONS="parallel=$(nproc) ${DEB_BUILD_OPTIONS:-}" \
-	dpkg-buildpackage -us -uc -b) >"$tmp/build.log" 2>&1; then
-	ok "dpkg-buildpackage -us -uc -b ($((SECONDS - t0)) s)"
+res=$("$debian_build" "$src" "$out" --fresh)
+rc=$?
+echo "$res" | grep '^#'
+how=$(echo "$res" | grep -v '^#' | head -n1)
+if [ $rc -eq 0 ]; then
+	case $how in
+	built*) ok "dpkg-buildpackage -us -uc -b (${how#built } s)" ;;
+	*) ok "dpkg-buildpackage -us -uc -b: taken from a build that ended during this test ($how)" ;;
+	esac
 else
 	not_ok "dpkg-buildpackage -us -uc -b"
-	tail -60 "$tmp/build.log" | sed 's/^/# /'
+	echo "$res" | grep '^# ' | tail -60
 	finish
 fi
-grep -E '^dpkg-(gensymbols|shlibdeps): (warning|error)' "$tmp/build.log" | sed 's/^/# /'
+grep -E '^dpkg-(gensymbols|shlibdeps): (warning|error)' "$out/build.log" | sed 's/^/# /'
+tmp=$(mktemp -d /tmp/mmn-deb-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
 
-version=$(cd "$tmp/mmn" && dpkg-parsechangelog -S Version)
+version=$(cd "$out/mmn" && dpkg-parsechangelog -S Version)
 arch=$(dpkg-architecture -qDEB_HOST_ARCH)
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 echo "# packages:"
-for deb in "$tmp"/*.deb; do
+for deb in "$out"/*.deb; do
 	echo "#   $(basename "$deb")  $(stat -c %s "$deb") bytes, installed $(dpkg-deb -f "$deb" Installed-Size) KiB"
 done
-deb() { echo "$tmp/${1}_${version}_$2.deb"; }
-for p in mmnd:$arch libmmn1:$arch libmmn-dev:$arch mmn-dkms:all; do
+deb() { echo "$out/${1}_${version}_$2.deb"; }
+# PACKAGE:ARCH; the adapters' packages are built whatever meson would find
+# (debian/rules enables them).
+packages="mmnd:$arch libmmn1:$arch libmmn-dev:$arch mmn-dkms:all libmmn-ucx1:$arch libmmn-ucx-dev:$arch
+	libmmn-libfabric1:$arch libmmn-libfabric-dev:$arch"
+for p in $packages; do
 	if [ -f "$(deb "${p%%:*}" "${p#*:}")" ]; then ok "built ${p%%:*}"; else not_ok "built ${p%%:*}"; fi
 done
 [ $failed -eq 0 ] || finish
 
 # --- lintian: no error ---
-changes=$tmp/mmn_${version}_$arch.changes
+changes=$out/mmn_${version}_$arch.changes
 t0=$SECONDS
 lintian --info --show-overrides --display-level '>=pedantic' "$changes" >"$tmp/lintian.out" 2>&1
 lintian_rc=$?
@@ -99,10 +99,8 @@ else
 fi
 
 # --- what each package ships ---
-for p in mmnd libmmn1 libmmn-dev mmn-dkms; do
-	d=$(deb $p $arch)
-	[ $p = mmn-dkms ] && d=$(deb $p all)
-	dpkg-deb -c "$d" | awk '{ print $6 }' | sed 's|^\./|/|' >"$tmp/$p.list"
+for p in $packages; do
+	dpkg-deb -c "$(deb "${p%%:*}" "${p#*:}")" | awk '{ print $6 }' | sed 's|^\./|/|' >"$tmp/${p%%:*}.list"
 done
 has() { # PACKAGE PATH...: every PATH is in PACKAGE
 	local p=$1 f missing=
@@ -118,10 +116,18 @@ has mmnd /usr/sbin/mmnd /usr/bin/mmnctl /lib/systemd/system/mmnd.service /lib/sy
 has libmmn1 "/usr/lib/$multiarch/libmmn.so.1" "/usr/lib/$multiarch/libmmn.so.1.0.0"
 has libmmn-dev /usr/include/mmn/mmn.h "/usr/lib/$multiarch/libmmn.so" "/usr/lib/$multiarch/pkgconfig/mmn.pc" \
 	/usr/share/man/man3/libmmn.3.gz /usr/share/doc/libmmn-dev/examples/hello.c
+has libmmn-ucx1 "/usr/lib/$multiarch/libmmn-ucx.so.1" "/usr/lib/$multiarch/libmmn-ucx.so.1.0.0" \
+	/usr/share/man/man7/libmmn-ucx.7.gz
+has libmmn-ucx-dev /usr/include/mmn/ucx.h "/usr/lib/$multiarch/libmmn-ucx.so" \
+	"/usr/lib/$multiarch/pkgconfig/mmn-ucx.pc"
+has libmmn-libfabric1 "/usr/lib/$multiarch/libmmn-libfabric.so.1" "/usr/lib/$multiarch/libmmn-libfabric.so.1.0.0" \
+	/usr/share/man/man7/libmmn-libfabric.7.gz
+has libmmn-libfabric-dev /usr/include/mmn/libfabric.h "/usr/lib/$multiarch/libmmn-libfabric.so" \
+	"/usr/lib/$multiarch/pkgconfig/mmn-libfabric.pc"
 kver=${version%%-*}
 has mmn-dkms /usr/lib/modules-load.d/mmn.conf "/usr/src/mmn-$kver/dkms.conf" "/usr/src/mmn-$kver/Kbuild" \
 	"/usr/src/mmn-$kver/include/uapi/linux/mmn.h"
-others=$(cat "$tmp/mmnd.list" "$tmp/libmmn1.list" "$tmp/libmmn-dev.list" | grep -E 'modules-load|/usr/src/')
+others=$(for p in $packages; do [ "${p%%:*}" = mmn-dkms ] || cat "$tmp/${p%%:*}.list"; done | grep -E 'modules-load|/usr/src/')
 if [ -z "$others" ]; then ok "modules-load.d/mmn.conf and the module source only in mmn-dkms"
 else not_ok "modules-load.d/mmn.conf and the module source only in mmn-dkms"; echo "$others" | sed 's/^/# /'; fi
 if dpkg-deb -f "$(deb mmnd $arch)" Depends | grep -q 'libmmn1\|libuv1' &&
@@ -131,38 +137,51 @@ else
 	not_ok "mmnd depends on its libraries, mmn-dkms on dkms"
 fi
 
-# --- libmmn1's symbols file is the library's exact symbol list ---
+# --- each library's symbols file is the library's exact symbol list ---
 root=$tmp/root
-for p in libmmn1 libmmn-dev mmn-dkms; do
-	d=$(deb $p $arch)
-	[ $p = mmn-dkms ] && d=$(deb $p all)
-	dpkg-deb -x "$d" "$root"
+for p in $packages; do
+	dpkg-deb -x "$(deb "${p%%:*}" "${p#*:}")" "$root"
 done
-mkdir "$tmp/ctl" && dpkg-deb -e "$(deb libmmn1 $arch)" "$tmp/ctl"
-lib=$root/usr/lib/$multiarch/libmmn.so.1
-# name@@NODE, and each version node NODE itself (type A), as NODE@NODE.
-nm -D --defined-only "$lib" | awk '$2 == "A" { print $3 "@" $3; next } { sub(/@@/, "@", $3); print $3 }' |
-	sort >"$tmp/lib.syms"
-awk '/^ / { print $1 }' "$tmp/ctl/symbols" | sort >"$tmp/deb.syms"
-if [ -s "$tmp/lib.syms" ] && diff -u "$tmp/deb.syms" "$tmp/lib.syms" >"$tmp/syms.diff"; then
-	ok "DEBIAN/symbols lists exactly the $(wc -l <"$tmp/lib.syms") versioned symbols of libmmn.so.1"
+# symbols_exact PACKAGE SONAME VERSION_SCRIPT: DEBIAN/symbols of PACKAGE lists
+# exactly the versioned symbols of SONAME, and these use every version node
+# of VERSION_SCRIPT.
+symbols_exact() {
+	local p=$1 so=$2 script=$3 nodes inlib
+	mkdir "$tmp/ctl-$p" && dpkg-deb -e "$(deb "$p" "$arch")" "$tmp/ctl-$p"
+	# name@@NODE, and each version node NODE itself (type A), as NODE@NODE.
+	nm -D --defined-only "$root/usr/lib/$multiarch/$so" |
+		awk '$2 == "A" { print $3 "@" $3; next } { sub(/@@/, "@", $3); print $3 }' | sort >"$tmp/$p.lib.syms"
+	awk '/^ / { print $1 }' "$tmp/ctl-$p/symbols" | sort >"$tmp/$p.deb.syms"
+	if [ -s "$tmp/$p.lib.syms" ] && diff -u "$tmp/$p.deb.syms" "$tmp/$p.lib.syms" >"$tmp/$p.syms.diff"; then
+		ok "$p: DEBIAN/symbols lists exactly the $(wc -l <"$tmp/$p.lib.syms") versioned symbols of $so"
+	else
+		not_ok "$p: DEBIAN/symbols lists exactly the versioned symbols of $so"
+		sed 's/^/# /' "$tmp/$p.syms.diff"
+	fi
+	nodes=$(sed -n 's/^\([A-Z][A-Z0-9_]*_[0-9.]*\) {.*/\1/p' "$script" | sort)
+	inlib=$(grep -o '@[A-Z][A-Z0-9_]*_[0-9.]*$' "$tmp/$p.lib.syms" | tr -d @ | sort -u)
+	if [ -n "$nodes" ] && [ "$nodes" = "$inlib" ]; then
+		ok "$p: every version node of $(basename "$script") is in the symbols: $(echo $nodes)"
+	else
+		not_ok "$p: every version node of $(basename "$script") is in the symbols" \
+			"($(basename "$script"): $(echo $nodes); library: $(echo $inlib))"
+	fi
+}
+symbols_exact libmmn1 libmmn.so.1 "$src/client-lib/libmmn.sym"
+symbols_exact libmmn-ucx1 libmmn-ucx.so.1 "$src/adapters/ucx/libmmn-ucx.sym"
+symbols_exact libmmn-libfabric1 libmmn-libfabric.so.1 "$src/adapters/libfabric/libmmn-libfabric.sym"
+if dpkg-deb -f "$(deb libmmn-libfabric1 $arch)" Depends | grep -q 'libfabric1' &&
+	dpkg-deb -f "$(deb libmmn-libfabric1 $arch)" Depends | grep -q 'libmmn1'; then
+	ok "libmmn-libfabric1 depends on libfabric1 and libmmn1"
 else
-	not_ok "DEBIAN/symbols lists exactly the versioned symbols of libmmn.so.1"
-	sed 's/^/# /' "$tmp/syms.diff"
-fi
-nodes=$(sed -n 's/^\(MMN_[0-9.]*\) {.*/\1/p' "$src/client-lib/libmmn.sym" | sort)
-inlib=$(grep -o '@MMN_[0-9.]*$' "$tmp/lib.syms" | tr -d @ | sort -u)
-if [ -n "$nodes" ] && [ "$nodes" = "$inlib" ]; then
-	ok "every version node of libmmn.sym is in the symbols: $(echo $nodes)"
-else
-	not_ok "every version node of libmmn.sym is in the symbols" "(libmmn.sym: $(echo $nodes); library: $(echo $inlib))"
+	not_ok "libmmn-libfabric1 depends on libfabric1 and libmmn1"
 fi
 
 # --- a client built with pkg-config alone, against the unpacked packages ---
 pc() { PKG_CONFIG_LIBDIR="$root/usr/lib/$multiarch/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$root" \
 	pkg-config "$@"; }
 if flags=$(pc --cflags --libs mmn 2>&1) &&
-	out=$(cc -Wall -Wextra -Werror -o "$tmp/hello" "$root/usr/share/doc/libmmn-dev/examples/hello.c" \
+	cc_out=$(cc -Wall -Wextra -Werror -o "$tmp/hello" "$root/usr/share/doc/libmmn-dev/examples/hello.c" \
 		$flags 2>&1); then
 	ok "hello.c built with \`pkg-config --cflags --libs mmn\` ($flags)"
 	if readelf -d "$tmp/hello" | grep -q 'NEEDED.*\[libmmn\.so\.1\]' &&
@@ -173,8 +192,28 @@ if flags=$(pc --cflags --libs mmn 2>&1) &&
 	fi
 else
 	not_ok "hello.c built with \`pkg-config --cflags --libs mmn\`"
-	echo "$flags ${out:-}" | sed 's/^/# /'
+	echo "$flags ${cc_out:-}" | sed 's/^/# /'
 fi
+# The adapters linked instead of preloaded: each header and .pc (which
+# requires mmn.pc) are enough.  -rpath-link: ld looks for the adapter's own
+# libmmn.so.1 in the system's directories, not in $root.
+# adapter_client PC HEADER CALL
+adapter_client() {
+	local pc_name=$1 header=$2 call=$3 flags cc_out
+	printf '#include <stddef.h>\n#include <%s>\nint main(void) { return %s ? 0 : 0; }\n' "$header" "$call" \
+		>"$tmp/$pc_name.c"
+	if flags=$(pc --cflags --libs "$pc_name" 2>&1) &&
+		cc_out=$(cc -Wall -Wextra -Werror -o "$tmp/$pc_name" "$tmp/$pc_name.c" $flags \
+			-Wl,-rpath-link="$root/usr/lib/$multiarch" 2>&1) &&
+		readelf -d "$tmp/$pc_name" | grep -q "NEEDED.*\[lib$pc_name\.so\.1\]"; then
+		ok "a client of <$header> built with \`pkg-config --cflags --libs $pc_name\` ($flags)"
+	else
+		not_ok "a client of <$header> built with \`pkg-config --cflags --libs $pc_name\`"
+		echo "$flags ${cc_out:-}" | sed 's/^/# /'
+	fi
+}
+adapter_client mmn-ucx mmn/ucx.h 'mmn_ucx_enabled()'
+adapter_client mmn-libfabric mmn/libfabric.h 'mmn_libfabric_import(NULL)'
 
 # --- DKMS builds mmn.ko from mmn-dkms's source, with its dkms.conf ---
 if [ -z "$kdir" ] || [ ! -f "$kdir/Makefile" ]; then
