@@ -34,6 +34,7 @@ static struct harness h;
 static sd_bus *srv, *cli;
 static struct bus *fbus;
 static struct tclient clients[2];
+static struct admin_defaults initial_defaults; /* the broker's limits at start */
 
 static const char *const members[] = {
 	"ListClients", "ListSubscriptions", "GetStats", "EvictClient", "SetDefaults", "Reload",
@@ -253,7 +254,12 @@ static void check_healthy(void)
 		abort();
 }
 
-/* Both protocol clients connected and subscribed; replaced when one was evicted. */
+/*
+ * Both protocol clients connected and subscribed; replaced when one was
+ * evicted.  An input may have lowered the limits (SetDefaults MaxClients=1,
+ * HelloTimeoutMSec=1) before evicting, and mmnd is right to refuse the
+ * replacement then: the broker's own limits come back first.
+ */
 static void ensure_clients(void)
 {
 	struct admin_stats st;
@@ -261,6 +267,8 @@ static void ensure_clients(void)
 	mmn__admin_stats(h.b, &st);
 	if (st.clients == 2)
 		return;
+	if (mmn__admin_set_defaults(h.b, &initial_defaults) != 0)
+		abort();
 	for (int i = 0; i < 2; i++) {
 		tc_close(&clients[i]);
 		h_pump(&h, 4);
@@ -319,6 +327,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	obs.ud = fbus;
 	mmn__admin_set_observer(h.b, &obs);
 	clients[0].fd = clients[1].fd = -1;
+	mmn__admin_get_defaults(h.b, &initial_defaults);
 	ensure_clients();
 	check_healthy();
 	return 0;

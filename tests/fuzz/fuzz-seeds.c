@@ -597,6 +597,16 @@ static void dbus_seeds(void)
 	d_str(&d, "u");
 	d_u32(&d, 0);
 	write_file("dbus", "set-defaults-duplicate-key", d.b, d.n);
+	/* One client allowed: the harness's replacements after an eviction must still connect. */
+	d_begin(&d, SET_DEFAULTS, 0, API, "a{sv}");
+	d.b[d.n++] = 2;
+	d_str(&d, "MaxClients");
+	d_str(&d, "u");
+	d_u32(&d, 1);
+	d_str(&d, "HelloTimeoutMSec");
+	d_str(&d, "u");
+	d_u32(&d, 1);
+	write_file("dbus", "set-defaults-one-client", d.b, d.n);
 	d_begin(&d, SET_DEFAULTS, 0, API, "a{ss}");
 	d.b[d.n++] = 1;
 	d_str(&d, "MaxClients");
