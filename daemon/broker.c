@@ -44,39 +44,20 @@ void mmn__broker_options_default(struct broker_options *o)
 	};
 }
 
-/* Every numeric option, its command-line name and range (minimum 1). */
-static const struct {
-	const char *name;
-	size_t off;
-	uint32_t max;
-} option_ranges[] = {
-	{"ack-cap-ms", offsetof(struct broker_options, ack_cap_ms), MMN_BROKER_MAX_ACK_CAP_MS},
-	{"ack-timeout-ms", offsetof(struct broker_options, ack_timeout_ms), MMN_BROKER_MAX_ACK_CAP_MS},
-	{"max-clients", offsetof(struct broker_options, max_clients), MMN_BROKER_MAX_CLIENTS_LIMIT},
-	{"max-subs", offsetof(struct broker_options, max_subs), MMN_BROKER_MAX_SUBS_LIMIT},
-	{"max-queued", offsetof(struct broker_options, max_queued), MMN_BROKER_MAX_QUEUED_LIMIT},
-	{"max-targets", offsetof(struct broker_options, max_targets), MMN_BROKER_MAX_TARGETS_LIMIT},
-	{"end-timeout-ms", offsetof(struct broker_options, end_timeout_ms), MMN_BROKER_MAX_END_TIMEOUT_MS},
-	{"max-clients-per-uid", offsetof(struct broker_options, max_clients_per_uid),
-	 MMN_BROKER_MAX_CLIENTS_LIMIT},
-	{"max-subs-per-uid", offsetof(struct broker_options, max_subs_per_uid),
-	 MMN_BROKER_MAX_SUBS_PER_UID_LIMIT},
-	{"hello-timeout-ms", offsetof(struct broker_options, hello_timeout_ms),
-	 MMN_BROKER_MAX_HELLO_TIMEOUT_MS},
-};
-
 int mmn__broker_options_explain(const struct broker_options *o, const char **why)
 {
 	/* One loop thread: a static buffer for the message is enough. */
 	static char msg[128];
+	size_t n;
+	const struct broker_option_bound *bound = mmn__broker_option_bounds(&n);
 
-	for (size_t i = 0; i < sizeof(option_ranges) / sizeof(option_ranges[0]); i++) {
-		uint32_t v = *(const uint32_t *)((const char *)o + option_ranges[i].off);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t v = *(const uint32_t *)((const char *)o + bound[i].off);
 
-		if (mmn__option_check_u32(v, 1, option_ranges[i].max) < 0) {
+		if (mmn__option_check_u32(v, 1, bound[i].max) < 0) {
 			snprintf(msg, sizeof(msg),
 				 "%s is out of range: it must be between 1 and %" PRIu32 ", not %" PRIu32,
-				 option_ranges[i].name, option_ranges[i].max, v);
+				 bound[i].name, bound[i].max, v);
 			*why = msg;
 			return -EINVAL;
 		}

@@ -14,8 +14,10 @@
 #ifndef MMN_DAEMON_BROKER_H
 #define MMN_DAEMON_BROKER_H
 
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <uv.h>
 
 #include "source/source.h"
@@ -71,6 +73,57 @@ struct broker_options {
 #define MMN_BROKER_MAX_END_TIMEOUT_MS	  3600000
 #define MMN_BROKER_MAX_SUBS_PER_UID_LIMIT (UINT32_C(1) << 24)
 #define MMN_BROKER_MAX_HELLO_TIMEOUT_MS	  600000
+
+/*
+ * The bounded numbers of struct broker_options, each 1..max: the one list
+ * behind mmnd's command line and mmnd.conf (config.c), the broker's check
+ * (mmn__broker_options_explain) and the D-Bus defaults (dbus.c).
+ * X(field, name on the command line and in mmnd.conf, maximum).
+ */
+#define MMN_BROKER_BOUNDED_OPTIONS(X)                                                                        \
+	X(ack_cap_ms, "ack-cap-ms", MMN_BROKER_MAX_ACK_CAP_MS)                                               \
+	X(ack_timeout_ms, "ack-timeout-ms", MMN_BROKER_MAX_ACK_CAP_MS)                                       \
+	X(max_clients, "max-clients", MMN_BROKER_MAX_CLIENTS_LIMIT)                                          \
+	X(max_subs, "max-subs", MMN_BROKER_MAX_SUBS_LIMIT)                                                   \
+	X(max_queued, "max-queued", MMN_BROKER_MAX_QUEUED_LIMIT)                                             \
+	X(max_targets, "max-targets", MMN_BROKER_MAX_TARGETS_LIMIT)                                          \
+	X(end_timeout_ms, "end-timeout-ms", MMN_BROKER_MAX_END_TIMEOUT_MS)                                   \
+	X(max_clients_per_uid, "max-clients-per-uid", MMN_BROKER_MAX_CLIENTS_LIMIT)                          \
+	X(max_subs_per_uid, "max-subs-per-uid", MMN_BROKER_MAX_SUBS_PER_UID_LIMIT)                           \
+	X(hello_timeout_ms, "hello-timeout-ms", MMN_BROKER_MAX_HELLO_TIMEOUT_MS)
+
+struct broker_option_bound {
+	const char *name; /* as on the command line and in mmnd.conf */
+	size_t off;	  /* of its uint32_t in struct broker_options */
+	uint32_t max;	  /* the range is 1..max */
+};
+
+/*
+ * Every bounded option; *@n gets their number.  Header-only, because
+ * dbus.c is also built in front of a scripted broker, without broker.c.
+ */
+static inline const struct broker_option_bound *mmn__broker_option_bounds(size_t *n)
+{
+#define MMN_BROKER_BOUND_ENTRY(field, name, max) {name, offsetof(struct broker_options, field), max},
+	static const struct broker_option_bound bounds[] = {
+		MMN_BROKER_BOUNDED_OPTIONS(MMN_BROKER_BOUND_ENTRY)};
+#undef MMN_BROKER_BOUND_ENTRY
+
+	*n = sizeof(bounds) / sizeof(bounds[0]);
+	return bounds;
+}
+
+/* The bound of the option called @name; NULL when it has none. */
+static inline const struct broker_option_bound *mmn__broker_option_bound(const char *name)
+{
+	size_t n;
+	const struct broker_option_bound *b = mmn__broker_option_bounds(&n);
+
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(b[i].name, name) == 0)
+			return &b[i];
+	return NULL;
+}
 
 void mmn__broker_options_default(struct broker_options *o);
 /* 0 or -EINVAL. */

@@ -19,38 +19,28 @@
 
 enum kind { K_SOURCE, K_SOCKET, K_BUS, K_LEVEL, K_U32 };
 
-/* The one table: every key, how it is checked and whether a reload applies it. */
+/*
+ * The one table: every key, how it is checked and whether a reload applies
+ * it.  A K_U32 key is a bounded broker option of the same name; its field
+ * and range are broker.h's MMN_BROKER_BOUNDED_OPTIONS.
+ */
 static const struct key {
 	const char *name;
 	enum kind kind;
 	bool live;
-	size_t off;   /* K_U32: in struct broker_options */
-	uint32_t max; /* K_U32: the range is 1..max */
 } keys[CONFIG_N_KEYS] = {
-	[CONFIG_SOURCE] = {"source", K_SOURCE, false, 0, 0},
-	[CONFIG_SOCKET] = {"socket", K_SOCKET, false, 0, 0},
-	[CONFIG_BUS] = {"bus", K_BUS, false, 0, 0},
-	[CONFIG_LOG_LEVEL] = {"log-level", K_LEVEL, true, 0, 0},
-	[CONFIG_ACK_TIMEOUT_MS] = {"ack-timeout-ms", K_U32, true,
-				   offsetof(struct broker_options, ack_timeout_ms),
-				   MMN_BROKER_MAX_ACK_CAP_MS},
-	[CONFIG_ACK_CAP_MS] = {"ack-cap-ms", K_U32, true, offsetof(struct broker_options, ack_cap_ms),
-			       MMN_BROKER_MAX_ACK_CAP_MS},
-	[CONFIG_MAX_CLIENTS] = {"max-clients", K_U32, true, offsetof(struct broker_options, max_clients),
-				MMN_BROKER_MAX_CLIENTS_LIMIT},
-	[CONFIG_MAX_SUBS] = {"max-subs", K_U32, true, offsetof(struct broker_options, max_subs),
-			     MMN_BROKER_MAX_SUBS_LIMIT},
-	[CONFIG_MAX_QUEUED] = {"max-queued", K_U32, true, offsetof(struct broker_options, max_queued),
-			       MMN_BROKER_MAX_QUEUED_LIMIT},
-	[CONFIG_MAX_CLIENTS_PER_UID] = {"max-clients-per-uid", K_U32, true,
-					offsetof(struct broker_options, max_clients_per_uid),
-					MMN_BROKER_MAX_CLIENTS_LIMIT},
-	[CONFIG_MAX_SUBS_PER_UID] = {"max-subs-per-uid", K_U32, true,
-				     offsetof(struct broker_options, max_subs_per_uid),
-				     MMN_BROKER_MAX_SUBS_PER_UID_LIMIT},
-	[CONFIG_HELLO_TIMEOUT_MS] = {"hello-timeout-ms", K_U32, true,
-				     offsetof(struct broker_options, hello_timeout_ms),
-				     MMN_BROKER_MAX_HELLO_TIMEOUT_MS},
+	[CONFIG_SOURCE] = {"source", K_SOURCE, false},
+	[CONFIG_SOCKET] = {"socket", K_SOCKET, false},
+	[CONFIG_BUS] = {"bus", K_BUS, false},
+	[CONFIG_LOG_LEVEL] = {"log-level", K_LEVEL, true},
+	[CONFIG_ACK_TIMEOUT_MS] = {"ack-timeout-ms", K_U32, true},
+	[CONFIG_ACK_CAP_MS] = {"ack-cap-ms", K_U32, true},
+	[CONFIG_MAX_CLIENTS] = {"max-clients", K_U32, true},
+	[CONFIG_MAX_SUBS] = {"max-subs", K_U32, true},
+	[CONFIG_MAX_QUEUED] = {"max-queued", K_U32, true},
+	[CONFIG_MAX_CLIENTS_PER_UID] = {"max-clients-per-uid", K_U32, true},
+	[CONFIG_MAX_SUBS_PER_UID] = {"max-subs-per-uid", K_U32, true},
+	[CONFIG_HELLO_TIMEOUT_MS] = {"hello-timeout-ms", K_U32, true},
 };
 
 static const char *const level_names[] = {
@@ -83,14 +73,20 @@ void mmn__config_settings_init(struct config_settings *s)
 	mmn__broker_options_default(&s->o);
 }
 
+/* A K_U32 key's field and range; every one is in the broker's list (test-config checks). */
+static const struct broker_option_bound *bound_of(const struct key *k)
+{
+	return mmn__broker_option_bound(k->name);
+}
+
 static uint32_t *u32_field(struct config_settings *s, const struct key *k)
 {
-	return (uint32_t *)((char *)&s->o + k->off);
+	return (uint32_t *)((char *)&s->o + bound_of(k)->off);
 }
 
 static const uint32_t *u32_cfield(const struct config_settings *s, const struct key *k)
 {
-	return (const uint32_t *)((const char *)&s->o + k->off);
+	return (const uint32_t *)((const char *)&s->o + bound_of(k)->off);
 }
 
 static int refuse(int err, char *why, size_t size, const char *fmt, ...)
@@ -149,12 +145,12 @@ int mmn__config_set(struct config_settings *s, enum config_key key, const char *
 		s->log_level = r;
 		break;
 	case K_U32:
-		r = mmn__option_parse_u32(value, 1, k->max, u32_field(s, k));
+		r = mmn__option_parse_u32(value, 1, bound_of(k)->max, u32_field(s, k));
 		if (r < 0)
 			return refuse(r, why, why_size,
 				      "is out of range or not a number: it must be an integer between 1 and "
 				      "%" PRIu32 ", not '%.64s'",
-				      k->max, value);
+				      bound_of(k)->max, value);
 		break;
 	}
 	s->given |= 1u << key;

@@ -160,24 +160,24 @@ static const struct key_off stat_keys[] = {
 	{"EndTimeouts", offsetof(struct admin_stats, end_timeouts)},
 };
 
-/* SetDefaults keys and default property names, each with its range (minimum 1). */
+/*
+ * SetDefaults keys and default property names: the field in struct
+ * admin_defaults and the broker option it sets, whose range (1..max) is
+ * broker.h's MMN_BROKER_BOUNDED_OPTIONS.
+ */
 static const struct default_key {
 	const char *key;
 	size_t off;
-	uint32_t max;
+	const char *option;
 } default_keys[] = {
-	{"DefaultAckTimeoutMSec", offsetof(struct admin_defaults, ack_timeout_ms), MMN_BROKER_MAX_ACK_CAP_MS},
-	{"AckCapMSec", offsetof(struct admin_defaults, ack_cap_ms), MMN_BROKER_MAX_ACK_CAP_MS},
-	{"MaxClients", offsetof(struct admin_defaults, max_clients), MMN_BROKER_MAX_CLIENTS_LIMIT},
-	{"MaxSubscriptionsPerClient", offsetof(struct admin_defaults, max_subs_per_client),
-	 MMN_BROKER_MAX_SUBS_LIMIT},
-	{"MaxQueuedEvents", offsetof(struct admin_defaults, max_queued_events), MMN_BROKER_MAX_QUEUED_LIMIT},
-	{"MaxClientsPerUid", offsetof(struct admin_defaults, max_clients_per_uid),
-	 MMN_BROKER_MAX_CLIENTS_LIMIT},
-	{"MaxSubscriptionsPerUid", offsetof(struct admin_defaults, max_subs_per_uid),
-	 MMN_BROKER_MAX_SUBS_PER_UID_LIMIT},
-	{"HelloTimeoutMSec", offsetof(struct admin_defaults, hello_timeout_ms),
-	 MMN_BROKER_MAX_HELLO_TIMEOUT_MS},
+	{"DefaultAckTimeoutMSec", offsetof(struct admin_defaults, ack_timeout_ms), "ack-timeout-ms"},
+	{"AckCapMSec", offsetof(struct admin_defaults, ack_cap_ms), "ack-cap-ms"},
+	{"MaxClients", offsetof(struct admin_defaults, max_clients), "max-clients"},
+	{"MaxSubscriptionsPerClient", offsetof(struct admin_defaults, max_subs_per_client), "max-subs"},
+	{"MaxQueuedEvents", offsetof(struct admin_defaults, max_queued_events), "max-queued"},
+	{"MaxClientsPerUid", offsetof(struct admin_defaults, max_clients_per_uid), "max-clients-per-uid"},
+	{"MaxSubscriptionsPerUid", offsetof(struct admin_defaults, max_subs_per_uid), "max-subs-per-uid"},
+	{"HelloTimeoutMSec", offsetof(struct admin_defaults, hello_timeout_ms), "hello-timeout-ms"},
 };
 
 /* Properties. */
@@ -448,7 +448,7 @@ static int emit_defaults_changed(struct bus *bus)
 static int read_defaults(sd_bus_message *m, struct admin_defaults *d, sd_bus_error *error)
 {
 	const char *key;
-	uint32_t v;
+	uint32_t v, max;
 	int r, i;
 
 	r = sd_bus_message_enter_container(m, 'a', "{sv}");
@@ -466,11 +466,12 @@ static int read_defaults(sd_bus_message *m, struct admin_defaults *d, sd_bus_err
 		if (r < 0)
 			return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
 						 "Setting \"%s\" must be a variant of type u", key);
-		if (mmn__option_check_u32(v, 1, default_keys[i].max) < 0)
+		max = mmn__broker_option_bound(default_keys[i].option)->max;
+		if (mmn__option_check_u32(v, 1, max) < 0)
 			return sd_bus_error_setf(error, BUS_ERROR_INVALID_VALUE,
 						 "%s is out of range: it must be between 1 and %" PRIu32
 						 ", not %" PRIu32 "; nothing was changed",
-						 key, default_keys[i].max, v);
+						 key, max, v);
 		*(uint32_t *)((char *)d + default_keys[i].off) = v;
 		r = sd_bus_message_exit_container(m);
 		if (r < 0)

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,6 +239,34 @@ static void test_example(const char *example)
 	free(plain);
 }
 
+/* Each bounded option that is a config key takes 1..max, as broker.h lists it, into its own field. */
+static void test_bounds(void)
+{
+	size_t n, keys = 0;
+	const struct broker_option_bound *b = mmn__broker_option_bounds(&n);
+	char why[256], v[32];
+
+	for (size_t i = 0; i < n; i++) {
+		struct config_settings s;
+		int k = mmn__config_key_find(b[i].name);
+
+		if (k < 0)
+			continue;
+		keys++;
+		mmn__config_settings_init(&s);
+		snprintf(v, sizeof(v), "%" PRIu32, b[i].max);
+		tap_ok(mmn__config_set(&s, (enum config_key)k, v, why, sizeof(why)) == 0 &&
+			       *(uint32_t *)((char *)&s.o + b[i].off) == b[i].max,
+		       "bounds: %s takes its maximum %s into its field", b[i].name, v);
+		snprintf(v, sizeof(v), "%" PRIu64, (uint64_t)b[i].max + 1);
+		tap_ok(mmn__config_set(&s, (enum config_key)k, v, why, sizeof(why)) == -ERANGE,
+		       "bounds: %s refuses %s", b[i].name, v);
+		tap_ok(mmn__config_set(&s, (enum config_key)k, "0", why, sizeof(why)) == -ERANGE,
+		       "bounds: %s refuses 0", b[i].name);
+	}
+	tap_ok(keys == 8, "bounds: the 8 numeric config keys are bounded broker options (%zu)", keys);
+}
+
 int main(void)
 {
 	const char *example = getenv("MMND_CONF_EXAMPLE");
@@ -246,6 +275,7 @@ int main(void)
 	test_good();
 	test_errors();
 	test_load();
+	test_bounds();
 	if (example)
 		test_example(example);
 	else
