@@ -449,6 +449,20 @@ static void announce_ready(struct mmnd *m, uint32_t ready_fd)
 	close((int)ready_fd);
 }
 
+/*
+ * The ack path must not wait for a page to come back from swap while the
+ * kernel reclaims: what is mapped now is locked and faulted in, and every
+ * later page is locked from its first touch.  From the first touch, not at
+ * map time: each client's sequence and waiter pages are sized for max-subs
+ * slots (9 MiB at the default 2^20) but only the slots in use are touched,
+ * and a locked-at-map-time page would cost mmnd all 9 MiB per connection.
+ */
+static void lock_memory(void)
+{
+	if (mlockall(MCL_CURRENT) < 0 || mlockall(MCL_FUTURE | MCL_ONFAULT) < 0)
+		mmn__log(LOG_WARNING, NULL, "Failed to lock memory, continuing: %s", strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
 	struct args a;
@@ -462,9 +476,7 @@ int main(int argc, char **argv)
 		return r < 0 ? 1 : 0;
 
 	signal(SIGPIPE, SIG_IGN);
-	/* The ack path must not wait for memory while the kernel reclaims. */
-	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
-		mmn__log(LOG_WARNING, NULL, "Failed to lock memory, continuing: %s", strerror(errno));
+	lock_memory();
 
 	r = uv_loop_init(&m.loop);
 	if (r < 0) {

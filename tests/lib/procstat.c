@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int procstat_fds(pid_t pid)
 {
@@ -49,10 +50,11 @@ int procstat_self_fds(const bool *old, bool *seen, bool *all_cloexec)
 	return n;
 }
 
-long procstat_rss_kb(pid_t pid)
+long procstat_status_kb(pid_t pid, const char *field)
 {
 	char path[64], line[128];
 	long kb = -ENOENT;
+	size_t n = strlen(field);
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
@@ -60,8 +62,14 @@ long procstat_rss_kb(pid_t pid)
 	if (!f)
 		return -errno;
 	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+		if (strncmp(line, field, n) == 0 && line[n] == ':' &&
+		    sscanf(line + n + 1, "%ld kB", &kb) == 1)
 			break;
 	fclose(f);
 	return kb;
+}
+
+long procstat_rss_kb(pid_t pid)
+{
+	return procstat_status_kb(pid, "VmRSS");
 }

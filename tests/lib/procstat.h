@@ -16,6 +16,9 @@ int procstat_fds(pid_t pid);
  */
 int procstat_self_fds(const bool *old, bool *seen, bool *all_cloexec);
 
+/* The "@field: N kB" line of /proc/PID/status (VmRSS, VmLck, RssShmem...), or -errno. */
+long procstat_status_kb(pid_t pid, const char *field);
+
 /* VmRSS of @pid in KiB, or -errno. */
 long procstat_rss_kb(pid_t pid);
 
