@@ -237,6 +237,7 @@ static int on_invalidate(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 
 	pthread_mutex_lock(&m->lk);
 	m->st.invalidations++;
+	m->st.resyncs += r->event == MMN_EVENT_RESYNC;
 	m->ninflight++;
 	if (m->keep && r->event != MMN_EVENT_RELEASE)
 		n->armed = false; /* re-armed once the range is notified */

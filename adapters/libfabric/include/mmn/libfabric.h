@@ -53,6 +53,8 @@ struct mmn_libfabric_stats {
 	uint64_t valid_misses;	/* valid() calls that dropped it */
 	uint64_t late_acks;	/* acks sent before notify finished (notify was held up) */
 	uint64_t errors;	/* failed subscriptions (the entry was not cached) */
+	/* RESYNC invalidations: one per subscription after libmmn reconnected (mmnd restarted) */
+	uint64_t resyncs;
 };
 
 /**

@@ -4,7 +4,7 @@
  * MR cache on) and knows nothing of mmn: run it as is, or with
  * LD_PRELOAD=libmmn-libfabric.so to put libfabric's MR cache on mmn.
  *
- *   consumers-libfabric reuse|reuse-syscall|mprotect|move|loop [N]
+ *   consumers-libfabric reuse|reuse-syscall|mprotect|move|loop|loop-reuse [N]
  *
  * reuse:    register a buffer, munmap and mmap the same address with new
  *           contents, register it again and RMA-read it through the
@@ -14,6 +14,8 @@
  * mprotect: the same with mprotect(PROT_READ) and back instead.
  * move:     the same with move_pages() of every page to another NUMA node.
  * loop N:   register and release N distinct buffers, freeing each.
+ * loop-reuse N: loop N, then reuse-syscall in the same process (after
+ *           mmnd was restarted during the loop: invalidations resumed).
  *
  * Prints key=value lines: miss=1 when the second registration was a cache
  * miss (a new memory key), stale=1 when the RMA read returned the old
@@ -320,8 +322,8 @@ int main(int argc, char **argv)
 	ps = (size_t)sysconf(_SC_PAGESIZE);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (strcmp(mode, "reuse") && strcmp(mode, "reuse-syscall") && strcmp(mode, "mprotect") &&
-	    strcmp(mode, "move") && strcmp(mode, "loop")) {
-		fprintf(stderr, "usage: consumers-libfabric reuse|reuse-syscall|mprotect|move|loop [N]\n");
+	    strcmp(mode, "move") && strcmp(mode, "loop") && strcmp(mode, "loop-reuse")) {
+		fprintf(stderr, "usage: consumers-libfabric reuse|reuse-syscall|mprotect|move|loop|loop-reuse [N]\n");
 		return 2;
 	}
 	open_all();
@@ -335,6 +337,8 @@ int main(int argc, char **argv)
 		one(CH_MOVE);
 	else
 		loop(n);
+	if (!strcmp(mode, "loop-reuse"))
+		one(CH_REUSE_SYSCALL);
 	close_all();
 	return 0;
 }

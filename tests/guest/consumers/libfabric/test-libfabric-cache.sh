@@ -14,7 +14,9 @@
 #                  subscriptions stay bounded (<= its cap) with no error; the
 #                  rates with and without it are printed (same guest run).
 #   SIGKILL        mmnd killed and restarted during a loop: the program
-#                  still finishes (exit 0).
+#                  still finishes (exit 0), the adapter got RESYNC (every
+#                  cached range notified), and a reuse-syscall in the same
+#                  process afterwards reads the new pages (stale=0).
 #   test-libfabric-cache.sh MMND LIBMMN_LIBFABRIC CONSUMERS_LIBFABRIC
 set -u
 . "$(dirname "$0")/../../../lib/mmnd-run.sh"
@@ -91,7 +93,7 @@ echo "# registrations/s: $rate0 without, $rate1 with libmmn-libfabric (ratio $(a
 # mmnd SIGKILLed while a loop runs, then restarted: the program finishes.
 # The program's first line (its provider, printed before the loop) says it runs.
 mkfifo "$tmp/fifo" || { echo "Bail out! mkfifo failed"; exit 1; }
-env "${with[@]}" timeout 240 stdbuf -oL "$prog" loop "$loops" >"$tmp/fifo" 2>"$tmp/err" &
+env "${with[@]}" timeout 240 stdbuf -oL "$prog" loop-reuse "$loops" >"$tmp/fifo" 2>"$tmp/err" &
 prog_pid=$!
 exec 4<"$tmp/fifo"
 read -r -t 120 first <&4 || first=
@@ -107,6 +109,11 @@ wait "$prog_pid" && ok "SIGKILL of mmnd during a loop: the program finishes" ||
 wait "$cat_pid"
 exec 4<&-
 sed 's/^/#   /' "$tmp/out" "$tmp/err"
+resyncs=$(sed -n 's/^libmmn-libfabric: subs .* resyncs \([0-9]*\).*/\1/p' "$tmp/err" | tail -1)
+[ -n "$resyncs" ] && [ "$resyncs" -ge 1 ] && ok "after the restart: RESYNC reached the adapter ($resyncs)" ||
+	not_ok "after the restart: RESYNC reached the adapter (got '$resyncs')"
+[ "$(field stale)" = 0 ] && ok "after the restart: reuse-syscall in the same process, stale=0" ||
+	not_ok "after the restart: reuse-syscall in the same process, stale=0 (got '$(field stale)')"
 cleanup
 echo "1..$n"
 exit $failed
