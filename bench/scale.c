@@ -17,6 +17,8 @@
  * Then munmap of 1,000 pages covered by 1,000 page subscriptions against
  * the same munmap covered by one subscription, blocking and non-blocking.
  *
+ * MMN_BENCH_PERF_CTL: see perf_ctl() below.
+ *
  * Floors, measured in the same run: with the uffd source a raw userfaultfd
  * reader thread (madvise -> its read() returns the REMOVE event); with the
  * kmod source a munmap with no subscription.  This machine is shared and
@@ -333,6 +335,36 @@ out:
 }
 
 /*
+ * MMN_BENCH_PERF_CTL=CTL,ACK: the control and ack FIFOs of `perf record
+ * --control=fifo:CTL,ACK -D -1`; the blocking munmaps across 1,000
+ * subscriptions are then the only thing recorded.  @cmd "enable" or
+ * "disable"; nothing when the variable is unset.
+ */
+static void perf_ctl(const char *cmd)
+{
+	const char *env = getenv("MMN_BENCH_PERF_CTL"), *comma = env ? strchr(env, ',') : NULL;
+	char ctl[256], ack[8];
+	int fd;
+
+	if (!comma || (size_t)(comma - env) >= sizeof(ctl))
+		return;
+	memcpy(ctl, env, (size_t)(comma - env));
+	ctl[comma - env] = 0;
+	fd = open(ctl, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (write(fd, cmd, strlen(cmd)) < 0)
+			perror("MMN_BENCH_PERF_CTL");
+		close(fd);
+	}
+	fd = open(comma + 1, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (read(fd, ack, sizeof(ack)) < 0)
+			perror("MMN_BENCH_PERF_CTL");
+		close(fd);
+	}
+}
+
+/*
  * @rounds munmaps of 1,000 pages covered by @nsubs subscriptions (1,000 of
  * a page, or one of all), @blocking or not.  0 or -errno.
  */
@@ -355,9 +387,13 @@ static int time_munmaps(struct mmn_client *c, int nsubs, bool blocking, int roun
 			r = mmn_subscribe(c, 0, (uintptr_t)p, MUNMAP_SUBS * PAGE, &o, &subs[0]);
 		else
 			r = subscribe_pages(c, p, MUNMAP_SUBS, &o, subs);
+		if (blocking && nsubs > 1)
+			perf_ctl("enable");
 		t0 = samples_now_ns();
 		munmap(p, MUNMAP_SUBS * PAGE);
 		v[i] = samples_now_ns() - t0;
+		if (blocking && nsubs > 1)
+			perf_ctl("disable");
 		if (!r)
 			mmn_unsubscribe_many(subs, (size_t)nsubs, NULL);
 	}

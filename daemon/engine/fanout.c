@@ -633,6 +633,7 @@ int mmn__fanout_ack_run(struct client *c, uint64_t sub_id, uint64_t event_id, ui
 {
 	struct event *e = event_find(c->b, event_id);
 	struct recip *r;
+	uint64_t latency;
 	uint32_t i;
 
 	if (!e)
@@ -640,12 +641,13 @@ int mmn__fanout_ack_run(struct client *c, uint64_t sub_id, uint64_t event_id, ui
 	r = mmn__recips_find(e, sub_id);
 	if (!r || r->client_id != c->id)
 		return -ENOENT;
+	latency = uv_hrtime() - e->begin_ns; /* one reading for the run: its acks came together */
 	/* The chain holds only @c's recipients: n steps, each O(1). */
 	for (i = (uint32_t)(r - e->recips); n-- > 0 && i != RECIP_NONE; i = e->recips[i].next_of_client) {
 		r = &e->recips[i];
 		if (r->state == RECIP_PENDING && r->c == c) {
 			c->b->stats.blocking_acks++;
-			mmn__hist_add(&c->ack_latency, uv_hrtime() - e->begin_ns);
+			mmn__hist_add(&c->ack_latency, latency);
 			mmn__recips_settle(e, r);
 		}
 	}
