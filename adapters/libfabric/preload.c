@@ -36,11 +36,12 @@ static void print_stats(void)
 	if (mmn_libfabric_stats(&st, sizeof(st)))
 		return;
 	fprintf(stderr,
-		"libmmn-libfabric: subs %" PRIu64 " subscribes %" PRIu64 " unsubscribes %" PRIu64 " merges %" PRIu64
-		" evictions %" PRIu64 " invalidations %" PRIu64 " notifies %" PRIu64 " valid_hits %" PRIu64
-		" valid_misses %" PRIu64 " late_acks %" PRIu64 " errors %" PRIu64 " resyncs %" PRIu64 "\n",
-		st.subs, st.subscribes, st.unsubscribes, st.merges, st.evictions, st.invalidations, st.notifies,
-		st.valid_hits, st.valid_misses, st.late_acks, st.errors, st.resyncs);
+		"libmmn-libfabric: subs %" PRIu64 " subscribes %" PRIu64 " unsubscribes %" PRIu64
+		" merges %" PRIu64 " evictions %" PRIu64 " invalidations %" PRIu64 " notifies %" PRIu64
+		" valid_hits %" PRIu64 " valid_misses %" PRIu64 " late_acks %" PRIu64 " errors %" PRIu64
+		" resyncs %" PRIu64 "\n",
+		st.subs, st.subscribes, st.unsubscribes, st.merges, st.evictions, st.invalidations,
+		st.notifies, st.valid_hits, st.valid_misses, st.late_acks, st.errors, st.resyncs);
 }
 
 __attribute__((constructor)) static void preload_import(void)

@@ -323,7 +323,8 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (strcmp(mode, "reuse") && strcmp(mode, "reuse-syscall") && strcmp(mode, "mprotect") &&
 	    strcmp(mode, "move") && strcmp(mode, "loop") && strcmp(mode, "loop-reuse")) {
-		fprintf(stderr, "usage: consumers-libfabric reuse|reuse-syscall|mprotect|move|loop|loop-reuse [N]\n");
+		fprintf(stderr,
+			"usage: consumers-libfabric reuse|reuse-syscall|mprotect|move|loop|loop-reuse [N]\n");
 		return 2;
 	}
 	open_all();
