@@ -4,7 +4,7 @@
  * MR cache on) and knows nothing of mmn: run it as is, or with
  * LD_PRELOAD=libmmn-libfabric.so to put libfabric's MR cache on mmn.
  *
- *   consumers-libfabric reuse|reuse-syscall|mprotect|move|loop|loop-reuse [N]
+ *   consumers-libfabric reuse|reuse-syscall|mprotect|move|loop|restart [N]
  *
  * reuse:    register a buffer, munmap and mmap the same address with new
  *           contents, register it again and RMA-read it through the
@@ -14,8 +14,12 @@
  * mprotect: the same with mprotect(PROT_READ) and back instead.
  * move:     the same with move_pages() of every page to another NUMA node.
  * loop N:   register and release N distinct buffers, freeing each.
- * loop-reuse N: loop N, then reuse-syscall in the same process (after
- *           mmnd was restarted during the loop: invalidations resumed).
+ * restart:  register a buffer and keep its MR open, print "registered"
+ *           and wait for a line on stdin (meanwhile mmnd is restarted and
+ *           the process reconnects); then register it again (the cache
+ *           must miss: everything cached before is suspect, resync_miss=1),
+ *           and do reuse-syscall on it (miss=1 stale=0 only if invalidations
+ *           came through the new mmnd).
  *
  * Prints key=value lines: miss=1 when the second registration was a cache
  * miss (a new memory key), stale=1 when the RMA read returned the old
@@ -285,6 +289,33 @@ static void one(enum change ch)
 	munmap(dst, len);
 }
 
+/* The restart mode (see the top of the file). */
+static void restart(void)
+{
+	size_t len = NPAGES * ps, stale = 0;
+	char *buf = map_at(NULL, len, 'A'), *dst = map_at(NULL, len, 0), line[16];
+	struct fid_mr *dmr = reg(dst, len, FI_READ), *mr1, *mr2, *mr3;
+
+	mr1 = reg(buf, len, FI_REMOTE_READ);
+	printf("registered\n");
+	if (!fgets(line, sizeof(line), stdin))
+		die("stdin");
+	mr2 = reg(buf, len, FI_REMOTE_READ);
+	change(buf, len, CH_REUSE_SYSCALL);
+	mr3 = reg(buf, len, FI_REMOTE_READ);
+	rma_read(dst, dmr, buf, len, fi_mr_key(mr3));
+	for (size_t i = 0; i < len; i++)
+		stale += dst[i] != 'B';
+	printf("resync_miss=%d miss=%d stale=%d\n", fi_mr_key(mr2) != fi_mr_key(mr1),
+	       fi_mr_key(mr3) != fi_mr_key(mr2), stale != 0);
+	fi_close(&mr3->fid);
+	fi_close(&mr2->fid);
+	fi_close(&mr1->fid);
+	fi_close(&dmr->fid);
+	munmap(buf, len);
+	munmap(dst, len);
+}
+
 /* @n registrations of distinct 64 KiB buffers, each unmapped after its MR is closed. */
 static void loop(unsigned long n)
 {
@@ -322,9 +353,9 @@ int main(int argc, char **argv)
 	ps = (size_t)sysconf(_SC_PAGESIZE);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (strcmp(mode, "reuse") && strcmp(mode, "reuse-syscall") && strcmp(mode, "mprotect") &&
-	    strcmp(mode, "move") && strcmp(mode, "loop") && strcmp(mode, "loop-reuse")) {
+	    strcmp(mode, "move") && strcmp(mode, "loop") && strcmp(mode, "restart")) {
 		fprintf(stderr,
-			"usage: consumers-libfabric reuse|reuse-syscall|mprotect|move|loop|loop-reuse [N]\n");
+			"usage: consumers-libfabric reuse|reuse-syscall|mprotect|move|loop|restart [N]\n");
 		return 2;
 	}
 	open_all();
@@ -336,10 +367,10 @@ int main(int argc, char **argv)
 		one(CH_MPROTECT);
 	else if (!strcmp(mode, "move"))
 		one(CH_MOVE);
+	else if (!strcmp(mode, "restart"))
+		restart();
 	else
 		loop(n);
-	if (!strcmp(mode, "loop-reuse"))
-		one(CH_REUSE_SYSCALL);
 	close_all();
 	return 0;
 }
