@@ -13,6 +13,11 @@
 # read returns at READY=1, or at EOF when mmnd exits first; never a sleep.
 # Returns 0 when ready, 1 otherwise; mmnd_ready_line holds what was read.
 # A failed start leaves mmnd_pid set: the caller's cleanup kills it.
+#
+# mmnd_run_stop stops that mmnd (if one runs) and clears mmnd_pid.
+# mmnd_run_tmpdir makes $tmp, a private directory for the socket and the
+# test's files, and an EXIT trap that stops mmnd and removes $tmp (the
+# caller sets no EXIT trap of its own).
 
 mmnd_run_start() {
 	local dir=$1 timeout=$2 exe=$3
@@ -23,4 +28,15 @@ mmnd_run_start() {
 	"$exe" --bus=none --socket="$dir/mmnd.sock" --ready-fd=3 "$@" 3>"$dir/ready" 2>"$dir/mmnd.log" &
 	mmnd_pid=$!
 	read -r -t "$timeout" mmnd_ready_line <"$dir/ready" && [ "$mmnd_ready_line" = READY=1 ]
+}
+
+mmnd_run_stop() {
+	[ -n "${mmnd_pid:-}" ] && kill "$mmnd_pid" 2>/dev/null && wait "$mmnd_pid" 2>/dev/null
+	mmnd_pid=
+}
+
+mmnd_run_tmpdir() {
+	mmnd_pid=
+	tmp=$(mktemp -d) || { echo "Bail out! mktemp failed"; exit 1; }
+	trap 'mmnd_run_stop; rm -rf "$tmp"' EXIT
 }

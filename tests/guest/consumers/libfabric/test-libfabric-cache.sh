@@ -29,13 +29,7 @@ set -u
 mmnd=$1 adapter=$2 prog=$3
 n=0
 failed=0
-tmp=$(mktemp -d) || { echo "Bail out! mktemp failed"; exit 1; }
-mmnd_pid=
-cleanup() {
-	[ -n "$mmnd_pid" ] && kill "$mmnd_pid" 2>/dev/null && wait "$mmnd_pid" 2>/dev/null
-	mmnd_pid=
-}
-trap 'cleanup; rm -rf "$tmp"' EXIT
+mmnd_run_tmpdir
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
 not_ok() { n=$((n + 1)); failed=1; echo "not ok $n - $*"; }
 
@@ -174,6 +168,6 @@ resyncs=$(adapter_stat resyncs) invals=$(adapter_stat invalidations)
 [ -n "$invals" ] && [ -n "$resyncs" ] && [ "$invals" -gt "$resyncs" ] &&
 	ok "restart: invalidations came through the new mmnd ($invals, of them $resyncs RESYNCs)" ||
 	not_ok "restart: invalidations came through the new mmnd (got '$invals', RESYNCs '$resyncs')"
-cleanup
+mmnd_run_stop
 echo "1..$n"
 exit $failed

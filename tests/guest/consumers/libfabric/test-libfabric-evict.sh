@@ -31,13 +31,7 @@ failed=0
 	exit 0
 }
 [ -n "${MMN_RXE_DEV:-}" ] || { echo "1..0 # SKIP no soft-RoCE device (run under rxe-up)"; exit 0; }
-tmp=$(mktemp -d) || { echo "Bail out! mktemp failed"; exit 1; }
-mmnd_pid=
-cleanup() {
-	[ -n "$mmnd_pid" ] && kill "$mmnd_pid" 2>/dev/null && wait "$mmnd_pid" 2>/dev/null
-	mmnd_pid=
-}
-trap 'cleanup; rm -rf "$tmp"' EXIT
+mmnd_run_tmpdir
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
 not_ok() { n=$((n + 1)); failed=1; echo "not ok $n - $*"; }
 check() { local desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
@@ -91,6 +85,6 @@ check "with libmmn-libfabric: no adapter error (errors '$errors')" test "$errors
 
 run
 steps "without mmn" $?
-cleanup
+mmnd_run_stop
 echo "1..$n"
 exit $failed

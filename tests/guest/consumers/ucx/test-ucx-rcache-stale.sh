@@ -15,13 +15,7 @@ set -u
 mmnd=$1 adapter=$2 prog=$3
 n=0
 failed=0
-tmp=$(mktemp -d) || { echo "Bail out! mktemp failed"; exit 1; }
-mmnd_pid=
-cleanup() {
-	[ -n "$mmnd_pid" ] && kill "$mmnd_pid" 2>/dev/null && wait "$mmnd_pid" 2>/dev/null
-	mmnd_pid=
-}
-trap 'cleanup; rm -rf "$tmp"' EXIT
+mmnd_run_tmpdir
 
 # run WHAT EXPECTED [ENV...]: one run of the program, 120 s at most (TCG).
 run() {
@@ -48,7 +42,7 @@ for source in kmod uffd; do
 		exit 1
 	fi
 	run "libmmn-ucx, mmnd --source=$source" 0 LD_PRELOAD="$adapter" MMN_SOCKET="$tmp/mmnd.sock"
-	cleanup
+	mmnd_run_stop
 done
 echo "1..$n"
 exit $failed
