@@ -6,8 +6,7 @@
  * slot is first used made every idle connection cost mmnd 9 MiB of locked
  * RAM (1,024 clients, the default limit: 9 GiB).  Here 16 clients connect
  * and each subscribes one range: mmnd's RSS may grow by at most
- * PER_CLIENT_KB per client, and every connection's locked memory counts
- * against nothing that is not used.
+ * PER_CLIENT_KB per client.
  *
  *   usage: test-mmnd-client-memory MMND
  */
