@@ -15,7 +15,8 @@
  *                 first size's median and to the floor below;
  *   unsubscribe   per second (mmn_unsubscribe_many).
  * Then munmap of 1,000 pages covered by 1,000 page subscriptions against
- * the same munmap covered by one subscription, blocking and non-blocking.
+ * the same munmap covered by one subscription, blocking and non-blocking,
+ * the two taken in turns.
  *
  * MMN_BENCH_PERF_CTL: see perf_ctl() below.
  *
@@ -365,42 +366,63 @@ static void perf_ctl(const char *cmd)
 }
 
 /*
- * @rounds munmaps of 1,000 pages covered by @nsubs subscriptions (1,000 of
- * a page, or one of all), @blocking or not.  0 or -errno.
+ * One munmap of 1,000 fresh pages covered by @nsubs subscriptions (1,000 of a
+ * page, or one of all), @blocking or not: its time in *@ns.  0 or -errno.
  */
-static int time_munmaps(struct mmn_client *c, int nsubs, bool blocking, int rounds, struct samples *out)
+static int time_munmap(struct mmn_client *c, int nsubs, bool blocking, struct mmn_sub **subs, uint64_t *ns)
 {
 	struct mmn_sub_opts o = quiet_opts;
-	struct mmn_sub **subs = calloc(MUNMAP_SUBS, sizeof(*subs));
-	uint64_t *v = calloc((size_t)rounds, sizeof(*v));
-	int r = subs && v ? 0 : -ENOMEM;
+	char *p = mmap(NULL, MUNMAP_SUBS * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t t0;
+	int r;
 
+	if (p == MAP_FAILED)
+		return -errno;
 	o.flags = blocking ? MMN_SUB_BLOCKING : MMN_SUB_NONBLOCKING;
-	for (int i = 0; i < rounds && !r; i++) {
-		char *p = mmap(NULL, MUNMAP_SUBS * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		uint64_t t0;
-
-		if (p == MAP_FAILED)
-			return -errno;
-		memset(p, 1, MUNMAP_SUBS * PAGE);
-		if (nsubs == 1)
-			r = mmn_subscribe(c, 0, (uintptr_t)p, MUNMAP_SUBS * PAGE, &o, &subs[0]);
-		else
-			r = subscribe_pages(c, p, MUNMAP_SUBS, &o, subs);
-		if (blocking && nsubs > 1)
-			perf_ctl("enable");
-		t0 = samples_now_ns();
-		munmap(p, MUNMAP_SUBS * PAGE);
-		v[i] = samples_now_ns() - t0;
-		if (blocking && nsubs > 1)
-			perf_ctl("disable");
-		if (!r)
-			mmn_unsubscribe_many(subs, (size_t)nsubs, NULL);
-	}
+	memset(p, 1, MUNMAP_SUBS * PAGE);
+	if (nsubs == 1)
+		r = mmn_subscribe(c, 0, (uintptr_t)p, MUNMAP_SUBS * PAGE, &o, &subs[0]);
+	else
+		r = subscribe_pages(c, p, MUNMAP_SUBS, &o, subs);
+	if (blocking && nsubs > 1)
+		perf_ctl("enable");
+	t0 = samples_now_ns();
+	munmap(p, MUNMAP_SUBS * PAGE);
+	*ns = samples_now_ns() - t0;
+	if (blocking && nsubs > 1)
+		perf_ctl("disable");
 	if (!r)
-		*out = samples_of_ns(v, (size_t)rounds);
+		mmn_unsubscribe_many(subs, (size_t)nsubs, NULL);
+	return r;
+}
+
+/*
+ * @rounds munmaps across one subscription (*@one) and across 1,000
+ * (*@many), @blocking or not.  The two alternate, in turns of the order,
+ * so that a shared machine's drift weighs on both alike.  0 or -errno.
+ */
+static int time_munmaps(struct mmn_client *c, bool blocking, int rounds, struct samples *one,
+			struct samples *many)
+{
+	struct mmn_sub **subs = calloc(MUNMAP_SUBS, sizeof(*subs));
+	uint64_t *v1 = calloc((size_t)rounds, sizeof(*v1)), *vn = calloc((size_t)rounds, sizeof(*vn));
+	int r = subs && v1 && vn ? 0 : -ENOMEM;
+
+	for (int i = 0; i < rounds && !r; i++) {
+		bool one_first = i % 2 == 0;
+
+		r = time_munmap(c, one_first ? 1 : MUNMAP_SUBS, blocking, subs, one_first ? &v1[i] : &vn[i]);
+		if (!r)
+			r = time_munmap(c, one_first ? MUNMAP_SUBS : 1, blocking, subs,
+					one_first ? &vn[i] : &v1[i]);
+	}
+	if (!r) {
+		*one = samples_of_ns(v1, (size_t)rounds);
+		*many = samples_of_ns(vn, (size_t)rounds);
+	}
 	free(subs);
-	free(v);
+	free(v1);
+	free(vn);
 	return r;
 }
 
@@ -424,9 +446,7 @@ static int munmap_phase(const struct bench *b)
 
 	r = daemon_up(b, &m, &c);
 	for (int blocking = 0; blocking < 2 && !r; blocking++) {
-		r = time_munmaps(c, 1, blocking, rounds, &one);
-		if (!r)
-			r = time_munmaps(c, MUNMAP_SUBS, blocking, rounds, &many);
+		r = time_munmaps(c, blocking, rounds, &one, &many);
 		if (!r)
 			printf("munmap 1000 pages, %s: 1 sub median %.1f p99 %.1f max %.1f us; 1000 subs median %.1f "
 			       "p99 %.1f max %.1f us: x%.2f\n",
