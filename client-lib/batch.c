@@ -14,13 +14,18 @@
 #include "client.h"
 #include "conn.h"
 #include "fork.h"
+#include "memory.h"
 #include "mmn/mmn.h"
 #include "queue.h"
 #include "session.h"
 #include "sub.h"
 #include "subscribe.h"
 
-/* One SubscribeMany being built or waited for: its items' indexes in the caller's array. */
+/*
+ * One SubscribeMany being built or waited for: its items' indexes in the
+ * caller's array.  The reply's handler writes it on the dispatch thread, so
+ * it lives in c->batch (batch_of()), never on the caller's stack.
+ */
 struct sub_batch {
 	size_t n, bytes;
 	size_t idx[MMN_BATCH_MAX];
@@ -74,7 +79,7 @@ static size_t batch_results(struct sub_batch *b, struct mmn_sub_request *reqs)
 			mmn__subscribe_hand_out(q->sub);
 			ok++;
 		} else {
-			free(b->subs[k]);
+			mmn__sub_free(b->subs[k]);
 			q->sub = NULL;
 		}
 	}
@@ -101,7 +106,7 @@ static size_t subscribe_batch(struct mmn_client *c, struct mmn_sub_request *reqs
 			continue; /* failed before any round trip */
 		reqs[i].error = mmn__subscribe_check(c, s);
 		if (reqs[i].error) {
-			free(s);
+			mmn__sub_free(s);
 			reqs[i].sub = NULL;
 			continue;
 		}
@@ -130,7 +135,7 @@ static size_t subscribe_one(struct mmn_client *c, struct mmn_sub_request *q)
 		mmn__subscribe_hand_out(q->sub);
 		return 1;
 	}
-	free(q->sub);
+	mmn__sub_free(q->sub);
 	q->sub = NULL;
 	return 0;
 }
@@ -151,16 +156,32 @@ static int fail_all(struct mmn_sub_request *reqs, size_t n, int err)
 	for (size_t i = 0; i < n; i++) {
 		if (!reqs[i].sub)
 			continue;
-		free(reqs[i].sub);
+		mmn__sub_free(reqs[i].sub);
 		reqs[i].sub = NULL;
 		reqs[i].error = err;
 	}
 	return err;
 }
 
+/*
+ * c->batch, mapped at the first SubscribeMany and kept (c->req_lock held):
+ * memory the dispatch thread writes without faulting (memory.h).  Empty, or
+ * NULL (-ENOMEM).
+ */
+static struct sub_batch *batch_of(struct mmn_client *c)
+{
+	if (!c->batch) {
+		c->batch = mmn__memory_map(sizeof(struct sub_batch));
+		c->batch_len = c->batch ? sizeof(struct sub_batch) : 0;
+	}
+	if (c->batch)
+		c->batch->n = c->batch->bytes = 0;
+	return c->batch;
+}
+
 MMN_EXPORT int mmn_subscribe_many(struct mmn_client *c, struct mmn_sub_request *reqs, size_t n)
 {
-	struct sub_batch b = {0};
+	struct sub_batch *b;
 	size_t i = 0, ok = 0;
 
 	if (!c || (!reqs && n) || n > INT_MAX)
@@ -170,17 +191,20 @@ MMN_EXPORT int mmn_subscribe_many(struct mmn_client *c, struct mmn_sub_request *
 	prepare(c, reqs, n);
 	pthread_mutex_lock(&c->req_lock);
 	pthread_mutex_lock(&c->lock);
-	if (c->state != CONN_CONNECTED) {
+	b = c->state == CONN_CONNECTED ? batch_of(c) : NULL;
+	if (!b) {
+		int err = c->state == CONN_CONNECTED ? -ENOMEM : -ENOTCONN;
+
 		pthread_mutex_unlock(&c->lock);
 		pthread_mutex_unlock(&c->req_lock);
-		return fail_all(reqs, n, -ENOTCONN);
+		return fail_all(reqs, n, err);
 	}
 	mmn__sub_reserve(c, n);
 	while (i < n) {
 		if (!batch_limit(c))
 			ok += subscribe_one(c, &reqs[i++]);
 		else
-			i = subscribe_batch(c, reqs, i, n, &b, &ok);
+			i = subscribe_batch(c, reqs, i, n, b, &ok);
 	}
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_unlock(&c->req_lock);

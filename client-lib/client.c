@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "error.h"
 #include "fork.h"
+#include "memory.h"
 #include "mmn/mmn.h"
 #include "queue.h"
 #include "seq.h"
@@ -77,12 +78,10 @@ static struct mmn_client *client_alloc(void)
 	size_t len = (sizeof(struct mmn_client) + 4095) & ~(size_t)4095;
 	struct mmn_client *c;
 
-	/* Pre-faulted and, where RLIMIT_MEMLOCK allows, locked: the dispatch path must not fault. */
-	c = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (c == MAP_FAILED)
+	/* The dispatch path must not fault (memory.h). */
+	c = mmn__memory_map(len);
+	if (!c)
 		return NULL;
-	if (mlock(c, len) < 0)
-		mmn__log(LOG_DEBUG, "mmn: mlock of client state failed: %m");
 	c->map_len = len;
 	client_root(c, len);
 	c->epfd = c->sock = c->wakefd = c->timerfd = c->replyfd = c->stopfd = -1;
@@ -107,6 +106,8 @@ static void client_free(struct mmn_client *c)
 	mmn__seqpage_unmap_all(c);
 	if (c->q)
 		munmap(c->q, c->qmap_len);
+	if (c->batch)
+		munmap(c->batch, c->batch_len);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->req_lock);
 	pthread_cond_destroy(&c->cb_cond);

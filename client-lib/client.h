@@ -26,6 +26,8 @@
  *                            one packet, handed up through c->conn_ops
  *                   |
  *   base        seq.c        the sequence page, mmn_read_begin/retry
+ *               memory.c     the memory the dispatch thread touches, and
+ *                            pools of objects in it
  *               uffd.c       the userfaultfd of the uffd source
  *               fork.c       the list of clients, fork() handling
  *               error.c      the log sink, mmn_strerror
@@ -63,6 +65,7 @@
 struct conn_ops;
 struct mmn_sub;
 struct qev;
+struct sub_batch;
 
 enum conn_state {
 	CONN_DOWN,  /* no socket; c->timerfd drives the next attempt */
@@ -146,6 +149,8 @@ struct mmn_client {
 	struct mmn_sub **req_batch;
 	int *req_batch_err;
 	size_t req_nbatch;
+	struct sub_batch *batch; /* batch.c's, mapped at the first SubscribeMany (under req_lock) */
+	size_t batch_len;
 	uint64_t abandoned_req;	 /* timed out: a late SubscribeReply (or SubscribeManyReply) is undone */
 	bool req_done;
 	struct {

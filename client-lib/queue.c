@@ -12,6 +12,7 @@
 #include "error.h"
 #include "event-record.h"
 #include "eventfd.h"
+#include "memory.h"
 #include "queue.h"
 #include "sub.h"
 
@@ -22,10 +23,9 @@ int mmn__queue_grow(struct mmn_client *c)
 	size_t len = (cap * sizeof(struct qev) + 4095) & ~(size_t)4095;
 	struct qev *q;
 
-	q = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (q == MAP_FAILED)
+	q = mmn__memory_map(len);
+	if (!q)
 		return -ENOMEM;
-	mlock(q, len);
 	for (size_t i = 0; i < c->qlen; i++)
 		q[i] = c->q[(c->qhead + i) & (c->qcap - 1)];
 	if (c->q)

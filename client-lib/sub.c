@@ -11,9 +11,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "client.h"
 #include "conn.h"
+#include "memory.h"
 #include "seq.h"
 #include "sub.h"
 #include "util.h"
@@ -60,6 +62,25 @@ static void hash_del(struct mmn_client *c, struct mmn_sub *s)
 	s->hnext = NULL;
 }
 
+/* Handles live in memory the dispatch thread may touch without faulting (memory.h). */
+static struct mmn_memory_pool sub_pool = MMN_MEMORY_POOL_INIT(sizeof(struct mmn_sub));
+
+struct mmn_sub *mmn__sub_alloc(void)
+{
+	return mmn__memory_pool_alloc(&sub_pool);
+}
+
+void mmn__sub_free(struct mmn_sub *s)
+{
+	mmn__memory_pool_free(&sub_pool, s);
+}
+
+static void hash_free(struct mmn_client *c)
+{
+	if (c->htab != c->hinit)
+		munmap(c->htab, sizeof(*c->htab) << c->hbits);
+}
+
 void mmn__sub_hash_init(struct mmn_client *c)
 {
 	c->htab = c->hinit;
@@ -77,13 +98,11 @@ void mmn__sub_reserve(struct mmn_client *c, size_t more)
 		bits++;
 	if (bits == c->hbits)
 		return;
-	t = malloc(sizeof(*t) << bits);
+	/* Pre-faulted and exempt (memory.h): the dispatch thread must never fault on a bucket. */
+	t = mmn__memory_map(sizeof(*t) << bits);
 	if (!t)
 		return; /* longer chains: slower, still correct */
-	/* Written, not calloc'd: the dispatch thread must never fault on a bucket. */
-	memset(t, 0, sizeof(*t) << bits);
-	if (c->htab != c->hinit)
-		free(c->htab);
+	hash_free(c);
 	c->htab = t;
 	c->hbits = bits;
 	for (struct mmn_sub *s = c->subs; s; s = s->next)
@@ -197,7 +216,7 @@ static void tomb_trim(struct mmn_client *c)
 			else
 				c->tombs_tail = s->prev;
 			c->ntombs--;
-			free(s);
+			mmn__sub_free(s);
 		}
 		s = prev;
 	}
@@ -230,14 +249,13 @@ void mmn__free_subs(struct mmn_client *c)
 		while (s) {
 			struct mmn_sub *next = s->next;
 
-			free(s);
+			mmn__sub_free(s);
 			s = next;
 		}
 	}
 	c->subs = c->tombs = c->tombs_tail = NULL;
 	c->nsubs = 0;
-	if (c->htab != c->hinit)
-		free(c->htab);
+	hash_free(c);
 	memset(c->hinit, 0, sizeof(c->hinit));
 	mmn__sub_hash_init(c);
 }

@@ -95,6 +95,13 @@ void mmn__sub_hash_init(struct mmn_client *c);
  * the dispatch path).  Failure is not reported: the chains grow instead.
  */
 void mmn__sub_reserve(struct mmn_client *c, size_t more);
+/*
+ * A zeroed handle, or NULL (-ENOMEM); any thread.  mmn__sub_free() gives
+ * it back (NULL is ignored).  Handles come from a pool the dispatch thread
+ * can touch without faulting (memory.h).
+ */
+struct mmn_sub *mmn__sub_alloc(void);
+void mmn__sub_free(struct mmn_sub *s);
 /* The active sub mmnd knows as @sub_id on this connection, or NULL. */
 struct mmn_sub *mmn__sub_by_id(struct mmn_client *c, uint64_t sub_id);
 /* The sub whose re-Subscribe has request id @req, or NULL. */

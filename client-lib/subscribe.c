@@ -65,14 +65,14 @@ struct mmn_sub *mmn__subscribe_new(struct mmn_client *c, pid_t pid, uint64_t sta
 	*err = -EOVERFLOW;
 	if (start + length < start || start + length > USER_VA_END)
 		return NULL;
-	s = calloc(1, sizeof(*s));
+	s = mmn__sub_alloc();
 	if (!s) {
 		*err = -ENOMEM;
 		return NULL;
 	}
 	*err = check_opts(opts, &s->opts);
 	if (*err < 0) {
-		free(s);
+		mmn__sub_free(s);
 		return NULL;
 	}
 	s->c = c;
@@ -158,7 +158,7 @@ MMN_EXPORT int mmn_subscribe(struct mmn_client *c, pid_t pid, uint64_t start, ui
 	}
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_unlock(&c->req_lock);
-	free(s);
+	mmn__sub_free(s);
 	return r;
 }
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The library's dispatch thread.  It must never page-fault (see the
- * self-subscription rule in mmn.h): its stack is mapped populated and locked
- * (best effort: RLIMIT_MEMLOCK may refuse, then it is only pre-faulted), it
+ * self-subscription rule in mmn.h): its stack is mapped populated, locked
+ * (best effort: RLIMIT_MEMLOCK may refuse, then it is only pre-faulted) and
+ * out of NUMA balancing like all the memory it touches (memory.h), it
  * blocks every signal (no handler of the host can run on it and fault), and
  * the dispatch path reads into the client's own locked buffers without
  * allocating.  The code it runs is locked too: a first execution of a text
@@ -27,31 +28,48 @@
 #include "error.h"
 #include "eventfd.h"
 #include "fork.h"
+#include "memory.h"
 #include "mmn/mmn.h"
 #include "thread.h"
 
 #define STACK_SIZE (256 * 1024)
 
-/* mlock the loaded segments of libmmn and libprotobuf-c (best effort). */
-static int lock_object(struct dl_phdr_info *info, size_t size, void *data)
+static bool named(const struct dl_phdr_info *info, const char *part)
+{
+	return info->dlpi_name && strstr(info->dlpi_name, part);
+}
+
+/*
+ * The loaded objects whose code runs on the thread: libmmn and libprotobuf-c
+ * get every segment locked; they and the C runtime (libc, the dynamic
+ * loader) get their writable segments out of NUMA balancing (memory.h):
+ * the thread writes their data (locks, errno's home, malloc's state).
+ * Best effort.
+ */
+static int prepare_object(struct dl_phdr_info *info, size_t size, void *data)
 {
 	const void *self_base = data;
 	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
-	bool ours = false;
+	bool ours = false, lock;
 
 	for (int i = 0; i < info->dlpi_phnum; i++)
 		if (info->dlpi_phdr[i].p_type == PT_LOAD &&
 		    (const char *)self_base == (const char *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr -
 							      info->dlpi_phdr[i].p_offset))
 			ours = true;
-	if (!ours && (!info->dlpi_name || !strstr(info->dlpi_name, "libprotobuf-c.so")))
+	lock = ours || named(info, "libprotobuf-c.so");
+	if (!lock && !named(info, "libc.so") && !named(info, "ld-linux"))
 		return 0;
 	for (int i = 0; i < info->dlpi_phnum; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 		uintptr_t a = (info->dlpi_addr + ph->p_vaddr) & ~(ps - 1);
 		uintptr_t b = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + ps - 1) & ~(ps - 1);
 
-		if (ph->p_type == PT_LOAD && mlock((void *)a, b - a) < 0)
+		if (ph->p_type != PT_LOAD)
+			continue;
+		if (ph->p_flags & PF_W)
+			mmn__memory_exempt((void *)a, b - a);
+		if (lock && mlock((void *)a, b - a) < 0)
 			mmn__log(LOG_DEBUG, "mmn: cannot lock %s: %m", info->dlpi_name);
 	}
 	return 0;
@@ -115,11 +133,12 @@ MMN_EXPORT int mmn_start_thread(struct mmn_client *c)
 		goto out_fd;
 	}
 	mprotect(c->stack, guard, PROT_NONE); /* stacks grow down: overflow faults instead of corrupting */
+	mmn__memory_exempt((char *)c->stack + guard, STACK_SIZE); /* it holds the thread's TLS too */
 	{
 		Dl_info di;
 
 		if (dladdr((void *)mmn_start_thread, &di) && di.dli_fbase)
-			dl_iterate_phdr(lock_object, di.dli_fbase);
+			dl_iterate_phdr(prepare_object, di.dli_fbase);
 	}
 	if (mlock((char *)c->stack + guard, STACK_SIZE) < 0)
 		mmn__log(LOG_WARNING, "mmn: cannot lock the dispatch thread's stack (RLIMIT_MEMLOCK?): %m");

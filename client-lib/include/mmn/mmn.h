@@ -29,11 +29,17 @@
  * thread calling mmn_ack() after MMN_ACK_LATER) must not page-fault on memory
  * that is not resident, must not allocate memory that may need new pages and
  * must not call mmap/munmap/mprotect/madvise or read /proc/self/maps: it would
- * wait for the mmap lock until the ack deadline.  mmn_start_thread() runs a
- * fault-free thread (locked, pre-faulted stack and buffers, and its malloc
- * arena attached before the first event, so that a first free() in a
- * callback maps nothing); keep your callbacks fault-free too (touch only
- * locked or already resident memory; a heap that grows or shrinks maps).
+ * wait for the mmap lock until the ack deadline.  With automatic NUMA
+ * balancing, resident memory faults too: the kernel samples anonymous pages
+ * by making them inaccessible for a while, locked ones included, except in
+ * mappings with a memory policy of their own.  mmn_start_thread() runs a
+ * fault-free thread (locked, pre-faulted stack and buffers, all of it and
+ * the C library's data bound with mbind(MPOL_LOCAL), which keeps it out of
+ * that sampling, and its malloc arena attached before the first event, so
+ * that a first free() in a callback maps nothing); keep your callbacks
+ * fault-free too (touch only locked or already resident memory, mbound with
+ * MPOL_LOCAL as examples/mirror.c does its table; a heap that grows or
+ * shrinks maps).
  *
  * userfaultfd source (no module): the process's munmap/madvise/mremap/fork
  * of a subscribed range wait until mmnd has read the event from the

@@ -15,13 +15,12 @@
 # with two nodes), and run 3 repeats run 1 with it on.  With it on, a thread
 # of a self-subscribed process can take a NUMA hinting fault on locked
 # memory (mlock does not stop task_numa_work) while the workload holds the
-# mmap lock waiting for that process's own ack: libmmn's dispatch thread did
-# (stack: lock_mm_and_find_vma <- do_user_addr_fault while the workload sat
-# in mmn_invalidate <- unmap_vmas), missed the deadline and was evicted.
-# Until libmmn keeps its thread's memory out of NUMA balancing, run 3's
-# "never released or evicted" is a TODO (an unexpected pass fails the test,
-# so the marker must go when it is fixed); its stale count stays strict, and
-# while the eviction cuts it short its activity figures are skipped.
+# mmap lock waiting for that process's own ack.  libmmn's dispatch thread
+# did (stack: lock_mm_and_find_vma <- do_user_addr_fault while the workload
+# sat in mmn_invalidate <- unmap_vmas), missed the deadline and was evicted
+# within seconds, until libmmn kept all the memory that thread touches out
+# of NUMA balancing (client-lib/memory.h).  Run 3 checks that it is never
+# evicted now, from 6.4 on (see run 3 for 6.1).
 #
 #   test-mirror-guest.sh MMND MIRROR [DURATION_S]
 set -u
@@ -58,9 +57,11 @@ echo "# kernel $(uname -r), $(nproc) CPUs, numa_balancing=$(cat /proc/sys/kernel
 
 # field NAME LINE: the value of NAME=value in LINE (empty when absent).
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
-# judge DESC OUTPUT_FILE STATUS [RELEASE_TODO]: the assertions on one mirror report.
+# judge DESC OUTPUT_FILE STATUS [RELEASE_SKIP]: the assertions on one mirror
+# report; with RELEASE_SKIP (a reason) "never released or evicted" is not
+# asserted.
 judge() {
-	local desc=$1 out=$2 status=$3 todo=${4:-} line v cut
+	local desc=$1 out=$2 status=$3 skip=${4:-} line v cut
 	sed 's/^/# /' "$out"
 	line=$(grep '^mirror: source=' "$out" | tail -n 1)
 	if [ -z "$line" ]; then
@@ -76,11 +77,9 @@ judge() {
 	[ "$v" = 0 ] && ok "$desc: zero stale entries" || not_ok "$desc: zero stale entries (got '$v')"
 	v=$(field releases "$line")
 	cut=
-	if [ -n "$todo" ]; then
-		[ "$v" = 0 ] || cut="run cut short by the eviction (TODO above)"
-		# TAP TODO: an expected failure; a pass is reported as unexpected.
-		[ "$v" = 0 ] && echo "ok $((n += 1)) - $desc: never released or evicted # TODO $todo" ||
-			echo "not ok $((n += 1)) - $desc: never released or evicted (releases=$v) # TODO $todo"
+	if [ -n "$skip" ]; then
+		[ "$v" = 0 ] || cut="run cut short by the eviction"
+		echo "ok $((n += 1)) - $desc: never released or evicted (releases=$v) # SKIP $skip"
 	else
 		[ "$v" = 0 ] && ok "$desc: never released or evicted" ||
 			not_ok "$desc: never released or evicted (releases=$v)"
@@ -130,7 +129,7 @@ nb_default=$(cat /proc/sys/kernel/numa_balancing)
 numa_balancing() {
 	echo "$1" >/proc/sys/kernel/numa_balancing && [ "$(cat /proc/sys/kernel/numa_balancing)" = "$1" ]
 }
-# self DESC [RELEASE_TODO [MIRROR_ARGS...]]: mirror's own workload.
+# self DESC [RELEASE_SKIP [MIRROR_ARGS...]]: mirror's own workload.
 self() {
 	local out="$tmp/$1.out" status v
 	"$mirror" --socket "$tmp/mmnd.sock" --check --strict --migrate --verbose --duration "$duration" \
@@ -186,7 +185,19 @@ else
 fi
 
 # --- 3: mirror's own workload, NUMA balancing on ---
-self "self-numa-balancing" "libmmn's dispatch thread takes NUMA hinting faults (see the top of this script)"
+# Before 6.4 (Debian's 6.1) the run is still evicted in most runs, with the
+# memory out of NUMA balancing too, for a cause not found yet: samples of a
+# stall show the workload waiting in munmap for its ack while libmmn's
+# thread sleeps in poll() and mmnd in epoll_wait(), with nothing to read.
+# There the eviction is reported, not asserted (the stale count stays
+# strict); 6.4 is where page faults stopped needing the mmap lock.
+skip=
+kver=$(uname -r)
+kmaj=${kver%%.*} kmin=${kver#*.} kmin=${kmin%%[!0-9]*}
+if [ "$kmaj" -lt 6 ] || { [ "$kmaj" = 6 ] && [ "$kmin" -lt 4 ]; }; then
+	skip="kernel $kver: before 6.4 a self-subscribed run with NUMA balancing is still evicted (see above)"
+fi
+self "self-numa-balancing" "$skip"
 numa_balancing "$nb_default" || not_ok "NUMA balancing restored to $nb_default"
 
 # --- mmnd stops cleanly ---

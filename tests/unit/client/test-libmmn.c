@@ -3,10 +3,12 @@
  * libmmn against a fake mmnd (fake-server.c): argument checking, callbacks
  * and acks, unsubscribe rules, read_begin/retry under concurrent
  * invalidations, reconnection with RESYNC, malformed server input, fork,
- * and the uffd registration path.
+ * the library thread's memory out of NUMA balancing, and the uffd
+ * registration path.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -515,6 +517,100 @@ static void test_subscribe_burst(struct fake_server *fs)
 	mmn_disconnect(c);
 }
 
+/* The memory policy of the page at @addr (get_mempolicy MPOL_F_ADDR), or -errno. */
+static int policy_of(const void *addr)
+{
+	int mode = -1;
+
+	if (syscall(SYS_get_mempolicy, &mode, NULL, 0UL, addr, 2UL /* MPOL_F_ADDR */) < 0)
+		return -errno;
+	return mode;
+}
+
+#define POLICY_LOCAL 4 /* MPOL_LOCAL */
+
+struct numa_probe {
+	int stack_policy;
+	int efd;
+};
+
+/* On the library thread: the policy of its stack. */
+static int on_numa_probe(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	struct numa_probe *p = ud;
+	volatile char here = 0;
+	uint64_t one = 1;
+
+	p->stack_policy = policy_of((const void *)&here);
+	if (write(p->efd, &one, sizeof(one)) < 0)
+		abort();
+	return 0;
+}
+
+/* The first and last byte of the C library's writable segment. */
+static int libc_data(struct dl_phdr_info *info, size_t size, void *data)
+{
+	const void **ends = data;
+
+	if (!info->dlpi_name || !strstr(info->dlpi_name, "libc.so"))
+		return 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W)) {
+			ends[0] = (const void *)(info->dlpi_addr + ph->p_vaddr);
+			ends[1] = (const void *)(info->dlpi_addr + ph->p_vaddr + ph->p_memsz - 1);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Automatic NUMA balancing makes anonymous pages inaccessible to sample
+ * them, locked ones included, but not in a mapping with a memory policy of
+ * its own: everything the library thread touches has MPOL_LOCAL, so that
+ * it never takes a NUMA hinting fault while its own process waits for its
+ * ack: its stack, the subscription handles (of mmn_subscribe and of
+ * mmn_subscribe_many) and the C library's writable data.
+ */
+static void test_numa_exempt(struct fake_server *fs)
+{
+	struct numa_probe p = {.stack_policy = -1, .efd = eventfd(0, EFD_CLOEXEC)};
+	struct mmn_sub_opts o = {
+		.size = sizeof(o), .flags = MMN_SUB_NONBLOCKING, .invalidate = on_numa_probe, .userdata = &p};
+	struct mmn_sub_request req = {.start = 0xc1000, .length = 0x1000, .opts = &o};
+	struct pollfd pf = {.fd = p.efd, .events = POLLIN};
+	const void *libc[2] = {NULL, NULL};
+	struct mmn_client *c;
+	struct mmn_sub *s;
+	unsigned idx;
+
+	if (policy_of(&p) == -ENOSYS) {
+		tap_ok(1, "# SKIP a kernel without NUMA: no NUMA balancing to keep out of");
+		close(p.efd);
+		return;
+	}
+	tap_require(p.efd >= 0 && mmn_connect(fs->path, &c) == 0);
+	tap_require(mmn_start_thread(c) == 0);
+	tap_require(mmn_subscribe(c, 0, 0xc0000, 0x1000, &o, &s) == 0);
+	idx = fs->nsubs - 1;
+	tap_require(mmn_subscribe_many(c, &req, 1) == 1);
+	tap_is_int(policy_of(s), POLICY_LOCAL, "a handle of mmn_subscribe has MPOL_LOCAL");
+	tap_is_int(policy_of(req.sub), POLICY_LOCAL, "a handle of mmn_subscribe_many has MPOL_LOCAL");
+	tap_require(dl_iterate_phdr(libc_data, libc) == 1);
+	tap_ok(policy_of(libc[0]) == POLICY_LOCAL && policy_of(libc[1]) == POLICY_LOCAL,
+	       "the C library's writable data has MPOL_LOCAL (first byte %d, last byte %d)", policy_of(libc[0]),
+	       policy_of(libc[1]));
+	fs_invalidate(fs, idx, 0xc0000, 0xc1000, MMN_EVENT_CLEAR, false);
+	tap_is_int(poll(&pf, 1, 5000), 1, "the library thread ran the callback");
+	tap_is_int(p.stack_policy, POLICY_LOCAL, "the library thread's stack has MPOL_LOCAL");
+	mmn_unsubscribe(s);
+	mmn_unsubscribe(req.sub);
+	mmn_disconnect(c);
+	close(p.efd);
+}
+
 /*
  * mmnd dies with an invalidation outstanding on more subs than the event
  * queue holds at first: every one gets exactly one end (the pairing), then
@@ -865,6 +961,7 @@ int main(void)
 	mmn_disconnect(c);
 	test_reconnect(&fs);
 	test_subscribe_burst(&fs);
+	test_numa_exempt(&fs);
 	test_lost_many(&fs);
 	test_bad_hello(&fs);
 	test_refused(&fs);
