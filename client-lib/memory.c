@@ -117,13 +117,19 @@ static size_t room(const struct mmn_memory_pool *p)
 	return (p->size + 63) & ~(size_t)63;
 }
 
-/* A new chunk's objects onto p->free (p->lock held); 0 or -ENOMEM. */
+/*
+ * A new chunk's objects onto p->free; 0 or -ENOMEM.  The chunk is mapped
+ * before p->lock is taken: mmap() waits for the mmap lock, which a munmap
+ * of this process may hold while it waits for the dispatch thread's ack,
+ * and the dispatch thread takes p->lock when it frees a handle.
+ */
 static int pool_grow(struct mmn_memory_pool *p)
 {
 	char *chunk = mmn__memory_map(room(p) * POOL_CHUNK_OBJECTS);
 
 	if (!chunk)
 		return -ENOMEM;
+	pthread_mutex_lock(&p->lock);
 	for (size_t i = POOL_CHUNK_OBJECTS; i-- > 0;) {
 		void **obj = (void **)(void *)(chunk + i * room(p));
 
@@ -131,26 +137,36 @@ static int pool_grow(struct mmn_memory_pool *p)
 		p->free = obj;
 		ASAN_POISON_MEMORY_REGION(obj + 1, room(p) - sizeof(*obj));
 	}
+	pthread_mutex_unlock(&p->lock);
 	return 0;
+}
+
+/* The first free object of @p, or NULL when there is none. */
+static void **pool_pop(struct mmn_memory_pool *p)
+{
+	void **obj;
+
+	pthread_mutex_lock(&p->lock);
+	obj = p->free;
+	if (obj)
+		p->free = *obj;
+	pthread_mutex_unlock(&p->lock);
+	return obj;
 }
 
 void *mmn__memory_pool_alloc(struct mmn_memory_pool *p)
 {
-	void **obj = NULL;
+	void **obj;
 
 	/* Set once (pool_listed()); a stale false only costs pools_lock. */
 	if (!__atomic_load_n(&p->listed, __ATOMIC_ACQUIRE) && !pool_listed(p))
 		return NULL;
-	pthread_mutex_lock(&p->lock);
-	if (p->free || pool_grow(p) == 0) {
-		obj = p->free;
-		p->free = *obj;
-	}
-	pthread_mutex_unlock(&p->lock);
-	if (obj) {
-		ASAN_UNPOISON_MEMORY_REGION(obj, p->size);
-		memset(obj, 0, p->size);
-	}
+	/* Another thread may take the new chunk's objects first: grow again then. */
+	while (!(obj = pool_pop(p)))
+		if (pool_grow(p) < 0)
+			return NULL;
+	ASAN_UNPOISON_MEMORY_REGION(obj, p->size);
+	memset(obj, 0, p->size);
 	return obj;
 }
 
