@@ -87,6 +87,7 @@ struct broker {
 	uv_timer_t hello_timer;
 	/* Sends the clients' event batches before every poll (broker.c; clients/send.c). */
 	uv_prepare_t batch_prepare;
+	uint64_t batch_gen; /* 1 + mmn__client_send_batches() calls so far: struct client's batch_gen */
 	uint32_t nclients, ntargets;
 	uint64_t next_client_id, next_sub_id;
 	uint64_t fanout_gen; /* fanout_notify calls so far: struct client's chain_gen */

@@ -155,6 +155,7 @@ int mmn__broker_new(uv_loop_t *loop, struct source *src, const struct broker_opt
 	list_init(&b->ack_queue);
 	list_init(&b->unhello);
 	b->rl_client = (struct ratelimit)RATELIMIT_INIT(10000, 20);
+	b->batch_gen = 1; /* a new client's 0 differs: its first packet is short */
 	src->emit = source_emit;
 	src->userdata = b;
 	b->sink = (struct engine_sink){

@@ -123,6 +123,8 @@ struct client {
 	struct mmn_event_record *batch;
 	uint32_t nbatch, nfoldable;
 	struct list blink;
+	/* broker->batch_gen when @c was last sent a batch: a short first one per loop iteration (send.c). */
+	uint64_t batch_gen;
 };
 
 struct listener {

@@ -106,6 +106,7 @@ static int batch_send(struct client *c)
 
 	if (!n)
 		return 0;
+	c->batch_gen = c->b->batch_gen;
 	c->nbatch = 0;
 	c->nfoldable = 0;
 	list_del(&c->blink);
@@ -132,6 +133,18 @@ static int send_env(struct client *c, MmnEnvelope *env, uint64_t sub_id)
 	return send_packet(c, env, sub_id);
 }
 
+/*
+ * The records @c's batch holds before it is sent: MMN_EVENT_BATCH_FIRST in
+ * the first packet of a loop iteration, so that a client woken for a large
+ * fan-out works while mmnd builds the rest (nobody waits on a partial
+ * event: its acks are only complete once all its records are out); then
+ * MMN_EVENT_BATCH_MAX, one system call for that many.
+ */
+static uint32_t batch_cap(struct client *c)
+{
+	return c->batch_gen == c->b->batch_gen ? MMN_EVENT_BATCH_MAX : MMN_EVENT_BATCH_FIRST;
+}
+
 /* Append @rec to @c's batch (sending a full one first).  0 or -errno. */
 static int batch_add(struct client *c, const struct mmn_event_record *rec)
 {
@@ -144,7 +157,7 @@ static int batch_add(struct client *c, const struct mmn_event_record *rec)
 			return -ENOMEM;
 		}
 	}
-	if (c->nbatch == MMN_EVENT_BATCH_MAX) {
+	if (c->nbatch == batch_cap(c)) {
 		int r = batch_send(c);
 
 		if (r < 0)
@@ -162,6 +175,7 @@ void mmn__client_send_batches(struct broker *b)
 {
 	while (!list_empty(&b->batched))
 		batch_send(list_entry(b->batched.next, struct client, blink));
+	b->batch_gen++; /* the next packet of each client is a first again */
 }
 
 int mmn__client_send(struct client *c, MmnEnvelope *env)

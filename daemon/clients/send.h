@@ -13,6 +13,13 @@
 struct sub_batch_item;
 struct sub_result;
 
+/*
+ * Records in a v2 client's first EventBatch of a loop iteration; later ones
+ * hold MMN_EVENT_BATCH_MAX.  A client woken for a large fan-out starts on
+ * the short first packet while mmnd builds the rest.
+ */
+#define MMN_EVENT_BATCH_FIRST 8
+
 struct broker;
 struct client;
 struct sub;

@@ -344,7 +344,14 @@ static void fanout_notify(struct broker *b, struct event *e)
 	uint64_t now = uv_now(b->loop);
 
 	b->fanout_gen++; /* a new chain of recipients per client (chain_link) */
-	/* Slots first, then every message in one pass, then the deadlines. */
+	/*
+	 * One pass: each recipient's slot turns odd just before its own
+	 * Invalidate is built, so a client's first packet leaves (send.c keeps
+	 * it short) while the rest are built, and the client works meanwhile.
+	 * Acks are read, and the source acked, only after this callback
+	 * returns: every slot is odd before any of that.  (A client dropped by
+	 * a failed send is only queued for reaping: its recipients stay.)
+	 */
 	for (uint32_t i = 0; i < e->nrecips; i++) {
 		struct recip *r = &e->recips[i];
 		struct sub *s = r->sub;
@@ -358,11 +365,7 @@ static void fanout_notify(struct broker *b, struct event *e)
 			e->npending++;
 			s->c->pending_acks++;
 		}
-	}
-	for (uint32_t i = 0; i < e->nrecips; i++) {
-		struct recip *r = &e->recips[i];
-
-		send_invalidate(e, r, mmn__seqpage_value(r->c, r->sub->slot));
+		send_invalidate(e, r, mmn__seqpage_value(r->c, s->slot));
 		if (!r->suppressed)
 			chain_link(e, i);
 	}

@@ -10,6 +10,7 @@
  */
 #include "harness.h"
 
+#include "clients/send.h"
 #include "event-record.h"
 
 static const uint64_t A = 0x100000;
@@ -101,9 +102,13 @@ static void test_fold(void)
 	tap_is_int(h_fini(&h), 0, "fold: loop closes clean");
 }
 
-/* More records than one packet holds: full packets, then the rest. */
+/*
+ * More records than one packet holds: a short first packet (the client
+ * starts on it), full packets, then the rest.
+ */
 static void test_split(void)
 {
+	const size_t total = MMN_EVENT_BATCH_FIRST + MMN_EVENT_BATCH_MAX + 4;
 	struct harness h;
 	struct tclient c;
 	size_t counts[4] = {0}, np = 0, folded = 0;
@@ -114,7 +119,7 @@ static void test_split(void)
 	h_require(tc_hello_v(&h, &c, 2) == 0);
 	s = tc_subscribe(&h, &c, A, 0x1000, false, 0, NULL);
 	h_require(s);
-	for (int i = 0; i < MMN_EVENT_BATCH_MAX + 4; i++)
+	for (size_t i = 0; i < total; i++)
 		mmn__source_test_end(h.src, mmn__source_test_invalidate(h.src, getpid(), A, A + 0x1000, 0, true));
 	while (np < 4 && (m = recv_packet(&h, &c)) && m->body_case == MMN__V1__ENVELOPE__BODY_EVENT_BATCH) {
 		const struct mmn_event_record *r = records(m, &counts[np]);
@@ -124,10 +129,11 @@ static void test_split(void)
 		np++;
 		mmn__wire_free(m);
 	}
-	tap_ok(np == 2 && counts[0] == MMN_EVENT_BATCH_MAX && counts[1] == 4,
-	       "split: %d folded pairs in a packet of %d records and one of 4", MMN_EVENT_BATCH_MAX + 4,
+	tap_ok(np == 3 && counts[0] == MMN_EVENT_BATCH_FIRST && counts[1] == MMN_EVENT_BATCH_MAX &&
+		       counts[2] == 4,
+	       "split: %zu folded pairs in packets of %d, %d and 4 records", total, MMN_EVENT_BATCH_FIRST,
 	       MMN_EVENT_BATCH_MAX);
-	tap_is_int(folded, MMN_EVENT_BATCH_MAX + 4, "split: every pair folded");
+	tap_is_int(folded, (int)total, "split: every pair folded");
 	tap_ok(tc_quiet(&h, &c), "split: nothing else");
 	tc_close(&c);
 	tap_is_int(h_fini(&h), 0, "split: loop closes clean");
