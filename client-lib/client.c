@@ -99,6 +99,7 @@ static void client_free(struct mmn_client *c)
 {
 	int fds[] = {c->epfd, c->sock, c->wakefd, c->timerfd, c->replyfd, c->stopfd, c->sp_memfd};
 
+	mmn__conn_discard_rx(c);
 	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
 		if (fds[i] >= 0)
 			close(fds[i]);

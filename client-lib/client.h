@@ -61,6 +61,13 @@
  * events can hold an ack back.
  */
 #define MMN_ACK_WAIT_EVENTS 256
+/*
+ * Past that bound, the acks of one event still wait while the queue's next
+ * event is that event's next Invalidate (mmnd awaits them all before it
+ * acks the kernel, so sending part frees nothing), for this long at most:
+ * well inside any ack deadline, so no acked sub is evicted for it.
+ */
+#define MMN_ACK_HOLD_MS 2
 
 struct conn_ops;
 struct mmn_sub;
@@ -189,11 +196,13 @@ struct mmn_client {
 	 * Acks of the dispatch thread not sent yet (conn.c, protocol v2): sent
 	 * as one AckMany before any other message, when full, and when the
 	 * dispatch thread has delivered everything it read, or
-	 * MMN_ACK_WAIT_EVENTS events after the oldest (dispatch.c).
+	 * MMN_ACK_WAIT_EVENTS events after the oldest (dispatch.c; up to
+	 * MMN_ACK_HOLD_MS later while one event's Invalidates go on).
 	 * Under c->lock; emptied when the connection is lost.
 	 */
 	unsigned nacks;
 	unsigned ack_waited; /* events delivered since the oldest of them (dispatch.c) */
+	int64_t ack_held_since; /* mmn__now_ms() when the open run was first held (MMN_ACK_HOLD_MS), or 0 */
 	uint64_t ack_sub[MMN_MAX_ACKS], ack_event[MMN_MAX_ACKS];
 	uint32_t ack_run[MMN_MAX_ACKS]; /* with @ack_runs: Invalidates each entry acks */
 	/*
@@ -226,10 +235,18 @@ struct mmn_client {
 	void *stack;
 	size_t stack_len;
 
-	/* Receive buffers: part of this mlocked, pre-faulted allocation. */
+	/*
+	 * Receive buffers: part of this mlocked, pre-faulted allocation.  One
+	 * recvmmsg() fills @rx with what mmnd queued (a fan-out to many subs
+	 * is many packets); mmn__conn_read_packet() hands them up one at a
+	 * time, so the queue's room is checked per packet as before.  The
+	 * packets @rx_next..@rx_n-1 are read but not handled, and own their
+	 * descriptors; dropped with the connection.  Under c->lock.
+	 */
 	size_t map_len;
 	size_t arena_used;
-	uint8_t rbuf[MMN_WIRE_MAX_MSG];
+	unsigned rx_next, rx_n;
+	struct mmn_wire_packet rx[MMN_WIRE_RECV_MANY];
 	uint8_t arena[32768] __attribute__((aligned(16)));
 };
 

@@ -20,6 +20,7 @@
 #include "conn.h"
 #include "queue.h"
 #include "error.h"
+#include "eventfd.h"
 #include "fork.h"
 #include "mmn/mmn.h"
 
@@ -52,6 +53,7 @@ static int send_acks(struct mmn_client *c)
 	}
 	c->nacks = 0;
 	c->ack_waited = 0;
+	c->ack_held_since = 0;
 	env.body_case = MMN__V1__ENVELOPE__BODY_ACK_MANY;
 	env.ack_many = &m;
 	return send_now(c, &env, NULL, 0);
@@ -94,6 +96,15 @@ int mmn__conn_flush_acks(struct mmn_client *c)
 bool mmn__conn_acks_waiting(const struct mmn_client *c)
 {
 	return c->nacks || (c->run.open && c->run.needed);
+}
+
+bool mmn__conn_run_goes_on(const struct mmn_client *c, const struct qev *next)
+{
+	const struct ack_run *run = &c->run;
+
+	return !c->nacks && run->open && next->type == QEV_INVALIDATE &&
+	       next->conn == (uint32_t)c->conn_gen && next->r.event_id == run->event_id &&
+	       next->ord >= run->next;
 }
 
 int mmn__conn_send(struct mmn_client *c, const MmnEnvelope *env, const int *fds, size_t nfds)
@@ -248,8 +259,10 @@ void mmn__conn_lost(struct mmn_client *c, int err)
 		mmn__global_set_fd(&c->sock, -1);
 		close(fd);
 	}
+	mmn__conn_discard_rx(c); /* that daemon's packets, read but not handled */
 	c->conn_gen++;
 	c->nacks = c->ack_waited = 0; /* nothing of that daemon waits for them */
+	c->ack_held_since = 0;
 	c->run.open = false;
 	c->rx_event = 0;
 	c->rx_ord = 0;
@@ -303,57 +316,94 @@ static bool body_known(const MmnEnvelope *env)
 	       env->body_case <= MMN__V1__ENVELOPE__BODY_ACK_MANY;
 }
 
-/* Receive one packet into c->rbuf: its length, 0 at EOF, or a negative errno. */
-static ssize_t recv_packet(struct mmn_client *c, int *fds, size_t *nfds)
+static void close_fds(int *fds, size_t n)
 {
-	ssize_t n = mmn__wire_recv(c->sock, c->rbuf, sizeof(c->rbuf), fds, MMN_WIRE_MAX_FDS, nfds);
+	for (size_t i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
 
+void mmn__conn_discard_rx(struct mmn_client *c)
+{
+	for (unsigned i = c->rx_next; i < c->rx_n; i++)
+		close_fds(c->rx[i].fds, c->rx[i].nfds);
+	c->rx_next = c->rx_n = 0;
+}
+
+bool mmn__conn_rx_pending(const struct mmn_client *c)
+{
+	return c->rx_next < c->rx_n;
+}
+
+/*
+ * The next packet: one read before and not handled yet, or the first of
+ * what one recvmmsg() reads now.  NULL with *@err 0 when nothing is queued,
+ * or a negative errno.
+ */
+static struct mmn_wire_packet *next_packet(struct mmn_client *c, ssize_t *err)
+{
+	ssize_t n;
+
+	*err = 0;
+	if (c->rx_next < c->rx_n)
+		return &c->rx[c->rx_next++];
+	n = mmn__wire_recv_many(c->sock, c->rx, MMN_WIRE_RECV_MANY);
 	if (n < 0 && n != -EAGAIN && n != -EINTR && c->state == CONN_HELLO) {
 		/*
 		 * A socket error (ECONNRESET: mmnd closed with our Hello unread)
 		 * is reported, once, before the packets still queued, such as
 		 * the Error mmnd refused us with: read that, it says why.
 		 */
-		ssize_t again = mmn__wire_recv(c->sock, c->rbuf, sizeof(c->rbuf), fds, MMN_WIRE_MAX_FDS, nfds);
+		ssize_t again = mmn__wire_recv_many(c->sock, c->rx, MMN_WIRE_RECV_MANY);
 
 		if (again > 0)
 			n = again;
 	}
-	return n;
+	if (n <= 0) {
+		*err = n == -EAGAIN || n == -EINTR ? 0 : n;
+		return NULL;
+	}
+	c->rx_n = (unsigned)n;
+	c->rx_next = 1;
+	return &c->rx[0];
 }
 
 int mmn__conn_read_packet(struct mmn_client *c)
 {
 	ProtobufCAllocator alloc = {.alloc = arena_alloc, .free = arena_free, .allocator_data = c};
-	int fds[MMN_WIRE_MAX_FDS];
-	size_t nfds = 0;
+	struct mmn_wire_packet *p;
 	MmnEnvelope *env;
 	ssize_t n;
 	int r;
 
 	if (c->sock < 0 || c->state == CONN_DOWN)
 		return 0;
-	n = recv_packet(c, fds, &nfds);
-	if (n == -EAGAIN || n == -EINTR)
+	p = next_packet(c, &n);
+	if (!p && !n)
 		return 0;
+	if (p)
+		n = p->len; /* its descriptors are closed already unless n > 0 */
 	if (n <= 0) {
 		r = n == 0 ? -ECONNRESET : (int)n;
 		goto lost;
 	}
 	c->arena_used = 0;
-	env = mmn__v1__envelope__unpack(&alloc, (size_t)n, c->rbuf);
+	env = mmn__v1__envelope__unpack(&alloc, (size_t)n, p->buf);
 	if (!env) {
 		r = -EBADMSG;
 	} else if (!body_known(env)) {
 		r = -EPROTO;
 	} else {
-		r = c->conn_ops->packet(c, env, fds, nfds);
+		r = c->conn_ops->packet(c, env, p->fds, p->nfds);
 	}
-	for (size_t i = 0; i < nfds; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-	if (r >= 0)
+	close_fds(p->fds, p->nfds);
+	p->nfds = 0;
+	if (r >= 0) {
+		/* The socket no longer says so: whoever reads next must be told (as mmn__enqueue() does). */
+		if (mmn__conn_rx_pending(c) && !c->dispatching)
+			mmn__eventfd_raise(c->wakefd, &c->wake_set);
 		return 1;
+	}
 lost:
 	mmn__log(LOG_WARNING, "mmn: dropping the connection: %s", mmn_strerror(r));
 	mmn__conn_lost(c, r);

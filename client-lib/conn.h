@@ -54,6 +54,11 @@ int mmn__conn_ack_delivered(struct mmn_client *c, uint64_t sub_id, const struct 
 int mmn__conn_ack_break(struct mmn_client *c);
 /* True while an ack waits to be sent (batched, or in the open run). */
 bool mmn__conn_acks_waiting(const struct mmn_client *c);
+/*
+ * True when every ack waiting is in the open run and @next, queued, is a
+ * later Invalidate of the same event on this connection: the run goes on.
+ */
+bool mmn__conn_run_goes_on(const struct mmn_client *c, const struct qev *next);
 /* Send the batched acks and the open run as one AckMany.  0 or -errno. */
 int mmn__conn_flush_acks(struct mmn_client *c);
 /*
@@ -62,6 +67,10 @@ int mmn__conn_flush_acks(struct mmn_client *c);
  * dropped because of it (mmn__conn_lost() already ran).
  */
 int mmn__conn_read_packet(struct mmn_client *c);
+/* True while packets read by the last recvmmsg() wait to be handed up. */
+bool mmn__conn_rx_pending(const struct mmn_client *c);
+/* Close what the packets read but not handed up carried, and forget them. */
+void mmn__conn_discard_rx(struct mmn_client *c);
 /* Drop the connection (EOF, error, malformed input) and arm the backoff timer. */
 void mmn__conn_lost(struct mmn_client *c, int err);
 /* c->timerfd is readable: reconnect if it is time, never blocking. */

@@ -16,6 +16,7 @@
 #include "queue.h"
 #include "seq.h"
 #include "sub.h"
+#include "util.h"
 
 static struct outstanding *find_out(struct mmn_sub *s, uint64_t event_id)
 {
@@ -189,6 +190,31 @@ static int deliver(struct mmn_client *c, struct qev *e)
 	return 0;
 }
 
+/*
+ * After each delivery: send the waiting acks once MMN_ACK_WAIT_EVENTS events
+ * were delivered since the oldest, unless the event of the open run goes on
+ * at the head of the queue and has been held less than MMN_ACK_HOLD_MS (the
+ * clock is read once per MMN_ACK_WAIT_EVENTS deliveries).
+ */
+static void acks_after_delivery(struct mmn_client *c)
+{
+	const struct qev *next = mmn__queue_peek(c);
+
+	if (!mmn__conn_acks_waiting(c) || ++c->ack_waited < MMN_ACK_WAIT_EVENTS)
+		return;
+	if (next && mmn__conn_run_goes_on(c, next)) {
+		int64_t now = mmn__now_ms();
+
+		if (!c->ack_held_since)
+			c->ack_held_since = now;
+		if (now - c->ack_held_since < MMN_ACK_HOLD_MS) {
+			c->ack_waited = 0;
+			return;
+		}
+	}
+	mmn__conn_flush_acks(c);
+}
+
 /* Deliver and read, at most @budget steps; returns the number of callbacks run. */
 static int dispatch_locked(struct mmn_client *c, int budget)
 {
@@ -200,8 +226,7 @@ static int dispatch_locked(struct mmn_client *c, int budget)
 			n += deliver(c, &e);
 			mmn__sub_put(e.s);
 			/* A steady stream never empties the queue: acks wait this long at most. */
-			if (mmn__conn_acks_waiting(c) && ++c->ack_waited >= MMN_ACK_WAIT_EVENTS)
-				mmn__conn_flush_acks(c);
+			acks_after_delivery(c);
 			continue;
 		}
 		if (c->lost_pending) {
@@ -218,7 +243,7 @@ static int dispatch_locked(struct mmn_client *c, int budget)
 	 * left to deliver, so mmnd is woken once for a burst rather than once a
 	 * packet.  With events left (the budget is spent) they wait for the
 	 * next call, which wakefd, raised by mmn_dispatch(), brings at once,
-	 * and never longer than MMN_ACK_WAIT_EVENTS deliveries.
+	 * and never longer than acks_after_delivery() allows.
 	 */
 	if (!c->qlen && !c->lost_pending)
 		mmn__conn_flush_acks(c);
@@ -249,7 +274,7 @@ int mmn__dispatch(struct mmn_client *c, int budget)
 	if (c->state == CONN_DOWN)
 		mmn__conn_timer(c);
 	n = dispatch_locked(c, budget);
-	if (c->qlen || c->lost_pending)
+	if (c->qlen || c->lost_pending || mmn__conn_rx_pending(c))
 		mmn__eventfd_raise(c->wakefd, &c->wake_set);
 	r = c->pending_error;
 	c->pending_error = 0;

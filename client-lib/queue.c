@@ -86,6 +86,11 @@ int mmn__enqueue_invalidate(struct mmn_client *c, struct mmn_sub *s, const struc
 	return 0;
 }
 
+const struct qev *mmn__queue_peek(const struct mmn_client *c)
+{
+	return c->qlen ? &c->q[c->qhead] : NULL;
+}
+
 bool mmn__dequeue(struct mmn_client *c, struct qev *out)
 {
 	if (!c->qlen)

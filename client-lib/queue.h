@@ -44,6 +44,8 @@ int mmn__enqueue(struct mmn_client *c, enum qev_type type, struct mmn_sub *s, co
 		 int reason);
 /* mmn__enqueue() of an Invalidate, the @ord-th of its event on this connection. */
 int mmn__enqueue_invalidate(struct mmn_client *c, struct mmn_sub *s, const struct mmn_range *r, uint32_t ord);
+/* The oldest event, left queued, or NULL when empty. */
+const struct qev *mmn__queue_peek(const struct mmn_client *c);
 /* The oldest event into @out (still pinning its sub), false when empty. */
 bool mmn__dequeue(struct mmn_client *c, struct qev *out);
 

@@ -5,11 +5,15 @@
  * (a folded record: invalidate, then invalidate_end, with its two seqs), the
  * acks of one packet go back as one AckMany (in runs when mmnd takes them),
  * a malformed batch drops the connection, and with a v1 mmnd the library
- * acks one Ack per event.
+ * acks one Ack per event.  The acks of one event's long run of Invalidates
+ * wait for its end (up to MMN_ACK_HOLD_MS), and packets read ahead keep the
+ * client's fd readable.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <string.h>
+#include <time.h>
 
 #include "event-record.h"
 #include "fake-server.h"
@@ -18,8 +22,9 @@
 #include "tap.h"
 
 #define BASE 0x40000000ull
-/* libmmn's MMN_ACK_WAIT_EVENTS (client-lib/client.h, not installed) */
+/* libmmn's MMN_ACK_WAIT_EVENTS and MMN_ACK_HOLD_MS (client-lib/client.h, not installed) */
 #define MMN_ACK_WAIT_EVENTS_TEST 256
+#define MMN_ACK_HOLD_MS_TEST	 2
 #define PAGE 0x1000ull
 
 struct rec {
@@ -277,6 +282,125 @@ static void test_ack_runs(struct fake_server *fs)
 	fs->reply_ack_runs = false;
 }
 
+/* The callback of test_ack_hold(): slow at its 300th delivery, and at its 540th: was an AckMany sent? */
+static struct fake_server *hold_fs;
+static unsigned hold_seen, hold_many0;
+static bool hold_spin, hold_acked;
+static struct timespec hold_t0;
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static int on_hold(struct mmn_sub *s, const struct mmn_range *r, void *ud)
+{
+	hold_seen++;
+	if (hold_seen == MMN_ACK_WAIT_EVENTS_TEST)
+		clock_gettime(CLOCK_MONOTONIC, &hold_t0);
+	/* A consumer this slow holds the run past MMN_ACK_HOLD_MS (the run of 560 below). */
+	if (hold_spin && hold_seen == 300)
+		while (ms_since(&hold_t0) < MMN_ACK_HOLD_MS_TEST + 1)
+			;
+	if (hold_spin && hold_seen == 540)
+		hold_acked = fs_wait(hold_fs, &hold_fs->nack_many, hold_many0 + 1);
+	return 0;
+}
+
+/* @n Invalidates of event @ev for sub @id, asking acks, in packets of MMN_EVENT_BATCH_MAX. */
+static void send_event(struct fake_server *fs, uint64_t id, uint64_t ev, unsigned n)
+{
+	struct mmn_event_record recs[MMN_EVENT_BATCH_MAX];
+
+	for (unsigned sent = 0; sent < n;) {
+		unsigned k = n - sent < MMN_EVENT_BATCH_MAX ? n - sent : MMN_EVENT_BATCH_MAX;
+
+		for (unsigned i = 0; i < k; i++)
+			recs[i] = inval(id, ev, BASE + 30 * PAGE, true);
+		send_batch(fs, recs, k);
+		sent += k;
+	}
+}
+
+/*
+ * One event of many Invalidates (a fan-out to many subs of this client):
+ * its acks wait past MMN_ACK_WAIT_EVENTS while its Invalidates go on at the
+ * head of the queue (mmnd acks the kernel only once it has them all), so
+ * 336 of them go back as one run in one AckMany; but no longer than
+ * MMN_ACK_HOLD_MS: with a slow callback, a run of 560 is sent at the
+ * 512th, then the rest.
+ */
+static void test_ack_hold(struct fake_server *fs)
+{
+	struct mmn_sub_opts o = {.size = sizeof(o), .flags = MMN_SUB_BLOCKING, .invalidate = on_hold};
+	struct mmn_client *c = NULL;
+	struct mmn_sub *s;
+	unsigned many0, log0;
+	uint64_t id;
+
+	fs->reply_version = 2;
+	fs->reply_ack_runs = true;
+	tap_require(mmn_connect(fs->path, &c) == 0);
+	tap_require(mmn_subscribe(c, 0, BASE + 30 * PAGE, PAGE, &o, &s) == 0);
+	id = fs->subs[fs->nsubs - 1].id;
+
+	many0 = fs_get(fs, &fs->nack_many);
+	log0 = fs_get(fs, &fs->nack_log);
+	send_event(fs, id, 50, 6 * MMN_EVENT_BATCH_MAX);
+	tap_ok(dispatch_reached(c, &hold_seen, 6 * MMN_EVENT_BATCH_MAX) &&
+		       fs_wait(fs, &fs->nack_log, log0 + 1),
+	       "hold: 336 Invalidates of one event delivered and acked");
+	tap_ok(logged(fs, log0, id, 50, 6 * MMN_EVENT_BATCH_MAX) && fs_get(fs, &fs->nack_log) == log0 + 1,
+	       "hold: as one run of 336, past the bound of %d", MMN_ACK_WAIT_EVENTS_TEST);
+	tap_is_int(fs_get(fs, &fs->nack_many) - many0, 1, "hold: in one AckMany");
+
+	hold_fs = fs;
+	hold_seen = 0;
+	hold_spin = true;
+	hold_many0 = fs_get(fs, &fs->nack_many);
+	log0 = fs_get(fs, &fs->nack_log);
+	send_event(fs, id, 51, 10 * MMN_EVENT_BATCH_MAX);
+	tap_ok(dispatch_reached(c, &hold_seen, 10 * MMN_EVENT_BATCH_MAX) &&
+		       fs_wait(fs, &fs->nack_log, log0 + 2),
+	       "hold bound: 560 Invalidates of one event delivered and acked");
+	tap_ok(hold_acked, "hold bound: held %d ms at most: acks went before the 540th was delivered",
+	       MMN_ACK_HOLD_MS_TEST);
+	tap_ok(logged(fs, log0, id, 51, 2 * MMN_ACK_WAIT_EVENTS_TEST) &&
+		       logged(fs, log0 + 1, id, 51, 10 * MMN_EVENT_BATCH_MAX - 2 * MMN_ACK_WAIT_EVENTS_TEST),
+	       "hold bound: a run of %d at the next bound after the hold expired, then the rest",
+	       2 * MMN_ACK_WAIT_EVENTS_TEST);
+	hold_spin = false;
+	mmn_disconnect(c);
+	fs->reply_ack_runs = false;
+}
+
+/*
+ * Packets read by one recvmmsg() but not handed up yet are not on the
+ * socket any more: the client's fd must still say there is work.  The fake
+ * mmnd sends an Invalidate right behind the SubscribeReply, so
+ * mmn_subscribe() may read both and handle only the reply.
+ */
+static void test_rx_pending(struct fake_server *fs)
+{
+	struct rec r = {0};
+	struct mmn_client *c = NULL;
+	struct pollfd p;
+
+	fs->reply_version = 2;
+	fs->inval_after_subscribe = true;
+	tap_require(mmn_connect(fs->path, &c) == 0);
+	subscribe(c, BASE + 31 * PAGE, MMN_SUB_BLOCKING, &r);
+	p = (struct pollfd){.fd = mmn_get_fd(c), .events = POLLIN};
+	tap_is_int(poll(&p, 1, 5000), 1,
+		   "rx: the fd is readable while the Invalidate behind the reply waits");
+	tap_ok(dispatch_reached(c, &r.inval, 1), "rx: and it is delivered");
+	fs->inval_after_subscribe = false;
+	mmn_disconnect(c);
+}
+
 static void test_v1(struct fake_server *fs)
 {
 	struct rec r1 = {0}, r2 = {0};
@@ -313,6 +437,8 @@ int main(void)
 	test_v1(&fs);
 	tap_is_int(fs_get(&fs, &fs.bad_runs), 0, "no runs to an mmnd that did not offer them");
 	test_ack_runs(&fs);
+	test_ack_hold(&fs);
+	test_rx_pending(&fs);
 	fs_stop(&fs);
 	return tap_done();
 }
