@@ -51,6 +51,11 @@
 #define PAGE	   4096UL
 #define MAX_SIZES  8
 #define MUNMAP_SUBS 1000
+/*
+ * Munmaps per side of the munmap phase, at least: a median of a few dozen
+ * moved by a tenth between runs of the guest (TCG on a shared machine).
+ */
+#define MUNMAP_ROUNDS_MIN 200
 
 
 /* A delivery: the time a callback (or the raw reader) saw it, and a count to wait on. */
@@ -442,7 +447,7 @@ static int munmap_phase(const struct bench *b)
 	struct mmnd_run m = {0};
 	struct mmn_client *c = NULL;
 	struct samples one, many;
-	int rounds = b->rounds / 10 > 20 ? b->rounds / 10 : 20, r;
+	int rounds = b->rounds / 10 > MUNMAP_ROUNDS_MIN ? b->rounds / 10 : MUNMAP_ROUNDS_MIN, r;
 
 	r = daemon_up(b, &m, &c);
 	for (int blocking = 0; blocking < 2 && !r; blocking++) {
