@@ -47,6 +47,12 @@ void mmn__memory_exempt(void *p, size_t len)
 		mmn__log(LOG_DEBUG, "mmn: cannot exempt memory from NUMA balancing: %m");
 }
 
+void mmn__memory_exempt_thread(void)
+{
+	if (syscall(SYS_set_mempolicy, MPOL_LOCAL, NULL, 0UL) < 0 && errno != ENOSYS)
+		mmn__log(LOG_DEBUG, "mmn: cannot exempt the dispatch thread from NUMA balancing: %m");
+}
+
 void *mmn__memory_map(size_t len)
 {
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);

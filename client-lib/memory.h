@@ -27,6 +27,20 @@
 void mmn__memory_exempt(void *p, size_t len);
 
 /*
+ * Keep the calling thread from doing NUMA balancing's sampling of its
+ * process.  The scheduler has a thread of the process sample (make a span
+ * of its mappings inaccessible, which the kernel reports as a protection
+ * change of each subscription there) on its way back to user space from a
+ * timer interrupt: at any instruction.  A blocking subscription's ack is
+ * then awaited on that thread, so the thread that acks would wait for
+ * itself until the deadline.  The sampling skips a mapping without a
+ * policy of its own when the sampling thread's policy lacks MPOL_F_MOF:
+ * the thread gets MPOL_LOCAL (its placement stays the default one).  Best
+ * effort.
+ */
+void mmn__memory_exempt_thread(void);
+
+/*
  * @len bytes of zeroed memory, pre-faulted, exempt and locked (the lock best
  * effort, logged at debug level when refused); NULL when it cannot be mapped.
  * Freed with munmap().

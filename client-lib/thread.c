@@ -92,6 +92,7 @@ static void *thread_main(void *arg)
 	 */
 	first = malloc(1);
 	free(first);
+	mmn__memory_exempt_thread();
 	for (;;) {
 		if (poll(p, 2, -1) < 0 && errno != EINTR)
 			break;

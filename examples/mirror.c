@@ -322,6 +322,21 @@ static void *driver_main(void *arg)
 	struct shared *m = sh; /* never the global under the lock: .bss is not pinned */
 	unsigned r = opt.seed * 7919u;
 
+	/*
+	 * This thread holds the lock the invalidate callback takes.  NUMA
+	 * balancing has a thread of the process sample its mappings on the
+	 * way back from a timer interrupt, at any instruction, and that
+	 * protection change waits for our own blocking ack: under the lock,
+	 * this thread would wait for a callback that waits for it, until the
+	 * deadline.  A thread whose policy lacks MPOL_F_MOF skips, when it
+	 * samples, every mapping without a policy of its own (<mmn/mmn.h>).
+	 */
+	if (syscall(SYS_set_mempolicy, MPOL_LOCAL, NULL, 0UL) < 0 && errno != ENOSYS) {
+		perror("set_mempolicy");
+		m->stop = 1;
+		return NULL;
+	}
+
 	while (!m->stop) {
 		unsigned n = 1 + rand_r(&r) % 16, i = rand_r(&r) % m->npages;
 

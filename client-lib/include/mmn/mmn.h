@@ -39,7 +39,16 @@
  * that a first free() in a callback maps nothing); keep your callbacks
  * fault-free too (touch only locked or already resident memory, mbound with
  * MPOL_LOCAL as examples/mirror.c does its table; a heap that grows or
- * shrinks maps).
+ * shrinks maps).  The sampling itself is done by a thread of the process,
+ * on its way back to user space from a timer interrupt, at any
+ * instruction; it changes the protection of the process's mappings and so
+ * waits for blocking acks like an mprotect().  A thread that holds a lock
+ * your callback takes (the driver lock of examples/mirror.c) would then wait
+ * for a callback that waits for it: give such threads a memory policy of
+ * their own, set_mempolicy(MPOL_LOCAL, NULL, 0) (libnuma:
+ * numa_set_localalloc()); the sampling a thread does skips every mapping
+ * without a policy of its own when the thread's policy lacks MPOL_F_MOF.
+ * The library's thread does so.
  *
  * userfaultfd source (no module): the process's munmap/madvise/mremap/fork
  * of a subscribed range wait until mmnd has read the event from the

@@ -529,12 +529,22 @@ static int policy_of(const void *addr)
 
 #define POLICY_LOCAL 4 /* MPOL_LOCAL */
 
+/* The calling thread's own memory policy (get_mempolicy without flags), or -errno. */
+static int thread_policy(void)
+{
+	int mode = -1;
+
+	if (syscall(SYS_get_mempolicy, &mode, NULL, 0UL, NULL, 0UL) < 0)
+		return -errno;
+	return mode;
+}
+
 struct numa_probe {
-	int stack_policy;
+	int stack_policy, thread_policy;
 	int efd;
 };
 
-/* On the library thread: the policy of its stack. */
+/* On the library thread: the policy of its stack, and its own. */
 static int on_numa_probe(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 {
 	struct numa_probe *p = ud;
@@ -542,6 +552,7 @@ static int on_numa_probe(struct mmn_sub *s, const struct mmn_range *r, void *ud)
 	uint64_t one = 1;
 
 	p->stack_policy = policy_of((const void *)&here);
+	p->thread_policy = thread_policy();
 	if (write(p->efd, &one, sizeof(one)) < 0)
 		abort();
 	return 0;
@@ -576,7 +587,7 @@ static int libc_data(struct dl_phdr_info *info, size_t size, void *data)
  */
 static void test_numa_exempt(struct fake_server *fs)
 {
-	struct numa_probe p = {.stack_policy = -1, .efd = eventfd(0, EFD_CLOEXEC)};
+	struct numa_probe p = {.stack_policy = -1, .thread_policy = -1, .efd = eventfd(0, EFD_CLOEXEC)};
 	struct mmn_sub_opts o = {
 		.size = sizeof(o), .flags = MMN_SUB_NONBLOCKING, .invalidate = on_numa_probe, .userdata = &p};
 	struct mmn_sub_request req = {.start = 0xc1000, .length = 0x1000, .opts = &o};
@@ -605,6 +616,8 @@ static void test_numa_exempt(struct fake_server *fs)
 	fs_invalidate(fs, idx, 0xc0000, 0xc1000, MMN_EVENT_CLEAR, false);
 	tap_is_int(poll(&pf, 1, 5000), 1, "the library thread ran the callback");
 	tap_is_int(p.stack_policy, POLICY_LOCAL, "the library thread's stack has MPOL_LOCAL");
+	/* So NUMA balancing's sampling, when the thread does it, skips the process's mappings. */
+	tap_is_int(p.thread_policy, POLICY_LOCAL, "the library thread's own policy is MPOL_LOCAL");
 	mmn_unsubscribe(s);
 	mmn_unsubscribe(req.sub);
 	mmn_disconnect(c);
