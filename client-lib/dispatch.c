@@ -198,10 +198,11 @@ static int deliver(struct mmn_client *c, struct qev *e)
  */
 static void acks_after_delivery(struct mmn_client *c)
 {
-	const struct qev *next = mmn__queue_peek(c);
+	const struct qev *next;
 
 	if (!mmn__conn_acks_waiting(c) || ++c->ack_waited < MMN_ACK_WAIT_EVENTS)
 		return;
+	next = mmn__queue_peek(c);
 	if (next && mmn__conn_run_goes_on(c, next)) {
 		int64_t now = mmn__now_ms();
 
