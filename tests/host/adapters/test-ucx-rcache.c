@@ -4,7 +4,8 @@
  * cache (ucs_rcache, the one ucp and the transports use), with registration
  * counters in its ops.  A buffer is registered (a miss), looked up again (a
  * hit), then unmapped by a raw munmap system call, which UCX's libc hooks
- * never see; a new mapping takes its address.
+ * never see; a new mapping takes its address (a guard above the buffer
+ * keeps other mappings out of the hole in between, see map_buffer()).
  *   with the adapter: the unmap reaches UCX as UCM_EVENT_VM_UNMAPPED for the
  *     buffer (through mmnd and ucm_vm_munmap), the next lookup is a miss that
  *     registers the new pages, and the old region is deregistered; the same
@@ -158,8 +159,38 @@ static bool adapter_enabled(const char *mode)
 }
 
 /*
- * The remapped buffer: the unmap (a system call, or libc's munmap when
- * @raw is false) is seen, the next lookup registers the new pages.
+ * The buffer, @len bytes, and a guard page above it (unmapped with it).
+ * check_unmap() munmaps the buffer and maps new pages at its address: the
+ * munmap must stay a munmap, it is the event under test.  In between, any
+ * thread of the process (UCX's, the adapter's, the sanitizer runtime's
+ * allocator) may map memory, and the kernel would place it in the hole,
+ * the highest gap that fits.  It places nothing (mmap without MAP_FIXED,
+ * with a hint or not) within stack_guard_gap, 256 pages by default, below a
+ * MAP_GROWSDOWN mapping, so with the guard one the hole stays free for
+ * MAP_FIXED_NOREPLACE.  (A reservation around the buffer would not do: the
+ * hole is free all the same, and MAP_FIXED over it would replace another
+ * thread's mapping.)  The guard is PROT_NONE and never touched, so it never
+ * grows.
+ */
+static char *map_buffer(size_t len)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	char *buf = mmap(NULL, len + ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (buf == MAP_FAILED)
+		return NULL;
+	if (mmap(buf + len, ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_GROWSDOWN, -1, 0) !=
+	    buf + len) {
+		munmap(buf, len + ps);
+		return NULL;
+	}
+	return buf;
+}
+
+/*
+ * The remapped buffer (from map_buffer()): the unmap (a system call, or
+ * libc's munmap when @raw is false) is seen, the next lookup registers the
+ * new pages.
  */
 static void check_unmap(ucs_rcache_t *rc, char *buf, size_t len, bool with, bool raw)
 {
@@ -261,8 +292,8 @@ static int run(const char *mode)
 	rc = make_cache();
 	tap_require(rc);
 	tap_require(ucm_set_event_handler(UCM_EVENT_VM_UNMAPPED, 2000, on_unmapped, NULL) == UCS_OK);
-	buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	tap_require(buf != MAP_FAILED);
+	buf = map_buffer(len);
+	tap_require(buf);
 	memset(buf, 1, len);
 	tap_is_int(lookup(rc, buf, len), 1, "first lookup registers");
 	tap_is_int(lookup(rc, buf, len), 1, "second lookup is a hit");
@@ -273,7 +304,7 @@ static int run(const char *mode)
 	}
 	ucm_unset_event_handler(UCM_EVENT_VM_UNMAPPED, on_unmapped, NULL);
 	ucs_rcache_destroy(rc);
-	munmap(buf, len);
+	munmap(buf, len + (size_t)sysconf(_SC_PAGESIZE)); /* and the guard */
 	return tap_done();
 }
 
