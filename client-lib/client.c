@@ -15,6 +15,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "ackring.h"
 #include "client.h"
 #include "conn.h"
 #include "error.h"
@@ -86,6 +87,7 @@ static struct mmn_client *client_alloc(void)
 	client_root(c, len);
 	c->epfd = c->sock = c->wakefd = c->timerfd = c->replyfd = c->stopfd = -1;
 	c->sp_memfd = -1;
+	c->ackring_doorbell = -1;
 	c->backoff_ms = MMN_BACKOFF_MIN_MS;
 	c->conn_ops = &mmn__session_ops;
 	mmn__sub_hash_init(c);
@@ -100,6 +102,7 @@ static void client_free(struct mmn_client *c)
 	int fds[] = {c->epfd, c->sock, c->wakefd, c->timerfd, c->replyfd, c->stopfd, c->sp_memfd};
 
 	mmn__conn_discard_rx(c);
+	mmn__ackring_unmap(c);
 	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
 		if (fds[i] >= 0)
 			close(fds[i]);

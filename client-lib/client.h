@@ -25,7 +25,8 @@
  *   connection  conn.c       socket, Hello, backoff, reading and decoding
  *                            one packet, handed up through c->conn_ops
  *                   |
- *   base        seq.c        the sequence page, mmn_read_begin/retry
+ *   base        ackring.c    the ack ring: acks through shared memory
+ *               seq.c        the sequence page, mmn_read_begin/retry
  *               memory.c     the memory the dispatch thread touches, and
  *                            pools of objects in it
  *               uffd.c       the userfaultfd of the uffd source
@@ -71,6 +72,7 @@
 
 struct conn_ops;
 struct mmn_sub;
+struct mmn_ack_ring;
 struct qev;
 struct sub_batch;
 
@@ -214,6 +216,10 @@ struct mmn_client {
 	 * c->lock; reset when the connection is lost.
 	 */
 	bool ack_runs;
+	/* HelloReply.ack_ring: where the acks above go instead of AckMany (ackring.h), or NULL. */
+	struct mmn_ack_ring *ackring;
+	uint32_t ackring_head; /* entries published so far (the ring's head is ours to write) */
+	int ackring_doorbell;  /* eventfd; -1 without a ring */
 	struct ack_run {
 		uint64_t sub_id, event_id; /* the first Invalidate's */
 		uint32_t first, next;	   /* its place, and one past the last's */

@@ -16,6 +16,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "ackring.h"
 #include "client.h"
 #include "conn.h"
 #include "queue.h"
@@ -44,6 +45,12 @@ static int send_acks(struct mmn_client *c)
 
 	if (!c->nacks)
 		return 0;
+	if (mmn__ackring_put(c, c->ack_sub, c->ack_event, c->ack_runs ? c->ack_run : NULL, c->nacks) == 0) {
+		c->nacks = 0;
+		c->ack_waited = 0;
+		c->ack_held_since = 0;
+		return 0;
+	}
 	m.n_sub_ids = m.n_event_ids = c->nacks;
 	m.sub_ids = c->ack_sub;
 	m.event_ids = c->ack_event;
@@ -119,10 +126,13 @@ int mmn__conn_ack(struct mmn_client *c, uint64_t sub_id, uint64_t event_id, bool
 	Mmn__V1__Ack a = MMN__V1__ACK__INIT;
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT;
 
-	if (batch && c->version >= 2) {
+	if ((batch || c->ackring) && c->version >= 2) {
 		int r = run_close(c); /* acks keep their order */
 
-		return r < 0 ? r : ack_push(c, sub_id, event_id, 1);
+		if (r == 0)
+			r = ack_push(c, sub_id, event_id, 1);
+		/* Not batched: now, through the ring when there is one (allocating nothing). */
+		return r < 0 || batch ? r : send_acks(c);
 	}
 	a.sub_id = sub_id;
 	a.event_id = event_id;
@@ -214,6 +224,7 @@ int mmn__conn_open(struct mmn_client *c)
 	hello.client_name = (char *)"libmmn";
 	hello.waiter_flag = true; /* seq.c raises a slot's flag before it sleeps on it */
 	hello.gen_base = (uint64_t)c->gen_max + 1; /* no gen this client saw again (mmn.h) */
+	hello.ack_ring = true;			   /* acks go through shared memory (ackring.h) */
 	hello.ack_runs = true;			   /* dispatch.c acks delivered Invalidates in runs */
 	env.request_id = c->hello_req = ++c->next_req;
 	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO;
@@ -260,6 +271,7 @@ void mmn__conn_lost(struct mmn_client *c, int err)
 		close(fd);
 	}
 	mmn__conn_discard_rx(c); /* that daemon's packets, read but not handled */
+	mmn__ackring_unmap(c);
 	c->conn_gen++;
 	c->nacks = c->ack_waited = 0; /* nothing of that daemon waits for them */
 	c->ack_held_since = 0;

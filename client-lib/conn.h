@@ -39,7 +39,8 @@ int mmn__conn_send(struct mmn_client *c, const MmnEnvelope *env, const int *fds,
 /*
  * Ack @event_id of @sub_id.  With @batch on a v2 connection the ack waits in
  * c->ack_sub/ack_event for mmn__conn_flush_acks() (or the next send); else
- * it is sent now.  0 or -errno.
+ * it is sent now (with the acks batched before it, through the ack ring
+ * when the connection has one).  0 or -errno.
  */
 int mmn__conn_ack(struct mmn_client *c, uint64_t sub_id, uint64_t event_id, bool batch);
 /*

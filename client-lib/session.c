@@ -14,6 +14,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "ackring.h"
 #include "client.h"
 #include "conn.h"
 #include "error.h"
@@ -65,25 +66,40 @@ static void release_stale(struct mmn_client *c)
 	}
 }
 
-static int handle_hello_reply(struct mmn_client *c, const Mmn__V1__HelloReply *h, int memfd, int waitfd)
+/* Close the HelloReply descriptors @fds[@from..3] that were sent. */
+static void close_from(const int *fds, int from)
+{
+	for (int i = from; i < 4; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+/* @fds: the sequence page, the waiter page, the ack ring and its doorbell (-1: not sent), all taken. */
+static int handle_hello_reply(struct mmn_client *c, const Mmn__V1__HelloReply *h, int *fds)
 {
 	int r;
 
 	if (h->version < MMN_PROTO_VERSION_MIN || h->version > MMN_PROTO_VERSION) {
-		close(memfd);
+		close_from(fds, 0);
 		return -EPROTONOSUPPORT;
 	}
-	r = mmn__seqpage_map(c, memfd, h->seqpage_slots);
+	r = mmn__seqpage_map(c, fds[0], h->seqpage_slots);
 	if (r < 0) {
-		if (c->sp_memfd != memfd)
-			close(memfd);
+		if (c->sp_memfd != fds[0])
+			close(fds[0]);
+		close_from(fds, 1);
 		return r;
 	}
-	if (waitfd >= 0) {
-		r = mmn__waitpage_map(c, waitfd, h->seqpage_slots);
-		if (r < 0)
+	if (fds[1] >= 0) {
+		r = mmn__waitpage_map(c, fds[1], h->seqpage_slots);
+		if (r < 0) {
+			close_from(fds, 2);
 			return r;
+		}
 	}
+	/* Without the ring the acks go on the socket, which mmnd reads as well. */
+	if (fds[2] >= 0 && (r = mmn__ackring_map(c, fds[2], fds[3])) < 0)
+		mmn__log(LOG_DEBUG, "mmn: cannot map the ack ring: %s", mmn_strerror(r));
 	c->caps = h->event_mask & ((1ull << (MMN_EVENT_RESYNC + 1)) - 1);
 	if (h->acks_hold_kernel)
 		c->caps |= MMN_CAP_ACKS_HOLD_KERNEL;
@@ -357,18 +373,23 @@ static int handle_release(struct mmn_client *c, uint64_t sub_id, int reason)
  */
 static int hello_reply_packet(struct mmn_client *c, const MmnEnvelope *env, int *fds, size_t nfds)
 {
-	size_t want = env->hello_reply->waiter_flag ? 2 : 1;
-	int memfd, waitfd = -1;
+	const Mmn__V1__HelloReply *h = env->hello_reply;
+	/* The sequence page, the waiter page, the ack ring and its doorbell; -1: not sent. */
+	int take[4] = {-1, -1, -1, -1};
+	size_t want = 1 + h->waiter_flag + 2 * h->ack_ring, k = 0;
 
 	if (c->state != CONN_HELLO || env->request_id != c->hello_req || nfds != want)
 		return -EPROTO;
-	memfd = fds[0];
-	fds[0] = -1;
-	if (want == 2) {
-		waitfd = fds[1];
-		fds[1] = -1;
+	take[0] = fds[k++];
+	if (h->waiter_flag)
+		take[1] = fds[k++];
+	if (h->ack_ring) {
+		take[2] = fds[k++];
+		take[3] = fds[k++];
 	}
-	return handle_hello_reply(c, env->hello_reply, memfd, waitfd);
+	for (k = 0; k < nfds; k++)
+		fds[k] = -1; /* ours now */
+	return handle_hello_reply(c, h, take);
 }
 
 static int session_packet(struct mmn_client *c, const MmnEnvelope *env, int *fds, size_t nfds)

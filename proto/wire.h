@@ -48,8 +48,8 @@
  */
 #define MMN_MAX_ACK_RUNS 160
 
-/* Most file descriptors one packet may carry. */
-#define MMN_WIRE_MAX_FDS 2
+/* Most file descriptors one packet may carry (HelloReply: seqpage, waiters, ack ring, doorbell). */
+#define MMN_WIRE_MAX_FDS 4
 
 #define MMN_DEFAULT_SOCKET "/run/mmn/mmnd.sock"
 #define MMN_SOCKET_ENV "MMN_SOCKET"

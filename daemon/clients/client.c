@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "broker-internal.h"
+#include "clients/ackring.h"
 #include "clients/rpc.h"
 #include "clients/send.h"
 #include "engine/seqpage-slots.h"
@@ -318,6 +319,7 @@ static void client_destroy(struct client *c)
 	c->batch = NULL;
 	c->nbatch = 0;
 	c->nfoldable = 0;
+	mmn__ackring_destroy(c);
 	mmn__seqpage_destroy(c);
 	if (c->pidfd >= 0)
 		close(c->pidfd);
@@ -394,7 +396,10 @@ static bool take_packet(struct client *c, struct mmn_wire_packet *p)
 		mmn__client_drop(c, 0);
 		return false;
 	}
-	handle_packet(c, p->buf, (size_t)p->len, p->fds, p->nfds);
+	/* Acks @c put in its ring before it sent this packet come first. */
+	mmn__ackring_take(c);
+	if (!c->dropping)
+		handle_packet(c, p->buf, (size_t)p->len, p->fds, p->nfds);
 	/* Descriptors the message did not take. */
 	for (size_t k = 0; k < p->nfds; k++)
 		if (p->fds[k] >= 0)

@@ -26,6 +26,7 @@ struct broker;
 struct sub;
 struct mmn_seqpage;
 struct mmn_event_record;
+struct ackring;
 
 /* One queued outgoing packet (only when the peer's socket is full). */
 struct outmsg {
@@ -125,6 +126,8 @@ struct client {
 	struct list blink;
 	/* broker->batch_gen when @c was last sent a batch: a short first one per loop iteration (send.c). */
 	uint64_t batch_gen;
+	/* Hello.ack_ring (v2): the acks @c writes to shared memory (ackring.h), or NULL. */
+	struct ackring *ackring;
 };
 
 struct listener {

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "broker-internal.h"
+#include "clients/ackring.h"
 #include "clients/client.h"
 #include "clients/policy.h"
 #include "clients/send.h"
@@ -26,6 +27,34 @@
 #include "engine/fanout.h"
 #include "engine/sub.h"
 #include "engine/target.h"
+
+/*
+ * Send HelloReply @env with the descriptors it names: the sequence page,
+ * the waiter page, and with @ring the ack ring and its doorbell (created
+ * here; without them the client acks on its socket, as before).  The
+ * client has its own descriptors then; our mappings stay.  0 or -errno.
+ */
+static int hello_reply_send(struct client *c, MmnEnvelope *env, bool ring)
+{
+	Mmn__V1__HelloReply *rep = env->hello_reply;
+	int fds[4] = {c->memfd, c->wait_memfd}, ringfds[2] = {-1, -1}, r;
+	size_t nfds = rep->waiter_flag ? 2 : 1;
+
+	rep->ack_ring = ring && mmn__ackring_create(c, ringfds) == 0;
+	if (rep->ack_ring) {
+		fds[nfds++] = ringfds[0];
+		fds[nfds++] = ringfds[1];
+	}
+	r = mmn__wire_send(c->fd, env, fds, nfds, 1);
+	close(c->memfd);
+	c->memfd = -1;
+	if (c->wait_memfd >= 0)
+		close(c->wait_memfd);
+	c->wait_memfd = -1;
+	if (ringfds[0] >= 0)
+		close(ringfds[0]);
+	return r;
+}
 
 static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello *h)
 {
@@ -85,17 +114,7 @@ static void do_hello(struct client *c, uint64_t request_id, const Mmn__V1__Hello
 	rep.gens_from_base = true;
 	rep.ack_runs = h->ack_runs && rep.version >= 2;
 	c->ack_runs = rep.ack_runs;
-	{
-		int fds[2] = {c->memfd, c->wait_memfd};
-
-		r = mmn__wire_send(c->fd, &env, fds, rep.waiter_flag ? 2 : 1, 1);
-	}
-	/* The client has its own descriptors now; our mappings stay. */
-	close(c->memfd);
-	c->memfd = -1;
-	if (c->wait_memfd >= 0)
-		close(c->wait_memfd);
-	c->wait_memfd = -1;
+	r = hello_reply_send(c, &env, h->ack_ring && rep.version >= 2);
 	if (r < 0) {
 		mmn__client_drop(c, r);
 		return;

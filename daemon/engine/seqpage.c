@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "clients/client.h"
+#include "engine/memfd.h"
 #include "seqpage.h"
 
 #ifndef F_SEAL_FUTURE_WRITE
@@ -50,33 +51,6 @@ static void slot_wake(struct client *c, uint32_t slot)
 	syscall(SYS_futex, &c->page->slots[slot].seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-/* A sealed memfd of @size bytes mapped read-write at *@addr; the client may write it too (@seals). */
-static int memfd_map(const char *name, size_t size, unsigned seals, void **addr)
-{
-	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING), r;
-	void *p;
-
-	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)size) < 0)
-		goto fail;
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED)
-		goto fail;
-	if (fcntl(fd, F_ADD_SEALS, seals) < 0) {
-		r = -errno;
-		munmap(p, size);
-		close(fd);
-		return r;
-	}
-	*addr = p;
-	return fd;
-fail:
-	r = -errno;
-	close(fd);
-	return r;
-}
-
 int mmn__seqpage_create(struct client *c, uint32_t nslots, bool waiter_flag, uint64_t gen_base)
 {
 	size_t size = MMN_SEQPAGE_SIZE(nslots), wsize = MMN_WAITPAGE_SIZE(nslots);
@@ -86,13 +60,13 @@ int mmn__seqpage_create(struct client *c, uint32_t nslots, bool waiter_flag, uin
 	if (gen_base > (uint64_t)UINT32_MAX + 1)
 		return -EINVAL;
 	/* Our mapping stays writable; the client can only map it read-only. */
-	fd = memfd_map("mmn-seqpage", size, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL,
-		       &p);
+	fd = mmn__memfd_map("mmn-seqpage", size,
+			    F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL, &p);
 	if (fd < 0)
 		return fd;
 	/* The client writes its flags: only the size is sealed (a shrink would fault us). */
 	if (waiter_flag) {
-		wfd = memfd_map("mmn-waiters", wsize, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL, &w);
+		wfd = mmn__memfd_map("mmn-waiters", wsize, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL, &w);
 		if (wfd < 0) {
 			munmap(p, size);
 			close(fd);

@@ -48,7 +48,14 @@
  * their own, set_mempolicy(MPOL_LOCAL, NULL, 0) (libnuma:
  * numa_set_localalloc()); the sampling a thread does skips every mapping
  * without a policy of its own when the thread's policy lacks MPOL_F_MOF.
- * The library's thread does so.
+ * The library's thread does so.  In a memory cgroup above memory.high, a
+ * thread that charges memory (a new page, or kernel memory such as the
+ * buffer of a socket or pipe write) reclaims, which may wait for blocking
+ * acks, and then sleeps, for up to 2 s, on its way back to user space.  The
+ * library's thread charges nothing: it acks through memory it shares with
+ * mmnd and an eventfd, not through its socket, and so does mmn_ack().  Keep
+ * callbacks, and threads while they hold a lock a callback takes, from
+ * charging memory too.
  *
  * userfaultfd source (no module): the process's munmap/madvise/mremap/fork
  * of a subscribed range wait until mmnd has read the event from the

@@ -63,22 +63,73 @@ int fs_send(struct fake_server *fs, MmnEnvelope *env)
 	return fs->conn < 0 ? -ENOTCONN : mmn__wire_send(fs->conn, env, NULL, 0, 0);
 }
 
+static void log_ack(struct fake_server *fs, uint64_t sub_id, uint64_t event_id, uint32_t run)
+{
+	if (!run)
+		fs->bad_runs++;
+	if (fs->nack_log < FS_ACK_LOG)
+		fs->ack_log[fs->nack_log++] = (struct fs_ack){sub_id, event_id, run};
+	fs->nacks++;
+	fs->last_ack_sub = sub_id;
+	fs->last_ack_event = event_id;
+}
+
 static void on_ack_many(struct fake_server *fs, const Mmn__V1__AckMany *m)
 {
 	fs->nack_many++;
 	if (m->n_runs && (!fs->reply_ack_runs || m->n_runs != m->n_sub_ids))
 		fs->bad_runs++;
-	for (size_t i = 0; i < m->n_sub_ids && i < m->n_event_ids; i++) {
-		uint32_t run = i < m->n_runs ? m->runs[i] : 1;
+	for (size_t i = 0; i < m->n_sub_ids && i < m->n_event_ids; i++)
+		log_ack(fs, m->sub_ids[i], m->event_ids[i], i < m->n_runs ? m->runs[i] : 1);
+}
 
-		if (!run)
-			fs->bad_runs++;
-		if (fs->nack_log < FS_ACK_LOG)
-			fs->ack_log[fs->nack_log++] = (struct fs_ack){m->sub_ids[i], m->event_ids[i], run};
-		fs->nacks++;
-		fs->last_ack_sub = m->sub_ids[i];
-		fs->last_ack_event = m->event_ids[i];
+/* The ring's new entries, as mmnd takes them (fs->mu held). */
+static void ring_take(struct fake_server *fs)
+{
+	uint32_t head;
+
+	if (!fs->ring || fs->ring_paused)
+		return;
+	head = __atomic_load_n(&fs->ring->head, __ATOMIC_ACQUIRE);
+	for (; fs->ring_tail != head; fs->ring_tail++) {
+		const struct mmn_ack_entry *e = &fs->ring->e[fs->ring_tail % MMN_ACK_RING_ENTRIES];
+
+		log_ack(fs, e->sub_id, e->event_id, e->run);
+		fs->nring_entries++;
 	}
+	__atomic_store_n(&fs->ring->tail, fs->ring_tail, __ATOMIC_RELEASE);
+}
+
+static void ring_drop(struct fake_server *fs)
+{
+	if (fs->ring)
+		munmap(fs->ring, MMN_ACK_RING_SIZE(MMN_ACK_RING_ENTRIES));
+	if (fs->doorbell >= 0)
+		close(fs->doorbell);
+	fs->ring = NULL;
+	fs->doorbell = -1;
+	fs->ring_tail = 0;
+}
+
+/* A new ring and doorbell for this connection; its memfd in *@memfd (to close once sent). */
+static bool ring_new(struct fake_server *fs, int *memfd)
+{
+	size_t len = MMN_ACK_RING_SIZE(MMN_ACK_RING_ENTRIES);
+	void *p;
+
+	ring_drop(fs);
+	*memfd = memfd_create("fake-ackring", MFD_CLOEXEC);
+	if (*memfd < 0 || ftruncate(*memfd, (off_t)len) < 0)
+		abort();
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, *memfd, 0);
+	fs->doorbell = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p == MAP_FAILED || fs->doorbell < 0)
+		abort();
+	fs->ring = p;
+	fs->ring->magic = MMN_ACK_RING_MAGIC;
+	fs->ring->version = MMN_ACK_RING_VERSION;
+	fs->ring->nentries = MMN_ACK_RING_ENTRIES;
+	return true;
 }
 
 static void reply_hello(struct fake_server *fs, uint64_t req, const Mmn__V1__Hello *hello)
@@ -105,10 +156,18 @@ static void reply_hello(struct fake_server *fs, uint64_t req, const Mmn__V1__Hel
 	env.request_id = req;
 	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO_REPLY;
 	env.hello_reply = &h;
+	h.ack_ring = fs->reply_ack_ring && hello->ack_ring && !fs->reply_without_fd && fs->reply_extra_fd < 0;
 	{
-		const int fds[2] = {fs->memfd, fs->reply_extra_fd};
+		int fds[3] = {fs->memfd, fs->reply_extra_fd, -1};
+		size_t nfds = fs->reply_without_fd ? 0 : fs->reply_extra_fd >= 0 ? 2 : 1;
 
-		mmn__wire_send(fs->conn, &env, fds, fs->reply_without_fd ? 0 : fs->reply_extra_fd >= 0 ? 2 : 1, 0);
+		if (h.ack_ring && ring_new(fs, &fds[1])) {
+			fds[2] = fs->doorbell;
+			nfds = 3;
+		}
+		mmn__wire_send(fs->conn, &env, fds, nfds, 0);
+		if (h.ack_ring)
+			close(fds[1]);
 	}
 	fs->nhello++;
 }
@@ -361,6 +420,7 @@ static void on_packet(struct fake_server *fs)
 	size_t nfds;
 	ssize_t n;
 
+	ring_take(fs); /* entries published before the packet come first, as mmnd takes them */
 	n = mmn__wire_recv(fs->conn, buf, sizeof(buf), fds, MMN_WIRE_MAX_FDS, &nfds);
 	if (n == -EAGAIN)
 		return;
@@ -466,16 +526,18 @@ static void *fs_main(void *arg)
 	struct fake_server *fs = arg;
 
 	for (;;) {
-		struct pollfd p[4] = {{.fd = fs->ctl, .events = POLLIN},
+		struct pollfd p[5] = {{.fd = fs->ctl, .events = POLLIN},
 				      {.fd = fs->lfd, .events = POLLIN},
+				      {.fd = -1, .events = POLLIN},
 				      {.fd = -1, .events = POLLIN},
 				      {.fd = -1, .events = POLLIN}};
 
 		pthread_mutex_lock(&fs->mu);
 		p[2].fd = fs->conn_paused ? -1 : fs->conn;
 		p[3].fd = fs->uffd_paused ? -1 : fs->uffd;
+		p[4].fd = fs->ring_paused ? -1 : fs->doorbell;
 		pthread_mutex_unlock(&fs->mu);
-		if (poll(p, 4, -1) < 0)
+		if (poll(p, 5, -1) < 0)
 			continue;
 		pthread_mutex_lock(&fs->mu);
 		fs->loops++;
@@ -503,6 +565,12 @@ static void *fs_main(void *arg)
 		}
 		if (p[3].revents && fs->uffd == p[3].fd)
 			on_uffd(fs);
+		if (p[4].revents && fs->doorbell == p[4].fd) {
+			uint64_t n;
+
+			if (read(fs->doorbell, &n, sizeof(n)) == sizeof(n))
+				ring_take(fs);
+		}
 		pthread_cond_broadcast(&fs->cv);
 		pthread_mutex_unlock(&fs->mu);
 	}
@@ -514,7 +582,7 @@ int fs_start(struct fake_server *fs)
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
 	memset(fs, 0, sizeof(*fs));
-	fs->conn = fs->uffd = fs->memfd = fs->held_uffd = fs->send_note = -1;
+	fs->conn = fs->uffd = fs->memfd = fs->held_uffd = fs->send_note = fs->doorbell = -1;
 	fs->reply_version = MMN_PROTO_VERSION;
 	fs->reply_extra_fd = -1;
 	fs->subs = calloc(FS_MAX_SUBS, sizeof(*fs->subs));
@@ -549,6 +617,20 @@ void fs_pause_uffd(struct fake_server *fs)
 	pthread_mutex_lock(&fs->mu);
 	fs->uffd_paused = true;
 	loops = fs->loops;
+	pthread_mutex_unlock(&fs->mu);
+	kick(fs);
+	fs_wait(fs, &fs->loops, loops + 1);
+}
+
+void fs_pause_ring(struct fake_server *fs, bool paused)
+{
+	unsigned loops;
+
+	pthread_mutex_lock(&fs->mu);
+	fs->ring_paused = paused;
+	ring_take(fs);
+	loops = fs->loops;
+	pthread_cond_broadcast(&fs->cv);
 	pthread_mutex_unlock(&fs->mu);
 	kick(fs);
 	fs_wait(fs, &fs->loops, loops + 1);
@@ -591,6 +673,7 @@ void fs_stop(struct fake_server *fs)
 		close(fs->uffd);
 	if (fs->held_uffd >= 0)
 		close(fs->held_uffd);
+	ring_drop(fs);
 	if (fs->sp)
 		munmap(fs->sp, MMN_SEQPAGE_SIZE(fs->nslots));
 	if (fs->memfd >= 0)

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ack-ring.h"
 #include "seqpage.h"
 #include "wire.h"
 
@@ -110,6 +111,17 @@ struct fake_server {
 		uint32_t run;
 	} ack_log[FS_ACK_LOG];
 	unsigned nack_log, bad_runs;
+	/*
+	 * reply_ack_ring: answer Hello.ack_ring with a ring (proto/ack-ring.h)
+	 * and its doorbell.  Its entries are taken as mmnd takes them (at the
+	 * doorbell, and before each packet) into nacks and ack_log, counted in
+	 * nring_entries; ring_paused leaves them in the ring (fs_pause_ring()).
+	 */
+	bool reply_ack_ring, ring_paused;
+	struct mmn_ack_ring *ring; /* the current connection's, or NULL */
+	int doorbell;
+	uint32_t ring_tail;
+	unsigned nring_entries;
 	bool last_no_end; /* Subscribe.no_end of the last Subscribe */
 	uint64_t last_ack_sub, last_ack_event;
 	int uffd;
@@ -144,6 +156,8 @@ int fs_unread(struct fake_server *fs);
 int fs_fill(struct fake_server *fs);
 /* Stop reading the uffd; returns once the server thread no longer polls it. */
 void fs_pause_uffd(struct fake_server *fs);
+/* Stop (@paused) or resume taking the ack ring's entries; resuming takes what is there. */
+void fs_pause_ring(struct fake_server *fs, bool paused);
 int fs_send(struct fake_server *fs, MmnEnvelope *env);
 /* Wait until *@counter >= @n (under fs->mu), at most 5 s.  Returns true when reached. */
 bool fs_wait(struct fake_server *fs, const unsigned *counter, unsigned n);

@@ -6,8 +6,9 @@
  * acks of one packet go back as one AckMany (in runs when mmnd takes them),
  * a malformed batch drops the connection, and with a v1 mmnd the library
  * acks one Ack per event.  The acks of one event's long run of Invalidates
- * wait for its end (up to MMN_ACK_HOLD_MS), and packets read ahead keep the
- * client's fd readable.
+ * wait for its end (up to MMN_ACK_HOLD_MS), packets read ahead keep the
+ * client's fd readable, and with an mmnd that offers it the acks go
+ * through the ack ring.
  */
 #include <errno.h>
 #include <poll.h>
@@ -401,6 +402,64 @@ static void test_rx_pending(struct fake_server *fs)
 	mmn_disconnect(c);
 }
 
+/*
+ * With an mmnd that offers the ack ring, the batched acks go through it and
+ * no AckMany is sent (the dispatch thread allocates no socket buffer for
+ * them); when the ring is full they go as AckMany, and none is lost or
+ * doubled.
+ */
+static void test_ack_ring(struct fake_server *fs)
+{
+	const unsigned nev = MMN_ACK_RING_ENTRIES + 200;
+	struct mmn_event_record recs[MMN_EVENT_BATCH_MAX];
+	struct mmn_client *c = NULL;
+	struct rec r = {0};
+	unsigned acks0, many0, ring0, ring1;
+	uint64_t id;
+
+	fs->reply_version = 2;
+	fs->reply_ack_runs = true;
+	fs->reply_ack_ring = true;
+	tap_require(mmn_connect(fs->path, &c) == 0);
+	subscribe(c, BASE + 32 * PAGE, MMN_SUB_BLOCKING, &r);
+	id = fs->subs[fs->nsubs - 1].id;
+	acks0 = fs_get(fs, &fs->nacks);
+	many0 = fs_get(fs, &fs->nack_many);
+	ring0 = fs_get(fs, &fs->nring_entries);
+	recs[0] = inval(id, 60, BASE + 32 * PAGE, true);
+	send_batch(fs, recs, 1);
+	tap_ok(dispatch_reached(c, &r.inval, 1) && fs_wait(fs, &fs->nacks, acks0 + 1),
+	       "ring: the Invalidate is delivered and acked");
+	tap_ok(fs_get(fs, &fs->nring_entries) - ring0 == 1 && fs_get(fs, &fs->nack_many) == many0,
+	       "ring: through the ack ring, with no AckMany");
+	tap_ok(fs->last_ack_sub == id && fs->last_ack_event == 60,
+	       "ring: the entry names the sub and the event");
+
+	fs_pause_ring(fs, true);
+	acks0 = fs_get(fs, &fs->nacks);
+	many0 = fs_get(fs, &fs->nack_many);
+	ring0 = fs_get(fs, &fs->nring_entries);
+	for (unsigned sent = 0; sent < nev;) {
+		unsigned k = nev - sent < MMN_EVENT_BATCH_MAX ? nev - sent : MMN_EVENT_BATCH_MAX;
+
+		for (unsigned i = 0; i < k; i++)
+			recs[i] = inval(id, 100 + sent + i, BASE + 32 * PAGE, true);
+		send_batch(fs, recs, k);
+		sent += k;
+	}
+	tap_ok(dispatch_reached(c, &r.inval, 1 + nev) && fs_wait(fs, &fs->nack_many, many0 + 1),
+	       "ring full: %u events delivered, the acks that do not fit go as AckMany", nev);
+	fs_pause_ring(fs, false);
+	tap_ok(fs_wait(fs, &fs->nacks, acks0 + nev), "ring full: every event acked once the ring is taken");
+	ring1 = fs_get(fs, &fs->nring_entries) - ring0;
+	tap_ok(fs_get(fs, &fs->nacks) - acks0 == nev && ring1 > 0 && ring1 <= MMN_ACK_RING_ENTRIES,
+	       "ring full: each once, %u through the ring", ring1);
+	tap_is_int(fs_get(fs, &fs->bad_runs), 0, "ring: every entry well formed");
+	fs->reply_ack_ring = false;
+	fs->reply_ack_runs = false;
+	mmn_disconnect(c);
+}
+
 static void test_v1(struct fake_server *fs)
 {
 	struct rec r1 = {0}, r2 = {0};
@@ -439,6 +498,7 @@ int main(void)
 	test_ack_runs(&fs);
 	test_ack_hold(&fs);
 	test_rx_pending(&fs);
+	test_ack_ring(&fs);
 	fs_stop(&fs);
 	return tap_done();
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "ack-ring.h"
 #include "admin.h"
 #include "broker.h"
 #include "event-record.h"
@@ -58,6 +59,9 @@ struct tclient {
 	MmnEnvelope *held[2 * MMN_EVENT_BATCH_MAX];
 	unsigned nheld, iheld;
 	uint64_t batches, records, folded; /* EventBatch packets, records, INVALIDATE_END records */
+	/* HelloReply.ack_ring (tc_hello_ring()): the ring and its doorbell, else NULL and -1. */
+	struct mmn_ack_ring *ring;
+	int doorbell;
 };
 
 static inline void h_init(struct harness *h, const struct broker_options *o)
@@ -240,14 +244,28 @@ static inline int tc_send(struct tclient *c, MmnEnvelope *env)
 	return mmn__wire_send(c->fd, env, NULL, 0, 0);
 }
 
+/* What HelloReply @r tells @c, and its sequence page @memfd mapped (and closed): 0 or -errno. */
+static inline int tc_take_reply(struct tclient *c, const Mmn__V1__HelloReply *r, int memfd)
+{
+	c->id = r->client_id;
+	c->version = r->version;
+	c->ack_runs = r->ack_runs;
+	c->nslots = r->seqpage_slots;
+	c->page_size = MMN_SEQPAGE_SIZE(c->nslots);
+	c->page = mmap(NULL, c->page_size, PROT_READ, MAP_SHARED, memfd, 0);
+	close(memfd);
+	return c->page == MAP_FAILED ? -errno : 0;
+}
+
 /* Connect and say Hello offering protocol versions 1..@version, and AckMany runs if @ack_runs. */
 static inline int tc_hello_runs(struct harness *h, struct tclient *c, uint32_t version, bool ack_runs)
 {
 	Mmn__V1__Hello hello = MMN__V1__HELLO__INIT;
 	MmnEnvelope env = MMN__V1__ENVELOPE__INIT, *rep;
-	int memfd = -1;
+	int memfd = -1, r;
 
 	memset(c, 0, sizeof(*c));
+	c->doorbell = -1;
 	c->fd = tc_connect_raw(h);
 	hello.version_min = 1;
 	hello.version_max = version;
@@ -263,15 +281,9 @@ static inline int tc_hello_runs(struct harness *h, struct tclient *c, uint32_t v
 		mmn__wire_free(rep);
 		return -EPROTO;
 	}
-	c->id = rep->hello_reply->client_id;
-	c->version = rep->hello_reply->version;
-	c->ack_runs = rep->hello_reply->ack_runs;
-	c->nslots = rep->hello_reply->seqpage_slots;
-	c->page_size = MMN_SEQPAGE_SIZE(c->nslots);
-	c->page = mmap(NULL, c->page_size, PROT_READ, MAP_SHARED, memfd, 0);
-	close(memfd);
+	r = tc_take_reply(c, rep->hello_reply, memfd);
 	mmn__wire_free(rep);
-	return c->page == MAP_FAILED ? -errno : 0;
+	return r;
 }
 
 static inline int tc_hello_v(struct harness *h, struct tclient *c, uint32_t version)
@@ -284,8 +296,76 @@ static inline int tc_hello(struct harness *h, struct tclient *c)
 	return tc_hello_v(h, c, 1);
 }
 
+/*
+ * Connect and say Hello v2 with AckMany runs and the ack ring; the ring is
+ * mapped into @c.  0, or -EPROTO when the reply does not carry a ring.
+ */
+static inline int tc_hello_ring(struct harness *h, struct tclient *c)
+{
+	Mmn__V1__Hello hello = MMN__V1__HELLO__INIT;
+	MmnEnvelope env = MMN__V1__ENVELOPE__INIT, *rep = NULL;
+	uint8_t buf[MMN_WIRE_MAX_MSG];
+	int fds[MMN_WIRE_MAX_FDS];
+	size_t nfds = 0;
+	ssize_t n = -EAGAIN;
+	int r;
+
+	memset(c, 0, sizeof(*c));
+	c->doorbell = -1;
+	c->fd = tc_connect_raw(h);
+	hello.version_min = 1;
+	hello.version_max = 2;
+	hello.ack_runs = true;
+	hello.ack_ring = true;
+	env.request_id = ++c->next_rid;
+	env.body_case = MMN__V1__ENVELOPE__BODY_HELLO;
+	env.hello = &hello;
+	if (tc_send(c, &env) < 0)
+		return -EIO;
+	for (int i = 0; i < 200 && n == -EAGAIN; i++) {
+		uv_run(&h->loop, UV_RUN_NOWAIT);
+		n = mmn__wire_recv(c->fd, buf, sizeof(buf), fds, MMN_WIRE_MAX_FDS, &nfds);
+	}
+	if (n <= 0 || mmn__wire_decode(buf, (size_t)n, &rep) < 0 ||
+	    rep->body_case != MMN__V1__ENVELOPE__BODY_HELLO_REPLY || !rep->hello_reply->ack_ring ||
+	    nfds != 3) {
+		for (size_t k = 0; k < nfds; k++)
+			close(fds[k]);
+		mmn__wire_free(rep);
+		return -EPROTO;
+	}
+	r = tc_take_reply(c, rep->hello_reply, fds[0]);
+	mmn__wire_free(rep);
+	c->ring = mmap(NULL, MMN_ACK_RING_SIZE(MMN_ACK_RING_ENTRIES), PROT_READ | PROT_WRITE, MAP_SHARED,
+		       fds[1], 0);
+	c->doorbell = fds[2];
+	close(fds[1]);
+	if (c->ring == MAP_FAILED)
+		c->ring = NULL;
+	return r < 0 ? r : c->ring ? 0 : -ENOMEM;
+}
+
+/* Put one entry in @c's ring, publish it, and ring the doorbell if @ring. */
+static inline void tc_ring_ack(struct tclient *c, uint64_t sub_id, uint64_t event_id, uint32_t run, bool ring)
+{
+	uint32_t head = c->ring->head;
+	const uint64_t one = 1;
+
+	c->ring->e[head % MMN_ACK_RING_ENTRIES] =
+		(struct mmn_ack_entry){.sub_id = sub_id, .event_id = event_id, .run = run};
+	__atomic_store_n(&c->ring->head, head + 1, __ATOMIC_RELEASE);
+	if (ring)
+		h_require(write(c->doorbell, &one, sizeof(one)) == sizeof(one));
+}
+
 static inline void tc_close(struct tclient *c)
 {
+	if (c->ring)
+		munmap(c->ring, MMN_ACK_RING_SIZE(MMN_ACK_RING_ENTRIES));
+	c->ring = NULL;
+	if (c->doorbell > 0) /* 0: a tclient zeroed by a test, never a doorbell */
+		close(c->doorbell);
+	c->doorbell = -1;
 	while (c->iheld < c->nheld)
 		mmn__wire_free(c->held[c->iheld++]);
 	if (c->page && c->page != MAP_FAILED)
