@@ -19,7 +19,7 @@
  *
  *   mirror [--check] [--duration S] [--strict] [--migrate] [--socket PATH]
  *          [--pid PID [--range ADDR:LEN]] [--workload-only] [--pages N] [--seed N]
- *          [--ops mmap,munmap,madvise,mremap,mprotect,write] [--verbose]
+ *          [--ops mmap,munmap,madvise,mremap,mprotect,write] [--verbose] [--announce]
  *
  * --migrate moves random runs of the arena's pages to the other NUMA node
  * with move_pages() every 50 ms (with --pid, the target's pages, from a
@@ -31,6 +31,11 @@
  * another process (module only); without --range the largest private
  * writable mapping of PID is used.  --workload-only just runs the workload
  * and prints "arena ADDR:LEN" (a target for another mirror --pid).
+ *
+ * --announce prints "mirror: running" once everything is set up and the
+ * threads are started, so that a script can change the conditions of a
+ * running mirror (a memory cgroup's limit, say) without guessing when its
+ * setup is over: the setup must not run under those conditions.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,7 +60,7 @@
 #define NSTALE	 8 /* stale entries described with --verbose */
 
 static struct {
-	bool check, strict, migrate, workload_only, verbose;
+	bool check, strict, migrate, workload_only, verbose, announce;
 	int duration;
 	pid_t pid;
 	uint64_t start, len;
@@ -494,7 +499,9 @@ static void usage(FILE *f, const char *argv0)
 		"usage: %s [--check] [--duration S] [--strict] [--migrate] [--socket PATH]\n"
 		"          [--pid PID [--range ADDR:LEN]] [--workload-only] [--pages N] [--seed N]\n"
 		"          [--ops mmap,munmap,madvise,mremap,mprotect,write] [--extra-subs N] [--verbose]\n"
+		"          [--announce]\n"
 		"\n"
+		"  --announce  print \"mirror: running\" once set up with the threads started\n"
 		"  --extra-subs N  also hold N page-sized non-blocking subscriptions of a\n"
 		"              mapping of our own (not --pid's), as a registration cache would:\n"
 		"              the check runs with them in mmnd's index of this process\n"
@@ -515,11 +522,12 @@ static int parse(int argc, char **argv)
 		{"pages", required_argument, NULL, 'n'},  {"seed", required_argument, NULL, 'e'},
 		{"ops", required_argument, NULL, 'o'},	  {"verbose", no_argument, NULL, 'v'},
 		{"extra-subs", required_argument, NULL, 'x'},
+		{"announce", no_argument, NULL, 'a'},
 		{"help", no_argument, NULL, 'h'},	  {0},
 	};
 	int o;
 
-	while ((o = getopt_long(argc, argv, "cd:Sms:p:r:wn:e:o:x:vh", longopts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "cd:Sms:p:r:wn:e:o:x:vah", longopts, NULL)) != -1) {
 		switch (o) {
 		case 'c':
 			opt.check = true;
@@ -544,6 +552,9 @@ static int parse(int argc, char **argv)
 			break;
 		case 'v':
 			opt.verbose = true;
+			break;
+		case 'a':
+			opt.announce = true;
 			break;
 		case 'n':
 			opt.pages = (unsigned)atoi(optarg);
@@ -778,6 +789,11 @@ int main(int argc, char **argv)
 		pthread_create(&workload, NULL, workload_main, NULL);
 	else if (opt.migrate)
 		pthread_create(&migrator, NULL, migrator_main, NULL);
+	if (opt.announce) {
+		/* flushed now: stdout is a pipe, and the reader acts on this line */
+		printf("mirror: running\n");
+		fflush(stdout);
+	}
 	for (int64_t end = now_ms() + opt.duration * 1000LL; now_ms() < end && !sh->stop;) {
 		struct timespec t = {.tv_nsec = 100 * 1000 * 1000};
 
